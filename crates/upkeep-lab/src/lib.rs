@@ -1,0 +1,1 @@
+//! upkeep-lab: a simulated Kubernetes cluster.
