@@ -1,0 +1,274 @@
+//! The kubectl-standard connection flags, parsed by every plugin itself, and
+//! their resolution into a [`kube::Client`].
+//!
+//! kubectl hands plugins none of its own flags (kubectl `HandlePluginCommand`
+//! rejects flags placed before the plugin name), so each binary mirrors the set
+//! cli-runtime registers in `pkg/genericclioptions/config_flags.go`. The
+//! context is resolved once, at start, and reported back so a mutating plugin
+//! can show where it is about to act.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// The kubectl-standard flags (names, short forms and meaning as in kubectl).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Kubernetes connection (as kubectl)")]
+pub struct KubeFlags {
+    /// Path to the kubeconfig file (wins over KUBECONFIG, which may list several merged files)
+    #[arg(long, value_name = "PATH", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, value_name = "NAME", global = true)]
+    pub context: Option<String>,
+    /// The kubeconfig cluster to use
+    #[arg(long, value_name = "NAME", global = true)]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use
+    #[arg(long, value_name = "NAME", global = true)]
+    pub user: Option<String>,
+    /// The namespace scope for this request
+    #[arg(short = 'n', long, value_name = "NAMESPACE", global = true)]
+    pub namespace: Option<String>,
+    /// Time to wait for a single server request ("0" means no timeout), e.g. 30s, 1m
+    #[arg(long, value_name = "DURATION", default_value = "0", global = true)]
+    pub request_timeout: String,
+    /// Username to impersonate for the operation
+    #[arg(long = "as", value_name = "USER", global = true)]
+    pub as_user: Option<String>,
+    /// Group to impersonate (repeatable)
+    #[arg(long = "as-group", value_name = "GROUP", global = true)]
+    pub as_group: Vec<String>,
+    /// The address and port of the Kubernetes API server
+    #[arg(short = 's', long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+    /// Bearer token for authentication to the API server
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub token: Option<String>,
+    /// Do not check the server's certificate (insecure)
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+    /// Path to a CA certificate file for the server
+    #[arg(long, value_name = "PATH", global = true)]
+    pub certificate_authority: Option<PathBuf>,
+}
+
+/// A resolved connection: the client plus what it points at.
+#[derive(Clone)]
+pub struct Connection {
+    pub client: Client,
+    /// The kubeconfig context in use (`in-cluster` or `flags` when none).
+    pub context: String,
+    /// The API server URL.
+    pub server: String,
+    /// The namespace from `-n`, else the context's, else `default`.
+    pub namespace: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("context", &self.context)
+            .field("server", &self.server)
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl KubeFlags {
+    /// Parses `--request-timeout` the way kubectl does: a bare number is
+    /// seconds, otherwise a duration with units; zero means none.
+    pub fn request_timeout(&self) -> anyhow::Result<Option<Duration>> {
+        parse_request_timeout(&self.request_timeout)
+    }
+
+    /// Builds the client configuration from the kubeconfig (the flag wins over
+    /// KUBECONFIG; several KUBECONFIG paths are merged) and the override flags.
+    pub async fn config(&self) -> anyhow::Result<(Config, String)> {
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+        };
+        let kubeconfig = match &self.kubeconfig {
+            Some(path) => Some(
+                Kubeconfig::read_from(path)
+                    .with_context(|| format!("could not read the kubeconfig {}", path.display()))?,
+            ),
+            None => match Kubeconfig::read() {
+                Ok(kc) => Some(kc),
+                // No kubeconfig at all: --server alone, or in-cluster, may still work.
+                Err(_) if self.server.is_some() || in_cluster() => None,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(
+                        "no usable kubeconfig: pass --kubeconfig PATH, set KUBECONFIG, or create ~/.kube/config",
+                    ));
+                }
+            },
+        };
+        let (mut config, context) = match kubeconfig {
+            Some(kc) => {
+                let context = options
+                    .context
+                    .clone()
+                    .or_else(|| kc.current_context.clone())
+                    .unwrap_or_default();
+                if let Some(name) = &options.context
+                    && !kc.contexts.iter().any(|c| &c.name == name)
+                {
+                    let known: Vec<_> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+                    bail!(
+                        "context {name:?} is not in the kubeconfig (known: {})",
+                        known.join(", ")
+                    );
+                }
+                let config = Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .context("could not build a client configuration from the kubeconfig")?;
+                (config, context)
+            }
+            None if self.server.is_some() => (
+                Config::new("http://localhost".parse()?),
+                "flags".to_string(),
+            ),
+            None => (
+                Config::incluster().context("could not load the in-cluster configuration")?,
+                "in-cluster".to_string(),
+            ),
+        };
+        if let Some(server) = &self.server {
+            config.cluster_url = server
+                .parse()
+                .with_context(|| format!("--server {server:?} is not a valid URL"))?;
+        }
+        if let Some(token) = &self.token {
+            config.auth_info.token = Some(token.clone().into());
+            config.auth_info.client_certificate = None;
+            config.auth_info.client_certificate_data = None;
+            config.auth_info.client_key = None;
+            config.auth_info.client_key_data = None;
+        }
+        if self.insecure_skip_tls_verify {
+            config.accept_invalid_certs = true;
+        }
+        if let Some(ca) = &self.certificate_authority {
+            let pem = std::fs::read(ca).with_context(|| {
+                format!("could not read --certificate-authority {}", ca.display())
+            })?;
+            config.root_cert = Some(pem_certificates(&pem).with_context(|| {
+                format!(
+                    "--certificate-authority {} holds no PEM certificate",
+                    ca.display()
+                )
+            })?);
+        }
+        if let Some(user) = &self.as_user {
+            config.auth_info.impersonate = Some(user.clone());
+        }
+        if !self.as_group.is_empty() {
+            config.auth_info.impersonate_groups = Some(self.as_group.clone());
+        }
+        if let Some(timeout) = self.request_timeout()? {
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+            config.connect_timeout = Some(timeout);
+        }
+        if let Some(ns) = &self.namespace {
+            config.default_namespace = ns.clone();
+        }
+        Ok((config, context))
+    }
+
+    /// Resolves the flags once into a client.
+    pub async fn connect(&self) -> anyhow::Result<Connection> {
+        let (config, context) = self.config().await?;
+        let server = config.cluster_url.to_string();
+        let namespace = config.default_namespace.clone();
+        let client = Client::try_from(config)
+            .with_context(|| format!("could not create a client for {server}"))?;
+        Ok(Connection {
+            client,
+            context,
+            server,
+            namespace,
+        })
+    }
+}
+
+fn in_cluster() -> bool {
+    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
+
+/// kubectl accepts "0", a bare number of seconds, or a Go-style duration.
+pub fn parse_request_timeout(text: &str) -> anyhow::Result<Option<Duration>> {
+    let text = text.trim();
+    if text.is_empty() || text == "0" {
+        return Ok(None);
+    }
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).with_context(|| {
+            format!("--request-timeout {text:?} is not a duration (examples: 30s, 1m, 0)")
+        })?,
+    };
+    Ok((!duration.is_zero()).then_some(duration))
+}
+
+/// Splits a PEM bundle into DER certificates.
+fn pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+    use base64::Engine as _;
+    let decode = |body: &str| base64::engine::general_purpose::STANDARD.decode(body);
+    let text = std::str::from_utf8(pem).context("not UTF-8")?;
+    let mut certs = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line == "-----BEGIN CERTIFICATE-----" {
+            current = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            if let Some(body) = current.take() {
+                certs.push(decode(&body).context("a certificate is not valid base64")?);
+            }
+        } else if let Some(body) = current.as_mut() {
+            body.push_str(line);
+        }
+    }
+    if certs.is_empty() {
+        bail!("no certificate found");
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_timeout_forms() {
+        assert_eq!(parse_request_timeout("0").unwrap(), None);
+        assert_eq!(
+            parse_request_timeout("30").unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_request_timeout("1m").unwrap(),
+            Some(Duration::from_secs(60))
+        );
+        let err = parse_request_timeout("soon").unwrap_err();
+        assert!(format!("{err:#}").contains("\"soon\""));
+    }
+
+    #[test]
+    fn pem_bundle_splits() {
+        let pem = b"-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nAwQF\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            pem_certificates(pem).unwrap(),
+            vec![vec![0, 1, 2], vec![3, 4, 5]]
+        );
+        assert!(pem_certificates(b"nothing").is_err());
+    }
+}

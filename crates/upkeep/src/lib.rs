@@ -1,6 +1,16 @@
 //! The core of upkeep: pure decisions over cluster snapshots, and the thin
 //! shared I/O every plugin needs (kubectl-standard flags, output).
+//!
+//! - [`version`]: Kubernetes and package versions as real clusters report them.
+//! - [`skew`]: the version skew policy as data, the support calendar, the upgrade path planner.
+//! - [`drain`]: pod classification rules, the drain plan, the eviction engine.
+//! - [`upgrade`]: the node upgrade state machine, package recipes, remote-shell transports.
+//! - [`connect`]: the kubectl-standard flags resolved into a client.
+//! - [`output`]: the one printer (tables, `-o json|yaml`, progress on stderr), exit codes.
 
 pub mod connect;
+pub mod drain;
 pub mod output;
+pub mod skew;
+pub mod upgrade;
 pub mod version;

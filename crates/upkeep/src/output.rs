@@ -1,0 +1,241 @@
+//! One printer for all output: data on stdout (a human table, JSON or YAML),
+//! progress, warnings and prompts on stderr. Colour and progress bars appear
+//! only on a terminal; `NO_COLOR` is honoured through anstream.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use comfy_table::{ContentArrangement, Table, presets};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// `-o/--output`: the formats every plugin offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people, with a one-line summary
+    #[default]
+    Table,
+    /// JSON with a stable, documented schema
+    Json,
+    /// The same document as YAML
+    Yaml,
+}
+
+/// Exit codes shared by every plugin.
+///
+/// 0: done (or nothing violates); 1: refused or a violation found; 2: could
+/// not do it (connection, permission, timeout, failure midway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Refused,
+    Error,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Ok => 0,
+            Outcome::Refused => 1,
+            Outcome::Error => 2,
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        ExitCode::from(o.code())
+    }
+}
+
+/// Writes results to stdout and everything else to stderr.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    pub format: OutputFormat,
+    /// Suppress progress and notes (stdout is unaffected).
+    pub quiet: bool,
+}
+
+impl Printer {
+    pub fn new(format: OutputFormat) -> Self {
+        Self {
+            format,
+            quiet: false,
+        }
+    }
+
+    /// Prints a result: `human` renders the table form, JSON and YAML
+    /// serialise `value` itself so that machine output never depends on
+    /// how the table looks.
+    pub fn result<T: Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        let text = match self.format {
+            OutputFormat::Table => human(),
+            OutputFormat::Json => {
+                let mut s =
+                    serde_json::to_string_pretty(value).context("could not encode the result")?;
+                s.push('\n');
+                s
+            }
+            OutputFormat::Yaml => {
+                serde_saphyr::to_string(value).context("could not encode the result")?
+            }
+        };
+        write_stdout(&text)
+    }
+
+    /// A note for people on stderr (hidden with `quiet`).
+    pub fn note(&self, message: impl AsRef<str>) {
+        if !self.quiet {
+            let mut err = anstream::stderr();
+            let _ = writeln!(err, "{}", message.as_ref());
+        }
+    }
+
+    /// A warning on stderr, always shown.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        let mut err = anstream::stderr();
+        let _ = writeln!(err, "warning: {}", message.as_ref());
+    }
+
+    /// A progress bar on stderr, hidden when stderr is not a terminal.
+    pub fn progress(&self, len: u64, what: &str) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(Some(len), self.draw_target());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        bar
+    }
+
+    /// A spinner on stderr, hidden when stderr is not a terminal.
+    pub fn spinner(&self, what: &str) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(None, self.draw_target());
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("static"));
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
+    fn draw_target(&self) -> ProgressDrawTarget {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        }
+    }
+}
+
+/// A table in the house style: no borders, like kubectl's own listings.
+pub fn table<I, S>(header: I) -> Table
+where
+    I: IntoIterator<Item = S>,
+    S: Into<comfy_table::Cell>,
+{
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header);
+    t
+}
+
+/// Renders a table without the trailing spaces comfy-table pads lines with.
+pub fn render(table: &Table) -> String {
+    let mut out = String::new();
+    for line in table.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = anstream::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e).context("could not write to stdout"),
+    }
+}
+
+/// Asks a yes/no question on the terminal. With `assume_yes` it does not ask;
+/// without a terminal it never prompts and refuses instead, naming `--yes`.
+pub fn confirm(question: &str, assume_yes: bool) -> anyhow::Result<bool> {
+    if assume_yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        anyhow::bail!("not asking without a terminal: re-run with --yes to proceed");
+    }
+    dialoguer::Confirm::new()
+        .with_prompt(question)
+        .default(false)
+        .interact()
+        .context("could not read the answer")
+}
+
+/// Runs a plugin's main future and turns its result into an exit code:
+/// errors print as `error: ...` with their context chain and exit 2.
+pub fn finish(result: anyhow::Result<Outcome>) -> ExitCode {
+    match result {
+        Ok(outcome) => outcome.into(),
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            let mut stderr = anstream::stderr();
+            let _ = writeln!(stderr, "error: {err:#}");
+            Outcome::Error.into()
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Sets up logging on stderr: `RUST_LOG` wins, else warnings only.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_codes() {
+        assert_eq!(Outcome::Ok.code(), 0);
+        assert_eq!(Outcome::Refused.code(), 1);
+        assert_eq!(Outcome::Error.code(), 2);
+    }
+
+    #[test]
+    fn rendered_tables_have_no_trailing_spaces() {
+        let mut t = table(["NAME", "VERSION"]);
+        t.add_row(["a-long-name", "v1"]);
+        t.add_row(["b", "v1.31.2"]);
+        let text = render(&t);
+        assert!(text.lines().all(|l| l == l.trim_end()));
+        assert!(text.starts_with(" NAME") || text.starts_with("NAME"));
+        assert_eq!(text.lines().count(), 3);
+    }
+}

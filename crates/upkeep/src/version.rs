@@ -1,0 +1,1 @@
+//! Kubernetes versions as clusters, images and package repositories report them.

@@ -1,0 +1,1 @@
+//! Drain: pod classification rules (pure), the drain plan, the eviction engine.

@@ -1,0 +1,1 @@
+//! The version skew policy, the support calendar and the upgrade path planner.

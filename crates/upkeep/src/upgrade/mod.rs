@@ -1,0 +1,1 @@
+//! Node upgrades: the state machine, package-manager recipes, remote-shell transports.
