@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the release archive for this machine's platform:
+#   dist/upkeep_<VERSION>_<os>_<arch>.tar.gz  (the four plugins + LICENSE)
+#   scripts/package.sh v0.1.0
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=${1:?usage: scripts/package.sh VERSION}
+os=$(uname -s | tr '[:upper:]' '[:lower:]')
+case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+cargo build --release --locked --bins
+stage=$(mktemp -d)
+for b in kubectl-skew kubectl-safedrain kubectl-upgrade_node kubectl-backup; do
+    cp "target/release/$b" "$stage/"
+done
+cp LICENSE "$stage/"
+mkdir -p dist
+tar -C "$stage" -czf "dist/upkeep_${version}_${os}_${arch}.tar.gz" .
+rm -rf "$stage"
+echo "dist/upkeep_${version}_${os}_${arch}.tar.gz"
