@@ -1,1 +1,20 @@
-//! upkeep-lab: a simulated Kubernetes cluster.
+//! upkeep-lab: a simulated Kubernetes cluster in one process.
+//!
+//! * [`lab`]: the shared state ([`Lab`]) and the plugin seam ([`LabPlugin`]).
+//! * [`store`]: the object store with watch history.
+//! * [`resources`]: the table of served resources.
+//! * [`clock`], [`faults`], [`metrics`], [`selector`], [`patch`], [`error`]: building blocks.
+
+pub mod clock;
+pub mod error;
+pub mod faults;
+pub mod lab;
+pub mod metrics;
+pub mod patch;
+pub mod resources;
+pub mod selector;
+pub mod store;
+
+pub use error::{ApiError, ApiResult};
+pub use lab::{Lab, LabOptions, LabPlugin, ServerVersion, default_plugins};
+pub use store::{DeleteOpts, DeleteOutcome, EventKind, ListQuery, Obj, Store, WatchEvent, WriteScope};
