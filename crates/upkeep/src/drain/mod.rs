@@ -1,1 +1,22 @@
 //! Drain: pod classification rules (pure), the drain plan, the eviction engine.
+//!
+//! The library API the plugins share:
+//! - [`snapshot::gather`] reads the cluster once into a [`DrainSnapshot`];
+//! - [`plan`] decides every pod from it (pure, [`DrainOptions`]) into a [`DrainPlan`];
+//! - [`execute`] cordons, evicts and waits, reporting a [`DrainReport`];
+//! - [`wait_workloads_whole`] waits until the evicted pods' workloads are Ready elsewhere;
+//! - [`record`] keeps the former pods on the node (annotation) and uncordons.
+
+pub mod capacity;
+pub mod quantity;
+pub mod rules;
+pub mod selector;
+pub mod snapshot;
+
+mod plan;
+#[cfg(test)]
+mod tests;
+
+pub use plan::{Action, DrainOptions, DrainPlan, PodPlan, Summary, Verdict, plan};
+pub use rules::{Finding, Rule, Severity};
+pub use snapshot::{DrainSnapshot, OwnerState, Workload, gather};

@@ -1,0 +1,397 @@
+//! What the plan needs to know, gathered once: the node, its pods, every
+//! node, every pod (for free capacity and where replicas run), the PDBs, and
+//! the owners of the node's pods (do they exist, which workload, how many
+//! replicas).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, Resource};
+use serde::{Deserialize, Serialize};
+
+use super::rules::{controller_ref, is_mirror};
+
+/// A replicated workload: what must be whole again after the drain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// `Deployment`, `ReplicaSet`, `StatefulSet` or `ReplicationController`.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// Desired replicas (`spec.replicas`, 1 when unset).
+    pub replicas: i32,
+    /// Its pod selector in `-l` form.
+    pub selector: String,
+    #[serde(skip)]
+    pub label_selector: LabelSelector,
+}
+
+impl Workload {
+    /// `Deployment/web`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+}
+
+/// The controller of a pod on the node, as looked up in the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerState {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    /// The uid the pod's ownerRef names.
+    pub uid: String,
+    /// An object of that name and uid exists (a same-name object with
+    /// another uid does not count).
+    pub exists: bool,
+    /// The replicated workload at the top (the Deployment above a ReplicaSet).
+    pub workload: Option<Workload>,
+}
+
+/// The cluster as the drain rules see it.
+#[derive(Debug, Clone, Default)]
+pub struct DrainSnapshot {
+    pub node: Node,
+    /// The node's pods (after `--pod-selector`).
+    pub pods: Vec<Pod>,
+    /// Every node of the cluster.
+    pub nodes: Vec<Node>,
+    /// Every pod of the cluster.
+    pub cluster_pods: Vec<Pod>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+    /// Keyed by owner uid.
+    pub owners: BTreeMap<String, OwnerState>,
+}
+
+impl DrainSnapshot {
+    pub fn node_name(&self) -> &str {
+        self.node.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
+/// How many objects one list page holds (kubectl's `--chunk-size` default).
+const PAGE: u32 = 500;
+
+/// Lists every object matching `params`, following continue tokens.
+pub async fn list_all<K>(api: &Api<K>, params: &ListParams) -> kube::Result<Vec<K>>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut items = Vec::new();
+    let mut params = params.clone().limit(PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Gathers the snapshot for draining `node`. `pod_selector` is the
+/// `--pod-selector` label selector (kubectl drain applies it to the list).
+pub async fn gather(
+    client: &Client,
+    node: &str,
+    pod_selector: Option<&str>,
+) -> anyhow::Result<DrainSnapshot> {
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let nodes = list_all(&nodes_api, &ListParams::default())
+        .await
+        .context("could not list the nodes")?;
+    let this = nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(node))
+        .cloned()
+        .with_context(|| {
+            let known: Vec<_> = nodes
+                .iter()
+                .filter_map(|n| n.metadata.name.as_deref())
+                .collect();
+            format!(
+                "node {node:?} not found (nodes: {}); check the name with `kubectl get nodes`",
+                known.join(", ")
+            )
+        })?;
+    let pods_api: Api<Pod> = Api::all(client.clone());
+    let cluster_pods = list_all(&pods_api, &ListParams::default())
+        .await
+        .context("could not list the pods")?;
+    let mut params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    if let Some(sel) = pod_selector.filter(|s| !s.trim().is_empty()) {
+        parse_selector(sel).context("--pod-selector")?;
+        params = params.labels(sel);
+    }
+    let pods = list_all(&pods_api, &params)
+        .await
+        .with_context(|| format!("could not list the pods on {node}"))?;
+    let pdbs = list_all(
+        &Api::<PodDisruptionBudget>::all(client.clone()),
+        &ListParams::default(),
+    )
+    .await
+    .context("could not list the PodDisruptionBudgets")?;
+
+    let mut owners = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for pod in &pods {
+        let Some(owner) = controller_ref(pod) else {
+            continue;
+        };
+        if is_mirror(pod) || !seen.insert(owner.uid.clone()) {
+            continue;
+        }
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let state = lookup_owner(client, &ns, owner)
+            .await
+            .with_context(|| format!("could not look up {} {ns}/{}", owner.kind, owner.name))?;
+        owners.insert(owner.uid.clone(), state);
+    }
+    Ok(DrainSnapshot {
+        node: this,
+        pods,
+        nodes,
+        cluster_pods,
+        pdbs,
+        owners,
+    })
+}
+
+/// Parses a `-l` style selector (`a=b,c!=d,e in (x,y),f,!g`) into a LabelSelector.
+pub fn parse_selector(text: &str) -> anyhow::Result<LabelSelector> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement as Req;
+    let mut sel = LabelSelector {
+        match_labels: Some(BTreeMap::new()),
+        match_expressions: Some(Vec::new()),
+    };
+    // Split on commas outside parentheses.
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    let req = |key: &str, op: &str, values: Vec<String>| Req {
+        key: key.trim().to_string(),
+        operator: op.to_string(),
+        values: Some(values),
+    };
+    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let exprs = sel.match_expressions.as_mut().expect("set above");
+        let set = |rest: &str| -> anyhow::Result<Vec<String>> {
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .with_context(|| format!("selector {part:?}: expected a (value, ...) list"))?;
+            Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+        };
+        if let Some((k, v)) = part.split_once("!=") {
+            exprs.push(req(k, "NotIn", vec![v.trim().to_string()]));
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            sel.match_labels
+                .as_mut()
+                .expect("set above")
+                .insert(k.trim().to_string(), v.trim().to_string());
+        } else if let Some((k, rest)) = part.split_once(" notin ") {
+            exprs.push(req(k, "NotIn", set(rest)?));
+        } else if let Some((k, rest)) = part.split_once(" in ") {
+            exprs.push(req(k, "In", set(rest)?));
+        } else if let Some(k) = part.strip_prefix('!') {
+            exprs.push(req(k, "DoesNotExist", vec![]));
+        } else if part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            exprs.push(req(part, "Exists", vec![]));
+        } else {
+            anyhow::bail!("could not parse the label selector {text:?} at {part:?}");
+        }
+    }
+    Ok(sel)
+}
+
+fn replicated(
+    kind: &str,
+    ns: &str,
+    name: &str,
+    replicas: Option<i32>,
+    selector: Option<LabelSelector>,
+) -> Workload {
+    let label_selector = selector.unwrap_or_default();
+    Workload {
+        kind: kind.to_string(),
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        replicas: replicas.unwrap_or(1),
+        selector: super::selector::label_selector_string(&label_selector),
+        label_selector,
+    }
+}
+
+fn same_uid<K: Resource>(obj: &Option<K>, uid: &str) -> bool {
+    obj.as_ref()
+        .is_some_and(|o| o.meta().uid.as_deref() == Some(uid))
+}
+
+/// Looks up one controller: does it exist (same uid), and which replicated
+/// workload sits on top of it.
+async fn lookup_owner(
+    client: &Client,
+    ns: &str,
+    owner: &OwnerReference,
+) -> anyhow::Result<OwnerState> {
+    let mut state = OwnerState {
+        namespace: ns.to_string(),
+        kind: owner.kind.clone(),
+        name: owner.name.clone(),
+        uid: owner.uid.clone(),
+        exists: false,
+        workload: None,
+    };
+    let group = owner.api_version.split('/').next().unwrap_or_default();
+    match (group, owner.kind.as_str()) {
+        ("apps", "ReplicaSet") => {
+            let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+                .get_opt(&owner.name)
+                .await?;
+            state.exists = same_uid(&rs, &owner.uid);
+            if let Some(rs) = rs.filter(|_| state.exists) {
+                let spec = rs.spec.clone();
+                let deploy_ref = rs
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .find(|o| o.controller == Some(true) && o.kind == "Deployment");
+                let deploy = match deploy_ref {
+                    Some(d) => Api::<Deployment>::namespaced(client.clone(), ns)
+                        .get_opt(&d.name)
+                        .await?
+                        .filter(|dep| dep.metadata.uid.as_deref() == Some(d.uid.as_str())),
+                    None => None,
+                };
+                state.workload = Some(match deploy {
+                    Some(d) => {
+                        let ds = d.spec;
+                        replicated(
+                            "Deployment",
+                            ns,
+                            d.metadata.name.as_deref().unwrap_or_default(),
+                            ds.replicas,
+                            Some(ds.selector),
+                        )
+                    }
+                    None => replicated(
+                        "ReplicaSet",
+                        ns,
+                        &owner.name,
+                        spec.replicas,
+                        Some(spec.selector),
+                    ),
+                });
+            }
+        }
+        ("apps", "StatefulSet") => {
+            let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .get_opt(&owner.name)
+                .await?;
+            state.exists = same_uid(&sts, &owner.uid);
+            if let Some(s) = sts.filter(|_| state.exists) {
+                let spec = s.spec;
+                state.workload = Some(replicated(
+                    "StatefulSet",
+                    ns,
+                    &owner.name,
+                    spec.replicas,
+                    Some(spec.selector),
+                ));
+            }
+        }
+        ("v1", "ReplicationController") => {
+            let rc = Api::<ReplicationController>::namespaced(client.clone(), ns)
+                .get_opt(&owner.name)
+                .await?;
+            state.exists = same_uid(&rc, &owner.uid);
+            if let Some(rc) = rc.filter(|_| state.exists) {
+                let spec = rc.spec.unwrap_or_default();
+                let selector = LabelSelector {
+                    match_labels: spec.selector,
+                    match_expressions: None,
+                };
+                state.workload = Some(replicated(
+                    "ReplicationController",
+                    ns,
+                    &owner.name,
+                    spec.replicas,
+                    Some(selector),
+                ));
+            }
+        }
+        _ => {
+            // Jobs, DaemonSets and any other controller: existence only.
+            let (group, version) = match owner.api_version.split_once('/') {
+                Some((g, v)) => (g, v),
+                None => ("", owner.api_version.as_str()),
+            };
+            let gvk = GroupVersionKind::gvk(group, version, &owner.kind);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk));
+            let obj = match api.get_opt(&owner.name).await {
+                Ok(obj) => obj,
+                // An unknown resource type (a CRD that was removed): gone.
+                Err(kube::Error::Api(s)) if s.code == 404 => None,
+                Err(e) => return Err(e.into()),
+            };
+            state.exists = obj
+                .as_ref()
+                .is_some_and(|o| o.metadata.uid.as_deref() == Some(owner.uid.as_str()));
+        }
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drain::selector::{label_selector_matches, label_selector_string};
+
+    #[test]
+    fn parses_kubectl_selectors() {
+        let s = parse_selector("app=web,tier!=db,zone in (a, b),gpu,!spot").unwrap();
+        assert_eq!(
+            label_selector_string(&s),
+            "app=web,tier notin (db),zone in (a,b),gpu,!spot"
+        );
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(label_selector_matches(
+            &s,
+            &labels(&[("app", "web"), ("zone", "a"), ("gpu", "1")])
+        ));
+        assert!(!label_selector_matches(
+            &s,
+            &labels(&[("app", "web"), ("zone", "c"), ("gpu", "1")])
+        ));
+        assert!(parse_selector("a in b").is_err());
+    }
+}

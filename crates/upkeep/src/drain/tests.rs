@@ -1,0 +1,856 @@
+//! The rules and the plan over hand-built snapshots.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, HostPathVolumeSource, Node, NodeCondition, NodeSpec,
+    NodeStatus, Pod, PodCondition, PodSpec, PodStatus, ResourceRequirements, Taint, Toleration,
+    Volume,
+};
+use k8s_openapi::api::policy::v1::{
+    PodDisruptionBudget, PodDisruptionBudgetSpec, PodDisruptionBudgetStatus,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
+
+use super::*;
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn node(name: &str, cpu: &str) -> Node {
+    let mut n = Node::default();
+    n.metadata.name = Some(name.into());
+    n.metadata.labels = Some(map(&[("kubernetes.io/hostname", name)]));
+    n.spec = Some(NodeSpec::default());
+    n.status = Some(NodeStatus {
+        allocatable: Some(
+            [("cpu", cpu), ("memory", "8Gi"), ("pods", "110")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                .collect(),
+        ),
+        conditions: Some(vec![NodeCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    n
+}
+
+fn tainted(mut n: Node, key: &str) -> Node {
+    n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+        key: key.into(),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    }]);
+    n
+}
+
+struct P(Pod);
+
+impl P {
+    fn new(ns: &str, name: &str, node: &str) -> P {
+        let mut p = Pod::default();
+        p.metadata.namespace = Some(ns.into());
+        p.metadata.name = Some(name.into());
+        p.metadata.uid = Some(format!("uid-{name}"));
+        p.metadata.labels = Some(map(&[("app", name)]));
+        p.spec = Some(PodSpec {
+            node_name: Some(node.into()),
+            containers: vec![Container {
+                name: "c".into(),
+                resources: Some(ResourceRequirements {
+                    requests: Some(
+                        [("cpu", "100m")]
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        p.status = Some(PodStatus {
+            phase: Some("Running".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        P(p)
+    }
+    fn labels(mut self, pairs: &[(&str, &str)]) -> P {
+        self.0.metadata.labels = Some(map(pairs));
+        self
+    }
+    fn owned(mut self, api_version: &str, kind: &str, name: &str) -> P {
+        self.0.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: format!("uid-{kind}-{name}"),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        self
+    }
+    fn rs(self, name: &str) -> P {
+        self.owned("apps/v1", "ReplicaSet", name)
+    }
+    fn annotate(mut self, k: &str, v: &str) -> P {
+        self.0
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(k.into(), v.into());
+        self
+    }
+    fn phase(mut self, phase: &str) -> P {
+        self.0.status.as_mut().unwrap().phase = Some(phase.into());
+        self
+    }
+    fn cpu(mut self, cpu: &str) -> P {
+        let spec = self.0.spec.as_mut().unwrap();
+        spec.containers[0].resources = Some(ResourceRequirements {
+            requests: Some(
+                [("cpu".to_string(), Quantity(cpu.into()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        self
+    }
+    fn volume(mut self, v: Volume) -> P {
+        self.0
+            .spec
+            .as_mut()
+            .unwrap()
+            .volumes
+            .get_or_insert_with(Vec::new)
+            .push(v);
+        self
+    }
+    fn spec(mut self, f: impl FnOnce(&mut PodSpec)) -> P {
+        f(self.0.spec.as_mut().unwrap());
+        self
+    }
+    fn unready(mut self) -> P {
+        self.0.status.as_mut().unwrap().conditions = None;
+        self
+    }
+    fn pod(self) -> Pod {
+        self.0
+    }
+}
+
+fn workload(ns: &str, kind: &str, name: &str, replicas: i32, app: &str) -> Workload {
+    let label_selector = LabelSelector {
+        match_labels: Some(map(&[("app", app)])),
+        match_expressions: None,
+    };
+    Workload {
+        kind: kind.into(),
+        namespace: ns.into(),
+        name: name.into(),
+        replicas,
+        selector: format!("app={app}"),
+        label_selector,
+    }
+}
+
+fn owner(
+    ns: &str,
+    kind: &str,
+    name: &str,
+    exists: bool,
+    w: Option<Workload>,
+) -> (String, OwnerState) {
+    let uid = format!("uid-{kind}-{name}");
+    (
+        uid.clone(),
+        OwnerState {
+            namespace: ns.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid,
+            exists,
+            workload: w,
+        },
+    )
+}
+
+fn pdb(
+    ns: &str,
+    name: &str,
+    app: &str,
+    allowed: i32,
+    healthy: i32,
+    desired: i32,
+) -> PodDisruptionBudget {
+    let mut b = PodDisruptionBudget::default();
+    b.metadata.namespace = Some(ns.into());
+    b.metadata.name = Some(name.into());
+    b.spec = Some(PodDisruptionBudgetSpec {
+        selector: Some(LabelSelector {
+            match_labels: Some(map(&[("app", app)])),
+            match_expressions: None,
+        }),
+        ..Default::default()
+    });
+    b.status = Some(PodDisruptionBudgetStatus {
+        disruptions_allowed: Some(allowed),
+        current_healthy: Some(healthy),
+        desired_healthy: Some(desired),
+        expected_pods: Some(healthy),
+        ..Default::default()
+    });
+    b
+}
+
+/// The os-upgrade practice lab: controlplane (tainted), node01 with the bare
+/// pod hr-app and a web replica, node02 with the other web replicas.
+fn os_upgrade(drain: &str) -> DrainSnapshot {
+    let nodes = vec![
+        tainted(
+            node("controlplane", "2"),
+            "node-role.kubernetes.io/control-plane",
+        ),
+        node("node01", "2"),
+        node("node02", "2"),
+    ];
+    let web = |name: &str, on: &str| {
+        P::new("default", name, on)
+            .labels(&[("app", "web")])
+            .rs("web-6f7c")
+            .pod()
+    };
+    let cluster_pods = vec![
+        P::new("default", "hr-app", "node01").pod(),
+        web("web-6f7c-a", "node01"),
+        web("web-6f7c-b", "node02"),
+        web("web-6f7c-c", "node02"),
+        P::new("kube-system", "kube-proxy-1", "node01")
+            .owned("apps/v1", "DaemonSet", "kube-proxy")
+            .pod(),
+        P::new("kube-system", "kube-proxy-2", "node02")
+            .owned("apps/v1", "DaemonSet", "kube-proxy")
+            .pod(),
+        P::new("kube-system", "etcd-controlplane", "controlplane")
+            .annotate(rules::MIRROR, "abc")
+            .owned("v1", "Node", "controlplane")
+            .pod(),
+    ];
+    snapshot(
+        drain,
+        nodes,
+        cluster_pods,
+        vec![
+            owner(
+                "default",
+                "ReplicaSet",
+                "web-6f7c",
+                true,
+                Some(workload("default", "Deployment", "web", 3, "web")),
+            ),
+            owner("kube-system", "DaemonSet", "kube-proxy", true, None),
+        ],
+    )
+}
+
+fn snapshot(
+    drain: &str,
+    nodes: Vec<Node>,
+    cluster_pods: Vec<Pod>,
+    owners: Vec<(String, OwnerState)>,
+) -> DrainSnapshot {
+    DrainSnapshot {
+        node: nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(drain))
+            .unwrap()
+            .clone(),
+        pods: cluster_pods
+            .iter()
+            .filter(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some(drain))
+            .cloned()
+            .collect(),
+        nodes,
+        cluster_pods,
+        pdbs: vec![],
+        owners: owners.into_iter().collect(),
+    }
+}
+
+fn pod_plan<'a>(plan: &'a DrainPlan, name: &str) -> &'a PodPlan {
+    plan.pods
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("{name} in plan"))
+}
+
+fn blocker<'a>(plan: &'a DrainPlan, rule: Rule) -> &'a Finding {
+    plan.blockers
+        .iter()
+        .find(|b| b.rule == rule)
+        .unwrap_or_else(|| panic!("no {} blocker in {:#?}", rule.name(), plan.blockers))
+}
+
+#[test]
+fn bare_pod_refuses_and_advises_cordon() {
+    let p = plan(&os_upgrade("node01"), &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Refused);
+    let hr = pod_plan(&p, "hr-app");
+    assert_eq!((hr.action, hr.rule), (Action::Block, Rule::Unmanaged));
+    assert!(
+        blocker(&p, Rule::Unmanaged)
+            .message
+            .contains("default/hr-app declares no controller")
+    );
+    assert!(
+        p.advice
+            .iter()
+            .any(|a| a.contains("kubectl cordon node01") && a.contains("default/hr-app"))
+    );
+    // The rest of the plan is still computed and shown.
+    let web = pod_plan(&p, "web-6f7c-a");
+    assert_eq!(web.action, Action::Evict);
+    assert_eq!(web.fits_on.as_deref(), Some("node02"));
+    assert_eq!(pod_plan(&p, "kube-proxy-1").action, Action::Leave);
+    assert_eq!(p.summary.blocked, 1);
+    assert!(p.render().contains("REFUSED: node/node01 was not drained"));
+}
+
+#[test]
+fn delete_unmanaged_lists_what_it_destroys() {
+    let opts = DrainOptions {
+        delete_unmanaged: true,
+        ..Default::default()
+    };
+    let p = plan(&os_upgrade("node01"), &opts);
+    assert_eq!(p.verdict, Verdict::Drain);
+    assert_eq!(pod_plan(&p, "hr-app").action, Action::Destroy);
+    assert!(
+        p.advice
+            .iter()
+            .any(|a| a.contains("deleted for good: default/hr-app"))
+    );
+    assert_eq!(p.summary.destroy, 1);
+}
+
+#[test]
+fn replicated_node_drains_and_leaves_daemonsets() {
+    let p = plan(&os_upgrade("node02"), &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Drain, "{:#?}", p.blockers);
+    assert_eq!(p.summary.evict, 2);
+    assert_eq!(p.summary.leave, 1);
+    assert!(
+        p.warnings.is_empty(),
+        "a replica remains on node01: {:#?}",
+        p.warnings
+    );
+    let w = p.workloads();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].id(), "Deployment/web");
+    assert_eq!(
+        pod_plan(&p, "web-6f7c-b").reason,
+        "recreated by Deployment/web"
+    );
+}
+
+#[test]
+fn orphaned_controller_blocks() {
+    let mut s = os_upgrade("node02");
+    s.owners.get_mut("uid-ReplicaSet-web-6f7c").unwrap().exists = false;
+    let p = plan(&s, &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Refused);
+    assert_eq!(pod_plan(&p, "web-6f7c-b").rule, Rule::OrphanedController);
+    assert!(
+        blocker(&p, Rule::OrphanedController)
+            .message
+            .contains("ReplicaSet/web-6f7c no longer exists")
+    );
+    // An owner that was never looked up is treated as gone: never lose a pod.
+    s.owners.clear();
+    assert_eq!(plan(&s, &DrainOptions::default()).verdict, Verdict::Refused);
+}
+
+#[test]
+fn mirror_finished_and_terminating_pods() {
+    let nodes = vec![node("n1", "4"), node("n2", "4")];
+    let mut terminating = P::new("default", "going", "n1").rs("rs").pod();
+    terminating.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    let pods = vec![
+        P::new("kube-system", "kube-apiserver-n1", "n1")
+            .annotate(rules::MIRROR, "x")
+            .pod(),
+        P::new("default", "job-done", "n1").phase("Succeeded").pod(),
+        P::new("default", "crashed", "n1").phase("Failed").pod(),
+        terminating,
+        // A finished DaemonSet pod is deleted, not left (kubectl daemonSetFilter).
+        P::new("default", "ds-done", "n1")
+            .owned("apps/v1", "DaemonSet", "ds")
+            .phase("Failed")
+            .pod(),
+    ];
+    let p = plan(
+        &snapshot(
+            "n1",
+            nodes,
+            pods,
+            vec![owner("default", "ReplicaSet", "rs", true, None)],
+        ),
+        &DrainOptions::default(),
+    );
+    assert_eq!(p.verdict, Verdict::Drain, "{:#?}", p.blockers);
+    assert_eq!(pod_plan(&p, "kube-apiserver-n1").action, Action::Leave);
+    assert_eq!(pod_plan(&p, "job-done").action, Action::Delete);
+    assert_eq!(pod_plan(&p, "crashed").reason, "finished (Failed)");
+    assert_eq!(pod_plan(&p, "going").action, Action::Wait);
+    assert_eq!(pod_plan(&p, "ds-done").action, Action::Delete);
+}
+
+#[test]
+fn a_daemonset_kind_from_another_group_is_not_a_daemonset() {
+    let nodes = vec![node("n1", "4"), node("n2", "4")];
+    let pods = vec![
+        P::new("default", "x", "n1")
+            .owned("example.com/v1", "DaemonSet", "ds")
+            .pod(),
+    ];
+    let own = owner("default", "DaemonSet", "ds", true, None);
+    let p = plan(
+        &snapshot("n1", nodes, pods, vec![own]),
+        &DrainOptions::default(),
+    );
+    assert_eq!(pod_plan(&p, "x").action, Action::Evict);
+}
+
+#[test]
+fn local_storage_blocks_naming_volumes() {
+    let nodes = vec![node("n1", "4"), node("n2", "4")];
+    let pods = vec![
+        P::new("default", "cache", "n1")
+            .rs("rs")
+            .volume(Volume {
+                name: "scratch".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            })
+            .pod(),
+        P::new("default", "logs", "n1")
+            .rs("rs")
+            .volume(Volume {
+                name: "varlog".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/var/log".into(),
+                    type_: None,
+                }),
+                ..Default::default()
+            })
+            .pod(),
+    ];
+    let s = snapshot(
+        "n1",
+        nodes,
+        pods,
+        vec![owner("default", "ReplicaSet", "rs", true, None)],
+    );
+    let p = plan(&s, &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Refused);
+    let msgs: Vec<&str> = p
+        .blockers
+        .iter()
+        .filter(|b| b.rule == Rule::LocalStorage)
+        .map(|b| b.message.as_str())
+        .collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("scratch (emptyDir)")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("varlog (hostPath /var/log)")),
+        "{msgs:?}"
+    );
+    assert_eq!(
+        pod_plan(&p, "cache").reason,
+        "local data in scratch (emptyDir)"
+    );
+    assert!(
+        p.advice
+            .iter()
+            .any(|a| a.contains("--delete-emptydir-data"))
+    );
+    let p = plan(
+        &s,
+        &DrainOptions {
+            delete_emptydir_data: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(p.verdict, Verdict::Drain);
+    assert!(p.warnings.iter().any(|w| w.rule == Rule::LocalStorage));
+}
+
+#[test]
+fn opt_out_annotations_block() {
+    let nodes = vec![node("n1", "4"), node("n2", "4")];
+    let pods = vec![
+        P::new("default", "ca", "n1")
+            .rs("rs")
+            .annotate(rules::SAFE_TO_EVICT, "false")
+            .pod(),
+        P::new("default", "karp", "n1")
+            .rs("rs")
+            .annotate(rules::DO_NOT_DISRUPT, "true")
+            .pod(),
+        P::new("default", "fine", "n1")
+            .rs("rs")
+            .annotate(rules::SAFE_TO_EVICT, "true")
+            .pod(),
+    ];
+    let p = plan(
+        &snapshot(
+            "n1",
+            nodes,
+            pods,
+            vec![owner("default", "ReplicaSet", "rs", true, None)],
+        ),
+        &DrainOptions::default(),
+    );
+    assert_eq!(pod_plan(&p, "ca").rule, Rule::SafeToEvictFalse);
+    assert!(
+        blocker(&p, Rule::SafeToEvictFalse)
+            .message
+            .contains("cluster-autoscaler.kubernetes.io/safe-to-evict=\"false\"")
+    );
+    assert_eq!(pod_plan(&p, "karp").rule, Rule::DoNotDisrupt);
+    assert!(
+        blocker(&p, Rule::DoNotDisrupt)
+            .message
+            .contains("karpenter.sh/do-not-disrupt")
+    );
+    assert_eq!(pod_plan(&p, "fine").action, Action::Evict);
+}
+
+#[test]
+fn two_pdbs_on_one_pod_block() {
+    let mut s = os_upgrade("node02");
+    s.pdbs = vec![
+        pdb("default", "web-a", "web", 5, 3, 1),
+        pdb("default", "web-b", "web", 5, 3, 1),
+    ];
+    let p = plan(&s, &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Refused);
+    let b = blocker(&p, Rule::MultiplePdbs);
+    assert!(
+        b.message.contains("default/web-a, default/web-b"),
+        "{}",
+        b.message
+    );
+    assert_eq!(
+        pod_plan(&p, "web-6f7c-b").pdbs,
+        vec!["default/web-a", "default/web-b"]
+    );
+}
+
+#[test]
+fn pdb_budget_is_judged_jointly() {
+    // One disruption allowed, two of its pods on the node: each alone would
+    // pass (server dry-run says yes twice), together they cannot.
+    let mut s = os_upgrade("node02");
+    s.pdbs = vec![
+        pdb("default", "web-pdb", "web", 1, 3, 2),
+        pdb("other", "web-pdb", "web", 0, 0, 0),
+    ];
+    let p = plan(&s, &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Refused);
+    let b = blocker(&p, Rule::PdbBudget);
+    assert!(b.message.starts_with("PodDisruptionBudget default/web-pdb allows 1 disruption(s) (currentHealthy 3, desiredHealthy 2, expectedPods 3) but this node runs 2"), "{}", b.message);
+    assert_eq!(
+        p.blockers.len(),
+        1,
+        "a PDB of another namespace does not count"
+    );
+    assert_eq!(
+        pod_plan(&p, "web-6f7c-b").reason,
+        "PodDisruptionBudget default/web-pdb has no room"
+    );
+    assert!(p.advice.iter().any(|a| a.contains("--wait-for-pdb")));
+    let waiting = plan(
+        &s,
+        &DrainOptions {
+            wait_for_pdb: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(waiting.verdict, Verdict::Drain);
+    assert!(
+        waiting
+            .warnings
+            .iter()
+            .any(|w| w.rule == Rule::PdbBudget && w.message.contains("--wait-for-pdb"))
+    );
+    // Enough budget: no finding. Unready pods do not consume it.
+    s.pdbs = vec![pdb("default", "web-pdb", "web", 2, 3, 1)];
+    assert_eq!(plan(&s, &DrainOptions::default()).verdict, Verdict::Drain);
+    s.pdbs = vec![pdb("default", "web-pdb", "web", 1, 3, 2)];
+    let idx = s
+        .pods
+        .iter()
+        .position(|p| p.metadata.name.as_deref() == Some("web-6f7c-b"))
+        .unwrap();
+    s.pods[idx] = P(s.pods[idx].clone()).unready().pod();
+    assert_eq!(plan(&s, &DrainOptions::default()).verdict, Verdict::Drain);
+}
+
+#[test]
+fn downtime_warns_or_blocks() {
+    let nodes = vec![node("n1", "4"), node("n2", "4")];
+    let pods = vec![
+        P::new("default", "solo-1", "n1")
+            .labels(&[("app", "solo")])
+            .rs("solo-1")
+            .pod(),
+        P::new("default", "pair-1", "n1")
+            .labels(&[("app", "pair")])
+            .rs("pair")
+            .pod(),
+        P::new("default", "pair-2", "n1")
+            .labels(&[("app", "pair")])
+            .rs("pair")
+            .pod(),
+        P::new("default", "spread-1", "n1")
+            .labels(&[("app", "spread")])
+            .rs("spread")
+            .pod(),
+        P::new("default", "spread-2", "n2")
+            .labels(&[("app", "spread")])
+            .rs("spread")
+            .pod(),
+    ];
+    let s = snapshot(
+        "n1",
+        nodes,
+        pods,
+        vec![
+            owner(
+                "default",
+                "ReplicaSet",
+                "solo-1",
+                true,
+                Some(workload("default", "Deployment", "solo", 1, "solo")),
+            ),
+            owner(
+                "default",
+                "ReplicaSet",
+                "pair",
+                true,
+                Some(workload("default", "ReplicaSet", "pair", 2, "pair")),
+            ),
+            owner(
+                "default",
+                "ReplicaSet",
+                "spread",
+                true,
+                Some(workload("default", "StatefulSet", "spread", 2, "spread")),
+            ),
+        ],
+    );
+    let p = plan(&s, &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Drain);
+    let msgs: Vec<&str> = p
+        .warnings
+        .iter()
+        .filter(|w| w.rule == Rule::Downtime)
+        .map(|w| w.message.as_str())
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("default/Deployment/solo has 1 replica"))
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("every ready replica of default/ReplicaSet/pair runs on n1"))
+    );
+    let strict = plan(
+        &s,
+        &DrainOptions {
+            no_downtime: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(strict.verdict, Verdict::Refused);
+    assert_eq!(pod_plan(&strict, "pair-2").rule, Rule::Downtime);
+    assert_eq!(pod_plan(&strict, "spread-1").action, Action::Evict);
+    // A replica elsewhere that is itself leaving does not count.
+    let leaving = plan(
+        &s,
+        &DrainOptions {
+            no_downtime: true,
+            also_leaving: vec!["n2".into()],
+            ..Default::default()
+        },
+    );
+    assert_eq!(pod_plan(&leaving, "spread-1").action, Action::Block);
+}
+
+#[test]
+fn capacity_names_what_is_missing_on_each_node() {
+    let nodes = vec![
+        node("n1", "4"),
+        node("small", "1"),
+        tainted(node("gpu", "8"), "dedicated"),
+        {
+            let mut n = node("down", "8");
+            n.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
+            n
+        },
+        {
+            let mut n = node("cordoned", "8");
+            n.spec.as_mut().unwrap().unschedulable = Some(true);
+            n
+        },
+    ];
+    let pods = vec![
+        P::new("default", "big", "n1").rs("rs").cpu("2").pod(),
+        P::new("default", "busy", "small")
+            .rs("other")
+            .cpu("500m")
+            .pod(),
+    ];
+    let s = snapshot(
+        "n1",
+        nodes,
+        pods,
+        vec![owner("default", "ReplicaSet", "rs", true, None)],
+    );
+    let p = plan(&s, &DrainOptions::default());
+    assert_eq!(p.verdict, Verdict::Refused);
+    let m = &blocker(&p, Rule::NoCapacity).message;
+    assert!(
+        m.starts_with("default/big fits on no other node: 0/4 other nodes can take it"),
+        "{m}"
+    );
+    assert!(
+        m.contains("small: insufficient cpu (requests 2, 500m free)"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gpu: untolerated taint dedicated:NoSchedule"),
+        "{m}"
+    );
+    assert!(m.contains("down: not Ready"), "{m}");
+    assert!(m.contains("cordoned: unschedulable (cordoned)"), "{m}");
+    // Tolerating the taint makes room.
+    let mut s2 = s.clone();
+    s2.pods[0] = P(s2.pods[0].clone())
+        .spec(|sp| {
+            sp.tolerations = Some(vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Exists".into()),
+                ..Default::default()
+            }])
+        })
+        .pod();
+    let p2 = plan(&s2, &DrainOptions::default());
+    assert_eq!(p2.verdict, Verdict::Drain, "{:#?}", p2.blockers);
+    assert_eq!(pod_plan(&p2, "big").fits_on.as_deref(), Some("gpu"));
+}
+
+#[test]
+fn capacity_counts_the_evicted_pods_together_and_honours_selectors() {
+    let nodes = vec![node("n1", "4"), node("n2", "1")];
+    let pods = vec![
+        P::new("default", "a", "n1").rs("rs").cpu("600m").pod(),
+        P::new("default", "b", "n1").rs("rs").cpu("600m").pod(),
+        P::new("default", "pinned", "n1")
+            .rs("rs")
+            .spec(|s| s.node_selector = Some(map(&[("disk", "ssd")])))
+            .pod(),
+    ];
+    let p = plan(
+        &snapshot(
+            "n1",
+            nodes,
+            pods,
+            vec![owner("default", "ReplicaSet", "rs", true, None)],
+        ),
+        &DrainOptions::default(),
+    );
+    let blocked: Vec<&str> = p
+        .pods
+        .iter()
+        .filter(|p| p.rule == Rule::NoCapacity)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(blocked.len(), 2, "{blocked:?}");
+    assert!(blocked.contains(&"pinned"));
+    assert!(
+        p.blockers
+            .iter()
+            .any(|b| b.message.contains("nodeSelector disk=ssd not matched"))
+    );
+}
+
+#[test]
+fn critical_pods_are_marked_and_cordon_state_is_known() {
+    let mut nodes = vec![node("n1", "4"), node("n2", "4")];
+    nodes[0].spec.as_mut().unwrap().unschedulable = Some(true);
+    let pods = vec![
+        P::new("kube-system", "coredns", "n1")
+            .rs("coredns")
+            .spec(|s| s.priority_class_name = Some("system-cluster-critical".into()))
+            .pod(),
+    ];
+    let p = plan(
+        &snapshot(
+            "n1",
+            nodes,
+            pods,
+            vec![owner("kube-system", "ReplicaSet", "coredns", true, None)],
+        ),
+        &DrainOptions::default(),
+    );
+    assert!(pod_plan(&p, "coredns").critical);
+    assert!(p.already_cordoned);
+}
+
+#[test]
+fn json_plan_is_stable() {
+    let p = plan(&os_upgrade("node01"), &DrainOptions::default());
+    let v = serde_json::to_value(&p).unwrap();
+    assert_eq!(v["verdict"], "refused");
+    assert_eq!(v["node"], "node01");
+    assert_eq!(v["summary"]["blocked"], 1);
+    let hr = v["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hr-app")
+        .unwrap();
+    assert_eq!(hr["action"], "block");
+    assert_eq!(hr["rule"], "unmanaged");
+    assert_eq!(v["blockers"][0]["severity"], "block");
+    let web = v["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "web-6f7c-a")
+        .unwrap();
+    assert_eq!(web["workload"]["kind"], "Deployment");
+    assert_eq!(web["fitsOn"], "node02");
+}
