@@ -1,0 +1,266 @@
+//! Gathers a [`ClusterVersions`] snapshot with read access only, the way
+//! kubeadm does (kubernetes/kubernetes `cmd/kubeadm/app/phases/upgrade/versiongetter.go`):
+//! `/version`; kube-system pods labelled `tier=control-plane` by their
+//! `component` label, version from the tag of `spec.containers[0].image`,
+//! keyed to `spec.nodeName`; `node.status.nodeInfo.kubeletVersion`; and the
+//! kube-proxy pods (`k8s-app=kube-proxy`), else the kube-proxy DaemonSet image.
+//!
+//! Lists are paged (`limit=500` plus `continue`) and each page is reduced to
+//! the few strings kept before the next is fetched, so memory stays flat on
+//! large clusters.
+
+use anyhow::{Context as _, anyhow};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, ObjectList};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::snapshot::{ClusterVersions, Component, Observed};
+
+/// Page size for every list, as `kubectl --chunk-size` defaults to.
+pub const PAGE_SIZE: u32 = 500;
+
+const KUBE_SYSTEM: &str = "kube-system";
+
+/// The permissions `collect` needs, for error messages.
+pub const REQUIRED_ACCESS: &str =
+    "get /version, list nodes, list pods in kube-system, get daemonsets in kube-system";
+
+/// Collects every component version. `kubectl` is the local client, when known.
+pub async fn collect(
+    client: &Client,
+    kubectl: Option<Observed>,
+) -> anyhow::Result<ClusterVersions> {
+    let mut snapshot = ClusterVersions::default();
+
+    let info = client
+        .apiserver_version()
+        .await
+        .map_err(|e| api_error(e, "get /version (the non-resource URL)"))?;
+    snapshot.served = Some(Observed::from_version(
+        Component::KubeApiserver,
+        None,
+        &info.git_version,
+        "/version",
+    ));
+
+    // Control-plane static pods, one list for all five components.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), KUBE_SYSTEM);
+    let params = ListParams::default().labels("tier=control-plane");
+    for_each_page(
+        &pods,
+        params,
+        "list pods in namespace kube-system",
+        |pod: Pod| {
+            let labels = pod.metadata.labels.as_ref();
+            let Some(component) = labels
+                .and_then(|l| l.get("component"))
+                .and_then(|c| Component::from_static_pod_label(c))
+            else {
+                return;
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let spec = pod.spec.as_ref();
+            let node = spec.and_then(|s| s.node_name.as_deref());
+            let image = spec
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.as_deref())
+                .unwrap_or("");
+            snapshot.components.push(Observed::from_image(
+                component,
+                node,
+                image,
+                format!("pod {KUBE_SYSTEM}/{name} image"),
+            ));
+            if component == Component::KubeApiserver
+                && let Some(n) = node
+            {
+                snapshot.control_plane_nodes.push(n.to_string());
+            }
+        },
+    )
+    .await?;
+    let visible = snapshot.of(Component::KubeApiserver).next().is_some();
+    snapshot.control_plane_visible = visible;
+    if !snapshot.control_plane_visible
+        && let Some(served) = &snapshot.served
+    {
+        // Managed control plane: /version is the only apiserver we can see.
+        snapshot.components.push(served.clone());
+    }
+
+    // Kubelets.
+    let nodes: Api<Node> = Api::all(client.clone());
+    for_each_page(&nodes, ListParams::default(), "list nodes", |node: Node| {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let is_cp = node.metadata.labels.as_ref().is_some_and(|l| {
+            l.contains_key("node-role.kubernetes.io/control-plane")
+                || l.contains_key("node-role.kubernetes.io/master")
+        });
+        if is_cp {
+            snapshot.control_plane_nodes.push(name.clone());
+        }
+        let version = node
+            .status
+            .as_ref()
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| i.kubelet_version.as_str())
+            .unwrap_or("");
+        snapshot.components.push(Observed::from_version(
+            Component::Kubelet,
+            Some(&name),
+            version,
+            "node status.nodeInfo.kubeletVersion",
+        ));
+    })
+    .await?;
+    snapshot.control_plane_nodes.sort();
+    snapshot.control_plane_nodes.dedup();
+
+    // kube-proxy pods, else the DaemonSet.
+    let mut proxies = 0usize;
+    let params = ListParams::default().labels("k8s-app=kube-proxy");
+    for_each_page(
+        &pods,
+        params,
+        "list pods in namespace kube-system",
+        |pod: Pod| {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let spec = pod.spec.as_ref();
+            let node = spec.and_then(|s| s.node_name.as_deref());
+            let image = spec
+                .and_then(|s| {
+                    s.containers
+                        .iter()
+                        .find(|c| c.name == "kube-proxy")
+                        .or_else(|| s.containers.first())
+                })
+                .and_then(|c| c.image.as_deref())
+                .unwrap_or("");
+            proxies += 1;
+            snapshot.components.push(Observed::from_image(
+                Component::KubeProxy,
+                node,
+                image,
+                format!("pod {KUBE_SYSTEM}/{name} image"),
+            ));
+        },
+    )
+    .await?;
+    if proxies == 0 {
+        let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), KUBE_SYSTEM);
+        let ds = daemonsets
+            .get_opt("kube-proxy")
+            .await
+            .map_err(|e| api_error(e, "get daemonsets.apps in namespace kube-system"))?;
+        if let Some(image) = ds
+            .as_ref()
+            .and_then(|d| d.spec.template.spec.as_ref())
+            .and_then(|s| {
+                s.containers
+                    .iter()
+                    .find(|c| c.name == "kube-proxy")
+                    .or_else(|| s.containers.first())
+            })
+            .and_then(|c| c.image.clone())
+        {
+            snapshot.components.push(Observed::from_image(
+                Component::KubeProxy,
+                None,
+                &image,
+                format!("daemonset {KUBE_SYSTEM}/kube-proxy image"),
+            ));
+        }
+    }
+
+    if let Some(k) = kubectl {
+        snapshot.components.push(k);
+    }
+    Ok(snapshot)
+}
+
+/// Lists every page of `api` and hands each object to `each`, dropping the
+/// page before fetching the next.
+pub async fn for_each_page<K>(
+    api: &Api<K>,
+    params: ListParams,
+    permission: &str,
+    mut each: impl FnMut(K),
+) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = params.limit(PAGE_SIZE);
+    loop {
+        let page: ObjectList<K> = api
+            .list(&params)
+            .await
+            .map_err(|e| api_error(e, permission))?;
+        let next = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+        for item in page.items {
+            each(item);
+        }
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Turns an API error into one that names what was being done and, on 401
+/// and 403, the missing permission.
+pub fn api_error(error: kube::Error, permission: &str) -> anyhow::Error {
+    match &error {
+        kube::Error::Api(status) if status.code == 403 => anyhow!(
+            "permission denied: the current user may not {permission} ({}). \
+             Checking skew needs read access: {REQUIRED_ACCESS}",
+            status.message
+        ),
+        kube::Error::Api(status) if status.code == 401 => anyhow!(
+            "unauthorized: the API server rejected the credentials while trying to {permission} ({}); \
+             check the kubeconfig user or --token",
+            status.message
+        ),
+        _ => anyhow::Error::new(error).context(format!("could not {permission}")),
+    }
+}
+
+/// The local kubectl's version, from `kubectl version --client -o json`.
+/// `Ok(None)` when kubectl is not on PATH.
+pub fn local_kubectl(program: &str) -> anyhow::Result<Option<Observed>> {
+    let output = match std::process::Command::new(program)
+        .args(["version", "--client", "-o", "json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("could not run {program} version --client"));
+        }
+    };
+    if !output.status.success() {
+        return Err(anyhow!(
+            "{program} version --client -o json failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(Some(parse_kubectl_version_json(&output.stdout)?))
+}
+
+/// Reads `clientVersion.gitVersion` from `kubectl version --client -o json`.
+pub fn parse_kubectl_version_json(json: &[u8]) -> anyhow::Result<Observed> {
+    let value: serde_json::Value = serde_json::from_slice(json)
+        .context("kubectl version printed something other than JSON")?;
+    let git = value
+        .pointer("/clientVersion/gitVersion")
+        .and_then(|v| v.as_str())
+        .context("kubectl version -o json has no clientVersion.gitVersion")?;
+    Ok(Observed::from_version(
+        Component::Kubectl,
+        None,
+        git,
+        "kubectl version --client",
+    ))
+}
