@@ -1,1 +1,20 @@
 //! Node upgrades: the state machine, package-manager recipes, remote-shell transports.
+//!
+//! - [`target`]: the `--to` target, reported versions, package versions with revisions.
+//! - [`validate`]: every value placed into a node command is checked first.
+//! - [`recipe`]: the exact commands per package manager (apt, dnf, dnf5, yum), as argv.
+//! - [`preflight`]: pure checks over a cluster snapshot and a read-only node probe.
+//! - [`plan`]: the named steps of one node's upgrade, resumable from the node's annotation.
+//! - [`rolling`]: the order of a whole-cluster upgrade; the surge plan.
+//! - [`transport`]: how commands reach a node (remote shell, privileged pod, manual, local).
+//! - [`run`]: the thin I/O layer: snapshot, lock, execute, record progress.
+
+pub mod plan;
+pub mod preflight;
+pub mod recipe;
+pub mod target;
+pub mod validate;
+
+pub use plan::{NodePlan, PROGRESS_ANNOTATION, Progress, Role, StepId};
+pub use recipe::{Cmd, PackageManager, Recipe};
+pub use target::{Minor, PackageVersion, Release, TargetSpec};

@@ -1,0 +1,924 @@
+//! Preflight: pure checks over a snapshot of the cluster and a read-only look
+//! at the node. Nothing is changed before every check has passed.
+//!
+//! Each rule is written once in [`RULES`] with the upstream fact it encodes;
+//! a finding carries the rule id, so help, JSON and messages agree.
+
+use serde::Serialize;
+
+use super::plan::{PlanInput, Progress, Role};
+use super::recipe::{Offered, PackageManager, Recipe};
+use super::target::{Minor, Release, TargetSpec};
+
+/// One preflight rule.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rule {
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub source: &'static str,
+}
+
+/// Every preflight rule, in the order they are checked.
+pub const RULES: &[Rule] = &[
+    Rule {
+        id: "node-missing",
+        summary: "the node must exist",
+        source: "",
+    },
+    Rule {
+        id: "upgrade-lock",
+        summary: "one upgrade at a time: the Lease kube-system/upkeep-upgrade must be free or expired",
+        source: "kured's cluster lock (kubereboot/kured pkg/daemonsetlock)",
+    },
+    Rule {
+        id: "other-upgrade-in-progress",
+        summary: "a node recording an unfinished upgrade to another version must finish it first",
+        source: "",
+    },
+    Rule {
+        id: "kubelet-version-unknown",
+        summary: "the node must report status.nodeInfo.kubeletVersion",
+        source: "kubernetes cmd/kubeadm/app/phases/upgrade/versiongetter.go KubeletVersions",
+    },
+    Rule {
+        id: "downgrade",
+        summary: "the target must not be older than the node's kubelet",
+        source: "kubernetes cmd/kubeadm/app/phases/upgrade/policy.go (downgrades are a separate, one-minor procedure)",
+    },
+    Rule {
+        id: "minor-skip",
+        summary: "one minor at a time: the target is at most one minor above the node's kubelet",
+        source: "kubeadm-upgrade.md: skipping MINOR versions when upgrading is unsupported",
+    },
+    Rule {
+        id: "node-not-ready",
+        summary: "the node must be Ready before its upgrade starts",
+        source: "kubeadm-upgrade.md (how it works: all nodes are in the Ready state)",
+    },
+    Rule {
+        id: "control-plane-not-ready",
+        summary: "every control-plane node must be Ready",
+        source: "kubernetes cmd/kubeadm/app/phases/upgrade/health.go controlPlaneNodesReady",
+    },
+    Rule {
+        id: "apply-too-far",
+        summary: "kubeadm upgrade apply: the target is at most one minor above every kube-apiserver (mandatory in kubeadm)",
+        source: "kubernetes cmd/kubeadm/app/phases/upgrade/policy.go MaximumAllowedMinorVersionUpgradeSkew",
+    },
+    Rule {
+        id: "kubelets-too-old",
+        summary: "kubeadm upgrade apply: no kubelet more than 3 minors (1 before v1.29) below the target",
+        source: "kubernetes cmd/kubeadm/app/phases/upgrade/policy.go MaximumAllowedMinorVersionKubeletSkew",
+    },
+    Rule {
+        id: "follow-first-control-plane",
+        summary: "kubeadm upgrade node: the target is the version the first control-plane node applied",
+        source: "kubernetes cmd/kubeadm/app/cmd/upgrade/node.go (the version comes from the ClusterConfiguration)",
+    },
+    Rule {
+        id: "worker-above-apiserver",
+        summary: "a kubelet is never newer than the oldest kube-apiserver: upgrade the control plane first",
+        source: "kubernetes/website content/en/releases/version-skew-policy.md (kubelet)",
+    },
+    Rule {
+        id: "etcd-backup",
+        summary: "before kubeadm upgrade apply, a recent etcd snapshot (warning only)",
+        source: "kubeadm-upgrade.md prerequisites: back up important components",
+    },
+    Rule {
+        id: "package-manager-unknown",
+        summary: "the node's package manager must be apt, dnf, dnf5 or yum",
+        source: "",
+    },
+    Rule {
+        id: "repository",
+        summary: "the node must use a pkgs.k8s.io repository file (the legacy repositories were removed on 2024-03-04)",
+        source: "kubernetes/website content/en/blog/_posts/2023-08-15-pkgs-k8s-io-introduction.md",
+    },
+    Rule {
+        id: "package-not-offered",
+        summary: "kubeadm, kubelet and kubectl at the target must be offered by the node's repository",
+        source: "kubeadm-upgrade.md (apt-cache madison / yum list --showduplicates)",
+    },
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Refuse,
+    Warn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// One node as preflight sees it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFacts {
+    pub name: String,
+    pub control_plane: bool,
+    pub ready: bool,
+    pub unschedulable: bool,
+    pub kubelet_version: Option<Release>,
+    pub os_image: String,
+    pub internal_ip: Option<String>,
+    /// The progress annotation: absent, parsed, or unreadable (with why).
+    pub progress: Option<Result<Progress, String>>,
+}
+
+/// The upgrade Lease as found.
+#[derive(Debug, Clone)]
+pub struct LeaseView {
+    pub holder: String,
+    /// Seconds until it expires (negative: expired).
+    pub expires_in: i64,
+}
+
+/// Evidence of an etcd backup.
+#[derive(Debug, Clone)]
+pub enum Backup {
+    /// A snapshot file and its age in seconds.
+    Found {
+        path: String,
+        age_secs: u64,
+    },
+    Missing,
+}
+
+/// Everything preflight reads from the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSnapshot {
+    pub nodes: Vec<NodeFacts>,
+    /// kube-apiserver instances: (node, version) from the static-pod image
+    /// tags, the way kubeadm's versiongetter sees every HA instance.
+    pub apiservers: Vec<(String, Release)>,
+    /// `/version`: used when no apiserver static pod is visible.
+    pub server_version: Option<Release>,
+    pub lease: Option<LeaseView>,
+}
+
+impl ClusterSnapshot {
+    pub fn node(&self, name: &str) -> Option<&NodeFacts> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    fn apiserver_versions(&self) -> Vec<Release> {
+        if self.apiservers.is_empty() {
+            self.server_version.into_iter().collect()
+        } else {
+            self.apiservers.iter().map(|(_, v)| *v).collect()
+        }
+    }
+
+    pub fn oldest_apiserver(&self) -> Option<Release> {
+        self.apiserver_versions().into_iter().min()
+    }
+
+    pub fn newest_apiserver(&self) -> Option<Release> {
+        self.apiserver_versions().into_iter().max()
+    }
+}
+
+/// What the node told us (read-only commands), or why we could not ask.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// Not asked yet: only the cluster checks run.
+    NotYet,
+    /// The transport cannot capture output (`--via manual`): decide from the
+    /// node object and the operator's flags.
+    Unavailable,
+    Done(NodeProbe),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeProbe {
+    pub manager: Option<PackageManager>,
+    /// The repository file's minor, when it uses the pkgs.k8s.io layout.
+    pub repo_minor: Option<Minor>,
+    /// Whether the repository file exists.
+    pub repo_file_found: bool,
+    /// The versions the target minor's repository offers.
+    pub offered: Offered,
+}
+
+/// The request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub node: String,
+    pub to: TargetSpec,
+    /// `--package-manager`, when the operator knows better.
+    pub manager: Option<PackageManager>,
+    pub sudo: bool,
+    /// This run's identity, as written into the Lease.
+    pub me: String,
+    /// etcd backup evidence (checked before `kubeadm upgrade apply` only).
+    pub backup: Option<Backup>,
+    pub max_backup_age_secs: u64,
+}
+
+/// The outcome: findings, and what was decided when nothing refuses.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// The node already runs the target and records no unfinished upgrade.
+    pub nothing_to_do: bool,
+    #[serde(skip)]
+    pub decided: Option<PlanInput>,
+    pub role: Option<Role>,
+    pub target: Option<Release>,
+}
+
+impl Report {
+    pub fn refused(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Refuse)
+    }
+
+    pub fn refusals(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Refuse)
+    }
+
+    fn refuse(&mut self, rule: &'static str, message: String) {
+        debug_assert!(RULES.iter().any(|r| r.id == rule), "{rule}");
+        self.findings.push(Finding {
+            rule,
+            severity: Severity::Refuse,
+            message,
+        });
+    }
+
+    fn warn(&mut self, rule: &'static str, message: String) {
+        debug_assert!(RULES.iter().any(|r| r.id == rule), "{rule}");
+        self.findings.push(Finding {
+            rule,
+            severity: Severity::Warn,
+            message,
+        });
+    }
+}
+
+/// Which kubeadm path a node takes: the first control-plane node (no other
+/// apiserver at the target yet) applies, the others follow.
+pub fn role_of(snap: &ClusterSnapshot, node: &NodeFacts, target_minor: Minor) -> Role {
+    if !node.control_plane {
+        return Role::Worker;
+    }
+    let other_done = snap
+        .apiservers
+        .iter()
+        .any(|(n, v)| n != &node.name && v.minor_line() >= target_minor);
+    if other_done {
+        Role::ControlPlane
+    } else {
+        Role::FirstControlPlane
+    }
+}
+
+/// kubeadm's kubelet skew for `upgrade apply` to `target`: 3 minors from
+/// v1.29, 1 before (kubernetes PR #120825).
+pub fn kubeadm_kubelet_skew(target: Minor) -> i64 {
+    if target.major == 1 && target.minor < 29 {
+        1
+    } else {
+        3
+    }
+}
+
+/// Decides the package manager: the node's own /etc/os-release wins over
+/// its osImage; an operator's `--package-manager` wins over both.
+pub fn decide_manager(
+    forced: Option<PackageManager>,
+    os_release: Option<&str>,
+    os_image: &str,
+) -> (Option<PackageManager>, Option<String>) {
+    if forced.is_some() {
+        return (forced, None);
+    }
+    let from_image = PackageManager::from_os_image(os_image);
+    let from_node = os_release.and_then(PackageManager::from_os_release);
+    match (from_node, from_image) {
+        (Some(n), Some(i)) if n != i => (
+            Some(n),
+            Some(format!(
+                "the node's osImage {os_image:?} suggests {i}, but its /etc/os-release says {n}: using {n}"
+            )),
+        ),
+        (Some(n), _) => (Some(n), None),
+        (None, i) => (i, None),
+    }
+}
+
+/// Runs every check. With [`Probe::NotYet`] only the cluster checks run and
+/// nothing is decided; call again with the probe.
+pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report {
+    let mut r = Report::default();
+    let Some(node) = snap.node(&req.node) else {
+        let mut known: Vec<&str> = snap.nodes.iter().map(|n| n.name.as_str()).collect();
+        known.sort();
+        r.refuse(
+            "node-missing",
+            format!(
+                "node {:?} does not exist (nodes: {})",
+                req.node,
+                known.join(", ")
+            ),
+        );
+        return r;
+    };
+    if let Some(lease) = &snap.lease
+        && lease.expires_in > 0
+        && lease.holder != req.me
+    {
+        r.refuse(
+            "upgrade-lock",
+            format!(
+                "another upgrade holds the lock kube-system/upkeep-upgrade: {:?} (expires in {} s unless renewed); wait for it to finish",
+                lease.holder, lease.expires_in
+            ),
+        );
+    }
+    let progress = match &node.progress {
+        None => None,
+        Some(Ok(p)) => Some(*p),
+        Some(Err(why)) => {
+            r.refuse("other-upgrade-in-progress", why.clone());
+            None
+        }
+    };
+    let Some(kubelet) = node.kubelet_version else {
+        r.refuse(
+            "kubelet-version-unknown",
+            format!(
+                "node {} reports no parsable kubelet version in status.nodeInfo.kubeletVersion",
+                node.name
+            ),
+        );
+        return r;
+    };
+    let target_minor = req.to.minor_line();
+    if let Some(p) = progress {
+        let conflicts = p.target.minor_line() != target_minor
+            || matches!(req.to, TargetSpec::Exact(t) if t != p.target);
+        if conflicts {
+            r.refuse(
+                "other-upgrade-in-progress",
+                format!(
+                    "node {} records an unfinished upgrade to {} (last completed step: {}): finish it with --to {} first",
+                    node.name, p.target, p.done, p.target
+                ),
+            );
+        }
+    }
+    // With `--to vX.Y`, an unfinished upgrade pins the patch.
+    let spec = match (req.to, progress) {
+        (TargetSpec::NewestOf(m), Some(p)) if p.target.minor_line() == m => {
+            TargetSpec::Exact(p.target)
+        }
+        (spec, _) => spec,
+    };
+    let kminor = kubelet.minor_line();
+    if target_minor < kminor || matches!(spec, TargetSpec::Exact(t) if t < kubelet) {
+        r.refuse(
+            "downgrade",
+            format!(
+                "node {} runs kubelet {kubelet}; {} would be a downgrade, which this tool does not do",
+                node.name, req.to
+            ),
+        );
+    }
+    if target_minor.minus(kminor) > 1 {
+        r.refuse(
+            "minor-skip",
+            format!(
+                "node {} runs kubelet {kubelet}; {} skips a minor. Upgrade one minor at a time: first to v{}.{}",
+                node.name,
+                req.to,
+                kminor.major,
+                kminor.minor + 1
+            ),
+        );
+    }
+    if progress.is_none() && matches!(spec, TargetSpec::Exact(t) if t == kubelet) {
+        r.nothing_to_do = true;
+    }
+    if !node.ready && progress.is_none() && !r.nothing_to_do {
+        r.refuse(
+            "node-not-ready",
+            format!(
+                "node {} is not Ready: find out why (kubectl describe node {}) before upgrading it",
+                node.name, node.name
+            ),
+        );
+    }
+    let not_ready: Vec<&str> = snap
+        .nodes
+        .iter()
+        .filter(|n| n.control_plane && !n.ready && n.name != node.name)
+        .map(|n| n.name.as_str())
+        .collect();
+    if !not_ready.is_empty() && !r.nothing_to_do {
+        r.refuse(
+            "control-plane-not-ready",
+            format!(
+                "control-plane node(s) not Ready: {} (kubeadm's health check requires all of them Ready)",
+                not_ready.join(", ")
+            ),
+        );
+    }
+    let role = role_of(snap, node, target_minor);
+    r.role = Some(role);
+    let (Some(oldest), Some(newest)) = (snap.oldest_apiserver(), snap.newest_apiserver()) else {
+        r.refuse(
+            "kubelet-version-unknown",
+            "no kube-apiserver version found (neither static pods nor /version)".to_string(),
+        );
+        return r;
+    };
+    match role {
+        Role::Worker => {
+            if target_minor > oldest.minor_line()
+                || matches!(spec, TargetSpec::Exact(t) if t > oldest)
+            {
+                r.refuse(
+                    "worker-above-apiserver",
+                    format!(
+                        "{} on worker {} would be newer than the oldest kube-apiserver ({oldest}): upgrade the control-plane nodes first",
+                        req.to, node.name
+                    ),
+                );
+            }
+        }
+        Role::FirstControlPlane => {
+            if target_minor.minus(oldest.minor_line()) > 1 {
+                r.refuse(
+                    "apply-too-far",
+                    format!(
+                        "kubeadm can upgrade only 1 minor version at a time: the oldest kube-apiserver runs {oldest}, so {} is too high; go to v{}.{} first",
+                        req.to,
+                        oldest.major,
+                        oldest.minor + 1
+                    ),
+                );
+            }
+            let skew = kubeadm_kubelet_skew(target_minor);
+            let mut too_old: Vec<String> = snap
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let v = n.kubelet_version?;
+                    (target_minor.minus(v.minor_line()) > skew).then(|| format!("{} ({v})", n.name))
+                })
+                .collect();
+            too_old.sort();
+            if !too_old.is_empty() {
+                r.refuse(
+                    "kubelets-too-old",
+                    format!(
+                        "there are kubelets in this cluster that are too old for {}: {}; a kubelet may be at most {skew} minor(s) older. Upgrade them first",
+                        req.to,
+                        too_old.join(", ")
+                    ),
+                );
+            }
+            if !r.nothing_to_do && progress.is_none() {
+                match &req.backup {
+                    Some(Backup::Found { path, age_secs }) if *age_secs > req.max_backup_age_secs => {
+                        r.warn("etcd-backup", format!("the etcd snapshot {path} is {} h old; take a fresh one (kubectl backup etcd save FILE) before kubeadm upgrade apply", age_secs / 3600));
+                    }
+                    Some(Backup::Found { .. }) => {}
+                    Some(Backup::Missing) | None => r.warn(
+                        "etcd-backup",
+                        "no recent etcd snapshot was named (--etcd-backup FILE): take one with `kubectl backup etcd save FILE` before kubeadm upgrade apply; kubeadm also keeps a copy of local etcd data under /etc/kubernetes/tmp/kubeadm-backup-etcd-*".to_string(),
+                    ),
+                }
+            }
+        }
+        Role::ControlPlane => {
+            if let TargetSpec::Exact(t) = spec
+                && t != newest
+                && t.minor_line() == newest.minor_line()
+            {
+                r.refuse(
+                    "follow-first-control-plane",
+                    format!(
+                        "the first control-plane node applied {newest}; kubeadm upgrade node on {} brings it to that version, not {t}: use --to {newest}",
+                        node.name
+                    ),
+                );
+            }
+        }
+    }
+    if r.refused() || r.nothing_to_do {
+        return r;
+    }
+
+    // The node's own answers.
+    let (manager, repo_minor, offered) = match probe {
+        Probe::NotYet => return r,
+        Probe::Unavailable => {
+            let (m, _) = decide_manager(req.manager, None, &node.os_image);
+            (m, None, None)
+        }
+        Probe::Done(p) => (p.manager, p.repo_minor, Some(&p.offered)),
+    };
+    let Some(manager) = manager else {
+        r.refuse(
+            "package-manager-unknown",
+            format!(
+                "cannot tell the package manager of node {} (osImage {:?}); pass --package-manager apt|dnf|dnf5|yum",
+                node.name, node.os_image
+            ),
+        );
+        return r;
+    };
+    if let Probe::Done(p) = probe
+        && (!p.repo_file_found || p.repo_minor.is_none())
+    {
+        let why = if p.repo_file_found {
+            "does not use the pkgs.k8s.io layout (/core:/stable:/vX.Y/)"
+        } else {
+            "is missing"
+        };
+        r.refuse(
+            "repository",
+            format!(
+                "the repository file {} on node {} {why}; the legacy apt/yum.kubernetes.io repositories were removed on 2024-03-04. Set up the pkgs.k8s.io repository as in the kubeadm install guide, then retry",
+                manager.repo_file(),
+                node.name
+            ),
+        );
+        return r;
+    }
+    // An upgrade whose apiserver bound is below the newest patch (workers).
+    let at_most = (role == Role::Worker).then_some(oldest);
+    let (target, revision) = match (spec, offered) {
+        (TargetSpec::Exact(t), None) => (t, None),
+        (TargetSpec::NewestOf(m), None) => {
+            r.refuse(
+                "package-not-offered",
+                format!(
+                    "without a way to ask the node's repository (--via manual), --to {m} cannot pick a patch: pass --to {m}.Z"
+                ),
+            );
+            return r;
+        }
+        (spec, Some(offered)) => {
+            let t = match spec {
+                TargetSpec::Exact(t) => Some(t),
+                TargetSpec::NewestOf(m) => offered.newest_of(m, at_most),
+            };
+            let missing: Vec<&str> = match t {
+                Some(t) => ["kubeadm", "kubelet", "kubectl"]
+                    .into_iter()
+                    .filter(|p| offered.find(p, t).is_none())
+                    .collect(),
+                None => vec!["kubeadm"],
+            };
+            if let (Some(t), true) = (t, missing.is_empty()) {
+                (t, offered.find("kubeadm", t).map(|v| v.revision.clone()))
+            } else {
+                let mut listed: Vec<String> = offered
+                    .kubeadm
+                    .iter()
+                    .filter(|v| v.release.minor_line() == target_minor)
+                    .map(|v| v.text.clone())
+                    .collect();
+                listed.sort();
+                listed.dedup();
+                let what = t.map_or_else(|| spec.to_string(), |t| t.to_string());
+                r.refuse(
+                    "package-not-offered",
+                    format!(
+                        "the {target_minor} repository of node {} does not offer {} at {what} (kubeadm versions offered: {})",
+                        node.name,
+                        missing.join(", "),
+                        if listed.is_empty() { "none".to_string() } else { listed.join(", ") }
+                    ),
+                );
+                return r;
+            }
+        }
+    };
+    r.target = Some(target);
+    if progress.is_none() && target == kubelet {
+        r.nothing_to_do = true;
+        return r;
+    }
+    if role == Role::Worker && target > oldest {
+        r.refuse(
+            "worker-above-apiserver",
+            format!(
+                "{target} on worker {} would be newer than the oldest kube-apiserver ({oldest}): upgrade the control-plane nodes first",
+                node.name
+            ),
+        );
+        return r;
+    }
+    if role == Role::ControlPlane && target != newest {
+        r.refuse(
+            "follow-first-control-plane",
+            format!(
+                "the first control-plane node applied {newest}; use --to {newest} for {}",
+                node.name
+            ),
+        );
+        return r;
+    }
+    let mut warnings: Vec<String> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warn)
+        .map(|f| f.message.clone())
+        .collect();
+    if let Probe::Unavailable = probe {
+        warnings.push(
+            "the repository could not be queried (--via manual): the install commands fail if it does not offer the target".to_string(),
+        );
+    }
+    let keep_cordoned = match progress {
+        Some(p) => p.was_cordoned,
+        None => node.unschedulable,
+    };
+    r.decided = Some(PlanInput {
+        node: node.name.clone(),
+        role,
+        from: kubelet,
+        target,
+        recipe: Recipe {
+            manager,
+            sudo: req.sudo,
+        },
+        // Manual: assume the repository still serves the node's minor.
+        repo_minor: repo_minor.or(match probe {
+            Probe::Unavailable => Some(kminor),
+            _ => None,
+        }),
+        revision,
+        progress: progress.filter(|p| p.target == target),
+        keep_cordoned,
+        warnings,
+    });
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upgrade::plan::StepId;
+    use crate::upgrade::recipe::parse_listing;
+
+    fn v(s: &str) -> Release {
+        Release::parse_reported(s).unwrap()
+    }
+
+    fn node(name: &str, cp: bool, kubelet: &str) -> NodeFacts {
+        NodeFacts {
+            name: name.into(),
+            control_plane: cp,
+            ready: true,
+            unschedulable: false,
+            kubelet_version: Some(v(kubelet)),
+            os_image: "Ubuntu 24.04.1 LTS".into(),
+            internal_ip: Some("10.0.0.1".into()),
+            progress: None,
+        }
+    }
+
+    /// The cluster-upgrade shape: two control planes and three workers at v1.33.5.
+    fn cluster() -> ClusterSnapshot {
+        ClusterSnapshot {
+            nodes: vec![
+                node("cp1", true, "v1.33.5"),
+                node("cp2", true, "v1.33.5"),
+                node("w1", false, "v1.33.5"),
+                node("w2", false, "v1.33.5"),
+                node("w3", false, "v1.33.5"),
+            ],
+            apiservers: vec![("cp1".into(), v("v1.33.5")), ("cp2".into(), v("v1.33.5"))],
+            server_version: Some(v("v1.33.5")),
+            lease: None,
+        }
+    }
+
+    fn req(node: &str, to: &str) -> Request {
+        Request {
+            node: node.into(),
+            to: TargetSpec::parse(to).unwrap(),
+            manager: None,
+            sudo: false,
+            me: "me".into(),
+            backup: Some(Backup::Found {
+                path: "/tmp/snap.db".into(),
+                age_secs: 60,
+            }),
+            max_backup_age_secs: 86400,
+        }
+    }
+
+    fn probe(listing: &str, repo: Option<Minor>) -> Probe {
+        Probe::Done(NodeProbe {
+            manager: Some(PackageManager::Apt),
+            repo_minor: repo,
+            repo_file_found: true,
+            offered: parse_listing(listing),
+        })
+    }
+
+    const V134: &str = "kubeadm | 1.34.1-1.1 | x\nkubeadm | 1.34.0-2.1 | x\nkubelet | 1.34.1-1.1 | x\nkubelet | 1.34.0-2.1 | x\nkubectl | 1.34.1-1.1 | x\nkubectl | 1.34.0-2.1 | x\n";
+    const M133: Minor = Minor {
+        major: 1,
+        minor: 33,
+    };
+
+    fn rules(r: &Report) -> Vec<&'static str> {
+        r.refusals().map(|f| f.rule).collect()
+    }
+
+    #[test]
+    fn first_control_plane_applies() {
+        let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &probe(V134, Some(M133)));
+        assert!(!r.refused(), "{:?}", r.findings);
+        let d = r.decided.unwrap();
+        assert_eq!(d.role, Role::FirstControlPlane);
+        assert_eq!(d.target, v("v1.34.1"));
+        assert_eq!(d.revision.as_deref(), Some("1.1"));
+    }
+
+    #[test]
+    fn second_control_plane_follows() {
+        let mut c = cluster();
+        c.apiservers[0].1 = v("v1.34.1");
+        c.nodes[0].kubelet_version = Some(v("v1.34.1"));
+        let r = preflight(&c, &req("cp2", "v1.34"), &probe(V134, Some(M133)));
+        assert!(!r.refused(), "{:?}", r.findings);
+        let d = r.decided.unwrap();
+        assert_eq!(d.role, Role::ControlPlane);
+        assert_eq!(d.target, v("v1.34.1"));
+        // Another patch than the first applied is refused.
+        let r = preflight(&c, &req("cp2", "v1.34.0"), &probe(V134, Some(M133)));
+        assert_eq!(rules(&r), ["follow-first-control-plane"]);
+    }
+
+    #[test]
+    fn refusals() {
+        let c = cluster();
+        let p = probe(V134, Some(M133));
+        let cases = [
+            ("cp1", "v1.35.0", vec!["minor-skip", "apply-too-far"]),
+            ("w1", "v1.34.1", vec!["worker-above-apiserver"]),
+            ("nope", "v1.34.1", vec!["node-missing"]),
+            ("cp1", "v1.34.7", vec!["package-not-offered"]),
+            ("cp1", "v1.32.0", vec!["downgrade"]),
+        ];
+        for (n, to, want) in cases {
+            let r = preflight(&c, &req(n, to), &p);
+            assert_eq!(rules(&r), want, "{n} {to}: {:?}", r.findings);
+            assert!(r.decided.is_none());
+        }
+        let r = preflight(&c, &req("cp1", "v1.34.7"), &p);
+        let msg = &r.findings[0].message;
+        assert!(msg.contains("1.34.0-2.1, 1.34.1-1.1"), "{msg}");
+    }
+
+    #[test]
+    fn newest_patch_bounded_by_apiserver_for_workers() {
+        let mut c = cluster();
+        for (_, a) in &mut c.apiservers {
+            *a = v("v1.34.0");
+        }
+        let r = preflight(&c, &req("w1", "v1.34"), &probe(V134, Some(M133)));
+        assert_eq!(r.decided.unwrap().target, v("v1.34.0"));
+        let r = preflight(&c, &req("cp1", "v1.34"), &probe(V134, Some(M133)));
+        assert_eq!(r.target, Some(v("v1.34.1")));
+    }
+
+    #[test]
+    fn lock_names_the_holder() {
+        let mut c = cluster();
+        c.lease = Some(LeaseView {
+            holder: "alice@bastion pid 42".into(),
+            expires_in: 30,
+        });
+        let r = preflight(&c, &req("cp1", "v1.34.1"), &Probe::NotYet);
+        assert_eq!(rules(&r), ["upgrade-lock"]);
+        assert!(r.findings[0].message.contains("alice@bastion pid 42"));
+        // An expired lease is taken over.
+        c.lease.as_mut().unwrap().expires_in = -1;
+        assert!(!preflight(&c, &req("cp1", "v1.34.1"), &Probe::NotYet).refused());
+    }
+
+    #[test]
+    fn kubelets_too_old_are_named() {
+        let mut c = cluster();
+        for n in &mut c.nodes {
+            n.kubelet_version = Some(v("v1.30.2"));
+        }
+        c.nodes[0].kubelet_version = Some(v("v1.33.5"));
+        c.nodes[1].kubelet_version = Some(v("v1.33.5"));
+        let r = preflight(&c, &req("cp1", "v1.34.1"), &Probe::NotYet);
+        assert_eq!(rules(&r), ["kubelets-too-old"]);
+        assert!(
+            r.findings[0]
+                .message
+                .contains("w1 (v1.30.2), w2 (v1.30.2), w3 (v1.30.2)")
+        );
+        assert_eq!(
+            kubeadm_kubelet_skew(Minor {
+                major: 1,
+                minor: 28
+            }),
+            1
+        );
+    }
+
+    #[test]
+    fn control_planes_must_be_ready() {
+        let mut c = cluster();
+        c.nodes[1].ready = false;
+        let r = preflight(&c, &req("cp1", "v1.34.1"), &Probe::NotYet);
+        assert_eq!(rules(&r), ["control-plane-not-ready"]);
+        c.nodes[1].ready = true;
+        c.nodes[2].ready = false;
+        let r = preflight(&c, &req("w1", "v1.33.5"), &Probe::NotYet);
+        assert!(r.nothing_to_do);
+    }
+
+    #[test]
+    fn backup_warning_only_for_apply() {
+        let mut q = req("cp1", "v1.34.1");
+        q.backup = Some(Backup::Missing);
+        let r = preflight(&cluster(), &q, &probe(V134, Some(M133)));
+        assert!(!r.refused());
+        assert_eq!(r.findings[0].rule, "etcd-backup");
+        assert!(r.decided.unwrap().warnings[0].contains("kubectl backup etcd save"));
+    }
+
+    #[test]
+    fn resume_pins_the_recorded_target() {
+        let mut c = cluster();
+        for (_, a) in &mut c.apiservers {
+            *a = v("v1.34.1");
+        }
+        c.nodes[2].progress = Some(Ok(Progress {
+            target: v("v1.34.0"),
+            done: StepId::Drain,
+            was_cordoned: false,
+        }));
+        c.nodes[2].unschedulable = true;
+        let r = preflight(&c, &req("w1", "v1.34"), &probe(V134, Some(M133)));
+        let d = r.decided.expect("decided");
+        assert_eq!(d.target, v("v1.34.0"));
+        assert!(!d.keep_cordoned, "cordoned by the upgrade itself");
+        let r = preflight(&c, &req("w1", "v1.34.1"), &Probe::NotYet);
+        assert_eq!(rules(&r), ["other-upgrade-in-progress"]);
+    }
+
+    #[test]
+    fn missing_or_legacy_repository() {
+        let p = Probe::Done(NodeProbe {
+            manager: Some(PackageManager::Apt),
+            repo_minor: None,
+            repo_file_found: true,
+            offered: Offered::default(),
+        });
+        let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &p);
+        assert_eq!(rules(&r), ["repository"]);
+        assert!(r.findings[0].message.contains("pkgs.k8s.io layout"));
+    }
+
+    #[test]
+    fn manual_needs_an_exact_target() {
+        let r = preflight(&cluster(), &req("cp1", "v1.34"), &Probe::Unavailable);
+        assert_eq!(rules(&r), ["package-not-offered"]);
+        let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &Probe::Unavailable);
+        let d = r.decided.unwrap();
+        assert_eq!(d.recipe.manager, PackageManager::Apt);
+        assert_eq!(d.repo_minor, Some(M133));
+    }
+
+    #[test]
+    fn manager_decision() {
+        assert_eq!(
+            decide_manager(None, Some("ID=fedora\nVERSION_ID=41\n"), "Fedora Linux 40").0,
+            Some(PackageManager::Dnf5)
+        );
+        assert_eq!(
+            decide_manager(Some(PackageManager::Yum), None, "Ubuntu").0,
+            Some(PackageManager::Yum)
+        );
+        assert_eq!(decide_manager(None, None, "Talos").0, None);
+    }
+
+    #[test]
+    fn every_rule_is_unique() {
+        let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), RULES.len());
+    }
+}

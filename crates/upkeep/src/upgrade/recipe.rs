@@ -1,0 +1,625 @@
+//! Package-manager recipes: the exact commands an upgrade runs on a node,
+//! per OS family, as argv vectors.
+//!
+//! The commands are those of the kubeadm upgrade document
+//! (kubernetes/website `content/en/docs/tasks/administer-cluster/kubeadm/kubeadm-upgrade.md`)
+//! and the pkgs.k8s.io change-package-repository page: one repository per
+//! minor, so a minor upgrade first points the repository file at the target
+//! minor; packages are held between upgrades and installed with a version
+//! glob because the revision is not always `-1.1`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::target::{Minor, PackageVersion, Release};
+
+/// The packages kubeadm clusters install from pkgs.k8s.io.
+pub const PACKAGES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];
+
+/// The repository file kubeadm's install guide writes for Debian-family systems.
+pub const APT_REPO_FILE: &str = "/etc/apt/sources.list.d/kubernetes.list";
+/// The repository file kubeadm's install guide writes for RPM-family systems.
+pub const RPM_REPO_FILE: &str = "/etc/yum.repos.d/kubernetes.repo";
+/// Where kubeadm leaves its backups (kubeadm-upgrade.md, "Recovering from a failure state").
+pub const KUBEADM_BACKUPS: &str = "/etc/kubernetes/tmp/kubeadm-backup-*";
+
+/// One command as an argument vector: never a shell string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Cmd(pub Vec<String>);
+
+impl Cmd {
+    pub fn new<I, S>(args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd(args.into_iter().map(Into::into).collect())
+    }
+
+    pub fn argv(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The command as one POSIX-shell line, each word quoted where needed,
+    /// for a remote shell (ssh joins its arguments into one string) and for
+    /// people to read. Errors only on a NUL byte, which no validated value holds.
+    pub fn shell_line(&self) -> Result<String, String> {
+        shlex::try_join(self.0.iter().map(String::as_str))
+            .map_err(|e| format!("cannot quote {:?}: {e}", self.0))
+    }
+
+    /// `sudo` in front, for a remote user who is not root.
+    pub fn with_sudo(&self) -> Cmd {
+        let mut v = Vec::with_capacity(self.0.len() + 1);
+        v.push("sudo".to_string());
+        v.extend(self.0.iter().cloned());
+        Cmd(v)
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.shell_line() {
+            Ok(line) => f.write_str(&line),
+            Err(_) => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+/// The package manager on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageManager {
+    /// Debian, Ubuntu (apt-get, apt-mark, apt-cache)
+    Apt,
+    /// RHEL/Rocky/Alma 8-9, CentOS Stream, Fedora up to 40 (dnf 4)
+    Dnf,
+    /// Fedora 41+ and other DNF5 systems (`--setopt=disable_excludes=...`)
+    Dnf5,
+    /// RHEL/CentOS 7 (yum)
+    Yum,
+}
+
+impl fmt::Display for PackageManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PackageManager::Apt => "apt",
+            PackageManager::Dnf => "dnf",
+            PackageManager::Dnf5 => "dnf5",
+            PackageManager::Yum => "yum",
+        })
+    }
+}
+
+impl PackageManager {
+    pub fn repo_file(self) -> &'static str {
+        match self {
+            PackageManager::Apt => APT_REPO_FILE,
+            _ => RPM_REPO_FILE,
+        }
+    }
+
+    fn binary(self) -> &'static str {
+        match self {
+            PackageManager::Apt => "apt-get",
+            PackageManager::Dnf | PackageManager::Dnf5 => "dnf",
+            PackageManager::Yum => "yum",
+        }
+    }
+
+    /// How the `exclude=` line of kubernetes.repo is lifted for one command.
+    fn disable_excludes(self) -> &'static str {
+        match self {
+            PackageManager::Dnf5 => "--setopt=disable_excludes=kubernetes",
+            _ => "--disableexcludes=kubernetes",
+        }
+    }
+
+    /// The package argument pinning a version by glob: `kubeadm=1.34.1-*`
+    /// (apt) or `kubeadm-1.34.1-*` (rpm).
+    fn pin(self, package: &str, release: Release) -> String {
+        match self {
+            PackageManager::Apt => format!("{package}={}-*", release.bare()),
+            _ => format!("{package}-{}-*", release.bare()),
+        }
+    }
+
+    /// Guesses from `status.nodeInfo.osImage` ("Ubuntu 24.04.1 LTS",
+    /// "Rocky Linux 9.4 (Blue Onyx)", "Fedora Linux 41 (Server Edition)").
+    pub fn from_os_image(os_image: &str) -> Option<PackageManager> {
+        let lower = os_image.to_ascii_lowercase();
+        let version = first_number(&lower);
+        if [
+            "debian",
+            "ubuntu",
+            "hypriot",
+            "raspbian",
+            "linux mint",
+            "pop!_os",
+        ]
+        .iter()
+        .any(|d| lower.contains(d))
+        {
+            return Some(PackageManager::Apt);
+        }
+        if lower.contains("fedora") {
+            return Some(fedora(version));
+        }
+        if [
+            "red hat",
+            "rhel",
+            "centos",
+            "rocky",
+            "alma",
+            "oracle linux",
+            "amazon linux",
+        ]
+        .iter()
+        .any(|d| lower.contains(d))
+        {
+            return Some(el(version, lower.contains("stream")));
+        }
+        None
+    }
+
+    /// Decides from the node's own `/etc/os-release` (ID, ID_LIKE, VERSION_ID).
+    pub fn from_os_release(text: &str) -> Option<PackageManager> {
+        let field = |key: &str| {
+            text.lines().find_map(|line| {
+                let (k, v) = line.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+            })
+        };
+        let id = field("ID").unwrap_or_default();
+        let like = field("ID_LIKE").unwrap_or_default();
+        let version = field("VERSION_ID").and_then(|v| first_number(&v));
+        let ids: Vec<&str> = std::iter::once(id.as_str())
+            .chain(like.split_whitespace())
+            .collect();
+        if id == "fedora" {
+            return Some(fedora(version));
+        }
+        if ids.iter().any(|i| matches!(*i, "debian" | "ubuntu")) {
+            return Some(PackageManager::Apt);
+        }
+        if id == "amzn" {
+            // Amazon Linux 2 has yum, 2023 has dnf.
+            return Some(if version == Some(2) {
+                PackageManager::Yum
+            } else {
+                PackageManager::Dnf
+            });
+        }
+        if ids.iter().any(|i| {
+            matches!(
+                *i,
+                "rhel" | "centos" | "rocky" | "almalinux" | "ol" | "fedora"
+            )
+        }) {
+            return Some(el(version, false));
+        }
+        None
+    }
+}
+
+// Fedora switched its dnf command to DNF5 in Fedora 41.
+fn fedora(version: Option<u32>) -> PackageManager {
+    match version {
+        Some(v) if v >= 41 => PackageManager::Dnf5,
+        _ => PackageManager::Dnf,
+    }
+}
+
+// Enterprise Linux: yum up to 7, dnf from 8 (CentOS Stream is 8+).
+fn el(version: Option<u32>, stream: bool) -> PackageManager {
+    match version {
+        Some(v) if v <= 7 && !stream => PackageManager::Yum,
+        _ => PackageManager::Dnf,
+    }
+}
+
+fn first_number(s: &str) -> Option<u32> {
+    let start = s.find(|c: char| c.is_ascii_digit())?;
+    let digits: String = s[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// The recipes of one package manager, with or without `sudo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recipe {
+    pub manager: PackageManager,
+    pub sudo: bool,
+}
+
+impl Recipe {
+    pub fn new(manager: PackageManager) -> Recipe {
+        Recipe {
+            manager,
+            sudo: false,
+        }
+    }
+
+    fn cmd<I, S>(&self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let c = Cmd::new(args);
+        if self.sudo { c.with_sudo() } else { c }
+    }
+
+    /// Read-only look at the node: its OS.
+    pub fn read_os_release(&self) -> Cmd {
+        self.cmd(["cat", "/etc/os-release"])
+    }
+
+    /// Read-only look at the node: the repository file (which minor it serves).
+    pub fn read_repo_file(&self) -> Cmd {
+        self.cmd(["cat", self.manager.repo_file()])
+    }
+
+    /// Refreshes the package index, when the manager needs it after a repository
+    /// change. dnf and yum key their cache by baseurl, so they refetch by themselves.
+    pub fn refresh(&self) -> Option<Cmd> {
+        (self.manager == PackageManager::Apt).then(|| self.cmd(["apt-get", "update"]))
+    }
+
+    /// Lists every version of the Kubernetes packages the repository offers:
+    /// `apt-cache madison` / `dnf list --showduplicates` (kubeadm-upgrade.md,
+    /// "Determine which version to upgrade to").
+    pub fn list_versions(&self) -> Cmd {
+        match self.manager {
+            PackageManager::Apt => self.cmd(["apt-cache", "madison"].into_iter().chain(PACKAGES)),
+            m => self.cmd(
+                [m.binary(), "list", "--showduplicates"]
+                    .into_iter()
+                    .chain(PACKAGES)
+                    .chain([m.disable_excludes()]),
+            ),
+        }
+    }
+
+    /// Points the repository file at the target minor: the pkgs.k8s.io path
+    /// `/core:/stable:/vX.Y/` appears in the deb line, and in the rpm
+    /// `baseurl=` and `gpgkey=` lines; the signing key is the same for every
+    /// minor. The second command verifies the file now names the target.
+    pub fn repo_switch(&self, to: Minor) -> Vec<Cmd> {
+        let file = self.manager.repo_file();
+        // `[.]` rather than `\.`: a bracket needs no backslash, so the
+        // quoted form stays a plain single-quoted word.
+        let expr = format!("s#/core:/stable:/v[0-9][0-9]*[.][0-9][0-9]*/#/core:/stable:/{to}/#g");
+        vec![
+            self.cmd(["sed", "-i", expr.as_str(), file]),
+            self.cmd(["grep", "-F", format!("/core:/stable:/{to}/").as_str(), file]),
+        ]
+    }
+
+    /// Installs `packages` at `release`, lifting and restoring the hold
+    /// (apt-mark) or the repository's `exclude=` (rpm).
+    pub fn install(&self, packages: &[&str], release: Release) -> Vec<Cmd> {
+        let m = self.manager;
+        let pins = packages.iter().map(|p| m.pin(p, release));
+        match m {
+            PackageManager::Apt => {
+                let mut out = vec![
+                    self.cmd(
+                        ["apt-mark", "unhold"]
+                            .into_iter()
+                            .map(String::from)
+                            .chain(packages.iter().map(|p| p.to_string())),
+                    ),
+                    self.cmd(["apt-get", "update"]),
+                ];
+                out.push(
+                    self.cmd(
+                        ["apt-get", "install", "-y"]
+                            .into_iter()
+                            .map(String::from)
+                            .chain(pins),
+                    ),
+                );
+                out.push(
+                    self.cmd(
+                        ["apt-mark", "hold"]
+                            .into_iter()
+                            .map(String::from)
+                            .chain(packages.iter().map(|p| p.to_string())),
+                    ),
+                );
+                out
+            }
+            _ => vec![
+                self.cmd(
+                    [m.binary(), "install", "-y"]
+                        .into_iter()
+                        .map(String::from)
+                        .chain(pins)
+                        .chain([m.disable_excludes().to_string()]),
+                ),
+            ],
+        }
+    }
+
+    /// `kubeadm version -o short`, to check the package really brought the target.
+    pub fn kubeadm_version(&self) -> Cmd {
+        self.cmd(["kubeadm", "version", "-o", "short"])
+    }
+
+    /// `kubeadm upgrade plan vX.Y.Z`: read-only, prints kubeadm's own checks.
+    pub fn kubeadm_plan(&self, to: Release) -> Cmd {
+        self.cmd(["kubeadm", "upgrade", "plan", to.to_string().as_str()])
+    }
+
+    /// `kubeadm upgrade apply vX.Y.Z --yes` on the first control-plane node.
+    pub fn kubeadm_apply(&self, to: Release) -> Cmd {
+        self.cmd([
+            "kubeadm",
+            "upgrade",
+            "apply",
+            to.to_string().as_str(),
+            "--yes",
+        ])
+    }
+
+    /// `kubeadm upgrade node` on every other node.
+    pub fn kubeadm_node(&self) -> Cmd {
+        self.cmd(["kubeadm", "upgrade", "node"])
+    }
+
+    /// `systemctl daemon-reload && systemctl restart kubelet`.
+    pub fn restart_kubelet(&self) -> Vec<Cmd> {
+        vec![
+            self.cmd(["systemctl", "daemon-reload"]),
+            self.cmd(["systemctl", "restart", "kubelet"]),
+        ]
+    }
+}
+
+/// Which minor a repository file serves (`/core:/stable:/v1.33/`), if it
+/// uses the pkgs.k8s.io layout at all.
+pub fn repo_minor(file: &str) -> Option<Minor> {
+    let marker = "/core:/stable:/v";
+    let mut found = None;
+    for line in file.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some(i) = line.find(marker) {
+            let rest = &line[i + marker.len()..];
+            let end = rest.find('/')?;
+            let (major, minor) = rest[..end].split_once('.')?;
+            found = Some(Minor {
+                major: major.parse().ok()?,
+                minor: minor.parse().ok()?,
+            });
+            break;
+        }
+    }
+    found
+}
+
+/// The versions of one package in a repository listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Offered {
+    pub kubeadm: Vec<PackageVersion>,
+    pub kubelet: Vec<PackageVersion>,
+    pub kubectl: Vec<PackageVersion>,
+}
+
+impl Offered {
+    pub fn of(&self, package: &str) -> &[PackageVersion] {
+        match package {
+            "kubeadm" => &self.kubeadm,
+            "kubelet" => &self.kubelet,
+            _ => &self.kubectl,
+        }
+    }
+
+    /// The version matching `release` with any revision: what the install
+    /// glob `1.34.1-*` will pick.
+    pub fn find(&self, package: &str, release: Release) -> Option<&PackageVersion> {
+        self.of(package)
+            .iter()
+            .filter(|v| v.release == release)
+            .max_by(|a, b| a.revision.cmp(&b.revision))
+    }
+
+    /// The newest release of `minor` offered for all three packages.
+    pub fn newest_of(&self, minor: Minor, at_most: Option<Release>) -> Option<Release> {
+        self.kubeadm
+            .iter()
+            .map(|v| v.release)
+            .filter(|r| r.minor_line() == minor)
+            .filter(|r| at_most.is_none_or(|m| *r <= m))
+            .filter(|r| PACKAGES.iter().all(|p| self.find(p, *r).is_some()))
+            .max()
+    }
+}
+
+/// Parses `apt-cache madison kubeadm kubelet kubectl`:
+/// `   kubeadm | 1.34.1-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages`,
+/// and `dnf|yum list --showduplicates ...`:
+/// `kubeadm.x86_64        1.34.1-150500.1.1        kubernetes`.
+pub fn parse_listing(text: &str) -> Offered {
+    let mut offered = Offered::default();
+    for line in text.lines() {
+        let (name, version) = if line.contains('|') {
+            let mut cols = line.split('|').map(str::trim);
+            match (cols.next(), cols.next()) {
+                (Some(n), Some(v)) => (n.to_string(), v),
+                _ => continue,
+            }
+        } else {
+            let mut cols = line.split_whitespace();
+            match (cols.next(), cols.next()) {
+                // "kubeadm.x86_64" -> "kubeadm"
+                (Some(n), Some(v)) => (
+                    n.rsplit_once('.')
+                        .map_or(n, |(base, _arch)| base)
+                        .to_string(),
+                    v,
+                ),
+                _ => continue,
+            }
+        };
+        let Some(version) = PackageVersion::parse(version) else {
+            continue;
+        };
+        let list = match name.as_str() {
+            "kubeadm" => &mut offered.kubeadm,
+            "kubelet" => &mut offered.kubelet,
+            "kubectl" => &mut offered.kubectl,
+            _ => continue,
+        };
+        if !list.contains(&version) {
+            list.push(version);
+        }
+    }
+    offered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(cmds: &[Cmd]) -> String {
+        cmds.iter()
+            .map(|c| c.shell_line().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn full_recipe(m: PackageManager) -> String {
+        let r = Recipe::new(m);
+        let to = Release::new(1, 34, 1);
+        let mut out = vec![r.read_os_release(), r.read_repo_file()];
+        out.extend(r.repo_switch(to.minor_line()));
+        out.extend(r.refresh());
+        out.push(r.list_versions());
+        out.extend(r.install(&["kubeadm"], to));
+        out.push(r.kubeadm_version());
+        out.push(r.kubeadm_plan(to));
+        out.push(r.kubeadm_apply(to));
+        out.push(r.kubeadm_node());
+        out.extend(r.install(&["kubelet", "kubectl"], to));
+        out.extend(r.restart_kubelet());
+        lines(&out)
+    }
+
+    #[test]
+    fn apt_recipe() {
+        insta::assert_snapshot!(full_recipe(PackageManager::Apt));
+    }
+
+    #[test]
+    fn dnf_recipe() {
+        insta::assert_snapshot!(full_recipe(PackageManager::Dnf));
+    }
+
+    #[test]
+    fn dnf5_recipe() {
+        insta::assert_snapshot!(full_recipe(PackageManager::Dnf5));
+    }
+
+    #[test]
+    fn yum_recipe() {
+        insta::assert_snapshot!(full_recipe(PackageManager::Yum));
+    }
+
+    #[test]
+    fn sudo_prefixes_every_command() {
+        let r = Recipe {
+            manager: PackageManager::Apt,
+            sudo: true,
+        };
+        let cmds = r.install(&["kubeadm"], Release::new(1, 34, 1));
+        assert!(cmds.iter().all(|c| c.argv()[0] == "sudo"));
+        assert_eq!(
+            cmds[2].shell_line().unwrap(),
+            "sudo apt-get install -y 'kubeadm=1.34.1-*'"
+        );
+    }
+
+    #[test]
+    fn os_detection() {
+        use PackageManager::*;
+        for (image, want) in [
+            ("Ubuntu 24.04.1 LTS", Some(Apt)),
+            ("Debian GNU/Linux 12 (bookworm)", Some(Apt)),
+            ("Rocky Linux 9.4 (Blue Onyx)", Some(Dnf)),
+            ("CentOS Linux 7 (Core)", Some(Yum)),
+            ("CentOS Stream 9", Some(Dnf)),
+            ("Red Hat Enterprise Linux 8.10 (Ootpa)", Some(Dnf)),
+            ("Fedora Linux 40 (Server Edition)", Some(Dnf)),
+            ("Fedora Linux 41 (Server Edition)", Some(Dnf5)),
+            ("Talos (v1.8.0)", None),
+        ] {
+            assert_eq!(PackageManager::from_os_image(image), want, "{image}");
+        }
+        let ubuntu = "NAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n";
+        assert_eq!(PackageManager::from_os_release(ubuntu), Some(Apt));
+        let rocky = "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.4\"\n";
+        assert_eq!(PackageManager::from_os_release(rocky), Some(Dnf));
+        let fedora = "NAME=\"Fedora Linux\"\nID=fedora\nVERSION_ID=42\n";
+        assert_eq!(PackageManager::from_os_release(fedora), Some(Dnf5));
+        let centos7 = "ID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"7\"\n";
+        assert_eq!(PackageManager::from_os_release(centos7), Some(Yum));
+        assert_eq!(PackageManager::from_os_release("ID=alpine\n"), None);
+    }
+
+    #[test]
+    fn repo_minor_from_files() {
+        let deb = "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.33/deb/ /\n";
+        assert_eq!(
+            repo_minor(deb),
+            Some(Minor {
+                major: 1,
+                minor: 33
+            })
+        );
+        let rpm = "[kubernetes]\nname=Kubernetes\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/\nenabled=1\ngpgcheck=1\ngpgkey=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/repodata/repomd.xml.key\nexclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n";
+        assert_eq!(
+            repo_minor(rpm),
+            Some(Minor {
+                major: 1,
+                minor: 34
+            })
+        );
+        let legacy = "deb https://apt.kubernetes.io/ kubernetes-xenial main\n";
+        assert_eq!(repo_minor(legacy), None);
+        let commented = "# https://pkgs.k8s.io/core:/stable:/v1.30/deb/\n";
+        assert_eq!(repo_minor(commented), None);
+    }
+
+    #[test]
+    fn listings_parse_with_real_revisions() {
+        let madison = "   kubeadm | 1.34.1-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages\n   kubeadm | 1.34.0-2.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages\n   kubelet | 1.34.1-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages\n   kubelet | 1.34.0-2.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages\n   kubectl | 1.34.1-1.1 | https://pkgs.k8s.io/core:/stable:/v1.34/deb  Packages\n";
+        let o = parse_listing(madison);
+        assert_eq!(o.kubeadm.len(), 2);
+        assert_eq!(
+            o.find("kubeadm", Release::new(1, 34, 0)).unwrap().revision,
+            "2.1"
+        );
+        let minor = Minor {
+            major: 1,
+            minor: 34,
+        };
+        assert_eq!(o.newest_of(minor, None), Some(Release::new(1, 34, 1)));
+        // kubectl 1.34.0 is missing, so 1.34.0 is not complete.
+        assert_eq!(o.newest_of(minor, Some(Release::new(1, 34, 0))), None);
+
+        let dnf = "Last metadata expiration check: 0:01:02 ago.\nAvailable Packages\nkubeadm.x86_64   1.34.1-150500.1.1   kubernetes\nkubelet.x86_64   1.34.1-150500.1.1   kubernetes\nkubectl.x86_64   1.34.1-150500.1.1   kubernetes\n";
+        let o = parse_listing(dnf);
+        assert_eq!(
+            o.find("kubelet", Release::new(1, 34, 1)).unwrap().revision,
+            "150500.1.1"
+        );
+        assert_eq!(o.newest_of(minor, None), Some(Release::new(1, 34, 1)));
+    }
+}
