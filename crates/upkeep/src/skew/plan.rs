@@ -77,6 +77,11 @@ pub enum PlanError {
         current: String,
         allowed: String,
     },
+    /// A different major version: no skew or upgrade path is defined.
+    #[error(
+        "{target} is a different major version from the control plane ({current}): no upgrade path is defined"
+    )]
+    MajorChange { target: String, current: String },
     /// Without an apiserver version there is nothing to plan from.
     #[error(
         "no kube-apiserver version is known, so there is no starting point for a plan \
@@ -195,7 +200,13 @@ pub fn plan(snapshot: &ClusterVersions, target: &Target) -> Result<UpgradePlan, 
             newest.next().next()
         ),
     };
-    if to.major != newest.major || to < newest {
+    if to.major != newest.major {
+        return Err(PlanError::MajorChange {
+            target: target.to_string(),
+            current: newest_release.to_string(),
+        });
+    }
+    if to < newest {
         return Err(refuse());
     }
     if let Target::Exact(v) = target
@@ -347,6 +358,7 @@ fn plan_hop(
         }
     }
     lagging.sort();
+    let floor = allowed_range(rule("kubelet-vs-apiserver"), to, to).oldest;
     for node in &lagging {
         steps.push(Step {
             action: StepAction::UpgradeLaggingNode,
@@ -354,7 +366,8 @@ fn plan_hop(
             command: Some("kubeadm upgrade node".into()),
             description: format!(
                 "before the control plane moves: drain {node}, upgrade kubeadm, kubelet and kubectl to \
-                 the newest patch of {from}, run kubeadm upgrade node, restart kubelet, uncordon"
+                 the newest patch of {from} ({floor} at the least), run kubeadm upgrade node, restart \
+                 kubelet, uncordon"
             ),
         });
     }
