@@ -1,1 +1,12 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use kubectl_backup::cli::{Cli, run};
+use upkeep::output::{finish, init_logging};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    finish(run(cli).await)
+}

@@ -1,0 +1,542 @@
+//! The I/O of `kubectl backup etcd`: talking to etcd over TLS, writing the
+//! snapshot file safely, driving etcdutl/etcdctl for a restore, and moving
+//! static pod manifests on a kubeadm control plane.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use serde::Serialize;
+
+use crate::manifest::{self, Change};
+use crate::snapshot::{self, Assembler, Chunk, SnapshotStatus};
+
+/// kubeadm's etcd PKI (`kubeadm init phase certs etcd-ca` and
+/// `etcd-healthcheck-client`): the healthcheck client certificate is the
+/// client-only certificate kubeadm issues from the etcd CA. The CKA habit of
+/// `server.crt`/`server.key` works too (kubeadm gives the server certificate
+/// client usage as well) but hands out the server's own identity.
+pub const DEFAULT_CACERT: &str = "/etc/kubernetes/pki/etcd/ca.crt";
+pub const DEFAULT_CERT: &str = "/etc/kubernetes/pki/etcd/healthcheck-client.crt";
+pub const DEFAULT_KEY: &str = "/etc/kubernetes/pki/etcd/healthcheck-client.key";
+pub const DEFAULT_ENDPOINT: &str = "https://127.0.0.1:2379";
+
+/// How to reach etcd: the flags and environment variables of etcdctl.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "etcd connection (as etcdctl)")]
+pub struct EtcdFlags {
+    /// The etcd member to talk to (one: a snapshot is one member's state)
+    #[arg(long, value_name = "URL", env = "ETCDCTL_ENDPOINTS", default_value = DEFAULT_ENDPOINT)]
+    pub endpoints: String,
+    /// CA bundle that signed etcd's serving certificate
+    #[arg(long, value_name = "PATH", env = "ETCDCTL_CACERT", default_value = DEFAULT_CACERT)]
+    pub cacert: PathBuf,
+    /// Client certificate signed by the etcd CA
+    #[arg(long, value_name = "PATH", env = "ETCDCTL_CERT", default_value = DEFAULT_CERT)]
+    pub cert: PathBuf,
+    /// Key of the client certificate
+    #[arg(long, value_name = "PATH", env = "ETCDCTL_KEY", default_value = DEFAULT_KEY)]
+    pub key: PathBuf,
+    /// How long to wait for a connection, e.g. 2s
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub dial_timeout: Duration,
+    /// How long the whole command may take (the snapshot transfer included), e.g. 5m
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub command_timeout: Duration,
+}
+
+impl EtcdFlags {
+    /// The one endpoint: etcdctl refuses several for a snapshot too
+    /// (etcd `client/v3/snapshot/v3_snapshot.go`).
+    pub fn endpoint(&self) -> Result<String> {
+        let eps: Vec<&str> = self
+            .endpoints
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        match eps.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => bail!("--endpoints is empty: give one etcd member, e.g. {DEFAULT_ENDPOINT}"),
+            many => bail!(
+                "a snapshot must be taken from one member, not {} ({}): pass one --endpoints",
+                many.len(),
+                many.join(", ")
+            ),
+        }
+    }
+
+    fn read(path: &Path, what: &str, flag: &str) -> Result<Vec<u8>> {
+        std::fs::read(path).with_context(|| {
+            format!(
+                "could not read the {what} {} (set {flag}; on a kubeadm control plane run as root)",
+                path.display()
+            )
+        })
+    }
+
+    /// Connects and checks that the member answers within `--dial-timeout`.
+    pub async fn connect(&self) -> Result<(Client, String)> {
+        let endpoint = self.endpoint()?;
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(self.dial_timeout)
+            .with_timeout(self.command_timeout);
+        if endpoint.starts_with("https://") {
+            let ca = Self::read(&self.cacert, "CA certificate", "--cacert")?;
+            let cert = Self::read(&self.cert, "client certificate", "--cert")?;
+            let key = Self::read(&self.key, "client key", "--key")?;
+            options = options.with_tls(
+                TlsOptions::new()
+                    .ca_certificate(Certificate::from_pem(ca))
+                    .identity(Identity::from_pem(cert, key)),
+            );
+        }
+        let unreachable = || {
+            format!(
+                "etcd at {endpoint} did not answer within {} (--dial-timeout): check that etcd runs \
+                 and listens there, and that --cacert/--cert/--key belong to its CA",
+                humantime::format_duration(self.dial_timeout)
+            )
+        };
+        let mut client = tokio::time::timeout(
+            self.dial_timeout,
+            Client::connect([endpoint.as_str()], Some(options)),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!(unreachable()))?
+        .with_context(|| format!("could not connect to etcd at {endpoint}"))?;
+        // The channel connects lazily: one status call proves the member answers.
+        tokio::time::timeout(self.dial_timeout, client.status())
+            .await
+            .map_err(|_| anyhow::anyhow!(unreachable()))?
+            .with_context(|| format!("etcd at {endpoint} refused the status request"))?;
+        Ok((client, endpoint))
+    }
+}
+
+/// The result of `etcd save`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Saved {
+    pub file: String,
+    pub endpoint: String,
+    pub etcd_version: String,
+    pub sha256: String,
+    pub size: u64,
+    pub revision: i64,
+    pub total_key: u64,
+    pub hash: u32,
+    /// Revisions held in etcd's `key` bucket.
+    pub key_revisions: u64,
+}
+
+/// Streams a snapshot into `target`: a temporary file beside it (mode 0600),
+/// fsync, checks, rename, fsync of the directory. On any failure the
+/// temporary file is removed and `target` is untouched.
+pub async fn save(flags: &EtcdFlags, target: &Path) -> Result<Saved> {
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = target
+        .file_name()
+        .with_context(|| format!("{} is not a file path", target.display()))?
+        .to_string_lossy()
+        .into_owned();
+    if !dir.is_dir() {
+        bail!(
+            "the directory {} does not exist: create it first",
+            dir.display()
+        );
+    }
+    let (mut client, endpoint) = flags.connect().await?;
+    let version = client
+        .status()
+        .await
+        .map(|s| s.version().to_string())
+        .unwrap_or_default();
+    // tempfile creates the file with mode 0600: a snapshot holds every Secret.
+    let mut part = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .with_context(|| format!("could not create a temporary file in {}", dir.display()))?;
+    let transfer = async {
+        let mut stream = client
+            .snapshot()
+            .await
+            .with_context(|| format!("etcd at {endpoint} refused the snapshot request"))?;
+        let mut assembler = Assembler::new();
+        while let Some(msg) = stream
+            .message()
+            .await
+            .with_context(|| format!("the snapshot stream from {endpoint} failed"))?
+        {
+            match assembler.push(msg.blob(), msg.remaining_bytes())? {
+                Chunk::Data | Chunk::Digest => part
+                    .write_all(msg.blob())
+                    .context("could not write the snapshot")?,
+            }
+        }
+        assembler.finish()
+    };
+    let sha256 = tokio::time::timeout(flags.command_timeout, transfer)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the snapshot did not complete within {} (--command-timeout); nothing was written",
+                humantime::format_duration(flags.command_timeout)
+            )
+        })??;
+    part.as_file().sync_all().context("could not fsync the snapshot")?;
+    let bytes = std::fs::read(part.path()).context("could not read the snapshot back")?;
+    let status = snapshot::status(&bytes).context("the snapshot etcd sent does not check out")?;
+    part.persist(target)
+        .with_context(|| format!("could not move the snapshot into place at {}", target.display()))?;
+    sync_dir(&dir)?;
+    Ok(Saved {
+        file: target.display().to_string(),
+        endpoint,
+        etcd_version: version,
+        sha256,
+        size: status.file_size,
+        revision: status.revision,
+        total_key: status.total_key,
+        hash: status.hash,
+        key_revisions: status.buckets.get("key").copied().unwrap_or(0),
+    })
+}
+
+/// fsync of a directory, so a rename inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("could not fsync {}", dir.display()))
+}
+
+/// Reads and checks a snapshot file.
+pub fn status_of(file: &Path) -> Result<Result<SnapshotStatus, anyhow::Error>> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("could not read {}", file.display()))?;
+    Ok(snapshot::status(&bytes)
+        .with_context(|| format!("{} failed the snapshot check", file.display())))
+}
+
+/// The tool that rewrites a snapshot into a data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreTool {
+    pub path: PathBuf,
+    /// `etcdutl` (etcd >= 3.5) or `etcdctl` (3.4 and earlier).
+    pub kind: String,
+}
+
+/// Finds etcdutl, else etcdctl, on PATH: `snapshot restore` moved to etcdutl
+/// in etcd 3.5 and was removed from etcdctl in 3.6.
+pub fn find_restore_tool() -> Option<RestoreTool> {
+    let path = std::env::var_os("PATH")?;
+    for kind in ["etcdutl", "etcdctl"] {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(kind);
+            if candidate.is_file() {
+                return Some(RestoreTool {
+                    path: candidate,
+                    kind: kind.into(),
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Pass-through options of `snapshot restore`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_cluster_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_advertise_peer_urls: Option<String>,
+}
+
+/// The arguments of `etcdutl|etcdctl snapshot restore`.
+pub fn restore_args(snapshot: &Path, data_dir: &Path, opts: &RestoreOptions) -> Vec<String> {
+    let mut args = vec![
+        "snapshot".to_string(),
+        "restore".to_string(),
+        snapshot.display().to_string(),
+        format!("--data-dir={}", data_dir.display()),
+    ];
+    let pairs = [
+        ("--name", &opts.name),
+        ("--initial-cluster", &opts.initial_cluster),
+        ("--initial-cluster-token", &opts.initial_cluster_token),
+        (
+            "--initial-advertise-peer-urls",
+            &opts.initial_advertise_peer_urls,
+        ),
+    ];
+    for (flag, value) in pairs {
+        if let Some(v) = value {
+            args.push(format!("{flag}={v}"));
+        }
+    }
+    args
+}
+
+/// Why a data directory may not be restored into, if it may not: etcd
+/// refuses a non-empty one; this refuses any that exists, so a typo can
+/// never reuse a live member's directory.
+pub fn data_dir_refusal(dir: &Path) -> Option<String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(_) => Some(format!(
+            "the data directory {} already exists: restore writes only into a new directory; \
+             pick a new path (e.g. {}-from-backup) or move the existing one away first",
+            dir.display(),
+            dir.display()
+        )),
+        Err(_) => None,
+    }
+}
+
+/// Runs the restore tool; its output becomes the error when it fails.
+pub fn run_restore(tool: &RestoreTool, args: &[String]) -> Result<()> {
+    let out = Command::new(&tool.path)
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .output()
+        .with_context(|| format!("could not run {}", tool.path.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed ({}):\n{}{}",
+            tool.kind,
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The static pod manifests of a kubeadm control plane.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlane {
+    pub etcd_manifest: PathBuf,
+    pub apiserver_manifest: PathBuf,
+    /// Where kube-apiserver.yaml waits while etcd is switched: outside the
+    /// manifests directory, since the kubelet runs every file inside it.
+    pub apiserver_parked: PathBuf,
+    /// The copy of etcd.yaml taken before it is edited (also outside).
+    pub etcd_backup: PathBuf,
+}
+
+impl ControlPlane {
+    pub fn new(etcd_manifest: &Path, stamp: &str) -> ControlPlane {
+        let manifests = etcd_manifest.parent().unwrap_or(Path::new("."));
+        let outside = manifests.parent().unwrap_or(Path::new("."));
+        ControlPlane {
+            etcd_manifest: etcd_manifest.to_path_buf(),
+            apiserver_manifest: manifests.join("kube-apiserver.yaml"),
+            apiserver_parked: outside.join("kube-apiserver.yaml.stopped-for-restore"),
+            etcd_backup: outside.join(format!("etcd.yaml.before-restore-{stamp}")),
+        }
+    }
+}
+
+/// One step of switching a kubeadm control plane to a restored directory,
+/// in the order of the seeds (stop the apiserver, restore, point etcd at the
+/// new directory, start the apiserver).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    pub n: usize,
+    pub action: String,
+    /// The shell command a person would run for it.
+    pub command: String,
+    pub done: bool,
+}
+
+/// The switch plan (pure): what would be done, and how by hand.
+pub fn switch_steps(
+    cp: &ControlPlane,
+    data_dir: &Path,
+    changes: &[Change],
+    restore_cmd: &str,
+) -> Vec<Step> {
+    let mut edit = format!(
+        "cp {} {} && edit {}:",
+        cp.etcd_manifest.display(),
+        cp.etcd_backup.display(),
+        cp.etcd_manifest.display()
+    );
+    for c in changes {
+        edit.push_str(&format!(" {} {} -> {};", c.field, c.from, c.to));
+    }
+    let steps = [
+        (
+            "stop kube-apiserver (move its static pod manifest out)".to_string(),
+            format!(
+                "mv {} {}",
+                cp.apiserver_manifest.display(),
+                cp.apiserver_parked.display()
+            ),
+        ),
+        (
+            format!("restore the snapshot into {}", data_dir.display()),
+            restore_cmd.to_string(),
+        ),
+        (
+            format!("point etcd at {} (the kubelet restarts it)", data_dir.display()),
+            edit.trim_end_matches(';').to_string(),
+        ),
+        (
+            "start kube-apiserver again once etcd answers".to_string(),
+            format!(
+                "mv {} {}",
+                cp.apiserver_parked.display(),
+                cp.apiserver_manifest.display()
+            ),
+        ),
+    ];
+    steps
+        .into_iter()
+        .enumerate()
+        .map(|(i, (action, command))| Step {
+            n: i + 1,
+            action,
+            command,
+            done: false,
+        })
+        .collect()
+}
+
+/// Writes a file atomically (temporary file beside it, fsync, rename) with `mode`.
+pub fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".upkeep-")
+        .tempfile_in(dir)
+        .with_context(|| format!("could not create a temporary file in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("could not replace {}", path.display()))?;
+    sync_dir(dir)
+}
+
+/// Polls etcd until it answers or `deadline` passes.
+pub async fn wait_for_etcd(flags: &EtcdFlags, deadline: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let last = match flags.connect().await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if start.elapsed() > deadline {
+            return Err(last.context(format!(
+                "etcd did not answer within {} after the switch",
+                humantime::format_duration(deadline)
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Reads a manifest and computes the edit for `data_dir`.
+pub fn plan_manifest_edit(etcd_manifest: &Path, data_dir: &Path) -> Result<manifest::ManifestEdit> {
+    let text = std::fs::read_to_string(etcd_manifest)
+        .with_context(|| format!("could not read {}", etcd_manifest.display()))?;
+    let new_dir = data_dir
+        .to_str()
+        .context("the data directory is not valid UTF-8")?;
+    manifest::point_at_data_dir(&text, new_dir)
+        .with_context(|| format!("could not edit {}", etcd_manifest.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_arguments_pass_through() {
+        let args = restore_args(
+            Path::new("/backup/snap.db"),
+            Path::new("/var/lib/etcd-new"),
+            &RestoreOptions {
+                name: Some("cp1".into()),
+                initial_cluster: Some("cp1=https://10.0.0.1:2380".into()),
+                initial_advertise_peer_urls: Some("https://10.0.0.1:2380".into()),
+                initial_cluster_token: None,
+            },
+        );
+        assert_eq!(
+            args,
+            [
+                "snapshot",
+                "restore",
+                "/backup/snap.db",
+                "--data-dir=/var/lib/etcd-new",
+                "--name=cp1",
+                "--initial-cluster=cp1=https://10.0.0.1:2380",
+                "--initial-advertise-peer-urls=https://10.0.0.1:2380",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_one_endpoint_is_accepted() {
+        let mut f = EtcdFlags {
+            endpoints: "https://a:2379,https://b:2379".into(),
+            cacert: DEFAULT_CACERT.into(),
+            cert: DEFAULT_CERT.into(),
+            key: DEFAULT_KEY.into(),
+            dial_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+        };
+        assert!(format!("{:#}", f.endpoint().unwrap_err()).contains("one member"));
+        f.endpoints = " https://a:2379 ".into();
+        assert_eq!(f.endpoint().unwrap(), "https://a:2379");
+    }
+
+    #[test]
+    fn the_switch_plan_follows_the_seed_order() {
+        let cp = ControlPlane::new(
+            Path::new("/etc/kubernetes/manifests/etcd.yaml"),
+            "20240101T000000Z",
+        );
+        assert_eq!(
+            cp.apiserver_parked,
+            Path::new("/etc/kubernetes/kube-apiserver.yaml.stopped-for-restore")
+        );
+        assert_eq!(
+            cp.etcd_backup.parent().unwrap(),
+            Path::new("/etc/kubernetes"),
+            "the backup copy must not sit in the manifests directory"
+        );
+        let steps = switch_steps(&cp, Path::new("/var/lib/etcd-new"), &[], "etcdutl ...");
+        let actions: Vec<_> = steps.iter().map(|s| s.action.as_str()).collect();
+        assert!(actions[0].starts_with("stop kube-apiserver"));
+        assert!(actions[1].starts_with("restore"));
+        assert!(actions[2].starts_with("point etcd"));
+        assert!(actions[3].starts_with("start kube-apiserver"));
+    }
+
+    #[test]
+    fn existing_data_dirs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(data_dir_refusal(dir.path()).unwrap().contains("already exists"));
+        assert!(data_dir_refusal(&dir.path().join("new")).is_none());
+    }
+}
