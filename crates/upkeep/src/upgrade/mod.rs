@@ -10,9 +10,11 @@
 //! - [`run`]: the thin I/O layer: snapshot, lock, execute, record progress.
 
 pub mod plan;
+pub mod pod;
 pub mod preflight;
 pub mod recipe;
 pub mod target;
+pub mod transport;
 pub mod validate;
 
 pub use plan::{NodePlan, PROGRESS_ANNOTATION, Progress, Role, StepId};

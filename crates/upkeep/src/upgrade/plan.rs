@@ -1,7 +1,9 @@
 //! The upgrade of one node as a list of named steps, in the order of the
 //! kubeadm upgrade document: kubeadm package, `kubeadm upgrade apply|node`,
 //! drain, kubelet and kubectl packages, restart the kubelet, wait for Ready,
-//! uncordon. The drain comes after `kubeadm upgrade` since website #25732.
+//! uncordon. The drain comes after `kubeadm upgrade` since website #25732;
+//! the node is cordoned first, so that a node whose upgrade fails midway is
+//! never handed new pods (kubespray cordons first too).
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +17,7 @@ use super::target::{Minor, Release};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepId {
+    Cordon,
     RepoSwitch,
     KubeadmPkg,
     KubeadmPlan,
@@ -27,7 +30,8 @@ pub enum StepId {
 }
 
 impl StepId {
-    pub const ALL: [StepId; 9] = [
+    pub const ALL: [StepId; 10] = [
+        StepId::Cordon,
         StepId::RepoSwitch,
         StepId::KubeadmPkg,
         StepId::KubeadmPlan,
@@ -41,6 +45,7 @@ impl StepId {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            StepId::Cordon => "cordon",
             StepId::RepoSwitch => "repo-switch",
             StepId::KubeadmPkg => "kubeadm-pkg",
             StepId::KubeadmPlan => "kubeadm-plan",
@@ -108,6 +113,8 @@ impl fmt::Display for Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "on", rename_all = "kebab-case")]
 pub enum Action {
+    /// Mark the node unschedulable.
+    Cordon,
     /// Commands run in order on the node; the first failure stops the step.
     Node { commands: Vec<Cmd> },
     /// Cordon, then drain with the drain core (the same rules and refusals as
@@ -175,6 +182,11 @@ pub fn build(input: PlanInput) -> NodePlan {
     let r = &input.recipe;
     let to = input.target;
     let mut steps: Vec<(StepId, String, Action)> = Vec::new();
+    steps.push((
+        StepId::Cordon,
+        "cordon: no new pods while the node is upgraded".to_string(),
+        Action::Cordon,
+    ));
     if input.repo_minor != Some(to.minor_line()) {
         steps.push((
             StepId::RepoSwitch,
@@ -326,6 +338,9 @@ impl NodePlan {
                         out.push_str(&format!("      $ {c}\n"));
                     }
                 }
+                Action::Cordon => {
+                    out.push_str(&format!("      [cluster] cordon {}\n", self.node))
+                }
                 Action::Drain => out.push_str(&format!(
                     "      [cluster] cordon {0}; evict its pods by the safedrain rules; wait until their workloads are whole\n",
                     self.node
@@ -447,6 +462,7 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "cordon",
                 "repo-switch",
                 "kubeadm-pkg",
                 "kubeadm-upgrade",
@@ -471,7 +487,7 @@ mod tests {
             minor: 34,
         });
         let plan = build(i);
-        assert_eq!(plan.steps[0].id, StepId::KubeadmPkg);
+        assert_eq!(plan.steps[1].id, StepId::KubeadmPkg);
     }
 
     #[test]
@@ -500,7 +516,7 @@ mod tests {
             done: StepId::Drain,
             was_cordoned: false,
         });
-        assert_eq!(build(i).pending().count(), 8);
+        assert_eq!(build(i).pending().count(), 9);
     }
 
     #[test]
