@@ -1,1 +1,441 @@
-fn main() {}
+//! `kubectl safedrain NODE`: a drain that never loses a pod, names what
+//! blocks it, and waits until the workloads are whole again.
+//! CLI definition and glue only; the rules and the engine live in `upkeep::drain`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+use tokio::sync::watch;
+use upkeep::connect::{KubeFlags, parse_request_timeout};
+use upkeep::drain::{
+    self, DrainEvent, DrainOptions, DrainOutcome, DrainPlan, DrainReport, ExecOptions, record,
+};
+use upkeep::output::{self, Outcome, OutputFormat, Printer};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Show what a drain of node01 would do, change nothing (exit 0: it would go through, 1: refused)
+  kubectl safedrain node01 --dry-run
+
+  # Drain node02: cordon, evict, wait until its workloads are Ready elsewhere
+  kubectl safedrain node02 --yes
+
+  # Wait for PodDisruptionBudgets instead of refusing, give up after 10 minutes
+  kubectl safedrain node02 --wait-for-pdb --timeout 10m -y
+
+  # Accept losing emptyDir data, and delete a bare pod for good (listed in the plan first)
+  kubectl safedrain node01 --delete-emptydir-data --delete-unmanaged -y
+
+  # Drain every worker, one node at a time, as JSON
+  kubectl safedrain -l node-role.kubernetes.io/worker= --max-unavailable 1 -y -o json
+
+  # Return node02 to service and see where its former pods run now
+  kubectl safedrain node02 --uncordon
+
+Exit codes: 0 drained (or would be), 1 refused (nothing changed), 2 error, timeout or interrupted.
+Unlike `kubectl drain`, --force never deletes pods that no controller would recreate:
+that takes --delete-unmanaged. DaemonSet pods are always left in place.";
+
+/// Drain a node without losing a pod: plan first, refuse what would be lost,
+/// evict with PodDisruptionBudgets in mind, wait for the replacements.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-safedrain",
+    bin_name = "kubectl safedrain",
+    version,
+    override_usage = "kubectl safedrain [OPTIONS] NODE\n       kubectl safedrain [OPTIONS] -l SELECTOR",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    /// The node to drain (or with --uncordon, to return to service)
+    #[arg(
+        value_name = "NODE",
+        required_unless_present = "selector",
+        conflicts_with = "selector"
+    )]
+    node: Option<String>,
+
+    /// Drain the nodes matching this label selector, one batch after another
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
+
+    /// With -l: how many nodes may be draining at once
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    max_unavailable: u32,
+
+    /// Show the plan and stop; nothing is changed ("client", "server" and a bare flag all mean this)
+    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "client", value_parser = ["none", "client", "server"])]
+    dry_run: Option<String>,
+
+    /// Continue even if pods keep data in emptyDir or hostPath volumes (the data is deleted)
+    #[arg(long)]
+    delete_emptydir_data: bool,
+
+    /// Delete pods that nothing would recreate (bare pods, orphaned pods): they are lost for good.
+    /// The plan lists each of them first.
+    #[arg(long)]
+    delete_unmanaged: bool,
+
+    /// Accepted for kubectl compatibility. It does NOT delete pods without a controller
+    /// (kubectl drain --force does): use --delete-unmanaged for that
+    #[arg(long)]
+    force: bool,
+
+    /// Seconds each pod gets to terminate; -1 uses the pod's own terminationGracePeriodSeconds
+    #[arg(long, value_name = "SECONDS", default_value_t = -1, allow_negative_numbers = true)]
+    grace_period: i64,
+
+    /// Give up after this long for the whole run (e.g. 5m, 90s; 0 = no limit); the node stays cordoned
+    #[arg(long, value_name = "DURATION", default_value = "0")]
+    timeout: String,
+
+    /// Only these pods (label selector) are considered
+    #[arg(long, value_name = "SELECTOR")]
+    pod_selector: Option<String>,
+
+    /// Wait for PodDisruptionBudgets to allow the evictions instead of refusing
+    #[arg(long)]
+    wait_for_pdb: bool,
+
+    /// Refuse when a workload would have no ready replica during the drain (default: warn)
+    #[arg(long)]
+    no_downtime: bool,
+
+    /// Do not wait for the evicted pods' workloads to be whole again
+    #[arg(long)]
+    no_wait_workloads: bool,
+
+    /// At most this many evictions in flight
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(short = 'y', long)]
+    yes: bool,
+
+    /// Return the node to service (and show where its former pods run now)
+    #[arg(long, conflicts_with_all = ["dry_run", "delete_unmanaged", "delete_emptydir_data", "wait_for_pdb"])]
+    uncordon: bool,
+
+    /// Output format of the result on stdout
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+
+    #[command(flatten)]
+    kube: KubeFlags,
+}
+
+impl Cli {
+    fn dry_run(&self) -> bool {
+        self.dry_run.as_deref().is_some_and(|m| m != "none")
+    }
+
+    fn drain_options(&self, also_leaving: Vec<String>) -> DrainOptions {
+        DrainOptions {
+            delete_emptydir_data: self.delete_emptydir_data,
+            delete_unmanaged: self.delete_unmanaged,
+            wait_for_pdb: self.wait_for_pdb,
+            no_downtime: self.no_downtime,
+            also_leaving,
+        }
+    }
+}
+
+/// The document printed with `-o json|yaml`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Result {
+    context: String,
+    dry_run: bool,
+    /// would-drain, drained, refused, declined, interrupted, timed-out, failed
+    outcome: String,
+    nodes: Vec<NodeResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct NodeResult {
+    plan: DrainPlan,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report: Option<DrainReport>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    output::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return output::finish(Err(e.into())),
+    };
+    output::finish(runtime.block_on(run(cli)))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let timeout = parse_request_timeout(&cli.timeout).context("--timeout")?;
+    let printer = Printer::new(cli.output);
+    let conn = cli.kube.connect().await?;
+    let client = conn.client.clone();
+    let nodes = resolve_nodes(&client, &cli).await?;
+
+    if cli.uncordon {
+        return uncordon(&client, &nodes, &printer).await;
+    }
+    if cli.force {
+        printer.warn("--force does not delete pods without a controller (kubectl drain's --force does); --delete-unmanaged does, after listing them");
+    }
+    printer.note(format!(
+        "context {:?} (server {})",
+        conn.context, conn.server
+    ));
+
+    // 1. Plan every node first; with -l, the other selected nodes are not destinations.
+    let mut results = Vec::new();
+    for node in &nodes {
+        let others: Vec<String> = nodes.iter().filter(|n| *n != node).cloned().collect();
+        let snapshot = drain::gather(&client, node, cli.pod_selector.as_deref()).await?;
+        let plan = drain::plan(&snapshot, &cli.drain_options(others));
+        results.push(NodeResult { plan, report: None });
+    }
+    let refused = results.iter().any(|r| r.plan.refused());
+    let table = cli.output == OutputFormat::Table;
+    if table {
+        let text: Vec<String> = results.iter().map(|r| r.plan.render()).collect();
+        output::write_stdout(&text.join("\n"))?;
+    }
+    let finish = |outcome: &str, results: Vec<NodeResult>| -> anyhow::Result<()> {
+        if table {
+            return Ok(());
+        }
+        printer.result(
+            &Result {
+                context: conn.context.clone(),
+                dry_run: cli.dry_run(),
+                outcome: outcome.to_string(),
+                nodes: results,
+            },
+            String::new,
+        )
+    };
+    if refused {
+        finish("refused", results)?;
+        return Ok(Outcome::Refused);
+    }
+    if cli.dry_run() {
+        finish("would-drain", results)?;
+        return Ok(Outcome::Ok);
+    }
+
+    // 2. Confirm (never prompts without a terminal: --yes is required there).
+    let names = nodes.join(", ");
+    let question = format!("Drain {names} in context {:?}?", conn.context);
+    if !output::confirm(&question, cli.yes)? {
+        printer.note("not drained: nothing was changed");
+        finish("declined", results)?;
+        return Ok(Outcome::Refused);
+    }
+
+    // 3. Execute, --max-unavailable nodes at a time; Ctrl-C stops cleanly.
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let progress = |e: &DrainEvent| match e {
+        DrainEvent::Retry { .. } => printer.warn(e.line()),
+        _ => printer.note(e.line()),
+    };
+    let batch = cli.max_unavailable as usize;
+    let mut outcome = DrainOutcome::Drained;
+    let mut index = 0;
+    while index < results.len() {
+        let end = (index + batch).min(results.len());
+        if index > 0 {
+            // Later batches are planned again against the cluster as it is now.
+            for r in &mut results[index..end] {
+                let others: Vec<String> = nodes
+                    .iter()
+                    .filter(|n| **n != r.plan.node)
+                    .cloned()
+                    .collect();
+                let snapshot =
+                    drain::gather(&client, &r.plan.node, cli.pod_selector.as_deref()).await?;
+                r.plan = drain::plan(&snapshot, &cli.drain_options(others));
+                if r.plan.refused() {
+                    output::write_stdout(&r.plan.render())?;
+                    printer.note(format!(
+                        "stopped before node/{}: {} drained and stay cordoned",
+                        r.plan.node,
+                        nodes[..index].join(", ")
+                    ));
+                    finish("refused", results)?;
+                    return Ok(Outcome::Refused);
+                }
+            }
+        }
+        let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
+        let opts = ExecOptions {
+            grace_period: u32::try_from(cli.grace_period).ok(),
+            concurrency: cli.concurrency as usize,
+            wait_workloads: !cli.no_wait_workloads,
+            timeout: remaining,
+            cancel: Some(cancel_rx.clone()),
+            ..Default::default()
+        };
+        let mut runs = Vec::new();
+        for r in &results[index..end] {
+            let node = Api::<Node>::all(client.clone())
+                .get(&r.plan.node)
+                .await
+                .with_context(|| format!("could not read node/{}", r.plan.node))?;
+            runs.push((r.plan.clone(), node));
+        }
+        let reports = futures::future::join_all(
+            runs.iter()
+                .map(|(plan, node)| drain::execute(&client, plan, node, &opts, &progress)),
+        )
+        .await;
+        for (r, report) in results[index..end].iter_mut().zip(reports) {
+            if report.outcome != DrainOutcome::Drained && outcome == DrainOutcome::Drained {
+                outcome = report.outcome;
+            }
+            if table {
+                output::write_stdout(&render_report(&report, timeout))?;
+            }
+            r.report = Some(report);
+        }
+        if outcome != DrainOutcome::Drained {
+            if end < results.len() {
+                let rest: Vec<&str> = results[end..]
+                    .iter()
+                    .map(|r| r.plan.node.as_str())
+                    .collect();
+                printer.note(format!("not started: {}", rest.join(", ")));
+            }
+            break;
+        }
+        index = end;
+    }
+    let word = match outcome {
+        DrainOutcome::Drained => "drained",
+        DrainOutcome::Interrupted => "interrupted",
+        DrainOutcome::TimedOut => "timed-out",
+        DrainOutcome::Failed => "failed",
+    };
+    finish(word, results)?;
+    Ok(if outcome == DrainOutcome::Drained {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    })
+}
+
+fn render_report(r: &DrainReport, timeout: Option<Duration>) -> String {
+    let mut out = String::new();
+    let whole: Vec<String> = r
+        .workloads
+        .iter()
+        .map(|w| {
+            format!(
+                "{}/{} {}/{} ready elsewhere",
+                w.namespace, w.workload, w.ready, w.replicas
+            )
+        })
+        .collect();
+    match r.outcome {
+        DrainOutcome::Drained => {
+            out.push_str(&format!(
+                "node/{} drained: {} pod(s) evicted, {} deleted{} in {:.1}s\n",
+                r.node,
+                r.evicted.len(),
+                r.deleted.len(),
+                if whole.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", whole.join(", "))
+                },
+                r.seconds
+            ));
+            out.push_str(&format!(
+                "node/{} stays cordoned; `kubectl safedrain {} --uncordon` returns it to service\n",
+                r.node, r.node
+            ));
+        }
+        other => {
+            let why = match other {
+                DrainOutcome::Interrupted => "interrupted".to_string(),
+                DrainOutcome::TimedOut => format!(
+                    "timed out after {}",
+                    humantime::format_duration(timeout.unwrap_or_default())
+                ),
+                _ => format!("failed: {}", r.error.as_deref().unwrap_or("unknown error")),
+            };
+            out.push_str(&format!("node/{} NOT drained ({why})\n", r.node));
+            if !r.evicted.is_empty() {
+                out.push_str(&format!(
+                    "done: {} pod(s) evicted: {}\n",
+                    r.evicted.len(),
+                    r.evicted.join(", ")
+                ));
+            }
+            let undone = r.undone();
+            if !undone.is_empty() {
+                out.push_str(&format!("left undone: {}\n", undone.join("; ")));
+            }
+            if r.cordoned {
+                out.push_str(&format!(
+                    "node/{} stays cordoned (no new pods land there); run the same command again to finish: pods already gone are not evicted twice\n",
+                    r.node
+                ));
+            }
+        }
+    }
+    out
+}
+
+async fn resolve_nodes(client: &Client, cli: &Cli) -> anyhow::Result<Vec<String>> {
+    if let Some(node) = &cli.node {
+        return Ok(vec![node.clone()]);
+    }
+    let selector = cli.selector.as_deref().unwrap_or_default();
+    let list = Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels(selector))
+        .await
+        .context("could not list the nodes")?;
+    let mut names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!(
+            "no node matches the selector {selector:?}; check it with `kubectl get nodes -l {selector:?}`"
+        );
+    }
+    Ok(names)
+}
+
+async fn uncordon(client: &Client, nodes: &[String], printer: &Printer) -> anyhow::Result<Outcome> {
+    let mut reports = Vec::new();
+    for node in nodes {
+        reports.push(record::uncordon(client, node).await?);
+    }
+    printer.result(&reports, || {
+        reports
+            .iter()
+            .map(|r| r.render())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    Ok(Outcome::Ok)
+}

@@ -20,3 +20,10 @@ mod tests;
 pub use plan::{Action, DrainOptions, DrainPlan, PodPlan, Summary, Verdict, plan};
 pub use rules::{Finding, Rule, Severity};
 pub use snapshot::{DrainSnapshot, OwnerState, Workload, gather};
+
+pub mod execute;
+pub mod record;
+pub mod workloads;
+
+pub use execute::{DrainEvent, DrainOutcome, DrainReport, ExecOptions, execute};
+pub use workloads::{WorkloadState, wait_workloads_whole};

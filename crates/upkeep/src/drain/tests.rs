@@ -300,7 +300,7 @@ fn pod_plan<'a>(plan: &'a DrainPlan, name: &str) -> &'a PodPlan {
         .unwrap_or_else(|| panic!("{name} in plan"))
 }
 
-fn blocker<'a>(plan: &'a DrainPlan, rule: Rule) -> &'a Finding {
+fn blocker(plan: &DrainPlan, rule: Rule) -> &Finding {
     plan.blockers
         .iter()
         .find(|b| b.rule == rule)

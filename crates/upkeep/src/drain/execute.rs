@@ -1,0 +1,875 @@
+//! The eviction engine: cordon, evict (bounded, normal pods before
+//! system-critical ones, uid preconditions), react to PodDisruptionBudgets as
+//! soon as they free, watch until the pods are gone, then wait until the
+//! workloads are whole again. Every step is idempotent, so a re-run after an
+//! interruption finishes the job without repeating it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::plan::{Action, DrainPlan, PodPlan};
+use super::record::{DRAINED_PODS, merged};
+use super::workloads::{WorkloadState, wait_workloads_whole};
+
+/// How to carry out a plan.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// `--grace-period`: `None` uses each pod's own terminationGracePeriodSeconds.
+    pub grace_period: Option<u32>,
+    /// At most this many evictions in flight.
+    pub concurrency: usize,
+    /// Wait until the evicted pods' workloads are whole again.
+    pub wait_workloads: bool,
+    /// Bounds the whole run.
+    pub timeout: Option<Duration>,
+    /// The delay kubectl announces after a refused eviction.
+    pub retry_after: Duration,
+    /// Flips to `true` on Ctrl-C: stop, leave the node cordoned.
+    pub cancel: Option<watch::Receiver<bool>>,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        Self {
+            grace_period: None,
+            concurrency: 10,
+            wait_workloads: true,
+            timeout: None,
+            retry_after: Duration::from_secs(5),
+            cancel: None,
+        }
+    }
+}
+
+/// What happens, as it happens (printed on stderr by the plugins).
+#[derive(Debug, Clone)]
+pub enum DrainEvent {
+    Cordoned {
+        node: String,
+        already: bool,
+    },
+    Evicting {
+        pod: String,
+    },
+    Deleting {
+        pod: String,
+    },
+    /// kubectl's wording: `error when evicting pods/"p" -n "ns" (will retry after 5s): ...`.
+    Retry {
+        namespace: String,
+        name: String,
+        after: Duration,
+        message: String,
+    },
+    /// The pod is gone (uid no longer on the node).
+    Gone {
+        pod: String,
+        action: Action,
+    },
+    WaitingWorkloads {
+        workloads: Vec<String>,
+    },
+    Workload(WorkloadState),
+}
+
+impl DrainEvent {
+    /// The line kubectl drain would print for it.
+    pub fn line(&self) -> String {
+        match self {
+            DrainEvent::Cordoned {
+                node,
+                already: false,
+            } => format!("node/{node} cordoned"),
+            DrainEvent::Cordoned {
+                node,
+                already: true,
+            } => format!("node/{node} already cordoned"),
+            DrainEvent::Evicting { pod } => format!("evicting pod {pod}"),
+            DrainEvent::Deleting { pod } => format!("deleting finished pod {pod}"),
+            DrainEvent::Retry {
+                namespace,
+                name,
+                after,
+                message,
+            } => format!(
+                "error when evicting pods/{name:?} -n {namespace:?} (will retry after {}): {message}",
+                humantime::format_duration(*after)
+            ),
+            DrainEvent::Gone {
+                pod,
+                action: Action::Delete,
+            } => format!("pod/{} deleted", short(pod)),
+            DrainEvent::Gone {
+                pod,
+                action: Action::Wait,
+            } => format!("pod/{} terminated", short(pod)),
+            DrainEvent::Gone { pod, .. } => format!("pod/{} evicted", short(pod)),
+            DrainEvent::WaitingWorkloads { workloads } => {
+                format!("waiting for {} to be whole again", workloads.join(", "))
+            }
+            DrainEvent::Workload(w) => format!(
+                "{}/{}: {}/{} ready elsewhere{}",
+                w.namespace,
+                w.workload,
+                w.ready,
+                w.replicas,
+                if w.whole { " (whole)" } else { "" }
+            ),
+        }
+    }
+}
+
+fn short(key: &str) -> &str {
+    key.split_once('/').map(|(_, n)| n).unwrap_or(key)
+}
+
+pub type Progress<'a> = dyn Fn(&DrainEvent) + Send + Sync + 'a;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainOutcome {
+    Drained,
+    Interrupted,
+    TimedOut,
+    Failed,
+}
+
+/// The result of executing a plan.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrainReport {
+    pub node: String,
+    pub outcome: DrainOutcome,
+    pub cordoned: bool,
+    /// Pods evicted and gone.
+    pub evicted: Vec<String>,
+    /// Finished pods deleted.
+    pub deleted: Vec<String>,
+    /// Pods still on the node that this drain should have moved.
+    pub left: Vec<String>,
+    pub workloads: Vec<WorkloadState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl DrainReport {
+    /// What is left undone, for people.
+    pub fn undone(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .left
+            .iter()
+            .map(|p| format!("pod {p} still on the node"))
+            .collect();
+        v.extend(self.workloads.iter().filter(|w| !w.whole).map(|w| {
+            format!(
+                "{}/{} has {}/{} ready replicas",
+                w.namespace, w.workload, w.ready, w.replicas
+            )
+        }));
+        v
+    }
+}
+
+#[derive(Default)]
+struct State {
+    cordoned: bool,
+    gone: BTreeMap<String, Action>,
+    workloads: BTreeMap<String, WorkloadState>,
+}
+
+/// Executes a plan that was not refused. Never panics on cluster errors:
+/// the report says how far it got and what is left.
+pub async fn execute(
+    client: &Client,
+    plan: &DrainPlan,
+    node: &Node,
+    opts: &ExecOptions,
+    progress: &Progress<'_>,
+) -> DrainReport {
+    let started = Instant::now();
+    let state = Arc::new(Mutex::new(State::default()));
+    let record = {
+        let state = state.clone();
+        move |e: &DrainEvent| {
+            let mut s = state.lock().expect("state");
+            match e {
+                DrainEvent::Cordoned { .. } => s.cordoned = true,
+                DrainEvent::Gone { pod, action } => {
+                    s.gone.insert(pod.clone(), *action);
+                }
+                DrainEvent::Workload(w) => {
+                    s.workloads
+                        .insert(format!("{}/{}", w.namespace, w.workload), w.clone());
+                }
+                _ => {}
+            }
+            drop(s);
+            progress(e);
+        }
+    };
+    let deadline = opts.timeout.map(|t| started + t);
+    let mut cancel = opts.cancel.clone();
+    let work = run(client, plan, node, opts, &record);
+    let (outcome, error) = tokio::select! {
+        r = work => match r {
+            Ok(()) => (DrainOutcome::Drained, None),
+            Err(e) => (DrainOutcome::Failed, Some(format!("{e:#}"))),
+        },
+        _ = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        } => (DrainOutcome::TimedOut, Some(format!(
+            "--timeout {} reached", humantime::format_duration(opts.timeout.unwrap_or_default())
+        ))),
+        _ = async {
+            match cancel.as_mut() {
+                Some(rx) => { let _ = rx.wait_for(|v| *v).await; }
+                None => std::future::pending().await,
+            }
+        } => (DrainOutcome::Interrupted, Some("interrupted".to_string())),
+    };
+    let s = state.lock().expect("state");
+    let moving = |p: &&PodPlan| {
+        matches!(
+            p.action,
+            Action::Evict | Action::Destroy | Action::Delete | Action::Wait
+        )
+    };
+    let pick = |want: &[Action]| -> Vec<String> {
+        s.gone
+            .iter()
+            .filter(|(_, a)| want.contains(a))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    DrainReport {
+        node: plan.node.clone(),
+        outcome,
+        cordoned: s.cordoned || plan.already_cordoned,
+        evicted: pick(&[Action::Evict, Action::Destroy, Action::Wait]),
+        deleted: pick(&[Action::Delete]),
+        left: plan
+            .pods
+            .iter()
+            .filter(moving)
+            .map(PodPlan::key)
+            .filter(|k| !s.gone.contains_key(k))
+            .collect(),
+        workloads: s.workloads.values().cloned().collect(),
+        error,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+async fn run(
+    client: &Client,
+    plan: &DrainPlan,
+    node: &Node,
+    opts: &ExecOptions,
+    progress: &Progress<'_>,
+) -> anyhow::Result<()> {
+    if plan.refused() {
+        bail!(
+            "the plan for node/{} was refused; nothing to execute",
+            plan.node
+        );
+    }
+    let name = plan.node.as_str();
+    // 1. Cordon, recording the pods this drain moves (merged with any earlier run's).
+    let record = serde_json::to_string(&merged(node, &plan.pods))?;
+    let patch = serde_json::json!({
+        "spec": { "unschedulable": true },
+        "metadata": { "annotations": { DRAINED_PODS: record } },
+    });
+    retry_transient(opts, || async {
+        Api::<Node>::all(client.clone())
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    })
+    .await
+    .with_context(|| format!("could not cordon node/{name}"))?;
+    progress(&DrainEvent::Cordoned {
+        node: name.to_string(),
+        already: plan.already_cordoned,
+    });
+
+    let movers: Vec<&PodPlan> = plan
+        .pods
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.action,
+                Action::Evict | Action::Destroy | Action::Delete | Action::Wait
+            )
+        })
+        .collect();
+    if !movers.is_empty() {
+        let version = eviction_version(client).await?;
+        // 2. Watch the node's pods: "gone" is judged by uid from this stream.
+        let (present_tx, present_rx) = watch::channel(None);
+        let pod_watch = AbortOnDrop(tokio::spawn(watch_node_pods(
+            client.clone(),
+            name.to_string(),
+            present_tx,
+        )));
+        // 3. Watch the PDBs involved, to retry the moment a budget frees.
+        let (pdb_tx, pdb_rx) = watch::channel(BTreeMap::new());
+        let _pdb_watch = movers
+            .iter()
+            .any(|p| !p.pdbs.is_empty())
+            .then(|| AbortOnDrop(tokio::spawn(watch_pdbs(client.clone(), pdb_tx))));
+
+        // Finished pods first (nothing runs in them), then normal, then critical.
+        let finished: Vec<&PodPlan> = movers
+            .iter()
+            .copied()
+            .filter(|p| p.action == Action::Delete)
+            .collect();
+        for p in &finished {
+            progress(&DrainEvent::Deleting { pod: p.key() });
+            delete_finished(client, p, opts).await?;
+        }
+        let waiting: Vec<&PodPlan> = movers
+            .iter()
+            .copied()
+            .filter(|p| p.action == Action::Wait)
+            .collect();
+        let tiers: [Vec<&PodPlan>; 2] = [false, true].map(|critical| {
+            movers
+                .iter()
+                .copied()
+                .filter(|p| {
+                    matches!(p.action, Action::Evict | Action::Destroy) && p.critical == critical
+                })
+                .collect()
+        });
+        let mut first = true;
+        for tier in tiers {
+            let evictions = futures::stream::iter(
+                tier.iter()
+                    .map(|p| evict(client, version, p, opts, &pdb_rx, progress)),
+            )
+            .buffer_unordered(opts.concurrency.max(1))
+            .try_collect::<Vec<()>>();
+            evictions.await?;
+            let mut expect: Vec<&PodPlan> = tier.clone();
+            if first {
+                expect.extend(finished.iter().copied());
+                expect.extend(waiting.iter().copied());
+                first = false;
+            }
+            wait_gone(&expect, present_rx.clone(), progress).await?;
+        }
+        drop(pod_watch);
+    }
+
+    // 4. The workloads whole again, ready replicas elsewhere.
+    let workloads = plan.workloads();
+    if opts.wait_workloads && !workloads.is_empty() {
+        progress(&DrainEvent::WaitingWorkloads {
+            workloads: workloads
+                .iter()
+                .map(|w| format!("{}/{}", w.namespace, w.id()))
+                .collect(),
+        });
+        wait_workloads_whole(client, &workloads, &[name.to_string()], progress).await?;
+    }
+    Ok(())
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// policy/v1 when discovery advertises it for pods/eviction, else policy/v1beta1.
+/// kubernetes/kubectl pkg/drain/drain.go CheckEvictionSupport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvictionVersion {
+    V1,
+    V1beta1,
+}
+
+impl EvictionVersion {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            EvictionVersion::V1 => "policy/v1",
+            EvictionVersion::V1beta1 => "policy/v1beta1",
+        }
+    }
+}
+
+pub async fn eviction_version(client: &Client) -> anyhow::Result<EvictionVersion> {
+    let list = client
+        .list_core_api_resources("v1")
+        .await
+        .context("could not read the API discovery (/api/v1)")?;
+    let eviction = list
+        .resources
+        .iter()
+        .find(|r| r.name == "pods/eviction" && r.kind == "Eviction")
+        .context("the server offers no pods/eviction subresource; safedrain only evicts through it (PodDisruptionBudgets would be bypassed otherwise)")?;
+    Ok(
+        match (eviction.group.as_deref(), eviction.version.as_deref()) {
+            (Some("policy"), Some("v1")) => EvictionVersion::V1,
+            _ => EvictionVersion::V1beta1,
+        },
+    )
+}
+
+/// How an eviction (or delete) answer is handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 404, or 409 (the uid precondition failed: a same-name pod replaced it).
+    AlreadyGone,
+    /// 429: a PodDisruptionBudget (or the server) says not now.
+    Retry(String),
+    /// 500 "more than one PodDisruptionBudget": stop.
+    MultiplePdbs(String),
+    /// 5xx, timeouts, a lost connection: try again.
+    Transient(String),
+    /// Anything else (403, 422...): stop.
+    Fatal(String),
+}
+
+/// Classifies a failed request. kube-apiserver `pkg/registry/core/pod/storage/eviction.go`.
+pub fn classify(err: &kube::Error) -> Answer {
+    match err {
+        kube::Error::Api(s) => {
+            let causes: Vec<String> = s
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .map(|c| c.message.clone())
+                .filter(|m| !m.is_empty())
+                .collect();
+            let message = if causes.is_empty() {
+                s.message.clone()
+            } else {
+                format!("{} ({})", s.message, causes.join("; "))
+            };
+            match s.code {
+                404 | 409 => Answer::AlreadyGone,
+                429 => Answer::Retry(message),
+                500 if s.message.contains("more than one PodDisruptionBudget") => {
+                    Answer::MultiplePdbs(message)
+                }
+                408 | 500..=599 => Answer::Transient(message),
+                _ => Answer::Fatal(message),
+            }
+        }
+        other => Answer::Transient(other.to_string()),
+    }
+}
+
+fn eviction_request(
+    version: EvictionVersion,
+    pod: &PodPlan,
+    grace: Option<u32>,
+) -> anyhow::Result<http::Request<Vec<u8>>> {
+    let mut delete_options = serde_json::json!({ "preconditions": { "uid": pod.uid } });
+    if let Some(g) = grace {
+        delete_options["gracePeriodSeconds"] = g.into();
+    }
+    let body = serde_json::json!({
+        "apiVersion": version.api_version(),
+        "kind": "Eviction",
+        "metadata": { "name": pod.name, "namespace": pod.namespace },
+        "deleteOptions": delete_options,
+    });
+    let url = format!(
+        "/api/v1/namespaces/{}/pods/{}/eviction",
+        pod.namespace, pod.name
+    );
+    http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&body)?)
+        .context("could not build the eviction request")
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(5))
+}
+
+/// Retries an idempotent call through transient failures (bounded by the caller's deadline).
+async fn retry_transient<F, Fut>(_opts: &ExecOptions, mut call: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<()>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Ok(()) => return Ok(()),
+            Err(e) => match classify(&e) {
+                Answer::Transient(m) | Answer::Retry(m) => {
+                    tracing::debug!("retrying after {m}");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                _ => return Err(e.into()),
+            },
+        }
+    }
+}
+
+type PdbMap = BTreeMap<String, PdbSeen>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PdbSeen {
+    resource_version: String,
+    allowed: i32,
+    healthy: i32,
+    desired: i32,
+}
+
+async fn evict(
+    client: &Client,
+    version: EvictionVersion,
+    pod: &PodPlan,
+    opts: &ExecOptions,
+    pdbs: &watch::Receiver<PdbMap>,
+    progress: &Progress<'_>,
+) -> anyhow::Result<()> {
+    progress(&DrainEvent::Evicting { pod: pod.key() });
+    let mut attempt = 0;
+    loop {
+        let request = eviction_request(version, pod, opts.grace_period)?;
+        let err = match client.request::<serde_json::Value>(request).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        match classify(&err) {
+            Answer::AlreadyGone => return Ok(()),
+            Answer::MultiplePdbs(m) => {
+                return Err(anyhow!(
+                    "error when evicting pods/{:?} -n {:?}: {m}; stopped: the eviction API cannot evict a pod selected by several PodDisruptionBudgets ({})",
+                    pod.name,
+                    pod.namespace,
+                    pod.pdbs.join(", ")
+                ));
+            }
+            Answer::Fatal(m) => {
+                return Err(anyhow!(
+                    "error when evicting pods/{:?} -n {:?}: {m}",
+                    pod.name,
+                    pod.namespace
+                ));
+            }
+            Answer::Retry(m) => {
+                // Name the budget with its numbers (kubectl shows only the message).
+                let seen_now: Vec<(String, Option<PdbSeen>)> = {
+                    let map = pdbs.borrow();
+                    pod.pdbs
+                        .iter()
+                        .map(|k| (k.clone(), map.get(k).cloned()))
+                        .collect()
+                };
+                let detail: Vec<String> = seen_now
+                    .iter()
+                    .map(|(k, s)| match s {
+                        Some(s) => format!(
+                            "PodDisruptionBudget {k}: {} disruption(s) allowed, {} healthy, {} desired",
+                            s.allowed, s.healthy, s.desired
+                        ),
+                        None => format!("PodDisruptionBudget {k}"),
+                    })
+                    .collect();
+                let message = if detail.is_empty() {
+                    m
+                } else {
+                    format!("{m} [{}]", detail.join("; "))
+                };
+                progress(&DrainEvent::Retry {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    after: opts.retry_after,
+                    message,
+                });
+                // Retry after the delay, or as soon as a budget of this pod frees
+                // (a newer PDB status with disruptionsAllowed > 0).
+                let mut rx = pdbs.clone();
+                let freed = rx.wait_for(|map| {
+                    seen_now.iter().any(|(k, before)| {
+                        map.get(k).is_some_and(|s| {
+                            s.allowed > 0
+                                && Some(&s.resource_version)
+                                    != before.as_ref().map(|b| &b.resource_version)
+                        })
+                    })
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(opts.retry_after) => {}
+                    r = freed, if !pod.pdbs.is_empty() => { if r.is_err() { tokio::time::sleep(opts.retry_after).await; } }
+                }
+            }
+            Answer::Transient(m) => {
+                let after = backoff(attempt);
+                attempt += 1;
+                progress(&DrainEvent::Retry {
+                    namespace: pod.namespace.clone(),
+                    name: pod.name.clone(),
+                    after,
+                    message: m,
+                });
+                tokio::time::sleep(after).await;
+            }
+        }
+    }
+}
+
+async fn delete_finished(client: &Client, pod: &PodPlan, opts: &ExecOptions) -> anyhow::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(pod.uid.clone()),
+            resource_version: None,
+        }),
+        grace_period_seconds: opts.grace_period,
+        ..Default::default()
+    };
+    retry_transient(opts, || async {
+        match api.delete(&pod.name, &params).await {
+            Ok(_) => Ok(()),
+            Err(e) if classify(&e) == Answer::AlreadyGone => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .with_context(|| format!("could not delete the finished pod {}", pod.key()))
+}
+
+/// Keeps the set of pod uids on the node current (None until the first list).
+/// The watcher re-lists on a cut watch or a 410, so the set stays true.
+async fn watch_node_pods(
+    client: Client,
+    node: String,
+    tx: watch::Sender<Option<BTreeSet<String>>>,
+) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut building: BTreeSet<String> = BTreeSet::new();
+    while let Some(event) = stream.next().await {
+        let Ok(event) = event else { continue };
+        let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+        match event {
+            watcher::Event::Init => building.clear(),
+            watcher::Event::InitApply(p) => {
+                building.insert(uid(&p));
+            }
+            watcher::Event::InitDone => {
+                let _ = tx.send(Some(std::mem::take(&mut building)));
+            }
+            watcher::Event::Apply(p) => tx.send_modify(|s| {
+                if let Some(s) = s {
+                    s.insert(uid(&p));
+                }
+            }),
+            watcher::Event::Delete(p) => tx.send_modify(|s| {
+                if let Some(s) = s {
+                    s.remove(&uid(&p));
+                }
+            }),
+        }
+    }
+}
+
+async fn watch_pdbs(client: Client, tx: watch::Sender<PdbMap>) {
+    let api: Api<PodDisruptionBudget> = Api::all(client);
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let Ok(event) = event else { continue };
+        let seen = |b: &PodDisruptionBudget| {
+            let s = b.status.clone().unwrap_or_default();
+            (
+                format!(
+                    "{}/{}",
+                    b.metadata.namespace.as_deref().unwrap_or_default(),
+                    b.metadata.name.as_deref().unwrap_or_default()
+                ),
+                PdbSeen {
+                    resource_version: b.metadata.resource_version.clone().unwrap_or_default(),
+                    allowed: s.disruptions_allowed.unwrap_or(0),
+                    healthy: s.current_healthy.unwrap_or(0),
+                    desired: s.desired_healthy.unwrap_or(0),
+                },
+            )
+        };
+        match event {
+            watcher::Event::Apply(b) | watcher::Event::InitApply(b) => {
+                let (k, v) = seen(&b);
+                tx.send_modify(|m| {
+                    m.insert(k, v);
+                });
+            }
+            watcher::Event::Delete(b) => {
+                let (k, _) = seen(&b);
+                tx.send_modify(|m| {
+                    m.remove(&k);
+                });
+            }
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
+    }
+}
+
+/// Waits (on the watch, no polling) until none of `pods` is on the node by uid.
+async fn wait_gone(
+    pods: &[&PodPlan],
+    mut present: watch::Receiver<Option<BTreeSet<String>>>,
+    progress: &Progress<'_>,
+) -> anyhow::Result<()> {
+    let mut left: BTreeMap<&str, &PodPlan> = pods.iter().map(|p| (p.uid.as_str(), *p)).collect();
+    loop {
+        {
+            let current = present.borrow_and_update();
+            if let Some(set) = current.as_ref() {
+                let gone: Vec<&str> = left.keys().copied().filter(|u| !set.contains(*u)).collect();
+                for uid in gone {
+                    let p = left.remove(uid).expect("present");
+                    progress(&DrainEvent::Gone {
+                        pod: p.key(),
+                        action: p.action,
+                    });
+                }
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        present
+            .changed()
+            .await
+            .map_err(|_| anyhow!("the watch on the node's pods ended"))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn api(code: u16, message: &str, cause: Option<&str>) -> kube::Error {
+        let mut status = serde_json::json!({ "code": code, "message": message });
+        if let Some(c) = cause {
+            status["details"] =
+                serde_json::json!({ "causes": [{ "reason": "DisruptionBudget", "message": c }] });
+        }
+        kube::Error::Api(Box::new(serde_json::from_value::<Status>(status).unwrap()))
+    }
+
+    #[test]
+    fn answers_are_classified_like_the_apiserver_means_them() {
+        assert_eq!(classify(&api(404, "not found", None)), Answer::AlreadyGone);
+        assert_eq!(
+            classify(&api(409, "Precondition failed: UID in precondition", None)),
+            Answer::AlreadyGone
+        );
+        assert_eq!(
+            classify(&api(429, "Cannot evict pod as it would violate the pod's disruption budget.", Some("The disruption budget web needs 3 healthy pods and has 3 currently"))),
+            Answer::Retry("Cannot evict pod as it would violate the pod's disruption budget. (The disruption budget web needs 3 healthy pods and has 3 currently)".into())
+        );
+        assert!(matches!(
+            classify(&api(
+                500,
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                None
+            )),
+            Answer::MultiplePdbs(_)
+        ));
+        assert!(matches!(
+            classify(&api(500, "etcd hiccup", None)),
+            Answer::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&api(503, "unavailable", None)),
+            Answer::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&api(403, "forbidden", None)),
+            Answer::Fatal(_)
+        ));
+    }
+
+    #[test]
+    fn eviction_body_carries_the_uid_precondition() {
+        let pod = PodPlan {
+            namespace: "default".into(),
+            name: "web-1".into(),
+            uid: "u-1".into(),
+            owner: None,
+            workload: None,
+            action: Action::Evict,
+            rule: super::super::Rule::Replicated,
+            reason: String::new(),
+            critical: false,
+            pdbs: vec![],
+            fits_on: None,
+            findings: vec![],
+        };
+        let req = eviction_request(EvictionVersion::V1beta1, &pod, Some(0)).unwrap();
+        assert_eq!(req.uri(), "/api/v1/namespaces/default/pods/web-1/eviction");
+        let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
+        assert_eq!(body["apiVersion"], "policy/v1beta1");
+        assert_eq!(body["deleteOptions"]["preconditions"]["uid"], "u-1");
+        assert_eq!(body["deleteOptions"]["gracePeriodSeconds"], 0);
+    }
+
+    #[test]
+    fn kubectl_wording() {
+        let e = DrainEvent::Retry {
+            namespace: "ns".into(),
+            name: "p".into(),
+            after: Duration::from_secs(5),
+            message: "m".into(),
+        };
+        assert_eq!(
+            e.line(),
+            "error when evicting pods/\"p\" -n \"ns\" (will retry after 5s): m"
+        );
+        assert_eq!(
+            DrainEvent::Gone {
+                pod: "ns/p".into(),
+                action: Action::Evict
+            }
+            .line(),
+            "pod/p evicted"
+        );
+        assert_eq!(
+            DrainEvent::Cordoned {
+                node: "n".into(),
+                already: false
+            }
+            .line(),
+            "node/n cordoned"
+        );
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        assert_eq!(backoff(0), Duration::from_millis(250));
+        assert_eq!(backoff(20), Duration::from_secs(5));
+    }
+}
