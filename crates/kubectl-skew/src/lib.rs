@@ -1,0 +1,419 @@
+//! `kubectl skew`: glue between the command line, the read-only collector and
+//! the pure skew engine in `upkeep::skew`. The JSON documents defined here are
+//! the plugin's stable output schema (see the crate README).
+
+pub mod cli;
+
+use anyhow::Context as _;
+use jiff::civil::Date;
+use serde::Serialize;
+use std::io::Write as _;
+
+use upkeep::output::{Outcome, OutputFormat, Printer, render, table};
+use upkeep::skew::collect::{collect, local_kubectl};
+use upkeep::skew::{
+    ApiserverSummary, Calendar, Check, ClusterVersions, Component, Finding, Observed, SkewReport,
+    Support, SupportStatus, Target, UpgradePlan, Verdict, evaluate, plan,
+};
+
+use crate::cli::{Cli, Command, Common, PlanArgs};
+
+/// The rule id of support-window warnings (not a skew rule: the calendar).
+pub const SUPPORT_RULE: &str = "support-window";
+
+/// The document `kubectl skew -o json` prints.
+#[derive(Debug, Serialize)]
+pub struct CheckDocument {
+    /// The kubeconfig context and server checked.
+    pub context: String,
+    pub server: String,
+    pub apiserver: ApiserverSummary,
+    pub violations: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+    pub components: Vec<Check>,
+    pub support: Option<Support>,
+    pub notes: Vec<String>,
+    pub summary: Summary,
+}
+
+/// Counts, and the overall verdict.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub components: usize,
+    pub violations: usize,
+    pub warnings: usize,
+    pub unknown: usize,
+    /// `ok` or `violation`.
+    pub verdict: Verdict,
+}
+
+/// The document `kubectl skew plan -o json` prints.
+#[derive(Debug, Serialize)]
+pub struct PlanDocument {
+    pub context: String,
+    pub server: String,
+    pub apiserver: ApiserverSummary,
+    /// False when the plan was refused; `reason` says why.
+    pub planned: bool,
+    pub reason: Option<String>,
+    pub plan: Option<UpgradePlan>,
+    /// The target minor's support window.
+    pub target_support: Option<Support>,
+}
+
+/// Runs the command line; the outcome is the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let printer = Printer::new(cli.common.output);
+    let as_of = as_of(&cli.common)?;
+    let calendar = match &cli.common.calendar {
+        Some(path) => Calendar::load(path)?,
+        None => Calendar::embedded(),
+    };
+    // Parse user input before touching the network.
+    let target = match &cli.command {
+        Some(Command::Plan(PlanArgs { to })) => Some(Target::parse(to).with_context(|| {
+            format!("--to {to:?}: give a minor (v1.33) or a release (v1.33.4)")
+        })?),
+        None => None,
+    };
+    let (kubectl, kubectl_note) = kubectl_version(&cli.common)?;
+
+    let conn = cli.kube.connect().await?;
+    let mut snapshot = collect(&conn.client, kubectl)
+        .await
+        .with_context(|| format!("could not check {} (context {})", conn.server, conn.context))?;
+    snapshot.control_plane_nodes.sort();
+
+    match target {
+        None => {
+            let doc = check_document(
+                &snapshot,
+                &calendar,
+                as_of,
+                conn.context,
+                conn.server,
+                kubectl_note,
+            );
+            printer.result(&doc, || render_check(&doc))?;
+            Ok(if doc.violations.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Refused
+            })
+        }
+        Some(target) => {
+            let doc = plan_document(
+                &snapshot,
+                &target,
+                &calendar,
+                as_of,
+                conn.context,
+                conn.server,
+            );
+            match (&doc.reason, printer.format) {
+                // People read the refusal on stderr; scripts get the document.
+                (Some(reason), OutputFormat::Table) => {
+                    let mut err = std::io::stderr().lock();
+                    let _ = writeln!(err, "refused: {reason}");
+                }
+                _ => printer.result(&doc, || render_plan(&doc))?,
+            }
+            Ok(if doc.planned {
+                Outcome::Ok
+            } else {
+                Outcome::Refused
+            })
+        }
+    }
+}
+
+fn as_of(common: &Common) -> anyhow::Result<Date> {
+    match &common.as_of {
+        Some(text) => text.parse::<Date>().with_context(|| {
+            format!("--as-of {text:?} is not a date: use YYYY-MM-DD, e.g. 2026-12-31")
+        }),
+        None => Ok(jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date()),
+    }
+}
+
+/// kubectl from `--kubectl-version`, else the one on PATH; a note when neither.
+fn kubectl_version(common: &Common) -> anyhow::Result<(Option<Observed>, Option<String>)> {
+    if let Some(v) = &common.kubectl_version {
+        let observed = Observed::from_version(Component::Kubectl, None, v, "--kubectl-version");
+        if let Some(why) = &observed.unknown {
+            anyhow::bail!("--kubectl-version: {why}");
+        }
+        return Ok((Some(observed), None));
+    }
+    match local_kubectl("kubectl") {
+        Ok(Some(o)) => Ok((Some(o), None)),
+        Ok(None) => Ok((
+            None,
+            Some(
+                "kubectl is not on PATH, so it is not checked; pass --kubectl-version to check one"
+                    .into(),
+            ),
+        )),
+        Err(e) => Ok((
+            None,
+            Some(format!(
+                "could not read the local kubectl version ({e:#}); pass --kubectl-version to check one"
+            )),
+        )),
+    }
+}
+
+/// Builds the check document: the skew report plus the support window.
+pub fn check_document(
+    snapshot: &ClusterVersions,
+    calendar: &Calendar,
+    as_of: Date,
+    context: String,
+    server: String,
+    kubectl_note: Option<String>,
+) -> CheckDocument {
+    let SkewReport {
+        apiserver,
+        violations,
+        mut warnings,
+        components,
+        mut notes,
+    } = evaluate(snapshot);
+    if let Some(n) = kubectl_note {
+        notes.push(n);
+    }
+    let support = apiserver.oldest.map(|minor| calendar.support(minor, as_of));
+    if let Some(s) = &support
+        && matches!(
+            s.status,
+            SupportStatus::EndOfLife
+                | SupportStatus::MaintenanceMode
+                | SupportStatus::NotInCalendar
+        )
+    {
+        warnings.push(Finding {
+            component: Component::KubeApiserver,
+            node: None,
+            version: s.minor.to_string(),
+            rule: SUPPORT_RULE,
+            message: s.message.clone(),
+        });
+    }
+    let summary = Summary {
+        components: components.len(),
+        violations: violations.len(),
+        warnings: warnings.len(),
+        unknown: components
+            .iter()
+            .filter(|c| c.verdict == Verdict::Unknown)
+            .count(),
+        verdict: if violations.is_empty() {
+            Verdict::Ok
+        } else {
+            Verdict::Violation
+        },
+    };
+    CheckDocument {
+        context,
+        server,
+        apiserver,
+        violations,
+        warnings,
+        components,
+        support,
+        notes,
+        summary,
+    }
+}
+
+/// Builds the plan document; a refusal is a document too (`planned: false`).
+pub fn plan_document(
+    snapshot: &ClusterVersions,
+    target: &Target,
+    calendar: &Calendar,
+    as_of: Date,
+    context: String,
+    server: String,
+) -> PlanDocument {
+    let apiserver = evaluate(snapshot).apiserver;
+    let target_support = Some(calendar.support(target.minor(), as_of));
+    match plan(snapshot, target) {
+        Ok(mut p) => {
+            if let Some(s) = &target_support
+                && matches!(
+                    s.status,
+                    SupportStatus::NotInCalendar
+                        | SupportStatus::Unreleased
+                        | SupportStatus::EndOfLife
+                )
+            {
+                p.notes.push(s.message.clone());
+            }
+            PlanDocument {
+                context,
+                server,
+                apiserver,
+                planned: true,
+                reason: None,
+                plan: Some(p),
+                target_support,
+            }
+        }
+        Err(e) => PlanDocument {
+            context,
+            server,
+            apiserver,
+            planned: false,
+            reason: Some(e.to_string()),
+            plan: None,
+            target_support,
+        },
+    }
+}
+
+fn or_dash(s: Option<&str>) -> &str {
+    s.unwrap_or("-")
+}
+
+/// The human form of the check.
+pub fn render_check(doc: &CheckDocument) -> String {
+    let mut t = table([
+        "COMPONENT",
+        "NODE",
+        "VERSION",
+        "ALLOWED",
+        "VERDICT",
+        "REASON",
+    ]);
+    for c in &doc.components {
+        t.add_row([
+            c.component.to_string(),
+            or_dash(c.node.as_deref()).to_string(),
+            c.version.clone(),
+            c.allowed.map_or("-".to_string(), |a| a.to_string()),
+            c.verdict.to_string(),
+            c.reason.clone(),
+        ]);
+    }
+    let mut out = render(&t);
+    let s = &doc.summary;
+    let span = match (doc.apiserver.oldest, doc.apiserver.newest) {
+        (Some(a), Some(b)) if a == b => format!("kube-apiserver {a}"),
+        (Some(a), Some(b)) => format!("kube-apiserver {a} to {b}"),
+        _ => "kube-apiserver unknown".to_string(),
+    };
+    out.push_str(&format!(
+        "\n{}: {} {}, {} {} in {} components ({span}{}){}\n",
+        if s.violations == 0 { "OK" } else { "VIOLATION" },
+        s.violations,
+        plural(s.violations, "violation", "violations"),
+        s.warnings,
+        plural(s.warnings, "warning", "warnings"),
+        s.components,
+        if doc.apiserver.control_plane_visible {
+            ""
+        } else {
+            ", control plane not visible"
+        },
+        if s.unknown > 0 {
+            format!(", {} unknown", s.unknown)
+        } else {
+            String::new()
+        },
+    ));
+    match &doc.support {
+        Some(support) => out.push_str(&format!("Support: {}\n", support.message)),
+        None => out.push_str("Support: unknown (no kube-apiserver version)\n"),
+    }
+    for w in doc.warnings.iter().filter(|w| w.rule != SUPPORT_RULE) {
+        let at = w
+            .node
+            .as_deref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default();
+        out.push_str(&format!("Warning: {}{at}: {}\n", w.component, w.message));
+    }
+    for n in &doc.notes {
+        out.push_str(&format!("Note: {n}\n"));
+    }
+    out
+}
+
+/// The human form of a plan.
+pub fn render_plan(doc: &PlanDocument) -> String {
+    let mut out = String::new();
+    let Some(p) = &doc.plan else {
+        out.push_str(&format!(
+            "No plan: {}\n",
+            doc.reason.as_deref().unwrap_or("refused")
+        ));
+        return out;
+    };
+    out.push_str(&format!(
+        "Upgrade path {} -> {}: {} {}\n",
+        p.from,
+        p.to,
+        p.hops.len(),
+        plural(p.hops.len(), "hop", "hops")
+    ));
+    for n in &p.notes {
+        out.push_str(&format!("Note: {n}\n"));
+    }
+    for (i, hop) in p.hops.iter().enumerate() {
+        out.push_str(&format!(
+            "\nHop {}: {} -> {} (install {})\n",
+            i + 1,
+            hop.from,
+            hop.to,
+            hop.target
+        ));
+        if hop.preconditions.is_empty() {
+            out.push_str("Preconditions: none outstanding\n");
+        } else {
+            out.push_str("Preconditions:\n");
+            for pre in &hop.preconditions {
+                out.push_str(&format!(
+                    "  - [{}] {}: {}\n",
+                    pre.rule,
+                    pre.message,
+                    pre.nodes.join(", ")
+                ));
+            }
+        }
+        let mut t = table(["STEP", "ACTION", "NODE", "COMMAND", "WHAT"]);
+        for (n, step) in hop.steps.iter().enumerate() {
+            t.add_row([
+                (n + 1).to_string(),
+                step.action.to_string(),
+                or_dash(step.node.as_deref()).to_string(),
+                or_dash(step.command.as_deref()).to_string(),
+                step.description.clone(),
+            ]);
+        }
+        out.push_str(&render(&t));
+        let v = &hop.projected.violations;
+        if v.is_empty() {
+            out.push_str(&format!(
+                "After hop {}: no skew violations ({} {})\n",
+                i + 1,
+                hop.projected.warnings.len(),
+                plural(hop.projected.warnings.len(), "warning", "warnings")
+            ));
+        } else {
+            out.push_str(&format!("After hop {}: {} remaining:\n", i + 1, v.len()));
+            for f in v {
+                out.push_str(&format!(
+                    "  - {} {}: {}\n",
+                    f.component, f.version, f.message
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
