@@ -5,6 +5,8 @@
 //! * [`resources`]: the table of served resources.
 //! * [`clock`], [`faults`], [`metrics`], [`selector`], [`patch`], [`error`]: building blocks.
 
+pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod faults;
@@ -13,6 +15,7 @@ pub mod metrics;
 pub mod patch;
 pub mod resources;
 pub mod selector;
+pub mod server;
 pub mod store;
 
 pub use error::{ApiError, ApiResult};

@@ -1,1 +1,29 @@
-fn main() {}
+//! upkeep-lab: a simulated Kubernetes cluster.
+use clap::Parser;
+use upkeep_lab::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => {
+            let cmd = upkeep_lab::server::ServeCommand {
+                scenario: a.scenario,
+                version: a.version,
+                listen: a.listen,
+                tls: !a.insecure_http,
+                kubeconfig: a.kubeconfig,
+                time_scale: a.time_scale,
+            };
+            upkeep_lab::server::run_serve(cmd, upkeep_lab::default_plugins()).await
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -89,19 +89,19 @@ macro_rules! res {
 res!(NAMESPACE, "", "v1", "Namespace", "namespaces", "namespace", false,
     subs: &["status", "finalize"], verbs: RW_NS, short: &["ns"], cats: &[], status: true, generation: false);
 res!(NODE, "", "v1", "Node", "nodes", "node", false,
-    subs: &["status", "proxy"], verbs: RW, short: &["no"], cats: &[], status: true, generation: false);
+    subs: &["status"], verbs: RW, short: &["no"], cats: &[], status: true, generation: false);
 res!(POD, "", "v1", "Pod", "pods", "pod", true,
-    subs: &["status", "eviction", "log", "binding", "exec", "attach", "portforward", "ephemeralcontainers", "resize"],
+    subs: &["status", "eviction", "log", "binding"],
     verbs: RW, short: &["po"], cats: &["all"], status: true, generation: true);
 res!(CONFIGMAP, "", "v1", "ConfigMap", "configmaps", "configmap", true,
     subs: &[], verbs: RW, short: &["cm"], cats: &[], status: false, generation: false);
 res!(SECRET, "", "v1", "Secret", "secrets", "secret", true,
     subs: &[], verbs: RW, short: &[], cats: &[], status: false, generation: false);
 res!(SERVICE, "", "v1", "Service", "services", "service", true,
-    subs: &["status", "proxy"], verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+    subs: &["status"], verbs: RW,
     short: &["svc"], cats: &["all"], status: true, generation: false);
 res!(SERVICEACCOUNT, "", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true,
-    subs: &["token"], verbs: RW, short: &["sa"], cats: &[], status: false, generation: false);
+    subs: &[], verbs: RW, short: &["sa"], cats: &[], status: false, generation: false);
 res!(ENDPOINTS, "", "v1", "Endpoints", "endpoints", "endpoints", true,
     subs: &[], verbs: RW, short: &["ep"], cats: &[], status: false, generation: false);
 res!(EVENT, "", "v1", "Event", "events", "event", true,

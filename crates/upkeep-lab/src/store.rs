@@ -62,6 +62,9 @@ pub struct WatchEvent {
     pub kind: EventKind,
     pub resource: &'static Resource,
     pub object: Obj,
+    /// The previous state for MODIFIED and DELETED (lets field-selector watches turn a
+    /// change that leaves the selection into DELETED, like the watch cache does).
+    pub old: Option<Obj>,
     pub rv: u64,
 }
 
@@ -257,7 +260,7 @@ impl Store {
         let objs = list_locked(&inner, res, q);
         let evs = objs
             .into_iter()
-            .map(|o| WatchEvent { kind: EventKind::Added, resource: res, rv: rv_of(&o), object: o })
+            .map(|o| WatchEvent { kind: EventKind::Added, resource: res, rv: rv_of(&o), object: o, old: None })
             .collect();
         (evs, inner.rv, self.tx.subscribe())
     }
@@ -708,7 +711,7 @@ impl Store {
             inner.pods_by_node.entry(node_of(&obj).to_string()).or_default().insert(k.clone());
         }
         inner.tables[idx(res)].insert(k, obj.clone());
-        self.emit(inner, WatchEvent { kind, resource: res, object: obj.clone(), rv });
+        self.emit(inner, WatchEvent { kind, resource: res, object: obj.clone(), old: old.cloned(), rv });
         obj
     }
 
@@ -728,7 +731,7 @@ impl Store {
         let mut last = (*old).clone();
         metadata_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
         let last = Arc::new(last);
-        self.emit(inner, WatchEvent { kind: EventKind::Deleted, resource: res, object: last.clone(), rv });
+        self.emit(inner, WatchEvent { kind: EventKind::Deleted, resource: res, object: last.clone(), old: Some(old.clone()), rv });
         // Namespaces take their content with them (the namespace controller, simplified).
         if res == &resources::NAMESPACE {
             for (i, r) in resources::ALL.iter().enumerate() {

@@ -1,0 +1,54 @@
+//! The command line of `upkeep-lab`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "upkeep-lab", version, about = "A simulated Kubernetes cluster in one process, for tests, demos, practice and benchmarks")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a simulated cluster until SIGINT or SIGTERM.
+    #[command(after_help = "Examples:
+  # an empty cluster (namespaces only) over HTTPS on a free port
+  upkeep-lab serve --kubeconfig /tmp/lab.kubeconfig
+  kubectl --kubeconfig /tmp/lab.kubeconfig get namespaces
+
+  # a fixed port, an older server version, plain HTTP
+  upkeep-lab serve --listen 127.0.0.1:6443 --version v1.33.4 --insecure-http --kubeconfig ./kubeconfig
+
+  # a scenario (built-in name or a YAML file), 100x faster lab time
+  upkeep-lab serve --scenario os-upgrade --time-scale 100 --kubeconfig ./kubeconfig
+
+The kubeconfig is written only once the server answers. Contexts: upkeep-lab (admin,
+client certificate), upkeep-lab-token (admin, bearer token), readonly (token; writes get 403).")]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Scenario to load: a built-in name or a multi-document YAML file.
+    #[arg(long, value_name = "FILE|NAME")]
+    pub scenario: Option<String>,
+    /// Server version reported by /version, e.g. v1.34.2 (overrides the scenario's).
+    #[arg(long, value_name = "vX.Y.Z")]
+    pub version: Option<String>,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Serve plain HTTP instead of HTTPS (no client certificates; tokens still apply).
+    #[arg(long)]
+    pub insecure_http: bool,
+    /// Lab seconds per real second (e.g. 100: five lab minutes pass in 3 s).
+    #[arg(long, value_name = "X")]
+    pub time_scale: Option<f64>,
+    /// Where to write the kubeconfig for this lab.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: PathBuf,
+}

@@ -1,0 +1,811 @@
+//! The package managers of a simulated node: apt (`apt-get`, `apt`, `apt-mark`, `apt-cache`,
+//! `dpkg -l`) and dnf / yum / DNF5 (`install`, `upgrade`, `list`, `rpm -q`), for the
+//! Kubernetes packages of the configured pkgs.k8s.io repository. Messages and exit codes are
+//! the tools' own (apt exits 100 on errors, dnf 1, DNF5 2 on a bad argument).
+
+use super::host::{Host, OsFamily};
+use super::interp::Ctx;
+use super::repo::{self, K8S_PACKAGES, Minor, PkgFormat, YUM_REPO_ID};
+use super::version::{PkgVersion, glob_match, is_glob};
+use crate::exec::ExecOutput;
+
+pub fn run(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) -> ExecOutput {
+    match cmd {
+        "apt-get" => apt_get(host, ctx, args, stdin),
+        "apt" => apt(host, ctx, args, stdin),
+        "apt-mark" => apt_mark(host, args),
+        "apt-cache" => apt_cache(host, ctx, args),
+        "dpkg" => dpkg(host, args),
+        "rpm" => rpm(host, args),
+        _ => dnf(host, ctx, cmd, args, stdin),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// apt
+
+const APT_PREAMBLE: &str = "Reading package lists...\nBuilding dependency tree...\nReading state information...\n";
+
+/// The versions apt knows from its package lists (what the last `apt-get update` fetched).
+fn apt_available(host: &Host, ctx: &Ctx) -> Vec<PkgVersion> {
+    host.apt_lists.map(|m| ctx.repos.versions(m, PkgFormat::Deb)).unwrap_or_default()
+}
+
+/// The candidate: the highest version in the lists, or the installed one if it is higher.
+fn apt_candidate(host: &Host, ctx: &Ctx, pkg: &str) -> Option<PkgVersion> {
+    let best = apt_available(host, ctx).into_iter().max();
+    match (best, host.installed.get(pkg).cloned()) {
+        (Some(b), Some(i)) => Some(b.max(i)),
+        (b, i) => b.or(i),
+    }
+}
+
+fn repo_origin(minor: Minor) -> String {
+    format!("isv:kubernetes:core:stable:v{}.{}:pkgs.k8s.io [amd64]", minor.0, minor.1)
+}
+
+fn apt_url(minor: Minor) -> String {
+    repo::repo_url(minor, PkgFormat::Deb).trim_end_matches('/').to_string()
+}
+
+fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> ExecOutput {
+    let mut yes = false;
+    let mut allow_held = false;
+    let mut allow_down = false;
+    let mut simulate = false;
+    let mut words: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        match a {
+            "-y" | "--yes" | "--assume-yes" | "-qy" | "-yq" | "-yqq" | "-qqy" => yes = true,
+            "--allow-change-held-packages" => allow_held = true,
+            "--allow-downgrades" => allow_down = true,
+            "-s" | "--simulate" | "--dry-run" | "--just-print" | "--no-act" => simulate = true,
+            "-o" | "-c" => i += 1,
+            _ if a.starts_with("-o") || a.starts_with("--option") => {}
+            _ if a.starts_with('-') => {
+                if !a.starts_with("--") && a.contains('y') {
+                    yes = true;
+                }
+            }
+            _ => words.push(a),
+        }
+        i += 1;
+    }
+    let Some((&verb, pkgs)) = words.split_first() else {
+        return ExecOutput::fail(100, "E: Invalid operation \n");
+    };
+    match verb {
+        "update" => apt_update(host),
+        "install" | "upgrade" | "dist-upgrade" | "full-upgrade" => {
+            let opts = InstallOpts { yes, allow_held, allow_down, simulate, upgrade_all: verb != "install" && pkgs.is_empty() };
+            apt_install(host, ctx, pkgs, &opts, stdin)
+        }
+        "remove" | "purge" => {
+            let mut out = ExecOutput::ok(APT_PREAMBLE);
+            for p in pkgs {
+                if host.installed.remove(*p).is_some() {
+                    out.stdout.push_str(&format!("Removing {p} ...\n"));
+                } else {
+                    out.stdout.push_str(&format!("Package '{p}' is not installed, so not removed\n"));
+                }
+            }
+            out
+        }
+        "clean" | "autoclean" | "autoremove" | "check" => ExecOutput::ok(""),
+        v => ExecOutput::fail(100, format!("E: Invalid operation {v}\n")),
+    }
+}
+
+fn apt_update(host: &mut Host) -> ExecOutput {
+    match host.files.get(repo::APT_LIST_PATH) {
+        None => {
+            host.apt_lists = None;
+            ExecOutput::ok("Reading package lists...\n")
+        }
+        Some(text) => match repo::parse_apt_list(text) {
+            Some(m) => {
+                host.apt_lists = Some(m);
+                let url = apt_url(m);
+                ExecOutput::ok(format!(
+                    "Get:1 {url}  InRelease [1,227 B]\nGet:2 {url}  Packages [6,051 B]\nFetched 7,278 B in 1s (7,278 B/s)\nReading package lists...\n"
+                ))
+            }
+            None if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) => {
+                host.apt_lists = None;
+                ExecOutput::ok("Reading package lists...\n")
+            }
+            None => ExecOutput::fail(
+                100,
+                format!(
+                    "E: Malformed entry 1 in list file {} (Component)\nE: The list of sources could not be read.\n",
+                    repo::APT_LIST_PATH
+                ),
+            ),
+        },
+    }
+}
+
+struct InstallOpts {
+    yes: bool,
+    allow_held: bool,
+    allow_down: bool,
+    simulate: bool,
+    /// `apt-get upgrade` with no packages: every upgradable package that is not held.
+    upgrade_all: bool,
+}
+
+/// apt-get install/upgrade (apt-pkg cmdline/apt-get.cc and apt-private/private-install.cc).
+fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, stdin: &str) -> ExecOutput {
+    let mut out = ExecOutput::ok(APT_PREAMBLE);
+    let available = apt_available(host, ctx);
+    let mut changes: Vec<(String, PkgVersion)> = Vec::new();
+    let mut kept_back: Vec<String> = Vec::new();
+    let mut errors = String::new();
+    if o.upgrade_all {
+        for p in K8S_PACKAGES {
+            let (Some(cur), Some(cand)) = (host.installed.get(p).cloned(), apt_candidate(host, ctx, p)) else { continue };
+            if cand > cur {
+                if host.holds.contains(p) {
+                    kept_back.push(p.to_string());
+                } else {
+                    changes.push((p.to_string(), cand));
+                }
+            }
+        }
+    }
+    for spec in specs {
+        let (name, want) = match spec.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (*spec, None),
+        };
+        if !K8S_PACKAGES.contains(&name) {
+            errors.push_str(&format!("E: Unable to locate package {name}\n"));
+            continue;
+        }
+        let mut known = available.clone();
+        if let Some(i) = host.installed.get(name) {
+            if !known.contains(i) {
+                known.push(i.clone());
+            }
+        }
+        let chosen = match want {
+            None => apt_candidate(host, ctx, name),
+            Some(v) => {
+                let hit = known.iter().filter(|k| if is_glob(v) { glob_match(v, &k.to_string()) } else { k.to_string() == v }).max().cloned();
+                if let (Some(h), true) = (&hit, is_glob(v)) {
+                    let origin = host.apt_lists.map(repo_origin).unwrap_or_else(|| "now [amd64]".to_string());
+                    out.stdout.push_str(&format!("Selected version '{h}' ({origin}) for '{name}'\n"));
+                }
+                if hit.is_none() {
+                    errors.push_str(&format!("E: Version '{v}' for '{name}' was not found\n"));
+                    continue;
+                }
+                hit
+            }
+        };
+        let Some(chosen) = chosen else {
+            errors.push_str(&format!(
+                "E: Package '{name}' has no installation candidate\n"
+            ));
+            continue;
+        };
+        if host.installed.get(name) == Some(&chosen) {
+            out.stdout.push_str(&format!("{name} is already the newest version ({chosen}).\n"));
+            continue;
+        }
+        changes.retain(|(p, _)| p != name);
+        changes.push((name.to_string(), chosen));
+    }
+    if !errors.is_empty() {
+        out.stderr = errors;
+        out.code = 100;
+        return out;
+    }
+    let held: Vec<&str> = changes.iter().filter(|(p, _)| host.holds.contains(p)).map(|(p, _)| p.as_str()).collect();
+    let upgrades: Vec<&str> = changes
+        .iter()
+        .filter(|(p, v)| host.installed.get(p).is_some_and(|i| v > i))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let downgrades: Vec<&str> = changes
+        .iter()
+        .filter(|(p, v)| host.installed.get(p).is_some_and(|i| v < i))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let new: Vec<&str> = changes.iter().filter(|(p, _)| !host.installed.contains_key(p)).map(|(p, _)| p.as_str()).collect();
+    if !kept_back.is_empty() {
+        out.stdout.push_str(&format!("The following packages have been kept back:\n  {}\n", kept_back.join(" ")));
+    }
+    if !held.is_empty() {
+        out.stdout.push_str(&format!("The following held packages will be changed:\n  {}\n", held.join(" ")));
+    }
+    if !new.is_empty() {
+        out.stdout.push_str(&format!("The following NEW packages will be installed:\n  {}\n", new.join(" ")));
+    }
+    if !upgrades.is_empty() {
+        out.stdout.push_str(&format!("The following packages will be upgraded:\n  {}\n", upgrades.join(" ")));
+    }
+    if !downgrades.is_empty() {
+        out.stdout.push_str(&format!("The following packages will be DOWNGRADED:\n  {}\n", downgrades.join(" ")));
+    }
+    out.stdout.push_str(&format!(
+        "{} upgraded, {} newly installed, {} downgraded, 0 to remove and {} not upgraded.\n",
+        upgrades.len(),
+        new.len(),
+        downgrades.len(),
+        kept_back.len()
+    ));
+    if changes.is_empty() {
+        return out;
+    }
+    // apt-private/private-install.cc: the -y safety checks.
+    if !held.is_empty() && !o.allow_held {
+        if o.yes {
+            out.stderr.push_str("E: Held packages were changed and -y was used without --allow-change-held-packages.\n");
+            out.code = 100;
+            return out;
+        }
+    }
+    if !downgrades.is_empty() && !o.allow_down && o.yes {
+        out.stderr.push_str("E: Packages were downgraded and -y was used without --allow-downgrades.\n");
+        out.code = 100;
+        return out;
+    }
+    if o.simulate {
+        for (p, v) in &changes {
+            out.stdout.push_str(&format!("Inst {p} [{}] ({v} {})\n", host.installed.get(p).map(|i| i.to_string()).unwrap_or_default(), host.apt_lists.map(repo_origin).unwrap_or_default()));
+        }
+        return out;
+    }
+    if !o.yes {
+        out.stdout.push_str("Do you want to continue? [Y/n] ");
+        if !stdin.trim_start().to_ascii_lowercase().starts_with('y') {
+            out.stdout.push_str("Abort.\n");
+            out.code = 1;
+            return out;
+        }
+        out.stdout.push('\n');
+    }
+    let url = host.apt_lists.map(apt_url).unwrap_or_default();
+    for (n, (p, v)) in changes.iter().enumerate() {
+        out.stdout.push_str(&format!("Get:{} {url}  {p} {v} [11.2 MB]\n", n + 1));
+    }
+    out.stdout.push_str("Fetched 33.6 MB in 1s (33.6 MB/s)\n(Reading database ... 74321 files and directories currently installed.)\n");
+    for (p, v) in &changes {
+        out.stdout.push_str(&format!("Preparing to unpack .../{p}_{v}_amd64.deb ...\n"));
+        match host.installed.get(p) {
+            Some(old) => out.stdout.push_str(&format!("Unpacking {p} ({v}) over ({old}) ...\n")),
+            None => out.stdout.push_str(&format!("Unpacking {p} ({v}) ...\n")),
+        }
+    }
+    for (p, v) in changes {
+        out.stdout.push_str(&format!("Setting up {p} ({v}) ...\n"));
+        if p == "kubelet" {
+            host.units_changed = true;
+        }
+        host.installed.insert(p, v);
+    }
+    out
+}
+
+fn apt(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> ExecOutput {
+    const WARN: &str = "\nWARNING: apt does not have a stable CLI interface. Use with caution in scripts.\n\n";
+    let verb = args.iter().find(|a| !a.starts_with('-')).map(String::as_str).unwrap_or("");
+    let mut out = match verb {
+        "list" => apt_list(host, ctx, args),
+        "policy" | "madison" | "show" => apt_cache(host, ctx, args),
+        _ => apt_get(host, ctx, args, stdin),
+    };
+    out.stderr = format!("{WARN}{}", out.stderr);
+    out
+}
+
+/// `apt list [-a] [--installed] [--upgradable] PATTERN...`
+fn apt_list(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
+    let all = args.iter().any(|a| a == "-a" || a == "--all-versions");
+    let installed_only = args.iter().any(|a| a == "--installed");
+    let upgradable_only = args.iter().any(|a| a == "--upgradable");
+    let pats: Vec<&String> = args.iter().skip_while(|a| *a != "list").skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut out = String::from("Listing...\n");
+    let available = apt_available(host, ctx);
+    for p in K8S_PACKAGES {
+        if !pats.is_empty() && !pats.iter().any(|pat| glob_match(pat, p)) {
+            continue;
+        }
+        let inst = host.installed.get(p);
+        let cand = apt_candidate(host, ctx, p);
+        if installed_only && inst.is_none() {
+            continue;
+        }
+        if upgradable_only && !matches!((inst, &cand), (Some(i), Some(c)) if c > i) {
+            continue;
+        }
+        let mut versions: Vec<PkgVersion> = available.clone();
+        if let Some(i) = inst {
+            if !versions.contains(i) {
+                versions.push(i.clone());
+            }
+        }
+        versions.sort();
+        versions.reverse();
+        if !all {
+            versions.truncate(1);
+            if installed_only {
+                versions = inst.cloned().into_iter().collect();
+            }
+        }
+        for v in versions {
+            let in_repo = available.contains(&v);
+            let suite = match (in_repo, Some(&v) == inst) {
+                (true, true) => "unknown,now",
+                (true, false) => "unknown",
+                (false, _) => "now",
+            };
+            let mut tag = String::new();
+            if Some(&v) == inst {
+                tag = match &cand {
+                    Some(c) if c > &v => format!(" [installed,upgradable to: {c}]"),
+                    _ if in_repo => " [installed]".to_string(),
+                    _ => " [installed,local]".to_string(),
+                };
+            } else if let Some(i) = inst {
+                if Some(&v) == cand.as_ref() && &v > i {
+                    tag = format!(" [upgradable from: {i}]");
+                }
+            }
+            out.push_str(&format!("{p}/{suite} {v} amd64{tag}\n"));
+        }
+    }
+    ExecOutput::ok(out)
+}
+
+fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
+    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-')).collect();
+    let Some((&verb, pkgs)) = words.split_first() else {
+        return ExecOutput::fail(100, "E: No operation specified\n");
+    };
+    let available = apt_available(host, ctx);
+    let minor = host.apt_lists;
+    let url = minor.map(apt_url).unwrap_or_default();
+    let mut out = ExecOutput::default();
+    match verb {
+        "madison" => {
+            for p in pkgs {
+                if !K8S_PACKAGES.contains(p) {
+                    out.stderr.push_str(&format!("N: Unable to locate package {p}\n"));
+                    continue;
+                }
+                for v in available.iter().rev() {
+                    out.stdout.push_str(&format!("{p:>10} | {v} | {url}  Packages\n"));
+                }
+            }
+        }
+        "policy" => {
+            if pkgs.is_empty() {
+                out.stdout.push_str("Package files:\n 100 /var/lib/dpkg/status\n     release a=now\n");
+                if let Some(m) = minor {
+                    out.stdout.push_str(&format!(" 500 {url}  Packages\n     release o=obs://build.opensuse.org/{} ,n=,l=,c=\n", repo_origin(m).split(':').take(5).collect::<Vec<_>>().join(":")));
+                }
+                out.stdout.push_str("Pinned packages:\n");
+            }
+            for p in pkgs {
+                if !K8S_PACKAGES.contains(p) {
+                    out.stderr.push_str(&format!("N: Unable to locate package {p}\n"));
+                    continue;
+                }
+                let inst = host.installed.get(*p);
+                out.stdout.push_str(&format!(
+                    "{p}:\n  Installed: {}\n  Candidate: {}\n  Version table:\n",
+                    inst.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into()),
+                    apt_candidate(host, ctx, p).map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+                ));
+                let mut versions = available.clone();
+                if let Some(i) = inst {
+                    if !versions.contains(i) {
+                        versions.push(i.clone());
+                    }
+                }
+                versions.sort();
+                for v in versions.iter().rev() {
+                    let mark = if Some(v) == inst { " ***" } else { "    " };
+                    let prio = if available.contains(v) { 500 } else { 100 };
+                    out.stdout.push_str(&format!("{mark} {v} {prio}\n"));
+                    if available.contains(v) {
+                        out.stdout.push_str(&format!("        500 {url}  Packages\n"));
+                    }
+                    if Some(v) == inst {
+                        out.stdout.push_str("        100 /var/lib/dpkg/status\n");
+                    }
+                }
+            }
+        }
+        "show" => {
+            for p in pkgs {
+                match apt_candidate(host, ctx, p).filter(|_| K8S_PACKAGES.contains(p)) {
+                    Some(v) => out.stdout.push_str(&format!("Package: {p}\nVersion: {v}\nArchitecture: amd64\n\n")),
+                    None => {
+                        out.stderr.push_str(&format!("E: No packages found\n"));
+                        out.code = 100;
+                    }
+                }
+            }
+        }
+        v => {
+            out.stderr.push_str(&format!("E: Invalid operation {v}\n"));
+            out.code = 100;
+        }
+    }
+    out
+}
+
+fn apt_mark(host: &mut Host, args: &[String]) -> ExecOutput {
+    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-')).collect();
+    let Some((&verb, pkgs)) = words.split_first() else {
+        return ExecOutput::fail(100, "E: No operation specified\n");
+    };
+    let mut out = ExecOutput::default();
+    match verb {
+        "hold" | "unhold" => {
+            if pkgs.is_empty() {
+                return ExecOutput::fail(100, "E: No packages found\n");
+            }
+            for p in pkgs {
+                if !K8S_PACKAGES.contains(p) && !host.installed.contains_key(*p) {
+                    out.stderr.push_str(&format!("E: Unable to locate package {p}\n"));
+                    out.code = 100;
+                    continue;
+                }
+                let line = match (verb, host.holds.contains(*p)) {
+                    ("hold", true) => format!("{p} was already set on hold.\n"),
+                    ("hold", false) => {
+                        host.holds.insert(p.to_string());
+                        format!("{p} set on hold.\n")
+                    }
+                    (_, true) => {
+                        host.holds.remove(*p);
+                        format!("Canceled hold on {p}.\n")
+                    }
+                    (_, false) => format!("{p} was already not on hold.\n"),
+                };
+                out.stdout.push_str(&line);
+            }
+        }
+        "showhold" => {
+            for p in host.holds.iter().filter(|p| pkgs.is_empty() || pkgs.contains(&p.as_str())) {
+                out.stdout.push_str(&format!("{p}\n"));
+            }
+        }
+        v => {
+            out.stderr.push_str(&format!("E: Invalid operation {v}\n"));
+            out.code = 100;
+        }
+    }
+    out
+}
+
+fn dpkg(host: &Host, args: &[String]) -> ExecOutput {
+    let list = args.iter().any(|a| a == "-l" || a == "--list");
+    if !list {
+        if let Some(i) = args.iter().position(|a| a == "-s" || a == "--status") {
+            let Some(p) = args.get(i + 1) else { return ExecOutput::fail(2, "dpkg: error: --status needs a package name\n") };
+            return match host.installed.get(p.as_str()) {
+                Some(v) => {
+                    let state = if host.holds.contains(p.as_str()) { "hold ok installed" } else { "install ok installed" };
+                    ExecOutput::ok(format!("Package: {p}\nStatus: {state}\nVersion: {v}\n"))
+                }
+                None => ExecOutput::fail(1, format!("dpkg-query: package '{p}' is not installed and no information is available\n")),
+            };
+        }
+        return ExecOutput::fail(2, "dpkg: error: need an action option\n");
+    }
+    let pats: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let mut out = String::from(
+        "Desired=Unknown/Install/Remove/Purge/Hold\n| Status=Not/Inst/Conf-files/Unpacked/halF-conf/Half-inst/trig-aWait/Trig-pend\n\
+         |/ Err?=(none)/Reinst-required (Status,Err: uppercase=bad)\n||/ Name           Version      Architecture Description\n\
+         +++-==============-============-============-=================================\n",
+    );
+    for (p, v) in &host.installed {
+        if !pats.is_empty() && !pats.iter().any(|pat| glob_match(pat, p)) {
+            continue;
+        }
+        let flag = if host.holds.contains(p) { "hi" } else { "ii" };
+        let desc = match p.as_str() {
+            "kubeadm" => "Command-line utility for administering a Kubernetes cluster",
+            "kubelet" => "Node agent for Kubernetes clusters",
+            _ => "Command-line utility for interacting with a Kubernetes cluster",
+        };
+        out.push_str(&format!("{flag}  {p:<14} {v:<12} amd64        {desc}\n"));
+    }
+    ExecOutput::ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// dnf / yum / DNF5
+
+fn rpm_name(p: &str, v: &PkgVersion) -> String {
+    format!("{p}-{v}.x86_64")
+}
+
+fn rpm(host: &Host, args: &[String]) -> ExecOutput {
+    let q = args.iter().any(|a| a.starts_with('-') && a.contains('q'));
+    if !q {
+        return ExecOutput::fail(1, "rpm: no operation specified\n");
+    }
+    let all = args.iter().any(|a| a == "-qa" || a == "-a" || a == "--all");
+    let mut out = ExecOutput::default();
+    if all {
+        for (p, v) in &host.installed {
+            out.stdout.push_str(&format!("{}\n", rpm_name(p, v)));
+        }
+        return out;
+    }
+    for p in args.iter().filter(|a| !a.starts_with('-')) {
+        match host.installed.get(p.as_str()) {
+            Some(v) => out.stdout.push_str(&format!("{}\n", rpm_name(p, v))),
+            None => {
+                out.stdout.push_str(&format!("package {p} is not installed\n"));
+                out.code = 1;
+            }
+        }
+    }
+    out
+}
+
+struct DnfOpts {
+    yes: bool,
+    disable_excludes: bool,
+    showduplicates: bool,
+}
+
+/// dnf's view of one package version: visible, or hidden by the repository's `exclude=`.
+fn dnf_available(host: &Host, ctx: &Ctx, disable_excludes: bool) -> (Vec<(String, PkgVersion)>, Vec<(String, PkgVersion)>) {
+    let Some(r) = host.yum_repo().filter(|r| r.enabled) else { return (Vec::new(), Vec::new()) };
+    let Some(m) = r.minor else { return (Vec::new(), Vec::new()) };
+    let versions = ctx.repos.versions(m, PkgFormat::Rpm);
+    let mut visible = Vec::new();
+    let mut hidden = Vec::new();
+    for p in K8S_PACKAGES {
+        let excluded = !disable_excludes && r.exclude.iter().any(|x| glob_match(x, p));
+        for v in &versions {
+            if excluded {
+                hidden.push((p.to_string(), v.clone()));
+            } else {
+                visible.push((p.to_string(), v.clone()));
+            }
+        }
+    }
+    (visible, hidden)
+}
+
+/// Does a dnf package spec (`kubeadm`, `kubeadm-1.34.1`, `kubeadm-1.34.1-*`, with globs) name
+/// this package version? dnf tries NAME, NAME-VERSION, NAME-VERSION-RELEASE(.ARCH).
+fn dnf_spec_matches(spec: &str, name: &str, v: &PkgVersion) -> bool {
+    let nv = format!("{name}-{}", v.upstream.plain());
+    let nvr = format!("{name}-{v}");
+    [name.to_string(), nv, nvr.clone(), format!("{nvr}.x86_64")].iter().any(|c| glob_match(spec, c))
+}
+
+fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) -> ExecOutput {
+    let dnf5 = host.family == OsFamily::Dnf5;
+    let mut o = DnfOpts { yes: false, disable_excludes: false, showduplicates: false };
+    let mut words: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let value_of = |prefix: &str| a.strip_prefix(prefix).map(str::to_string);
+        let disables = |v: &str| v == "all" || v == "*" || v == YUM_REPO_ID;
+        match a {
+            "-y" | "--assumeyes" => o.yes = true,
+            "-q" | "--quiet" | "-C" | "--cacheonly" | "--refresh" | "--nogpgcheck" | "--best" | "--allowerasing" => {}
+            "--showduplicates" => o.showduplicates = true,
+            "--disableexcludes" | "--disableexcludes=" if !dnf5 => {
+                o.disable_excludes |= args.get(i + 1).is_some_and(|v| disables(v));
+                i += 1;
+            }
+            "--setopt" => {
+                if let Some(v) = args.get(i + 1).and_then(|v| v.strip_prefix("disable_excludes=")) {
+                    o.disable_excludes |= disables(v);
+                }
+                i += 1;
+            }
+            _ if a.starts_with("--disableexcludes=") || a.starts_with("--disable-excludes=") => {
+                if dnf5 {
+                    // DNF5 dropped the option (dnf5-changes-from-dnf4(7)); only
+                    // --setopt=disable_excludes remains.
+                    let verb = words.first().copied().unwrap_or("");
+                    return ExecOutput::fail(
+                        2,
+                        format!("Unknown argument \"{a}\" for command \"{verb}\". Add \"--help\" for more information about the arguments.\n"),
+                    );
+                }
+                o.disable_excludes |= disables(&value_of("--disableexcludes=").or_else(|| value_of("--disable-excludes=")).unwrap_or_default());
+            }
+            _ if a.starts_with("--setopt=") => {
+                if let Some(v) = a["--setopt=".len()..].strip_prefix("disable_excludes=") {
+                    o.disable_excludes |= disables(v);
+                }
+            }
+            _ if a.starts_with('-') => {
+                if !a.starts_with("--") && a.contains('y') {
+                    o.yes = true;
+                }
+            }
+            _ => words.push(a),
+        }
+        i += 1;
+    }
+    let Some((&verb, specs)) = words.split_first() else {
+        return ExecOutput::fail(1, format!("usage: {cmd} [options] COMMAND\n"));
+    };
+    let meta = if dnf5 {
+        "Updating and loading repositories:\nRepositories loaded.\n".to_string()
+    } else {
+        format!("Last metadata expiration check: 0:00:42 ago on {}.\n", ctx.now)
+    };
+    match verb {
+        "install" | "upgrade" | "update" | "downgrade" => {
+            let mut out = dnf_install(host, ctx, verb, specs, &o, stdin);
+            out.stdout = format!("{meta}{}", out.stdout);
+            out
+        }
+        "list" => {
+            let mut out = dnf_list(host, ctx, specs, &o, dnf5);
+            if !dnf5 {
+                out.stdout = format!("{meta}{}", out.stdout);
+            }
+            out
+        }
+        "makecache" | "check-update" | "clean" | "repolist" => ExecOutput::ok(meta),
+        v => ExecOutput::fail(1, format!("No such command: {v}. Please use /usr/bin/{cmd} --help\n")),
+    }
+}
+
+fn dnf_list(host: &Host, ctx: &Ctx, specs: &[&str], o: &DnfOpts, dnf5: bool) -> ExecOutput {
+    let (visible, _) = dnf_available(host, ctx, o.disable_excludes);
+    let want = |name: &str, v: &PkgVersion| specs.is_empty() || specs.iter().any(|s| dnf_spec_matches(s, name, v));
+    let line = |p: &str, v: &PkgVersion, repo: &str| format!("{:<34}{:<36}{repo}\n", format!("{p}.x86_64"), v.to_string());
+    let mut installed = String::new();
+    for (p, v) in &host.installed {
+        if want(p, v) {
+            installed.push_str(&line(p, v, if dnf5 { YUM_REPO_ID } else { "@kubernetes" }));
+        }
+    }
+    let mut avail = String::new();
+    for p in K8S_PACKAGES {
+        let mut vs: Vec<&PkgVersion> = visible.iter().filter(|(n, v)| n == p && want(p, v)).map(|(_, v)| v).collect();
+        vs.retain(|v| host.installed.get(p) != Some(*v));
+        if !o.showduplicates {
+            // Without --showduplicates only the newest version, and only if newer than installed.
+            let newest = vs.iter().max().copied();
+            vs = newest.into_iter().filter(|v| host.installed.get(p).is_none_or(|i| *v > i)).collect();
+        }
+        for v in vs {
+            avail.push_str(&line(p, v, YUM_REPO_ID));
+        }
+    }
+    if installed.is_empty() && avail.is_empty() {
+        return ExecOutput::fail(1, if dnf5 { "No matching packages to list\n" } else { "Error: No matching Packages to list\n" });
+    }
+    let (ih, ah) = if dnf5 { ("Installed packages", "Available packages") } else { ("Installed Packages", "Available Packages") };
+    let mut out = String::new();
+    if !installed.is_empty() {
+        out.push_str(&format!("{ih}\n{installed}"));
+    }
+    if !avail.is_empty() {
+        if dnf5 && !installed.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&format!("{ah}\n{avail}"));
+    }
+    ExecOutput::ok(out)
+}
+
+/// dnf install/upgrade (dnf/cli/commands/install.py; "Unable to find a match" and the
+/// exclude-filter message come from dnf/base.py).
+fn dnf_install(host: &mut Host, ctx: &mut Ctx, verb: &str, specs: &[&str], o: &DnfOpts, stdin: &str) -> ExecOutput {
+    let (visible, hidden) = dnf_available(host, ctx, o.disable_excludes);
+    let mut out = ExecOutput::default();
+    let mut changes: Vec<(String, PkgVersion)> = Vec::new();
+    let mut missing = Vec::new();
+    let specs: Vec<&str> = if specs.is_empty() && verb != "install" { K8S_PACKAGES.to_vec() } else { specs.to_vec() };
+    for spec in &specs {
+        let mut matched = false;
+        for p in K8S_PACKAGES {
+            let best = visible.iter().filter(|(n, v)| n == p && dnf_spec_matches(spec, p, v)).map(|(_, v)| v).max();
+            let installed_match = host.installed.get(p).filter(|v| dnf_spec_matches(spec, p, v));
+            match (best, installed_match) {
+                (Some(b), _) => {
+                    matched = true;
+                    let cur = host.installed.get(p);
+                    // A bare name of an installed package: `install` keeps it, `upgrade` moves
+                    // it to the newest; a versioned spec moves it to that version.
+                    let bare = glob_match(spec, p);
+                    match cur {
+                        Some(c) if c == b || (bare && verb == "install") || (bare && c > b) => {
+                            out.stdout.push_str(&format!("Package {} is already installed.\n", rpm_name(p, c)));
+                        }
+                        _ => changes.push((p.to_string(), b.clone())),
+                    }
+                }
+                (None, Some(i)) => {
+                    matched = true;
+                    out.stdout.push_str(&format!("Package {} is already installed.\n", rpm_name(p, i)));
+                }
+                (None, None) => {}
+            }
+        }
+        if !matched {
+            missing.push(*spec);
+        }
+    }
+    if !missing.is_empty() {
+        for spec in &missing {
+            let filtered = hidden.iter().any(|(n, v)| dnf_spec_matches(spec, n, v));
+            if filtered {
+                out.stdout.push_str(&format!("All matches were filtered out by exclude filtering for argument: {spec}\n"));
+            } else {
+                out.stdout.push_str(&format!("No match for argument: {spec}\n"));
+            }
+        }
+        out.stderr.push_str(&format!("Error: Unable to find a match: {}\n", missing.join(" ")));
+        out.code = 1;
+        return out;
+    }
+    if changes.is_empty() {
+        out.stdout.push_str("Dependencies resolved.\nNothing to do.\nComplete!\n");
+        return out;
+    }
+    out.stdout.push_str("Dependencies resolved.\n");
+    out.stdout.push_str(&format!("{}\n {:<17}{:<15}{:<25}{:<16}Size\n{}\n", "=".repeat(80), "Package", "Architecture", "Version", "Repository", "=".repeat(80)));
+    let section = |pred: &dyn Fn(&Option<&PkgVersion>, &PkgVersion) -> bool| -> Vec<(String, PkgVersion)> {
+        changes.iter().filter(|(p, v)| pred(&host.installed.get(p), v)).cloned().collect()
+    };
+    let installing = section(&|i, _| i.is_none());
+    let upgrading = section(&|i, v| i.is_some_and(|i| v > i));
+    let downgrading = section(&|i, v| i.is_some_and(|i| v < i));
+    for (title, list) in [("Installing:", &installing), ("Upgrading:", &upgrading), ("Downgrading:", &downgrading)] {
+        if list.is_empty() {
+            continue;
+        }
+        out.stdout.push_str(&format!("{title}\n"));
+        for (p, v) in list.iter() {
+            out.stdout.push_str(&format!(" {:<17}{:<15}{:<25}{:<16}11 M\n", p, "x86_64", v.to_string(), YUM_REPO_ID));
+        }
+    }
+    out.stdout.push_str(&format!("\nTransaction Summary\n{}\n", "=".repeat(80)));
+    for (word, list) in [("Install", &installing), ("Upgrade", &upgrading), ("Downgrade", &downgrading)] {
+        if !list.is_empty() {
+            out.stdout.push_str(&format!("{word}  {} Package{}\n", list.len(), if list.len() > 1 { "s" } else { "" }));
+        }
+    }
+    if !o.yes {
+        out.stdout.push_str("\nIs this ok [y/N]: ");
+        if !stdin.trim_start().to_ascii_lowercase().starts_with('y') {
+            out.stdout.push_str("Operation aborted.\n");
+            out.code = 1;
+            return out;
+        }
+    }
+    out.stdout.push_str("\nDownloading Packages:\nRunning transaction check\nTransaction check succeeded.\nRunning transaction test\nTransaction test succeeded.\nRunning transaction\n");
+    for (p, v) in &changes {
+        out.stdout.push_str(&format!("  Installing       : {:<40}\n", rpm_name(p, v)));
+    }
+    for (title, list) in [("Installed:", &installing), ("Upgraded:", &upgrading), ("Downgraded:", &downgrading)] {
+        if !list.is_empty() {
+            out.stdout.push_str(&format!("\n{title}\n"));
+            for (p, v) in list.iter() {
+                out.stdout.push_str(&format!("  {}\n", rpm_name(p, v)));
+            }
+        }
+    }
+    out.stdout.push_str("\nComplete!\n");
+    for (p, v) in changes {
+        if p == "kubelet" {
+            host.units_changed = true;
+        }
+        host.installed.insert(p, v);
+    }
+    out
+}

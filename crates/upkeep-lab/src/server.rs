@@ -1,0 +1,328 @@
+//! Serving the API: listener, TLS with a generated CA, client-certificate and token users,
+//! the kubeconfig, and the `serve` command's life cycle.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::body::Body;
+use base64::Engine;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::api::{self, ApiContext, Auth, ConnInfo};
+use crate::lab::{Lab, LabOptions, LabPlugin, ServerVersion};
+
+/// The generated PKI and tokens of one server.
+#[derive(Clone)]
+pub struct Credentials {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub admin_cert_pem: String,
+    pub admin_key_pem: String,
+    admin_cert_der: Vec<u8>,
+    pub admin_token: String,
+    pub readonly_token: String,
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 24];
+    getrandom::fill(&mut b).expect("system randomness");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+impl Credentials {
+    /// A fresh CA, a server certificate for 127.0.0.1/localhost (plus `extra_sans`), an admin
+    /// client certificate (CN admin, O system:masters) and two tokens.
+    pub fn generate(extra_sans: &[String]) -> anyhow::Result<Self> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "upkeep-lab-ca");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut sans = vec!["127.0.0.1".to_string(), "localhost".to_string(), "::1".to_string(), "kubernetes.default.svc".to_string()];
+        sans.extend(extra_sans.iter().cloned());
+        let server_key = KeyPair::generate()?;
+        let mut sp = CertificateParams::new(sans)?;
+        sp.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = sp.signed_by(&server_key, &issuer)?;
+
+        let admin_key = KeyPair::generate()?;
+        let mut ap = CertificateParams::new(Vec::<String>::new())?;
+        ap.distinguished_name.push(DnType::CommonName, "admin");
+        ap.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_cert = ap.signed_by(&admin_key, &issuer)?;
+
+        Ok(Credentials {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+            admin_cert_pem: admin_cert.pem(),
+            admin_key_pem: admin_key.serialize_pem(),
+            admin_cert_der: admin_cert.der().to_vec(),
+            admin_token: random_token(),
+            readonly_token: random_token(),
+        })
+    }
+
+    fn tls_config(&self) -> anyhow::Result<rustls::ServerConfig> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(c?)?;
+        }
+        // Client certificates are optional: token users and anonymous health checks connect
+        // without one.
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+        let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    /// HTTPS with the generated CA (default) or plain HTTP.
+    pub tls: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { listen: "127.0.0.1:0".parse().expect("valid"), tls: true }
+    }
+}
+
+/// A server running on the current tokio runtime. Dropping it does not stop it; call
+/// [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub lab: Arc<Lab>,
+    pub credentials: Credentials,
+    pub tls: bool,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// `https://127.0.0.1:PORT` or `http://...`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+    }
+
+    /// The kubeconfig text: context `upkeep-lab` (admin by client certificate over HTTPS),
+    /// `upkeep-lab-token` (admin by bearer token) and `readonly` (token; writes are forbidden).
+    pub fn kubeconfig(&self) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let c = &self.credentials;
+        let cluster = if self.tls {
+            format!("    server: {}\n    certificate-authority-data: {}\n", self.url(), b64(&c.ca_pem))
+        } else {
+            format!("    server: {}\n", self.url())
+        };
+        let admin = if self.tls {
+            format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(&c.admin_cert_pem), b64(&c.admin_key_pem))
+        } else {
+            format!("    token: {}\n", c.admin_token)
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: upkeep-lab\n  cluster:\n{cluster}users:\n- name: admin\n  user:\n{admin}- name: admin-token\n  user:\n    token: {}\n- name: readonly\n  user:\n    token: {}\ncontexts:\n- name: upkeep-lab\n  context:\n    cluster: upkeep-lab\n    user: admin\n    namespace: default\n- name: upkeep-lab-token\n  context:\n    cluster: upkeep-lab\n    user: admin-token\n    namespace: default\n- name: readonly\n  context:\n    cluster: upkeep-lab\n    user: readonly\n    namespace: default\ncurrent-context: upkeep-lab\npreferences: {{}}\n",
+            c.admin_token, c.readonly_token
+        )
+    }
+
+    /// Write the kubeconfig atomically (temporary file in the same directory, then rename).
+    pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
+        write_atomic(path, &self.kubeconfig())
+    }
+
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Wait until the accept loop ends (after [`RunningServer::shutdown`]).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Write `text` to `path` atomically.
+pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {} for the kubeconfig", dir.display()))?;
+    let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "kubeconfig".into());
+    let tmp = dir.join(format!(".{file}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Start serving `lab` (with the routes of `plugins`) and return once the server answers.
+pub async fn start(lab: Arc<Lab>, opts: ServerOptions, plugins: &[Box<dyn LabPlugin>]) -> anyhow::Result<RunningServer> {
+    let credentials = Credentials::generate(&[])?;
+    let mut tokens = HashMap::new();
+    tokens.insert(credentials.admin_token.clone(), "admin".to_string());
+    tokens.insert(credentials.readonly_token.clone(), "readonly".to_string());
+    let auth = Auth { tokens, read_only_users: vec!["readonly".into()] };
+    let ctx = ApiContext::new(lab.clone(), auth);
+    let extra: Vec<_> = plugins.iter().filter_map(|p| p.routes()).collect();
+    let app = api::router(ctx.clone(), extra);
+
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("binding {} (is the port in use? try --listen 127.0.0.1:0)", opts.listen))?;
+    let addr = listener.local_addr()?;
+    *ctx.server_addr.lock() = addr.to_string();
+    let acceptor = if opts.tls { Some(tokio_rustls::TlsAcceptor::from(Arc::new(credentials.tls_config()?))) } else { None };
+    let admin_der = credentials.admin_cert_der.clone();
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                _ = c2.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let app = app.clone();
+            let acceptor = acceptor.clone();
+            let admin_der = admin_der.clone();
+            let conn_cancel = c2.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    Some(acc) => {
+                        let Ok(tls) = acc.accept(tcp).await else { return };
+                        // The verifier already checked the chain; map known certificates to users.
+                        let cert_user = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| if c.as_ref() == admin_der.as_slice() { "admin".to_string() } else { "system:anonymous".to_string() });
+                        serve_conn(TokioIo::new(tls), app, ConnInfo { tls: true, cert_user }, conn_cancel).await
+                    }
+                    None => serve_conn(TokioIo::new(tcp), app, ConnInfo::default(), conn_cancel).await,
+                }
+            });
+        }
+    });
+    // Only report success once a request is actually answered.
+    let probe = api::router(ctx, Vec::new())
+        .oneshot(http::Request::get("/readyz").body(Body::empty())?)
+        .await
+        .map_err(|e| anyhow::anyhow!("self-check failed: {e:?}"))?;
+    anyhow::ensure!(probe.status().is_success(), "self-check /readyz answered {}", probe.status());
+    tokio::net::TcpStream::connect(addr).await.with_context(|| format!("self-check: connecting to {addr}"))?;
+    Ok(RunningServer { addr, lab, credentials, tls: opts.tls, cancel, task })
+}
+
+async fn serve_conn<I>(io: TokioIo<I>, app: axum::Router, info: ConnInfo, cancel: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info.clone());
+        let app = app.clone();
+        async move { app.oneshot(req.map(Body::new)).await }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+/// Options of `upkeep-lab serve`.
+#[derive(Debug, Clone)]
+pub struct ServeCommand {
+    pub scenario: Option<String>,
+    pub version: Option<String>,
+    pub listen: SocketAddr,
+    pub tls: bool,
+    pub kubeconfig: PathBuf,
+    pub time_scale: Option<f64>,
+}
+
+/// `upkeep-lab serve`: build the lab, load the scenario, start plugins, serve, write the
+/// kubeconfig, then run until SIGINT or SIGTERM.
+pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> anyhow::Result<()> {
+    let mut opts = LabOptions::default();
+    if let Some(v) = &cmd.version {
+        opts.version = ServerVersion::parse(v)?;
+    }
+    if let Some(s) = cmd.time_scale {
+        opts.time_scale = s;
+    }
+    let lab = Lab::new(opts);
+    if let Some(s) = &cmd.scenario {
+        let handled = lab.load_scenario(&plugins, s).with_context(|| format!("loading scenario {s}"))?;
+        anyhow::ensure!(handled, "no scenario loader is built into this upkeep-lab, so --scenario {s} cannot be loaded; run without --scenario");
+        if let Some(v) = &cmd.version {
+            // --version wins over the scenario's apiserver version
+            lab.set_version(ServerVersion::parse(v)?);
+        }
+    }
+    for p in &plugins {
+        p.start(&lab);
+    }
+    let server = start(lab, ServerOptions { listen: cmd.listen, tls: cmd.tls }, &plugins).await?;
+    server.write_kubeconfig(&cmd.kubeconfig)?;
+    eprintln!(
+        "upkeep-lab: serving {} (Kubernetes {}); kubeconfig written to {}\n  try: kubectl --kubeconfig {} get nodes",
+        server.url(),
+        server.lab.version().git_version,
+        cmd.kubeconfig.display(),
+        cmd.kubeconfig.display()
+    );
+    shutdown_signal().await;
+    eprintln!("upkeep-lab: shutting down");
+    server.shutdown();
+    server.join().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
