@@ -161,6 +161,9 @@ struct Result {
 #[derive(Debug, Serialize)]
 struct NodeResult {
     plan: DrainPlan,
+    /// The node as gathered (its record annotation is merged on cordon).
+    #[serde(skip)]
+    node: Node,
     #[serde(skip_serializing_if = "Option::is_none")]
     report: Option<DrainReport>,
 }
@@ -203,7 +206,11 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         let others: Vec<String> = nodes.iter().filter(|n| *n != node).cloned().collect();
         let snapshot = drain::gather(&client, node, cli.pod_selector.as_deref()).await?;
         let plan = drain::plan(&snapshot, &cli.drain_options(others));
-        results.push(NodeResult { plan, report: None });
+        results.push(NodeResult {
+            plan,
+            node: snapshot.node,
+            report: None,
+        });
     }
     let refused = results.iter().any(|r| r.plan.refused());
     let table = cli.output == OutputFormat::Table;
@@ -270,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 let snapshot =
                     drain::gather(&client, &r.plan.node, cli.pod_selector.as_deref()).await?;
                 r.plan = drain::plan(&snapshot, &cli.drain_options(others));
+                r.node = snapshot.node;
                 if r.plan.refused() {
                     output::write_stdout(&r.plan.render())?;
                     printer.note(format!(
@@ -291,17 +299,10 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             cancel: Some(cancel_rx.clone()),
             ..Default::default()
         };
-        let mut runs = Vec::new();
-        for r in &results[index..end] {
-            let node = Api::<Node>::all(client.clone())
-                .get(&r.plan.node)
-                .await
-                .with_context(|| format!("could not read node/{}", r.plan.node))?;
-            runs.push((r.plan.clone(), node));
-        }
         let reports = futures::future::join_all(
-            runs.iter()
-                .map(|(plan, node)| drain::execute(&client, plan, node, &opts, &progress)),
+            results[index..end]
+                .iter()
+                .map(|r| drain::execute(&client, &r.plan, &r.node, &opts, &progress)),
         )
         .await;
         for (r, report) in results[index..end].iter_mut().zip(reports) {

@@ -27,3 +27,24 @@ pub mod workloads;
 
 pub use execute::{DrainEvent, DrainOutcome, DrainReport, ExecOptions, execute};
 pub use workloads::{WorkloadState, wait_workloads_whole};
+
+/// Plans and, unless refused, executes a drain of one node: what
+/// `kubectl safedrain NODE --yes` does, for other plugins (upgrade-node).
+/// Returns the plan, and the report when it was executed (None: refused,
+/// nothing changed).
+pub async fn drain_node(
+    client: &kube::Client,
+    node: &str,
+    pod_selector: Option<&str>,
+    options: &DrainOptions,
+    exec: &ExecOptions,
+    progress: &execute::Progress<'_>,
+) -> anyhow::Result<(DrainPlan, Option<DrainReport>)> {
+    let snapshot = gather(client, node, pod_selector).await?;
+    let plan = plan(&snapshot, options);
+    if plan.refused() {
+        return Ok((plan, None));
+    }
+    let report = execute(client, &plan, &snapshot.node, exec, progress).await;
+    Ok((plan, Some(report)))
+}
