@@ -13,6 +13,8 @@ pub mod plan;
 pub mod pod;
 pub mod preflight;
 pub mod recipe;
+pub mod rolling;
+pub mod run;
 pub mod target;
 pub mod transport;
 pub mod validate;

@@ -86,6 +86,11 @@ pub const RULES: &[Rule] = &[
         source: "kubeadm-upgrade.md prerequisites: back up important components",
     },
     Rule {
+        id: "drain",
+        summary: "the node must drain by the safedrain rules (the same rules, the same refusals)",
+        source: "kubeadm-upgrade.md: drain the node before upgrading the kubelet; upkeep drain rules",
+    },
+    Rule {
         id: "package-manager-unknown",
         summary: "the node's package manager must be apt, dnf, dnf5 or yum",
         source: "",
@@ -241,6 +246,12 @@ impl Report {
         self.findings
             .iter()
             .filter(|f| f.severity == Severity::Refuse)
+    }
+
+    /// The drain core refuses this node's drain.
+    pub fn refuse_drain(&mut self, message: String) {
+        self.refuse("drain", message);
+        self.decided = None;
     }
 
     fn refuse(&mut self, rule: &'static str, message: String) {

@@ -1,0 +1,633 @@
+//! The thin I/O layer: read the cluster into a snapshot, ask the node
+//! (read-only), take the cluster-wide lock, execute a plan step by step and
+//! record progress on the node so that a re-run resumes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::await_condition;
+use kube::{Client, ResourceExt as _};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::drain;
+
+use super::plan::{self, Action, NodePlan, PROGRESS_ANNOTATION, Progress, StepId};
+use super::preflight::{
+    self, Backup, ClusterSnapshot, LeaseView, NodeFacts, NodeProbe, Probe, Report, Request,
+};
+use super::recipe::{Recipe, parse_listing, repo_minor};
+use super::target::{Release, TargetSpec};
+use super::transport::{NodeTarget, Transport};
+
+/// The cluster-wide lock.
+pub const LEASE_NAMESPACE: &str = "kube-system";
+pub const LEASE_NAME: &str = "upkeep-upgrade";
+
+const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+const LEGACY_MASTER_LABEL: &str = "node-role.kubernetes.io/master";
+
+/// Reads a node into what preflight needs.
+pub fn node_facts(node: &Node) -> NodeFacts {
+    let labels = node.labels();
+    let status = node.status.as_ref();
+    let info = status.and_then(|s| s.node_info.as_ref());
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    let internal_ip = status
+        .and_then(|s| s.addresses.as_ref())
+        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address.clone());
+    NodeFacts {
+        name: node.name_any(),
+        control_plane: labels.contains_key(CONTROL_PLANE_LABEL)
+            || labels.contains_key(LEGACY_MASTER_LABEL),
+        ready,
+        unschedulable: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+        kubelet_version: info.and_then(|i| Release::parse_reported(&i.kubelet_version)),
+        os_image: info.map(|i| i.os_image.clone()).unwrap_or_default(),
+        internal_ip,
+        progress: node
+            .annotations()
+            .get(PROGRESS_ANNOTATION)
+            .map(|v| Progress::parse(v)),
+    }
+}
+
+/// Reads the cluster: nodes, every kube-apiserver instance (static-pod image
+/// tags, as kubeadm's versiongetter does), `/version`, the lock.
+pub async fn snapshot(client: &Client) -> anyhow::Result<ClusterSnapshot> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let nodes = drain::snapshot::list_all(&nodes, &ListParams::default())
+        .await
+        .context("could not list the nodes")?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    let apiserver_pods = pods
+        .list(&ListParams::default().labels("component=kube-apiserver,tier=control-plane"))
+        .await
+        .context("could not list the kube-apiserver pods in kube-system")?;
+    let apiservers = apiserver_pods
+        .items
+        .iter()
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            let image = p.spec.as_ref()?.containers.first()?.image.clone()?;
+            let tag = image.rsplit_once(':')?.1;
+            Some((node, Release::parse_reported(tag)?))
+        })
+        .collect();
+    let server_version = client
+        .apiserver_version()
+        .await
+        .ok()
+        .and_then(|v| Release::parse_reported(&v.git_version));
+    let lease = read_lease(client).await?;
+    Ok(ClusterSnapshot {
+        nodes: nodes.iter().map(node_facts).collect(),
+        apiservers,
+        server_version,
+        lease,
+    })
+}
+
+async fn read_lease(client: &Client) -> anyhow::Result<Option<LeaseView>> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let lease = api
+        .get_opt(LEASE_NAME)
+        .await
+        .context("could not read the lock Lease kube-system/upkeep-upgrade")?;
+    Ok(lease.map(|l| lease_view(&l)))
+}
+
+fn lease_view(l: &Lease) -> LeaseView {
+    let spec = l.spec.clone().unwrap_or_default();
+    let renewed = spec
+        .renew_time
+        .or(spec.acquire_time)
+        .map(|t| t.0)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let expires = renewed.as_second() + i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    LeaseView {
+        holder: spec.holder_identity.unwrap_or_default(),
+        expires_in: expires - jiff::Timestamp::now().as_second(),
+    }
+}
+
+/// The lock, held while this run changes anything; renewed in the
+/// background, released on every way out.
+pub struct LockGuard {
+    client: Client,
+    me: String,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+/// Takes the lock, or says who holds it.
+pub async fn acquire_lock(
+    client: &Client,
+    me: &str,
+    seconds: i32,
+) -> anyhow::Result<Result<LockGuard, String>> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let now = MicroTime(jiff::Timestamp::now());
+    let mut lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE},
+        "spec": {"holderIdentity": me, "leaseDurationSeconds": seconds},
+    }))?;
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.acquire_time = Some(now.clone());
+        spec.renew_time = Some(now);
+    }
+    let refusal = |view: &LeaseView| {
+        format!(
+            "another upgrade holds the lock {LEASE_NAMESPACE}/{LEASE_NAME}: {:?} (expires in {} s unless renewed); wait for it to finish, or delete the Lease if that run is gone",
+            view.holder,
+            view.expires_in.max(0)
+        )
+    };
+    match api.get_opt(LEASE_NAME).await? {
+        None => match api.create(&PostParams::default(), &lease).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let current = api.get(LEASE_NAME).await?;
+                return Ok(Err(refusal(&lease_view(&current))));
+            }
+            Err(e) => return Err(e).context("could not create the lock Lease"),
+        },
+        Some(current) => {
+            let view = lease_view(&current);
+            if view.holder != me && view.expires_in > 0 {
+                return Ok(Err(refusal(&view)));
+            }
+            lease.metadata.resource_version = current.metadata.resource_version.clone();
+            match api
+                .replace(LEASE_NAME, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    let current = api.get(LEASE_NAME).await?;
+                    return Ok(Err(refusal(&lease_view(&current))));
+                }
+                Err(e) => return Err(e).context("could not take over the expired lock Lease"),
+            }
+        }
+    }
+    let renew = {
+        let api = api.clone();
+        let period = Duration::from_secs((seconds.max(3) / 3) as u64);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let patch = json!({"spec": {"renewTime": MicroTime(jiff::Timestamp::now())}});
+                if let Err(e) = api
+                    .patch(LEASE_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    tracing::warn!("could not renew the lock Lease: {e}");
+                }
+            }
+        })
+    };
+    Ok(Ok(LockGuard {
+        client: client.clone(),
+        me: me.to_string(),
+        renew,
+    }))
+}
+
+impl LockGuard {
+    pub async fn release(self) {
+        self.renew.abort();
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        // Only our own lease: a takeover after expiry belongs to someone else.
+        if let Ok(Some(l)) = api.get_opt(LEASE_NAME).await
+            && l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&self.me)
+        {
+            let _ = api.delete(LEASE_NAME, &DeleteParams::default()).await;
+        }
+    }
+}
+
+/// The node as a transport target.
+pub fn node_target(facts: &NodeFacts) -> NodeTarget {
+    NodeTarget {
+        name: facts.name.clone(),
+        address: facts.internal_ip.clone(),
+    }
+}
+
+/// Asks the node what preflight needs, read-only. When the repository file
+/// serves another minor, it is pointed at the target minor to list what
+/// that repository offers, then pointed back.
+pub async fn probe<T: Transport>(t: &T, facts: &NodeFacts, req: &Request) -> anyhow::Result<Probe> {
+    if !t.captures_output() {
+        return Ok(Probe::Unavailable);
+    }
+    let target = node_target(facts);
+    let base = Recipe {
+        manager: super::recipe::PackageManager::Apt,
+        sudo: req.sudo,
+    };
+    let os = t
+        .run(&target, &base.read_os_release())
+        .await
+        .with_context(|| {
+            format!(
+                "could not run a command on node {} through {}",
+                facts.name,
+                t.describe()
+            )
+        })?;
+    let os_release = os.success().then_some(os.stdout.as_str());
+    let (manager, _warning) = preflight::decide_manager(req.manager, os_release, &facts.os_image);
+    let Some(manager) = manager else {
+        return Ok(Probe::Done(NodeProbe::default()));
+    };
+    let recipe = Recipe {
+        manager,
+        sudo: req.sudo,
+    };
+    let file = t.run(&target, &recipe.read_repo_file()).await?;
+    if !file.success() {
+        return Ok(Probe::Done(NodeProbe {
+            manager: Some(manager),
+            ..NodeProbe::default()
+        }));
+    }
+    let current = repo_minor(&file.stdout);
+    let mut probe = NodeProbe {
+        manager: Some(manager),
+        repo_minor: current,
+        repo_file_found: true,
+        ..NodeProbe::default()
+    };
+    let Some(current) = current else {
+        return Ok(Probe::Done(probe));
+    };
+    let wanted = req.to.minor_line();
+    let switched = current != wanted;
+    let result = async {
+        if switched {
+            for c in recipe.repo_switch(wanted) {
+                let out = t.run(&target, &c).await?;
+                if !out.success() {
+                    bail!("could not point the repository at {wanted} to list its versions: `{c}` failed:\n{}", out.excerpt());
+                }
+            }
+        }
+        if let Some(c) = recipe.refresh() {
+            let out = t.run(&target, &c).await?;
+            if !out.success() {
+                bail!("`{c}` failed on node {}:\n{}", facts.name, out.excerpt());
+            }
+        }
+        let c = recipe.list_versions();
+        let out = t.run(&target, &c).await?;
+        if !out.success() {
+            bail!("`{c}` failed on node {}:\n{}", facts.name, out.excerpt());
+        }
+        Ok(parse_listing(&out.stdout))
+    }
+    .await;
+    if switched {
+        // Leave the file as it was found; the plan switches it for real.
+        let mut restore = recipe.repo_switch(current);
+        restore.extend(recipe.refresh());
+        for c in restore {
+            let out = t.run(&target, &c).await?;
+            if !out.success() {
+                bail!(
+                    "could not point {} on node {} back at {current}: `{c}` failed:\n{}",
+                    manager.repo_file(),
+                    facts.name,
+                    out.excerpt()
+                );
+            }
+        }
+    }
+    probe.offered = result?;
+    Ok(Probe::Done(probe))
+}
+
+/// The preflight verdict for one node, with the drain's own plan.
+pub struct Prepared {
+    pub report: Report,
+    pub plan: Option<NodePlan>,
+    pub drain: Option<drain::DrainPlan>,
+}
+
+/// Everything before the first change: cluster checks, the node's answers,
+/// the drain plan. Refuses exactly as `kubectl safedrain` would.
+pub async fn prepare<T: Transport>(
+    client: &Client,
+    t: &T,
+    snap: &ClusterSnapshot,
+    req: &Request,
+    drain_opts: &drain::DrainOptions,
+) -> anyhow::Result<Prepared> {
+    let report = preflight::preflight(snap, req, &Probe::NotYet);
+    if report.refused() || report.nothing_to_do {
+        return Ok(Prepared {
+            report,
+            plan: None,
+            drain: None,
+        });
+    }
+    let facts = snap.node(&req.node).expect("preflight found the node");
+    let probe = probe(t, facts, req).await?;
+    let mut report = preflight::preflight(snap, req, &probe);
+    let Some(input) = report.decided.clone() else {
+        return Ok(Prepared {
+            report,
+            plan: None,
+            drain: None,
+        });
+    };
+    let plan = plan::build(input);
+    let drain_pending = plan.pending().any(|s| s.id == StepId::Drain);
+    let mut drain_plan = None;
+    if drain_pending {
+        let dsnap = drain::gather(client, &req.node, None).await?;
+        let dplan = drain::plan(&dsnap, drain_opts);
+        if dplan.refused() {
+            report.refuse_drain(format!(
+                "draining node {} would be refused by the safedrain rules:\n{}",
+                req.node,
+                dplan.render()
+            ));
+        }
+        drain_plan = Some(dplan);
+    }
+    Ok(Prepared {
+        report,
+        plan: Some(plan),
+        drain: drain_plan,
+    })
+}
+
+/// How the steps are carried out.
+#[derive(Clone)]
+pub struct ExecSettings {
+    pub drain: drain::DrainOptions,
+    pub drain_timeout: Option<Duration>,
+    pub ready_timeout: Duration,
+    pub cancel: Option<watch::Receiver<bool>>,
+}
+
+/// Where an execution got to: shared so an interrupted run can say it.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Progressed {
+    pub done: Vec<StepId>,
+    pub current: Option<StepId>,
+}
+
+/// Why a node's upgrade stopped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub node: String,
+    pub step: StepId,
+    pub done: Vec<StepId>,
+    pub detail: String,
+    pub hint: String,
+}
+
+impl Failure {
+    pub fn render(&self) -> String {
+        let done = if self.done.is_empty() {
+            "nothing".to_string()
+        } else {
+            self.done
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "the upgrade of node {} failed at step {}.\n{}\nDone before it: {done}. Node {} stays cordoned.\n{}",
+            self.node,
+            self.step,
+            self.detail.trim_end(),
+            self.node,
+            self.hint
+        )
+    }
+}
+
+/// Executes the pending steps, recording each completed one on the node.
+pub async fn execute<T: Transport>(
+    client: &Client,
+    t: &T,
+    plan: &NodePlan,
+    target: &NodeTarget,
+    settings: &ExecSettings,
+    progressed: &Arc<Mutex<Progressed>>,
+    say: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), Failure> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let total = plan.steps.len();
+    {
+        let mut p = progressed.lock().expect("progress");
+        p.done = plan.steps.iter().filter(|s| s.done).map(|s| s.id).collect();
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        if step.done {
+            say(format!(
+                "[{}] {}/{total} {}: done in an earlier run",
+                plan.node,
+                i + 1,
+                step.id
+            ));
+            continue;
+        }
+        progressed.lock().expect("progress").current = Some(step.id);
+        say(format!(
+            "[{}] {}/{total} {}: {}",
+            plan.node,
+            i + 1,
+            step.id,
+            step.title
+        ));
+        let fail = |detail: String| {
+            let done = progressed.lock().expect("progress").done.clone();
+            Failure {
+                node: plan.node.clone(),
+                step: step.id,
+                done,
+                detail,
+                hint: plan::recovery_hint(plan, step.id),
+            }
+        };
+        match &step.action {
+            Action::Cordon => {
+                let patch = json!({"spec": {"unschedulable": true}});
+                nodes
+                    .patch(&plan.node, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(|e| fail(format!("could not cordon node {}: {e}", plan.node)))?;
+            }
+            Action::Node { commands } => {
+                let run = t
+                    .run_step(target, &step.title, commands)
+                    .await
+                    .map_err(|e| fail(format!("{e:#}")))?;
+                if let Some((cmd, out)) = run.failure() {
+                    let code = out
+                        .code
+                        .map_or_else(|| "was killed".to_string(), |c| format!("exited {c}"));
+                    return Err(fail(format!("`{cmd}` {code}:\n{}", out.excerpt())));
+                }
+                if step.id == StepId::KubeadmPkg
+                    && t.captures_output()
+                    && let Some((cmd, out)) = run.outputs.last()
+                    && Release::parse_reported(out.stdout.trim()) != Some(plan.target)
+                {
+                    return Err(fail(format!(
+                        "`{cmd}` reports {:?}, not {}: the package did not bring the target",
+                        out.stdout.trim(),
+                        plan.target
+                    )));
+                }
+            }
+            Action::Drain => drain_node(client, &plan.node, settings, say)
+                .await
+                .map_err(|e| fail(format!("{e:#}")))?,
+            Action::WaitReady { kubelet_version } => {
+                let want = *kubelet_version;
+                let cond = move |n: Option<&Node>| {
+                    n.is_some_and(|n| {
+                        let f = node_facts(n);
+                        f.ready && f.kubelet_version == Some(want)
+                    })
+                };
+                match tokio::time::timeout(
+                    settings.ready_timeout,
+                    await_condition(nodes.clone(), &plan.node, cond),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        return Err(fail(format!("lost track of node {}: {e}", plan.node)));
+                    }
+                    Err(_) => {
+                        let now = nodes.get(&plan.node).await.ok().map(|n| node_facts(&n));
+                        return Err(fail(format!(
+                            "node {} did not become Ready with kubelet {want} within {:?} (now: ready={}, kubelet {}); check `systemctl status kubelet` and `journalctl -u kubelet` on the node",
+                            plan.node,
+                            settings.ready_timeout,
+                            now.as_ref().is_some_and(|f| f.ready),
+                            now.and_then(|f| f.kubelet_version)
+                                .map_or_else(|| "unknown".to_string(), |v| v.to_string())
+                        )));
+                    }
+                }
+            }
+            Action::Uncordon => {
+                let report = drain::record::uncordon(client, &plan.node)
+                    .await
+                    .map_err(|e| fail(format!("{e:#}")))?;
+                for line in report.render().lines() {
+                    say(format!("[{}]   {line}", plan.node));
+                }
+            }
+        }
+        let last = i + 1 == total;
+        let patch = if last {
+            json!({"metadata": {"annotations": {PROGRESS_ANNOTATION: null}}})
+        } else {
+            let record = Progress {
+                target: plan.target,
+                done: step.id,
+                was_cordoned: plan.keep_cordoned,
+            };
+            json!({"metadata": {"annotations": {PROGRESS_ANNOTATION: record.to_json()}}})
+        };
+        nodes
+            .patch(&plan.node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "step {} completed but could not be recorded on node {}: {e}",
+                    step.id, plan.node
+                ))
+            })?;
+        let mut p = progressed.lock().expect("progress");
+        p.done.push(step.id);
+        p.current = None;
+    }
+    Ok(())
+}
+
+/// Cordon and drain with the drain core: the same rules and refusals as
+/// `kubectl safedrain`, waiting until the workloads are whole again.
+async fn drain_node(
+    client: &Client,
+    node: &str,
+    settings: &ExecSettings,
+    say: &(dyn Fn(String) + Send + Sync),
+) -> anyhow::Result<()> {
+    let snap = drain::gather(client, node, None).await?;
+    let plan = drain::plan(&snap, &settings.drain);
+    if plan.refused() {
+        bail!(
+            "the drain is refused by the safedrain rules:\n{}",
+            plan.render()
+        );
+    }
+    let opts = drain::ExecOptions {
+        timeout: settings.drain_timeout,
+        cancel: settings.cancel.clone(),
+        ..drain::ExecOptions::default()
+    };
+    let node_name = node.to_string();
+    let progress = move |e: &drain::DrainEvent| say(format!("[{node_name}]   {}", e.line()));
+    let report = drain::execute(client, &plan, &snap.node, &opts, &progress).await;
+    match report.outcome {
+        drain::DrainOutcome::Drained => Ok(()),
+        other => {
+            let mut msg = format!("the drain ended {other:?}");
+            if let Some(e) = &report.error {
+                msg.push_str(&format!(": {e}"));
+            }
+            for u in report.undone() {
+                msg.push_str(&format!("\n  - {u}"));
+            }
+            bail!(msg)
+        }
+    }
+}
+
+/// Builds the preflight request for a node from the shared settings.
+pub fn request(node: &str, to: TargetSpec, base: &RequestBase) -> Request {
+    Request {
+        node: node.to_string(),
+        to,
+        manager: base.manager,
+        sudo: base.sudo,
+        me: base.me.clone(),
+        backup: base.backup.clone(),
+        max_backup_age_secs: base.max_backup_age_secs,
+    }
+}
+
+/// What every node's request shares.
+#[derive(Debug, Clone)]
+pub struct RequestBase {
+    pub manager: Option<super::recipe::PackageManager>,
+    pub sudo: bool,
+    pub me: String,
+    pub backup: Option<Backup>,
+    pub max_backup_age_secs: u64,
+}
