@@ -1,0 +1,461 @@
+//! `kubectl skew` end to end: a cluster built with real kubectl in the lab
+//! (nodes, node status, kubeadm-style static pods, kube-proxy pods), then
+//! the built plugin's verdicts, JSON document and exit codes.
+
+use std::process::Output;
+
+use serde_json::Value;
+use upkeep_e2e::{Lab, LabOptions, stderr, stdout};
+
+/// A lab whose `/version` reports `version`.
+fn lab(version: &str) -> Lab {
+    Lab::with(LabOptions {
+        version: Some(version.to_string()),
+        ..Default::default()
+    })
+}
+
+fn node(name: &str, control_plane: bool) -> String {
+    let role = if control_plane {
+        "\n    node-role.kubernetes.io/control-plane: \"\""
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    kubernetes.io/hostname: {name}{role}\n---\n"
+    )
+}
+
+/// A kubeadm-style static pod: `component=<c>,tier=control-plane` in kube-system.
+fn static_pod(component: &str, node: &str, tag: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {component}-{node}\n  namespace: kube-system\n  labels:\n    component: {component}\n    tier: control-plane\nspec:\n  nodeName: {node}\n  containers:\n  - name: {component}\n    image: registry.k8s.io/{component}:{tag}\n---\n"
+    )
+}
+
+fn proxy_pod(node: &str, tag: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-proxy-{node}\n  namespace: kube-system\n  labels:\n    k8s-app: kube-proxy\nspec:\n  nodeName: {node}\n  containers:\n  - name: kube-proxy\n    image: registry.k8s.io/kube-proxy:{tag}\n---\n"
+    )
+}
+
+/// Sets a node's `status.nodeInfo.kubeletVersion` the way a kubelet reports it,
+/// and checks that the server kept it.
+fn set_kubelet(lab: &Lab, node: &str, version: &str) {
+    let patch = format!(r#"{{"status":{{"nodeInfo":{{"kubeletVersion":"{version}"}}}}}}"#);
+    lab.kubectl_ok([
+        "patch",
+        "node",
+        node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    let got = lab.kubectl_ok([
+        "get",
+        "node",
+        node,
+        "-o",
+        "jsonpath={.status.nodeInfo.kubeletVersion}",
+    ]);
+    assert_eq!(
+        got.trim(),
+        version,
+        "the lab did not keep {node}'s kubeletVersion"
+    );
+}
+
+/// A kubeadm cluster: one control-plane node and workers `(name, kubelet version)`,
+/// each with a kube-proxy pod at its kubelet's release.
+fn kubeadm_cluster(lab: &Lab, control_plane: &str, workers: &[(&str, &str)]) {
+    let mut yaml = node("cp1", true);
+    for (name, _) in workers {
+        yaml.push_str(&node(name, false));
+    }
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        yaml.push_str(&static_pod(c, "cp1", control_plane));
+    }
+    yaml.push_str(&static_pod("etcd", "cp1", "3.5.15-0"));
+    yaml.push_str(&proxy_pod("cp1", control_plane));
+    for (name, version) in workers {
+        yaml.push_str(&proxy_pod(name, version));
+    }
+    lab.apply(&yaml);
+    set_kubelet(lab, "cp1", control_plane);
+    for (name, version) in workers {
+        set_kubelet(lab, name, version);
+    }
+}
+
+/// Runs the plugin with a fixed kubectl version and day, so the result does
+/// not depend on the machine's kubectl or the date.
+fn skew(lab: &Lab, args: &[&str]) -> Output {
+    lab.plugin("kubectl-skew")
+        .args(["--kubectl-version", "v1.31.0", "--as-of", "2025-05-01"])
+        .args(args)
+        .output()
+        .expect("run kubectl-skew")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
+        panic!(
+            "kubectl-skew did not print JSON ({e}):\nstdout: {}\nstderr: {}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+fn find<'a>(list: &'a Value, component: &str, node: Option<&str>) -> &'a Value {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .find(|v| v["component"] == component && v["node"].as_str() == node)
+        .unwrap_or_else(|| panic!("no {component} on {node:?} in {list:#}"))
+}
+
+#[test]
+fn a_kubelet_four_minors_behind_is_a_violation_and_one_at_the_edge_a_warning() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(
+        &lab,
+        "v1.31.2",
+        &[("w1", "v1.28.3"), ("w2", "v1.27.1"), ("w3", "v1.31.2")],
+    );
+
+    let out = skew(&lab, &["-o", "json"]);
+    assert_eq!(
+        code(&out),
+        1,
+        "a violation exits 1; stderr: {}",
+        stderr(&out)
+    );
+    let doc = json(&out);
+
+    // Exactly w2's kubelet and kube-proxy violate, each naming its rule.
+    let violations: Vec<(String, String, String)> = doc["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["component"].as_str().unwrap().to_string(),
+                v["node"].as_str().unwrap().to_string(),
+                v["rule"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        violations,
+        [
+            ("kubelet".into(), "w2".into(), "kubelet-vs-apiserver".into()),
+            (
+                "kube-proxy".into(),
+                "w2".into(),
+                "kube-proxy-vs-apiserver".into()
+            ),
+        ]
+    );
+    let v = find(&doc["violations"], "kubelet", Some("w2"));
+    assert_eq!(v["version"], "v1.27.1");
+    assert!(
+        v["message"].as_str().unwrap().contains("4 minors older"),
+        "{v}"
+    );
+
+    // w1 sits at the oldest allowed minor: it blocks the next control-plane upgrade.
+    let w = find(&doc["warnings"], "kubelet", Some("w1"));
+    assert!(w["message"].as_str().unwrap().contains("v1.32"), "{w}");
+    assert_eq!(
+        find(&doc["components"], "kubelet", Some("w1"))["verdict"],
+        "warning"
+    );
+    assert_eq!(
+        find(&doc["components"], "kubelet", Some("w3"))["verdict"],
+        "ok"
+    );
+
+    // Every observed component is listed, the control plane from its static pods.
+    let apiserver = find(&doc["components"], "kube-apiserver", Some("cp1"));
+    assert_eq!(apiserver["version"], "v1.31.2");
+    assert_eq!(apiserver["verdict"], "ok");
+    assert_eq!(
+        find(&doc["components"], "etcd", Some("cp1"))["verdict"],
+        "info"
+    );
+    assert_eq!(
+        find(&doc["components"], "kubectl", None)["allowed"]["oldest"],
+        "v1.30"
+    );
+    assert_eq!(doc["components"].as_array().unwrap().len(), 13);
+    assert_eq!(doc["apiserver"]["served"], "v1.31.2");
+    assert_eq!(doc["apiserver"]["control_plane_visible"], true);
+    assert_eq!(doc["support"]["minor"], "v1.31");
+    assert_eq!(doc["support"]["status"], "supported");
+    assert_eq!(doc["summary"]["verdict"], "violation");
+}
+
+#[test]
+fn upgrading_the_lagging_node_clears_the_violation() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.30.4"), ("w2", "v1.27.1")]);
+    assert_eq!(code(&skew(&lab, &[])), 1);
+
+    // The node is upgraded: new kubelet, the kube-proxy pod's new image.
+    set_kubelet(&lab, "w2", "v1.31.2");
+    lab.kubectl_ok([
+        "set",
+        "image",
+        "-n",
+        "kube-system",
+        "pod/kube-proxy-w2",
+        "kube-proxy=registry.k8s.io/kube-proxy:v1.31.2",
+    ]);
+
+    let out = skew(&lab, &[]);
+    let text = stdout(&out);
+    assert_eq!(
+        code(&out),
+        0,
+        "nothing violates now:\n{text}\n{}",
+        stderr(&out)
+    );
+    assert!(text.contains("COMPONENT"), "{text}");
+    assert!(text.contains("OK: 0 violations"), "{text}");
+    assert!(text.contains("Support: v1.31 is supported"), "{text}");
+    // The table names each node's kubelet with its verdict.
+    let w2 = text
+        .lines()
+        .find(|l| l.contains("kubelet") && l.contains("w2"))
+        .unwrap_or_else(|| panic!("no kubelet row for w2:\n{text}"));
+    assert!(w2.contains("v1.31.2") && w2.contains("ok"), "{w2}");
+}
+
+#[test]
+fn ha_apiservers_at_two_minors_narrow_the_kubelet_range() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.31.2")]);
+    // A second control-plane node still at v1.30: kubelets may not exceed v1.30.
+    let mut yaml = node("cp2", true);
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        yaml.push_str(&static_pod(c, "cp2", "v1.30.5"));
+    }
+    lab.apply(&yaml);
+    set_kubelet(&lab, "cp2", "v1.30.5");
+
+    let out = skew(&lab, &["-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["apiserver"]["oldest"], "v1.30");
+    assert_eq!(doc["apiserver"]["newest"], "v1.31");
+    let w1 = find(&doc["components"], "kubelet", Some("w1"));
+    assert_eq!(w1["verdict"], "violation");
+    assert_eq!(w1["allowed"]["newest"], "v1.30");
+    // The controllers on cp1 are newer than the v1.30 apiserver they may reach.
+    let kcm = find(&doc["violations"], "kube-controller-manager", Some("cp1"));
+    assert_eq!(kcm["rule"], "controllers-vs-apiserver");
+    // The older apiserver is told the upgrade is half done.
+    assert_eq!(
+        find(&doc["components"], "kube-apiserver", Some("cp2"))["verdict"],
+        "warning"
+    );
+}
+
+#[test]
+fn yaml_output_carries_the_same_document() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.31.2")]);
+    let out = skew(&lab, &["-o", "yaml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("violations: []"), "{text}");
+    assert!(text.contains("component: kube-apiserver"), "{text}");
+    assert!(text.contains("rule: kubelet-vs-apiserver"), "{text}");
+}
+
+#[test]
+fn a_managed_cluster_is_checked_from_version_and_the_daemonset() {
+    // No static pods, no kube-proxy pods: the apiserver is /version, kube-proxy the DaemonSet.
+    let lab = lab("v1.30.4");
+    let mut yaml = node("n1", false);
+    yaml.push_str(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: kube-proxy\n  namespace: kube-system\nspec:\n  selector:\n    matchLabels:\n      app: proxy-not-labelled-k8s-app\n  template:\n    metadata:\n      labels:\n        app: proxy-not-labelled-k8s-app\n    spec:\n      containers:\n      - name: kube-proxy\n        image: registry.k8s.io/kube-proxy:v1.29.6\n",
+    );
+    lab.apply(&yaml);
+    set_kubelet(&lab, "n1", "v1.30.4");
+
+    let out = skew(&lab, &["-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["apiserver"]["control_plane_visible"], false);
+    assert!(
+        doc["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("not visible")),
+        "{doc:#}"
+    );
+    let apiserver = find(&doc["components"], "kube-apiserver", None);
+    assert_eq!(apiserver["version"], "v1.30.4");
+    let proxy = find(&doc["components"], "kube-proxy", None);
+    assert_eq!(proxy["version"], "v1.29.6");
+    assert!(
+        proxy["source"].as_str().unwrap().contains("daemonset"),
+        "{proxy}"
+    );
+}
+
+#[test]
+fn read_only_access_is_enough() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.27.0")]);
+    let out = skew(&lab, &["--context", "readonly", "-o", "json"]);
+    assert_eq!(code(&out), 1, "read-only users can check: {}", stderr(&out));
+    assert_eq!(
+        find(&json(&out)["violations"], "kubelet", Some("w1"))["rule"],
+        "kubelet-vs-apiserver"
+    );
+}
+
+#[test]
+fn an_unreachable_server_exits_2() {
+    let lab = lab("v1.31.2");
+    // A port that was free a moment ago and has nothing listening now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = skew(
+        &lab,
+        &[
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--request-timeout",
+            "5s",
+        ],
+    );
+    assert_eq!(code(&out), 2, "stdout: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("error: could not check"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn lists_are_paged_past_500_nodes() {
+    let lab = lab("v1.31.2");
+    let count = 620;
+    let mut list = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..count {
+        list.push_str(&format!(
+            "- apiVersion: v1\n  kind: Node\n  metadata:\n    name: n{i:04}\n"
+        ));
+    }
+    lab.kubectl_stdin(["create", "-f", "-"], &list)
+        .expect("kubectl create the nodes");
+    let listed = lab.get_json(["nodes"]);
+    assert_eq!(listed["items"].as_array().unwrap().len(), count);
+
+    let out = skew(&lab, &["-o", "json"]);
+    let doc = json(&out);
+    let kubelets = doc["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["component"] == "kubelet")
+        .count();
+    assert_eq!(kubelets, count, "every node's kubelet is seen across pages");
+    // Nodes that never reported a version are unknown, not violations.
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(doc["summary"]["unknown"], count);
+}
+
+#[test]
+fn plan_lists_hops_preconditions_and_steps() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.28.3"), ("w2", "v1.31.2")]);
+
+    let out = skew(&lab, &["plan", "--to", "v1.33", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["planned"], true);
+    let hops = doc["plan"]["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2);
+    assert_eq!(hops[0]["to"], "v1.32");
+    assert_eq!(hops[0]["target"], "newest patch of v1.32");
+    assert_eq!(hops[1]["target"], "v1.33.0");
+    // w1 (v1.28) is too old for a v1.32 apiserver and must be upgraded first.
+    let pre = &hops[0]["preconditions"][0];
+    assert_eq!(pre["rule"], "kubelet-vs-apiserver");
+    assert_eq!(pre["nodes"], serde_json::json!(["w1"]));
+    let steps: Vec<(String, String)> = hops[1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["action"].as_str().unwrap().to_string(),
+                s["node"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("upgrade-first-control-plane".into(), "cp1".into()),
+            ("upgrade-worker".into(), "w1".into()),
+            ("upgrade-worker".into(), "w2".into()),
+        ]
+    );
+    assert_eq!(
+        hops[1]["steps"][0]["command"],
+        "kubeadm upgrade apply v1.33.0"
+    );
+
+    // The human form names the same.
+    let out = skew(&lab, &["plan", "--to", "v1.32.4"]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert!(text.contains("kubeadm upgrade apply v1.32.4"), "{text}");
+    assert!(text.contains("Hop 1: v1.31 -> v1.32"), "{text}");
+}
+
+#[test]
+fn plan_refuses_a_downgrade() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.31.2")]);
+    let out = skew(&lab, &["plan", "--to", "v1.30"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(err.contains("downgrades are not planned"), "{err}");
+    assert!(err.contains("v1.32"), "says what is allowed: {err}");
+    let out = skew(&lab, &["plan", "--to", "v1.30", "-o", "json"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(json(&out)["planned"], false);
+}
+
+#[test]
+fn help_reads_as_a_kubectl_plugin() {
+    let out = std::process::Command::new(upkeep_e2e::bin("kubectl-skew"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("Usage: kubectl skew"), "{text}");
+    assert!(text.contains("kubectl skew plan --to"), "{text}");
+}
