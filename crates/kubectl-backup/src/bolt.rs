@@ -381,7 +381,10 @@ pub(crate) mod testdb {
     pub fn leaf(id: u64, elems: &[(u32, Vec<u8>, Vec<u8>)], size: usize) -> Vec<u8> {
         let needed = PAGE_HEADER
             + elems.len() * ELEMENT
-            + elems.iter().map(|(_, k, v)| k.len() + v.len()).sum::<usize>();
+            + elems
+                .iter()
+                .map(|(_, k, v)| k.len() + v.len())
+                .sum::<usize>();
         let mut buf = vec![0u8; size.max(needed)];
         put_page_header(&mut buf, id, LEAF_PAGE, elems.len() as u16, 0);
         let mut data_at = PAGE_HEADER + elems.len() * ELEMENT;
@@ -418,7 +421,10 @@ pub(crate) mod testdb {
 
     /// A database with `buckets`: the root leaf on page 2, one leaf page per
     /// non-inline bucket after it; buckets named with a leading `i` are inline.
-    pub fn build(buckets: &[(&str, Vec<(Vec<u8>, Vec<u8>)>)]) -> Vec<u8> {
+    /// A bucket to build: its name and (key, value) pairs.
+    pub type Spec<'a> = (&'a str, Vec<(Vec<u8>, Vec<u8>)>);
+
+    pub fn build(buckets: &[Spec<'_>]) -> Vec<u8> {
         let mut pages: Vec<Vec<u8>> = Vec::new();
         let mut root_elems = Vec::new();
         let mut next = 3u64;

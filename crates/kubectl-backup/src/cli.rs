@@ -156,7 +156,11 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "URLS")]
     pub initial_advertise_peer_urls: Option<String>,
     /// The etcd static pod manifest of a kubeadm control plane
-    #[arg(long, value_name = "PATH", default_value = "/etc/kubernetes/manifests/etcd.yaml")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/kubernetes/manifests/etcd.yaml"
+    )]
     pub manifest: PathBuf,
     /// Also switch the control plane: stop kube-apiserver, restore, edit etcd.yaml, start kube-apiserver
     #[arg(long)]
@@ -374,7 +378,9 @@ async fn restore(args: RestoreArgs, printer: &Printer) -> Result<Outcome> {
     }
     let plan = if kubeadm {
         let edit = etcd::plan_manifest_edit(&args.manifest, &data_dir)?;
-        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
         let cp = etcd::ControlPlane::new(&args.manifest, &stamp);
         Some((cp, edit))
     } else {
@@ -588,7 +594,10 @@ mod tests {
             let s = c.find_subcommand_mut(sub).unwrap();
             let text = s.render_long_help().to_string();
             assert!(text.contains("Examples:"), "{sub}: {text}");
-            assert!(text.contains(&format!("Usage: kubectl backup {sub}")), "{text}");
+            assert!(
+                text.contains(&format!("Usage: kubectl backup {sub}")),
+                "{text}"
+            );
         }
         Cli::command().debug_assert();
     }

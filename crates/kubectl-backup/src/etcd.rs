@@ -80,7 +80,7 @@ impl EtcdFlags {
     }
 
     /// Connects and checks that the member answers within `--dial-timeout`.
-    pub async fn connect(&self) -> Result<(Client, String)> {
+    pub async fn connect(&self) -> Result<(Client, String, String)> {
         let endpoint = self.endpoint()?;
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.dial_timeout)
@@ -95,10 +95,11 @@ impl EtcdFlags {
                     .identity(Identity::from_pem(cert, key)),
             );
         }
-        let unreachable = || {
-            format!(
-                "etcd at {endpoint} did not answer within {} (--dial-timeout): check that etcd runs \
-                 and listens there, and that --cacert/--cert/--key belong to its CA",
+        let hint = "check that etcd runs and listens there (--endpoints), and that \
+                    --cacert/--cert/--key belong to its CA";
+        let silent = || {
+            anyhow::anyhow!(
+                "etcd at {endpoint} did not answer within {} (--dial-timeout): {hint}",
                 humantime::format_duration(self.dial_timeout)
             )
         };
@@ -107,14 +108,24 @@ impl EtcdFlags {
             Client::connect([endpoint.as_str()], Some(options)),
         )
         .await
-        .map_err(|_| anyhow::anyhow!(unreachable()))?
-        .with_context(|| format!("could not connect to etcd at {endpoint}"))?;
+        .map_err(|_| silent())?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "could not reach etcd at {endpoint}: {}: {hint}",
+                root_cause(&e)
+            )
+        })?;
         // The channel connects lazily: one status call proves the member answers.
-        tokio::time::timeout(self.dial_timeout, client.status())
+        let status = tokio::time::timeout(self.dial_timeout, client.status())
             .await
-            .map_err(|_| anyhow::anyhow!(unreachable()))?
-            .with_context(|| format!("etcd at {endpoint} refused the status request"))?;
-        Ok((client, endpoint))
+            .map_err(|_| silent())?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "could not reach etcd at {endpoint}: {}: {hint}",
+                    root_cause(&e)
+                )
+            })?;
+        Ok((client, endpoint, status.version().to_string()))
     }
 }
 
@@ -153,12 +164,7 @@ pub async fn save(flags: &EtcdFlags, target: &Path) -> Result<Saved> {
             dir.display()
         );
     }
-    let (mut client, endpoint) = flags.connect().await?;
-    let version = client
-        .status()
-        .await
-        .map(|s| s.version().to_string())
-        .unwrap_or_default();
+    let (mut client, endpoint, version) = flags.connect().await?;
     // tempfile creates the file with mode 0600: a snapshot holds every Secret.
     let mut part = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
@@ -192,11 +198,17 @@ pub async fn save(flags: &EtcdFlags, target: &Path) -> Result<Saved> {
                 humantime::format_duration(flags.command_timeout)
             )
         })??;
-    part.as_file().sync_all().context("could not fsync the snapshot")?;
+    part.as_file()
+        .sync_all()
+        .context("could not fsync the snapshot")?;
     let bytes = std::fs::read(part.path()).context("could not read the snapshot back")?;
     let status = snapshot::status(&bytes).context("the snapshot etcd sent does not check out")?;
-    part.persist(target)
-        .with_context(|| format!("could not move the snapshot into place at {}", target.display()))?;
+    part.persist(target).with_context(|| {
+        format!(
+            "could not move the snapshot into place at {}",
+            target.display()
+        )
+    })?;
     sync_dir(&dir)?;
     Ok(Saved {
         file: target.display().to_string(),
@@ -209,6 +221,16 @@ pub async fn save(flags: &EtcdFlags, target: &Path) -> Result<Saved> {
         hash: status.hash,
         key_revisions: status.buckets.get("key").copied().unwrap_or(0),
     })
+}
+
+/// The innermost cause of an error (tonic wraps "connection refused" in
+/// three layers of transport errors).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// fsync of a directory, so a rename inside it survives a crash.
@@ -395,7 +417,10 @@ pub fn switch_steps(
             restore_cmd.to_string(),
         ),
         (
-            format!("point etcd at {} (the kubelet restarts it)", data_dir.display()),
+            format!(
+                "point etcd at {} (the kubelet restarts it)",
+                data_dir.display()
+            ),
             edit.trim_end_matches(';').to_string(),
         ),
         (
@@ -536,7 +561,11 @@ mod tests {
     #[test]
     fn existing_data_dirs_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(data_dir_refusal(dir.path()).unwrap().contains("already exists"));
+        assert!(
+            data_dir_refusal(dir.path())
+                .unwrap()
+                .contains("already exists")
+        );
         assert!(data_dir_refusal(&dir.path().join("new")).is_none());
     }
 }

@@ -109,7 +109,9 @@ pub struct Index {
 /// the directory (`/`, `..`, a leading `.`) is percent-encoded.
 pub fn object_path(group: &str, kind: &str, namespace: Option<&str>, name: &str) -> PathBuf {
     let group = if group.is_empty() { CORE_GROUP } else { group };
-    let namespace = namespace.filter(|n| !n.is_empty()).unwrap_or(CLUSTER_SCOPED);
+    let namespace = namespace
+        .filter(|n| !n.is_empty())
+        .unwrap_or(CLUSTER_SCOPED);
     [
         safe_segment(group),
         safe_segment(kind),
@@ -423,7 +425,12 @@ mod tests {
             PathBuf::from("core/Namespace/_cluster/kube-system.yaml")
         );
         assert_eq!(
-            object_path("rbac.authorization.k8s.io", "ClusterRole", None, "system:basic-user"),
+            object_path(
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                None,
+                "system:basic-user"
+            ),
             PathBuf::from("rbac.authorization.k8s.io/ClusterRole/_cluster/system:basic-user.yaml")
         );
     }
@@ -432,7 +439,11 @@ mod tests {
     fn names_cannot_escape_the_directory() {
         let p = object_path("", "ConfigMap", Some(".."), "../../etc/passwd");
         assert_eq!(p.components().count(), 4);
-        assert!(p.to_str().unwrap().starts_with("core/ConfigMap/%2E./%2E.%2F"));
+        assert!(
+            p.to_str()
+                .unwrap()
+                .starts_with("core/ConfigMap/%2E./%2E.%2F")
+        );
         assert!(!p.to_str().unwrap().contains("/../"));
         assert_eq!(
             object_path("", "ConfigMap", Some("default"), ""),

@@ -119,15 +119,15 @@ pub fn point_at_data_dir(text: &str, new_dir: &str) -> Result<ManifestEdit> {
     let mut expected = pod.clone();
     let mut changes = Vec::new();
     let container = &mut expected["spec"]["containers"][loc.container];
-    if let Some((list, i, from)) = &loc.flag {
-        if from != new_dir {
-            container[*list][*i] = Value::String(format!("--data-dir={new_dir}"));
-            changes.push(Change {
-                field: "etcd flag --data-dir".into(),
-                from: from.clone(),
-                to: new_dir.into(),
-            });
-        }
+    if let Some((list, i, from)) = &loc.flag
+        && from != new_dir
+    {
+        container[*list][*i] = Value::String(format!("--data-dir={new_dir}"));
+        changes.push(Change {
+            field: "etcd flag --data-dir".into(),
+            from: from.clone(),
+            to: new_dir.into(),
+        });
     }
     if let Some((i, from)) = &loc.mount
         && from != new_dir
@@ -301,7 +301,10 @@ status: {}
         let half = KUBEADM.replace("      path: /var/lib/etcd\n", "      path: /srv/etcd-old\n");
         let edit = point_at_data_dir(&half, "/srv/etcd-new").unwrap();
         let fields: Vec<_> = edit.changes.iter().map(|c| c.from.as_str()).collect();
-        assert_eq!(fields, vec!["/var/lib/etcd", "/var/lib/etcd", "/srv/etcd-old"]);
+        assert_eq!(
+            fields,
+            vec!["/var/lib/etcd", "/var/lib/etcd", "/srv/etcd-old"]
+        );
         assert!(!edit.text.contains("/var/lib/etcd\n"));
         assert!(!edit.text.contains("/srv/etcd-old"));
     }

@@ -1,0 +1,824 @@
+//! `kubectl backup` end to end: a real etcd (Debian's etcd-server 3.4) with TLS
+//! and client-certificate auth, real etcdctl to write keys and cross-check
+//! `snapshot status`, and the lab with real kubectl for the resource export.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use upkeep_e2e::{Lab, bin, stderr, stdout, wait_for};
+
+const INSTALL: &str = "install etcd with `apt-get install etcd-server etcd-client` \
+                       (the README test command does)";
+
+/// A required tool on PATH or in /usr/bin; a loud failure when missing.
+fn require(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!("{tool} is required for the etcd backup tests and is missing: {INSTALL}")
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+impl Pki {
+    fn generate(dir: &Path) -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose, SanType,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "etcd-ca");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let leaf = |cn: &str, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.subject_alt_names = vec![
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+                SanType::DnsName("localhost".try_into().unwrap()),
+            ];
+            p.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            p.extended_key_usages = vec![usage];
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_pem, server_key_pem) = leaf("etcd-server", ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_pem, client_key_pem) = leaf(
+            "kube-etcd-healthcheck-client",
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        Pki {
+            ca: write("ca.crt", &ca_cert.pem()),
+            server_cert: write("server.crt", &server_pem),
+            server_key: write("server.key", &server_key_pem),
+            client_cert: write("client.crt", &client_pem),
+            client_key: write("client.key", &client_key_pem),
+        }
+    }
+
+    /// The TLS flags etcdctl and the plugin share.
+    fn client_flags(&self, endpoint: &str) -> Vec<String> {
+        vec![
+            format!("--endpoints={endpoint}"),
+            format!("--cacert={}", self.ca.display()),
+            format!("--cert={}", self.client_cert.display()),
+            format!("--key={}", self.client_key.display()),
+        ]
+    }
+}
+
+/// A running etcd member, stopped on drop.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+}
+
+impl Etcd {
+    /// Starts etcd with TLS and client-certificate auth on free loopback
+    /// ports and waits (by polling its health) until it serves.
+    fn start(pki: &Pki, data_dir: &Path, name: &str, peer_port: u16, log: PathBuf) -> Etcd {
+        let client_port = free_port();
+        let endpoint = format!("https://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let child = Command::new(require("etcd"))
+            .arg(format!("--name={name}"))
+            .arg(format!("--data-dir={}", data_dir.display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster={name}={peer}"))
+            .arg(format!("--cert-file={}", pki.server_cert.display()))
+            .arg(format!("--key-file={}", pki.server_key.display()))
+            .arg(format!("--trusted-ca-file={}", pki.ca.display()))
+            .arg("--client-cert-auth")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start etcd: {e}: {INSTALL}"));
+        let mut etcd = Etcd {
+            child,
+            endpoint,
+            log,
+        };
+        let deadline = Duration::from_secs(30);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = etcd.child.try_wait() {
+                panic!("etcd exited early ({status}):\n{}", etcd.log());
+            }
+            if etcdctl(pki, &etcd.endpoint, &["endpoint", "health"])
+                .status
+                .success()
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "etcd did not become healthy within {deadline:?}:\n{}",
+                etcd.log()
+            );
+            // Poll interval between health probes (the deadline above bounds it).
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        etcd
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn etcdctl(pki: &Pki, endpoint: &str, args: &[&str]) -> Output {
+    Command::new(require("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .args(pki.client_flags(endpoint))
+        .arg("--dial-timeout=1s")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run etcdctl")
+}
+
+fn etcdctl_ok(pki: &Pki, endpoint: &str, args: &[&str]) -> String {
+    let out = etcdctl(pki, endpoint, args);
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn backup(args: &[&str]) -> Output {
+    Command::new(bin("kubectl-backup"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .env_remove("ETCDCTL_CACERT")
+        .env_remove("ETCDCTL_CERT")
+        .env_remove("ETCDCTL_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kubectl-backup")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "kubectl-backup failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect()
+}
+
+const KEYS: usize = 25;
+
+#[test]
+fn etcd_snapshot_save_status_restore_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let pki = Pki::generate(root);
+    let etcd = Etcd::start(
+        &pki,
+        &root.join("member-a"),
+        "a",
+        free_port(),
+        root.join("etcd-a.log"),
+    );
+
+    for i in 0..KEYS {
+        etcdctl_ok(
+            &pki,
+            &etcd.endpoint,
+            &[
+                "put",
+                &format!("/registry/test/k{i:02}"),
+                &format!("value-{i}"),
+            ],
+        );
+    }
+    let got: Value = serde_json::from_str(&etcdctl_ok(
+        &pki,
+        &etcd.endpoint,
+        &["get", "/registry/test/k00", "-w", "json"],
+    ))
+    .unwrap();
+    let written_revision = got["header"]["revision"].as_i64().unwrap();
+    assert_eq!(
+        written_revision,
+        KEYS as i64 + 1,
+        "a fresh etcd starts at revision 1"
+    );
+
+    // save
+    let snaps = root.join("snaps");
+    std::fs::create_dir(&snaps).unwrap();
+    let file = snaps.join("snap.db");
+    let flags = pki.client_flags(&etcd.endpoint);
+    let mut args = vec!["etcd", "save", file.to_str().unwrap(), "-o", "json"];
+    args.extend(flags.iter().map(String::as_str));
+    let saved = json(&backup(&args));
+    assert_eq!(saved["revision"], written_revision, "{saved}");
+    assert_eq!(saved["keyRevisions"], KEYS, "{saved}");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "a snapshot holds every Secret"
+    );
+    assert_eq!(saved["size"], meta.len());
+    assert_eq!(
+        meta.len() % 512,
+        32,
+        "database plus its sha256, as etcdctl writes"
+    );
+    assert!(leftovers(&snaps).is_empty());
+
+    // The human form names the numbers too.
+    let mut human = vec!["etcd", "save", file.to_str().unwrap()];
+    human.extend(flags.iter().map(String::as_str));
+    let out = backup(&human);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&written_revision.to_string()));
+
+    // status, cross-checked against etcdctl's own
+    let status = json(&backup(&[
+        "etcd",
+        "status",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    let theirs: Value = serde_json::from_str(&etcdctl_ok(
+        &pki,
+        &etcd.endpoint,
+        &["snapshot", "status", file.to_str().unwrap(), "-w", "json"],
+    ))
+    .unwrap();
+    for field in ["hash", "revision", "totalKey", "totalSize"] {
+        assert_eq!(
+            status[field], theirs[field],
+            "{field}: ours {status}, etcdctl {theirs}"
+        );
+    }
+    assert_eq!(status["revision"], written_revision);
+    assert_eq!(status["buckets"]["key"], KEYS);
+    assert!(
+        status["integrity"]["verified"]["sha256"].is_string(),
+        "{status}"
+    );
+    let table = backup(&["etcd", "status", file.to_str().unwrap()]);
+    assert!(stdout(&table).contains("TOTAL KEYS"), "{}", stdout(&table));
+
+    // restore into a new directory (no kubeadm manifest here)
+    let restored = root.join("restored");
+    let peer = free_port();
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let initial = format!("b={peer_url}");
+    let no_manifest = root.join("no-such-manifests/etcd.yaml");
+    let out = backup(&[
+        "etcd",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        restored.to_str().unwrap(),
+        "--name",
+        "b",
+        "--initial-cluster",
+        &initial,
+        "--initial-advertise-peer-urls",
+        &peer_url,
+        "--manifest",
+        no_manifest.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "restore failed: {}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("systemctl restart etcd"),
+        "{}",
+        stdout(&out)
+    );
+    drop(etcd);
+
+    // an etcd started on the restored directory returns the keys
+    let etcd_b = Etcd::start(&pki, &restored, "b", peer, root.join("etcd-b.log"));
+    let listed: Value = serde_json::from_str(&etcdctl_ok(
+        &pki,
+        &etcd_b.endpoint,
+        &["get", "/registry/test/", "--prefix", "-w", "json"],
+    ))
+    .unwrap();
+    let kvs = listed["kvs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(kvs.len(), KEYS, "{listed}");
+    let value_of = |i: usize| {
+        etcdctl_ok(
+            &pki,
+            &etcd_b.endpoint,
+            &[
+                "get",
+                &format!("/registry/test/k{i:02}"),
+                "--print-value-only",
+            ],
+        )
+    };
+    assert_eq!(value_of(7).trim(), "value-7");
+    assert_eq!(value_of(KEYS - 1).trim(), format!("value-{}", KEYS - 1));
+    assert_eq!(
+        listed["header"]["revision"].as_i64().unwrap(),
+        written_revision,
+        "the restored member continues at the snapshot's revision"
+    );
+
+    // restore refuses an existing directory, and leaves it alone
+    let existing = root.join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::write(existing.join("keep"), "mine").unwrap();
+    let out = backup(&[
+        "etcd",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        existing.to_str().unwrap(),
+        "--manifest",
+        no_manifest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(existing.join("keep")).unwrap(),
+        "mine"
+    );
+    let empty = root.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = backup(&[
+        "etcd",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        empty.to_str().unwrap(),
+        "--manifest",
+        no_manifest.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "even an empty directory: {}",
+        stderr(&out)
+    );
+
+    // a corrupted snapshot fails status and restore, clearly
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0xa5;
+    }
+    let bad = snaps.join("corrupted.db");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = backup(&["etcd", "status", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("corrupted"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sha256"), "{}", stderr(&out));
+    let never = root.join("never");
+    let out = backup(&[
+        "etcd",
+        "restore",
+        bad.to_str().unwrap(),
+        "--data-dir",
+        never.to_str().unwrap(),
+        "--manifest",
+        no_manifest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("corrupted"), "{}", stderr(&out));
+    assert!(
+        !never.exists(),
+        "nothing may be restored from a corrupted snapshot"
+    );
+}
+
+#[test]
+fn restore_apply_switches_a_kubeadm_control_plane_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let pki = Pki::generate(root);
+    let etcd = Etcd::start(
+        &pki,
+        &root.join("member"),
+        "cp1",
+        free_port(),
+        root.join("etcd.log"),
+    );
+    etcdctl_ok(&pki, &etcd.endpoint, &["put", "/registry/x", "y"]);
+    let file = root.join("snap.db");
+    let mut args = vec!["etcd", "save", file.to_str().unwrap(), "-o", "json"];
+    let flags = pki.client_flags(&etcd.endpoint);
+    args.extend(flags.iter().map(String::as_str));
+    json(&backup(&args));
+    drop(etcd);
+
+    // A kubeadm layout: /etc/kubernetes/manifests/{etcd,kube-apiserver}.yaml.
+    let kube = root.join("kubernetes");
+    let manifests = kube.join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let etcd_yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd\n    image: registry.k8s.io/etcd:3.5.15-0\n    name: etcd\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n  volumes:\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\n";
+    std::fs::write(manifests.join("etcd.yaml"), etcd_yaml).unwrap();
+    std::fs::write(manifests.join("kube-apiserver.yaml"), "kind: Pod\n").unwrap();
+
+    // Without --apply: restores, prints the steps, touches no manifest.
+    let dry_dir = root.join("etcd-dry");
+    let out = backup(&[
+        "etcd",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        dry_dir.to_str().unwrap(),
+        "--manifest",
+        manifests.join("etcd.yaml").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let order = [
+        "stop kube-apiserver",
+        "restore the snapshot",
+        "point etcd at",
+        "start kube-apiserver",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|s| text.find(s).unwrap_or_else(|| panic!("{s}: {text}")))
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(manifests.join("etcd.yaml")).unwrap(),
+        etcd_yaml
+    );
+    assert!(dry_dir.join("member").is_dir());
+
+    // With --apply: all of it, in order, and the old manifest kept outside manifests/.
+    let new_dir = root.join("etcd-from-backup");
+    let out = backup(&[
+        "etcd",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        new_dir.to_str().unwrap(),
+        "--manifest",
+        manifests.join("etcd.yaml").to_str().unwrap(),
+        "--apply",
+        "--wait-timeout",
+        "0",
+        "-o",
+        "json",
+    ]);
+    let report = json(&out);
+    let steps = report["controlPlane"]["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["done"] == true), "{report}");
+    let edited = std::fs::read_to_string(manifests.join("etcd.yaml")).unwrap();
+    let new = new_dir.to_str().unwrap();
+    assert!(
+        edited.contains(&format!("- --data-dir={new}\n")),
+        "{edited}"
+    );
+    assert!(
+        edited.contains(&format!("- mountPath: {new}\n")),
+        "{edited}"
+    );
+    assert!(edited.contains(&format!("      path: {new}\n")), "{edited}");
+    assert!(!edited.contains("/var/lib/etcd\n"), "{edited}");
+    assert!(
+        manifests.join("kube-apiserver.yaml").exists(),
+        "kube-apiserver is back"
+    );
+    assert!(
+        !kube
+            .join("kube-apiserver.yaml.stopped-for-restore")
+            .exists()
+    );
+    let backups: Vec<_> = std::fs::read_dir(&kube)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("etcd.yaml.before-restore-")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(std::fs::read_to_string(&backups[0]).unwrap(), etcd_yaml);
+    let in_manifests: Vec<_> = std::fs::read_dir(&manifests).unwrap().collect();
+    assert_eq!(
+        in_manifests.len(),
+        2,
+        "nothing extra for the kubelet to run"
+    );
+    assert!(new_dir.join("member/snap/db").is_file());
+}
+
+fn save_to(pki: &Pki, endpoint: &str, file: &Path) -> (Output, Duration) {
+    let mut args = vec![
+        "etcd",
+        "save",
+        file.to_str().unwrap(),
+        "--dial-timeout",
+        "1s",
+    ];
+    let flags = pki.client_flags(endpoint);
+    args.extend(flags.iter().map(String::as_str));
+    let start = Instant::now();
+    let out = backup(&args);
+    (out, start.elapsed())
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_clearly_and_leaves_no_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::generate(tmp.path());
+    let file = tmp.path().join("snap.db");
+
+    // Nothing listens: refused at once, said so.
+    let refused = format!("https://127.0.0.1:{}", free_port());
+    let (out, took) = save_to(&pki, &refused, &file);
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("could not reach etcd at {refused}")),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+
+    // Something accepts TCP but never answers: the dial timeout ends it.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("https://{}", silent.local_addr().unwrap());
+    let (out, took) = save_to(&pki, &endpoint, &file);
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("etcd at {endpoint} did not answer within 1s")),
+        "{err}"
+    );
+    drop(silent);
+
+    assert!(!file.exists());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("snap.db"))
+        .collect();
+    assert!(left.is_empty(), "partial files left: {left:?}");
+}
+
+#[test]
+fn resource_export_matches_the_lab_per_kind() {
+    let lab = Lab::start();
+    lab.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {mode: prod}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: flags, namespace: default}
+data: {beta: "true"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: db-password, namespace: shop}
+stringData: {password: hunter2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+"#,
+    );
+    // Let the controllers settle: the Deployment's pods exist.
+    wait_for("the web pods", Duration::from_secs(30), || {
+        let pods = lab.get_json(["pods", "-n", "shop", "-l", "app=web"]);
+        (pods["items"].as_array().map_or(0, Vec::len) == 2).then_some(())
+    });
+
+    let dir = lab.dir().join("export");
+    let out = lab
+        .plugin("kubectl-backup")
+        .args(["resources", dir.to_str().unwrap(), "-o", "json"])
+        .output()
+        .unwrap();
+    let index = json(&out);
+    let exported = index["exported"].as_array().unwrap();
+    assert!(
+        exported.len() > 5,
+        "discovery found more than the `all` category: {index}"
+    );
+    for e in exported {
+        let resource = e["resource"].as_str().unwrap();
+        let group = e["group"].as_str().unwrap();
+        let qualified = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let listed = lab.get_json([qualified.as_str(), "-A"]);
+        let theirs = listed["items"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            e["count"], theirs,
+            "{qualified}: exported {} vs kubectl {theirs}",
+            e["count"]
+        );
+        // Files on disk agree with the index.
+        let kind_dir = dir
+            .join(if group.is_empty() { "core" } else { group })
+            .join(e["kind"].as_str().unwrap());
+        let files = walk(&kind_dir).len();
+        assert_eq!(
+            files,
+            theirs,
+            "{qualified}: files under {}",
+            kind_dir.display()
+        );
+    }
+    let count_of = |kind: &str| {
+        exported
+            .iter()
+            .find(|e| e["kind"] == kind && e["group"] == "")
+            .map(|e| e["count"].as_u64().unwrap())
+    };
+    assert!(count_of("ConfigMap").unwrap() >= 2);
+    assert!(
+        count_of("Secret").is_none(),
+        "secrets only with --include-secrets"
+    );
+    assert!(
+        index["skipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["kind"] == "Secret"),
+        "{index}"
+    );
+    assert!(!dir.join("core/Secret").exists());
+    let cm = std::fs::read_to_string(dir.join("core/ConfigMap/shop/settings.yaml")).unwrap();
+    assert!(cm.contains("mode: prod"), "{cm}");
+    for stripped in [
+        "managedFields",
+        "resourceVersion",
+        "uid:",
+        "creationTimestamp",
+        "status:",
+    ] {
+        assert!(!cm.contains(stripped), "{stripped} left in:\n{cm}");
+    }
+    let deploy = std::fs::read_to_string(dir.join("apps/Deployment/shop/web.yaml")).unwrap();
+    assert!(
+        deploy.contains("replicas: 2") && !deploy.contains("status:"),
+        "{deploy}"
+    );
+    assert!(dir.join("core/Namespace/_cluster/shop.yaml").is_file());
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    assert_eq!(on_disk["totalObjects"], index["totalObjects"]);
+
+    // A non-empty directory is refused unless --overwrite.
+    let again = lab
+        .plugin("kubectl-backup")
+        .args(["resources", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert!(stderr(&again).contains("--overwrite"));
+
+    // With --include-secrets: the Secret, mode 0600.
+    let with_secrets = lab.dir().join("export-secrets");
+    let out = lab
+        .plugin("kubectl-backup")
+        .args([
+            "resources",
+            with_secrets.to_str().unwrap(),
+            "--include-secrets",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let index = json(&out);
+    let secrets_listed = lab.get_json(["secrets", "-A"])["items"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let secret_entry = index["exported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "Secret")
+        .cloned()
+        .expect("secrets exported");
+    assert_eq!(secret_entry["count"], secrets_listed);
+    let secret_file = with_secrets.join("core/Secret/shop/db-password.yaml");
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
