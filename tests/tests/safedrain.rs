@@ -1,0 +1,750 @@
+//! `kubectl safedrain` end to end: the built plugin against the lab.
+//!
+//! Every command runs under a deadline (a hung drain fails the test), and
+//! every assertion is about what a user sees: exit codes, output, and the
+//! cluster afterwards (read back through real kubectl).
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use upkeep_e2e::{Lab, stderr, stdout, wait_for};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+// ---------- helpers ----------
+
+/// Runs a command to completion, failing the test if it outlives `deadline`.
+fn run_bounded(mut cmd: Command, deadline: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "command still running after {deadline:?}: {cmd:?}\nstdout: {}\nstderr: {}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn safedrain(lab: &Lab, args: &[&str]) -> Output {
+    let mut cmd = lab.plugin("kubectl-safedrain");
+    cmd.args(args);
+    run_bounded(cmd, Duration::from_secs(180))
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    )
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(out)))
+}
+
+fn name(pod: &Value) -> String {
+    pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn uid(pod: &Value) -> String {
+    pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn node_of(pod: &Value) -> String {
+    pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn owner_kind(pod: &Value) -> String {
+    pod["metadata"]["ownerReferences"]
+        .as_array()
+        .and_then(|o| o.iter().find(|r| r["controller"] == true))
+        .and_then(|r| r["kind"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn running_ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+fn pods_on(lab: &Lab, node: &str) -> Vec<Value> {
+    lab.pods()
+        .into_iter()
+        .filter(|p| node_of(p) == node)
+        .collect()
+}
+
+fn unschedulable(lab: &Lab, node: &str) -> bool {
+    lab.get_json(["node", node])["spec"]["unschedulable"] == true
+}
+
+/// Waits until every pod of the cluster is Running and Ready (mirror pods
+/// included) and `node` runs at least one ReplicaSet pod.
+fn settle(lab: &Lab, node: &str) {
+    wait_for("every pod Running and Ready", SETTLE, || {
+        let pods = lab.pods();
+        let rs_here = pods
+            .iter()
+            .any(|p| node_of(p) == node && owner_kind(p) == "ReplicaSet");
+        (!pods.is_empty() && rs_here && pods.iter().all(running_ready)).then_some(())
+    });
+}
+
+fn os_upgrade() -> Lab {
+    let lab = Lab::scenario("os-upgrade");
+    settle(&lab, "node02");
+    lab
+}
+
+/// Every Deployment: its pods Running and Ready off `node`, as many as it wants.
+fn deployments_whole_off(lab: &Lab, node: &str) -> Result<(), String> {
+    let deployments = lab.get_json(["deployments", "-A"]);
+    let pods = lab.pods();
+    for d in deployments["items"].as_array().into_iter().flatten() {
+        let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
+        let labels = d["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let ready_elsewhere = pods
+            .iter()
+            .filter(|p| p["metadata"]["namespace"] == ns)
+            .filter(|p| labels.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v))
+            .filter(|p| running_ready(p) && node_of(p) != node)
+            .count() as i64;
+        if ready_elsewhere < want {
+            return Err(format!(
+                "deployment {ns}/{}: {ready_elsewhere}/{want} Running and Ready off {node}",
+                d["metadata"]["name"]
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The pods of `node` by uid, to show that nothing there changed.
+fn uids_on(lab: &Lab, node: &str) -> BTreeSet<String> {
+    pods_on(lab, node).iter().map(uid).collect()
+}
+
+fn assert_nothing_changed(lab: &Lab, node: &str, before: &BTreeSet<String>, out: &Output) {
+    assert!(
+        !unschedulable(lab, node),
+        "{node} was cordoned by a refused drain\n{}",
+        show(out)
+    );
+    let now = uids_on(lab, node);
+    assert_eq!(
+        &now,
+        before,
+        "pods on {node} changed after a refusal\n{}",
+        show(out)
+    );
+    for p in pods_on(lab, node) {
+        assert!(
+            p["metadata"]["deletionTimestamp"].is_null(),
+            "{} is being deleted after a refusal",
+            name(&p)
+        );
+    }
+}
+
+fn blocker_rules(plan_json: &Value) -> Vec<String> {
+    plan_json["nodes"][0]["plan"]["blockers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| b["rule"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn blocker_text(plan_json: &Value) -> String {
+    plan_json["nodes"][0]["plan"]["blockers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| b["message"].as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Sets the lab's fault rules (`POST /lab/v1/faults`) through kubectl.
+fn set_faults(lab: &Lab, rules: Value) {
+    let path = lab.dir().join("faults.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({ "seed": 7, "rules": rules }).to_string(),
+    )
+    .unwrap();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        "/lab/v1/faults",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// The (first) Deployment with pods on `node`: (namespace, name, replicas, labels).
+fn deployment_on(lab: &Lab, node: &str) -> (String, String, i64, serde_json::Map<String, Value>) {
+    let pods = pods_on(lab, node);
+    for d in lab.get_json(["deployments", "-A"])["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let ns = d["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let labels = d["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let here = pods.iter().any(|p| {
+            p["metadata"]["namespace"] == ns.as_str()
+                && labels.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v)
+        });
+        if here {
+            let name = d["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            return (ns, name, replicas, labels);
+        }
+    }
+    panic!("no Deployment has pods on {node}");
+}
+
+fn selector_yaml(labels: &serde_json::Map<String, Value>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("      {k}: {}", v.as_str().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------- the os-upgrade practice test ----------
+
+#[test]
+fn node01_is_refused_because_of_the_bare_pod_and_nothing_changes() {
+    let lab = os_upgrade();
+    let hr = lab
+        .pods()
+        .into_iter()
+        .find(|p| name(p) == "hr-app")
+        .expect("the os-upgrade scenario has hr-app");
+    assert_eq!(node_of(&hr), "node01");
+    let before = uids_on(&lab, "node01");
+
+    let dry = safedrain(&lab, &["node01", "--dry-run"]);
+    assert_eq!(code(&dry), 1, "{}", show(&dry));
+
+    let out = safedrain(&lab, &["node01", "--yes"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("hr-app"), "{}", show(&out));
+    assert!(text.contains("declares no controller"), "{}", show(&out));
+    assert!(
+        text.contains("kubectl cordon node01"),
+        "says what to do instead:\n{}",
+        show(&out)
+    );
+    assert!(text.contains("nothing was changed"), "{}", show(&out));
+    // --force is not the override.
+    let forced = safedrain(&lab, &["node01", "--yes", "--force"]);
+    assert_eq!(code(&forced), 1, "{}", show(&forced));
+
+    assert_nothing_changed(&lab, "node01", &before, &out);
+    let hr_now = lab.get_json([
+        "pod",
+        "hr-app",
+        "-n",
+        hr["metadata"]["namespace"].as_str().unwrap(),
+    ]);
+    assert_eq!(uid(&hr_now), uid(&hr), "hr-app is the same pod");
+    assert!(running_ready(&hr_now));
+}
+
+#[test]
+fn node02_drains_and_its_workloads_are_whole_when_the_command_returns() {
+    let lab = os_upgrade();
+    let before = pods_on(&lab, "node02");
+    let rs_uids: BTreeSet<String> = before
+        .iter()
+        .filter(|p| owner_kind(p) == "ReplicaSet")
+        .map(uid)
+        .collect();
+    let ds_uids: BTreeSet<String> = before
+        .iter()
+        .filter(|p| owner_kind(p) == "DaemonSet")
+        .map(uid)
+        .collect();
+    assert!(!rs_uids.is_empty());
+
+    let dry = safedrain(&lab, &["node02", "--dry-run", "-o", "json"]);
+    assert_eq!(code(&dry), 0, "{}", show(&dry));
+    assert_eq!(json(&dry)["outcome"], "would-drain");
+    assert!(!unschedulable(&lab, "node02"), "--dry-run changes nothing");
+
+    let out = safedrain(
+        &lab,
+        &["node02", "--yes", "--timeout", "120s", "-o", "json"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let doc = json(&out);
+    assert_eq!(doc["outcome"], "drained", "{}", show(&out));
+    assert!(
+        stderr(&out).contains("node/node02 cordoned"),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr(&out).contains("evicted"), "{}", show(&out));
+
+    // Checked at once, no waiting: the command returned only when whole.
+    deployments_whole_off(&lab, "node02").unwrap_or_else(|e| panic!("{e}\n{}", show(&out)));
+    let pods = lab.pods();
+    let all_uids: BTreeSet<String> = pods.iter().map(uid).collect();
+    assert!(
+        rs_uids.is_disjoint(&all_uids),
+        "every ReplicaSet pod from node02 is gone"
+    );
+    let ds_now: BTreeSet<String> = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| owner_kind(p) == "DaemonSet")
+        .map(uid)
+        .collect();
+    assert_eq!(ds_now, ds_uids, "DaemonSet pods untouched");
+    assert!(unschedulable(&lab, "node02"), "node02 stays cordoned");
+    assert!(
+        pods.iter().any(|p| name(p) == "hr-app"),
+        "hr-app is still there"
+    );
+
+    // A second run finds nothing to do and succeeds.
+    let again = safedrain(&lab, &["node02", "--yes", "-o", "json"]);
+    assert_eq!(code(&again), 0, "{}", show(&again));
+    assert_eq!(json(&again)["nodes"][0]["plan"]["summary"]["evict"], 0);
+
+    // --uncordon: back in service, and where the former pods run now.
+    let back = safedrain(&lab, &["node02", "--uncordon"]);
+    assert_eq!(code(&back), 0, "{}", show(&back));
+    assert!(!unschedulable(&lab, "node02"));
+    let text = stdout(&back);
+    assert!(text.contains("node/node02 uncordoned"), "{}", show(&back));
+    for p in before.iter().filter(|p| owner_kind(p) == "ReplicaSet") {
+        assert!(
+            text.contains(&name(p)),
+            "names former pod {}:\n{text}",
+            name(p)
+        );
+    }
+    assert!(
+        text.contains("@node01") || text.contains("@controlplane"),
+        "{text}"
+    );
+}
+
+// ---------- PodDisruptionBudgets ----------
+
+#[test]
+fn a_full_pdb_is_refused_by_name_and_wait_for_pdb_completes_after_a_scale_up() {
+    let lab = os_upgrade();
+    let (ns, deploy, replicas, labels) = deployment_on(&lab, "node02");
+    lab.apply(&format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web-pdb\n  namespace: {ns}\nspec:\n  minAvailable: {replicas}\n  selector:\n    matchLabels:\n{}\n",
+        selector_yaml(&labels)
+    ));
+    wait_for("the PDB's status", SETTLE, || {
+        let b = lab.get_json(["pdb", "web-pdb", "-n", &ns]);
+        (b["status"]["currentHealthy"].as_i64() == Some(replicas)
+            && b["status"]["disruptionsAllowed"].as_i64() == Some(0))
+        .then_some(())
+    });
+    let before = uids_on(&lab, "node02");
+    let out = safedrain(&lab, &["node02", "--yes"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "PodDisruptionBudget {ns}/web-pdb allows 0 disruption(s)"
+        )),
+        "{}",
+        show(&out)
+    );
+    assert!(text.contains("--wait-for-pdb"), "{}", show(&out));
+    assert_nothing_changed(&lab, "node02", &before, &out);
+
+    // With --wait-for-pdb the drain waits; a scale-up frees the budget.
+    let here = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| owner_kind(p) == "ReplicaSet")
+        .count() as i64;
+    let log = lab.dir().join("wait-for-pdb.stderr");
+    let mut child: Child = lab
+        .plugin("kubectl-safedrain")
+        .args(["node02", "--wait-for-pdb", "--yes", "--timeout", "150s"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "a refused eviction naming the PDB",
+        Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            (text.contains("error when evicting pods/")
+                && text.contains("will retry after")
+                && text.contains("web-pdb"))
+            .then_some(())
+        },
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still waiting for the budget"
+    );
+    lab.kubectl_ok([
+        "scale",
+        "deployment",
+        &deploy,
+        "-n",
+        &ns,
+        &format!("--replicas={}", replicas + here),
+    ]);
+    let status = wait_for(
+        "the drain to finish after the scale-up",
+        Duration::from_secs(160),
+        || child.try_wait().unwrap(),
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut rest).unwrap();
+    assert!(
+        status.success(),
+        "exit {status}\n{rest}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(unschedulable(&lab, "node02"));
+    deployments_whole_off(&lab, "node02").unwrap();
+}
+
+// ---------- each blocker, refused with its own reason ----------
+
+fn refused_with(lab: &Lab, rule: &str, names: &[&str]) {
+    let before = uids_on(lab, "node02");
+    let out = safedrain(lab, &["node02", "--yes", "-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let doc = json(&out);
+    assert_eq!(doc["outcome"], "refused");
+    let rules = blocker_rules(&doc);
+    assert!(
+        rules.iter().any(|r| r == rule),
+        "expected a {rule} blocker, got {rules:?}\n{}",
+        show(&out)
+    );
+    let text = blocker_text(&doc);
+    for n in names {
+        assert!(text.contains(n), "the {rule} blocker names {n}:\n{text}");
+    }
+    assert_nothing_changed(lab, "node02", &before, &out);
+}
+
+/// A one-replica Deployment whose pod runs on node02. With `pin` it is held
+/// there by a nodeSelector; without, node01 is cordoned only while the pod is
+/// scheduled, so the pod could move later and only the rule under test blocks.
+fn on_node02(lab: &Lab, app: &str, extra_meta: &str, extra_spec: &str, pin: bool) {
+    let selector = if pin {
+        "      nodeSelector:\n        kubernetes.io/hostname: node02\n"
+    } else {
+        ""
+    };
+    if !pin {
+        lab.kubectl_ok(["cordon", "node01"]);
+    }
+    lab.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\n  namespace: default\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {app}\n  template:\n    metadata:\n      labels:\n        app: {app}\n{extra_meta}    spec:\n{selector}      containers:\n      - name: main\n        image: nginx\n{extra_spec}"
+    ));
+    wait_for(
+        &format!("{app} Running and Ready on node02"),
+        SETTLE,
+        || {
+            lab.pods()
+                .iter()
+                .any(|p| name(p).starts_with(app) && node_of(p) == "node02" && running_ready(p))
+                .then_some(())
+        },
+    );
+    if !pin {
+        lab.kubectl_ok(["uncordon", "node01"]);
+    }
+}
+
+#[test]
+fn two_pdbs_on_one_pod_are_refused() {
+    let lab = os_upgrade();
+    let (ns, _, _, labels) = deployment_on(&lab, "node02");
+    for pdb in ["first-pdb", "second-pdb"] {
+        lab.apply(&format!(
+            "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {pdb}\n  namespace: {ns}\nspec:\n  maxUnavailable: 5\n  selector:\n    matchLabels:\n{}\n",
+            selector_yaml(&labels)
+        ));
+    }
+    refused_with(
+        &lab,
+        "multiple-pdbs",
+        &[&format!("{ns}/first-pdb"), &format!("{ns}/second-pdb")],
+    );
+}
+
+#[test]
+fn an_emptydir_pod_is_refused_naming_the_volume() {
+    let lab = os_upgrade();
+    on_node02(
+        &lab,
+        "cache",
+        "",
+        "        volumeMounts:\n        - {name: scratch, mountPath: /scratch}\n      volumes:\n      - name: scratch\n        emptyDir: {}\n",
+        false,
+    );
+    refused_with(&lab, "local-storage", &["scratch (emptyDir)"]);
+}
+
+#[test]
+fn a_safe_to_evict_false_pod_is_refused_naming_the_annotation() {
+    let lab = os_upgrade();
+    on_node02(
+        &lab,
+        "batch",
+        "      annotations:\n        cluster-autoscaler.kubernetes.io/safe-to-evict: \"false\"\n",
+        "",
+        false,
+    );
+    refused_with(
+        &lab,
+        "safe-to-evict-false",
+        &["cluster-autoscaler.kubernetes.io/safe-to-evict=\"false\""],
+    );
+}
+
+#[test]
+fn a_pod_that_fits_nowhere_else_is_refused_naming_what_is_missing() {
+    let lab = os_upgrade();
+    on_node02(&lab, "pinned", "", "", true);
+    refused_with(
+        &lab,
+        "no-capacity",
+        &[
+            "pinned",
+            "nodeSelector kubernetes.io/hostname=node02 not matched",
+        ],
+    );
+}
+
+// ---------- faults ----------
+
+#[test]
+fn injected_faults_lose_no_pod() {
+    let lab = os_upgrade();
+    let rs_before: BTreeSet<String> = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| owner_kind(p) == "ReplicaSet")
+        .map(uid)
+        .collect();
+    let others_before: BTreeSet<String> = lab
+        .pods()
+        .iter()
+        .filter(|p| owner_kind(p) != "ReplicaSet")
+        .map(uid)
+        .collect();
+    set_faults(
+        &lab,
+        serde_json::json!([
+            { "verb": "create", "resource": "pods/eviction", "code": 429, "count": 2 },
+            { "verb": "create", "resource": "pods/eviction", "code": 500, "message": "injected", "count": 2 },
+            { "verb": "create", "resource": "pods/eviction", "code": 503, "count": 2 },
+            { "verb": "watch", "resource": "pods", "cutWatchAfter": 2 },
+            { "verb": "patch", "resource": "nodes", "code": 503, "count": 1 }
+        ]),
+    );
+    let out = safedrain(
+        &lab,
+        &["node02", "--yes", "--timeout", "120s", "-o", "json"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("will retry after"),
+        "the faults were met:\n{}",
+        show(&out)
+    );
+    set_faults(&lab, serde_json::json!([]));
+    deployments_whole_off(&lab, "node02").unwrap_or_else(|e| panic!("{e}\n{}", show(&out)));
+    let uids: BTreeSet<String> = lab.pods().iter().map(uid).collect();
+    assert!(rs_before.is_disjoint(&uids));
+    // Nothing outside the ReplicaSets disappeared (DaemonSet, static and bare pods).
+    assert!(
+        others_before.is_subset(&uids),
+        "a pod was lost\n{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn a_permanent_fault_ends_at_the_timeout_and_says_what_is_left() {
+    let lab = os_upgrade();
+    let before = lab.pods().len();
+    set_faults(
+        &lab,
+        serde_json::json!([{ "verb": "create", "resource": "pods/eviction", "code": 503 }]),
+    );
+    let started = Instant::now();
+    let out = safedrain(&lab, &["node02", "--yes", "--timeout", "4s"]);
+    let took = started.elapsed();
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    assert!(took < Duration::from_secs(30), "--timeout 4s took {took:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("NOT drained (timed out after 4s)"),
+        "{}",
+        show(&out)
+    );
+    assert!(text.contains("left undone: pod "), "{}", show(&out));
+    assert!(text.contains("stays cordoned"), "{}", show(&out));
+    set_faults(&lab, serde_json::json!([]));
+    assert!(unschedulable(&lab, "node02"));
+    assert_eq!(lab.pods().len(), before, "no pod lost");
+}
+
+// ---------- interruption ----------
+
+#[test]
+fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
+    let lab = os_upgrade();
+    let rs_before: Vec<Value> = pods_on(&lab, "node02")
+        .into_iter()
+        .filter(|p| owner_kind(p) == "ReplicaSet")
+        .collect();
+    assert!(!rs_before.is_empty());
+    // Hold one pod's eviction so the drain is surely midway.
+    let held = name(&rs_before[0]);
+    set_faults(
+        &lab,
+        serde_json::json!([{ "verb": "create", "resource": "pods/eviction", "name": held, "code": 429 }]),
+    );
+    let log = lab.dir().join("interrupted.stderr");
+    let child = lab
+        .plugin("kubectl-safedrain")
+        .args(["node02", "--yes", "--timeout", "120s"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the held eviction to be retried",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(&format!("error when evicting pods/\"{held}\""))
+                .then_some(())
+        },
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let out = {
+        let mut child = child;
+        let status = wait_for(
+            "the interrupted drain to exit",
+            Duration::from_secs(30),
+            || child.try_wait().unwrap(),
+        );
+        let mut text = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+        (status, text)
+    };
+    assert_eq!(out.0.code(), Some(2), "{}", out.1);
+    assert!(out.1.contains("interrupted"), "{}", out.1);
+    assert!(out.1.contains("stays cordoned"), "{}", out.1);
+    assert!(out.1.contains("run the same command again"), "{}", out.1);
+    assert!(unschedulable(&lab, "node02"));
+    let held_pod = lab.pods().into_iter().find(|p| name(p) == held);
+    assert!(
+        held_pod.is_some_and(|p| running_ready(&p)),
+        "the held pod still runs"
+    );
+
+    set_faults(&lab, serde_json::json!([]));
+    let again = safedrain(
+        &lab,
+        &["node02", "--yes", "--timeout", "120s", "-o", "json"],
+    );
+    assert_eq!(code(&again), 0, "{}", show(&again));
+    let doc = json(&again);
+    // Nothing done twice: the second plan only holds what the first left.
+    let planned: BTreeSet<String> = doc["nodes"][0]["plan"]["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "evict")
+        .map(|p| p["uid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        planned.contains(&uid(&rs_before[0])),
+        "the held pod is evicted by the second run"
+    );
+    assert!(
+        planned.len() < rs_before.len() || rs_before.len() == 1,
+        "pods already evicted are not evicted again: {planned:?}"
+    );
+    deployments_whole_off(&lab, "node02").unwrap();
+    assert!(lab.pods().iter().any(|p| name(p) == "hr-app"));
+    // The record on the node lists every pod moved, across both runs.
+    let back = safedrain(&lab, &["node02", "--uncordon", "-o", "json"]);
+    let former: BTreeSet<String> = json(&back)[0]["formerPods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["pod"].as_str().unwrap().to_string())
+        .collect();
+    for p in &rs_before {
+        assert!(former.contains(&name(p)), "{} recorded", name(p));
+    }
+}
