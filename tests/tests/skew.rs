@@ -360,12 +360,9 @@ fn an_unreachable_server_exits_2() {
 fn lists_are_paged_past_500_nodes() {
     let lab = lab("v1.31.2");
     let count = 620;
-    let mut list = String::from("apiVersion: v1\nkind: List\nitems:\n");
-    for i in 0..count {
-        list.push_str(&format!(
-            "- apiVersion: v1\n  kind: Node\n  metadata:\n    name: n{i:04}\n"
-        ));
-    }
+    let list: String = (0..count)
+        .map(|i| node(&format!("n{i:04}"), false))
+        .collect();
     lab.kubectl_stdin(["create", "-f", "-"], &list)
         .expect("kubectl create the nodes");
     let listed = lab.get_json(["nodes"]);

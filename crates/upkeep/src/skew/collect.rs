@@ -107,12 +107,18 @@ pub async fn collect(
             .and_then(|s| s.node_info.as_ref())
             .map(|i| i.kubelet_version.as_str())
             .unwrap_or("");
-        snapshot.components.push(Observed::from_version(
+        let mut kubelet = Observed::from_version(
             Component::Kubelet,
             Some(&name),
             version,
             "node status.nodeInfo.kubeletVersion",
-        ));
+        );
+        if version.is_empty() {
+            kubelet.unknown = Some(
+                "the node has not reported a kubelet version (status.nodeInfo is empty)".into(),
+            );
+        }
+        snapshot.components.push(kubelet);
     })
     .await?;
     snapshot.control_plane_nodes.sort();
