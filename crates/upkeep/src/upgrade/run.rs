@@ -578,14 +578,6 @@ async fn drain_node(
     settings: &ExecSettings,
     say: &(dyn Fn(String) + Send + Sync),
 ) -> anyhow::Result<()> {
-    let snap = drain::gather(client, node, None).await?;
-    let plan = drain::plan(&snap, &settings.drain);
-    if plan.refused() {
-        bail!(
-            "the drain is refused by the safedrain rules:\n{}",
-            plan.render()
-        );
-    }
     let opts = drain::ExecOptions {
         timeout: settings.drain_timeout,
         cancel: settings.cancel.clone(),
@@ -593,7 +585,14 @@ async fn drain_node(
     };
     let node_name = node.to_string();
     let progress = move |e: &drain::DrainEvent| say(format!("[{node_name}]   {}", e.line()));
-    let report = drain::execute(client, &plan, &snap.node, &opts, &progress).await;
+    let (plan, report) =
+        drain::drain_node(client, node, None, &settings.drain, &opts, &progress).await?;
+    let Some(report) = report else {
+        bail!(
+            "the drain is refused by the safedrain rules:\n{}",
+            plan.render()
+        );
+    };
     match report.outcome {
         drain::DrainOutcome::Drained => Ok(()),
         other => {
@@ -630,4 +629,128 @@ pub struct RequestBase {
     pub me: String,
     pub backup: Option<Backup>,
     pub max_backup_age_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upgrade::recipe::PackageManager;
+    use crate::upgrade::transport::{CmdOutput, Recording};
+
+    fn facts() -> NodeFacts {
+        NodeFacts {
+            name: "node01".into(),
+            ready: true,
+            kubelet_version: Release::parse_reported("v1.33.5"),
+            os_image: "Ubuntu 24.04.1 LTS".into(),
+            internal_ip: Some("10.0.0.7".into()),
+            ..NodeFacts::default()
+        }
+    }
+
+    fn req(to: &str) -> Request {
+        Request {
+            node: "node01".into(),
+            to: TargetSpec::parse(to).unwrap(),
+            manager: None,
+            sudo: false,
+            me: "me".into(),
+            backup: None,
+            max_backup_age_secs: 0,
+        }
+    }
+
+    const DEB: &str = "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.33/deb/ /\n";
+
+    #[tokio::test]
+    async fn probe_lists_the_target_repository_and_restores_the_file() {
+        let t = Recording::default()
+            .answer("cat /etc/os-release", CmdOutput::ok("ID=ubuntu\nVERSION_ID=\"24.04\"\n"))
+            .answer("cat /etc/apt/sources.list.d/kubernetes.list", CmdOutput::ok(DEB))
+            .answer(
+                "apt-cache madison",
+                CmdOutput::ok("kubeadm | 1.34.1-1.1 | x\nkubelet | 1.34.1-1.1 | x\nkubectl | 1.34.1-1.1 | x\n"),
+            );
+        let Probe::Done(p) = probe(&t, &facts(), &req("v1.34")).await.unwrap() else {
+            panic!("probed");
+        };
+        assert_eq!(p.manager, Some(PackageManager::Apt));
+        assert_eq!(p.repo_minor.unwrap().to_string(), "v1.33");
+        assert_eq!(p.offered.kubeadm[0].text, "1.34.1-1.1");
+        let cmds = t.commands();
+        let switches: Vec<&String> = cmds.iter().filter(|c| c.starts_with("sed -i")).collect();
+        assert_eq!(switches.len(), 2, "{cmds:#?}");
+        assert!(switches[0].contains("/core:/stable:/v1.34/#g"));
+        assert!(
+            switches[1].contains("/core:/stable:/v1.33/#g"),
+            "pointed back"
+        );
+        // Nothing installed, held or restarted.
+        assert!(cmds.iter().all(|c| !c.contains("install")
+            && !c.contains("apt-mark")
+            && !c.contains("systemctl")));
+    }
+
+    #[tokio::test]
+    async fn probe_within_the_minor_changes_nothing() {
+        let t = Recording::default()
+            .answer(
+                "cat /etc/os-release",
+                CmdOutput::ok("ID=rocky\nVERSION_ID=\"9.4\"\n"),
+            )
+            .answer(
+                "cat /etc/yum.repos.d/kubernetes.repo",
+                CmdOutput::ok("baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/\n"),
+            );
+        let Probe::Done(p) = probe(&t, &facts(), &req("v1.34.1")).await.unwrap() else {
+            panic!("probed");
+        };
+        assert_eq!(p.manager, Some(PackageManager::Dnf));
+        assert_eq!(
+            t.commands(),
+            [
+                "cat /etc/os-release",
+                "cat /etc/yum.repos.d/kubernetes.repo",
+                "dnf list --showduplicates kubeadm kubelet kubectl '--disableexcludes=kubernetes'"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn probe_notices_a_missing_repository_file() {
+        let t = Recording::default().answer(
+            "kubernetes.list",
+            CmdOutput {
+                code: Some(1),
+                stdout: String::new(),
+                stderr: "cat: No such file or directory".into(),
+            },
+        );
+        let Probe::Done(p) = probe(&t, &facts(), &req("v1.34.1")).await.unwrap() else {
+            panic!("probed");
+        };
+        assert!(!p.repo_file_found);
+        assert_eq!(t.commands().len(), 2);
+    }
+
+    #[test]
+    fn nodes_read_into_facts() {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "cp1", "labels": {"node-role.kubernetes.io/control-plane": ""},
+                "annotations": {PROGRESS_ANNOTATION: "{\"target\":\"v1.34.1\",\"done\":\"drain\"}"}},
+            "spec": {"unschedulable": true},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.2"}],
+                "nodeInfo": {"kubeletVersion": "v1.33.5", "osImage": "Ubuntu 24.04.1 LTS",
+                    "architecture": "amd64", "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "",
+                    "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "systemUUID": ""}
+            }
+        }))
+        .unwrap();
+        let f = node_facts(&node);
+        assert!(f.control_plane && f.ready && f.unschedulable);
+        assert_eq!(f.internal_ip.as_deref(), Some("10.0.0.2"));
+        assert_eq!(f.progress.unwrap().unwrap().done, StepId::Drain);
+    }
 }
