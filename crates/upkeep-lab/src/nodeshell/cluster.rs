@@ -66,7 +66,10 @@ impl ClusterView {
     /// The version `kubeadm upgrade node` deploys: the uploaded ClusterConfiguration's,
     /// falling back to the served version when the ConfigMap is missing.
     pub fn config_version(&self) -> Option<KubeVersion> {
-        self.config_version.as_deref().and_then(KubeVersion::parse).or_else(|| self.cluster_version())
+        self.config_version
+            .as_deref()
+            .and_then(KubeVersion::parse)
+            .or_else(|| self.cluster_version())
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeView> {
@@ -75,7 +78,10 @@ impl ClusterView {
 
     /// The tag of a component's mirror pod on a node.
     pub fn component_tag(&self, component: &str, node: &str) -> Option<&str> {
-        self.components.iter().find(|c| c.component == component && c.node == node).map(|c| c.tag.as_str())
+        self.components
+            .iter()
+            .find(|c| c.component == component && c.node == node)
+            .map(|c| c.tag.as_str())
     }
 
     /// Control-plane nodes other than `except` whose kube-apiserver is not at `version`
@@ -98,7 +104,11 @@ impl ClusterView {
     pub fn apply(&mut self, e: &Effect) {
         match e {
             Effect::StaticPods { node, tag } => {
-                for c in self.components.iter_mut().filter(|c| &c.node == node && c.component != "etcd") {
+                for c in self
+                    .components
+                    .iter_mut()
+                    .filter(|c| &c.node == node && c.component != "etcd")
+                {
                     c.tag = tag.clone();
                 }
             }
@@ -125,23 +135,51 @@ mod tests {
         let mut v = ClusterView {
             server_version: "v1.33.4".into(),
             config_version: Some("v1.33.4".into()),
-            nodes: vec![NodeView { name: "w1".into(), kubelet_version: Some("v1.33.4".into()), control_plane: false, ready: true }],
+            nodes: vec![NodeView {
+                name: "w1".into(),
+                kubelet_version: Some("v1.33.4".into()),
+                control_plane: false,
+                ready: true,
+            }],
             components: vec![
-                ComponentView { component: "kube-apiserver".into(), node: "cp1".into(), tag: "v1.33.4".into() },
-                ComponentView { component: "kube-apiserver".into(), node: "cp2".into(), tag: "v1.33.4".into() },
-                ComponentView { component: "etcd".into(), node: "cp1".into(), tag: "3.5.21-0".into() },
+                ComponentView {
+                    component: "kube-apiserver".into(),
+                    node: "cp1".into(),
+                    tag: "v1.33.4".into(),
+                },
+                ComponentView {
+                    component: "kube-apiserver".into(),
+                    node: "cp2".into(),
+                    tag: "v1.33.4".into(),
+                },
+                ComponentView {
+                    component: "etcd".into(),
+                    node: "cp1".into(),
+                    tag: "3.5.21-0".into(),
+                },
             ],
             kube_proxy_tag: Some("v1.33.4".into()),
             coredns_tag: None,
         };
         let target = KubeVersion::parse("v1.34.1").unwrap();
         assert_eq!(v.unupgraded_control_planes(&target, "cp1"), ["cp2"]);
-        v.apply(&Effect::StaticPods { node: "cp2".into(), tag: "v1.34.1".into() });
+        v.apply(&Effect::StaticPods {
+            node: "cp2".into(),
+            tag: "v1.34.1".into(),
+        });
         assert!(v.unupgraded_control_planes(&target, "cp1").is_empty());
         assert_eq!(v.component_tag("etcd", "cp1"), Some("3.5.21-0"));
-        v.apply(&Effect::ClusterVersion { version: "v1.34.1".into() });
+        v.apply(&Effect::ClusterVersion {
+            version: "v1.34.1".into(),
+        });
         assert_eq!(v.config_version(), Some(target));
-        v.apply(&Effect::KubeletVersion { node: "w1".into(), version: "v1.34.1".into() });
-        assert_eq!(v.node("w1").unwrap().kubelet_version.as_deref(), Some("v1.34.1"));
+        v.apply(&Effect::KubeletVersion {
+            node: "w1".into(),
+            version: "v1.34.1".into(),
+        });
+        assert_eq!(
+            v.node("w1").unwrap().kubelet_version.as_deref(),
+            Some("v1.34.1")
+        );
     }
 }

@@ -30,22 +30,42 @@ impl OsFamily {
         let l = os_image.to_ascii_lowercase();
         let version_after = |name: &str| -> Option<u32> {
             let rest = &l[l.find(name)? + name.len()..];
-            rest.trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            rest.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
         };
         if l.contains("fedora") {
             // DNF5 became Fedora's dnf in Fedora 41.
-            return if version_after("fedora linux").or_else(|| version_after("fedora")).unwrap_or(41) >= 41 {
+            return if version_after("fedora linux")
+                .or_else(|| version_after("fedora"))
+                .unwrap_or(41)
+                >= 41
+            {
                 OsFamily::Dnf5
             } else {
                 OsFamily::Dnf
             };
         }
-        if l.contains("centos linux 7") || l.contains("amazon linux 2 ") || l.trim_end() == "amazon linux 2" {
+        if l.contains("centos linux 7")
+            || l.contains("amazon linux 2 ")
+            || l.trim_end() == "amazon linux 2"
+        {
             return OsFamily::Yum;
         }
-        if ["red hat", "rhel", "rocky", "alma", "centos", "amazon linux", "oracle linux", "suse"]
-            .iter()
-            .any(|k| l.contains(k))
+        if [
+            "red hat",
+            "rhel",
+            "rocky",
+            "alma",
+            "centos",
+            "amazon linux",
+            "oracle linux",
+            "suse",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
         {
             return OsFamily::Dnf;
         }
@@ -113,7 +133,9 @@ pub fn os_release(os_image: &str, family: OsFamily) -> String {
             _ => ("rhel", "fedora", "Linux"),
         }
     };
-    let mut out = format!("PRETTY_NAME=\"{os_image}\"\nNAME=\"{name}\"\nVERSION_ID=\"{version_id}\"\nID={id}\n");
+    let mut out = format!(
+        "PRETTY_NAME=\"{os_image}\"\nNAME=\"{name}\"\nVERSION_ID=\"{version_id}\"\nID={id}\n"
+    );
     if !id_like.is_empty() {
         out.push_str(&format!("ID_LIKE=\"{id_like}\"\n"));
     }
@@ -155,7 +177,11 @@ pub struct HostSpec {
 }
 
 /// The control-plane components kubeadm runs as static pods and upgrades (etcd is kept).
-pub const CONTROL_PLANE_COMPONENTS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+pub const CONTROL_PLANE_COMPONENTS: [&str; 3] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 pub const KUBEADM_TMP_DIR: &str = "/etc/kubernetes/tmp";
@@ -194,9 +220,15 @@ impl Host {
     pub fn new(spec: &HostSpec, repos: &Repos) -> Host {
         let format = spec.family.format();
         let minor = (spec.kubelet_version.major, spec.kubelet_version.minor);
-        let pkg = PkgVersion::new(spec.kubelet_version.clone(), &repos.revision_for(&spec.kubelet_version, format));
+        let pkg = PkgVersion::new(
+            spec.kubelet_version.clone(),
+            &repos.revision_for(&spec.kubelet_version, format),
+        );
         let mut files = BTreeMap::new();
-        files.insert("/etc/os-release".to_string(), os_release(&spec.os_image, spec.family));
+        files.insert(
+            "/etc/os-release".to_string(),
+            os_release(&spec.os_image, spec.family),
+        );
         files.insert("/etc/hostname".to_string(), format!("{}\n", spec.node));
         let mut holds = BTreeSet::new();
         match spec.family {
@@ -219,15 +251,24 @@ impl Host {
             "apiVersion: v1\nkind: Config\n# kubelet client credentials\n".to_string(),
         );
         if spec.control_plane {
-            let v = spec.control_plane_version.clone().unwrap_or_else(|| spec.kubelet_version.clone());
+            let v = spec
+                .control_plane_version
+                .clone()
+                .unwrap_or_else(|| spec.kubelet_version.clone());
             for c in CONTROL_PLANE_COMPONENTS {
-                files.insert(format!("{MANIFESTS_DIR}/{c}.yaml"), static_pod_manifest(c, &format!("registry.k8s.io/{c}:{v}")));
+                files.insert(
+                    format!("{MANIFESTS_DIR}/{c}.yaml"),
+                    static_pod_manifest(c, &format!("registry.k8s.io/{c}:{v}")),
+                );
             }
             files.insert(
                 format!("{MANIFESTS_DIR}/etcd.yaml"),
                 static_pod_manifest("etcd", &format!("registry.k8s.io/etcd:{}", spec.etcd_tag)),
             );
-            files.insert("/etc/kubernetes/admin.conf".to_string(), "apiVersion: v1\nkind: Config\n".to_string());
+            files.insert(
+                "/etc/kubernetes/admin.conf".to_string(),
+                "apiVersion: v1\nkind: Config\n".to_string(),
+            );
         }
         let mut dirs = BTreeSet::new();
         dirs.insert(MANIFESTS_DIR.to_string());
@@ -240,7 +281,10 @@ impl Host {
             kernel: spec.kernel.clone(),
             files,
             dirs,
-            installed: repo::K8S_PACKAGES.iter().map(|p| (p.to_string(), pkg.clone())).collect(),
+            installed: repo::K8S_PACKAGES
+                .iter()
+                .map(|p| (p.to_string(), pkg.clone()))
+                .collect(),
             holds,
             apt_lists: Some(minor),
             kubelet_running: spec.kubelet_version.clone(),
@@ -254,7 +298,10 @@ impl Host {
     /// The minor the configured repository file points at (None: no usable repository).
     pub fn repo_minor(&self) -> Option<Minor> {
         match self.family {
-            OsFamily::Apt => self.files.get(repo::APT_LIST_PATH).and_then(|t| repo::parse_apt_list(t)),
+            OsFamily::Apt => self
+                .files
+                .get(repo::APT_LIST_PATH)
+                .and_then(|t| repo::parse_apt_list(t)),
             _ => self.yum_repo().and_then(|r| r.minor),
         }
     }
@@ -262,12 +309,16 @@ impl Host {
     /// The `[kubernetes]` section of the yum repository file.
     pub fn yum_repo(&self) -> Option<YumRepo> {
         let text = self.files.get(repo::YUM_REPO_PATH)?;
-        repo::parse_yum_repo(text).into_iter().find(|r| r.id == repo::YUM_REPO_ID)
+        repo::parse_yum_repo(text)
+            .into_iter()
+            .find(|r| r.id == repo::YUM_REPO_ID)
     }
 
     /// The version of a control-plane static pod, from its manifest's image tag.
     pub fn static_pod_version(&self, component: &str) -> Option<KubeVersion> {
-        let text = self.files.get(&format!("{MANIFESTS_DIR}/{component}.yaml"))?;
+        let text = self
+            .files
+            .get(&format!("{MANIFESTS_DIR}/{component}.yaml"))?;
         image_tag(text).and_then(|t| KubeVersion::parse(&t))
     }
 
@@ -307,7 +358,9 @@ impl Host {
     pub fn take_fault(&mut self, words: &[String]) -> Option<ShellFault> {
         let idx = self.faults.iter().position(|f| {
             let want: Vec<&str> = f.fail.split_whitespace().collect();
-            !want.is_empty() && words.len() >= want.len() && want.iter().zip(words).all(|(a, b)| *a == b)
+            !want.is_empty()
+                && words.len() >= want.len()
+                && want.iter().zip(words).all(|(a, b)| *a == b)
         })?;
         let f = self.faults[idx].clone();
         if let Some(n) = self.faults[idx].times.as_mut() {
@@ -331,10 +384,15 @@ pub fn static_pod_manifest(component: &str, image: &str) -> String {
 
 /// The tag of the first `image:` line of a manifest.
 pub fn image_tag(manifest: &str) -> Option<String> {
-    let line = manifest.lines().map(str::trim).find_map(|l| l.strip_prefix("image:"))?;
+    let line = manifest
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("image:"))?;
     let image = line.trim();
     let name_end = image.rfind('/').map(|i| i + 1).unwrap_or(0);
-    image[name_end..].split_once(':').map(|(_, t)| t.to_string())
+    image[name_end..]
+        .split_once(':')
+        .map(|(_, t)| t.to_string())
 }
 
 fn kubelet_config_text() -> String {
@@ -350,14 +408,35 @@ mod tests {
     #[test]
     fn families_from_os_images() {
         assert_eq!(OsFamily::from_os_image("Ubuntu 22.04.4 LTS"), OsFamily::Apt);
-        assert_eq!(OsFamily::from_os_image("Debian GNU/Linux 12 (bookworm)"), OsFamily::Apt);
-        assert_eq!(OsFamily::from_os_image("Rocky Linux 9.4 (Blue Onyx)"), OsFamily::Dnf);
-        assert_eq!(OsFamily::from_os_image("Red Hat Enterprise Linux 9.4 (Plow)"), OsFamily::Dnf);
-        assert_eq!(OsFamily::from_os_image("Amazon Linux 2023.5.20240819"), OsFamily::Dnf);
+        assert_eq!(
+            OsFamily::from_os_image("Debian GNU/Linux 12 (bookworm)"),
+            OsFamily::Apt
+        );
+        assert_eq!(
+            OsFamily::from_os_image("Rocky Linux 9.4 (Blue Onyx)"),
+            OsFamily::Dnf
+        );
+        assert_eq!(
+            OsFamily::from_os_image("Red Hat Enterprise Linux 9.4 (Plow)"),
+            OsFamily::Dnf
+        );
+        assert_eq!(
+            OsFamily::from_os_image("Amazon Linux 2023.5.20240819"),
+            OsFamily::Dnf
+        );
         assert_eq!(OsFamily::from_os_image("Amazon Linux 2"), OsFamily::Yum);
-        assert_eq!(OsFamily::from_os_image("CentOS Linux 7 (Core)"), OsFamily::Yum);
-        assert_eq!(OsFamily::from_os_image("Fedora Linux 42 (Server Edition)"), OsFamily::Dnf5);
-        assert_eq!(OsFamily::from_os_image("Fedora Linux 40 (Server Edition)"), OsFamily::Dnf);
+        assert_eq!(
+            OsFamily::from_os_image("CentOS Linux 7 (Core)"),
+            OsFamily::Yum
+        );
+        assert_eq!(
+            OsFamily::from_os_image("Fedora Linux 42 (Server Edition)"),
+            OsFamily::Dnf5
+        );
+        assert_eq!(
+            OsFamily::from_os_image("Fedora Linux 40 (Server Edition)"),
+            OsFamily::Dnf
+        );
         assert_eq!(OsFamily::from_os_image("linux"), OsFamily::Apt);
     }
 
@@ -368,7 +447,10 @@ mod tests {
         assert!(t.contains("VERSION_ID=\"22.04\""), "{t}");
         assert!(t.contains("ID=ubuntu"), "{t}");
         let r = os_release("Rocky Linux 9.4 (Blue Onyx)", OsFamily::Dnf);
-        assert!(r.contains("ID=rocky") && r.contains("VERSION_ID=\"9.4\""), "{r}");
+        assert!(
+            r.contains("ID=rocky") && r.contains("VERSION_ID=\"9.4\""),
+            "{r}"
+        );
     }
 
     #[test]
@@ -392,10 +474,21 @@ mod tests {
             kernel: "6.8.0-79-generic".into(),
         };
         let mut h = Host::new(&spec, &Repos::default());
-        h.faults.push(ShellFault { fail: "kubeadm upgrade node".into(), times: Some(1), code: None, message: None });
-        let argv: Vec<String> = ["kubeadm", "upgrade", "plan"].iter().map(|s| s.to_string()).collect();
+        h.faults.push(ShellFault {
+            fail: "kubeadm upgrade node".into(),
+            times: Some(1),
+            code: None,
+            message: None,
+        });
+        let argv: Vec<String> = ["kubeadm", "upgrade", "plan"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert!(h.take_fault(&argv).is_none());
-        let argv: Vec<String> = ["kubeadm", "upgrade", "node"].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> = ["kubeadm", "upgrade", "node"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert!(h.take_fault(&argv).is_some());
         assert!(h.take_fault(&argv).is_none());
     }

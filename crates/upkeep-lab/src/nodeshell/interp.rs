@@ -31,7 +31,15 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(repos: &'a Repos, cluster: ClusterView, now: impl Into<String>) -> Self {
-        Ctx { repos, cluster, effects: Vec::new(), now: now.into(), errexit: false, pipefail: false, exit: None }
+        Ctx {
+            repos,
+            cluster,
+            effects: Vec::new(),
+            now: now.into(),
+            errexit: false,
+            pipefail: false,
+            exit: None,
+        }
     }
 
     /// Record a cluster change and keep the snapshot in step.
@@ -42,20 +50,21 @@ impl<'a> Ctx<'a> {
 
     /// `2026-11-22-03-55-28`, kubeadm's backup directory suffix.
     pub fn stamp(&self) -> String {
-        self.now.chars().take(19).map(|c| if c == 'T' || c == ':' { '-' } else { c }).collect()
+        self.now
+            .chars()
+            .take(19)
+            .map(|c| if c == 'T' || c == ':' { '-' } else { c })
+            .collect()
     }
 }
 
 /// Run one command line (argv) on a host. `stdin` feeds the command (empty for none).
 pub fn run(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> ExecOutput {
-    host.history.push(shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")));
+    host.history
+        .push(shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")));
     let out = run_argv(host, ctx, argv, stdin);
     ctx.exit = None;
     out
-}
-
-pub(crate) fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
 }
 
 fn basename(p: &str) -> &str {
@@ -97,8 +106,10 @@ fn strip_prefixes(argv: &[String]) -> Result<&[String], ExecOutput> {
                         break;
                     }
                     // "-t 1" / "--target 1": options that take a separate value.
-                    if matches!(w, "-t" | "--target" | "-S" | "--setuid" | "-G" | "--setgid" | "-w" | "-r")
-                    {
+                    if matches!(
+                        w,
+                        "-t" | "--target" | "-S" | "--setuid" | "-G" | "--setgid" | "-w" | "-r"
+                    ) {
                         i += 1;
                     }
                     i += 1;
@@ -122,15 +133,24 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
         Ok(a) => a,
         Err(e) => return e,
     };
-    let Some(first) = argv.first() else { return ExecOutput::ok("") };
+    let Some(first) = argv.first() else {
+        return ExecOutput::ok("");
+    };
     let name = basename(first).to_string();
     let mut words: Vec<String> = argv.to_vec();
     words[0] = name.clone();
     if let Some(f) = host.take_fault(&words) {
         let msg = f.message.unwrap_or_else(|| {
-            format!("{}: failed (fault injected by the lab on node {})", f.fail, host.node)
+            format!(
+                "{}: failed (fault injected by the lab on node {})",
+                f.fail, host.node
+            )
         });
-        let msg = if msg.ends_with('\n') { msg } else { format!("{msg}\n") };
+        let msg = if msg.ends_with('\n') {
+            msg
+        } else {
+            format!("{msg}\n")
+        };
         return ExecOutput::fail(f.code.unwrap_or(1), msg);
     }
     let args = &words[1..];
@@ -141,7 +161,10 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
         "exit" => {
             let code = args.first().and_then(|a| a.parse().ok()).unwrap_or(0);
             ctx.exit = Some(code);
-            ExecOutput { code, ..Default::default() }
+            ExecOutput {
+                code,
+                ..Default::default()
+            }
         }
         "set" => {
             let mut i = 0;
@@ -175,7 +198,11 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
         "hostname" => ExecOutput::ok(format!("{}\n", host.node)),
         "uname" => uname(host, args),
         "whoami" => ExecOutput::ok("root\n"),
-        "id" => ExecOutput::ok(if args.iter().any(|a| a == "-u") { "0\n" } else { "uid=0(root) gid=0(root) groups=0(root)\n" }),
+        "id" => ExecOutput::ok(if args.iter().any(|a| a == "-u") {
+            "0\n"
+        } else {
+            "uid=0(root) gid=0(root) groups=0(root)\n"
+        }),
         "date" => ExecOutput::ok(format!("{}\n", ctx.now)),
         "systemctl" => systemctl(host, ctx, args),
         "kubelet" => binary_version(host, "kubelet", args),
@@ -206,12 +233,20 @@ fn shell(host: &mut Host, ctx: &mut Ctx, name: &str, args: &[String], stdin: &st
             i += 2;
             continue;
         }
-        if let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty() && !f.starts_with('-')) {
+        if let Some(flags) = a
+            .strip_prefix('-')
+            .filter(|f| !f.is_empty() && !f.starts_with('-'))
+        {
             ctx.errexit |= flags.contains('e');
             if flags.contains('c') {
                 match args.get(i + 1) {
                     Some(src) => script_src = Some(src.clone()),
-                    None => return ExecOutput::fail(2, format!("{name}: -c: option requires an argument\n")),
+                    None => {
+                        return ExecOutput::fail(
+                            2,
+                            format!("{name}: -c: option requires an argument\n"),
+                        );
+                    }
                 }
                 break;
             }
@@ -283,7 +318,8 @@ fn run_pipeline(host: &mut Host, ctx: &mut Ctx, p: &script::Pipeline, stdin: &st
             match read_file(host, path) {
                 Ok(t) => t,
                 Err(e) => {
-                    out.stderr.push_str(&format!("sh: 1: cannot open {path}: {e}\n"));
+                    out.stderr
+                        .push_str(&format!("sh: 1: cannot open {path}: {e}\n"));
                     out.code = 2;
                     return out;
                 }
@@ -303,7 +339,8 @@ fn run_pipeline(host: &mut Host, ctx: &mut Ctx, p: &script::Pipeline, stdin: &st
             Some(ErrTo::File { path, append }) => {
                 let e = std::mem::take(&mut r.stderr);
                 if let Err(msg) = write_file(host, path, &e, *append) {
-                    out.stderr.push_str(&format!("sh: 1: cannot create {path}: {msg}\n"));
+                    out.stderr
+                        .push_str(&format!("sh: 1: cannot create {path}: {msg}\n"));
                     r.code = 2;
                 }
             }
@@ -312,7 +349,8 @@ fn run_pipeline(host: &mut Host, ctx: &mut Ctx, p: &script::Pipeline, stdin: &st
         if let Some((path, append)) = &c.stdout_to {
             let o = std::mem::take(&mut r.stdout);
             if let Err(msg) = write_file(host, path, &o, *append) {
-                out.stderr.push_str(&format!("sh: 1: cannot create {path}: {msg}\n"));
+                out.stderr
+                    .push_str(&format!("sh: 1: cannot create {path}: {msg}\n"));
                 r.code = 2;
             }
         }
@@ -322,7 +360,11 @@ fn run_pipeline(host: &mut Host, ctx: &mut Ctx, p: &script::Pipeline, stdin: &st
         }
         if i + 1 == n {
             out.stdout.push_str(&r.stdout);
-            out.code = if ctx.pipefail && r.code == 0 { worst } else { r.code };
+            out.code = if ctx.pipefail && r.code == 0 {
+                worst
+            } else {
+                r.code
+            };
         } else {
             input = r.stdout;
         }
@@ -344,11 +386,20 @@ pub fn read_file(host: &Host, path: &str) -> Result<String, &'static str> {
     if let Some(t) = host.files.get(path) {
         return Ok(t.clone());
     }
-    if host.is_dir(path) { Err("Is a directory") } else { Err("No such file or directory") }
+    if host.is_dir(path) {
+        Err("Is a directory")
+    } else {
+        Err("No such file or directory")
+    }
 }
 
 /// Write or append a file; the directory must exist.
-pub fn write_file(host: &mut Host, path: &str, text: &str, append: bool) -> Result<(), &'static str> {
+pub fn write_file(
+    host: &mut Host,
+    path: &str,
+    text: &str,
+    append: bool,
+) -> Result<(), &'static str> {
     if path == "/dev/null" || path == "/dev/stdout" || path == "/dev/stderr" {
         return Ok(());
     }
@@ -424,7 +475,10 @@ fn printf(args: &[String]) -> ExecOutput {
 }
 
 fn cat(host: &Host, args: &[String], stdin: &str) -> ExecOutput {
-    let files: Vec<&String> = args.iter().filter(|a| !a.starts_with('-') || a.as_str() == "-").collect();
+    let files: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with('-') || a.as_str() == "-")
+        .collect();
     if files.is_empty() {
         return ExecOutput::ok(stdin);
     }
@@ -459,8 +513,14 @@ fn tee(host: &mut Host, args: &[String], stdin: &str) -> ExecOutput {
 
 /// One sed command: `s/RE/REPL/FLAGS` or `/RE/d`.
 enum SedCmd {
-    Subst { re: Regex, repl: String, global: bool },
-    Delete { re: Regex },
+    Subst {
+        re: Regex,
+        repl: String,
+        global: bool,
+    },
+    Delete {
+        re: Regex,
+    },
 }
 
 /// POSIX basic regular expression to the regex crate's syntax: in a BRE `\( \) \{ \} \+ \?
@@ -490,8 +550,17 @@ fn bre_to_regex(bre: &str) -> String {
 
 fn parse_sed(expr: &str, extended: bool) -> Result<SedCmd, String> {
     let compile = |re: &str| -> Result<Regex, String> {
-        let re = if extended { re.to_string() } else { bre_to_regex(re) };
-        Regex::new(&re).map_err(|_| format!("sed: -e expression #1, char {}: Invalid regular expression", expr.len()))
+        let re = if extended {
+            re.to_string()
+        } else {
+            bre_to_regex(re)
+        };
+        Regex::new(&re).map_err(|_| {
+            format!(
+                "sed: -e expression #1, char {}: Invalid regular expression",
+                expr.len()
+            )
+        })
     };
     let split = |body: &str, delim: char| -> Vec<String> {
         let mut parts = vec![String::new()];
@@ -514,14 +583,26 @@ fn parse_sed(expr: &str, extended: bool) -> Result<SedCmd, String> {
     };
     let e = expr.trim();
     if let Some(rest) = e.strip_prefix('s') {
-        let delim = rest.chars().next().ok_or("sed: -e expression #1, char 1: unterminated `s' command")?;
+        let delim = rest
+            .chars()
+            .next()
+            .ok_or("sed: -e expression #1, char 1: unterminated `s' command")?;
         let parts = split(&rest[delim.len_utf8()..], delim);
         if parts.len() < 3 {
-            return Err(format!("sed: -e expression #1, char {}: unterminated `s' command", e.len()));
+            return Err(format!(
+                "sed: -e expression #1, char {}: unterminated `s' command",
+                e.len()
+            ));
         }
         let flags = &parts[2];
-        if let Some(bad) = flags.chars().find(|c| !matches!(c, 'g' | 'I' | 'i' | '1'..='9')) {
-            return Err(format!("sed: -e expression #1, char {}: unknown option to `s'", e.len() - flags.len() + flags.find(bad).unwrap_or(0) + 1));
+        if let Some(bad) = flags
+            .chars()
+            .find(|c| !matches!(c, 'g' | 'I' | 'i' | '1'..='9'))
+        {
+            return Err(format!(
+                "sed: -e expression #1, char {}: unknown option to `s'",
+                e.len() - flags.len() + flags.find(bad).unwrap_or(0) + 1
+            ));
         }
         let mut re_src = parts[0].clone();
         if flags.contains('I') || flags.contains('i') {
@@ -544,14 +625,21 @@ fn parse_sed(expr: &str, extended: bool) -> Result<SedCmd, String> {
                 _ => repl.push(c),
             }
         }
-        return Ok(SedCmd::Subst { re: compile(&re_src)?, repl, global: flags.contains('g') });
+        return Ok(SedCmd::Subst {
+            re: compile(&re_src)?,
+            repl,
+            global: flags.contains('g'),
+        });
     }
     if let Some(rest) = e.strip_prefix('/') {
         if let Some(body) = rest.strip_suffix("/d") {
             return Ok(SedCmd::Delete { re: compile(body)? });
         }
     }
-    Err(format!("sed: -e expression #1, char 1: unknown command: `{}'", e.chars().next().unwrap_or(' ')))
+    Err(format!(
+        "sed: -e expression #1, char 1: unknown command: `{}'",
+        e.chars().next().unwrap_or(' ')
+    ))
 }
 
 fn sed(host: &mut Host, args: &[String], stdin: &str) -> ExecOutput {
@@ -572,7 +660,9 @@ fn sed(host: &mut Host, args: &[String], stdin: &str) -> ExecOutput {
             "-E" | "-r" | "--regexp-extended" => extended = true,
             "--in-place" => in_place = true,
             _ if a.starts_with("-i") => in_place = true,
-            _ if a.starts_with("--expression=") => exprs.push(a["--expression=".len()..].to_string()),
+            _ if a.starts_with("--expression=") => {
+                exprs.push(a["--expression=".len()..].to_string())
+            }
             _ if a.starts_with('-') && a.len() > 1 => {
                 if a.contains('i') {
                     in_place = true;
@@ -592,10 +682,16 @@ fn sed(host: &mut Host, args: &[String], stdin: &str) -> ExecOutput {
         i += 1;
     }
     if exprs.is_empty() {
-        return ExecOutput::fail(1, "Usage: sed [OPTION]... {script-only-if-no-other-script} [input-file]...\n");
+        return ExecOutput::fail(
+            1,
+            "Usage: sed [OPTION]... {script-only-if-no-other-script} [input-file]...\n",
+        );
     }
     let mut cmds = Vec::new();
-    for e in exprs.iter().flat_map(|e| e.split(';').map(str::to_string).collect::<Vec<_>>()) {
+    for e in exprs
+        .iter()
+        .flat_map(|e| e.split(';').map(str::to_string).collect::<Vec<_>>())
+    {
         if e.trim().is_empty() {
             continue;
         }
@@ -664,7 +760,8 @@ fn sed(host: &mut Host, args: &[String], stdin: &str) -> ExecOutput {
 }
 
 fn grep(host: &Host, name: &str, args: &[String], stdin: &str) -> ExecOutput {
-    let (mut ignore_case, mut invert, mut quiet, mut count, mut fixed) = (false, false, false, false, false);
+    let (mut ignore_case, mut invert, mut quiet, mut count, mut fixed) =
+        (false, false, false, false, false);
     let mut extended = name == "egrep";
     let mut pattern: Option<String> = None;
     let mut files = Vec::new();
@@ -700,8 +797,18 @@ fn grep(host: &Host, name: &str, args: &[String], stdin: &str) -> ExecOutput {
     let Some(pat) = pattern else {
         return ExecOutput::fail(2, "Usage: grep [OPTION]... PATTERNS [FILE]...\n");
     };
-    let src = if fixed { regex::escape(&pat) } else if extended { pat.clone() } else { bre_to_regex(&pat) };
-    let src = if ignore_case { format!("(?i){src}") } else { src };
+    let src = if fixed {
+        regex::escape(&pat)
+    } else if extended {
+        pat.clone()
+    } else {
+        bre_to_regex(&pat)
+    };
+    let src = if ignore_case {
+        format!("(?i){src}")
+    } else {
+        src
+    };
     let Ok(re) = Regex::new(&src) else {
         return ExecOutput::fail(2, "grep: Invalid regular expression\n");
     };
@@ -745,7 +852,9 @@ fn grep(host: &Host, name: &str, args: &[String], stdin: &str) -> ExecOutput {
 }
 
 fn ls(host: &Host, args: &[String]) -> ExecOutput {
-    let long = args.iter().any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('l'));
+    let long = args
+        .iter()
+        .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('l'));
     let paths: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let cwd = "/root".to_string();
     let paths = if paths.is_empty() { vec![&cwd] } else { paths };
@@ -770,10 +879,13 @@ fn ls(host: &Host, args: &[String]) -> ExecOutput {
             for child in host.list_dir(p) {
                 let full = format!("{base}/{child}");
                 let size = host.files.get(&full).map(String::len).unwrap_or(4096);
-                out.stdout.push_str(&fmt(&child, !host.files.contains_key(&full), size));
+                out.stdout
+                    .push_str(&fmt(&child, !host.files.contains_key(&full), size));
             }
         } else {
-            out.stderr.push_str(&format!("ls: cannot access '{p}': No such file or directory\n"));
+            out.stderr.push_str(&format!(
+                "ls: cannot access '{p}': No such file or directory\n"
+            ));
             out.code = 2;
         }
     }
@@ -787,10 +899,14 @@ fn mkdir(host: &mut Host, args: &[String]) -> ExecOutput {
         let d = d.trim_end_matches('/');
         let parent = d.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
         if host.files.contains_key(d) || (host.is_dir(d) && !parents) {
-            out.stderr.push_str(&format!("mkdir: cannot create directory '{d}': File exists\n"));
+            out.stderr.push_str(&format!(
+                "mkdir: cannot create directory '{d}': File exists\n"
+            ));
             out.code = 1;
         } else if !parents && !host.is_dir(parent) {
-            out.stderr.push_str(&format!("mkdir: cannot create directory '{d}': No such file or directory\n"));
+            out.stderr.push_str(&format!(
+                "mkdir: cannot create directory '{d}': No such file or directory\n"
+            ));
             out.code = 1;
         } else {
             host.dirs.insert(d.to_string());
@@ -800,8 +916,15 @@ fn mkdir(host: &mut Host, args: &[String]) -> ExecOutput {
 }
 
 fn rm(host: &mut Host, args: &[String]) -> ExecOutput {
-    let flags: String = args.iter().filter(|a| a.starts_with('-')).flat_map(|a| a.chars()).collect();
-    let (recursive, force) = (flags.contains('r') || flags.contains('R'), flags.contains('f'));
+    let flags: String = args
+        .iter()
+        .filter(|a| a.starts_with('-'))
+        .flat_map(|a| a.chars())
+        .collect();
+    let (recursive, force) = (
+        flags.contains('r') || flags.contains('R'),
+        flags.contains('f'),
+    );
     let mut out = ExecOutput::default();
     for p in args.iter().filter(|a| !a.starts_with('-')) {
         let p = p.trim_end_matches('/');
@@ -810,7 +933,8 @@ fn rm(host: &mut Host, args: &[String]) -> ExecOutput {
         }
         if host.is_dir(p) {
             if !recursive {
-                out.stderr.push_str(&format!("rm: cannot remove '{p}': Is a directory\n"));
+                out.stderr
+                    .push_str(&format!("rm: cannot remove '{p}': Is a directory\n"));
                 out.code = 1;
                 continue;
             }
@@ -818,7 +942,9 @@ fn rm(host: &mut Host, args: &[String]) -> ExecOutput {
             host.files.retain(|k, _| !k.starts_with(&prefix));
             host.dirs.retain(|k| k != p && !k.starts_with(&prefix));
         } else if !force {
-            out.stderr.push_str(&format!("rm: cannot remove '{p}': No such file or directory\n"));
+            out.stderr.push_str(&format!(
+                "rm: cannot remove '{p}': No such file or directory\n"
+            ));
             out.code = 1;
         }
     }
@@ -851,11 +977,20 @@ fn uname(host: &Host, args: &[String]) -> ExecOutput {
 
 /// `systemctl` for the kubelet unit (systemd's own wording).
 fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
-    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-')).collect();
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let Some(&verb) = words.first() else {
-        return ExecOutput::ok("  UNIT                LOAD   ACTIVE SUB     DESCRIPTION\n  kubelet.service     loaded active running kubelet: The Kubernetes Node Agent\n");
+        return ExecOutput::ok(
+            "  UNIT                LOAD   ACTIVE SUB     DESCRIPTION\n  kubelet.service     loaded active running kubelet: The Kubernetes Node Agent\n",
+        );
     };
-    let units: Vec<String> = words[1..].iter().map(|u| u.trim_end_matches(".service").to_string()).collect();
+    let units: Vec<String> = words[1..]
+        .iter()
+        .map(|u| u.trim_end_matches(".service").to_string())
+        .collect();
     let known = |u: &str| matches!(u, "kubelet" | "containerd" | "ssh" | "sshd");
     if verb == "daemon-reload" {
         host.units_changed = false;
@@ -876,7 +1011,11 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
                 v => format!("Failed to {v} {u}.service: Unit {u}.service not found.\n"),
             };
             out.stderr.push_str(&msg);
-            out.code = if matches!(verb, "status" | "is-active") { 4 } else { 5 };
+            out.code = if matches!(verb, "status" | "is-active") {
+                4
+            } else {
+                5
+            };
             if verb == "is-active" {
                 out.code = 3;
             }
@@ -902,19 +1041,29 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
                     continue;
                 }
                 // The kubelet restarts with the installed binary and reports its version.
-                let Some(installed) = host.installed.get("kubelet").map(|p| p.upstream.clone()) else {
-                    out.stderr.push_str(&format!("Failed to {verb} kubelet.service: Unit kubelet.service not found.\n"));
+                let Some(installed) = host.installed.get("kubelet").map(|p| p.upstream.clone())
+                else {
+                    out.stderr.push_str(&format!(
+                        "Failed to {verb} kubelet.service: Unit kubelet.service not found.\n"
+                    ));
                     out.code = 5;
                     continue;
                 };
                 host.kubelet_running = installed.clone();
                 host.kubelet_active = true;
-                ctx.effect(Effect::KubeletVersion { node: host.node.clone(), version: installed.tag() });
+                ctx.effect(Effect::KubeletVersion {
+                    node: host.node.clone(),
+                    version: installed.tag(),
+                });
             }
             "stop" => host.kubelet_active = false,
             "enable" | "disable" | "daemon-reexec" => {}
             "is-active" => {
-                out.stdout.push_str(if host.kubelet_active { "active\n" } else { "inactive\n" });
+                out.stdout.push_str(if host.kubelet_active {
+                    "active\n"
+                } else {
+                    "inactive\n"
+                });
                 if !host.kubelet_active {
                     out.code = 3;
                 }
@@ -942,7 +1091,8 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
                 }
             }
             v => {
-                out.stderr.push_str(&format!("Unknown command verb '{v}'.\n"));
+                out.stderr
+                    .push_str(&format!("Unknown command verb '{v}'.\n"));
                 out.code = 1;
             }
         }
@@ -959,14 +1109,24 @@ fn binary_version(host: &Host, bin: &str, args: &[String]) -> ExecOutput {
         if args.iter().any(|a| a == "--version" || a == "version") {
             return ExecOutput::ok(format!("Kubernetes {v}\n"));
         }
-        return ExecOutput::fail(1, "E0000 run.go: the lab's kubelet runs as the node's simulated service; use systemctl\n");
+        return ExecOutput::fail(
+            1,
+            "E0000 run.go: the lab's kubelet runs as the node's simulated service; use systemctl\n",
+        );
     }
-    if args.first().map(String::as_str) == Some("version") && args.iter().any(|a| a == "--client" || a == "--client=true") {
-        if args.windows(2).any(|w| w[0] == "-o" && w[1] == "json") || args.iter().any(|a| a == "-ojson" || a == "--output=json") {
+    if args.first().map(String::as_str) == Some("version")
+        && args.iter().any(|a| a == "--client" || a == "--client=true")
+    {
+        if args.windows(2).any(|w| w[0] == "-o" && w[1] == "json")
+            || args.iter().any(|a| a == "-ojson" || a == "--output=json")
+        {
             let j = serde_json::json!({"clientVersion": {"major": v.major.to_string(), "minor": v.minor.to_string(),
                 "gitVersion": v.tag(), "gitTreeState": "clean", "compiler": "gc", "platform": "linux/amd64"},
                 "kustomizeVersion": "v5.7.1"});
-            return ExecOutput::ok(format!("{}\n", serde_json::to_string_pretty(&j).unwrap_or_default()));
+            return ExecOutput::ok(format!(
+                "{}\n",
+                serde_json::to_string_pretty(&j).unwrap_or_default()
+            ));
         }
         return ExecOutput::ok(format!("Client Version: {v}\nKustomize Version: v5.7.1\n"));
     }
@@ -979,22 +1139,43 @@ fn binary_version(host: &Host, bin: &str, args: &[String]) -> ExecOutput {
 /// `curl -fsSL <repo>/Release.key` (and `repomd.xml.key`): the repository signing key.
 fn curl(args: &[String]) -> ExecOutput {
     let Some(url) = args.iter().find(|a| a.starts_with("http")) else {
-        return ExecOutput::fail(2, "curl: try 'curl --help' or 'curl --manual' for more information\n");
+        return ExecOutput::fail(
+            2,
+            "curl: try 'curl --help' or 'curl --manual' for more information\n",
+        );
     };
-    if url.contains("/core:/stable:/v") && (url.ends_with("Release.key") || url.ends_with("repomd.xml.key")) {
-        return ExecOutput::ok("-----BEGIN PGP PUBLIC KEY BLOCK-----\n(lab repository signing key)\n-----END PGP PUBLIC KEY BLOCK-----\n");
+    if url.contains("/core:/stable:/v")
+        && (url.ends_with("Release.key") || url.ends_with("repomd.xml.key"))
+    {
+        return ExecOutput::ok(
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n(lab repository signing key)\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        );
     }
-    let host = url.split("//").nth(1).and_then(|r| r.split('/').next()).unwrap_or(url);
+    let host = url
+        .split("//")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or(url);
     ExecOutput::fail(6, format!("curl: (6) Could not resolve host: {host}\n"))
 }
 
 /// `gpg --dearmor -o FILE` (the keyring step of the repository setup).
 fn gpg(host: &mut Host, args: &[String], stdin: &str) -> ExecOutput {
-    let out_file = args.windows(2).find(|w| w[0] == "-o" || w[0] == "--output").map(|w| w[1].clone());
+    let out_file = args
+        .windows(2)
+        .find(|w| w[0] == "-o" || w[0] == "--output")
+        .map(|w| w[1].clone());
     let yes = args.iter().any(|a| a == "--yes" || a == "--batch");
-    let Some(f) = out_file else { return ExecOutput::ok(stdin) };
+    let Some(f) = out_file else {
+        return ExecOutput::ok(stdin);
+    };
     if host.files.contains_key(&f) && !yes {
-        return ExecOutput::fail(2, format!("File '{f}' exists. Overwrite? (y/N) gpg: signal Interrupt caught ... exiting\n"));
+        return ExecOutput::fail(
+            2,
+            format!(
+                "File '{f}' exists. Overwrite? (y/N) gpg: signal Interrupt caught ... exiting\n"
+            ),
+        );
     }
     match write_file(host, &f, "(binary OpenPGP keyring)\n", false) {
         Ok(()) => ExecOutput::ok(""),

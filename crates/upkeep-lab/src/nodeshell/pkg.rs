@@ -24,11 +24,14 @@ pub fn run(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &s
 // ---------------------------------------------------------------------------------------------
 // apt
 
-const APT_PREAMBLE: &str = "Reading package lists...\nBuilding dependency tree...\nReading state information...\n";
+const APT_PREAMBLE: &str =
+    "Reading package lists...\nBuilding dependency tree...\nReading state information...\n";
 
 /// The versions apt knows from its package lists (what the last `apt-get update` fetched).
 fn apt_available(host: &Host, ctx: &Ctx) -> Vec<PkgVersion> {
-    host.apt_lists.map(|m| ctx.repos.versions(m, PkgFormat::Deb)).unwrap_or_default()
+    host.apt_lists
+        .map(|m| ctx.repos.versions(m, PkgFormat::Deb))
+        .unwrap_or_default()
 }
 
 /// The candidate: the highest version in the lists, or the installed one if it is higher.
@@ -41,11 +44,16 @@ fn apt_candidate(host: &Host, ctx: &Ctx, pkg: &str) -> Option<PkgVersion> {
 }
 
 fn repo_origin(minor: Minor) -> String {
-    format!("isv:kubernetes:core:stable:v{}.{}:pkgs.k8s.io [amd64]", minor.0, minor.1)
+    format!(
+        "isv:kubernetes:core:stable:v{}.{}:pkgs.k8s.io [amd64]",
+        minor.0, minor.1
+    )
 }
 
 fn apt_url(minor: Minor) -> String {
-    repo::repo_url(minor, PkgFormat::Deb).trim_end_matches('/').to_string()
+    repo::repo_url(minor, PkgFormat::Deb)
+        .trim_end_matches('/')
+        .to_string()
 }
 
 fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> ExecOutput {
@@ -79,7 +87,13 @@ fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> Exec
     match verb {
         "update" => apt_update(host),
         "install" | "upgrade" | "dist-upgrade" | "full-upgrade" => {
-            let opts = InstallOpts { yes, allow_held, allow_down, simulate, upgrade_all: verb != "install" && pkgs.is_empty() };
+            let opts = InstallOpts {
+                yes,
+                allow_held,
+                allow_down,
+                simulate,
+                upgrade_all: verb != "install" && pkgs.is_empty(),
+            };
             apt_install(host, ctx, pkgs, &opts, stdin)
         }
         "remove" | "purge" => {
@@ -88,7 +102,8 @@ fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> Exec
                 if host.installed.remove(*p).is_some() {
                     out.stdout.push_str(&format!("Removing {p} ...\n"));
                 } else {
-                    out.stdout.push_str(&format!("Package '{p}' is not installed, so not removed\n"));
+                    out.stdout
+                        .push_str(&format!("Package '{p}' is not installed, so not removed\n"));
                 }
             }
             out
@@ -112,7 +127,10 @@ fn apt_update(host: &mut Host) -> ExecOutput {
                     "Get:1 {url}  InRelease [1,227 B]\nGet:2 {url}  Packages [6,051 B]\nFetched 7,278 B in 1s (7,278 B/s)\nReading package lists...\n"
                 ))
             }
-            None if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) => {
+            None if text
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) =>
+            {
                 host.apt_lists = None;
                 ExecOutput::ok("Reading package lists...\n")
             }
@@ -137,7 +155,13 @@ struct InstallOpts {
 }
 
 /// apt-get install/upgrade (apt-pkg cmdline/apt-get.cc and apt-private/private-install.cc).
-fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, stdin: &str) -> ExecOutput {
+fn apt_install(
+    host: &mut Host,
+    ctx: &mut Ctx,
+    specs: &[&str],
+    o: &InstallOpts,
+    stdin: &str,
+) -> ExecOutput {
     let mut out = ExecOutput::ok(APT_PREAMBLE);
     let available = apt_available(host, ctx);
     let mut changes: Vec<(String, PkgVersion)> = Vec::new();
@@ -145,7 +169,11 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
     let mut errors = String::new();
     if o.upgrade_all {
         for p in K8S_PACKAGES {
-            let (Some(cur), Some(cand)) = (host.installed.get(p).cloned(), apt_candidate(host, ctx, p)) else { continue };
+            let (Some(cur), Some(cand)) =
+                (host.installed.get(p).cloned(), apt_candidate(host, ctx, p))
+            else {
+                continue;
+            };
             if cand > cur {
                 if host.holds.contains(p) {
                     kept_back.push(p.to_string());
@@ -173,10 +201,24 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
         let chosen = match want {
             None => apt_candidate(host, ctx, name),
             Some(v) => {
-                let hit = known.iter().filter(|k| if is_glob(v) { glob_match(v, &k.to_string()) } else { k.to_string() == v }).max().cloned();
+                let hit = known
+                    .iter()
+                    .filter(|k| {
+                        if is_glob(v) {
+                            glob_match(v, &k.to_string())
+                        } else {
+                            k.to_string() == v
+                        }
+                    })
+                    .max()
+                    .cloned();
                 if let (Some(h), true) = (&hit, is_glob(v)) {
-                    let origin = host.apt_lists.map(repo_origin).unwrap_or_else(|| "now [amd64]".to_string());
-                    out.stdout.push_str(&format!("Selected version '{h}' ({origin}) for '{name}'\n"));
+                    let origin = host
+                        .apt_lists
+                        .map(repo_origin)
+                        .unwrap_or_else(|| "now [amd64]".to_string());
+                    out.stdout
+                        .push_str(&format!("Selected version '{h}' ({origin}) for '{name}'\n"));
                 }
                 if hit.is_none() {
                     errors.push_str(&format!("E: Version '{v}' for '{name}' was not found\n"));
@@ -192,7 +234,9 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
             continue;
         };
         if host.installed.get(name) == Some(&chosen) {
-            out.stdout.push_str(&format!("{name} is already the newest version ({chosen}).\n"));
+            out.stdout.push_str(&format!(
+                "{name} is already the newest version ({chosen}).\n"
+            ));
             continue;
         }
         changes.retain(|(p, _)| p != name);
@@ -203,7 +247,11 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
         out.code = 100;
         return out;
     }
-    let held: Vec<&str> = changes.iter().filter(|(p, _)| host.holds.contains(p)).map(|(p, _)| p.as_str()).collect();
+    let held: Vec<&str> = changes
+        .iter()
+        .filter(|(p, _)| host.holds.contains(p))
+        .map(|(p, _)| p.as_str())
+        .collect();
     let upgrades: Vec<&str> = changes
         .iter()
         .filter(|(p, v)| host.installed.get(p).is_some_and(|i| v > i))
@@ -214,21 +262,40 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
         .filter(|(p, v)| host.installed.get(p).is_some_and(|i| v < i))
         .map(|(p, _)| p.as_str())
         .collect();
-    let new: Vec<&str> = changes.iter().filter(|(p, _)| !host.installed.contains_key(p)).map(|(p, _)| p.as_str()).collect();
+    let new: Vec<&str> = changes
+        .iter()
+        .filter(|(p, _)| !host.installed.contains_key(p))
+        .map(|(p, _)| p.as_str())
+        .collect();
     if !kept_back.is_empty() {
-        out.stdout.push_str(&format!("The following packages have been kept back:\n  {}\n", kept_back.join(" ")));
+        out.stdout.push_str(&format!(
+            "The following packages have been kept back:\n  {}\n",
+            kept_back.join(" ")
+        ));
     }
     if !held.is_empty() {
-        out.stdout.push_str(&format!("The following held packages will be changed:\n  {}\n", held.join(" ")));
+        out.stdout.push_str(&format!(
+            "The following held packages will be changed:\n  {}\n",
+            held.join(" ")
+        ));
     }
     if !new.is_empty() {
-        out.stdout.push_str(&format!("The following NEW packages will be installed:\n  {}\n", new.join(" ")));
+        out.stdout.push_str(&format!(
+            "The following NEW packages will be installed:\n  {}\n",
+            new.join(" ")
+        ));
     }
     if !upgrades.is_empty() {
-        out.stdout.push_str(&format!("The following packages will be upgraded:\n  {}\n", upgrades.join(" ")));
+        out.stdout.push_str(&format!(
+            "The following packages will be upgraded:\n  {}\n",
+            upgrades.join(" ")
+        ));
     }
     if !downgrades.is_empty() {
-        out.stdout.push_str(&format!("The following packages will be DOWNGRADED:\n  {}\n", downgrades.join(" ")));
+        out.stdout.push_str(&format!(
+            "The following packages will be DOWNGRADED:\n  {}\n",
+            downgrades.join(" ")
+        ));
     }
     out.stdout.push_str(&format!(
         "{} upgraded, {} newly installed, {} downgraded, 0 to remove and {} not upgraded.\n",
@@ -249,13 +316,21 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
         }
     }
     if !downgrades.is_empty() && !o.allow_down && o.yes {
-        out.stderr.push_str("E: Packages were downgraded and -y was used without --allow-downgrades.\n");
+        out.stderr
+            .push_str("E: Packages were downgraded and -y was used without --allow-downgrades.\n");
         out.code = 100;
         return out;
     }
     if o.simulate {
         for (p, v) in &changes {
-            out.stdout.push_str(&format!("Inst {p} [{}] ({v} {})\n", host.installed.get(p).map(|i| i.to_string()).unwrap_or_default(), host.apt_lists.map(repo_origin).unwrap_or_default()));
+            out.stdout.push_str(&format!(
+                "Inst {p} [{}] ({v} {})\n",
+                host.installed
+                    .get(p)
+                    .map(|i| i.to_string())
+                    .unwrap_or_default(),
+                host.apt_lists.map(repo_origin).unwrap_or_default()
+            ));
         }
         return out;
     }
@@ -270,13 +345,17 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
     }
     let url = host.apt_lists.map(apt_url).unwrap_or_default();
     for (n, (p, v)) in changes.iter().enumerate() {
-        out.stdout.push_str(&format!("Get:{} {url}  {p} {v} [11.2 MB]\n", n + 1));
+        out.stdout
+            .push_str(&format!("Get:{} {url}  {p} {v} [11.2 MB]\n", n + 1));
     }
     out.stdout.push_str("Fetched 33.6 MB in 1s (33.6 MB/s)\n(Reading database ... 74321 files and directories currently installed.)\n");
     for (p, v) in &changes {
-        out.stdout.push_str(&format!("Preparing to unpack .../{p}_{v}_amd64.deb ...\n"));
+        out.stdout
+            .push_str(&format!("Preparing to unpack .../{p}_{v}_amd64.deb ...\n"));
         match host.installed.get(p) {
-            Some(old) => out.stdout.push_str(&format!("Unpacking {p} ({v}) over ({old}) ...\n")),
+            Some(old) => out
+                .stdout
+                .push_str(&format!("Unpacking {p} ({v}) over ({old}) ...\n")),
             None => out.stdout.push_str(&format!("Unpacking {p} ({v}) ...\n")),
         }
     }
@@ -291,8 +370,13 @@ fn apt_install(host: &mut Host, ctx: &mut Ctx, specs: &[&str], o: &InstallOpts, 
 }
 
 fn apt(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> ExecOutput {
-    const WARN: &str = "\nWARNING: apt does not have a stable CLI interface. Use with caution in scripts.\n\n";
-    let verb = args.iter().find(|a| !a.starts_with('-')).map(String::as_str).unwrap_or("");
+    const WARN: &str =
+        "\nWARNING: apt does not have a stable CLI interface. Use with caution in scripts.\n\n";
+    let verb = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .unwrap_or("");
     let mut out = match verb {
         "list" => apt_list(host, ctx, args),
         "policy" | "madison" | "show" => apt_cache(host, ctx, args),
@@ -307,7 +391,12 @@ fn apt_list(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
     let all = args.iter().any(|a| a == "-a" || a == "--all-versions");
     let installed_only = args.iter().any(|a| a == "--installed");
     let upgradable_only = args.iter().any(|a| a == "--upgradable");
-    let pats: Vec<&String> = args.iter().skip_while(|a| *a != "list").skip(1).filter(|a| !a.starts_with('-')).collect();
+    let pats: Vec<&String> = args
+        .iter()
+        .skip_while(|a| *a != "list")
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let mut out = String::from("Listing...\n");
     let available = apt_available(host, ctx);
     for p in K8S_PACKAGES {
@@ -362,7 +451,11 @@ fn apt_list(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
 }
 
 fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
-    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-')).collect();
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let Some((&verb, pkgs)) = words.split_first() else {
         return ExecOutput::fail(100, "E: No operation specified\n");
     };
@@ -374,17 +467,20 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
         "madison" => {
             for p in pkgs {
                 if !K8S_PACKAGES.contains(p) {
-                    out.stderr.push_str(&format!("N: Unable to locate package {p}\n"));
+                    out.stderr
+                        .push_str(&format!("N: Unable to locate package {p}\n"));
                     continue;
                 }
                 for v in available.iter().rev() {
-                    out.stdout.push_str(&format!("{p:>10} | {v} | {url}  Packages\n"));
+                    out.stdout
+                        .push_str(&format!("{p:>10} | {v} | {url}  Packages\n"));
                 }
             }
         }
         "policy" => {
             if pkgs.is_empty() {
-                out.stdout.push_str("Package files:\n 100 /var/lib/dpkg/status\n     release a=now\n");
+                out.stdout
+                    .push_str("Package files:\n 100 /var/lib/dpkg/status\n     release a=now\n");
                 if let Some(m) = minor {
                     out.stdout.push_str(&format!(" 500 {url}  Packages\n     release o=obs://build.opensuse.org/{} ,n=,l=,c=\n", repo_origin(m).split(':').take(5).collect::<Vec<_>>().join(":")));
                 }
@@ -392,14 +488,18 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
             }
             for p in pkgs {
                 if !K8S_PACKAGES.contains(p) {
-                    out.stderr.push_str(&format!("N: Unable to locate package {p}\n"));
+                    out.stderr
+                        .push_str(&format!("N: Unable to locate package {p}\n"));
                     continue;
                 }
                 let inst = host.installed.get(*p);
                 out.stdout.push_str(&format!(
                     "{p}:\n  Installed: {}\n  Candidate: {}\n  Version table:\n",
-                    inst.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into()),
-                    apt_candidate(host, ctx, p).map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+                    inst.map(|v| v.to_string())
+                        .unwrap_or_else(|| "(none)".into()),
+                    apt_candidate(host, ctx, p)
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "(none)".into())
                 ));
                 let mut versions = available.clone();
                 if let Some(i) = inst {
@@ -413,7 +513,8 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
                     let prio = if available.contains(v) { 500 } else { 100 };
                     out.stdout.push_str(&format!("{mark} {v} {prio}\n"));
                     if available.contains(v) {
-                        out.stdout.push_str(&format!("        500 {url}  Packages\n"));
+                        out.stdout
+                            .push_str(&format!("        500 {url}  Packages\n"));
                     }
                     if Some(v) == inst {
                         out.stdout.push_str("        100 /var/lib/dpkg/status\n");
@@ -424,7 +525,9 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
         "show" => {
             for p in pkgs {
                 match apt_candidate(host, ctx, p).filter(|_| K8S_PACKAGES.contains(p)) {
-                    Some(v) => out.stdout.push_str(&format!("Package: {p}\nVersion: {v}\nArchitecture: amd64\n\n")),
+                    Some(v) => out.stdout.push_str(&format!(
+                        "Package: {p}\nVersion: {v}\nArchitecture: amd64\n\n"
+                    )),
                     None => {
                         out.stderr.push_str(&format!("E: No packages found\n"));
                         out.code = 100;
@@ -441,7 +544,11 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
 }
 
 fn apt_mark(host: &mut Host, args: &[String]) -> ExecOutput {
-    let words: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with('-')).collect();
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let Some((&verb, pkgs)) = words.split_first() else {
         return ExecOutput::fail(100, "E: No operation specified\n");
     };
@@ -453,7 +560,8 @@ fn apt_mark(host: &mut Host, args: &[String]) -> ExecOutput {
             }
             for p in pkgs {
                 if !K8S_PACKAGES.contains(p) && !host.installed.contains_key(*p) {
-                    out.stderr.push_str(&format!("E: Unable to locate package {p}\n"));
+                    out.stderr
+                        .push_str(&format!("E: Unable to locate package {p}\n"));
                     out.code = 100;
                     continue;
                 }
@@ -473,7 +581,11 @@ fn apt_mark(host: &mut Host, args: &[String]) -> ExecOutput {
             }
         }
         "showhold" => {
-            for p in host.holds.iter().filter(|p| pkgs.is_empty() || pkgs.contains(&p.as_str())) {
+            for p in host
+                .holds
+                .iter()
+                .filter(|p| pkgs.is_empty() || pkgs.contains(&p.as_str()))
+            {
                 out.stdout.push_str(&format!("{p}\n"));
             }
         }
@@ -489,13 +601,24 @@ fn dpkg(host: &Host, args: &[String]) -> ExecOutput {
     let list = args.iter().any(|a| a == "-l" || a == "--list");
     if !list {
         if let Some(i) = args.iter().position(|a| a == "-s" || a == "--status") {
-            let Some(p) = args.get(i + 1) else { return ExecOutput::fail(2, "dpkg: error: --status needs a package name\n") };
+            let Some(p) = args.get(i + 1) else {
+                return ExecOutput::fail(2, "dpkg: error: --status needs a package name\n");
+            };
             return match host.installed.get(p.as_str()) {
                 Some(v) => {
-                    let state = if host.holds.contains(p.as_str()) { "hold ok installed" } else { "install ok installed" };
+                    let state = if host.holds.contains(p.as_str()) {
+                        "hold ok installed"
+                    } else {
+                        "install ok installed"
+                    };
                     ExecOutput::ok(format!("Package: {p}\nStatus: {state}\nVersion: {v}\n"))
                 }
-                None => ExecOutput::fail(1, format!("dpkg-query: package '{p}' is not installed and no information is available\n")),
+                None => ExecOutput::fail(
+                    1,
+                    format!(
+                        "dpkg-query: package '{p}' is not installed and no information is available\n"
+                    ),
+                ),
             };
         }
         return ExecOutput::fail(2, "dpkg: error: need an action option\n");
@@ -545,7 +668,8 @@ fn rpm(host: &Host, args: &[String]) -> ExecOutput {
         match host.installed.get(p.as_str()) {
             Some(v) => out.stdout.push_str(&format!("{}\n", rpm_name(p, v))),
             None => {
-                out.stdout.push_str(&format!("package {p} is not installed\n"));
+                out.stdout
+                    .push_str(&format!("package {p} is not installed\n"));
                 out.code = 1;
             }
         }
@@ -560,9 +684,17 @@ struct DnfOpts {
 }
 
 /// dnf's view of one package version: visible, or hidden by the repository's `exclude=`.
-fn dnf_available(host: &Host, ctx: &Ctx, disable_excludes: bool) -> (Vec<(String, PkgVersion)>, Vec<(String, PkgVersion)>) {
-    let Some(r) = host.yum_repo().filter(|r| r.enabled) else { return (Vec::new(), Vec::new()) };
-    let Some(m) = r.minor else { return (Vec::new(), Vec::new()) };
+fn dnf_available(
+    host: &Host,
+    ctx: &Ctx,
+    disable_excludes: bool,
+) -> (Vec<(String, PkgVersion)>, Vec<(String, PkgVersion)>) {
+    let Some(r) = host.yum_repo().filter(|r| r.enabled) else {
+        return (Vec::new(), Vec::new());
+    };
+    let Some(m) = r.minor else {
+        return (Vec::new(), Vec::new());
+    };
     let versions = ctx.repos.versions(m, PkgFormat::Rpm);
     let mut visible = Vec::new();
     let mut hidden = Vec::new();
@@ -584,12 +716,18 @@ fn dnf_available(host: &Host, ctx: &Ctx, disable_excludes: bool) -> (Vec<(String
 fn dnf_spec_matches(spec: &str, name: &str, v: &PkgVersion) -> bool {
     let nv = format!("{name}-{}", v.upstream.plain());
     let nvr = format!("{name}-{v}");
-    [name.to_string(), nv, nvr.clone(), format!("{nvr}.x86_64")].iter().any(|c| glob_match(spec, c))
+    [name.to_string(), nv, nvr.clone(), format!("{nvr}.x86_64")]
+        .iter()
+        .any(|c| glob_match(spec, c))
 }
 
 fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) -> ExecOutput {
     let dnf5 = host.family == OsFamily::Dnf5;
-    let mut o = DnfOpts { yes: false, disable_excludes: false, showduplicates: false };
+    let mut o = DnfOpts {
+        yes: false,
+        disable_excludes: false,
+        showduplicates: false,
+    };
     let mut words: Vec<&str> = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -598,14 +736,18 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
         let disables = |v: &str| v == "all" || v == "*" || v == YUM_REPO_ID;
         match a {
             "-y" | "--assumeyes" => o.yes = true,
-            "-q" | "--quiet" | "-C" | "--cacheonly" | "--refresh" | "--nogpgcheck" | "--best" | "--allowerasing" => {}
+            "-q" | "--quiet" | "-C" | "--cacheonly" | "--refresh" | "--nogpgcheck" | "--best"
+            | "--allowerasing" => {}
             "--showduplicates" => o.showduplicates = true,
             "--disableexcludes" | "--disableexcludes=" if !dnf5 => {
                 o.disable_excludes |= args.get(i + 1).is_some_and(|v| disables(v));
                 i += 1;
             }
             "--setopt" => {
-                if let Some(v) = args.get(i + 1).and_then(|v| v.strip_prefix("disable_excludes=")) {
+                if let Some(v) = args
+                    .get(i + 1)
+                    .and_then(|v| v.strip_prefix("disable_excludes="))
+                {
                     o.disable_excludes |= disables(v);
                 }
                 i += 1;
@@ -617,10 +759,16 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
                     let verb = words.first().copied().unwrap_or("");
                     return ExecOutput::fail(
                         2,
-                        format!("Unknown argument \"{a}\" for command \"{verb}\". Add \"--help\" for more information about the arguments.\n"),
+                        format!(
+                            "Unknown argument \"{a}\" for command \"{verb}\". Add \"--help\" for more information about the arguments.\n"
+                        ),
                     );
                 }
-                o.disable_excludes |= disables(&value_of("--disableexcludes=").or_else(|| value_of("--disable-excludes=")).unwrap_or_default());
+                o.disable_excludes |= disables(
+                    &value_of("--disableexcludes=")
+                        .or_else(|| value_of("--disable-excludes="))
+                        .unwrap_or_default(),
+                );
             }
             _ if a.starts_with("--setopt=") => {
                 if let Some(v) = a["--setopt=".len()..].strip_prefix("disable_excludes=") {
@@ -642,7 +790,10 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
     let meta = if dnf5 {
         "Updating and loading repositories:\nRepositories loaded.\n".to_string()
     } else {
-        format!("Last metadata expiration check: 0:00:42 ago on {}.\n", ctx.now)
+        format!(
+            "Last metadata expiration check: 0:00:42 ago on {}.\n",
+            ctx.now
+        )
     };
     match verb {
         "install" | "upgrade" | "update" | "downgrade" => {
@@ -658,14 +809,21 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
             out
         }
         "makecache" | "check-update" | "clean" | "repolist" => ExecOutput::ok(meta),
-        v => ExecOutput::fail(1, format!("No such command: {v}. Please use /usr/bin/{cmd} --help\n")),
+        v => ExecOutput::fail(
+            1,
+            format!("No such command: {v}. Please use /usr/bin/{cmd} --help\n"),
+        ),
     }
 }
 
 fn dnf_list(host: &Host, ctx: &Ctx, specs: &[&str], o: &DnfOpts, dnf5: bool) -> ExecOutput {
     let (visible, _) = dnf_available(host, ctx, o.disable_excludes);
-    let want = |name: &str, v: &PkgVersion| specs.is_empty() || specs.iter().any(|s| dnf_spec_matches(s, name, v));
-    let line = |p: &str, v: &PkgVersion, repo: &str| format!("{:<34}{:<36}{repo}\n", format!("{p}.x86_64"), v.to_string());
+    let want = |name: &str, v: &PkgVersion| {
+        specs.is_empty() || specs.iter().any(|s| dnf_spec_matches(s, name, v))
+    };
+    let line = |p: &str, v: &PkgVersion, repo: &str| {
+        format!("{:<34}{:<36}{repo}\n", format!("{p}.x86_64"), v.to_string())
+    };
     let mut installed = String::new();
     for (p, v) in &host.installed {
         if want(p, v) {
@@ -674,21 +832,39 @@ fn dnf_list(host: &Host, ctx: &Ctx, specs: &[&str], o: &DnfOpts, dnf5: bool) -> 
     }
     let mut avail = String::new();
     for p in K8S_PACKAGES {
-        let mut vs: Vec<&PkgVersion> = visible.iter().filter(|(n, v)| n == p && want(p, v)).map(|(_, v)| v).collect();
+        let mut vs: Vec<&PkgVersion> = visible
+            .iter()
+            .filter(|(n, v)| n == p && want(p, v))
+            .map(|(_, v)| v)
+            .collect();
         vs.retain(|v| host.installed.get(p) != Some(*v));
         if !o.showduplicates {
             // Without --showduplicates only the newest version, and only if newer than installed.
             let newest = vs.iter().max().copied();
-            vs = newest.into_iter().filter(|v| host.installed.get(p).is_none_or(|i| *v > i)).collect();
+            vs = newest
+                .into_iter()
+                .filter(|v| host.installed.get(p).is_none_or(|i| *v > i))
+                .collect();
         }
         for v in vs {
             avail.push_str(&line(p, v, YUM_REPO_ID));
         }
     }
     if installed.is_empty() && avail.is_empty() {
-        return ExecOutput::fail(1, if dnf5 { "No matching packages to list\n" } else { "Error: No matching Packages to list\n" });
+        return ExecOutput::fail(
+            1,
+            if dnf5 {
+                "No matching packages to list\n"
+            } else {
+                "Error: No matching Packages to list\n"
+            },
+        );
     }
-    let (ih, ah) = if dnf5 { ("Installed packages", "Available packages") } else { ("Installed Packages", "Available Packages") };
+    let (ih, ah) = if dnf5 {
+        ("Installed packages", "Available packages")
+    } else {
+        ("Installed Packages", "Available Packages")
+    };
     let mut out = String::new();
     if !installed.is_empty() {
         out.push_str(&format!("{ih}\n{installed}"));
@@ -704,17 +880,35 @@ fn dnf_list(host: &Host, ctx: &Ctx, specs: &[&str], o: &DnfOpts, dnf5: bool) -> 
 
 /// dnf install/upgrade (dnf/cli/commands/install.py; "Unable to find a match" and the
 /// exclude-filter message come from dnf/base.py).
-fn dnf_install(host: &mut Host, ctx: &mut Ctx, verb: &str, specs: &[&str], o: &DnfOpts, stdin: &str) -> ExecOutput {
+fn dnf_install(
+    host: &mut Host,
+    ctx: &mut Ctx,
+    verb: &str,
+    specs: &[&str],
+    o: &DnfOpts,
+    stdin: &str,
+) -> ExecOutput {
     let (visible, hidden) = dnf_available(host, ctx, o.disable_excludes);
     let mut out = ExecOutput::default();
     let mut changes: Vec<(String, PkgVersion)> = Vec::new();
     let mut missing = Vec::new();
-    let specs: Vec<&str> = if specs.is_empty() && verb != "install" { K8S_PACKAGES.to_vec() } else { specs.to_vec() };
+    let specs: Vec<&str> = if specs.is_empty() && verb != "install" {
+        K8S_PACKAGES.to_vec()
+    } else {
+        specs.to_vec()
+    };
     for spec in &specs {
         let mut matched = false;
         for p in K8S_PACKAGES {
-            let best = visible.iter().filter(|(n, v)| n == p && dnf_spec_matches(spec, p, v)).map(|(_, v)| v).max();
-            let installed_match = host.installed.get(p).filter(|v| dnf_spec_matches(spec, p, v));
+            let best = visible
+                .iter()
+                .filter(|(n, v)| n == p && dnf_spec_matches(spec, p, v))
+                .map(|(_, v)| v)
+                .max();
+            let installed_match = host
+                .installed
+                .get(p)
+                .filter(|v| dnf_spec_matches(spec, p, v));
             match (best, installed_match) {
                 (Some(b), _) => {
                     matched = true;
@@ -724,14 +918,20 @@ fn dnf_install(host: &mut Host, ctx: &mut Ctx, verb: &str, specs: &[&str], o: &D
                     let bare = glob_match(spec, p);
                     match cur {
                         Some(c) if c == b || (bare && verb == "install") || (bare && c > b) => {
-                            out.stdout.push_str(&format!("Package {} is already installed.\n", rpm_name(p, c)));
+                            out.stdout.push_str(&format!(
+                                "Package {} is already installed.\n",
+                                rpm_name(p, c)
+                            ));
                         }
                         _ => changes.push((p.to_string(), b.clone())),
                     }
                 }
                 (None, Some(i)) => {
                     matched = true;
-                    out.stdout.push_str(&format!("Package {} is already installed.\n", rpm_name(p, i)));
+                    out.stdout.push_str(&format!(
+                        "Package {} is already installed.\n",
+                        rpm_name(p, i)
+                    ));
                 }
                 (None, None) => {}
             }
@@ -744,40 +944,79 @@ fn dnf_install(host: &mut Host, ctx: &mut Ctx, verb: &str, specs: &[&str], o: &D
         for spec in &missing {
             let filtered = hidden.iter().any(|(n, v)| dnf_spec_matches(spec, n, v));
             if filtered {
-                out.stdout.push_str(&format!("All matches were filtered out by exclude filtering for argument: {spec}\n"));
+                out.stdout.push_str(&format!(
+                    "All matches were filtered out by exclude filtering for argument: {spec}\n"
+                ));
             } else {
-                out.stdout.push_str(&format!("No match for argument: {spec}\n"));
+                out.stdout
+                    .push_str(&format!("No match for argument: {spec}\n"));
             }
         }
-        out.stderr.push_str(&format!("Error: Unable to find a match: {}\n", missing.join(" ")));
+        out.stderr.push_str(&format!(
+            "Error: Unable to find a match: {}\n",
+            missing.join(" ")
+        ));
         out.code = 1;
         return out;
     }
     if changes.is_empty() {
-        out.stdout.push_str("Dependencies resolved.\nNothing to do.\nComplete!\n");
+        out.stdout
+            .push_str("Dependencies resolved.\nNothing to do.\nComplete!\n");
         return out;
     }
     out.stdout.push_str("Dependencies resolved.\n");
-    out.stdout.push_str(&format!("{}\n {:<17}{:<15}{:<25}{:<16}Size\n{}\n", "=".repeat(80), "Package", "Architecture", "Version", "Repository", "=".repeat(80)));
-    let section = |pred: &dyn Fn(&Option<&PkgVersion>, &PkgVersion) -> bool| -> Vec<(String, PkgVersion)> {
-        changes.iter().filter(|(p, v)| pred(&host.installed.get(p), v)).cloned().collect()
-    };
+    out.stdout.push_str(&format!(
+        "{}\n {:<17}{:<15}{:<25}{:<16}Size\n{}\n",
+        "=".repeat(80),
+        "Package",
+        "Architecture",
+        "Version",
+        "Repository",
+        "=".repeat(80)
+    ));
+    let section =
+        |pred: &dyn Fn(&Option<&PkgVersion>, &PkgVersion) -> bool| -> Vec<(String, PkgVersion)> {
+            changes
+                .iter()
+                .filter(|(p, v)| pred(&host.installed.get(p), v))
+                .cloned()
+                .collect()
+        };
     let installing = section(&|i, _| i.is_none());
     let upgrading = section(&|i, v| i.is_some_and(|i| v > i));
     let downgrading = section(&|i, v| i.is_some_and(|i| v < i));
-    for (title, list) in [("Installing:", &installing), ("Upgrading:", &upgrading), ("Downgrading:", &downgrading)] {
+    for (title, list) in [
+        ("Installing:", &installing),
+        ("Upgrading:", &upgrading),
+        ("Downgrading:", &downgrading),
+    ] {
         if list.is_empty() {
             continue;
         }
         out.stdout.push_str(&format!("{title}\n"));
         for (p, v) in list.iter() {
-            out.stdout.push_str(&format!(" {:<17}{:<15}{:<25}{:<16}11 M\n", p, "x86_64", v.to_string(), YUM_REPO_ID));
+            out.stdout.push_str(&format!(
+                " {:<17}{:<15}{:<25}{:<16}11 M\n",
+                p,
+                "x86_64",
+                v.to_string(),
+                YUM_REPO_ID
+            ));
         }
     }
-    out.stdout.push_str(&format!("\nTransaction Summary\n{}\n", "=".repeat(80)));
-    for (word, list) in [("Install", &installing), ("Upgrade", &upgrading), ("Downgrade", &downgrading)] {
+    out.stdout
+        .push_str(&format!("\nTransaction Summary\n{}\n", "=".repeat(80)));
+    for (word, list) in [
+        ("Install", &installing),
+        ("Upgrade", &upgrading),
+        ("Downgrade", &downgrading),
+    ] {
         if !list.is_empty() {
-            out.stdout.push_str(&format!("{word}  {} Package{}\n", list.len(), if list.len() > 1 { "s" } else { "" }));
+            out.stdout.push_str(&format!(
+                "{word}  {} Package{}\n",
+                list.len(),
+                if list.len() > 1 { "s" } else { "" }
+            ));
         }
     }
     if !o.yes {
@@ -790,9 +1029,14 @@ fn dnf_install(host: &mut Host, ctx: &mut Ctx, verb: &str, specs: &[&str], o: &D
     }
     out.stdout.push_str("\nDownloading Packages:\nRunning transaction check\nTransaction check succeeded.\nRunning transaction test\nTransaction test succeeded.\nRunning transaction\n");
     for (p, v) in &changes {
-        out.stdout.push_str(&format!("  Installing       : {:<40}\n", rpm_name(p, v)));
+        out.stdout
+            .push_str(&format!("  Installing       : {:<40}\n", rpm_name(p, v)));
     }
-    for (title, list) in [("Installed:", &installing), ("Upgraded:", &upgrading), ("Downgraded:", &downgrading)] {
+    for (title, list) in [
+        ("Installed:", &installing),
+        ("Upgraded:", &upgrading),
+        ("Downgraded:", &downgrading),
+    ] {
         if !list.is_empty() {
             out.stdout.push_str(&format!("\n{title}\n"));
             for (p, v) in list.iter() {

@@ -34,7 +34,10 @@ pub fn repo_url(minor: Minor, format: PkgFormat) -> String {
         PkgFormat::Deb => "deb",
         PkgFormat::Rpm => "rpm",
     };
-    format!("https://pkgs.k8s.io/core:/stable:/v{}.{}/{kind}/", minor.0, minor.1)
+    format!(
+        "https://pkgs.k8s.io/core:/stable:/v{}.{}/{kind}/",
+        minor.0, minor.1
+    )
 }
 
 /// `/etc/apt/sources.list.d/kubernetes.list` for a minor (kubernetes/website
@@ -92,17 +95,28 @@ pub fn parse_yum_repo(text: &str) -> Vec<YumRepo> {
             continue;
         }
         if let Some(id) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            out.push(YumRepo { id: id.to_string(), minor: None, enabled: true, exclude: Vec::new() });
+            out.push(YumRepo {
+                id: id.to_string(),
+                minor: None,
+                enabled: true,
+                exclude: Vec::new(),
+            });
             continue;
         }
         let Some(cur) = out.last_mut() else { continue };
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         match k.trim() {
             "baseurl" => cur.minor = minor_in_url(v.trim(), "rpm"),
             "enabled" => cur.enabled = v.trim() != "0",
             // dnf accepts space- or comma-separated globs (dnf.conf(5) "exclude").
             "exclude" | "excludepkgs" => {
-                cur.exclude = v.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect()
+                cur.exclude = v
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
             }
             _ => {}
         }
@@ -152,7 +166,10 @@ impl Repos {
                     ),
                 };
                 if (up.major, up.minor) != minor {
-                    return Err(format!("package version {v} does not belong to the {} repository", s.minor));
+                    return Err(format!(
+                        "package version {v} does not belong to the {} repository",
+                        s.minor
+                    ));
                 }
                 list.push((up, rev));
             }
@@ -168,7 +185,12 @@ impl Repos {
             // Revisions are not always -1.1 (1.29.4-2.1 exists upstream): the defaults include
             // a -2.1 rebuild so that callers who hard-code "-1.1" find out here.
             None => (0..=DEFAULT_PATCHES)
-                .map(|p| (KubeVersion::new(minor.0, minor.1, p), if p == 2 { "2.1" } else { "1.1" }.to_string()))
+                .map(|p| {
+                    (
+                        KubeVersion::new(minor.0, minor.1, p),
+                        if p == 2 { "2.1" } else { "1.1" }.to_string(),
+                    )
+                })
                 .collect(),
         };
         let mut out: Vec<PkgVersion> = base
@@ -178,7 +200,10 @@ impl Repos {
                     PkgFormat::Deb => rev,
                     PkgFormat::Rpm => format!("150500.{rev}"),
                 };
-                PkgVersion { upstream: up, revision: rev }
+                PkgVersion {
+                    upstream: up,
+                    revision: rev,
+                }
             })
             .collect();
         out.sort();
@@ -211,7 +236,10 @@ mod tests {
             "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.33/deb/ /\n"
         );
         assert_eq!(parse_apt_list(&text), Some((1, 33)));
-        assert_eq!(parse_apt_list(&text.replace("v1.33", "v1.34")), Some((1, 34)));
+        assert_eq!(
+            parse_apt_list(&text.replace("v1.33", "v1.34")),
+            Some((1, 34))
+        );
         assert_eq!(parse_apt_list(&format!("# {text}")), None);
         assert_eq!(parse_apt_list(""), None);
     }
@@ -223,7 +251,16 @@ mod tests {
         assert_eq!(repos[0].id, "kubernetes");
         assert_eq!(repos[0].minor, Some((1, 33)));
         assert!(repos[0].enabled);
-        assert_eq!(repos[0].exclude, ["kubelet", "kubeadm", "kubectl", "cri-tools", "kubernetes-cni"]);
+        assert_eq!(
+            repos[0].exclude,
+            [
+                "kubelet",
+                "kubeadm",
+                "kubectl",
+                "cri-tools",
+                "kubernetes-cni"
+            ]
+        );
         let switched = parse_yum_repo(&yum_repo_text((1, 33)).replace("v1.33", "v1.34"));
         assert_eq!(switched[0].minor, Some((1, 34)));
     }
@@ -231,8 +268,22 @@ mod tests {
     #[test]
     fn default_repositories_publish_patches_with_mixed_revisions() {
         let repos = Repos::default();
-        let deb: Vec<String> = repos.versions((1, 34), PkgFormat::Deb).iter().map(|v| v.to_string()).collect();
-        assert_eq!(deb, ["1.34.0-1.1", "1.34.1-1.1", "1.34.2-2.1", "1.34.3-1.1", "1.34.4-1.1", "1.34.5-1.1"]);
+        let deb: Vec<String> = repos
+            .versions((1, 34), PkgFormat::Deb)
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        assert_eq!(
+            deb,
+            [
+                "1.34.0-1.1",
+                "1.34.1-1.1",
+                "1.34.2-2.1",
+                "1.34.3-1.1",
+                "1.34.4-1.1",
+                "1.34.5-1.1"
+            ]
+        );
         let rpm = repos.versions((1, 34), PkgFormat::Rpm);
         assert_eq!(rpm[2].to_string(), "1.34.2-150500.2.1");
     }
@@ -244,10 +295,20 @@ mod tests {
             versions: vec!["1.35.0-1.1".into(), "1.35.1".into(), "1.35.2-2.1".into()],
         }])
         .unwrap();
-        let deb: Vec<String> = repos.versions((1, 35), PkgFormat::Deb).iter().map(|v| v.to_string()).collect();
+        let deb: Vec<String> = repos
+            .versions((1, 35), PkgFormat::Deb)
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
         assert_eq!(deb, ["1.35.0-1.1", "1.35.1-1.1", "1.35.2-2.1"]);
-        assert_eq!(repos.revision_for(&KubeVersion::new(1, 35, 2), PkgFormat::Deb), "2.1");
-        let err = Repos::from_specs(&[RepoSpec { minor: "v1.35".into(), versions: vec!["1.34.1-1.1".into()] }]);
+        assert_eq!(
+            repos.revision_for(&KubeVersion::new(1, 35, 2), PkgFormat::Deb),
+            "2.1"
+        );
+        let err = Repos::from_specs(&[RepoSpec {
+            minor: "v1.35".into(),
+            versions: vec!["1.34.1-1.1".into()],
+        }]);
         assert!(err.unwrap_err().contains("does not belong"));
     }
 }

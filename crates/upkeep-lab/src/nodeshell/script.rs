@@ -59,7 +59,11 @@ enum Tok {
     Raw(String),
     Op(&'static str),
     /// `<<` / `<<-` with its delimiter word (unquoted) and the body, filled in at the newline.
-    Heredoc { delim: String, strip_tabs: bool, body: Option<String> },
+    Heredoc {
+        delim: String,
+        strip_tabs: bool,
+        body: Option<String>,
+    },
 }
 
 /// Scan into raw chunks and operators; read here-document bodies.
@@ -82,7 +86,10 @@ fn scan(src: &str) -> Result<Vec<Tok>, String> {
         let at_word_start = raw.is_empty() || raw.ends_with(char::is_whitespace);
         match c {
             '\'' => {
-                let end = chars[i + 1..].iter().position(|&x| x == '\'').ok_or("Unterminated quoted string")?;
+                let end = chars[i + 1..]
+                    .iter()
+                    .position(|&x| x == '\'')
+                    .ok_or("Unterminated quoted string")?;
                 raw.extend(&chars[i..=i + 1 + end]);
                 i += end + 2;
             }
@@ -116,11 +123,20 @@ fn scan(src: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
                 // Here-document bodies follow the line that named them.
                 for idx in std::mem::take(&mut pending) {
-                    let Tok::Heredoc { delim, strip_tabs, .. } = toks[idx].clone() else { continue };
+                    let Tok::Heredoc {
+                        delim, strip_tabs, ..
+                    } = toks[idx].clone()
+                    else {
+                        continue;
+                    };
                     let mut body = String::new();
                     let mut found = false;
                     while i < chars.len() {
-                        let end = chars[i..].iter().position(|&x| x == '\n').map(|p| i + p).unwrap_or(chars.len());
+                        let end = chars[i..]
+                            .iter()
+                            .position(|&x| x == '\n')
+                            .map(|p| i + p)
+                            .unwrap_or(chars.len());
                         let mut line: String = chars[i..end].iter().collect();
                         i = (end + 1).min(chars.len().max(end + 1));
                         if strip_tabs {
@@ -201,12 +217,19 @@ fn scan(src: &str) -> Result<Vec<Tok>, String> {
                         }
                         i += 1;
                     }
-                    let word: String = chars[start..i].iter().filter(|&&c| c != '\'' && c != '"' && c != '\\').collect();
+                    let word: String = chars[start..i]
+                        .iter()
+                        .filter(|&&c| c != '\'' && c != '"' && c != '\\')
+                        .collect();
                     if word.is_empty() {
                         return Err("Syntax error: newline unexpected".into());
                     }
                     pending.push(toks.len());
-                    toks.push(Tok::Heredoc { delim: word, strip_tabs: op == "<<-", body: None });
+                    toks.push(Tok::Heredoc {
+                        delim: word,
+                        strip_tabs: op == "<<-",
+                        body: None,
+                    });
                 } else {
                     toks.push(Tok::Op(op));
                 }
@@ -255,7 +278,10 @@ pub fn parse(src: &str) -> Result<Script, String> {
         match tok {
             Tok::Raw(r) => {
                 let mut ws = words(&r)?;
-                if !cmd_has_content && pipeline.commands.is_empty() && ws.first().map(String::as_str) == Some("!") {
+                if !cmd_has_content
+                    && pipeline.commands.is_empty()
+                    && ws.first().map(String::as_str) == Some("!")
+                {
                     pipeline.negate = true;
                     ws.remove(0);
                 }
@@ -282,8 +308,18 @@ pub fn parse(src: &str) -> Result<Script, String> {
                     ">" => cmd.stdout_to = Some((target, false)),
                     ">>" => cmd.stdout_to = Some((target, true)),
                     "<" => cmd.stdin_from = Some(target),
-                    "2>" => cmd.stderr_to = Some(ErrTo::File { path: target, append: false }),
-                    "2>>" => cmd.stderr_to = Some(ErrTo::File { path: target, append: true }),
+                    "2>" => {
+                        cmd.stderr_to = Some(ErrTo::File {
+                            path: target,
+                            append: false,
+                        })
+                    }
+                    "2>>" => {
+                        cmd.stderr_to = Some(ErrTo::File {
+                            path: target,
+                            append: true,
+                        })
+                    }
                     _ => {
                         cmd.stdout_to = Some((target, false));
                         cmd.stderr_to = Some(ErrTo::Stdout);
@@ -310,7 +346,11 @@ pub fn parse(src: &str) -> Result<Script, String> {
                 if pipeline.commands.is_empty() {
                     return Err(format!("Syntax error: \"{op}\" unexpected"));
                 }
-                let conn = if op == "&&" { Connector::And } else { Connector::Or };
+                let conn = if op == "&&" {
+                    Connector::And
+                } else {
+                    Connector::Or
+                };
                 script.items.push((std::mem::take(&mut pipeline), conn));
                 need_more = true;
             }
@@ -324,7 +364,9 @@ pub fn parse(src: &str) -> Result<Script, String> {
                     }
                     continue;
                 }
-                script.items.push((std::mem::take(&mut pipeline), Connector::Seq));
+                script
+                    .items
+                    .push((std::mem::take(&mut pipeline), Connector::Seq));
             }
         }
     }
@@ -343,7 +385,10 @@ mod tests {
     use super::*;
 
     fn argvs(s: &Script) -> Vec<Vec<Vec<String>>> {
-        s.items.iter().map(|(p, _)| p.commands.iter().map(|c| c.argv.clone()).collect()).collect()
+        s.items
+            .iter()
+            .map(|(p, _)| p.commands.iter().map(|c| c.argv.clone()).collect())
+            .collect()
     }
 
     #[test]
@@ -351,9 +396,19 @@ mod tests {
         let s = parse("sudo apt-mark unhold kubeadm && sudo apt-get update && sudo apt-get install -y kubeadm='1.34.1-*' && sudo apt-mark hold kubeadm").unwrap();
         assert_eq!(s.items.len(), 4);
         assert!(s.items[..3].iter().all(|(_, c)| *c == Connector::And));
-        assert_eq!(s.items[2].0.commands[0].argv, ["sudo", "apt-get", "install", "-y", "kubeadm=1.34.1-*"]);
+        assert_eq!(
+            s.items[2].0.commands[0].argv,
+            ["sudo", "apt-get", "install", "-y", "kubeadm=1.34.1-*"]
+        );
         let s = parse("false || echo 'a && b'; echo \"c;d\"").unwrap();
-        assert_eq!(argvs(&s), vec![vec![vec!["false"]], vec![vec!["echo", "a && b"]], vec![vec!["echo", "c;d"]]]);
+        assert_eq!(
+            argvs(&s),
+            vec![
+                vec![vec!["false"]],
+                vec![vec!["echo", "a && b"]],
+                vec![vec!["echo", "c;d"]]
+            ]
+        );
         assert_eq!(s.items[0].1, Connector::Or);
         assert_eq!(s.items[1].1, Connector::Seq);
     }
@@ -377,15 +432,33 @@ mod tests {
         let s = parse("echo 'deb [signed-by=/k.gpg] https://x/v1.34/deb/ /' | sudo tee /etc/apt/sources.list.d/kubernetes.list >/dev/null 2>&1").unwrap();
         let p = &s.items[0].0;
         assert_eq!(p.commands.len(), 2);
-        assert_eq!(p.commands[0].argv, ["echo", "deb [signed-by=/k.gpg] https://x/v1.34/deb/ /"]);
-        assert_eq!(p.commands[1].argv, ["sudo", "tee", "/etc/apt/sources.list.d/kubernetes.list"]);
-        assert_eq!(p.commands[1].stdout_to, Some(("/dev/null".to_string(), false)));
+        assert_eq!(
+            p.commands[0].argv,
+            ["echo", "deb [signed-by=/k.gpg] https://x/v1.34/deb/ /"]
+        );
+        assert_eq!(
+            p.commands[1].argv,
+            ["sudo", "tee", "/etc/apt/sources.list.d/kubernetes.list"]
+        );
+        assert_eq!(
+            p.commands[1].stdout_to,
+            Some(("/dev/null".to_string(), false))
+        );
         assert_eq!(p.commands[1].stderr_to, Some(ErrTo::Stdout));
         let s = parse("echo a>f b; cat <f 2>/dev/null; echo x >> f").unwrap();
         let c = &s.items[0].0.commands[0];
-        assert_eq!((c.argv.clone(), c.stdout_to.clone()), (vec!["echo".into(), "a".into(), "b".into()], Some(("f".into(), false))));
+        assert_eq!(
+            (c.argv.clone(), c.stdout_to.clone()),
+            (
+                vec!["echo".into(), "a".into(), "b".into()],
+                Some(("f".into(), false))
+            )
+        );
         assert_eq!(s.items[1].0.commands[0].stdin_from.as_deref(), Some("f"));
-        assert_eq!(s.items[2].0.commands[0].stdout_to, Some(("f".to_string(), true)));
+        assert_eq!(
+            s.items[2].0.commands[0].stdout_to,
+            Some(("f".to_string(), true))
+        );
         // A quoted operator is a word.
         let s = parse("echo '>' \"|\" x").unwrap();
         assert_eq!(s.items[0].0.commands[0].argv, ["echo", ">", "|", "x"]);
@@ -398,7 +471,10 @@ mod tests {
         assert_eq!(s.items.len(), 2);
         let c = &s.items[0].0.commands[0];
         assert_eq!(c.argv, ["cat"]);
-        assert_eq!(c.heredoc.as_deref(), Some("[kubernetes]\nbaseurl=https://x/v1.34/rpm/\n"));
+        assert_eq!(
+            c.heredoc.as_deref(),
+            Some("[kubernetes]\nbaseurl=https://x/v1.34/rpm/\n")
+        );
         assert_eq!(s.items[1].0.commands[0].argv, ["echo", "done"]);
         let s = parse("cat > /f <<-'END'\n\tline\n\tEND\n").unwrap();
         let c = &s.items[0].0.commands[0];
@@ -408,10 +484,19 @@ mod tests {
 
     #[test]
     fn syntax_errors_read_like_dash() {
-        assert_eq!(parse("&& ls").unwrap_err(), "Syntax error: \"&&\" unexpected");
-        assert_eq!(parse("ls &&").unwrap_err(), "Syntax error: end of file unexpected");
+        assert_eq!(
+            parse("&& ls").unwrap_err(),
+            "Syntax error: \"&&\" unexpected"
+        );
+        assert_eq!(
+            parse("ls &&").unwrap_err(),
+            "Syntax error: end of file unexpected"
+        );
         assert_eq!(parse("echo 'x").unwrap_err(), "Unterminated quoted string");
-        assert_eq!(parse("ls >").unwrap_err(), "Syntax error: newline unexpected");
+        assert_eq!(
+            parse("ls >").unwrap_err(),
+            "Syntax error: newline unexpected"
+        );
         assert!(parse("").unwrap().items.is_empty());
     }
 

@@ -33,11 +33,21 @@ impl KubeVersion {
         if it.next().is_some() {
             return None;
         }
-        Some(KubeVersion { major, minor, patch, pre })
+        Some(KubeVersion {
+            major,
+            minor,
+            patch,
+            pre,
+        })
     }
 
     pub fn new(major: u32, minor: u32, patch: u32) -> Self {
-        KubeVersion { major, minor, patch, pre: String::new() }
+        KubeVersion {
+            major,
+            minor,
+            patch,
+            pre: String::new(),
+        }
     }
 
     /// `v1.34.1`
@@ -109,11 +119,17 @@ impl PkgVersion {
             return None;
         }
         let upstream = KubeVersion::parse(&up.replace('~', "-"))?;
-        Some(PkgVersion { upstream, revision: rev.to_string() })
+        Some(PkgVersion {
+            upstream,
+            revision: rev.to_string(),
+        })
     }
 
     pub fn new(upstream: KubeVersion, revision: &str) -> Self {
-        PkgVersion { upstream, revision: revision.to_string() }
+        PkgVersion {
+            upstream,
+            revision: revision.to_string(),
+        }
     }
 }
 
@@ -132,7 +148,9 @@ impl PartialOrd for PkgVersion {
 
 impl Ord for PkgVersion {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.upstream.cmp(&other.upstream).then_with(|| cmp_revision(&self.revision, &other.revision))
+        self.upstream
+            .cmp(&other.upstream)
+            .then_with(|| cmp_revision(&self.revision, &other.revision))
     }
 }
 
@@ -224,7 +242,9 @@ mod tests {
         let r = PkgVersion::parse("1.31.11-150500.1.1").unwrap();
         assert_eq!(r.to_string(), "1.31.11-150500.1.1");
         assert!(PkgVersion::parse("1.34.1-2.1").unwrap() > p);
-        assert!(PkgVersion::parse("1.34.2-1.1").unwrap() > PkgVersion::parse("1.34.1-2.1").unwrap());
+        assert!(
+            PkgVersion::parse("1.34.2-1.1").unwrap() > PkgVersion::parse("1.34.1-2.1").unwrap()
+        );
         assert!(PkgVersion::parse("1.34.1").is_none());
     }
 

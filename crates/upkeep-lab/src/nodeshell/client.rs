@@ -1,0 +1,131 @@
+//! `upkeep-lab node-shell --kubeconfig K NODE -- CMD...`: run a command on a lab node through
+//! `POST /lab/v1/nodes/{node}/exec`, print its output and exit with its code. Without CMD,
+//! read command lines from stdin (each runs as `sh -c LINE`) until end of input or `exit`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::http::{ExecRequest, ExecResponse};
+
+/// Arguments of the `node-shell` subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeShellArgs {
+    /// The kubeconfig `upkeep-lab serve` wrote.
+    #[arg(long, value_name = "PATH", env = "KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The node to run on.
+    pub node: String,
+    /// The command and its arguments (after `--`). Empty: read lines from stdin.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// A client for one lab's node-shell endpoint.
+pub struct NodeShellClient {
+    client: kube::Client,
+}
+
+impl NodeShellClient {
+    /// From a kubeconfig file (the server address and credentials of its context).
+    pub async fn from_kubeconfig(
+        path: &std::path::Path,
+        context: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let kc = kube::config::Kubeconfig::read_from(path).with_context(|| {
+            format!(
+                "reading kubeconfig {} (write one with upkeep-lab serve --kubeconfig)",
+                path.display()
+            )
+        })?;
+        let opts = kube::config::KubeConfigOptions {
+            context,
+            ..Default::default()
+        };
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+        Ok(NodeShellClient {
+            client: kube::Client::try_from(cfg).context("building the API client")?,
+        })
+    }
+
+    /// Run `argv` on `node`.
+    pub async fn exec(
+        &self,
+        node: &str,
+        argv: &[String],
+        stdin: &str,
+    ) -> anyhow::Result<ExecResponse> {
+        let body = serde_json::to_vec(&ExecRequest {
+            argv: argv.to_vec(),
+            stdin: stdin.to_string(),
+        })?;
+        let req = http::Request::post(format!("/lab/v1/nodes/{node}/exec"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)?;
+        match self.client.request::<ExecResponse>(req).await {
+            Ok(r) => Ok(r),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                anyhow::bail!(
+                    "{} (is this kubeconfig's server an upkeep-lab with node shells?)",
+                    s.message
+                )
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("running a command on node {node}")))
+            }
+        }
+    }
+}
+
+/// Run the subcommand; returns the exit code to use.
+pub async fn run(args: NodeShellArgs) -> anyhow::Result<i32> {
+    let client = NodeShellClient::from_kubeconfig(&args.kubeconfig, args.context.clone()).await?;
+    if !args.command.is_empty() {
+        let r = client.exec(&args.node, &args.command, "").await?;
+        print_output(&r);
+        return Ok(r.code);
+    }
+    // Line mode: one `sh -c` per line.
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut last = 0;
+    loop {
+        if interactive {
+            print!("root@{}:~# ", args.node);
+            std::io::stdout().flush()?;
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "exit" || line == "logout" {
+            break;
+        }
+        let r = client
+            .exec(
+                &args.node,
+                &["sh".to_string(), "-c".to_string(), line.to_string()],
+                "",
+            )
+            .await?;
+        print_output(&r);
+        last = r.code;
+    }
+    Ok(last)
+}
+
+fn print_output(r: &ExecResponse) {
+    print!("{}", r.stdout);
+    eprint!("{}", r.stderr);
+    let _ = std::io::stdout().flush();
+}
