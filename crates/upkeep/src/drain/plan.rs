@@ -133,10 +133,15 @@ impl DrainPlan {
         self.verdict == Verdict::Refused
     }
 
-    /// The replicated workloads whose pods this drain evicts.
+    /// The replicated workloads whose pods this drain evicts (or waits for:
+    /// pods an interrupted run evicted).
     pub fn workloads(&self) -> Vec<Workload> {
         let mut seen = BTreeMap::new();
-        for p in self.pods.iter().filter(|p| p.action == Action::Evict) {
+        for p in self
+            .pods
+            .iter()
+            .filter(|p| matches!(p.action, Action::Evict | Action::Wait))
+        {
             if let Some(w) = &p.workload {
                 seen.entry((w.namespace.clone(), w.id()))
                     .or_insert_with(|| w.clone());
@@ -489,7 +494,7 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
                     .is_some_and(|n| !leaving.contains(n))
             })
             .count();
-        let what = format!("{}/{}", w.namespace, w.id());
+        let what = format!("{} {}/{}", w.kind, w.namespace, w.name);
         let message = if w.replicas <= 1 {
             format!(
                 "{what} has {} replica: it is unavailable until its replacement is Ready",

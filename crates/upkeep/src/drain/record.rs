@@ -51,15 +51,21 @@ pub fn merged(node: &Node, pods: &[PodPlan]) -> Vec<FormerPod> {
         .iter()
         .filter(|p| matches!(p.action, Action::Evict | Action::Destroy | Action::Wait))
     {
-        all.insert(
-            (p.namespace.clone(), p.name.clone()),
-            FormerPod {
-                namespace: p.namespace.clone(),
-                name: p.name.clone(),
-                workload: p.workload.as_ref().map(|w| w.id()),
-                selector: p.workload.as_ref().map(|w| w.selector.clone()),
-            },
-        );
+        let former = FormerPod {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            workload: p.workload.as_ref().map(|w| w.id()),
+            selector: p.workload.as_ref().map(|w| w.selector.clone()),
+        };
+        // An earlier run's entry may know more (the workload of a pod that
+        // is now only terminating): keep it.
+        all.entry((p.namespace.clone(), p.name.clone()))
+            .and_modify(|f| {
+                if f.workload.is_none() {
+                    *f = former.clone();
+                }
+            })
+            .or_insert(former);
     }
     all.into_values().collect()
 }

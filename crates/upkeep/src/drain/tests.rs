@@ -680,11 +680,11 @@ fn downtime_warns_or_blocks() {
     assert_eq!(msgs.len(), 2, "{msgs:?}");
     assert!(
         msgs.iter()
-            .any(|m| m.contains("default/Deployment/solo has 1 replica"))
+            .any(|m| m.contains("Deployment default/solo has 1 replica"))
     );
     assert!(
         msgs.iter()
-            .any(|m| m.contains("every ready replica of default/ReplicaSet/pair runs on n1"))
+            .any(|m| m.contains("every ready replica of ReplicaSet default/pair runs on n1"))
     );
     let strict = plan(
         &s,
@@ -853,4 +853,30 @@ fn json_plan_is_stable() {
         .unwrap();
     assert_eq!(web["workload"]["kind"], "Deployment");
     assert_eq!(web["fitsOn"], "node02");
+}
+
+#[test]
+fn the_record_keeps_earlier_runs_and_what_they_knew() {
+    let mut s = os_upgrade("node02");
+    let earlier = r#"[{"namespace":"default","name":"web-6f7c-old","workload":"Deployment/web","selector":"app=web"},
+                      {"namespace":"default","name":"web-6f7c-b","workload":"Deployment/web","selector":"app=web"}]"#;
+    s.node.metadata.annotations = Some(map(&[(record::DRAINED_PODS, earlier)]));
+    // web-6f7c-b is now terminating (an interrupted run evicted it).
+    s.pods[0].metadata.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+    let p = plan(&s, &DrainOptions::default());
+    assert_eq!(pod_plan(&p, "web-6f7c-b").action, Action::Wait);
+    assert_eq!(
+        p.workloads().len(),
+        1,
+        "a terminating pod's workload is still waited for"
+    );
+    let merged = record::merged(&s.node, &p.pods);
+    let names: Vec<&str> = merged.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["web-6f7c-b", "web-6f7c-c", "web-6f7c-old"]);
+    assert!(
+        merged
+            .iter()
+            .all(|f| f.workload.as_deref() == Some("Deployment/web"))
+    );
+    assert_eq!(record::recorded(&s.node).len(), 2);
 }
