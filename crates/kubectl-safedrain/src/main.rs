@@ -311,6 +311,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             if table {
                 output::write_stdout(&render_report(&report, timeout))?;
+            } else {
+                printer.note(render_report(&report, timeout).trim_end());
             }
             r.report = Some(report);
         }
