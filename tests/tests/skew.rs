@@ -368,6 +368,9 @@ fn lists_are_paged_past_500_nodes() {
     let listed = lab.get_json(["nodes"]);
     assert_eq!(listed["items"].as_array().unwrap().len(), count);
 
+    // The last node by name lands on the second page of 500.
+    set_kubelet(&lab, "n0619", "v1.27.0");
+
     let out = skew(&lab, &["-o", "json"]);
     let doc = json(&out);
     let kubelets = doc["components"]
@@ -377,9 +380,10 @@ fn lists_are_paged_past_500_nodes() {
         .filter(|c| c["component"] == "kubelet")
         .count();
     assert_eq!(kubelets, count, "every node's kubelet is seen across pages");
-    // Nodes that never reported a version are unknown, not violations.
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(doc["summary"]["unknown"], count);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let violations = doc["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 1, "{violations:#?}");
+    assert_eq!(violations[0]["node"], "n0619");
 }
 
 #[test]
@@ -455,4 +459,79 @@ fn help_reads_as_a_kubectl_plugin() {
     let text = stdout(&out);
     assert!(text.contains("Usage: kubectl skew"), "{text}");
     assert!(text.contains("kubectl skew plan --to"), "{text}");
+}
+
+#[test]
+fn the_kubectl_on_path_is_checked() {
+    // Real kubectl (1.37) against a v1.36 lab: within one minor. Against v1.35: too far.
+    let kubectl_dir = upkeep_e2e::kubectl_path()
+        .parent()
+        .expect("kubectl lives in a directory")
+        .to_path_buf();
+    let real = std::process::Command::new(upkeep_e2e::kubectl_path())
+        .args(["version", "--client", "-o", "json"])
+        .output()
+        .expect("run kubectl version");
+    let real: Value = serde_json::from_slice(&real.stdout).unwrap();
+    let client = real["clientVersion"]["gitVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let minor: u64 = real["clientVersion"]["minor"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('+')
+        .parse()
+        .unwrap();
+    for (server_minor, expected) in [(minor - 1, 0), (minor - 2, 1)] {
+        let lab = lab(&format!("v1.{server_minor}.0"));
+        let out = lab
+            .plugin("kubectl-skew")
+            .env("PATH", &kubectl_dir)
+            .args(["--as-of", "2025-05-01", "-o", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), expected, "{}", stderr(&out));
+        let doc = json(&out);
+        let kubectl = find(&doc["components"], "kubectl", None);
+        assert_eq!(kubectl["version"], client.as_str());
+        assert_eq!(kubectl["source"], "kubectl version --client");
+    }
+}
+
+#[test]
+fn a_newer_calendar_can_be_supplied() {
+    let lab = lab("v1.31.2");
+    let calendar = lab.dir().join("calendar.json");
+    std::fs::write(
+        &calendar,
+        r#"{"releases":[{"minor":"v1.31","released":"2024-08-13","end_of_standard_support":"2030-01-28","end_of_life":"2030-03-28"}]}"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        lab.plugin("kubectl-skew")
+            .args([
+                "--kubectl-version",
+                "v1.31.0",
+                "--as-of",
+                "2029-01-01",
+                "-o",
+                "json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--calendar", calendar.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let support = &json(&out)["support"];
+    assert_eq!(support["status"], "supported");
+    assert_eq!(support["end_of_life"], "2030-03-28");
+    // The embedded calendar says v1.31 is long past its end of life by then.
+    let doc = json(&run(&[]));
+    assert_eq!(doc["support"]["status"], "end-of-life");
+    assert_eq!(
+        find(&doc["warnings"], "kube-apiserver", None)["rule"],
+        "support-window"
+    );
 }
