@@ -257,9 +257,22 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let _ = cancel_tx.send(true);
         }
     });
-    let progress = |e: &DrainEvent| match e {
-        DrainEvent::Retry { .. } => printer.warn(e.line()),
-        _ => printer.note(e.line()),
+    // A bar on a terminal (hidden otherwise); every event also as a line.
+    let moving: usize = results
+        .iter()
+        .map(|r| {
+            r.plan.summary.evict
+                + r.plan.summary.delete
+                + r.plan.summary.destroy
+                + r.plan.summary.wait
+        })
+        .sum();
+    let bar = printer.progress(moving as u64, "pods moved");
+    let progress = |e: &DrainEvent| {
+        if let DrainEvent::Gone { .. } = e {
+            bar.inc(1);
+        }
+        bar.suspend(|| printer.note(e.line()));
     };
     let batch = cli.max_unavailable as usize;
     let mut outcome = DrainOutcome::Drained;
@@ -328,6 +341,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         index = end;
     }
+    bar.finish_and_clear();
     let word = match outcome {
         DrainOutcome::Drained => "drained",
         DrainOutcome::Interrupted => "interrupted",
