@@ -271,8 +271,23 @@ impl Host {
             );
         }
         let mut dirs = BTreeSet::new();
-        dirs.insert(MANIFESTS_DIR.to_string());
-        dirs.insert(KUBEADM_TMP_DIR.to_string());
+        for d in [
+            MANIFESTS_DIR,
+            KUBEADM_TMP_DIR,
+            "/tmp",
+            "/root",
+            "/home",
+            "/var/tmp",
+            "/etc/apt/sources.list.d",
+            "/etc/yum.repos.d",
+        ] {
+            if d.starts_with("/etc/apt") && spec.family != OsFamily::Apt
+                || d.starts_with("/etc/yum") && spec.family == OsFamily::Apt
+            {
+                continue;
+            }
+            dirs.insert(d.to_string());
+        }
         Host {
             node: spec.node.clone(),
             control_plane: spec.control_plane,

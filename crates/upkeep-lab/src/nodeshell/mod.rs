@@ -19,6 +19,8 @@
 
 pub mod client;
 pub mod cluster;
+#[cfg(test)]
+mod flows;
 pub mod host;
 pub mod http;
 pub mod interp;
