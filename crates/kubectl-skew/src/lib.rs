@@ -102,6 +102,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             })
         }
         Some(target) => {
+            if snapshot.apiserver_span().is_none() {
+                // Nothing to plan from is a failure to check, not a refusal.
+                return Err(upkeep::skew::PlanError::NoApiserverVersion.into());
+            }
             let doc = plan_document(
                 &snapshot,
                 &target,
