@@ -250,7 +250,17 @@ pub async fn probe<T: Transport>(t: &T, facts: &NodeFacts, req: &Request) -> any
                 t.describe()
             )
         })?;
-    let os_release = os.success().then_some(os.stdout.as_str());
+    // Every Linux node has /etc/os-release: failing to read it means the
+    // transport does not work, not that the node lacks the file.
+    if !os.success() {
+        bail!(
+            "could not run `cat /etc/os-release` on node {} through {}; check the transport:\n{}",
+            facts.name,
+            t.describe(),
+            os.excerpt()
+        );
+    }
+    let os_release = Some(os.stdout.as_str());
     let (manager, _warning) = preflight::decide_manager(req.manager, os_release, &facts.os_image);
     let Some(manager) = manager else {
         return Ok(Probe::Done(NodeProbe::default()));

@@ -1,0 +1,782 @@
+//! `kubectl upgrade-node` end to end: the built plugin against the lab's
+//! cluster-upgrade scenario (two control-plane nodes and three workers at
+//! v1.34.3; the v1.35 repository publishes 1.35.0 to 1.35.2), its node
+//! shells as the remote shell, real kubectl to read the cluster back.
+//!
+//! Every command runs under a deadline; assertions are about what a user
+//! sees: exit codes, messages, and the cluster and node hosts afterwards.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use upkeep_e2e::{Lab, bin, stderr, stdout, wait_for};
+
+const TARGET: &str = "v1.35.2";
+const PLUGIN: &str = "kubectl-upgrade_node";
+const CONTROL_PLANES: [&str; 2] = ["controlplane01", "controlplane02"];
+const WORKERS: [&str; 3] = ["node01", "node02", "node03"];
+
+// ---------- helpers ----------
+
+fn lab() -> Lab {
+    let lab = Lab::scenario("cluster-upgrade");
+    wait_for("every node Ready", Duration::from_secs(60), || {
+        let nodes = lab.get_json(["nodes"]);
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 5 && items.iter().all(ready)).then_some(())
+    });
+    wait_for("the workloads whole", Duration::from_secs(60), || {
+        workloads_whole(&lab).ok()
+    });
+    lab
+}
+
+/// `--remote-shell` through the lab's node shells: like ssh, the command
+/// arrives as one string for `sh -c`.
+fn remote_shell(lab: &Lab) -> String {
+    format!(
+        "'{}' node-shell --kubeconfig '{}' {{node}} -- sh -c",
+        bin("upkeep-lab").display(),
+        lab.kubeconfig.display()
+    )
+}
+
+fn plugin(lab: &Lab, args: &[&str]) -> Command {
+    let mut cmd = lab.plugin(PLUGIN);
+    cmd.args(args);
+    if !args.contains(&"--via") {
+        cmd.arg("--remote-shell").arg(remote_shell(lab));
+    }
+    cmd
+}
+
+/// Runs a command to completion, failing the test if it outlives `deadline`.
+fn run_bounded(mut cmd: Command, deadline: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "command still running after {deadline:?}: {cmd:?}\nstdout: {}\nstderr: {}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn upgrade(lab: &Lab, args: &[&str]) -> Output {
+    run_bounded(plugin(lab, args), Duration::from_secs(240))
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    )
+}
+
+fn ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+fn node(lab: &Lab, name: &str) -> Value {
+    lab.get_json(["node", name])
+}
+
+fn kubelet(node: &Value) -> String {
+    node["status"]["nodeInfo"]["kubeletVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn cordoned(node: &Value) -> bool {
+    node["spec"]["unschedulable"].as_bool().unwrap_or(false)
+}
+
+fn progress(node: &Value) -> Option<Value> {
+    node["metadata"]["annotations"]["upkeep.dev/upgrade"]
+        .as_str()
+        .map(|s| serde_json::from_str(s).expect("the progress annotation is JSON"))
+}
+
+/// The node host as the lab's node shell keeps it (packages, repository, history).
+fn host(lab: &Lab, name: &str) -> Value {
+    let text = lab.kubectl_ok(["get", "--raw", &format!("/lab/v1/nodes/{name}/host")]);
+    serde_json::from_str(&text).expect("host JSON")
+}
+
+fn history(lab: &Lab, name: &str) -> Vec<String> {
+    host(lab, name)["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str().map(String::from))
+        .collect()
+}
+
+fn count(history: &[String], needle: &str) -> usize {
+    history.iter().filter(|h| h.contains(needle)).count()
+}
+
+/// Tells the node shell to fail a command (`POST /lab/v1/nodes/{node}/faults`).
+fn add_fault(lab: &Lab, name: &str, fault: Value) {
+    let path = lab.dir().join(format!("fault-{name}.json"));
+    std::fs::write(&path, fault.to_string()).unwrap();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        &format!("/lab/v1/nodes/{name}/faults"),
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+}
+
+fn workloads_whole(lab: &Lab) -> Result<(), String> {
+    let web = lab.get_json(["deployment", "web", "-n", "default"]);
+    let db = lab.get_json(["statefulset", "db", "-n", "default"]);
+    let w = web["status"]["readyReplicas"].as_i64().unwrap_or(0);
+    let d = db["status"]["readyReplicas"].as_i64().unwrap_or(0);
+    if w == 4 && d == 2 {
+        Ok(())
+    } else {
+        Err(format!("web {w}/4 ready, db {d}/2 ready"))
+    }
+}
+
+fn lease_exists(lab: &Lab) -> bool {
+    lab.kubectl(["get", "lease", "-n", "kube-system", "upkeep-upgrade"])
+        .status
+        .success()
+}
+
+/// The first control-plane node through `kubeadm upgrade apply`, the second
+/// through `kubeadm upgrade node`, one command each.
+fn upgrade_control_planes(lab: &Lab) {
+    for cp in CONTROL_PLANES {
+        let out = upgrade(lab, &[cp, "--to", TARGET, "--yes", "--wait-for-pdb"]);
+        assert_eq!(code(&out), 0, "{cp}: {}", show(&out));
+    }
+}
+
+/// A worker that runs a pod of `app`.
+fn worker_running(lab: &Lab, app: &str) -> String {
+    lab.pods()
+        .iter()
+        .find(|p| {
+            p["metadata"]["labels"]["app"] == app
+                && WORKERS.contains(&p["spec"]["nodeName"].as_str().unwrap_or_default())
+        })
+        .and_then(|p| p["spec"]["nodeName"].as_str().map(String::from))
+        .unwrap_or_else(|| panic!("no worker runs a pod of {app}"))
+}
+
+// ---------- the whole cluster ----------
+
+#[test]
+fn cluster_upgrade_end_to_end() {
+    let lab = lab();
+    let out = upgrade(
+        &lab,
+        &[
+            "--all",
+            "--to",
+            "v1.35",
+            "--yes",
+            "--wait-for-pdb",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).expect("JSON result");
+    let nodes = doc["nodes"].as_array().expect("nodes");
+    let order: Vec<&str> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        [
+            "controlplane01",
+            "controlplane02",
+            "node01",
+            "node02",
+            "node03"
+        ],
+        "control-plane nodes first, then the workers"
+    );
+    assert_eq!(nodes[0]["role"], "first-control-plane");
+    assert_eq!(nodes[1]["role"], "control-plane");
+    assert!(nodes[2..].iter().all(|n| n["role"] == "worker"));
+    assert!(nodes.iter().all(|n| n["result"] == "upgraded"), "{doc:#}");
+    // `--to v1.35` is the newest patch the repository offers.
+    assert!(nodes.iter().all(|n| n["target"] == TARGET), "{doc:#}");
+
+    // kubeadm ran as the kubeadm document says, once per node.
+    let first = history(&lab, "controlplane01");
+    assert_eq!(
+        count(&first, &format!("kubeadm upgrade apply {TARGET} --yes")),
+        1,
+        "{first:#?}"
+    );
+    assert_eq!(count(&first, "kubeadm upgrade node"), 0);
+    for n in ["controlplane02", "node01", "node02", "node03"] {
+        let h = history(&lab, n);
+        assert_eq!(count(&h, "kubeadm upgrade node"), 1, "{n}: {h:#?}");
+        assert_eq!(count(&h, "kubeadm upgrade apply"), 0, "{n}");
+    }
+
+    // Every node runs the target, none is cordoned or carries a progress record.
+    for n in CONTROL_PLANES.iter().chain(WORKERS.iter()) {
+        let node = node(&lab, n);
+        assert_eq!(kubelet(&node), TARGET, "{n}");
+        assert!(ready(&node), "{n} Ready");
+        assert!(!cordoned(&node), "{n} uncordoned");
+        assert!(progress(&node).is_none(), "{n} progress record removed");
+        let h = host(&lab, n);
+        assert_eq!(h["repository"], "v1.35", "{n}: {h:#}");
+        let holds: Vec<&str> = h["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for p in ["kubeadm", "kubelet", "kubectl"] {
+            assert!(holds.contains(&p), "{n}: {p} held again: {holds:?}");
+        }
+    }
+    // The apiservers run the target too.
+    let apiservers = lab.get_json([
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "component=kube-apiserver",
+    ]);
+    for p in apiservers["items"].as_array().unwrap() {
+        let image = p["spec"]["containers"][0]["image"].as_str().unwrap();
+        assert!(image.ends_with(&format!(":{TARGET}")), "{image}");
+    }
+    workloads_whole(&lab).expect("every workload is whole");
+    assert!(!lease_exists(&lab), "the lock is released");
+
+    // kubectl skew finds nothing that violates the policy.
+    let skew = run_bounded(lab.plugin("kubectl-skew"), Duration::from_secs(60));
+    assert_eq!(code(&skew), 0, "{}", show(&skew));
+}
+
+// ---------- plans and refusals ----------
+
+#[test]
+fn dry_run_prints_every_step_with_its_commands_and_changes_nothing() {
+    let lab = lab();
+    let out = upgrade(
+        &lab,
+        &["controlplane01", "--to", "v1.35", "--dry-run", "-o", "json"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let plan = &doc["nodes"][0]["plan"];
+    assert_eq!(plan["target"], TARGET);
+    assert_eq!(plan["revision"], "1.1");
+    assert_eq!(plan["packageManager"], "apt");
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "cordon",
+            "repo-switch",
+            "kubeadm-pkg",
+            "kubeadm-plan",
+            "kubeadm-upgrade",
+            "drain",
+            "kubelet-pkg",
+            "restart-kubelet",
+            "wait-ready",
+            "uncordon"
+        ]
+    );
+    let commands: Vec<String> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["commands"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            c.as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    for want in [
+        "apt-get install -y kubeadm=1.35.2-*",
+        "kubeadm upgrade apply v1.35.2 --yes",
+        "apt-get install -y kubelet=1.35.2-* kubectl=1.35.2-*",
+        "systemctl restart kubelet",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == want),
+            "{want} in {commands:#?}"
+        );
+    }
+
+    // The human form shows the same commands, quoted for a shell.
+    let out = upgrade(&lab, &["node01", "--to", TARGET, "--dry-run"]);
+    // A worker before its control plane: the dry run refuses it, as the real run would.
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let out = upgrade(&lab, &["controlplane01", "--to", TARGET, "--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("$ apt-get install -y 'kubeadm=1.35.2-*'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubeadm upgrade apply v1.35.2 --yes"),
+        "{text}"
+    );
+
+    // Nothing changed: not the node, not its host (repository file pointed back).
+    let cp = node(&lab, "controlplane01");
+    assert!(!cordoned(&cp) && progress(&cp).is_none());
+    let h = host(&lab, "controlplane01");
+    assert_eq!(h["repository"], "v1.34", "{h:#}");
+    assert_eq!(h["installed"]["kubeadm"], json!("1.34.3-1.1"), "{h:#}");
+    assert!(!lease_exists(&lab));
+}
+
+#[test]
+fn refusals_change_nothing() {
+    let lab = lab();
+    let before: Vec<Value> = CONTROL_PLANES
+        .iter()
+        .chain(WORKERS.iter())
+        .map(|n| host(&lab, n)["installed"].clone())
+        .collect();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["controlplane01", "--to", "v1.36.0"],
+            "one minor at a time",
+        ),
+        (
+            &["node01", "--to", TARGET],
+            "upgrade the control-plane nodes first",
+        ),
+        (&["node99", "--to", TARGET], "does not exist"),
+        (
+            &["controlplane01", "--to", "v1.35.9"],
+            "kubeadm versions offered: 1.35.0-1.1, 1.35.1-1.1, 1.35.2-1.1",
+        ),
+        (
+            &["controlplane01", "--to", "v1.35.2;reboot"],
+            "is not a version",
+        ),
+    ];
+    for (args, why) in cases {
+        let mut all = args.to_vec();
+        all.push("--yes");
+        let out = upgrade(&lab, &all);
+        assert_eq!(code(&out), 1, "{args:?}: {}", show(&out));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            text.contains(why),
+            "{args:?} should say {why:?}: {}",
+            show(&out)
+        );
+    }
+    // The kubeadm rules are named in JSON.
+    let out = upgrade(&lab, &["controlplane01", "--to", "v1.36.0", "-o", "json"]);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rules: Vec<&str> = doc["nodes"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"minor-skip") && rules.contains(&"apply-too-far"),
+        "{rules:?}"
+    );
+
+    for (i, n) in CONTROL_PLANES.iter().chain(WORKERS.iter()).enumerate() {
+        let node = node(&lab, n);
+        assert!(!cordoned(&node), "{n} not cordoned");
+        assert!(progress(&node).is_none(), "{n} has no progress record");
+        let h = host(&lab, n);
+        assert_eq!(h["installed"], before[i], "{n}: packages untouched");
+        assert_eq!(h["repository"], "v1.34", "{n}: repository file as it was");
+        let hist = history(&lab, n);
+        for verb in [
+            "apt-get install",
+            "apt-mark unhold",
+            "kubeadm upgrade apply",
+            "kubeadm upgrade node",
+            "systemctl restart",
+        ] {
+            assert_eq!(count(&hist, verb), 0, "{n} ran {verb}: {hist:#?}");
+        }
+    }
+    assert!(!lease_exists(&lab));
+}
+
+#[test]
+fn a_held_lock_refuses_and_names_its_holder() {
+    let lab = lab();
+    let renew = utc_now();
+    lab.apply(&format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: upkeep-upgrade\n  namespace: kube-system\nspec:\n  holderIdentity: alice@bastion upgrading node02\n  leaseDurationSeconds: 600\n  renewTime: \"{renew}\"\n"
+    ));
+    let out = upgrade(&lab, &["controlplane01", "--to", TARGET, "--yes"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    assert!(
+        format!("{}{}", stdout(&out), stderr(&out)).contains("alice@bastion upgrading node02"),
+        "{}",
+        show(&out)
+    );
+    assert!(!cordoned(&node(&lab, "controlplane01")));
+    assert_eq!(count(&history(&lab, "controlplane01"), "apt-get"), 0);
+}
+
+/// Now in RFC 3339 with microseconds, as a Lease's renewTime wants it.
+fn utc_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+// ---------- failure, interruption, resume ----------
+
+#[test]
+fn a_failing_kubeadm_upgrade_node_stops_with_exit_2_and_the_retry_resumes() {
+    let lab = lab();
+    let out = upgrade(
+        &lab,
+        &["controlplane01", "--to", TARGET, "--yes", "--wait-for-pdb"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    add_fault(
+        &lab,
+        "controlplane02",
+        json!({"fail": "kubeadm upgrade node", "times": 1, "message": "error execution phase control-plane: couldn't upgrade control plane"}),
+    );
+    let out = upgrade(
+        &lab,
+        &["controlplane02", "--to", TARGET, "--yes", "--wait-for-pdb"],
+    );
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    let text = stderr(&out);
+    assert!(text.contains("failed at step kubeadm-upgrade"), "{text}");
+    assert!(
+        text.contains("couldn't upgrade control plane"),
+        "the step's output: {text}"
+    );
+    assert!(text.contains("stays cordoned"), "{text}");
+    assert!(
+        text.contains("/etc/kubernetes/tmp/kubeadm-backup-"),
+        "{text}"
+    );
+    assert!(text.contains("retry with the same command"), "{text}");
+    let cp2 = node(&lab, "controlplane02");
+    assert!(cordoned(&cp2), "the node stays cordoned");
+    assert_eq!(progress(&cp2).unwrap()["done"], "kubeadm-pkg");
+    assert!(!lease_exists(&lab), "the lock is released after a failure");
+
+    let again = upgrade(
+        &lab,
+        &["controlplane02", "--to", TARGET, "--yes", "--wait-for-pdb"],
+    );
+    assert_eq!(code(&again), 0, "{}", show(&again));
+    let h = history(&lab, "controlplane02");
+    assert_eq!(
+        count(&h, "apt-get install -y 'kubeadm=1.35.2-*'"),
+        1,
+        "not repeated: {h:#?}"
+    );
+    assert_eq!(
+        count(&h, "kubeadm upgrade node"),
+        2,
+        "failed once, then succeeded: {h:#?}"
+    );
+    let cp2 = node(&lab, "controlplane02");
+    assert_eq!(kubelet(&cp2), TARGET);
+    assert!(!cordoned(&cp2));
+}
+
+#[test]
+fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
+    let lab = lab();
+    upgrade_control_planes(&lab);
+    // Hold the drain: web's budget allows no disruption, and --wait-for-pdb waits for it.
+    let worker = worker_running(&lab, "web");
+    lab.kubectl_ok([
+        "patch",
+        "pdb",
+        "web",
+        "-n",
+        "default",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"minAvailable":4}}"#,
+    ]);
+    let log = lab.dir().join("interrupted.log");
+    let child = plugin(&lab, &[&worker, "--to", TARGET, "--yes", "--wait-for-pdb"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the drain to wait for the budget",
+        Duration::from_secs(120),
+        || {
+            progress(&node(&lab, &worker))
+                .filter(|p| p["done"] == "kubeadm-upgrade")
+                .and(std::fs::read_to_string(&log).ok())
+                .filter(|l| l.contains("drain"))
+        },
+    );
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let mut child = child;
+    let status = wait_for(
+        "the interrupted run to exit",
+        Duration::from_secs(30),
+        || child.try_wait().unwrap(),
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!("interrupted: node {worker} during step drain")),
+        "{text}"
+    );
+    assert!(text.contains("Run the same command again"), "{text}");
+    let n = node(&lab, &worker);
+    assert!(cordoned(&n), "stays cordoned");
+    assert_eq!(progress(&n).unwrap()["done"], "kubeadm-upgrade");
+    assert!(!lease_exists(&lab), "the lock is released on Ctrl-C");
+
+    lab.kubectl_ok([
+        "patch",
+        "pdb",
+        "web",
+        "-n",
+        "default",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"minAvailable":3}}"#,
+    ]);
+    let again = upgrade(&lab, &[&worker, "--to", TARGET, "--yes", "--wait-for-pdb"]);
+    assert_eq!(code(&again), 0, "{}", show(&again));
+    let notes = stderr(&again);
+    for step in ["cordon", "repo-switch", "kubeadm-pkg", "kubeadm-upgrade"] {
+        assert!(
+            notes.contains(&format!("{step}: done in an earlier run")),
+            "{step}: {notes}"
+        );
+    }
+    let h = history(&lab, &worker);
+    assert_eq!(count(&h, "kubeadm upgrade node"), 1, "not repeated: {h:#?}");
+    assert_eq!(
+        count(&h, "apt-get install -y 'kubeadm=1.35.2-*'"),
+        1,
+        "{h:#?}"
+    );
+    let n = node(&lab, &worker);
+    assert_eq!(kubelet(&n), TARGET);
+    assert!(!cordoned(&n) && progress(&n).is_none());
+    workloads_whole(&lab).expect("workloads whole");
+}
+
+// ---------- other transports ----------
+
+#[test]
+fn via_pod_runs_each_command_in_a_privileged_pod_and_cleans_up() {
+    let lab = lab();
+    let out = upgrade(
+        &lab,
+        &[
+            "controlplane01",
+            "--to",
+            TARGET,
+            "--via",
+            "pod",
+            "--yes",
+            "--wait-for-pdb",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let cp = node(&lab, "controlplane01");
+    assert_eq!(kubelet(&cp), TARGET);
+    assert!(!cordoned(&cp));
+    let h = history(&lab, "controlplane01");
+    assert_eq!(
+        count(&h, "kubeadm upgrade apply v1.35.2 --yes"),
+        1,
+        "{h:#?}"
+    );
+    let left = lab.get_json([
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/managed-by=upkeep-upgrade-node",
+    ]);
+    assert_eq!(
+        left["items"].as_array().unwrap().len(),
+        0,
+        "pods deleted: {left:#}"
+    );
+}
+
+#[test]
+fn via_manual_prints_each_block_and_waits_for_the_operator() {
+    let lab = lab();
+    let mut cmd = lab.plugin(PLUGIN);
+    cmd.args([
+        "controlplane01",
+        "--to",
+        TARGET,
+        "--via",
+        "manual",
+        "--wait-for-pdb",
+    ]);
+    cmd.env("TERM", "dumb");
+    let mut p = rexpect::spawn_with_options(
+        cmd,
+        rexpect::reader::Options {
+            timeout_ms: Some(120_000),
+            strip_ansi_escape_codes: true,
+        },
+    )
+    .expect("spawn in a pseudo-terminal");
+    p.exp_string("Upgrade controlplane01 now?")
+        .expect("the confirmation");
+    p.send("y").unwrap();
+    p.flush().unwrap();
+    let shell = |line: &str| {
+        let out = Command::new(bin("upkeep-lab"))
+            .arg("node-shell")
+            .arg("--kubeconfig")
+            .arg(&lab.kubeconfig)
+            .args(["controlplane01", "--", "sh", "-c", line])
+            .output()
+            .expect("node shell");
+        assert!(out.status.success(), "{line}: {}", show(&out));
+    };
+    let mut blocks = 0;
+    loop {
+        let found = p.exp_any(vec![
+            rexpect::ReadUntil::String(
+                "Did they succeed? [y = yes, continue / n = no, stop]: ".into(),
+            ),
+            rexpect::ReadUntil::EOF,
+        ]);
+        let (before, matched) = found.expect("a prompt or the end");
+        if matched.is_empty() || !matched.contains("Did they succeed") {
+            break;
+        }
+        // The operator runs the printed block on the node, as in the exam.
+        let block = before
+            .rsplit("== on node controlplane01:")
+            .next()
+            .unwrap_or_default();
+        let lines: Vec<&str> = block
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("Run these"))
+            .collect();
+        assert!(!lines.is_empty(), "a block of commands: {before}");
+        for line in lines {
+            shell(line);
+        }
+        blocks += 1;
+        p.send_line("y").unwrap();
+    }
+    let status = p.process.wait().expect("exit status");
+    assert!(
+        matches!(status, rexpect::process::wait::WaitStatus::Exited(_, 0)),
+        "{status:?}"
+    );
+    assert_eq!(
+        blocks, 6,
+        "repo-switch, kubeadm-pkg, kubeadm-plan, kubeadm-upgrade, kubelet-pkg, restart-kubelet"
+    );
+    let cp = node(&lab, "controlplane01");
+    assert_eq!(kubelet(&cp), TARGET);
+    assert!(!cordoned(&cp));
+}
+
+// ---------- help and the surge plan ----------
+
+#[test]
+fn help_and_surge_plan() {
+    let lab = lab();
+    let help = run_bounded(
+        {
+            let mut c = lab.plugin(PLUGIN);
+            c.arg("--help");
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert_eq!(code(&help), 0);
+    let text = stdout(&help);
+    assert!(
+        text.contains("Usage: kubectl upgrade-node NODE --to"),
+        "{text}"
+    );
+    assert!(text.contains("Examples:"), "{text}");
+
+    let out = upgrade(
+        &lab,
+        &["--all", "--to", TARGET, "--strategy", "surge", "-o", "json"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let steps = doc["surge"].as_array().unwrap();
+    let cmds: Vec<&str> = steps.iter().filter_map(|s| s["command"].as_str()).collect();
+    assert!(cmds.contains(&"kubectl safedrain node01 --yes"), "{cmds:?}");
+    assert!(cmds.contains(&"kubectl delete node node03"), "{cmds:?}");
+    assert!(
+        cmds.contains(&"kubectl upgrade-node controlplane01 --to v1.35.2"),
+        "{cmds:?}"
+    );
+    // A plan only: nothing changed.
+    for n in WORKERS {
+        assert!(!cordoned(&node(&lab, n)));
+    }
+}
