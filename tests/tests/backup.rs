@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use upkeep_e2e::{Lab, bin, stderr, stdout, wait_for};
+use upkeep_e2e::{Lab, bin, stderr, stdout};
 
 const INSTALL: &str = "install etcd with `apt-get install etcd-server etcd-client` \
                        (the README test command does)";
@@ -680,11 +680,34 @@ spec:
       containers: [{name: web, image: nginx}]
 "#,
     );
-    // Let the controllers settle: the Deployment's pods exist.
-    wait_for("the web pods", Duration::from_secs(30), || {
-        let pods = lab.get_json(["pods", "-n", "shop", "-l", "app=web"]);
-        (pods["items"].as_array().map_or(0, Vec::len) == 2).then_some(())
-    });
+    // More ConfigMaps than one page (500) holds, so the export must follow
+    // the continue token.
+    let many: Vec<Value> = (0..510)
+        .map(|i| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("page-{i:03}"), "namespace": "default"},
+                "data": {"i": i.to_string()}
+            })
+        })
+        .collect();
+    let docs: Vec<String> = many.iter().map(Value::to_string).collect();
+    lab.apply(&docs.join("\n---\n"));
+
+    // What kubectl lists (`api-resources --verbs=list`), counted before and
+    // after the export: controllers may still be creating objects, so a
+    // kind's export must lie between the two counts (equal them when stable).
+    let listable: Vec<String> = lab
+        .kubectl_ok(["api-resources", "--verbs=list", "-o", "name"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let count = |resource: &str| {
+        lab.get_json([resource, "-A"])["items"]
+            .as_array()
+            .map_or(0, Vec::len) as u64
+    };
+    let before: Vec<u64> = listable.iter().map(|r| count(r)).collect();
 
     let dir = lab.dir().join("export");
     let out = lab
@@ -693,35 +716,45 @@ spec:
         .output()
         .unwrap();
     let index = json(&out);
+    let after: Vec<u64> = listable.iter().map(|r| count(r)).collect();
     let exported = index["exported"].as_array().unwrap();
-    assert!(
-        exported.len() > 5,
-        "discovery found more than the `all` category: {index}"
-    );
-    for e in exported {
+    let qualified = |e: &Value| {
         let resource = e["resource"].as_str().unwrap();
-        let group = e["group"].as_str().unwrap();
-        let qualified = if group.is_empty() {
-            resource.to_string()
-        } else {
-            format!("{resource}.{group}")
-        };
-        let listed = lab.get_json([qualified.as_str(), "-A"]);
-        let theirs = listed["items"].as_array().map_or(0, Vec::len);
-        assert_eq!(
-            e["count"], theirs,
-            "{qualified}: exported {} vs kubectl {theirs}",
-            e["count"]
+        match e["group"].as_str().unwrap() {
+            "" => resource.to_string(),
+            group => format!("{resource}.{group}"),
+        }
+    };
+    let mut ours: Vec<String> = exported.iter().map(qualified).collect();
+    ours.push("secrets".into()); // skipped without --include-secrets
+    ours.sort();
+    let mut theirs = listable.clone();
+    theirs.sort();
+    assert_eq!(
+        ours, theirs,
+        "every listable resource type, not only the `all` category"
+    );
+    assert!(index["failed"].as_array().unwrap().is_empty(), "{index}");
+    for e in exported {
+        let name = qualified(e);
+        let i = listable.iter().position(|r| *r == name).unwrap();
+        let (lo, hi) = (before[i].min(after[i]), before[i].max(after[i]));
+        let n = e["count"].as_u64().unwrap();
+        assert!(
+            (lo..=hi).contains(&n),
+            "{name}: exported {n}, kubectl listed {} before and {} after",
+            before[i],
+            after[i]
         );
         // Files on disk agree with the index.
+        let group = e["group"].as_str().unwrap();
         let kind_dir = dir
             .join(if group.is_empty() { "core" } else { group })
             .join(e["kind"].as_str().unwrap());
-        let files = walk(&kind_dir).len();
         assert_eq!(
-            files,
-            theirs,
-            "{qualified}: files under {}",
+            walk(&kind_dir).len() as u64,
+            n,
+            "{name}: files under {}",
             kind_dir.display()
         );
     }
@@ -731,7 +764,8 @@ spec:
             .find(|e| e["kind"] == kind && e["group"] == "")
             .map(|e| e["count"].as_u64().unwrap())
     };
-    assert!(count_of("ConfigMap").unwrap() >= 2);
+    assert!(count_of("ConfigMap").unwrap() >= 512, "all pages followed");
+    assert!(dir.join("core/ConfigMap/default/page-509.yaml").is_file());
     assert!(
         count_of("Secret").is_none(),
         "secrets only with --include-secrets"

@@ -431,10 +431,18 @@ async fn restore(args: RestoreArgs, printer: &Printer) -> Result<Outcome> {
         }
         steps[1].done = true;
         // Step 3: back up and edit etcd.yaml.
-        printer.note(format!("3. {}", steps[2].command));
-        std::fs::copy(&cp.etcd_manifest, &cp.etcd_backup)
-            .with_context(|| format!("could not back up {}", cp.etcd_manifest.display()))?;
-        etcd::write_atomic(&cp.etcd_manifest, &edit.text, 0o600)?;
+        printer.note(format!("3. {}", steps[2].command.replace('\n', "\n   ")));
+        let switched = std::fs::copy(&cp.etcd_manifest, &cp.etcd_backup)
+            .with_context(|| format!("could not back up {}", cp.etcd_manifest.display()))
+            .and_then(|_| etcd::write_atomic(&cp.etcd_manifest, &edit.text, 0o600));
+        if let Err(e) = switched {
+            bring_back(&mut steps)?;
+            return Err(e.context(format!(
+                "etcd still runs on its old data directory and kube-apiserver was started again; \
+                 the restored data is in {}",
+                data_dir.display()
+            )));
+        }
         steps[2].done = true;
         // Step 4: wait for etcd, then start kube-apiserver.
         if !args.wait_timeout.is_zero() {
@@ -510,7 +518,10 @@ fn restore_text(r: &RestoreReport, manifest: &Path) -> String {
             );
             for s in &cp.steps {
                 let mark = if s.done { " (done)" } else { "" };
-                out.push_str(&format!("  {}. {}{mark}\n     {}\n", s.n, s.action, s.command));
+                out.push_str(&format!("  {}. {}{mark}\n", s.n, s.action));
+                for line in s.command.lines() {
+                    out.push_str(&format!("     {line}\n"));
+                }
             }
         }
         None => out.push_str(&format!(

@@ -320,8 +320,7 @@ pub fn data_dir_refusal(dir: &Path) -> Option<String> {
     match std::fs::symlink_metadata(dir) {
         Ok(_) => Some(format!(
             "the data directory {} already exists: restore writes only into a new directory; \
-             pick a new path (e.g. {}-from-backup) or move the existing one away first",
-            dir.display(),
+             pass a --data-dir that does not exist yet, or move the existing one away first",
             dir.display()
         )),
         Err(_) => None,
@@ -395,13 +394,18 @@ pub fn switch_steps(
     restore_cmd: &str,
 ) -> Vec<Step> {
     let mut edit = format!(
-        "cp {} {} && edit {}:",
+        "cp {} {}",
         cp.etcd_manifest.display(),
-        cp.etcd_backup.display(),
-        cp.etcd_manifest.display()
+        cp.etcd_backup.display()
     );
     for c in changes {
-        edit.push_str(&format!(" {} {} -> {};", c.field, c.from, c.to));
+        edit.push_str(&format!(
+            "\nin {}: {}: {} -> {}",
+            cp.etcd_manifest.display(),
+            c.field,
+            c.from,
+            c.to
+        ));
     }
     let steps = [
         (
@@ -421,7 +425,7 @@ pub fn switch_steps(
                 "point etcd at {} (the kubelet restarts it)",
                 data_dir.display()
             ),
-            edit.trim_end_matches(';').to_string(),
+            edit,
         ),
         (
             "start kube-apiserver again once etcd answers".to_string(),

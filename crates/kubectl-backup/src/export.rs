@@ -354,8 +354,11 @@ pub async fn export(
                     let namespace = meta["namespace"].as_str().filter(|_| rt.namespaced);
                     let rel = object_path(&rt.group, &rt.kind, namespace, name);
                     let doc = neat(item.clone(), &api_version, &rt.kind);
-                    let text = serde_saphyr::to_string(&doc)
+                    let mut text = serde_saphyr::to_string(&doc)
                         .with_context(|| format!("could not encode {}", rel.display()))?;
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
                     write_object(&opts.dir, &rel, &text, rt.is_secret())?;
                 }
                 if !items.is_empty() {
