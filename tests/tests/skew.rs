@@ -371,7 +371,26 @@ fn lists_are_paged_past_500_nodes() {
     // The last node by name lands on the second page of 500.
     set_kubelet(&lab, "n0619", "v1.27.0");
 
+    lab.kubectl_stdin(
+        ["create", "--raw", "/lab/v1/metrics/reset", "-f", "-"],
+        "{}",
+    )
+    .expect("reset the lab's request counters");
     let out = skew(&lab, &["-o", "json"]);
+    // 620 nodes at 500 a page: two list requests.
+    let metrics: Value =
+        serde_json::from_str(&lab.kubectl_ok(["get", "--raw", "/lab/v1/metrics"])).unwrap();
+    let node_lists: u64 = metrics["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verb"] == "list" && r["resource"] == "nodes")
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        node_lists, 2,
+        "nodes are listed in pages of 500: {metrics:#}"
+    );
     let doc = json(&out);
     let kubelets = doc["components"]
         .as_array()
