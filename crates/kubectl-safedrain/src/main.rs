@@ -168,6 +168,11 @@ struct NodeResult {
     report: Option<DrainReport>,
 }
 
+struct Conn {
+    context: String,
+    server: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     output::init_logging();
@@ -185,8 +190,14 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let timeout = parse_request_timeout(&cli.timeout).context("--timeout")?;
     let printer = Printer::new(cli.output);
-    let conn = cli.kube.connect().await?;
-    let client = conn.client.clone();
+    // The eviction engine handles 429/503 itself (naming the PDB, reacting as
+    // soon as it frees), so the client's own silent retry layer is turned off.
+    let (mut config, context) = cli.kube.config().await?;
+    config.default_retry = false;
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config)
+        .with_context(|| format!("could not create a client for {server}"))?;
+    let conn = Conn { context, server };
     let nodes = resolve_nodes(&client, &cli).await?;
 
     if cli.uncordon {
