@@ -22,11 +22,19 @@ pub struct ExecOutput {
 impl ExecOutput {
     /// Exit 0 with this stdout.
     pub fn ok(stdout: impl Into<String>) -> Self {
-        ExecOutput { stdout: stdout.into(), stderr: String::new(), code: 0 }
+        ExecOutput {
+            stdout: stdout.into(),
+            stderr: String::new(),
+            code: 0,
+        }
     }
     /// Exit `code` with this stderr.
     pub fn fail(code: i32, stderr: impl Into<String>) -> Self {
-        ExecOutput { stdout: String::new(), stderr: stderr.into(), code }
+        ExecOutput {
+            stdout: String::new(),
+            stderr: stderr.into(),
+            code,
+        }
     }
 }
 
@@ -74,8 +82,14 @@ mod tests {
 
     #[test]
     fn strips_nsenter_prefix() {
-        let argv: Vec<String> = ["nsenter", "-t", "1", "-m", "--", "apt-get", "update"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(strip_nsenter(&argv).unwrap(), vec!["apt-get".to_string(), "update".to_string()]);
+        let argv: Vec<String> = ["nsenter", "-t", "1", "-m", "--", "apt-get", "update"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            strip_nsenter(&argv).unwrap(),
+            vec!["apt-get".to_string(), "update".to_string()]
+        );
         assert!(strip_nsenter(&["sh".to_string()]).is_none());
     }
 }

@@ -191,5 +191,5 @@ pub trait LabPlugin: Send + Sync {
 
 /// The plugins `upkeep-lab serve` runs. The simulation and node shells register here.
 pub fn default_plugins() -> Vec<Box<dyn LabPlugin>> {
-    Vec::new()
+    vec![Box::new(crate::sim::Sim::default()), Box::new(crate::nodeshell::NodeShellPlugin)]
 }

@@ -3,19 +3,25 @@
 //! * [`lab`]: the shared state ([`Lab`]) and the plugin seam ([`LabPlugin`]).
 //! * [`store`]: the object store with watch history.
 //! * [`resources`]: the table of served resources.
+//! * [`sim`]: controllers, scheduler, kubelets, node lifecycle; [`scenario`]: scenarios.
+//! * [`nodeshell`]: each node's command line (packages, kubeadm, systemctl) and [`exec`].
 //! * [`clock`], [`faults`], [`metrics`], [`selector`], [`patch`], [`error`]: building blocks.
 
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod exec;
 pub mod faults;
 pub mod lab;
 pub mod metrics;
+pub mod nodeshell;
 pub mod patch;
 pub mod resources;
+pub mod scenario;
 pub mod selector;
 pub mod server;
+pub mod sim;
 pub mod store;
 
 pub use error::{ApiError, ApiResult};

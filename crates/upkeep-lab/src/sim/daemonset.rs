@@ -27,13 +27,20 @@ pub fn add_daemon_tolerations(spec: &mut Value) {
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
         add.push(json!({"key": util::TAINT_NETWORK_UNAVAILABLE, "operator": "Exists", "effect": "NoSchedule"}));
     }
-    let tols = spec.as_object_mut().expect("spec").entry("tolerations").or_insert_with(|| json!([]));
+    let tols = spec
+        .as_object_mut()
+        .expect("spec")
+        .entry("tolerations")
+        .or_insert_with(|| json!([]));
     if !tols.is_array() {
         *tols = json!([]);
     }
     let list = tols.as_array_mut().expect("array");
     for t in add {
-        let exists = list.iter().any(|x| util::s(x, "/key") == util::s(&t, "/key") && util::s(x, "/effect") == util::s(&t, "/effect"));
+        let exists = list.iter().any(|x| {
+            util::s(x, "/key") == util::s(&t, "/key")
+                && util::s(x, "/effect") == util::s(&t, "/effect")
+        });
         if !exists {
             list.push(t);
         }
@@ -43,13 +50,18 @@ pub fn add_daemon_tolerations(spec: &mut Value) {
 /// daemonset_util.go ReplaceDaemonSetPodNodeNameNodeAffinity: pin to one node by
 /// `matchFields metadata.name`, replacing other required terms.
 fn pin_to_node(spec: &mut Value, node: &str) {
-    let term = json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]});
+    let term =
+        json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]});
     let m = spec.as_object_mut().expect("spec");
     let aff = m.entry("affinity").or_insert_with(|| json!({}));
     if !aff.is_object() {
         *aff = json!({});
     }
-    let na = aff.as_object_mut().expect("object").entry("nodeAffinity").or_insert_with(|| json!({}));
+    let na = aff
+        .as_object_mut()
+        .expect("object")
+        .entry("nodeAffinity")
+        .or_insert_with(|| json!({}));
     na["requiredDuringSchedulingIgnoredDuringExecution"] = json!({"nodeSelectorTerms": [term]});
 }
 
@@ -59,24 +71,39 @@ pub fn should_run(template_spec: &Value, node: &Value) -> bool {
     let mut spec = template_spec.clone();
     add_daemon_tolerations(&mut spec);
     util::pod_spec_matches_node(&spec, node)
-        && util::untolerated_schedule_taint(util::node_taints(node), util::arr(&spec, "/tolerations")).is_none()
+        && util::untolerated_schedule_taint(
+            util::node_taints(node),
+            util::arr(&spec, "/tolerations"),
+        )
+        .is_none()
 }
 
 fn template_hash(ds: &Value) -> String {
-    util::compute_hash(ds.pointer("/spec/template").unwrap_or(&Value::Null), util::i(ds, "/status/collisionCount").unwrap_or(0))
+    util::compute_hash(
+        ds.pointer("/spec/template").unwrap_or(&Value::Null),
+        util::i(ds, "/status/collisionCount").unwrap_or(0),
+    )
 }
 
 pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     let store = &ctx.lab.store;
-    let Some(ds) = store.get(&resources::DAEMONSET, &key.0, &key.1) else { return };
+    let Some(ds) = store.get(&resources::DAEMONSET, &key.0, &key.1) else {
+        return;
+    };
     let pods = super::replicaset::owned_pods(ctx, util::uid(&ds));
     let (nodes, _) = store.list(&resources::NODE, &Default::default());
     let hash = template_hash(&ds);
-    let template = ds.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let template = ds
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let tspec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
     let mut by_node: HashMap<String, Vec<&Obj>> = HashMap::new();
     for p in &pods {
-        by_node.entry(pinned_node(p).to_string()).or_default().push(p);
+        by_node
+            .entry(pinned_node(p).to_string())
+            .or_default()
+            .push(p);
     }
     let terminating_ds = util::terminating(&ds);
     let tol = ctx.cfg().default_toleration_seconds;
@@ -87,28 +114,56 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         let nn = util::name(n);
         let run = !terminating_ds && should_run(&tspec, n);
         let here: Vec<&Obj> = by_node.get(nn).cloned().unwrap_or_default();
-        let live: Vec<&Obj> = here.iter().copied().filter(|p| !util::terminating(p)).collect();
+        let live: Vec<&Obj> = here
+            .iter()
+            .copied()
+            .filter(|p| !util::terminating(p))
+            .collect();
         for p in &live {
             if util::phase(p) == "Failed" {
                 to_delete.push(p);
             }
         }
-        let healthy: Vec<&Obj> = live.iter().copied().filter(|p| util::phase(p) != "Failed").collect();
+        let healthy: Vec<&Obj> = live
+            .iter()
+            .copied()
+            .filter(|p| util::phase(p) != "Failed")
+            .collect();
         if run {
             if healthy.is_empty() && !here.iter().any(|p| util::terminating(p)) {
                 let mut t = template.clone();
-                let labels = t.pointer_mut("/metadata").and_then(Value::as_object_mut).map(|m| m.entry("labels").or_insert_with(|| json!({})));
+                let labels = t
+                    .pointer_mut("/metadata")
+                    .and_then(Value::as_object_mut)
+                    .map(|m| m.entry("labels").or_insert_with(|| json!({})));
                 if let Some(l) = labels {
                     l["controller-revision-hash"] = json!(hash);
-                    l["pod-template-generation"] = json!(util::i(&ds, "/metadata/generation").unwrap_or(1).to_string());
+                    l["pod-template-generation"] = json!(
+                        util::i(&ds, "/metadata/generation")
+                            .unwrap_or(1)
+                            .to_string()
+                    );
                 }
-                let mut pod = util::pod_from_template(&t, &ds, None, Some(&format!("{}-", util::name(&ds))));
+                let mut pod =
+                    util::pod_from_template(&t, &ds, None, Some(&format!("{}-", util::name(&ds))));
                 add_daemon_tolerations(&mut pod["spec"]);
                 pin_to_node(&mut pod["spec"], nn);
                 util::add_default_toleration_seconds(&mut pod, tol);
                 match ctx.create(&resources::POD, pod) {
-                    Ok(p) => ctx.event(&ds, "Normal", "SuccessfulCreate", &format!("Created pod: {}", util::name(&p)), "daemonset-controller"),
-                    Err(e) => ctx.event(&ds, "Warning", "FailedCreate", &format!("Error creating: {}", e.message), "daemonset-controller"),
+                    Ok(p) => ctx.event(
+                        &ds,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", util::name(&p)),
+                        "daemonset-controller",
+                    ),
+                    Err(e) => ctx.event(
+                        &ds,
+                        "Warning",
+                        "FailedCreate",
+                        &format!("Error creating: {}", e.message),
+                        "daemonset-controller",
+                    ),
                 }
             } else if healthy.len() > 1 {
                 // keep the oldest
@@ -130,12 +185,23 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     // maxUnavailable (default 1) unavailable at a time.
     if util::s(&ds, "/spec/updateStrategy/type") != "OnDelete" && !terminating_ds {
         let desired = nodes.iter().filter(|n| should_run(&tspec, n)).count() as i64;
-        let mu = ds.pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable").cloned().unwrap_or(json!(1));
-        let max_unavailable = util::scaled_int_or_percent(&mu, desired, true).unwrap_or(1).max(1);
-        let unavailable = pods.iter().filter(|p| !util::terminating(p) && !util::pod_ready(p)).count() as i64
+        let mu = ds
+            .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
+            .cloned()
+            .unwrap_or(json!(1));
+        let max_unavailable = util::scaled_int_or_percent(&mu, desired, true)
+            .unwrap_or(1)
+            .max(1);
+        let unavailable = pods
+            .iter()
+            .filter(|p| !util::terminating(p) && !util::pod_ready(p))
+            .count() as i64
             + pods.iter().filter(|p| util::terminating(p)).count() as i64;
         let mut budget = max_unavailable - unavailable;
-        for p in pods.iter().filter(|p| !util::terminating(p) && util::label(p, "controller-revision-hash") != Some(hash.as_str())) {
+        for p in pods.iter().filter(|p| {
+            !util::terminating(p)
+                && util::label(p, "controller-revision-hash") != Some(hash.as_str())
+        }) {
             if budget <= 0 {
                 break;
             }
@@ -146,8 +212,22 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         }
     }
     for p in to_delete {
-        if store.delete(&resources::POD, util::namespace(p), util::name(p), &DeleteOpts::default()).is_ok() {
-            ctx.event(&ds, "Normal", "SuccessfulDelete", &format!("Deleted pod: {}", util::name(p)), "daemonset-controller");
+        if store
+            .delete(
+                &resources::POD,
+                util::namespace(p),
+                util::name(p),
+                &DeleteOpts::default(),
+            )
+            .is_ok()
+        {
+            ctx.event(
+                &ds,
+                "Normal",
+                "SuccessfulDelete",
+                &format!("Deleted pod: {}", util::name(p)),
+                "daemonset-controller",
+            );
         }
     }
     update_status(ctx, &ds, &nodes, &tspec, &hash);
@@ -169,10 +249,14 @@ fn update_status(ctx: &Ctx, ds: &Value, nodes: &[Obj], tspec: &Value, hash: &str
     let pods = super::replicaset::owned_pods(ctx, util::uid(ds));
     let now = ctx.lab.clock.now();
     let min_ready = util::i(ds, "/spec/minReadySeconds").unwrap_or(0);
-    let (mut desired, mut current, mut misscheduled, mut ready, mut updated, mut available) = (0, 0, 0, 0, 0, 0);
+    let (mut desired, mut current, mut misscheduled, mut ready, mut updated, mut available) =
+        (0, 0, 0, 0, 0, 0);
     for n in nodes {
         let run = should_run(tspec, n);
-        let here: Vec<&Obj> = pods.iter().filter(|p| util::node_name(p) == util::name(n) && !util::terminating(p)).collect();
+        let here: Vec<&Obj> = pods
+            .iter()
+            .filter(|p| util::node_name(p) == util::name(n) && !util::terminating(p))
+            .collect();
         if run {
             desired += 1;
             if !here.is_empty() {
@@ -195,26 +279,35 @@ fn update_status(ctx: &Ctx, ds: &Value, nodes: &[Obj], tspec: &Value, hash: &str
         }
     }
     let generation = util::i(ds, "/metadata/generation").unwrap_or(0);
-    let _ = ctx.lab.store.mutate(&resources::DAEMONSET, util::namespace(ds), util::name(ds), |o| {
-        let mut s = json!({
-            "currentNumberScheduled": current,
-            "numberMisscheduled": misscheduled,
-            "desiredNumberScheduled": desired,
-            "numberReady": ready,
-            "observedGeneration": generation,
-            "updatedNumberScheduled": updated,
-            "numberAvailable": available,
-            "numberUnavailable": desired - available,
-        });
-        for f in ["updatedNumberScheduled", "numberAvailable", "numberUnavailable"] {
-            if s[f] == json!(0) {
-                s.as_object_mut().map(|m| m.remove(f));
+    let _ = ctx.lab.store.mutate(
+        &resources::DAEMONSET,
+        util::namespace(ds),
+        util::name(ds),
+        |o| {
+            let mut s = json!({
+                "currentNumberScheduled": current,
+                "numberMisscheduled": misscheduled,
+                "desiredNumberScheduled": desired,
+                "numberReady": ready,
+                "observedGeneration": generation,
+                "updatedNumberScheduled": updated,
+                "numberAvailable": available,
+                "numberUnavailable": desired - available,
+            });
+            for f in [
+                "updatedNumberScheduled",
+                "numberAvailable",
+                "numberUnavailable",
+            ] {
+                if s[f] == json!(0) {
+                    s.as_object_mut().map(|m| m.remove(f));
+                }
             }
-        }
-        if let Some(c) = o.pointer("/status/collisionCount") {
-            s["collisionCount"] = c.clone();
-        }
-        o["status"] = s;
-        Ok(())
-    });
+            if let Some(c) = o.pointer("/status/collisionCount") {
+                s["collisionCount"] = c.clone();
+            }
+            o["status"] = s;
+            Ok(())
+        },
+    );
 }

@@ -32,7 +32,9 @@ fn owned_rss(ctx: &Ctx, d: &Value) -> Vec<Obj> {
         .collect();
     // controller.ReplicaSetsByCreationTimestamp
     v.sort_by(|a, b| {
-        util::s(a, "/metadata/creationTimestamp").cmp(util::s(b, "/metadata/creationTimestamp")).then(util::name(a).cmp(util::name(b)))
+        util::s(a, "/metadata/creationTimestamp")
+            .cmp(util::s(b, "/metadata/creationTimestamp"))
+            .then(util::name(a).cmp(util::name(b)))
     });
     v
 }
@@ -48,7 +50,10 @@ fn st(o: &Value, f: &str) -> i64 {
 /// The template without the pod-template-hash label (deployment_util.go EqualIgnoreHash).
 fn template_ignoring_hash(t: &Value) -> Value {
     let mut t = t.clone();
-    if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(l) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         l.remove(HASH_LABEL);
         if l.is_empty() {
             t["metadata"].as_object_mut().map(|m| m.remove("labels"));
@@ -64,8 +69,14 @@ fn rolling(d: &Value) -> bool {
 /// deployment_util.go ResolveFenceposts: (maxSurge, maxUnavailable).
 fn fenceposts(d: &Value) -> (i64, i64) {
     let desired = spec_replicas(d);
-    let surge_v = d.pointer("/spec/strategy/rollingUpdate/maxSurge").cloned().unwrap_or(json!("25%"));
-    let unav_v = d.pointer("/spec/strategy/rollingUpdate/maxUnavailable").cloned().unwrap_or(json!("25%"));
+    let surge_v = d
+        .pointer("/spec/strategy/rollingUpdate/maxSurge")
+        .cloned()
+        .unwrap_or(json!("25%"));
+    let unav_v = d
+        .pointer("/spec/strategy/rollingUpdate/maxUnavailable")
+        .cloned()
+        .unwrap_or(json!("25%"));
     let surge = util::scaled_int_or_percent(&surge_v, desired, true).unwrap_or(0);
     let mut unavailable = util::scaled_int_or_percent(&unav_v, desired, false).unwrap_or(0);
     if surge == 0 && unavailable == 0 {
@@ -89,34 +100,72 @@ fn scale_rs(ctx: &Ctx, d: &Value, rs: &Value, to: i64) -> bool {
     }
     let (surge, _) = if rolling(d) { fenceposts(d) } else { (0, 0) };
     let dreps = spec_replicas(d);
-    let r = ctx.lab.store.mutate(&resources::REPLICASET, util::namespace(rs), util::name(rs), |o| {
-        o["spec"]["replicas"] = json!(to);
-        let ann = o["metadata"].as_object_mut().expect("metadata").entry("annotations").or_insert_with(|| json!({}));
-        ann[DESIRED] = json!(dreps.to_string());
-        ann[MAX_REPLICAS] = json!((dreps + surge).to_string());
-        Ok(())
-    });
+    let r = ctx.lab.store.mutate(
+        &resources::REPLICASET,
+        util::namespace(rs),
+        util::name(rs),
+        |o| {
+            o["spec"]["replicas"] = json!(to);
+            let ann = o["metadata"]
+                .as_object_mut()
+                .expect("metadata")
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
+            ann[DESIRED] = json!(dreps.to_string());
+            ann[MAX_REPLICAS] = json!((dreps + surge).to_string());
+            Ok(())
+        },
+    );
     if r.is_ok() {
         let dir = if to > from { "up" } else { "down" };
-        ctx.event(d, "Normal", "ScalingReplicaSet", &format!("Scaled {dir} replica set {} from {from} to {to}", util::name(rs)), "deployment-controller");
+        ctx.event(
+            d,
+            "Normal",
+            "ScalingReplicaSet",
+            &format!(
+                "Scaled {dir} replica set {} from {from} to {to}",
+                util::name(rs)
+            ),
+            "deployment-controller",
+        );
     }
     r.is_ok()
 }
 
 pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     let store = &ctx.lab.store;
-    let Some(d) = store.get(&resources::DEPLOYMENT, &key.0, &key.1) else { return };
+    let Some(d) = store.get(&resources::DEPLOYMENT, &key.0, &key.1) else {
+        return;
+    };
     let rss = owned_rss(ctx, &d);
     if util::terminating(&d) {
         update_status(ctx, &d, &rss, None);
         return;
     }
-    let template = d.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
+    let template = d
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let plain = template_ignoring_hash(&template);
-    let mut new_rs: Option<Obj> =
-        rss.iter().find(|rs| template_ignoring_hash(rs.pointer("/spec/template").unwrap_or(&Value::Null)) == plain).cloned();
-    let old_rss: Vec<Obj> = rss.iter().filter(|rs| new_rs.as_ref().is_none_or(|n| util::uid(n) != util::uid(rs))).cloned().collect();
-    let paused = d.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false);
+    let mut new_rs: Option<Obj> = rss
+        .iter()
+        .find(|rs| {
+            template_ignoring_hash(rs.pointer("/spec/template").unwrap_or(&Value::Null)) == plain
+        })
+        .cloned();
+    let old_rss: Vec<Obj> = rss
+        .iter()
+        .filter(|rs| {
+            new_rs
+                .as_ref()
+                .is_none_or(|n| util::uid(n) != util::uid(rs))
+        })
+        .cloned()
+        .collect();
+    let paused = d
+        .pointer("/spec/paused")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
 
     if new_rs.is_none() && !paused {
         new_rs = create_new_rs(ctx, &d, &template, &rss);
@@ -127,10 +176,23 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         }
     } else if let Some(n) = &new_rs {
         // Keep the revision annotation in step (sync.go getNewReplicaSet).
-        let rev = util::s(n, &format!("/metadata/annotations/{}", REVISION.replace('/', "~1"))).to_string();
-        if !rev.is_empty() && util::s(&d, &format!("/metadata/annotations/{}", REVISION.replace('/', "~1"))) != rev {
+        let rev = util::s(
+            n,
+            &format!("/metadata/annotations/{}", REVISION.replace('/', "~1")),
+        )
+        .to_string();
+        if !rev.is_empty()
+            && util::s(
+                &d,
+                &format!("/metadata/annotations/{}", REVISION.replace('/', "~1")),
+            ) != rev
+        {
             let _ = store.mutate(&resources::DEPLOYMENT, &key.0, &key.1, |o| {
-                let ann = o["metadata"].as_object_mut().expect("metadata").entry("annotations").or_insert_with(|| json!({}));
+                let ann = o["metadata"]
+                    .as_object_mut()
+                    .expect("metadata")
+                    .entry("annotations")
+                    .or_insert_with(|| json!({}));
                 ann[REVISION] = json!(rev);
                 Ok(())
             });
@@ -141,9 +203,16 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         return;
     }
     let new_rs = new_rs.expect("created above");
-    let changed = if rolling(&d) { rollout_rolling(ctx, &d, &new_rs, &old_rss) } else { rollout_recreate(ctx, &d, &new_rs, &old_rss) };
+    let changed = if rolling(&d) {
+        rollout_rolling(ctx, &d, &new_rs, &old_rss)
+    } else {
+        rollout_recreate(ctx, &d, &new_rs, &old_rss)
+    };
     let rss = owned_rss(ctx, &d);
-    let new_rs = rss.iter().find(|r| util::uid(r) == util::uid(&new_rs)).cloned();
+    let new_rs = rss
+        .iter()
+        .find(|r| util::uid(r) == util::uid(&new_rs))
+        .cloned();
     if !changed {
         cleanup(ctx, &d, &rss, new_rs.as_ref());
     }
@@ -154,15 +223,32 @@ fn create_new_rs(ctx: &Arc<Ctx>, d: &Value, template: &Value, rss: &[Obj]) -> Op
     let collision = util::i(d, "/status/collisionCount").unwrap_or(0);
     let hash = util::compute_hash(template, collision);
     let mut t = template.clone();
-    t.as_object_mut()?.entry("metadata").or_insert_with(|| json!({}));
-    t["metadata"].as_object_mut()?.entry("labels").or_insert_with(|| json!({}));
+    t.as_object_mut()?
+        .entry("metadata")
+        .or_insert_with(|| json!({}));
+    t["metadata"]
+        .as_object_mut()?
+        .entry("labels")
+        .or_insert_with(|| json!({}));
     t["metadata"]["labels"][HASH_LABEL] = json!(hash);
-    let mut selector = d.pointer("/spec/selector").cloned().unwrap_or_else(|| json!({}));
-    selector.as_object_mut()?.entry("matchLabels").or_insert_with(|| json!({}));
+    let mut selector = d
+        .pointer("/spec/selector")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    selector
+        .as_object_mut()?
+        .entry("matchLabels")
+        .or_insert_with(|| json!({}));
     selector["matchLabels"][HASH_LABEL] = json!(hash);
     let max_rev = rss
         .iter()
-        .filter_map(|r| r.pointer("/metadata/annotations").and_then(|a| a.get(REVISION)).and_then(Value::as_str)?.parse::<i64>().ok())
+        .filter_map(|r| {
+            r.pointer("/metadata/annotations")
+                .and_then(|a| a.get(REVISION))
+                .and_then(Value::as_str)?
+                .parse::<i64>()
+                .ok()
+        })
         .max()
         .unwrap_or(0);
     let dreps = spec_replicas(d);
@@ -171,8 +257,15 @@ fn create_new_rs(ctx: &Arc<Ctx>, d: &Value, template: &Value, rss: &[Obj]) -> Op
         let (surge, _) = fenceposts(d);
         let current: i64 = rss.iter().map(|r| spec_replicas(r)).sum();
         let max_total = dreps + surge;
-        if current >= max_total { 0 } else { (max_total - current).min(dreps) }
-    } else if rss.iter().any(|r| spec_replicas(r) > 0 || st(r, "replicas") > 0) {
+        if current >= max_total {
+            0
+        } else {
+            (max_total - current).min(dreps)
+        }
+    } else if rss
+        .iter()
+        .any(|r| spec_replicas(r) > 0 || st(r, "replicas") > 0)
+    {
         0
     } else {
         dreps
@@ -206,21 +299,44 @@ fn create_new_rs(ctx: &Arc<Ctx>, d: &Value, template: &Value, rss: &[Obj]) -> Op
     });
     match ctx.create(&resources::REPLICASET, rs) {
         Ok(o) => {
-            ctx.event(d, "Normal", "ScalingReplicaSet", &format!("Scaled up replica set {} from 0 to {replicas}", util::name(&o)), "deployment-controller");
+            ctx.event(
+                d,
+                "Normal",
+                "ScalingReplicaSet",
+                &format!(
+                    "Scaled up replica set {} from 0 to {replicas}",
+                    util::name(&o)
+                ),
+                "deployment-controller",
+            );
             let rev = (max_rev + 1).to_string();
-            let _ = ctx.lab.store.mutate(&resources::DEPLOYMENT, util::namespace(d), util::name(d), |o| {
-                let ann = o["metadata"].as_object_mut().expect("metadata").entry("annotations").or_insert_with(|| json!({}));
-                ann[REVISION] = json!(rev);
-                Ok(())
-            });
+            let _ = ctx.lab.store.mutate(
+                &resources::DEPLOYMENT,
+                util::namespace(d),
+                util::name(d),
+                |o| {
+                    let ann = o["metadata"]
+                        .as_object_mut()
+                        .expect("metadata")
+                        .entry("annotations")
+                        .or_insert_with(|| json!({}));
+                    ann[REVISION] = json!(rev);
+                    Ok(())
+                },
+            );
             Some(o)
         }
         Err(e) if e.code == 409 => {
             // sync.go: a hash collision bumps status.collisionCount and retries next sync.
-            let _ = ctx.lab.store.mutate(&resources::DEPLOYMENT, util::namespace(d), util::name(d), |o| {
-                o["status"]["collisionCount"] = json!(collision + 1);
-                Ok(())
-            });
+            let _ = ctx.lab.store.mutate(
+                &resources::DEPLOYMENT,
+                util::namespace(d),
+                util::name(d),
+                |o| {
+                    o["status"]["collisionCount"] = json!(collision + 1);
+                    Ok(())
+                },
+            );
             None
         }
         Err(_) => None,
@@ -261,7 +377,10 @@ fn rollout_rolling(ctx: &Ctx, d: &Value, new_rs: &Obj, old_rss: &[Obj]) -> bool 
     }
     // cleanupUnhealthyReplicas
     let mut scaled = 0;
-    let mut olds: Vec<(Obj, i64)> = old_rss.iter().map(|r| (r.clone(), spec_replicas(r))).collect();
+    let mut olds: Vec<(Obj, i64)> = old_rss
+        .iter()
+        .map(|r| (r.clone(), spec_replicas(r)))
+        .collect();
     for (rs, reps) in olds.iter_mut() {
         if scaled >= max_scaled_down {
             break;
@@ -311,7 +430,9 @@ fn rollout_recreate(ctx: &Ctx, d: &Value, new_rs: &Obj, old_rss: &[Obj]) -> bool
     }
     // oldPodsRunning: wait until no old pod is left running (terminating ones count).
     let running = old_rss.iter().any(|rs| {
-        super::replicaset::owned_pods(ctx, util::uid(rs)).iter().any(|p| !util::terminal(p))
+        super::replicaset::owned_pods(ctx, util::uid(rs))
+            .iter()
+            .any(|p| !util::terminal(p))
     });
     if running {
         return false;
@@ -329,7 +450,12 @@ fn cleanup(ctx: &Ctx, d: &Value, rss: &[Obj], new_rs: Option<&Obj>) {
         .collect();
     let excess = olds.len() as i64 - limit;
     for rs in olds.into_iter().take(excess.max(0) as usize) {
-        let _ = ctx.lab.store.delete(&resources::REPLICASET, util::namespace(rs), util::name(rs), &DeleteOpts::default());
+        let _ = ctx.lab.store.delete(
+            &resources::REPLICASET,
+            util::namespace(rs),
+            util::name(rs),
+            &DeleteOpts::default(),
+        );
     }
 }
 
@@ -347,38 +473,66 @@ fn update_status(ctx: &Ctx, d: &Value, rss: &[Obj], new_rs: Option<&Obj>) {
     let now = ctx.lab.clock.now_rfc3339();
     let min_ok = available >= dreps - max_unavailable(d);
     let complete = updated == dreps && replicas == dreps && available == dreps;
-    let new_name = new_rs.map(|n| util::name(n).to_string()).unwrap_or_default();
-    let _ = ctx.lab.store.mutate(&resources::DEPLOYMENT, util::namespace(d), util::name(d), |o| {
-        let mut s = o.get("status").cloned().unwrap_or_else(|| json!({}));
-        s["observedGeneration"] = json!(generation);
-        s["replicas"] = json!(replicas);
-        s["updatedReplicas"] = json!(updated);
-        s["readyReplicas"] = json!(ready);
-        s["availableReplicas"] = json!(available);
-        s["unavailableReplicas"] = json!(unavailable);
-        s["terminatingReplicas"] = json!(terminating);
-        for f in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas", "terminatingReplicas"] {
-            if s[f] == json!(0) {
-                s.as_object_mut().map(|m| m.remove(f));
+    let new_name = new_rs
+        .map(|n| util::name(n).to_string())
+        .unwrap_or_default();
+    let _ = ctx.lab.store.mutate(
+        &resources::DEPLOYMENT,
+        util::namespace(d),
+        util::name(d),
+        |o| {
+            let mut s = o.get("status").cloned().unwrap_or_else(|| json!({}));
+            s["observedGeneration"] = json!(generation);
+            s["replicas"] = json!(replicas);
+            s["updatedReplicas"] = json!(updated);
+            s["readyReplicas"] = json!(ready);
+            s["availableReplicas"] = json!(available);
+            s["unavailableReplicas"] = json!(unavailable);
+            s["terminatingReplicas"] = json!(terminating);
+            for f in [
+                "replicas",
+                "updatedReplicas",
+                "readyReplicas",
+                "availableReplicas",
+                "unavailableReplicas",
+                "terminatingReplicas",
+            ] {
+                if s[f] == json!(0) {
+                    s.as_object_mut().map(|m| m.remove(f));
+                }
             }
-        }
-        o["status"] = s;
-        let (st_, reason, msg) = if min_ok {
-            ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
-        } else {
-            ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
-        };
-        set_dep_condition(o, "Available", st_, reason, msg, &now);
-        if !new_name.is_empty() {
-            let (reason, msg) = if complete {
-                ("NewReplicaSetAvailable", format!("ReplicaSet \"{new_name}\" has successfully progressed."))
+            o["status"] = s;
+            let (st_, reason, msg) = if min_ok {
+                (
+                    "True",
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                )
             } else {
-                ("ReplicaSetUpdated", format!("ReplicaSet \"{new_name}\" is progressing."))
+                (
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                )
             };
-            set_dep_condition(o, "Progressing", "True", reason, &msg, &now);
-        }
-        Ok(())
-    });
+            set_dep_condition(o, "Available", st_, reason, msg, &now);
+            if !new_name.is_empty() {
+                let (reason, msg) = if complete {
+                    (
+                        "NewReplicaSetAvailable",
+                        format!("ReplicaSet \"{new_name}\" has successfully progressed."),
+                    )
+                } else {
+                    (
+                        "ReplicaSetUpdated",
+                        format!("ReplicaSet \"{new_name}\" is progressing."),
+                    )
+                };
+                set_dep_condition(o, "Progressing", "True", reason, &msg, &now);
+            }
+            Ok(())
+        },
+    );
 }
 
 /// Deployment conditions carry lastUpdateTime (changed when reason/message change) and
@@ -386,12 +540,12 @@ fn update_status(ctx: &Ctx, d: &Value, rss: &[Obj], new_rs: Option<&Obj>) {
 fn set_dep_condition(o: &mut Value, ty: &str, status: &str, reason: &str, msg: &str, now: &str) {
     let old = util::condition(o, ty).cloned();
     let mut c = json!({"type": ty, "status": status, "reason": reason, "message": msg, "lastUpdateTime": now, "lastTransitionTime": now});
-    if let Some(old) = old {
-        if util::s(&old, "/status") == status {
-            c["lastTransitionTime"] = old["lastTransitionTime"].clone();
-            if util::s(&old, "/reason") == reason && util::s(&old, "/message") == msg {
-                c["lastUpdateTime"] = old["lastUpdateTime"].clone();
-            }
+    if let Some(old) = old
+        && util::s(&old, "/status") == status
+    {
+        c["lastTransitionTime"] = old["lastTransitionTime"].clone();
+        if util::s(&old, "/reason") == reason && util::s(&old, "/message") == msg {
+            c["lastUpdateTime"] = old["lastUpdateTime"].clone();
         }
     }
     util::set_condition(o, c, now);

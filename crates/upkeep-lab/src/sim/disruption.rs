@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::ListQuery;
 use crate::resources;
 use crate::store::Obj;
-use crate::ListQuery;
 
 use super::{Ctx, Key, util};
 
@@ -34,31 +34,52 @@ pub struct Budget {
 /// getPodStatefulSet, getPodReplicationController). Returns (controller uid, scale).
 fn controller_scale(ctx: &Ctx, pod: &Value) -> Result<Option<(String, i64)>, String> {
     let Some(cref) = util::controller_ref(pod) else {
-        return Err(format!("found no controller ref for pod {:?}", util::name(pod)));
+        return Err(format!(
+            "found no controller ref for pod {:?}",
+            util::name(pod)
+        ));
     };
     let ns = util::namespace(pod);
-    let (kind, name, uid) = (util::s(cref, "/kind"), util::s(cref, "/name"), util::s(cref, "/uid"));
+    let (kind, name, uid) = (
+        util::s(cref, "/kind"),
+        util::s(cref, "/name"),
+        util::s(cref, "/uid"),
+    );
     let store = &ctx.lab.store;
-    let scale = |res: &'static resources::Resource, name: &str, uid: &str| -> Option<(String, i64)> {
-        let o = store.get(res, ns, name)?;
-        (util::uid(&o) == uid).then(|| (uid.to_string(), util::i(&o, "/spec/replicas").unwrap_or(1)))
-    };
+    let scale =
+        |res: &'static resources::Resource, name: &str, uid: &str| -> Option<(String, i64)> {
+            let o = store.get(res, ns, name)?;
+            (util::uid(&o) == uid)
+                .then(|| (uid.to_string(), util::i(&o, "/spec/replicas").unwrap_or(1)))
+        };
     match kind {
         "ReplicaSet" => {
-            let Some(rs) = store.get(&resources::REPLICASET, ns, name).filter(|r| util::uid(r) == uid) else {
-                return Err(format!("found no controllers for pod {:?}", util::name(pod)));
+            let Some(rs) = store
+                .get(&resources::REPLICASET, ns, name)
+                .filter(|r| util::uid(r) == uid)
+            else {
+                return Err(format!(
+                    "found no controllers for pod {:?}",
+                    util::name(pod)
+                ));
             };
-            if let Some(("Deployment", dname, duid)) = util::controller_of(&rs) {
-                if let Some(s) = scale(&resources::DEPLOYMENT, dname, duid) {
-                    return Ok(Some(s));
-                }
+            if let Some(("Deployment", dname, duid)) = util::controller_of(&rs)
+                && let Some(s) = scale(&resources::DEPLOYMENT, dname, duid)
+            {
+                return Ok(Some(s));
             }
-            Ok(Some((uid.to_string(), util::i(&rs, "/spec/replicas").unwrap_or(1))))
+            Ok(Some((
+                uid.to_string(),
+                util::i(&rs, "/spec/replicas").unwrap_or(1),
+            )))
         }
         "StatefulSet" => scale(&resources::STATEFULSET, name, uid)
             .map(Some)
             .ok_or_else(|| format!("found no controllers for pod {:?}", util::name(pod))),
-        _ => Err(format!("found no controllers for pod {:?}", util::name(pod))),
+        _ => Err(format!(
+            "found no controllers for pod {:?}",
+            util::name(pod)
+        )),
     }
 }
 
@@ -83,7 +104,11 @@ pub fn compute(ctx: &Ctx, pdb: &Value, pods: &[Obj], healthy: i64) -> Result<Bud
     } else if let Some(ma) = pdb.pointer("/spec/minAvailable") {
         match ma {
             Value::Number(n) => (pods.len() as i64, n.as_i64().unwrap_or(0)),
-            Value::String(s) if !s.ends_with('%') => (pods.len() as i64, s.parse().map_err(|_| format!("invalid minAvailable {s:?}"))?),
+            Value::String(s) if !s.ends_with('%') => (
+                pods.len() as i64,
+                s.parse()
+                    .map_err(|_| format!("invalid minAvailable {s:?}"))?,
+            ),
             _ => {
                 let expected = expected_scale(ctx, pods)?;
                 (expected, util::scaled_int_or_percent(ma, expected, true)?)
@@ -97,27 +122,42 @@ pub fn compute(ctx: &Ctx, pdb: &Value, pods: &[Obj], healthy: i64) -> Result<Bud
     if expected <= 0 || allowed <= 0 {
         allowed = 0;
     }
-    Ok(Budget { current_healthy: healthy, desired_healthy: desired, expected_pods: expected, disruptions_allowed: allowed })
+    Ok(Budget {
+        current_healthy: healthy,
+        desired_healthy: desired,
+        expected_pods: expected,
+        disruptions_allowed: allowed,
+    })
 }
 
 pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     let store = &ctx.lab.store;
-    let Some(pdb) = store.get(&resources::PDB, &key.0, &key.1) else { return };
+    let Some(pdb) = store.get(&resources::PDB, &key.0, &key.1) else {
+        return;
+    };
     let sel = util::spec_selector(&pdb);
-    let (pods, _) = store.list(&resources::POD, &ListQuery::in_namespace(&key.0).labels(sel));
+    let (pods, _) = store.list(
+        &resources::POD,
+        &ListQuery::in_namespace(&key.0).labels(sel),
+    );
     let now = ctx.lab.clock.now();
     // buildDisruptedPodMap: drop entries whose pod is gone, being deleted, or expired.
     let mut disrupted = Map::new();
-    if let Some(m) = pdb.pointer("/status/disruptedPods").and_then(Value::as_object) {
+    if let Some(m) = pdb
+        .pointer("/status/disruptedPods")
+        .and_then(Value::as_object)
+    {
         for (name, t) in m {
-            let Some(p) = pods.iter().find(|p| util::name(p) == name) else { continue };
+            let Some(p) = pods.iter().find(|p| util::name(p) == name) else {
+                continue;
+            };
             if util::terminating(p) {
                 continue;
             }
             let expired = t
                 .as_str()
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .is_none_or(|t| (now - t).as_secs_f64() >= DELETION_TIMEOUT_SECONDS);
+                .is_none_or(|t| now.duration_since(t).as_secs_f64() >= DELETION_TIMEOUT_SECONDS);
             if !expired {
                 disrupted.insert(name.clone(), t.clone());
             }
@@ -134,7 +174,17 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     let now_s = ctx.lab.clock.now_rfc3339();
     let result = compute(ctx, &pdb, &pods, healthy);
     if let Err(e) = &result {
-        ctx.event(&pdb, "Warning", if e.starts_with("found no controller ref") { "NoControllerRef" } else { "CalculateExpectedPodCountFailed" }, e, "controllermanager");
+        ctx.event(
+            &pdb,
+            "Warning",
+            if e.starts_with("found no controller ref") {
+                "NoControllerRef"
+            } else {
+                "CalculateExpectedPodCountFailed"
+            },
+            e,
+            "controllermanager",
+        );
     }
     let _ = store.mutate(&resources::PDB, &key.0, &key.1, |o| {
         let mut s = o.get("status").cloned().unwrap_or_else(|| json!({}));
@@ -152,7 +202,11 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
                 }
                 o["status"] = s;
                 // pdb/helpers UpdateDisruptionAllowedCondition
-                let (st, reason) = if b.disruptions_allowed > 0 { ("True", "SufficientPods") } else { ("False", "InsufficientPods") };
+                let (st, reason) = if b.disruptions_allowed > 0 {
+                    ("True", "SufficientPods")
+                } else {
+                    ("False", "InsufficientPods")
+                };
                 set_pdb_condition(o, st, reason, "", generation, &now_s);
             }
             Err(e) => {
@@ -167,7 +221,14 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     });
 }
 
-fn set_pdb_condition(o: &mut Value, status: &str, reason: &str, message: &str, generation: i64, now: &str) {
+fn set_pdb_condition(
+    o: &mut Value,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: &str,
+) {
     util::set_condition(
         o,
         json!({"type": "DisruptionAllowed", "status": status, "reason": reason, "message": message, "observedGeneration": generation}),

@@ -14,20 +14,36 @@ use crate::store::random_suffix;
 
 use super::util;
 
+/// (involved uid, reason, message) → (namespace, event name)
+type Seen = HashMap<(String, String, String), (String, String)>;
+
 #[derive(Default)]
 pub struct Recorder {
-    /// (involved uid, reason, message) → (namespace, event name)
-    seen: Mutex<HashMap<(String, String, String), (String, String)>>,
+    seen: Mutex<Seen>,
 }
 
 impl Recorder {
+    #[allow(clippy::too_many_arguments)]
     /// Record an event about `involved` from `component` (e.g. "default-scheduler").
-    pub fn record(&self, lab: &Arc<Lab>, involved: &Value, ty: &str, reason: &str, message: &str, component: &str, host: Option<&str>) {
+    pub fn record(
+        &self,
+        lab: &Arc<Lab>,
+        involved: &Value,
+        ty: &str,
+        reason: &str,
+        message: &str,
+        component: &str,
+        host: Option<&str>,
+    ) {
         let ns = match util::namespace(involved) {
             "" => "default".to_string(),
             n => n.to_string(),
         };
-        let key = (util::uid(involved).to_string(), reason.to_string(), message.to_string());
+        let key = (
+            util::uid(involved).to_string(),
+            reason.to_string(),
+            message.to_string(),
+        );
         let now = lab.clock.now_rfc3339();
         let existing = self.seen.lock().get(&key).cloned();
         if let Some((ens, ename)) = existing {
@@ -42,7 +58,10 @@ impl Recorder {
             }
         }
         // tools/record/event.go makeEvent: name is "<object>.<unique hex>".
-        let suffix: String = random_suffix(16).bytes().map(|b| format!("{:x}", b % 16)).collect();
+        let suffix: String = random_suffix(16)
+            .bytes()
+            .map(|b| format!("{:x}", b % 16))
+            .collect();
         let name = format!("{}.{}", util::name(involved), suffix);
         let mut source = json!({"component": component});
         if let Some(h) = host {
@@ -83,8 +102,9 @@ impl Recorder {
         let (evs, _) = lab.store.list(&resources::EVENT, &Default::default());
         for e in evs {
             let last = util::s(&e, "/lastTimestamp");
-            if lab.clock.seconds_since(last).is_some_and(|age| age > ttl_seconds) {
-                lab.store.remove(&resources::EVENT, util::namespace(&e), util::name(&e));
+            if util::seconds_since(lab.clock.now(), last).is_some_and(|age| age > ttl_seconds) {
+                lab.store
+                    .remove(&resources::EVENT, util::namespace(&e), util::name(&e));
             }
         }
     }

@@ -26,20 +26,33 @@ fn owner_resource(r: &Value) -> Option<&'static Resource> {
 fn owner_of(ctx: &Ctx, ns: &str, r: &Value) -> Option<Option<Obj>> {
     let res = owner_resource(r)?;
     let ns = if res.namespaced { ns } else { "" };
-    Some(ctx.lab.store.get(res, ns, util::s(r, "/name")).filter(|o| util::uid(o) == util::s(r, "/uid")))
+    Some(
+        ctx.lab
+            .store
+            .get(res, ns, util::s(r, "/name"))
+            .filter(|o| util::uid(o) == util::s(r, "/uid")),
+    )
 }
 
 fn has_finalizer(o: &Value, f: &str) -> bool {
-    util::arr(o, "/metadata/finalizers").iter().any(|x| x.as_str() == Some(f))
+    util::arr(o, "/metadata/finalizers")
+        .iter()
+        .any(|x| x.as_str() == Some(f))
 }
 
 fn remove_finalizer(ctx: &Ctx, res: &'static Resource, o: &Value, f: &str) {
-    let _ = ctx.lab.store.mutate(res, util::namespace(o), util::name(o), |x| {
-        if let Some(list) = x.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
-            list.retain(|v| v.as_str() != Some(f));
-        }
-        Ok(())
-    });
+    let _ = ctx
+        .lab
+        .store
+        .mutate(res, util::namespace(o), util::name(o), |x| {
+            if let Some(list) = x
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            {
+                list.retain(|v| v.as_str() != Some(f));
+            }
+            Ok(())
+        });
 }
 
 fn live_dependents(ctx: &Ctx, owner_uid: &str) -> Vec<(&'static Resource, Obj)> {
@@ -49,25 +62,36 @@ fn live_dependents(ctx: &Ctx, owner_uid: &str) -> Vec<(&'static Resource, Obj)> 
         .filter_map(|(r, ns, name)| {
             let res = resources::ALL[r];
             let o = ctx.lab.store.get(res, &ns, &name)?;
-            util::arr(&o, "/metadata/ownerReferences").iter().any(|x| util::s(x, "/uid") == owner_uid).then_some((res, o))
+            util::arr(&o, "/metadata/ownerReferences")
+                .iter()
+                .any(|x| util::s(x, "/uid") == owner_uid)
+                .then_some((res, o))
         })
         .collect()
 }
 
 pub fn sync(ctx: &Arc<Ctx>, key: &ObjKey) {
     let res = resources::ALL[key.0];
-    let Some(obj) = ctx.lab.store.get(res, &key.1, &key.2) else { return };
+    let Some(obj) = ctx.lab.store.get(res, &key.1, &key.2) else {
+        return;
+    };
     let uid = util::uid(&obj).to_string();
     if util::terminating(&obj) {
         if has_finalizer(&obj, ORPHAN) {
             // orphanDependents: strip the owner reference, then drop the finalizer.
             for (dres, d) in live_dependents(ctx, &uid) {
-                let _ = ctx.lab.store.mutate(dres, util::namespace(&d), util::name(&d), |x| {
-                    if let Some(refs) = x.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                        refs.retain(|r| util::s(r, "/uid") != uid);
-                    }
-                    Ok(())
-                });
+                let _ = ctx
+                    .lab
+                    .store
+                    .mutate(dres, util::namespace(&d), util::name(&d), |x| {
+                        if let Some(refs) = x
+                            .pointer_mut("/metadata/ownerReferences")
+                            .and_then(Value::as_array_mut)
+                        {
+                            refs.retain(|r| util::s(r, "/uid") != uid);
+                        }
+                        Ok(())
+                    });
             }
             remove_finalizer(ctx, res, &obj, ORPHAN);
             return;
@@ -78,19 +102,27 @@ pub fn sync(ctx: &Arc<Ctx>, key: &ObjKey) {
             let deps = live_dependents(ctx, &uid);
             let mut blocking = 0;
             for (dres, d) in &deps {
-                let blocks = util::arr(d, "/metadata/ownerReferences")
-                    .iter()
-                    .any(|r| util::s(r, "/uid") == uid && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true));
+                let blocks = util::arr(d, "/metadata/ownerReferences").iter().any(|r| {
+                    util::s(r, "/uid") == uid
+                        && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
+                });
                 if blocks {
                     blocking += 1;
                 }
                 if !util::terminating(d) {
-                    let policy = if ctx.index.dependents(util::uid(d)).is_empty() { "Background" } else { "Foreground" };
+                    let policy = if ctx.index.dependents(util::uid(d)).is_empty() {
+                        "Background"
+                    } else {
+                        "Foreground"
+                    };
                     let _ = ctx.lab.store.delete(
                         dres,
                         util::namespace(d),
                         util::name(d),
-                        &DeleteOpts { propagation_policy: Some(policy.into()), ..Default::default() },
+                        &DeleteOpts {
+                            propagation_policy: Some(policy.into()),
+                            ..Default::default()
+                        },
                     );
                 }
             }
@@ -124,14 +156,20 @@ pub fn sync(ctx: &Arc<Ctx>, key: &ObjKey) {
     if dangling.is_empty() {
         if waiting_foreground && !util::terminating(&obj) {
             // the owner is being deleted in the foreground: its dependents go first
-            let _ = ctx.lab.store.delete(res, &ns, util::name(&obj), &DeleteOpts::default());
+            let _ = ctx
+                .lab
+                .store
+                .delete(res, &ns, util::name(&obj), &DeleteOpts::default());
         }
         return;
     }
     if solid > 0 {
         // Some owners remain: remove only the dangling references.
         let _ = ctx.lab.store.mutate(res, &ns, util::name(&obj), |x| {
-            if let Some(list) = x.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+            if let Some(list) = x
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
                 list.retain(|r| !dangling.contains(&util::s(r, "/uid").to_string()));
             }
             Ok(())
@@ -143,7 +181,10 @@ pub fn sync(ctx: &Arc<Ctx>, key: &ObjKey) {
             res,
             &ns,
             util::name(&obj),
-            &DeleteOpts { propagation_policy: Some("Background".into()), ..Default::default() },
+            &DeleteOpts {
+                propagation_policy: Some("Background".into()),
+                ..Default::default()
+            },
         );
     }
 }
@@ -155,6 +196,7 @@ pub fn spawn_pod_gc(ctx: Arc<Ctx>) {
         loop {
             ctx.lab.clock.sleep(Duration::from_secs(20)).await;
             collect_orphaned_pods(&ctx);
+            ctx.events.expire(&ctx.lab, ctx.cfg().event_ttl_seconds);
         }
     });
 }
@@ -171,7 +213,10 @@ pub fn collect_orphaned_pods(ctx: &Ctx) {
                 &resources::POD,
                 util::namespace(&p),
                 util::name(&p),
-                &DeleteOpts { grace_period_seconds: Some(0), ..Default::default() },
+                &DeleteOpts {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
             );
         }
     }

@@ -35,7 +35,11 @@ pub fn indexed(res: &Resource) -> bool {
 }
 
 pub fn okey(res: &'static Resource, obj: &Value) -> ObjKey {
-    (resources::index_of(res), util::namespace(obj).to_string(), util::name(obj).to_string())
+    (
+        resources::index_of(res),
+        util::namespace(obj).to_string(),
+        util::name(obj).to_string(),
+    )
 }
 
 impl Index {
@@ -47,8 +51,10 @@ impl Index {
         let k = okey(res, obj);
         let rv = rv_of(obj);
         let uid = util::uid(obj).to_string();
-        let owners: Vec<String> =
-            util::arr(obj, "/metadata/ownerReferences").iter().map(|r| util::s(r, "/uid").to_string()).collect();
+        let owners: Vec<String> = util::arr(obj, "/metadata/ownerReferences")
+            .iter()
+            .map(|r| util::s(r, "/uid").to_string())
+            .collect();
         let mut g = self.inner.write();
         if let Some((old_uid, old_owners, old_rv)) = g.objs.get(&k).cloned() {
             if old_rv > rv && old_uid == uid {
@@ -77,7 +83,9 @@ impl Index {
         let k = okey(res, obj);
         let rv = rv_of(obj);
         let mut g = self.inner.write();
-        let Some((uid, owners, old_rv)) = g.objs.get(&k).cloned() else { return };
+        let Some((uid, owners, old_rv)) = g.objs.get(&k).cloned() else {
+            return;
+        };
         if old_rv > rv && uid != util::uid(obj) {
             return;
         }
@@ -94,7 +102,12 @@ impl Index {
 
     /// Dependents of an owner uid.
     pub fn dependents(&self, owner_uid: &str) -> Vec<ObjKey> {
-        self.inner.read().dependents.get(owner_uid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.inner
+            .read()
+            .dependents
+            .get(owner_uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Rebuild from the store (start-up and after the event stream lagged).

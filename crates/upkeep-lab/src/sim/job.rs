@@ -16,27 +16,43 @@ pub fn all_keys(ctx: &Ctx) -> Vec<Key> {
 }
 
 fn finished(job: &Value) -> bool {
-    ["Complete", "Failed"].iter().any(|t| util::condition_status(job, t) == "True")
+    ["Complete", "Failed"]
+        .iter()
+        .any(|t| util::condition_status(job, t) == "True")
 }
 
 pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     let store = &ctx.lab.store;
-    let Some(job) = store.get(&resources::JOB, &key.0, &key.1) else { return };
+    let Some(job) = store.get(&resources::JOB, &key.0, &key.1) else {
+        return;
+    };
     let pods = super::replicaset::owned_pods(ctx, util::uid(&job));
     let active = pods.iter().filter(|p| util::pod_active(p)).count() as i64;
-    let succeeded = pods.iter().filter(|p| util::phase(p) == "Succeeded").count() as i64;
+    let succeeded = pods
+        .iter()
+        .filter(|p| util::phase(p) == "Succeeded")
+        .count() as i64;
     let failed = pods.iter().filter(|p| util::phase(p) == "Failed").count() as i64;
-    let ready = pods.iter().filter(|p| util::pod_active(p) && util::pod_ready(p)).count() as i64;
+    let ready = pods
+        .iter()
+        .filter(|p| util::pod_active(p) && util::pod_ready(p))
+        .count() as i64;
     let parallelism = util::i(&job, "/spec/parallelism").unwrap_or(1);
     let completions = job.pointer("/spec/completions").and_then(Value::as_i64);
     let backoff_limit = util::i(&job, "/spec/backoffLimit").unwrap_or(6);
-    let suspended = job.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false);
+    let suspended = job
+        .pointer("/spec/suspend")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let now = ctx.lab.clock.now_rfc3339();
     let mut complete = false;
     let mut fail: Option<(&str, String)> = None;
     if !finished(&job) {
         if failed > backoff_limit {
-            fail = Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit".into()));
+            fail = Some((
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit".into(),
+            ));
         } else {
             // With completions unset, the job is done once any pod succeeded and none run
             // (job_controller.go: NonIndexed, nil completions).
@@ -53,18 +69,39 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             };
             let tol = ctx.cfg().default_toleration_seconds;
             for _ in active..wanted.max(0) {
-                let mut t = job.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
-                if let Some(md) = t.as_object_mut().map(|m| m.entry("metadata").or_insert_with(|| json!({}))) {
-                    let l = md.as_object_mut().expect("object").entry("labels").or_insert_with(|| json!({}));
+                let mut t = job
+                    .pointer("/spec/template")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                if let Some(md) = t
+                    .as_object_mut()
+                    .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
+                {
+                    let l = md
+                        .as_object_mut()
+                        .expect("object")
+                        .entry("labels")
+                        .or_insert_with(|| json!({}));
                     l["batch.kubernetes.io/controller-uid"] = json!(util::uid(&job));
                     l["batch.kubernetes.io/job-name"] = json!(util::name(&job));
                     l["controller-uid"] = json!(util::uid(&job));
                     l["job-name"] = json!(util::name(&job));
                 }
-                let mut pod = util::pod_from_template(&t, &job, None, Some(&format!("{}-", util::name(&job))));
+                let mut pod = util::pod_from_template(
+                    &t,
+                    &job,
+                    None,
+                    Some(&format!("{}-", util::name(&job))),
+                );
                 util::add_default_toleration_seconds(&mut pod, tol);
                 match ctx.create(&resources::POD, pod) {
-                    Ok(p) => ctx.event(&job, "Normal", "SuccessfulCreate", &format!("Created pod: {}", util::name(&p)), "job-controller"),
+                    Ok(p) => ctx.event(
+                        &job,
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", util::name(&p)),
+                        "job-controller",
+                    ),
                     Err(_) => break,
                 }
             }
@@ -73,12 +110,29 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     if let Some((reason, _)) = &fail {
         // Active pods of a failed job are terminated.
         for p in pods.iter().filter(|p| util::pod_active(p)) {
-            let _ = store.delete(&resources::POD, util::namespace(p), util::name(p), &Default::default());
+            let _ = store.delete(
+                &resources::POD,
+                util::namespace(p),
+                util::name(p),
+                &Default::default(),
+            );
         }
-        ctx.event(&job, "Warning", reason, "Job has reached the specified backoff limit", "job-controller");
+        ctx.event(
+            &job,
+            "Warning",
+            reason,
+            "Job has reached the specified backoff limit",
+            "job-controller",
+        );
     }
     if complete {
-        ctx.event(&job, "Normal", "Completed", "Job completed", "job-controller");
+        ctx.event(
+            &job,
+            "Normal",
+            "Completed",
+            "Job completed",
+            "job-controller",
+        );
     }
     let pods = super::replicaset::owned_pods(ctx, util::uid(&job));
     let active = pods.iter().filter(|p| util::pod_active(p)).count() as i64;

@@ -16,6 +16,9 @@
 //! `POST /lab/v1/nodes/{node}/kubelet`), [`StaticPods`] (`"static-pods"`), and the node shell's
 //! exec hook ([`crate::exec`]).
 
+// Store errors are the API's Status objects; the simulation passes them through unboxed.
+#![allow(clippy::result_large_err)]
+
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -133,7 +136,11 @@ impl KubeletControl {
         lab.extension("sim.kubelets", KubeletControl::default)
     }
     pub fn mode(&self, node: &str) -> KubeletMode {
-        self.modes.lock().get(node).copied().unwrap_or(KubeletMode::Running)
+        self.modes
+            .lock()
+            .get(node)
+            .copied()
+            .unwrap_or(KubeletMode::Running)
     }
     pub fn set_mode(&self, node: &str, mode: KubeletMode) {
         self.modes.lock().insert(node.to_string(), mode);
@@ -161,7 +168,11 @@ impl StaticPods {
     }
     /// Set the image of one static pod (`component` is e.g. "kube-apiserver").
     pub fn set_image(&self, node: &str, component: &str, image: &str) {
-        self.manifests.lock().entry(node.to_string()).or_default().insert(component.to_string(), image.to_string());
+        self.manifests
+            .lock()
+            .entry(node.to_string())
+            .or_default()
+            .insert(component.to_string(), image.to_string());
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
     /// Remove a static pod manifest (the kubelet deletes the mirror pod).
@@ -188,7 +199,10 @@ pub struct Queue<K> {
 
 impl<K: Ord + Clone> Default for Queue<K> {
     fn default() -> Self {
-        Queue { set: Mutex::new(BTreeSet::new()), notify: Notify::new() }
+        Queue {
+            set: Mutex::new(BTreeSet::new()),
+            notify: Notify::new(),
+        }
     }
 }
 
@@ -265,7 +279,8 @@ impl Ctx {
     }
 
     pub fn event(&self, involved: &Value, ty: &str, reason: &str, message: &str, component: &str) {
-        self.events.record(&self.lab, involved, ty, reason, message, component, None);
+        self.events
+            .record(&self.lab, involved, ty, reason, message, component, None);
     }
 
     /// Route one store event to the queues that care (the informer event handlers of each
@@ -290,7 +305,8 @@ impl Ctx {
                 }
                 _ => {
                     let has_owner = !util::arr(obj, "/metadata/ownerReferences").is_empty();
-                    let fin = util::terminating(obj) && !util::arr(obj, "/metadata/finalizers").is_empty();
+                    let fin = util::terminating(obj)
+                        && !util::arr(obj, "/metadata/finalizers").is_empty();
                     if (ev.kind == EventKind::Added && has_owner) || fin {
                         self.q.gc.add(index::okey(res, obj));
                     }
@@ -318,7 +334,11 @@ impl Ctx {
         } else if res == &resources::PDB {
             self.q.disruption.add((ns, name));
         } else if res == &resources::NODE {
-            let print = if ev.kind == EventKind::Deleted { 0 } else { node_fingerprint(obj) };
+            let print = if ev.kind == EventKind::Deleted {
+                0
+            } else {
+                node_fingerprint(obj)
+            };
             let changed = self.node_prints.lock().insert(name.clone(), print) != Some(print);
             if ev.kind == EventKind::Deleted {
                 self.node_prints.lock().remove(&name);
@@ -329,7 +349,7 @@ impl Ctx {
                 }
                 self.scheduler.retry_all(self);
             }
-            if ev.kind != EventKind::Deleted {
+            if ev.kind == EventKind::Added || (changed && ev.kind != EventKind::Deleted) {
                 self.q.kubelet_nodes.add(name);
             }
         }
@@ -349,17 +369,26 @@ impl Ctx {
             }
         }
         // PDBs whose selector matches the pod.
-        let (pdbs, _) = self.lab.store.list(&resources::PDB, &crate::ListQuery::in_namespace(ns));
+        let (pdbs, _) = self
+            .lab
+            .store
+            .list(&resources::PDB, &crate::ListQuery::in_namespace(ns));
         for p in pdbs {
             if util::spec_selector(&p).matches(pod) {
-                self.q.disruption.add((ns.to_string(), util::name(&p).to_string()));
+                self.q
+                    .disruption
+                    .add((ns.to_string(), util::name(&p).to_string()));
             }
         }
         let bound = !util::node_name(pod).is_empty();
         match ev.kind {
             EventKind::Deleted => {
                 self.scheduler.retry_all(self);
-                if pod.pointer("/metadata/annotations").and_then(|a| a.get(util::ANNOTATION_MIRROR)).is_some() {
+                if pod
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(util::ANNOTATION_MIRROR))
+                    .is_some()
+                {
                     self.q.kubelet_nodes.add(util::node_name(pod).to_string());
                 }
             }
@@ -376,7 +405,11 @@ impl Ctx {
                         });
                     }
                 }
-                if !bound && !util::terminating(pod) && !util::terminal(pod) && !self.scheduler.is_parked(&key) {
+                if !bound
+                    && !util::terminating(pod)
+                    && !util::terminal(pod)
+                    && !self.scheduler.is_parked(&key)
+                {
                     self.q.scheduler.add(key.clone());
                 }
                 if bound {
@@ -390,9 +423,14 @@ impl Ctx {
     }
 
     fn pdbs_in_namespace(&self, ns: &str) {
-        let (pdbs, _) = self.lab.store.list(&resources::PDB, &crate::ListQuery::in_namespace(ns));
+        let (pdbs, _) = self
+            .lab
+            .store
+            .list(&resources::PDB, &crate::ListQuery::in_namespace(ns));
         for p in pdbs {
-            self.q.disruption.add((ns.to_string(), util::name(&p).to_string()));
+            self.q
+                .disruption
+                .add((ns.to_string(), util::name(&p).to_string()));
         }
     }
 
@@ -428,6 +466,15 @@ impl Ctx {
             self.q.kubelet_nodes.add(util::name(&n).to_string());
         }
         self.scheduler.retry_all(self);
+        let q = crate::ListQuery::all()
+            .fields(crate::selector::FieldSelector::parse("spec.nodeName=").expect("valid"));
+        for p in st.list(&resources::POD, &q).0 {
+            if !util::terminating(&p) && !util::terminal(&p) {
+                self.q
+                    .scheduler
+                    .add((util::namespace(&p).to_string(), util::name(&p).to_string()));
+            }
+        }
     }
 
     /// Drain every queue once, synchronously. Returns true when anything was processed.
@@ -487,7 +534,9 @@ impl Ctx {
             self.enqueue_all();
             for n in self.lab.store.list(&resources::POD, &Default::default()).0 {
                 if !util::node_name(&n).is_empty() {
-                    self.q.kubelet_pods.add((util::namespace(&n).to_string(), util::name(&n).to_string()));
+                    self.q
+                        .kubelet_pods
+                        .add((util::namespace(&n).to_string(), util::name(&n).to_string()));
                 }
             }
             while self.drain_once() {}
@@ -502,10 +551,30 @@ impl Ctx {
 fn node_fingerprint(node: &Value) -> u64 {
     use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(util::labels(node).map(|l| l.to_string()).unwrap_or_default().as_bytes());
-    h.write(node.pointer("/spec/taints").map(|l| l.to_string()).unwrap_or_default().as_bytes());
-    h.write(node.pointer("/spec/unschedulable").map(|l| l.to_string()).unwrap_or_default().as_bytes());
-    h.write(node.pointer("/status/allocatable").map(|l| l.to_string()).unwrap_or_default().as_bytes());
+    h.write(
+        util::labels(node)
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.write(
+        node.pointer("/spec/taints")
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.write(
+        node.pointer("/spec/unschedulable")
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.write(
+        node.pointer("/status/allocatable")
+            .map(|l| l.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     for c in util::arr(node, "/status/conditions") {
         h.write(util::s(c, "/type").as_bytes());
         h.write(util::s(c, "/status").as_bytes());
@@ -522,7 +591,10 @@ pub struct Sim {
 impl Sim {
     /// The shared context, created on first use.
     pub fn ctx(&self, lab: &Arc<Lab>) -> Arc<Ctx> {
-        self.ctx.lock().get_or_insert_with(|| Ctx::new(lab.clone())).clone()
+        self.ctx
+            .lock()
+            .get_or_insert_with(|| Ctx::new(lab.clone()))
+            .clone()
     }
 }
 
@@ -558,20 +630,30 @@ pub fn start(ctx: Arc<Ctx>) {
     ctx.enqueue_all();
     for p in ctx.lab.store.list(&resources::POD, &Default::default()).0 {
         if !util::node_name(&p).is_empty() && !kubelet::settled(&p) {
-            ctx.q.kubelet_pods.add((util::namespace(&p).to_string(), util::name(&p).to_string()));
+            ctx.q
+                .kubelet_pods
+                .add((util::namespace(&p).to_string(), util::name(&p).to_string()));
         }
     }
     tokio::spawn(dispatcher(ctx.clone(), rx));
     macro_rules! controller {
-        ($q:ident, $sync:path) => {{
+        ($q:ident, $sync:path, $resync:expr) => {{
             let ctx = ctx.clone();
             tokio::spawn(async move {
+                let resync: fn(&Ctx) -> Vec<_> = $resync;
                 loop {
-                    let period = ctx.lab.clock.real_duration(Duration::from_secs_f64(ctx.cfg().resync_seconds));
+                    let period = ctx
+                        .lab
+                        .clock
+                        .real_duration(Duration::from_secs_f64(ctx.cfg().resync_seconds));
                     let notified = ctx.q.$q.notify.notified();
-                    if ctx.q.$q.is_empty() {
-                        if tokio::time::timeout(period.max(Duration::from_millis(200)), notified).await.is_err() {
-                            ctx.enqueue_all();
+                    if ctx.q.$q.is_empty()
+                        && tokio::time::timeout(period.max(Duration::from_millis(200)), notified)
+                            .await
+                            .is_err()
+                    {
+                        for k in resync(&ctx) {
+                            ctx.q.$q.add(k);
                         }
                     }
                     for k in ctx.q.$q.take() {
@@ -582,13 +664,13 @@ pub fn start(ctx: Arc<Ctx>) {
             });
         }};
     }
-    controller!(replicaset, replicaset::sync);
-    controller!(deployment, deployment::sync);
-    controller!(daemonset, daemonset::sync);
-    controller!(statefulset, statefulset::sync);
-    controller!(job, job::sync);
-    controller!(disruption, disruption::sync);
-    controller!(gc, gc::sync);
+    controller!(replicaset, replicaset::sync, replicaset::all_keys);
+    controller!(deployment, deployment::sync, deployment::all_keys);
+    controller!(daemonset, daemonset::sync, daemonset::all_keys);
+    controller!(statefulset, statefulset::sync, statefulset::all_keys);
+    controller!(job, job::sync, job::all_keys);
+    controller!(disruption, disruption::sync, disruption::all_keys);
+    controller!(gc, gc::sync, |_| Vec::new());
     scheduler::spawn(ctx.clone());
     kubelet::spawn(ctx.clone());
     nodelifecycle::spawn(ctx.clone());
@@ -605,7 +687,9 @@ async fn dispatcher(ctx: Arc<Ctx>, mut rx: tokio::sync::broadcast::Receiver<Watc
                 ctx.enqueue_all();
                 for p in ctx.lab.store.list(&resources::POD, &Default::default()).0 {
                     if !util::node_name(&p).is_empty() && !kubelet::settled(&p) {
-                        ctx.q.kubelet_pods.add((util::namespace(&p).to_string(), util::name(&p).to_string()));
+                        ctx.q
+                            .kubelet_pods
+                            .add((util::namespace(&p).to_string(), util::name(&p).to_string()));
                     }
                 }
             }
@@ -635,7 +719,10 @@ pub fn routes() -> axum::Router<Arc<Lab>> {
         axum::Json(body): axum::Json<KubeletBody>,
     ) -> (http::StatusCode, axum::Json<Value>) {
         if lab.store.get(&resources::NODE, "", &node).is_none() {
-            return (http::StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("node {node:?} not found")})));
+            return (
+                http::StatusCode::NOT_FOUND,
+                axum::Json(json!({"error": format!("node {node:?} not found")})),
+            );
         }
         let mode = match (body.running, body.ready) {
             (Some(false), _) => KubeletMode::Stopped,
@@ -643,7 +730,10 @@ pub fn routes() -> axum::Router<Arc<Lab>> {
             _ => KubeletMode::Running,
         };
         KubeletControl::get(&lab).set_mode(&node, mode);
-        (http::StatusCode::OK, axum::Json(json!({"node": node, "mode": mode})))
+        (
+            http::StatusCode::OK,
+            axum::Json(json!({"node": node, "mode": mode})),
+        )
     }
     axum::Router::new().route("/lab/v1/nodes/{node}/kubelet", get(get_mode).post(set_mode))
 }

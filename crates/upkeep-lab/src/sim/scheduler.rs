@@ -72,11 +72,19 @@ pub fn filter(pod: &Value, node: &Value, used: &util::Resources) -> Result<(), R
     // TaintToleration (a node whose Ready condition is not True but has no taint yet is
     // treated as carrying the not-ready taint the kubelet registers with).
     let mut taints = util::node_taints(node).to_vec();
-    if !util::node_ready(node) && !taints.iter().any(|t| util::s(t, "/key") == util::TAINT_NOT_READY || util::s(t, "/key") == util::TAINT_UNREACHABLE) {
+    if !util::node_ready(node)
+        && !taints.iter().any(|t| {
+            util::s(t, "/key") == util::TAINT_NOT_READY
+                || util::s(t, "/key") == util::TAINT_UNREACHABLE
+        })
+    {
         taints.push(json!({"key": util::TAINT_NOT_READY, "effect": "NoSchedule"}));
     }
     if let Some(t) = util::untolerated_schedule_taint(&taints, tolerations) {
-        return Err(Reject::Taint(util::s(t, "/key").into(), util::s(t, "/value").into()));
+        return Err(Reject::Taint(
+            util::s(t, "/key").into(),
+            util::s(t, "/value").into(),
+        ));
     }
     // NodeAffinity
     if !util::pod_spec_matches_node(spec, node) {
@@ -116,13 +124,21 @@ pub fn fit_error(total: usize, rejects: &[Reject]) -> String {
         for s in r.reasons() {
             *reasons.entry(s).or_default() += 1;
         }
-        let p = if r.resolvable() { "No preemption victims found for incoming pod" } else { "Preemption is not helpful for scheduling" };
+        let p = if r.resolvable() {
+            "No preemption victims found for incoming pod"
+        } else {
+            "Preemption is not helpful for scheduling"
+        };
         *pre.entry(p.to_string()).or_default() += 1;
     }
     if total == 0 {
         return "no nodes available to schedule pods".to_string();
     }
-    format!("0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {}.", summarize(reasons), summarize(pre))
+    format!(
+        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {}.",
+        summarize(reasons),
+        summarize(pre)
+    )
 }
 
 impl Scheduler {
@@ -144,14 +160,21 @@ impl Scheduler {
         let mut pods: Vec<Obj> = keys
             .iter()
             .filter_map(|(ns, n)| store.get(&resources::POD, ns, n))
-            .filter(|p| util::node_name(p).is_empty() && !util::terminating(p) && !util::terminal(p))
+            .filter(|p| {
+                util::node_name(p).is_empty() && !util::terminating(p) && !util::terminal(p)
+            })
             .filter(|p| matches!(util::s(p, "/spec/schedulerName"), "" | "default-scheduler"))
             .collect();
         if pods.is_empty() {
             return;
         }
         // priority queue order: higher priority first, then older first
-        pods.sort_by_key(|p| (std::cmp::Reverse(util::i(p, "/spec/priority").unwrap_or(0)), util::s(p, "/metadata/creationTimestamp").to_string()));
+        pods.sort_by_key(|p| {
+            (
+                std::cmp::Reverse(util::i(p, "/spec/priority").unwrap_or(0)),
+                util::s(p, "/metadata/creationTimestamp").to_string(),
+            )
+        });
         let (nodes, _) = store.list(&resources::NODE, &Default::default());
         // What each node already runs (NodeInfo.Requested), and per-node counts of pods per
         // controller for spreading.
@@ -159,7 +182,10 @@ impl Scheduler {
         let mut owners: HashMap<(String, String), i64> = HashMap::new();
         for n in &nodes {
             let nn = util::name(n).to_string();
-            let q = crate::ListQuery::all().fields(crate::selector::FieldSelector::parse(&format!("spec.nodeName={nn}")).expect("valid"));
+            let q = crate::ListQuery::all().fields(
+                crate::selector::FieldSelector::parse(&format!("spec.nodeName={nn}"))
+                    .expect("valid"),
+            );
             let mut u = util::Resources::default();
             for p in store.list(&resources::POD, &q).0 {
                 if util::terminal(&p) {
@@ -181,7 +207,10 @@ impl Scheduler {
                     Err(r) => rejects.push(r),
                 }
             }
-            let key = (util::namespace(&pod).to_string(), util::name(&pod).to_string());
+            let key = (
+                util::namespace(&pod).to_string(),
+                util::name(&pod).to_string(),
+            );
             if feasible.is_empty() {
                 let msg = fit_error(nodes.len(), &rejects);
                 // parked before the status write, so the resulting event does not requeue it
@@ -198,7 +227,13 @@ impl Scheduler {
                     }
                     Ok(())
                 });
-                ctx.event(&pod, "Warning", "FailedScheduling", &msg, "default-scheduler");
+                ctx.event(
+                    &pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &msg,
+                    "default-scheduler",
+                );
                 continue;
             }
             let owner = util::controller_of(&pod).map(|(_, _, u)| u.to_string());
@@ -209,11 +244,27 @@ impl Scheduler {
                 .iter()
                 .map(|n| {
                     let nn = util::name(n);
-                    let same = owner.as_ref().map(|o| owners.get(&(nn.to_string(), o.clone())).copied().unwrap_or(0)).unwrap_or(0);
+                    let same = owner
+                        .as_ref()
+                        .map(|o| {
+                            owners
+                                .get(&(nn.to_string(), o.clone()))
+                                .copied()
+                                .unwrap_or(0)
+                        })
+                        .unwrap_or(0);
                     let a = util::node_allocatable(n);
                     let u = &used[nn];
-                    let free = |cap: i64, used: i64| if cap <= 0 { 0.0 } else { (cap - used) as f64 / cap as f64 };
-                    let score = (free(a.milli_cpu, u.milli_cpu + req.milli_cpu) + free(a.memory, u.memory + req.memory)) / 2.0;
+                    let free = |cap: i64, used: i64| {
+                        if cap <= 0 {
+                            0.0
+                        } else {
+                            (cap - used) as f64 / cap as f64
+                        }
+                    };
+                    let score = (free(a.milli_cpu, u.milli_cpu + req.milli_cpu)
+                        + free(a.memory, u.memory + req.memory))
+                        / 2.0;
                     (same, -((score * 1e6) as i64), u.pods, nn.to_string())
                 })
                 .min()
@@ -222,10 +273,18 @@ impl Scheduler {
             let now = ctx.lab.clock.now_rfc3339();
             let bound = store.mutate(&resources::POD, &key.0, &key.1, |p| {
                 if !util::node_name(p).is_empty() {
-                    return Err(crate::ApiError::conflict(&resources::POD, &key.1, "pod is already assigned"));
+                    return Err(crate::ApiError::conflict(
+                        &resources::POD,
+                        &key.1,
+                        "pod is already assigned",
+                    ));
                 }
                 p["spec"]["nodeName"] = json!(node);
-                util::set_condition(p, json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null}), &now);
+                util::set_condition(
+                    p,
+                    json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null}),
+                    &now,
+                );
                 Ok(())
             });
             if let Ok(p) = bound {
@@ -233,7 +292,13 @@ impl Scheduler {
                 if let Some(o) = owner {
                     *owners.entry((node.clone(), o)).or_default() += 1;
                 }
-                ctx.event(&p, "Normal", "Scheduled", &format!("Successfully assigned {}/{} to {node}", key.0, key.1), "default-scheduler");
+                ctx.event(
+                    &p,
+                    "Normal",
+                    "Scheduled",
+                    &format!("Successfully assigned {}/{} to {node}", key.0, key.1),
+                    "default-scheduler",
+                );
             }
         }
     }
@@ -246,7 +311,11 @@ pub fn spawn(ctx: Arc<Ctx>) {
         loop {
             let notified = ctx.q.scheduler.notify.notified();
             if ctx.q.scheduler.is_empty() {
-                let period = ctx.lab.clock.real_duration(Duration::from_secs_f64(ctx.cfg().resync_seconds)).max(Duration::from_millis(200));
+                let period = ctx
+                    .lab
+                    .clock
+                    .real_duration(Duration::from_secs_f64(ctx.cfg().resync_seconds))
+                    .max(Duration::from_millis(200));
                 if tokio::time::timeout(period, notified).await.is_err() {
                     ctx.scheduler.retry_all(&ctx);
                 }
@@ -267,7 +336,14 @@ mod tests {
 
     #[test]
     fn fit_error_wording() {
-        let msg = fit_error(3, &[Reject::Unschedulable, Reject::Resources(vec!["Insufficient cpu".into()]), Reject::Resources(vec!["Insufficient cpu".into()])]);
+        let msg = fit_error(
+            3,
+            &[
+                Reject::Unschedulable,
+                Reject::Resources(vec!["Insufficient cpu".into()]),
+                Reject::Resources(vec!["Insufficient cpu".into()]),
+            ],
+        );
         assert_eq!(
             msg,
             "0/3 nodes are available: 1 node(s) were unschedulable, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."

@@ -20,7 +20,14 @@ fn ordinal(set: &str, pod: &str) -> Option<i64> {
 }
 
 fn revision(sts: &Value) -> String {
-    format!("{}-{}", util::name(sts), util::compute_hash(sts.pointer("/spec/template").unwrap_or(&Value::Null), util::i(sts, "/status/collisionCount").unwrap_or(0)))
+    format!(
+        "{}-{}",
+        util::name(sts),
+        util::compute_hash(
+            sts.pointer("/spec/template").unwrap_or(&Value::Null),
+            util::i(sts, "/status/collisionCount").unwrap_or(0)
+        )
+    )
 }
 
 fn running_and_ready(p: &Value) -> bool {
@@ -29,7 +36,9 @@ fn running_and_ready(p: &Value) -> bool {
 
 pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     let store = &ctx.lab.store;
-    let Some(sts) = store.get(&resources::STATEFULSET, &key.0, &key.1) else { return };
+    let Some(sts) = store.get(&resources::STATEFULSET, &key.0, &key.1) else {
+        return;
+    };
     let set = util::name(&sts).to_string();
     let replicas = util::i(&sts, "/spec/replicas").unwrap_or(1);
     let parallel = util::s(&sts, "/spec/podManagementPolicy") == "Parallel";
@@ -44,7 +53,12 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         // Failed pods are deleted and recreated (stateful_set_control.go processReplica).
         for (_, p) in &pods {
             if util::phase(p) == "Failed" && !util::terminating(p) {
-                let _ = store.delete(&resources::POD, util::namespace(p), util::name(p), &DeleteOpts::default());
+                let _ = store.delete(
+                    &resources::POD,
+                    util::namespace(p),
+                    util::name(p),
+                    &DeleteOpts::default(),
+                );
             }
         }
         // Create missing ordinals in order; with OrderedReady wait for each predecessor.
@@ -60,16 +74,30 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
                         }
                         continue;
                     }
-                    let mut t = sts.pointer("/spec/template").cloned().unwrap_or_else(|| json!({}));
-                    if let Some(md) = t.as_object_mut().map(|m| m.entry("metadata").or_insert_with(|| json!({}))) {
-                        let l = md.as_object_mut().expect("object").entry("labels").or_insert_with(|| json!({}));
+                    let mut t = sts
+                        .pointer("/spec/template")
+                        .cloned()
+                        .unwrap_or_else(|| json!({}));
+                    if let Some(md) = t
+                        .as_object_mut()
+                        .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
+                    {
+                        let l = md
+                            .as_object_mut()
+                            .expect("object")
+                            .entry("labels")
+                            .or_insert_with(|| json!({}));
                         l["statefulset.kubernetes.io/pod-name"] = json!(name);
                         l["apps.kubernetes.io/pod-index"] = json!(ord.to_string());
                         l["controller-revision-hash"] = json!(update_rev);
                     }
                     let mut pod = util::pod_from_template(&t, &sts, Some(&name), None);
                     pod["spec"]["hostname"] = json!(name);
-                    if let Some(svc) = sts.pointer("/spec/serviceName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                    if let Some(svc) = sts
+                        .pointer("/spec/serviceName")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                    {
                         pod["spec"]["subdomain"] = json!(svc);
                     }
                     util::add_default_toleration_seconds(&mut pod, tol);
@@ -82,7 +110,16 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
                             "statefulset-controller",
                         ),
                         Err(e) => {
-                            ctx.event(&sts, "Warning", "FailedCreate", &format!("create Pod {name} in StatefulSet {set} failed error: {}", e.message), "statefulset-controller");
+                            ctx.event(
+                                &sts,
+                                "Warning",
+                                "FailedCreate",
+                                &format!(
+                                    "create Pod {name} in StatefulSet {set} failed error: {}",
+                                    e.message
+                                ),
+                                "statefulset-controller",
+                            );
                             break;
                         }
                     }
@@ -98,15 +135,38 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             }
         }
         // Scale down: highest ordinal first, one at a time unless Parallel.
-        let mut condemned: Vec<&(i64, Obj)> = pods.iter().filter(|(o, p)| *o >= replicas && !util::terminating(p)).collect();
+        let mut condemned: Vec<&(i64, Obj)> = pods
+            .iter()
+            .filter(|(o, p)| *o >= replicas && !util::terminating(p))
+            .collect();
         condemned.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
-        let all_ok = pods.iter().filter(|(o, _)| *o < replicas).all(|(_, p)| running_and_ready(p));
+        let all_ok = pods
+            .iter()
+            .filter(|(o, _)| *o < replicas)
+            .all(|(_, p)| running_and_ready(p));
         for (_, p) in condemned {
             if !parallel && (!all_ok || pods.iter().any(|(_, q)| util::terminating(q))) {
                 break;
             }
-            if store.delete(&resources::POD, util::namespace(p), util::name(p), &DeleteOpts::default()).is_ok() {
-                ctx.event(&sts, "Normal", "SuccessfulDelete", &format!("delete Pod {} in StatefulSet {set} successful", util::name(p)), "statefulset-controller");
+            if store
+                .delete(
+                    &resources::POD,
+                    util::namespace(p),
+                    util::name(p),
+                    &DeleteOpts::default(),
+                )
+                .is_ok()
+            {
+                ctx.event(
+                    &sts,
+                    "Normal",
+                    "SuccessfulDelete",
+                    &format!(
+                        "delete Pod {} in StatefulSet {set} successful",
+                        util::name(p)
+                    ),
+                    "statefulset-controller",
+                );
             }
             if !parallel {
                 break;
@@ -118,13 +178,19 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             && pods.len() as i64 >= replicas
             && !pods.iter().any(|(_, q)| util::terminating(q))
         {
-            let partition = util::i(&sts, "/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0);
-            if let Some((_, p)) = pods
-                .iter()
-                .rev()
-                .find(|(o, p)| *o < replicas && *o >= partition && util::label(p, "controller-revision-hash") != Some(update_rev.as_str()))
-            {
-                let _ = store.delete(&resources::POD, util::namespace(p), util::name(p), &DeleteOpts::default());
+            let partition =
+                util::i(&sts, "/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0);
+            if let Some((_, p)) = pods.iter().rev().find(|(o, p)| {
+                *o < replicas
+                    && *o >= partition
+                    && util::label(p, "controller-revision-hash") != Some(update_rev.as_str())
+            }) {
+                let _ = store.delete(
+                    &resources::POD,
+                    util::namespace(p),
+                    util::name(p),
+                    &DeleteOpts::default(),
+                );
             }
         }
     }
@@ -135,36 +201,57 @@ fn update_status(ctx: &Ctx, sts: &Value, update_rev: &str) {
     let pods = super::replicaset::owned_pods(ctx, util::uid(sts));
     let now = ctx.lab.clock.now();
     let min_ready = util::i(sts, "/spec/minReadySeconds").unwrap_or(0);
-    let live: Vec<&Obj> = pods.iter().filter(|p| !util::terminating(p) && !util::terminal(p)).collect();
+    let live: Vec<&Obj> = pods
+        .iter()
+        .filter(|p| !util::terminating(p) && !util::terminal(p))
+        .collect();
     let ready = live.iter().filter(|p| util::pod_ready(p)).count();
-    let available = live.iter().filter(|p| util::pod_available(p, min_ready, now)).count();
-    let updated = live.iter().filter(|p| util::label(p, "controller-revision-hash") == Some(update_rev)).count();
+    let available = live
+        .iter()
+        .filter(|p| util::pod_available(p, min_ready, now))
+        .count();
+    let updated = live
+        .iter()
+        .filter(|p| util::label(p, "controller-revision-hash") == Some(update_rev))
+        .count();
     let generation = util::i(sts, "/metadata/generation").unwrap_or(0);
     let current_rev = if updated == live.len() {
         update_rev.to_string()
     } else {
         util::s(sts, "/status/currentRevision").to_string()
     };
-    let current_rev = if current_rev.is_empty() { update_rev.to_string() } else { current_rev };
-    let current = live.iter().filter(|p| util::label(p, "controller-revision-hash") == Some(current_rev.as_str())).count();
-    let _ = ctx.lab.store.mutate(&resources::STATEFULSET, util::namespace(sts), util::name(sts), |o| {
-        let mut s = json!({
-            "observedGeneration": generation,
-            "replicas": live.len(),
-            "readyReplicas": ready,
-            "currentReplicas": current,
-            "updatedReplicas": updated,
-            "availableReplicas": available,
-            "currentRevision": current_rev,
-            "updateRevision": update_rev,
-            "collisionCount": o.pointer("/status/collisionCount").cloned().unwrap_or(json!(0)),
-        });
-        for f in ["readyReplicas", "currentReplicas", "updatedReplicas"] {
-            if s[f] == json!(0) {
-                s.as_object_mut().map(|m| m.remove(f));
+    let current_rev = if current_rev.is_empty() {
+        update_rev.to_string()
+    } else {
+        current_rev
+    };
+    let current = live
+        .iter()
+        .filter(|p| util::label(p, "controller-revision-hash") == Some(current_rev.as_str()))
+        .count();
+    let _ = ctx.lab.store.mutate(
+        &resources::STATEFULSET,
+        util::namespace(sts),
+        util::name(sts),
+        |o| {
+            let mut s = json!({
+                "observedGeneration": generation,
+                "replicas": live.len(),
+                "readyReplicas": ready,
+                "currentReplicas": current,
+                "updatedReplicas": updated,
+                "availableReplicas": available,
+                "currentRevision": current_rev,
+                "updateRevision": update_rev,
+                "collisionCount": o.pointer("/status/collisionCount").cloned().unwrap_or(json!(0)),
+            });
+            for f in ["readyReplicas", "currentReplicas", "updatedReplicas"] {
+                if s[f] == json!(0) {
+                    s.as_object_mut().map(|m| m.remove(f));
+                }
             }
-        }
-        o["status"] = s;
-        Ok(())
-    });
+            o["status"] = s;
+            Ok(())
+        },
+    );
 }

@@ -25,7 +25,10 @@ pub fn i(v: &Value, ptr: &str) -> Option<i64> {
 }
 
 pub fn arr<'a>(v: &'a Value, ptr: &str) -> &'a [Value] {
-    v.pointer(ptr).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 pub fn name(v: &Value) -> &str {
@@ -41,7 +44,8 @@ pub fn uid(v: &Value) -> &str {
 }
 
 pub fn terminating(v: &Value) -> bool {
-    v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+    v.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
 }
 
 pub fn phase(pod: &Value) -> &str {
@@ -64,7 +68,9 @@ pub fn pod_active(pod: &Value) -> bool {
 
 /// A condition object of `status.conditions` by type.
 pub fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
-    arr(obj, "/status/conditions").iter().find(|c| s(c, "/type") == ty)
+    arr(obj, "/status/conditions")
+        .iter()
+        .find(|c| s(c, "/type") == ty)
 }
 
 pub fn condition_status<'a>(obj: &'a Value, ty: &str) -> &'a str {
@@ -84,7 +90,9 @@ pub fn pod_available(pod: &Value, min_ready_seconds: i64, now: jiff::Timestamp) 
     if min_ready_seconds <= 0 {
         return true;
     }
-    let Some(c) = condition(pod, "Ready") else { return false };
+    let Some(c) = condition(pod, "Ready") else {
+        return false;
+    };
     match s(c, "/lastTransitionTime").parse::<jiff::Timestamp>() {
         Ok(t) => t + jiff::SignedDuration::from_secs(min_ready_seconds) <= now,
         Err(_) => false,
@@ -95,20 +103,29 @@ pub fn pod_available(pod: &Value, min_ready_seconds: i64, now: jiff::Timestamp) 
 /// (the upstream convention for every condition list).
 pub fn set_condition(obj: &mut Value, mut cond: Value, now: &str) {
     let ty = s(&cond, "/type").to_string();
-    let status = obj.as_object_mut().expect("object").entry("status").or_insert_with(|| json!({}));
+    let status = obj
+        .as_object_mut()
+        .expect("object")
+        .entry("status")
+        .or_insert_with(|| json!({}));
     if !status.is_object() {
         *status = json!({});
     }
-    let conds = status.as_object_mut().expect("object").entry("conditions").or_insert_with(|| json!([]));
+    let conds = status
+        .as_object_mut()
+        .expect("object")
+        .entry("conditions")
+        .or_insert_with(|| json!([]));
     if !conds.is_array() {
         *conds = json!([]);
     }
     let list = conds.as_array_mut().expect("array");
     if let Some(old) = list.iter_mut().find(|c| s(c, "/type") == ty) {
-        if s(old, "/status") == s(&cond, "/status") && cond.get("lastTransitionTime").is_none() {
-            if let Some(t) = old.get("lastTransitionTime").cloned() {
-                cond["lastTransitionTime"] = t;
-            }
+        if s(old, "/status") == s(&cond, "/status")
+            && cond.get("lastTransitionTime").is_none()
+            && let Some(t) = old.get("lastTransitionTime").cloned()
+        {
+            cond["lastTransitionTime"] = t;
         }
         if cond.get("lastTransitionTime").is_none() {
             cond["lastTransitionTime"] = json!(now);
@@ -124,7 +141,9 @@ pub fn set_condition(obj: &mut Value, mut cond: Value, now: &str) {
 
 /// The controller owner reference (metav1.GetControllerOf).
 pub fn controller_ref(obj: &Value) -> Option<&Value> {
-    arr(obj, "/metadata/ownerReferences").iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+    arr(obj, "/metadata/ownerReferences")
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
 }
 
 /// (kind, name, uid) of the controller owner.
@@ -153,7 +172,9 @@ pub fn labels(obj: &Value) -> Option<&Value> {
 }
 
 pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.pointer("/metadata/labels").and_then(|l| l.get(key)).and_then(Value::as_str)
+    obj.pointer("/metadata/labels")
+        .and_then(|l| l.get(key))
+        .and_then(Value::as_str)
 }
 
 /// `spec.selector` of a workload as a label selector.
@@ -195,7 +216,10 @@ pub fn node_taints(node: &Value) -> &[Value] {
 /// The first NoSchedule/NoExecute taint the tolerations do not tolerate
 /// (component-helpers scheduling/corev1 FindMatchingUntoleratedTaint with the
 /// DoNotScheduleTaintsFilterFunc of plugins/tainttoleration/taint_toleration.go).
-pub fn untolerated_schedule_taint<'a>(taints: &'a [Value], tolerations: &[Value]) -> Option<&'a Value> {
+pub fn untolerated_schedule_taint<'a>(
+    taints: &'a [Value],
+    tolerations: &[Value],
+) -> Option<&'a Value> {
     taints
         .iter()
         .filter(|t| matches!(s(t, "/effect"), "NoSchedule" | "NoExecute"))
@@ -210,7 +234,9 @@ pub fn add_default_toleration_seconds(pod: &mut Value, seconds: i64) -> bool {
     let has = |key: &str| {
         tols.iter().any(|t| {
             let e = s(t, "/effect");
-            (e.is_empty() || e == "NoExecute") && (s(t, "/key") == key || (s(t, "/key").is_empty() && s(t, "/operator") == "Exists"))
+            (e.is_empty() || e == "NoExecute")
+                && (s(t, "/key") == key
+                    || (s(t, "/key").is_empty() && s(t, "/operator") == "Exists"))
         })
     };
     let mut add = Vec::new();
@@ -222,8 +248,16 @@ pub fn add_default_toleration_seconds(pod: &mut Value, seconds: i64) -> bool {
     if add.is_empty() {
         return false;
     }
-    let spec = pod.as_object_mut().expect("object").entry("spec").or_insert_with(|| json!({}));
-    let list = spec.as_object_mut().expect("object").entry("tolerations").or_insert_with(|| json!([]));
+    let spec = pod
+        .as_object_mut()
+        .expect("object")
+        .entry("spec")
+        .or_insert_with(|| json!({}));
+    let list = spec
+        .as_object_mut()
+        .expect("object")
+        .entry("tolerations")
+        .or_insert_with(|| json!([]));
     if !list.is_array() {
         *list = json!([]);
     }
@@ -243,9 +277,17 @@ pub fn node_selector_terms_match(terms: &[Value], node: &Value) -> bool {
         if exprs.is_empty() && fields.is_empty() {
             return false;
         }
-        exprs.iter().all(|e| requirement_matches(e, |k| label(node, k).map(str::to_string)))
+        exprs
+            .iter()
+            .all(|e| requirement_matches(e, |k| label(node, k).map(str::to_string)))
             && fields.iter().all(|e| {
-                requirement_matches(e, |k| if k == "metadata.name" { Some(name(node).to_string()) } else { None })
+                requirement_matches(e, |k| {
+                    if k == "metadata.name" {
+                        Some(name(node).to_string())
+                    } else {
+                        None
+                    }
+                })
             })
     })
 }
@@ -260,11 +302,17 @@ fn requirement_matches(e: &Value, get: impl Fn(&str) -> Option<String>) -> bool 
         "Exists" => v.is_some(),
         "DoesNotExist" => v.is_none(),
         "Gt" | "Lt" => {
-            let (Some(v), Some(want)) = (v.and_then(|v| v.parse::<i64>().ok()), values.first().and_then(|w| w.parse::<i64>().ok()))
-            else {
+            let (Some(v), Some(want)) = (
+                v.and_then(|v| v.parse::<i64>().ok()),
+                values.first().and_then(|w| w.parse::<i64>().ok()),
+            ) else {
                 return false;
             };
-            if s(e, "/operator") == "Gt" { v > want } else { v < want }
+            if s(e, "/operator") == "Gt" {
+                v > want
+            } else {
+                v < want
+            }
         }
         _ => false,
     }
@@ -288,7 +336,8 @@ pub fn required_affinity_terms(pod_spec: &Value) -> Option<&[Value]> {
 
 /// nodeSelector and required node affinity (plugins/nodeaffinity/node_affinity.go Filter).
 pub fn pod_spec_matches_node(pod_spec: &Value, node: &Value) -> bool {
-    node_selector_matches(pod_spec, node) && required_affinity_terms(pod_spec).is_none_or(|t| node_selector_terms_match(t, node))
+    node_selector_matches(pod_spec, node)
+        && required_affinity_terms(pod_spec).is_none_or(|t| node_selector_terms_match(t, node))
 }
 
 // ---- nodes ----
@@ -298,7 +347,9 @@ pub fn node_ready(node: &Value) -> bool {
 }
 
 pub fn is_control_plane(node: &Value) -> bool {
-    labels(node).and_then(|l| l.get(LABEL_CONTROL_PLANE)).is_some()
+    labels(node)
+        .and_then(|l| l.get(LABEL_CONTROL_PLANE))
+        .is_some()
 }
 
 // ---- quantities ----
@@ -328,10 +379,10 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
         ("E", 1e18),
     ];
     for (suf, mult) in SUFFIXES {
-        if let Some(num) = q.strip_suffix(suf) {
-            if let Ok(n) = num.parse::<f64>() {
-                return Some(n * mult);
-            }
+        if let Some(num) = q.strip_suffix(suf)
+            && let Ok(n) = num.parse::<f64>()
+        {
+            return Some(n * mult);
         }
     }
     q.parse::<f64>().ok()
@@ -373,7 +424,10 @@ fn container_requests(c: &Value) -> Resources {
 /// component-helpers resource/helpers.go PodRequests: the sum over containers, at least the
 /// largest init container, plus overhead; one pod.
 pub fn pod_requests(pod: &Value) -> Resources {
-    let mut sum = Resources { pods: 1, ..Default::default() };
+    let mut sum = Resources {
+        pods: 1,
+        ..Default::default()
+    };
     for c in arr(pod, "/spec/containers") {
         sum.add(&container_requests(c));
     }
@@ -391,7 +445,9 @@ pub fn pod_requests(pod: &Value) -> Resources {
 
 /// A node's allocatable (falls back to capacity, like the scheduler's NodeInfo).
 pub fn node_allocatable(node: &Value) -> Resources {
-    let a = node.pointer("/status/allocatable").filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
+    let a = node
+        .pointer("/status/allocatable")
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
     let a = a.or_else(|| node.pointer("/status/capacity"));
     Resources {
         milli_cpu: (quantity_of(a.and_then(|r| r.get("cpu"))) * 1000.0).round() as i64,
@@ -408,11 +464,20 @@ pub fn scaled_int_or_percent(v: &Value, total: i64, round_up: bool) -> Result<i6
         Value::Number(n) => n.as_i64().ok_or_else(|| format!("invalid value {n}")),
         Value::String(s) => match s.strip_suffix('%') {
             Some(p) => {
-                let p: i64 = p.parse().map_err(|_| format!("invalid value for IntOrString: invalid value {s:?}"))?;
+                let p: i64 = p
+                    .parse()
+                    .map_err(|_| format!("invalid value for IntOrString: invalid value {s:?}"))?;
                 let x = p as f64 * total as f64 / 100.0;
-                Ok(if round_up { x.ceil() as i64 } else { x.floor() as i64 })
+                Ok(if round_up {
+                    x.ceil() as i64
+                } else {
+                    x.floor() as i64
+                })
             }
-            None => s.parse::<i64>().map_err(|_| format!("invalid value for IntOrString: invalid type: string is not a percentage")),
+            None => s.parse::<i64>().map_err(|_| {
+                "invalid value for IntOrString: invalid type: string is not a percentage"
+                    .to_string()
+            }),
         },
         _ => Err("invalid type: neither int nor percentage".into()),
     }
@@ -438,12 +503,19 @@ pub fn compute_hash(v: &Value, collision: i64) -> String {
 /// k8s.io/apimachinery pkg/util/rand SafeEncodeString.
 pub fn safe_encode(s: &str) -> String {
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes().map(|b| ALPHA[(b as usize) % ALPHA.len()] as char).collect()
+    s.bytes()
+        .map(|b| ALPHA[(b as usize) % ALPHA.len()] as char)
+        .collect()
 }
 
 /// A pod object from a workload's pod template (pkg/controller/controller_utils.go
 /// GetPodFromTemplate), owned by `owner`.
-pub fn pod_from_template(template: &Value, owner: &Value, name: Option<&str>, generate_name: Option<&str>) -> Value {
+pub fn pod_from_template(
+    template: &Value,
+    owner: &Value,
+    name: Option<&str>,
+    generate_name: Option<&str>,
+) -> Value {
     let mut md = serde_json::Map::new();
     if let Some(n) = name {
         md.insert("name".into(), json!(n));
@@ -470,20 +542,26 @@ pub fn pod_from_template(template: &Value, owner: &Value, name: Option<&str>, ge
 /// The defaults the API server gives a pod spec (pkg/apis/core/v1/defaults.go), for pods the
 /// simulation creates in-process.
 pub fn default_pod_spec(spec: &mut Value) {
-    let Some(m) = spec.as_object_mut() else { return };
+    let Some(m) = spec.as_object_mut() else {
+        return;
+    };
     m.entry("restartPolicy").or_insert(json!("Always"));
-    m.entry("terminationGracePeriodSeconds").or_insert(json!(30));
+    m.entry("terminationGracePeriodSeconds")
+        .or_insert(json!(30));
     m.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-    m.entry("schedulerName").or_insert(json!("default-scheduler"));
+    m.entry("schedulerName")
+        .or_insert(json!("default-scheduler"));
     m.entry("securityContext").or_insert(json!({}));
     m.entry("enableServiceLinks").or_insert(json!(true));
-    m.entry("preemptionPolicy").or_insert(json!("PreemptLowerPriority"));
+    m.entry("preemptionPolicy")
+        .or_insert(json!("PreemptLowerPriority"));
     m.entry("priority").or_insert(json!(0));
     if let Some(cs) = m.get_mut("containers").and_then(Value::as_array_mut) {
         for c in cs {
             if let Some(c) = c.as_object_mut() {
                 c.entry("imagePullPolicy").or_insert(json!("IfNotPresent"));
-                c.entry("terminationMessagePath").or_insert(json!("/dev/termination-log"));
+                c.entry("terminationMessagePath")
+                    .or_insert(json!("/dev/termination-log"));
                 c.entry("terminationMessagePolicy").or_insert(json!("File"));
                 c.entry("resources").or_insert(json!({}));
             }
@@ -499,7 +577,9 @@ pub fn qos_class(pod_or_template: &Value) -> &'static str {
     for c in cs {
         let req = c.pointer("/resources/requests");
         let lim = c.pointer("/resources/limits");
-        if req.is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty())) || lim.is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty())) {
+        if req.is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty()))
+            || lim.is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty()))
+        {
             any = true;
         }
         let g = ["cpu", "memory"].iter().all(|k| {
@@ -516,6 +596,12 @@ pub fn qos_class(pod_or_template: &Value) -> &'static str {
     } else {
         "BestEffort"
     }
+}
+
+/// Lab seconds from an RFC 3339 timestamp to `now` (None when unparsable).
+pub fn seconds_since(now: jiff::Timestamp, rfc3339: &str) -> Option<f64> {
+    let t: jiff::Timestamp = rfc3339.parse().ok()?;
+    Some(now.duration_since(t).as_secs_f64())
 }
 
 #[cfg(test)]
@@ -540,19 +626,31 @@ mod tests {
     #[test]
     fn toleration_rules() {
         let taint = json!({"key": "k", "value": "v", "effect": "NoSchedule"});
-        assert!(tolerates(&json!({"key": "k", "operator": "Equal", "value": "v"}), &taint));
+        assert!(tolerates(
+            &json!({"key": "k", "operator": "Equal", "value": "v"}),
+            &taint
+        ));
         assert!(tolerates(&json!({"operator": "Exists"}), &taint));
         assert!(!tolerates(&json!({"key": "k", "value": "w"}), &taint));
-        assert!(!tolerates(&json!({"key": "k", "operator": "Exists", "effect": "NoExecute"}), &taint));
+        assert!(!tolerates(
+            &json!({"key": "k", "operator": "Exists", "effect": "NoExecute"}),
+            &taint
+        ));
     }
 
     #[test]
     fn affinity_terms() {
         let node = json!({"metadata": {"name": "n1", "labels": {"zone": "a"}}});
         let t = |v: Value| node_selector_terms_match(v.as_array().unwrap(), &node);
-        assert!(t(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])));
-        assert!(!t(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])));
-        assert!(t(json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}])));
+        assert!(t(
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])
+        ));
+        assert!(!t(
+            json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])
+        ));
+        assert!(t(
+            json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}])
+        ));
         assert!(!t(json!([{}])));
     }
 
