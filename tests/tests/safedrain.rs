@@ -748,3 +748,68 @@ fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
         assert!(former.contains(&name(p)), "{} recorded", name(p));
     }
 }
+
+// ---------- the same situations through real kubectl drain (README comparison) ----------
+
+fn kubectl_bounded(lab: &Lab, args: &[&str]) -> Output {
+    run_bounded(lab.kubectl_cmd(args), Duration::from_secs(120))
+}
+
+#[test]
+fn kubectl_drain_cordons_before_refusing_and_force_loses_the_bare_pod() {
+    let lab = os_upgrade();
+    let out = kubectl_bounded(&lab, &["drain", "node01", "--ignore-daemonsets"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("declare no controller"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        unschedulable(&lab, "node01"),
+        "kubectl drain refuses but leaves node01 cordoned"
+    );
+
+    let forced = kubectl_bounded(
+        &lab,
+        &[
+            "drain",
+            "node01",
+            "--ignore-daemonsets",
+            "--force",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(forced.status.success(), "{}", show(&forced));
+    assert!(
+        !lab.pods().iter().any(|p| name(p) == "hr-app"),
+        "kubectl drain --force deleted hr-app for good"
+    );
+}
+
+#[test]
+fn kubectl_drain_meets_two_pdbs_midway_and_leaves_the_node_cordoned() {
+    let lab = os_upgrade();
+    let (ns, _, _, labels) = deployment_on(&lab, "node02");
+    for pdb in ["first-pdb", "second-pdb"] {
+        lab.apply(&format!(
+            "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {pdb}\n  namespace: {ns}\nspec:\n  maxUnavailable: 5\n  selector:\n    matchLabels:\n{}\n",
+            selector_yaml(&labels)
+        ));
+    }
+    let out = kubectl_bounded(
+        &lab,
+        &["drain", "node02", "--ignore-daemonsets", "--timeout", "30s"],
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("more than one PodDisruptionBudget"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        unschedulable(&lab, "node02"),
+        "kubectl drain leaves node02 cordoned"
+    );
+}
