@@ -1,0 +1,1407 @@
+//! Real kubectl against upkeep-lab: kubectl's own behaviour (exit codes, the
+//! key wording of its messages, its tables) is the judge of whether the lab
+//! behaves like a kube-apiserver with its controllers, scheduler and kubelets.
+//!
+//! Every test starts its own lab. Scenario tests use the built-in
+//! `os-upgrade` cluster (controlplane, node01, node02, a Deployment and the bare
+//! pod hr-app on node01); the API tests start an empty lab.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::process::{Child, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use upkeep_e2e::{Lab, LabOptions, stderr, stdout, wait_for};
+
+/// How long a freshly started lab may take until its pods run.
+const SETTLE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// stdout and stderr of a kubectl run, for failure messages.
+fn show(out: &Output) -> String {
+    format!(
+        "exit: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    )
+}
+
+/// Runs kubectl, which must fail with exit code `code`; returns stderr.
+fn kubectl_fails(lab: &Lab, args: &[&str], code: i32) -> String {
+    let out = lab.kubectl(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "kubectl {} should exit {code}\n{}",
+        args.join(" "),
+        show(&out)
+    );
+    stderr(&out)
+}
+
+/// Writes `text` into the lab's scratch directory and returns the path, for `-f`.
+fn file(lab: &Lab, name: &str, text: &str) -> String {
+    let path = lab.dir().join(name);
+    std::fs::write(&path, text).expect("write manifest");
+    path.to_string_lossy().into_owned()
+}
+
+/// A kubectl table (`get`), cut at the header's column offsets the way
+/// kubectl's tabwriter aligns them (columns are at least three spaces apart,
+/// so headers such as `NOMINATED NODE` stay whole).
+struct Table {
+    text: String,
+    names: Vec<String>,
+    rows: Vec<BTreeMap<String, String>>,
+}
+
+impl Table {
+    fn parse(text: &str) -> Table {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let header = lines.next().unwrap_or_default();
+        let bytes = header.as_bytes();
+        let mut starts = vec![0];
+        for i in 2..bytes.len() {
+            if bytes[i] != b' ' && bytes[i - 1] == b' ' && bytes[i - 2] == b' ' {
+                starts.push(i);
+            }
+        }
+        let cut = |line: &str, k: usize| -> String {
+            let from = starts[k].min(line.len());
+            let to = starts
+                .get(k + 1)
+                .copied()
+                .unwrap_or(line.len())
+                .min(line.len());
+            line[from..to].trim().to_string()
+        };
+        let names: Vec<String> = (0..starts.len()).map(|k| cut(header, k)).collect();
+        let rows = lines
+            .map(|line| {
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(k, n)| (n.clone(), cut(line, k)))
+                    .collect()
+            })
+            .collect();
+        Table {
+            text: text.to_string(),
+            names,
+            rows,
+        }
+    }
+
+    /// The row whose `col` is `value`; panics with the table when absent.
+    fn row(&self, col: &str, value: &str) -> &BTreeMap<String, String> {
+        self.find(col, value)
+            .unwrap_or_else(|| panic!("no row with {col}={value} in:\n{}", self.text))
+    }
+
+    fn find(&self, col: &str, value: &str) -> Option<&BTreeMap<String, String>> {
+        self.rows
+            .iter()
+            .find(|r| r.get(col).map(String::as_str) == Some(value))
+    }
+
+    fn assert_columns(&self, want: &[&str]) {
+        assert_eq!(self.names, want, "table columns of:\n{}", self.text);
+    }
+}
+
+/// `kubectl get ARGS` as a table.
+fn table(lab: &Lab, args: &[&str]) -> Table {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    Table::parse(&lab.kubectl_ok(&all))
+}
+
+/// The value of a `describe` field such as `Unschedulable:` (first occurrence).
+fn described(text: &str, field: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no {field} in describe output:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+fn name(obj: &Value) -> String {
+    obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn uid(obj: &Value) -> String {
+    obj["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn node_of(pod: &Value) -> &str {
+    pod["spec"]["nodeName"].as_str().unwrap_or_default()
+}
+
+fn owner_kind(pod: &Value) -> &str {
+    pod["metadata"]["ownerReferences"]
+        .as_array()
+        .and_then(|o| o.iter().find(|r| r["controller"] == true))
+        .and_then(|r| r["kind"].as_str())
+        .unwrap_or_default()
+}
+
+fn running_ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+fn pods_on(lab: &Lab, node: &str) -> Vec<Value> {
+    lab.pods()
+        .into_iter()
+        .filter(|p| node_of(p) == node)
+        .collect()
+}
+
+fn node_ready(node: &Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// The os-upgrade lab once every node is Ready and every pod Running and Ready,
+/// with ReplicaSet pods on node02 (what the drain tests move).
+fn os_upgrade() -> Lab {
+    settled(Lab::scenario("os-upgrade"))
+}
+
+fn settled(lab: Lab) -> Lab {
+    wait_for(
+        "os-upgrade: nodes Ready, every pod Running and Ready, ReplicaSet pods on node02",
+        SETTLE,
+        || {
+            let nodes = lab.get_json(["nodes"]);
+            let nodes = nodes["items"].as_array()?;
+            if nodes.len() != 3 || !nodes.iter().all(node_ready) {
+                return None;
+            }
+            let pods = lab.pods();
+            let rs_on_node02 = pods
+                .iter()
+                .any(|p| node_of(p) == "node02" && owner_kind(p) == "ReplicaSet");
+            (rs_on_node02 && pods.iter().all(running_ready)).then_some(())
+        },
+    );
+    lab
+}
+
+/// A Deployment as the drain tests need it.
+struct Deployment {
+    namespace: String,
+    name: String,
+    replicas: i64,
+    labels: BTreeMap<String, String>,
+}
+
+impl Deployment {
+    fn selects(&self, pod: &Value) -> bool {
+        namespace(pod) == self.namespace
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| pod["metadata"]["labels"][k].as_str() == Some(v.as_str()))
+    }
+}
+
+fn namespace(obj: &Value) -> String {
+    obj["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every Deployment of the cluster (selectors by matchLabels).
+fn deployments(lab: &Lab) -> Vec<Deployment> {
+    let list = lab.get_json(["deployments", "-A"]);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| Deployment {
+            namespace: namespace(d),
+            name: name(d),
+            replicas: d["spec"]["replicas"].as_i64().unwrap_or(1),
+            labels: d["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The Deployment of the default namespace whose pods run on `node`.
+fn deployment_on(lab: &Lab, node: &str) -> Deployment {
+    let here = pods_on(lab, node);
+    deployments(lab)
+        .into_iter()
+        .find(|d| d.namespace == "default" && here.iter().any(|p| d.selects(p)))
+        .unwrap_or_else(|| panic!("no Deployment in default has pods on {node}"))
+}
+
+fn selector_yaml(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("      {k}: \"{v}\"\n"))
+        .collect()
+}
+
+fn pdb_yaml(name: &str, min_available: i64, labels: &BTreeMap<String, String>) -> String {
+    format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  minAvailable: {min_available}\n  selector:\n    matchLabels:\n{}",
+        selector_yaml(labels)
+    )
+}
+
+/// Waits until the disruption controller has processed PDB `name` and reports
+/// `allowed` disruptions.
+fn wait_pdb(lab: &Lab, name: &str, allowed: i64) {
+    wait_for(
+        &format!("PDB {name} processed with disruptionsAllowed={allowed}"),
+        SETTLE,
+        || {
+            let p = lab.get_json(["pdb", name, "-n", "default"]);
+            let synced = p["status"]["observedGeneration"] == p["metadata"]["generation"];
+            (synced && p["status"]["disruptionsAllowed"].as_i64() == Some(allowed)).then_some(())
+        },
+    );
+}
+
+/// A kubectl run in the background whose stdout and stderr are collected
+/// as they come, so a test can act on what kubectl has printed so far.
+struct Background {
+    child: Child,
+    text: Arc<Mutex<String>>,
+}
+
+impl Background {
+    fn start(lab: &Lab, args: &[&str]) -> Background {
+        let mut child = lab
+            .kubectl_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kubectl");
+        let text = Arc::new(Mutex::new(String::new()));
+        let mut pipes: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().expect("stdout")),
+            Box::new(child.stderr.take().expect("stderr")),
+        ];
+        for mut pipe in pipes.drain(..) {
+            let text = Arc::clone(&text);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.lock()
+                        .expect("output lock")
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Background { child, text }
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().expect("output lock").clone()
+    }
+
+    /// Waits for kubectl to exit; returns its exit code and everything it printed.
+    fn finish(mut self, deadline: Duration) -> (Option<i32>, String) {
+        let status = wait_for("kubectl to exit", deadline, || {
+            self.child.try_wait().expect("try_wait")
+        });
+        // The reader threads end with the pipes; give them the same deadline.
+        let text = wait_for(
+            "kubectl's output to be read",
+            Duration::from_secs(5),
+            || {
+                let t = self.text();
+                (!t.is_empty() || status.success()).then_some(t)
+            },
+        );
+        (status.code(), text)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+";
+
+fn node_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    kubernetes.io/hostname: {name}\n"
+    )
+}
+
+// ---------------------------------------------------------------------------
+// kubectl version
+// ---------------------------------------------------------------------------
+
+#[test]
+fn version_reports_the_configured_server_version_and_the_skew_warning() {
+    let lab = Lab::with(LabOptions {
+        version: Some("v1.33.4".into()),
+        ..Default::default()
+    });
+    let out = lab.kubectl(["version", "-o", "json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("kubectl version -o json");
+    assert_eq!(v["serverVersion"]["gitVersion"], "v1.33.4", "{v:#}");
+    assert_eq!(v["serverVersion"]["major"], "1", "{v:#}");
+    assert_eq!(v["serverVersion"]["minor"], "33", "{v:#}");
+    let client_minor: u32 = v["clientVersion"]["minor"]
+        .as_str()
+        .and_then(|m| m.trim_end_matches('+').parse().ok())
+        .expect("client minor");
+    assert!(
+        client_minor > 34,
+        "this test expects a kubectl newer than 1.34 (found 1.{client_minor})"
+    );
+    // kubectl pkg/cmd/version/version.go: a warning beyond ±1 minor.
+    assert!(
+        stderr(&out).contains(&format!(
+            "Warning: version difference between client (1.{client_minor}) and server (1.33) exceeds the supported minor version skew of +/-1"
+        )),
+        "{}",
+        show(&out)
+    );
+
+    // One minor behind the client: within the skew, no warning.
+    let near = format!("v1.{}.2", client_minor - 1);
+    let lab = Lab::with(LabOptions {
+        version: Some(near.clone()),
+        ..Default::default()
+    });
+    let out = lab.kubectl(["version"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains(&format!("Server Version: {near}")),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !stderr(&out).contains("version difference"),
+        "{}",
+        show(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Nodes: get, -o wide, describe, cordon and uncordon
+// ---------------------------------------------------------------------------
+
+#[test]
+fn node_tables_describe_and_cordon_uncordon() {
+    let lab = os_upgrade();
+    let nodes = lab.get_json(["nodes"]);
+    let t = table(&lab, &["nodes"]);
+    t.assert_columns(&["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    for n in nodes["items"].as_array().expect("items") {
+        let row = t.row("NAME", &name(n));
+        assert_eq!(row["STATUS"], "Ready", "{}", t.text);
+        let kubelet = n["status"]["nodeInfo"]["kubeletVersion"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(kubelet.starts_with('v'), "kubeletVersion of {n:#}");
+        assert_eq!(row["VERSION"], kubelet, "{}", t.text);
+    }
+    assert_eq!(
+        t.row("NAME", "controlplane")["ROLES"],
+        "control-plane",
+        "{}",
+        t.text
+    );
+    assert_eq!(t.row("NAME", "node01")["ROLES"], "<none>", "{}", t.text);
+    assert_eq!(t.row("NAME", "node02")["ROLES"], "<none>", "{}", t.text);
+
+    let wide = table(&lab, &["nodes", "-o", "wide"]);
+    wide.assert_columns(&[
+        "NAME",
+        "STATUS",
+        "ROLES",
+        "AGE",
+        "VERSION",
+        "INTERNAL-IP",
+        "EXTERNAL-IP",
+        "OS-IMAGE",
+        "KERNEL-VERSION",
+        "CONTAINER-RUNTIME",
+    ]);
+    for n in nodes["items"].as_array().expect("items") {
+        let row = wide.row("NAME", &name(n));
+        let internal = n["status"]["addresses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+            .and_then(|a| a["address"].as_str())
+            .unwrap_or_else(|| panic!("{} has no InternalIP: {n:#}", name(n)));
+        assert_eq!(row["INTERNAL-IP"], internal, "{}", wide.text);
+        let info = &n["status"]["nodeInfo"];
+        for (col, field) in [
+            ("OS-IMAGE", "osImage"),
+            ("KERNEL-VERSION", "kernelVersion"),
+            ("CONTAINER-RUNTIME", "containerRuntimeVersion"),
+        ] {
+            let want = info[field].as_str().unwrap_or_default();
+            assert!(!want.is_empty(), "{} reports no {field}", name(n));
+            assert_eq!(row[col], want, "{}", wide.text);
+        }
+    }
+
+    let d = lab.kubectl_ok(["describe", "node", "node01"]);
+    assert_eq!(described(&d, "Name:"), "node01");
+    assert_eq!(described(&d, "Roles:"), "<none>");
+    assert_eq!(described(&d, "Unschedulable:"), "false");
+    assert_eq!(
+        described(&d, "  Kubelet Version:"),
+        t.row("NAME", "node01")["VERSION"]
+    );
+    assert!(d.contains("hr-app"), "node01 runs hr-app:\n{d}");
+    let cp = lab.kubectl_ok(["describe", "node", "controlplane"]);
+    assert_eq!(described(&cp, "Roles:"), "control-plane");
+
+    // Cordon: kubectl pkg/drain/cordon.go patches spec.unschedulable and says so once.
+    assert_eq!(
+        lab.kubectl_ok(["cordon", "node01"]).trim(),
+        "node/node01 cordoned"
+    );
+    assert_eq!(
+        lab.kubectl_ok(["cordon", "node01"]).trim(),
+        "node/node01 already cordoned"
+    );
+    assert_eq!(
+        lab.get_json(["node", "node01"])["spec"]["unschedulable"],
+        true
+    );
+    let t = table(&lab, &["nodes"]);
+    assert_eq!(
+        t.row("NAME", "node01")["STATUS"],
+        "Ready,SchedulingDisabled",
+        "{}",
+        t.text
+    );
+    assert_eq!(t.row("NAME", "node02")["STATUS"], "Ready", "{}", t.text);
+    let d = lab.kubectl_ok(["describe", "node", "node01"]);
+    assert_eq!(described(&d, "Unschedulable:"), "true");
+
+    assert_eq!(
+        lab.kubectl_ok(["uncordon", "node01"]).trim(),
+        "node/node01 uncordoned"
+    );
+    assert_eq!(
+        lab.kubectl_ok(["uncordon", "node01"]).trim(),
+        "node/node01 already uncordoned"
+    );
+    assert_ne!(
+        lab.get_json(["node", "node01"])["spec"]["unschedulable"],
+        true
+    );
+    let t = table(&lab, &["nodes"]);
+    assert_eq!(t.row("NAME", "node01")["STATUS"], "Ready", "{}", t.text);
+}
+
+/// A Node created with `kubectl create -f` gets a simulated kubelet: it turns
+/// Ready and reports a version.
+#[test]
+fn a_node_created_with_kubectl_comes_to_life() {
+    let lab = Lab::start();
+    let f = file(&lab, "node.yaml", &node_yaml("worker1"));
+    assert_eq!(
+        lab.kubectl_ok(["create", "-f", &f]).trim(),
+        "node/worker1 created"
+    );
+    let err = kubectl_fails(&lab, &["create", "-f", &f], 1);
+    assert!(
+        err.contains("Error from server (AlreadyExists)")
+            && err.contains(r#"nodes "worker1" already exists"#),
+        "{err}"
+    );
+    let row = wait_for("worker1 Ready in kubectl get nodes", SETTLE, || {
+        let t = table(&lab, &["nodes"]);
+        let row = t.find("NAME", "worker1")?.clone();
+        (row["STATUS"] == "Ready").then_some(row)
+    });
+    assert!(row["VERSION"].starts_with('v'), "{row:?}");
+}
+
+// ---------------------------------------------------------------------------
+// create, apply, get -o yaml, replace, label, annotate, scale, delete
+// ---------------------------------------------------------------------------
+
+#[test]
+fn create_apply_get_yaml_label_annotate_scale_delete() {
+    let lab = Lab::start();
+    let dep = file(&lab, "web.yaml", DEPLOYMENT);
+    assert_eq!(
+        lab.kubectl_ok(["create", "-f", &dep]).trim(),
+        "deployment.apps/web created"
+    );
+    let err = kubectl_fails(&lab, &["create", "-f", &dep], 1);
+    assert!(
+        err.contains("Error from server (AlreadyExists)")
+            && err.contains(r#"deployments.apps "web" already exists"#),
+        "{err}"
+    );
+
+    // apply on an object created without it: configured, with kubectl's warning.
+    let out = lab.kubectl(["apply", "-f", &dep]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "deployment.apps/web configured");
+    assert!(
+        stderr(&out)
+            .contains("missing the kubectl.kubernetes.io/last-applied-configuration annotation"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        lab.kubectl_ok(["apply", "-f", &dep]).trim(),
+        "deployment.apps/web unchanged"
+    );
+    let dep3 = file(
+        &lab,
+        "web3.yaml",
+        &DEPLOYMENT.replace("replicas: 2", "replicas: 3"),
+    );
+    assert_eq!(
+        lab.kubectl_ok(["apply", "-f", &dep3]).trim(),
+        "deployment.apps/web configured"
+    );
+
+    // get -o yaml: the server's defaults and metadata, then a round trip.
+    let yaml = lab.kubectl_ok(["get", "deployment", "web", "-o", "yaml"]);
+    let got: Value = serde_saphyr::from_str(&yaml).expect("kubectl get -o yaml is YAML");
+    assert_eq!(got["kind"], "Deployment");
+    assert_eq!(got["spec"]["replicas"], 3);
+    assert_eq!(got["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(got["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(
+        got["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        30
+    );
+    assert!(got["metadata"]["creationTimestamp"].is_string(), "{yaml}");
+    let stale_rv = got["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .to_string();
+    let uid_text = uid(&got);
+    let groups: Vec<usize> = uid_text.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "uid {uid_text} is not a UUID");
+    let exported = file(&lab, "exported.yaml", &yaml);
+    assert_eq!(
+        lab.kubectl_ok(["replace", "-f", &exported]).trim(),
+        "deployment.apps/web replaced"
+    );
+    // The export now carries a stale resourceVersion: optimistic concurrency says no.
+    let err = kubectl_fails(&lab, &["replace", "-f", &exported], 1);
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("the object has been modified; please apply your changes to the latest version and try again"),
+        "replace with resourceVersion {stale_rv}: {err}"
+    );
+
+    // label / annotate
+    assert_eq!(
+        lab.kubectl_ok(["label", "deployment", "web", "tier=frontend"])
+            .trim(),
+        "deployment.apps/web labeled"
+    );
+    assert_eq!(
+        lab.kubectl_ok(["label", "deployment", "web", "tier=frontend"])
+            .trim(),
+        "deployment.apps/web not labeled"
+    );
+    let err = kubectl_fails(&lab, &["label", "deployment", "web", "tier=backend"], 1);
+    assert!(
+        err.contains("'tier' already has a value (frontend), and --overwrite is false"),
+        "{err}"
+    );
+    lab.kubectl_ok(["label", "deployment", "web", "tier=backend", "--overwrite"]);
+    assert_eq!(
+        lab.kubectl_ok(["get", "deployments", "-l", "tier=backend", "-o", "name"])
+            .trim(),
+        "deployment.apps/web"
+    );
+    assert_eq!(
+        lab.kubectl_ok(["get", "deployments", "-l", "tier=frontend", "-o", "name"])
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        lab.kubectl_ok(["annotate", "deployment", "web", "owner=team-a"])
+            .trim(),
+        "deployment.apps/web annotated"
+    );
+    let got = lab.get_json(["deployment", "web"]);
+    assert_eq!(got["metadata"]["annotations"]["owner"], "team-a");
+    assert_eq!(got["metadata"]["labels"]["tier"], "backend");
+
+    // scale (the scale subresource) with and without a precondition.
+    assert_eq!(
+        lab.kubectl_ok(["scale", "deployment", "web", "--replicas=5"])
+            .trim(),
+        "deployment.apps/web scaled"
+    );
+    assert_eq!(lab.get_json(["deployment", "web"])["spec"]["replicas"], 5);
+    let err = kubectl_fails(
+        &lab,
+        &[
+            "scale",
+            "deployment",
+            "web",
+            "--replicas=1",
+            "--current-replicas=4",
+        ],
+        1,
+    );
+    assert!(err.contains("Expected replicas to be 4, was 5"), "{err}");
+
+    // A bare Pod and a PDB from files.
+    let pod = file(
+        &lab,
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: solo\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n",
+    );
+    assert_eq!(
+        lab.kubectl_ok(["create", "-f", &pod]).trim(),
+        "pod/solo created"
+    );
+    let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
+    let pdb = file(&lab, "pdb.yaml", &pdb_yaml("web", 1, &labels));
+    assert_eq!(
+        lab.kubectl_ok(["create", "-f", &pdb]).trim(),
+        "poddisruptionbudget.policy/web created"
+    );
+    let t = table(&lab, &["pdb"]);
+    t.assert_columns(&[
+        "NAME",
+        "MIN AVAILABLE",
+        "MAX UNAVAILABLE",
+        "ALLOWED DISRUPTIONS",
+        "AGE",
+    ]);
+    assert_eq!(t.row("NAME", "web")["MIN AVAILABLE"], "1", "{}", t.text);
+
+    // delete
+    assert_eq!(
+        lab.kubectl_ok(["delete", "deployment", "web"]).trim(),
+        r#"deployment.apps "web" deleted from default namespace"#
+    );
+    let err = kubectl_fails(&lab, &["get", "deployment", "web"], 1);
+    assert!(
+        err.contains(r#"Error from server (NotFound): deployments.apps "web" not found"#),
+        "{err}"
+    );
+}
+
+/// kube-apiserver refuses to create an object that carries a resourceVersion
+/// (staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go Create:
+/// `resourceVersion should not be set on objects to be created`), which is what
+/// `kubectl create -f` of an exported object runs into.
+#[test]
+fn create_of_an_exported_object_with_a_resource_version_is_refused() {
+    let lab = Lab::start();
+    let dep = file(&lab, "web.yaml", DEPLOYMENT);
+    lab.kubectl_ok(["create", "-f", &dep]);
+    let yaml = lab.kubectl_ok(["get", "deployment", "web", "-o", "yaml"]);
+    let exported = file(
+        &lab,
+        "exported.yaml",
+        &yaml.replace("name: web\n", "name: web2\n"),
+    );
+    let err = kubectl_fails(&lab, &["create", "-f", &exported], 1);
+    assert!(
+        err.contains("resourceVersion should not be set on objects to be created"),
+        "{err}"
+    );
+    kubectl_fails(&lab, &["get", "deployment", "web2"], 1);
+}
+
+// ---------------------------------------------------------------------------
+// Status subresource
+// ---------------------------------------------------------------------------
+
+#[test]
+fn node_status_changes_only_through_the_status_subresource() {
+    let lab = Lab::start();
+    let f = file(&lab, "node.yaml", &node_yaml("worker1"));
+    lab.kubectl_ok(["create", "-f", &f]);
+
+    let out = lab.kubectl([
+        "patch",
+        "node",
+        "worker1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"nodeInfo":{"kubeletVersion":"v1.31.0"}}}"#,
+        "-o",
+        "jsonpath={.status.nodeInfo.kubeletVersion}",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "v1.31.0", "the status patch's answer");
+
+    // The main resource ignores status (pkg/registry/core/node/strategy.go PrepareForUpdate).
+    let out = lab.kubectl([
+        "patch",
+        "node",
+        "worker1",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"nodeInfo":{"kubeletVersion":"v1.30.0"}}}"#,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "node/worker1 patched (no change)");
+    assert_ne!(
+        lab.get_json(["node", "worker1"])["status"]["nodeInfo"]["kubeletVersion"],
+        "v1.30.0",
+        "a patch without --subresource=status changed status"
+    );
+
+    // And the status subresource ignores spec.
+    lab.kubectl_ok([
+        "patch",
+        "node",
+        "worker1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"unschedulable":true}}"#,
+    ]);
+    assert_ne!(
+        lab.get_json(["node", "worker1"])["spec"]["unschedulable"],
+        true
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Permissions and dry run
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_read_only_user_is_forbidden_to_write() {
+    let lab = Lab::start();
+    let f = file(&lab, "node.yaml", &node_yaml("worker1"));
+    lab.kubectl_ok(["create", "-f", &f]);
+    let ro = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--context".to_string(), "readonly".to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+
+    let t = Table::parse(&lab.kubectl_ok(ro(&["get", "nodes"])));
+    t.row("NAME", "worker1");
+
+    std::fs::write(
+        lab.dir().join("ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n",
+    )
+    .expect("write");
+    let ns = lab.dir().join("ns.yaml").to_string_lossy().into_owned();
+    for (args, verb, resource) in [
+        (vec!["create", "-f", ns.as_str()], "create", "namespaces"),
+        (vec!["label", "node", "worker1", "a=b"], "patch", "nodes"),
+        (vec!["delete", "node", "worker1"], "delete", "nodes"),
+    ] {
+        let out = lab.kubectl(ro(&args));
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("Error from server (Forbidden)")
+                && err.contains(&format!(
+                    r#"User "readonly" cannot {verb} resource "{resource}""#
+                )),
+            "kubectl {}: {err}",
+            args.join(" ")
+        );
+    }
+    // kubectl cordon prints the failure but exits 0 (pkg/cmd/drain/drain.go
+    // RunCordonOrUncordon returns nil after printing).
+    let out = lab.kubectl(ro(&["cordon", "worker1"]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(r#"error: unable to cordon node "worker1""#)
+            && stderr(&out).contains(r#"User "readonly" cannot patch resource "nodes""#),
+        "{}",
+        show(&out)
+    );
+    assert_ne!(
+        lab.get_json(["node", "worker1"])["spec"]["unschedulable"],
+        true
+    );
+    kubectl_fails(&lab, &["get", "namespace", "team-a"], 1);
+}
+
+#[test]
+fn server_dry_run_changes_nothing() {
+    let lab = Lab::start();
+    let dep = file(&lab, "web.yaml", DEPLOYMENT);
+    assert_eq!(
+        lab.kubectl_ok(["create", "-f", &dep, "--dry-run=server"])
+            .trim(),
+        "deployment.apps/web created (server dry run)"
+    );
+    let err = kubectl_fails(&lab, &["get", "deployment", "web"], 1);
+    assert!(err.contains("NotFound"), "{err}");
+
+    lab.kubectl_ok(["create", "-f", &dep]);
+    assert_eq!(
+        lab.kubectl_ok(["label", "deployment", "web", "tier=x", "--dry-run=server"])
+            .trim(),
+        "deployment.apps/web labeled (server dry run)"
+    );
+    assert_eq!(
+        lab.kubectl_ok(["delete", "deployment", "web", "--dry-run=server"])
+            .trim(),
+        r#"deployment.apps "web" deleted from default namespace (server dry run)"#
+    );
+    let got = lab.get_json(["deployment", "web"]);
+    assert!(got["metadata"]["labels"]["tier"].is_null(), "{got:#}");
+    assert!(got["metadata"]["deletionTimestamp"].is_null(), "{got:#}");
+}
+
+/// kubectl's generators (`create namespace|deployment|configmap|pdb`) go through
+/// client-go's typed clients, which send protobuf request bodies
+/// (`Content-Type: application/vnd.kubernetes.protobuf`).
+#[test]
+fn kubectl_create_generators_work() {
+    let lab = Lab::start();
+    assert_eq!(
+        lab.kubectl_ok(["create", "namespace", "team-a"]).trim(),
+        "namespace/team-a created"
+    );
+    assert_eq!(
+        lab.kubectl_ok([
+            "create",
+            "deployment",
+            "dry",
+            "--image=nginx:1.27",
+            "--dry-run=server"
+        ])
+        .trim(),
+        "deployment.apps/dry created (server dry run)"
+    );
+    kubectl_fails(&lab, &["get", "deployment", "dry"], 1);
+    assert_eq!(
+        lab.kubectl_ok([
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2"
+        ])
+        .trim(),
+        "deployment.apps/web created"
+    );
+    assert_eq!(
+        lab.kubectl_ok(["create", "configmap", "cfg", "--from-literal=a=b"])
+            .trim(),
+        "configmap/cfg created"
+    );
+    assert_eq!(
+        lab.kubectl_ok([
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=1"
+        ])
+        .trim(),
+        "poddisruptionbudget.policy/web created"
+    );
+    let d = lab.get_json(["deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    assert_eq!(lab.get_json(["configmap", "cfg"])["data"]["a"], "b");
+}
+
+// ---------------------------------------------------------------------------
+// Pods: tables, describe, graceful delete
+// ---------------------------------------------------------------------------
+
+#[test]
+fn pod_tables_and_describe_on_os_upgrade() {
+    let lab = os_upgrade();
+    let pods = lab.pods();
+    let t = table(&lab, &["pods", "-A", "-o", "wide"]);
+    t.assert_columns(&[
+        "NAMESPACE",
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED NODE",
+        "READINESS GATES",
+    ]);
+    assert_eq!(t.rows.len(), pods.len(), "{}", t.text);
+    for p in &pods {
+        let row = t
+            .rows
+            .iter()
+            .find(|r| {
+                r["NAMESPACE"] == p["metadata"]["namespace"].as_str().unwrap_or("")
+                    && r["NAME"] == name(p)
+            })
+            .unwrap_or_else(|| panic!("{} missing from:\n{}", name(p), t.text));
+        let containers = p["spec"]["containers"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            row["READY"],
+            format!("{containers}/{containers}"),
+            "{}",
+            t.text
+        );
+        assert_eq!(row["STATUS"], "Running", "{}", t.text);
+        assert_eq!(row["NODE"], node_of(p), "{}", t.text);
+        let ip = p["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(!ip.is_empty(), "{} has no podIP", name(p));
+        assert_eq!(row["IP"], ip, "{}", t.text);
+    }
+    let hr = t
+        .rows
+        .iter()
+        .find(|r| r["NAMESPACE"] == "default" && r["NAME"] == "hr-app")
+        .unwrap_or_else(|| panic!("hr-app missing:\n{}", t.text));
+    assert_eq!(hr["NODE"], "node01");
+
+    let d = lab.kubectl_ok(["describe", "pod", "hr-app", "-n", "default"]);
+    assert_eq!(described(&d, "Status:"), "Running");
+    assert!(described(&d, "Node:").starts_with("node01/"), "{d}");
+    assert!(
+        !d.lines().any(|l| l.starts_with("Controlled By:")),
+        "hr-app is a bare pod:\n{d}"
+    );
+    let managed = pods
+        .iter()
+        .find(|p| owner_kind(p) == "ReplicaSet")
+        .expect("a ReplicaSet pod");
+    let rs = managed["metadata"]["ownerReferences"][0]["name"]
+        .as_str()
+        .unwrap_or_default();
+    let d = lab.kubectl_ok([
+        "describe",
+        "pod",
+        &name(managed),
+        "-n",
+        managed["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default"),
+    ]);
+    assert_eq!(described(&d, "Controlled By:"), format!("ReplicaSet/{rs}"));
+    assert_eq!(described(&d, "Status:"), "Running");
+}
+
+#[test]
+fn deleting_a_bound_pod_with_a_grace_period_shows_terminating_then_it_is_gone() {
+    // os-upgrade caps termination at 2 lab seconds; let this lab honour 5 s
+    // grace periods so that Terminating can be seen.
+    let scenario = upkeep_e2e::workspace_root().join("crates/upkeep-lab/scenarios/os-upgrade.yaml");
+    let text = std::fs::read_to_string(&scenario).expect("read the os-upgrade scenario");
+    assert!(
+        text.contains("terminationCapSeconds: 2\n"),
+        "os-upgrade.yaml no longer sets terminationCapSeconds: 2; adjust this test"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = dir.path().join("os-upgrade-slow-termination.yaml");
+    std::fs::write(
+        &slow,
+        text.replace("terminationCapSeconds: 2\n", "terminationCapSeconds: 60\n"),
+    )
+    .expect("write scenario");
+    let lab = settled(Lab::scenario(&slow.to_string_lossy()));
+
+    let pod = pods_on(&lab, "node02")
+        .into_iter()
+        .find(|p| owner_kind(p) == "ReplicaSet")
+        .expect("a ReplicaSet pod on node02");
+    let pod_name = name(&pod);
+    assert_eq!(
+        lab.kubectl_ok([
+            "delete",
+            "pod",
+            &pod_name,
+            "--grace-period=5",
+            "--wait=false"
+        ])
+        .trim(),
+        format!(r#"pod "{pod_name}" deleted from default namespace"#)
+    );
+    // pkg/registry/core/pod/strategy.go CheckGracefulDelete: a bound pod gets a
+    // deletionTimestamp and stays, Terminating, until the kubelet finishes it.
+    let t = table(&lab, &["pod", &pod_name]);
+    assert_eq!(
+        t.row("NAME", &pod_name)["STATUS"],
+        "Terminating",
+        "{}",
+        t.text
+    );
+    let got = lab.get_json(["pod", &pod_name]);
+    assert_eq!(got["metadata"]["deletionGracePeriodSeconds"], 5, "{got:#}");
+    assert!(got["metadata"]["deletionTimestamp"].is_string(), "{got:#}");
+    wait_for(&format!("{pod_name} gone"), SETTLE, || {
+        let out = lab.kubectl(["get", "pod", &pod_name]);
+        let err = stderr(&out);
+        (!out.status.success() && err.contains(&format!(r#"pods "{pod_name}" not found"#)))
+            .then_some(())
+    });
+
+    // An unbound pod has no kubelet to wait for: it goes at once.
+    let f = file(
+        &lab,
+        "nowhere.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nowhere\nspec:\n  nodeSelector:\n    no-such-label: \"x\"\n  containers:\n  - name: c\n    image: busybox:1.36\n",
+    );
+    lab.kubectl_ok(["create", "-f", &f]);
+    lab.kubectl_ok([
+        "delete",
+        "pod",
+        "nowhere",
+        "--grace-period=30",
+        "--wait=false",
+    ]);
+    kubectl_fails(&lab, &["get", "pod", "nowhere"], 1);
+}
+
+// ---------------------------------------------------------------------------
+// kubectl drain
+// ---------------------------------------------------------------------------
+
+#[test]
+fn kubectl_drain_refuses_the_bare_pod_after_cordoning() {
+    let lab = os_upgrade();
+    let before: BTreeSet<String> = pods_on(&lab, "node01").iter().map(uid).collect();
+    let out = lab.kubectl(["drain", "node01", "--ignore-daemonsets"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // kubectl pkg/drain/filters.go unreplicatedFilter; pkg/cmd/drain/drain.go RunDrain.
+    assert!(
+        all.contains(r#"error: unable to drain node "node01" due to error:"#)
+            && all.contains(
+                "Pods that declare no controller (use --force to override): default/hr-app"
+            ),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        all.contains("There are pending nodes to be drained:"),
+        "{}",
+        show(&out)
+    );
+    // kubectl cordons every node first and does not undo it when it refuses.
+    assert!(
+        stdout(&out).contains("node/node01 cordoned"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        lab.get_json(["node", "node01"])["spec"]["unschedulable"],
+        true
+    );
+    // Nothing was evicted.
+    let after = pods_on(&lab, "node01");
+    assert_eq!(after.iter().map(uid).collect::<BTreeSet<_>>(), before);
+    assert!(after.iter().all(running_ready), "{after:#?}");
+
+    // Without --ignore-daemonsets the DaemonSet pods are named too.
+    let out = lab.kubectl(["drain", "node01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        all.contains("DaemonSet-managed Pods (use --ignore-daemonsets to ignore)")
+            && all.contains("default/hr-app"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stdout(&out).contains("node/node01 already cordoned"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn kubectl_drain_moves_replicaset_pods_and_leaves_daemonset_pods() {
+    let lab = os_upgrade();
+    let moved: Vec<(String, String)> = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| owner_kind(p) == "ReplicaSet")
+        .map(|p| (namespace(p), name(p)))
+        .collect();
+    let daemons: BTreeSet<String> = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| owner_kind(p) == "DaemonSet")
+        .map(uid)
+        .collect();
+    assert!(
+        !daemons.is_empty(),
+        "os-upgrade runs a DaemonSet (kube-proxy) on node02"
+    );
+
+    let out = lab.kubectl(["drain", "node02", "--ignore-daemonsets", "--timeout=60s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("node/node02 cordoned"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        stderr(&out).contains("Warning: ignoring DaemonSet-managed Pods: kube-system/kube-proxy-"),
+        "{}",
+        show(&out)
+    );
+    for (ns, p) in &moved {
+        assert!(
+            all.contains(&format!("evicting pod {ns}/{p}\n")),
+            "{}",
+            show(&out)
+        );
+        assert!(
+            all.contains(&format!("pod/{p} evicted\n")),
+            "{}",
+            show(&out)
+        );
+    }
+    assert!(
+        stdout(&out).contains("node/node02 drained"),
+        "{}",
+        show(&out)
+    );
+
+    // The ReplicaSets bring their pods back, on the other nodes.
+    let t = wait_for(
+        "every Deployment whole again, Running and Ready off node02",
+        SETTLE,
+        || {
+            let pods = lab.pods();
+            let whole = deployments(&lab).iter().all(|d| {
+                let mine: Vec<&Value> = pods.iter().filter(|p| d.selects(p)).collect();
+                mine.len() as i64 == d.replicas
+                    && mine
+                        .iter()
+                        .all(|p| running_ready(p) && node_of(p) != "node02")
+            });
+            whole.then(|| table(&lab, &["pods", "-A", "-o", "wide"]))
+        },
+    );
+    for (ns, p) in &moved {
+        assert!(
+            !t.rows
+                .iter()
+                .any(|r| &r["NAMESPACE"] == ns && &r["NAME"] == p),
+            "{ns}/{p} was evicted but is still listed:\n{}",
+            t.text
+        );
+    }
+    for row in &t.rows {
+        if row["NODE"] == "node02" {
+            let pod = lab.get_json(["pod", &row["NAME"], "-n", &row["NAMESPACE"]]);
+            assert_eq!(
+                owner_kind(&pod),
+                "DaemonSet",
+                "only DaemonSet pods stay:\n{}",
+                t.text
+            );
+        }
+        assert_eq!(row["STATUS"], "Running", "{}", t.text);
+    }
+    let daemons_now: BTreeSet<String> = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| owner_kind(p) == "DaemonSet" && running_ready(p))
+        .map(uid)
+        .collect();
+    assert_eq!(
+        daemons_now, daemons,
+        "DaemonSet pods stay on node02, untouched"
+    );
+    let nodes = table(&lab, &["nodes"]);
+    assert_eq!(
+        nodes.row("NAME", "node02")["STATUS"],
+        "Ready,SchedulingDisabled",
+        "{}",
+        nodes.text
+    );
+}
+
+/// kubectl's retry line for a 429 from the eviction subresource
+/// (kubectl pkg/drain/drain.go evictPods).
+fn pdb_retry_line(pod: &str) -> String {
+    format!(
+        r#"error when evicting pods/"{pod}" -n "default" (will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."#
+    )
+}
+
+#[test]
+fn a_pdb_makes_kubectl_drain_retry_until_a_scale_up_lets_it_finish() {
+    let lab = os_upgrade();
+    let d = deployment_on(&lab, "node02");
+    let pdb = file(&lab, "pdb.yaml", &pdb_yaml("all-up", d.replicas, &d.labels));
+    lab.kubectl_ok(["create", "-f", &pdb]);
+    wait_pdb(&lab, "all-up", 0);
+    let blocked: Vec<String> = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| d.selects(p))
+        .map(name)
+        .collect();
+    let before: BTreeSet<String> = lab
+        .pods()
+        .iter()
+        .filter(|p| d.selects(p))
+        .map(uid)
+        .collect();
+
+    // A short drain: kubectl retries the 429 every 5 s, then gives up.
+    let out = lab.kubectl(["drain", "node02", "--ignore-daemonsets", "--timeout=5s"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    for p in &blocked {
+        assert!(all.contains(&pdb_retry_line(p)), "{}", show(&out));
+        assert!(
+            all.contains(&format!(
+                r#"error when evicting pods/"{p}" -n "default": global timeout reached"#
+            )),
+            "{}",
+            show(&out)
+        );
+    }
+    assert!(
+        all.contains(r#"error: unable to drain node "node02" due to error:"#),
+        "{}",
+        show(&out)
+    );
+    let mine: Vec<Value> = lab.pods().into_iter().filter(|p| d.selects(p)).collect();
+    let after: BTreeSet<String> = mine.iter().map(uid).collect();
+    assert_eq!(after, before, "a blocked drain evicted a protected pod");
+    assert!(mine.iter().all(running_ready), "{mine:#?}");
+    assert_eq!(
+        lab.get_json(["node", "node02"])["spec"]["unschedulable"],
+        true
+    );
+
+    // A longer drain finishes once a scale-up gives the budget room.
+    let drain = Background::start(
+        &lab,
+        &["drain", "node02", "--ignore-daemonsets", "--timeout=60s"],
+    );
+    wait_for(
+        "kubectl drain to hit the PDB",
+        Duration::from_secs(20),
+        || drain.text().contains("will retry after 5s").then_some(()),
+    );
+    let more = d.replicas + blocked.len() as i64;
+    lab.kubectl_ok([
+        "scale",
+        "deployment",
+        &d.name,
+        &format!("--replicas={more}"),
+    ]);
+    let (code, text) = drain.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("node/node02 drained"), "{text}");
+    for p in &blocked {
+        assert!(text.contains(&format!("pod/{p} evicted")), "{text}");
+    }
+    assert!(pods_on(&lab, "node02").iter().all(|p| !d.selects(p)));
+}
+
+#[test]
+fn eviction_with_two_pdbs_is_a_500_that_kubectl_does_not_retry() {
+    let lab = os_upgrade();
+    let d = deployment_on(&lab, "node02");
+    for n in ["one", "two"] {
+        let f = file(&lab, &format!("{n}.yaml"), &pdb_yaml(n, 1, &d.labels));
+        lab.kubectl_ok(["create", "-f", &f]);
+    }
+    wait_pdb(&lab, "two", d.replicas - 1);
+    let blocked: Vec<String> = pods_on(&lab, "node02")
+        .iter()
+        .filter(|p| d.selects(p))
+        .map(name)
+        .collect();
+    let before: BTreeSet<String> = lab
+        .pods()
+        .iter()
+        .filter(|p| d.selects(p))
+        .map(uid)
+        .collect();
+    let out = lab.kubectl(["drain", "node02", "--ignore-daemonsets", "--timeout=20s"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // pkg/registry/core/pod/storage/eviction.go: more than one matching PDB is a 500,
+    // which kubectl treats as fatal for the pod (no retry line).
+    for p in &blocked {
+        assert!(
+            all.contains(&format!(
+                r#"error when evicting pods/"{p}" -n "default": This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."#
+            )),
+            "{}",
+            show(&out)
+        );
+    }
+    assert!(
+        !all.contains("will retry after"),
+        "a 500 is not retried:\n{}",
+        show(&out)
+    );
+    assert!(!all.contains("global timeout reached"), "{}", show(&out));
+    let after: BTreeSet<String> = lab
+        .pods()
+        .iter()
+        .filter(|p| d.selects(p))
+        .map(uid)
+        .collect();
+    assert_eq!(after, before, "a pod under two PDBs was evicted");
+}
