@@ -321,6 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             wait_workloads: !cli.no_wait_workloads,
             timeout: remaining,
             cancel: Some(cancel_rx.clone()),
+            pod_selector: cli.pod_selector.clone(),
             ..Default::default()
         };
         let reports = futures::future::join_all(

@@ -38,6 +38,8 @@ pub struct ExecOptions {
     pub retry_after: Duration,
     /// Flips to `true` on Ctrl-C: stop, leave the node cordoned.
     pub cancel: Option<watch::Receiver<bool>>,
+    /// The `--pod-selector` the plan was made with.
+    pub pod_selector: Option<String>,
 }
 
 impl Default for ExecOptions {
@@ -49,6 +51,7 @@ impl Default for ExecOptions {
             timeout: None,
             retry_after: Duration::from_secs(5),
             cancel: None,
+            pod_selector: None,
         }
     }
 }
@@ -308,6 +311,32 @@ async fn run(
         node: name.to_string(),
         already: plan.already_cordoned,
     });
+    // A pod that landed between the plan and the cordon was never judged:
+    // stop rather than evict it unseen (the cordon keeps more from landing).
+    let planned: BTreeSet<&str> = plan.pods.iter().map(|p| p.uid.as_str()).collect();
+    let mut params = kube::api::ListParams::default().fields(&format!("spec.nodeName={name}"));
+    if let Some(sel) = opts
+        .pod_selector
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
+        params = params.labels(sel);
+    }
+    let now = super::snapshot::list_all(&Api::<Pod>::all(client.clone()), &params)
+        .await
+        .with_context(|| format!("could not list the pods on node/{name}"))?;
+    let unplanned: Vec<String> = now
+        .iter()
+        .filter(|p| !planned.contains(p.metadata.uid.as_deref().unwrap_or_default()))
+        .filter(|p| !super::rules::is_daemonset_pod(p) && !super::rules::is_mirror(p))
+        .map(super::rules::pod_key)
+        .collect();
+    if !unplanned.is_empty() {
+        bail!(
+            "pods landed on node/{name} after the plan was made: {}; run the same command again to plan them too",
+            unplanned.join(", ")
+        );
+    }
 
     let movers: Vec<&PodPlan> = plan
         .pods

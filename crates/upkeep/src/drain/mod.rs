@@ -32,6 +32,9 @@ pub use workloads::{WorkloadState, wait_workloads_whole};
 /// `kubectl safedrain NODE --yes` does, for other plugins (upgrade-node).
 /// Returns the plan, and the report when it was executed (None: refused,
 /// nothing changed).
+///
+/// Build the client with `config.default_retry = false`: the engine handles
+/// 429/503 itself (naming the PDB, retrying as soon as it frees).
 pub async fn drain_node(
     client: &kube::Client,
     node: &str,
@@ -45,6 +48,10 @@ pub async fn drain_node(
     if plan.refused() {
         return Ok((plan, None));
     }
-    let report = execute(client, &plan, &snapshot.node, exec, progress).await;
+    let exec = ExecOptions {
+        pod_selector: pod_selector.map(str::to_string),
+        ..exec.clone()
+    };
+    let report = execute(client, &plan, &snapshot.node, &exec, progress).await;
     Ok((plan, Some(report)))
 }
