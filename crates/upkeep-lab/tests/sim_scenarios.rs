@@ -1,0 +1,245 @@
+//! The built-in scenarios load and settle; the generator builds a running cluster.
+
+mod sim_support;
+
+use upkeep_lab::scenario::{self, BUILTIN, Scenario};
+use upkeep_lab::sim::{Sim, util};
+use upkeep_lab::{Lab, LabOptions, LabPlugin, ListQuery, resources};
+
+fn load(name: &str) -> std::sync::Arc<Lab> {
+    let lab = Lab::new(LabOptions::default());
+    let sim = Sim::default();
+    assert!(sim.load_scenario(&lab, name).expect("scenario loads"));
+    lab
+}
+
+fn pods(lab: &Lab, ns: &str) -> Vec<upkeep_lab::Obj> {
+    lab.store
+        .list(&resources::POD, &ListQuery::in_namespace(ns))
+        .0
+}
+
+#[test]
+fn os_upgrade_matches_the_practice_lab() {
+    let lab = load("os-upgrade");
+    assert_eq!(lab.version().git_version, "v1.34.1");
+    let (nodes, _) = lab.store.list(&resources::NODE, &ListQuery::all());
+    let names: Vec<&str> = nodes.iter().map(|n| util::name(n)).collect();
+    assert_eq!(names, ["controlplane", "node01", "node02"]);
+    assert!(nodes.iter().all(|n| util::node_ready(n)));
+    let hr = lab.store.get(&resources::POD, "default", "hr-app").unwrap();
+    assert_eq!(util::node_name(&hr), "node01");
+    assert!(util::controller_ref(&hr).is_none());
+    assert_eq!(util::phase(&hr), "Running");
+    let blue: Vec<_> = pods(&lab, "default")
+        .into_iter()
+        .filter(|p| util::label(p, "app") == Some("blue"))
+        .collect();
+    assert_eq!(blue.len(), 3);
+    assert!(
+        blue.iter()
+            .all(|p| util::pod_ready(p) && util::node_name(p) != "controlplane")
+    );
+    assert!(
+        blue.iter().any(|p| util::node_name(p) == "node01")
+            && blue.iter().any(|p| util::node_name(p) == "node02")
+    );
+    let ks = pods(&lab, "kube-system");
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "etcd",
+    ] {
+        let p = ks
+            .iter()
+            .find(|p| util::name(p) == format!("{c}-controlplane"))
+            .unwrap_or_else(|| panic!("{c} mirror pod"));
+        assert!(p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string());
+    }
+    assert_eq!(
+        ks.iter()
+            .filter(|p| util::label(p, "k8s-app") == Some("kube-proxy"))
+            .count(),
+        3
+    );
+    assert!(
+        ks.iter()
+            .filter(|p| util::label(p, "k8s-app") == Some("kube-dns"))
+            .all(|p| util::pod_ready(p))
+    );
+    let loaded = scenario::loaded(&lab);
+    let l = loaded.read();
+    assert_eq!(l.spec.packages.repositories[0].minor, "v1.34");
+    assert_eq!(
+        scenario::package_family(l.nodes[0].template.os_image.as_deref().unwrap()),
+        "apt"
+    );
+}
+
+#[test]
+fn cluster_upgrade_is_one_minor_behind_its_newest_repository() {
+    let lab = load("cluster-upgrade");
+    let (nodes, _) = lab.store.list(&resources::NODE, &ListQuery::all());
+    assert_eq!(
+        nodes.iter().filter(|n| util::is_control_plane(n)).count(),
+        2
+    );
+    assert_eq!(nodes.len(), 5);
+    let l = scenario::loaded(&lab);
+    let newest = l
+        .read()
+        .spec
+        .packages
+        .repositories
+        .iter()
+        .map(|r| r.minor.clone())
+        .max()
+        .unwrap();
+    assert_eq!(newest, "v1.35");
+    assert!(lab.version().git_version.starts_with("v1.34."));
+    for cp in ["controlplane01", "controlplane02"] {
+        let p = lab
+            .store
+            .get(
+                &resources::POD,
+                "kube-system",
+                &format!("kube-apiserver-{cp}"),
+            )
+            .unwrap();
+        assert_eq!(
+            p["spec"]["containers"][0]["image"],
+            format!(
+                "registry.k8s.io/kube-apiserver:{}",
+                lab.version().git_version
+            )
+        );
+    }
+    let pdb = lab.store.get(&resources::PDB, "default", "web").unwrap();
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 1);
+    let db0 = lab.store.get(&resources::POD, "default", "db-0").unwrap();
+    assert!(util::pod_ready(&db0));
+    let cm = lab
+        .store
+        .get(&resources::CONFIGMAP, "kube-system", "kubeadm-config")
+        .unwrap();
+    assert!(
+        cm["data"]["ClusterConfiguration"]
+            .as_str()
+            .unwrap()
+            .contains("kubernetesVersion: v1.34.3")
+    );
+}
+
+#[test]
+fn skew_violations_carry_the_declared_versions() {
+    let lab = load("skew-violations");
+    let kv = |n: &str| {
+        lab.store.get(&resources::NODE, "", n).unwrap()["status"]["nodeInfo"]["kubeletVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(kv("node02"), "v1.29.15");
+    assert_eq!(kv("node03"), "v1.35.0");
+    let img = |p: &str| {
+        lab.store.get(&resources::POD, "kube-system", p).unwrap()["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        img("kube-apiserver-controlplane02"),
+        "registry.k8s.io/kube-apiserver:v1.33.5"
+    );
+    assert_eq!(
+        img("kube-controller-manager-controlplane02"),
+        "registry.k8s.io/kube-controller-manager:v1.34.2"
+    );
+    assert_eq!(
+        img("kube-apiserver-controlplane01"),
+        "registry.k8s.io/kube-apiserver:v1.34.2"
+    );
+}
+
+#[test]
+fn ha_control_plane_has_three_control_planes() {
+    let lab = load("ha-control-plane");
+    let apiservers: Vec<_> = pods(&lab, "kube-system")
+        .into_iter()
+        .filter(|p| util::label(p, "component") == Some("kube-apiserver"))
+        .collect();
+    assert_eq!(apiservers.len(), 3);
+    let pdb = lab.store.get(&resources::PDB, "default", "api").unwrap();
+    assert_eq!(pdb["status"]["expectedPods"], 3);
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 1);
+}
+
+#[test]
+fn every_builtin_parses_and_unknown_names_say_what_exists() {
+    for (name, _) in BUILTIN {
+        Scenario::resolve(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    }
+    let err = format!("{:#}", Scenario::resolve("no-such-scenario").unwrap_err());
+    assert!(
+        err.contains("os-upgrade") && err.contains("generate:nodes=N,pods=M"),
+        "{err}"
+    );
+    let err = format!(
+        "{:#}",
+        Scenario::parse(
+            "x",
+            "apiVersion: lab.upkeep.dev/v1alpha1\nkind: LabScenario\nspec: {nodez: []}\n"
+        )
+        .unwrap_err()
+    );
+    assert!(err.contains("nodez"), "{err}");
+}
+
+#[test]
+fn generator_builds_a_running_cluster() {
+    let lab = load("generate:nodes=20,pods=450,replicas=30,namespaces=3");
+    let (nodes, _) = lab.store.list(&resources::NODE, &ListQuery::all());
+    assert_eq!(nodes.len(), 21);
+    let (all, _) = lab.store.list(&resources::POD, &ListQuery::all());
+    assert_eq!(all.len(), 450);
+    assert!(all.iter().all(|p| util::phase(p) == "Running"
+        && util::pod_ready(p)
+        && util::node_name(p).starts_with("worker-")));
+    let (deps, _) = lab.store.list(&resources::DEPLOYMENT, &ListQuery::all());
+    assert_eq!(deps.len(), 15);
+    assert!(Scenario::resolve("generate:nodes=0,pods=5").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_cluster_is_steady_under_the_controllers() {
+    let lab = Lab::new(LabOptions {
+        time_scale: 20.0,
+        ..Default::default()
+    });
+    let sim = Sim::default();
+    sim.load_scenario(&lab, "generate:nodes=10,pods=100,replicas=10")
+        .unwrap();
+    sim.start(&lab);
+    // a deployment scaled up gets its extra pods from the running controllers
+    lab.store
+        .mutate(&resources::DEPLOYMENT, "load-00", "app-00000", |d| {
+            d["spec"]["replicas"] = serde_json::json!(12);
+            Ok(())
+        })
+        .unwrap();
+    sim_support::wait("12 ready pods of app-00000", 15, || {
+        let sel = upkeep_lab::selector::LabelSelector::parse("app=app-00000").unwrap();
+        let p = lab
+            .store
+            .list(
+                &resources::POD,
+                &ListQuery::in_namespace("load-00").labels(sel),
+            )
+            .0;
+        (p.iter().filter(|p| sim_support::running_ready(p)).count() == 12).then_some(())
+    })
+    .await;
+    let (all, _) = lab.store.list(&resources::POD, &ListQuery::all());
+    assert_eq!(all.len(), 102, "nothing else was created or removed");
+}
