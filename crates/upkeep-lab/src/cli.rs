@@ -29,6 +29,25 @@ pub enum Command {
 The kubeconfig is written only once the server answers. Contexts: upkeep-lab (admin,
 client certificate), upkeep-lab-token (admin, bearer token), readonly (token; writes get 403).")]
     Serve(ServeArgs),
+    /// Run a command on a lab node, as if logged in to it (apt, dnf, kubeadm, systemctl...).
+    #[command(after_help = "Examples:
+  # the package versions the node's configured repository offers
+  upkeep-lab node-shell --kubeconfig ./kubeconfig node01 -- apt-cache madison kubeadm
+
+  # a whole script, as an upgrade tool would send it
+  upkeep-lab node-shell --kubeconfig ./kubeconfig node01 -- sh -c \\
+    'apt-mark unhold kubeadm && apt-get update && apt-get install -y kubeadm=1.35.1-* && apt-mark hold kubeadm'
+
+  # switch the node to the v1.35 repository, then upgrade it
+  upkeep-lab node-shell --kubeconfig ./kubeconfig node01 -- sed -i 's/v1.34/v1.35/' /etc/apt/sources.list.d/kubernetes.list
+  upkeep-lab node-shell --kubeconfig ./kubeconfig node01 -- kubeadm upgrade node
+
+  # line by line from stdin (no command after --)
+  printf 'kubeadm version -o short\\nsystemctl restart kubelet\\n' | upkeep-lab node-shell --kubeconfig ./kubeconfig node01
+
+Prints the command's stdout and stderr and exits with its code (127: command not found).
+Faults: POST /lab/v1/nodes/NODE/faults with {\"fail\": \"kubeadm upgrade node\", \"times\": 1}.")]
+    NodeShell(crate::nodeshell::client::NodeShellArgs),
 }
 
 #[derive(Debug, clap::Args)]

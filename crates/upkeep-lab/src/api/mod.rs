@@ -119,12 +119,12 @@ pub fn error_response(e: &ApiError) -> Response {
     r
 }
 
-fn unauthorized() -> Response {
+pub fn unauthorized() -> Response {
     json_response(401, &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}))
 }
 
 /// Identify the caller: client certificate, else bearer token, else (plain HTTP only) admin.
-fn authenticate(ctx: &ApiContext, conn: &ConnInfo, headers: &HeaderMap) -> Result<Option<String>, ()> {
+pub fn authenticate(ctx: &ApiContext, conn: &ConnInfo, headers: &HeaderMap) -> Result<Option<String>, ()> {
     if let Some(u) = &conn.cert_user {
         return Ok(Some(u.clone()));
     }

@@ -360,10 +360,10 @@ impl Host {
         let prefix = format!("{p}/");
         let mut out = BTreeSet::new();
         for k in self.files.keys().chain(self.dirs.iter()) {
-            if let Some(rest) = k.strip_prefix(&prefix) {
-                if let Some(first) = rest.split('/').next().filter(|s| !s.is_empty()) {
-                    out.insert(first.to_string());
-                }
+            if let Some(rest) = k.strip_prefix(&prefix)
+                && let Some(first) = rest.split('/').next().filter(|s| !s.is_empty())
+            {
+                out.insert(first.to_string());
             }
         }
         out.into_iter().collect()

@@ -63,6 +63,7 @@ pub fn routes() -> Router<Arc<Lab>> {
 }
 
 /// Authenticate like the API server; writers must not be read-only users.
+#[allow(clippy::result_large_err)] // the error is the response itself, returned at once
 fn authorize(
     ctx: &Option<Extension<Arc<ApiContext>>>,
     conn: &Option<Extension<ConnInfo>>,

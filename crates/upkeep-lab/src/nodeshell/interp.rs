@@ -631,10 +631,8 @@ fn parse_sed(expr: &str, extended: bool) -> Result<SedCmd, String> {
             global: flags.contains('g'),
         });
     }
-    if let Some(rest) = e.strip_prefix('/') {
-        if let Some(body) = rest.strip_suffix("/d") {
-            return Ok(SedCmd::Delete { re: compile(body)? });
-        }
+    if let Some(body) = e.strip_prefix('/').and_then(|r| r.strip_suffix("/d")) {
+        return Ok(SedCmd::Delete { re: compile(body)? });
     }
     Err(format!(
         "sed: -e expression #1, char 1: unknown command: `{}'",

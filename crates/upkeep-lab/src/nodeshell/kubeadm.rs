@@ -220,13 +220,11 @@ fn flag_value(args: &[String], long: &str, short: Option<&str>) -> Option<String
         if a == long || Some(a.as_str()) == short {
             return args.get(i + 1).cloned();
         }
-        if let Some(s) = short {
-            if let Some(v) = a
-                .strip_prefix(s)
-                .filter(|v| !v.is_empty() && !a.starts_with("--"))
-            {
-                return Some(v.trim_start_matches('=').to_string());
-            }
+        if let Some(v) = short
+            .and_then(|s| a.strip_prefix(s))
+            .filter(|v| !v.is_empty() && !a.starts_with("--"))
+        {
+            return Some(v.trim_start_matches('=').to_string());
         }
     }
     None
@@ -324,12 +322,12 @@ fn plan(host: &mut Host, ctx: &mut Ctx, kv: &KubeVersion) -> ExecOutput {
             patch,
         ));
     }
-    if kv.minor > cluster.minor {
-        if let Some(stable) = newest_in_minor(ctx, kv.major, kv.minor) {
-            out.stdout
-                .push_str(&format!("[upgrade/versions] Target version: {stable}\n"));
-            options.push(("the latest stable version".to_string(), stable));
-        }
+    if kv.minor > cluster.minor
+        && let Some(stable) = newest_in_minor(ctx, kv.major, kv.minor)
+    {
+        out.stdout
+            .push_str(&format!("[upgrade/versions] Target version: {stable}\n"));
+        options.push(("the latest stable version".to_string(), stable));
     }
     if options.is_empty() {
         out.stdout

@@ -232,6 +232,7 @@ impl NodeShells {
     }
 
     /// Set up a node's host from its Node object, the scenario and the static pods.
+    #[allow(clippy::result_large_err)] // store.mutate's closure signature
     fn new_host(&self, lab: &Lab, node: &Value) -> Host {
         let name = str_at(node, "/metadata/name").to_string();
         let cfg = self.config.read();
@@ -421,6 +422,7 @@ pub fn snapshot(lab: &Lab) -> ClusterView {
 }
 
 /// Carry a node command's effect into the cluster.
+#[allow(clippy::result_large_err)] // store.mutate's closure signature
 pub fn apply_effect(lab: &Lab, e: &Effect) {
     match e {
         Effect::StaticPods { node, tag } => {

@@ -193,10 +193,10 @@ fn apt_install(
             continue;
         }
         let mut known = available.clone();
-        if let Some(i) = host.installed.get(name) {
-            if !known.contains(i) {
-                known.push(i.clone());
-            }
+        if let Some(i) = host.installed.get(name)
+            && !known.contains(i)
+        {
+            known.push(i.clone());
         }
         let chosen = match want {
             None => apt_candidate(host, ctx, name),
@@ -308,12 +308,12 @@ fn apt_install(
         return out;
     }
     // apt-private/private-install.cc: the -y safety checks.
-    if !held.is_empty() && !o.allow_held {
-        if o.yes {
-            out.stderr.push_str("E: Held packages were changed and -y was used without --allow-change-held-packages.\n");
-            out.code = 100;
-            return out;
-        }
+    if !held.is_empty() && !o.allow_held && o.yes {
+        out.stderr.push_str(
+            "E: Held packages were changed and -y was used without --allow-change-held-packages.\n",
+        );
+        out.code = 100;
+        return out;
     }
     if !downgrades.is_empty() && !o.allow_down && o.yes {
         out.stderr
@@ -412,10 +412,10 @@ fn apt_list(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
             continue;
         }
         let mut versions: Vec<PkgVersion> = available.clone();
-        if let Some(i) = inst {
-            if !versions.contains(i) {
-                versions.push(i.clone());
-            }
+        if let Some(i) = inst
+            && !versions.contains(i)
+        {
+            versions.push(i.clone());
         }
         versions.sort();
         versions.reverse();
@@ -439,10 +439,11 @@ fn apt_list(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
                     _ if in_repo => " [installed]".to_string(),
                     _ => " [installed,local]".to_string(),
                 };
-            } else if let Some(i) = inst {
-                if Some(&v) == cand.as_ref() && &v > i {
-                    tag = format!(" [upgradable from: {i}]");
-                }
+            } else if let Some(i) = inst
+                && Some(&v) == cand.as_ref()
+                && &v > i
+            {
+                tag = format!(" [upgradable from: {i}]");
             }
             out.push_str(&format!("{p}/{suite} {v} amd64{tag}\n"));
         }
@@ -502,10 +503,10 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
                         .unwrap_or_else(|| "(none)".into())
                 ));
                 let mut versions = available.clone();
-                if let Some(i) = inst {
-                    if !versions.contains(i) {
-                        versions.push(i.clone());
-                    }
+                if let Some(i) = inst
+                    && !versions.contains(i)
+                {
+                    versions.push(i.clone());
                 }
                 versions.sort();
                 for v in versions.iter().rev() {
@@ -529,7 +530,7 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
                         "Package: {p}\nVersion: {v}\nArchitecture: amd64\n\n"
                     )),
                     None => {
-                        out.stderr.push_str(&format!("E: No packages found\n"));
+                        out.stderr.push_str("E: No packages found\n");
                         out.code = 100;
                     }
                 }
@@ -677,6 +678,9 @@ fn rpm(host: &Host, args: &[String]) -> ExecOutput {
     out
 }
 
+/// A package name with one of its versions.
+type NamedVersion = (String, PkgVersion);
+
 struct DnfOpts {
     yes: bool,
     disable_excludes: bool,
@@ -688,7 +692,7 @@ fn dnf_available(
     host: &Host,
     ctx: &Ctx,
     disable_excludes: bool,
-) -> (Vec<(String, PkgVersion)>, Vec<(String, PkgVersion)>) {
+) -> (Vec<NamedVersion>, Vec<NamedVersion>) {
     let Some(r) = host.yum_repo().filter(|r| r.enabled) else {
         return (Vec::new(), Vec::new());
     };

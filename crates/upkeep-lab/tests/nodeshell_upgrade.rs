@@ -1,0 +1,357 @@
+//! A full kubeadm upgrade of one control-plane node and one worker of the `cluster-upgrade`
+//! scenario, driven through the node-shell endpoint over HTTPS, checked through the API:
+//! `/version`, the mirror pods' images, the Node's kubeletVersion, the kubeadm-config
+//! ConfigMap and the kube-proxy DaemonSet; plus faults, unknown nodes and a privileged pod.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+use upkeep_lab::nodeshell::client::NodeShellClient;
+use upkeep_lab::nodeshell::http::ExecResponse;
+use upkeep_lab::server::{RunningServer, ServerOptions, start};
+use upkeep_lab::{Lab, LabOptions, default_plugins};
+
+struct Harness {
+    srv: RunningServer,
+    kube: Client,
+    shell: NodeShellClient,
+    _dir: tempfile::TempDir,
+}
+
+async fn harness() -> Harness {
+    let lab = Lab::new(LabOptions {
+        time_scale: 20.0,
+        ..Default::default()
+    });
+    let plugins = default_plugins();
+    assert!(
+        lab.load_scenario(&plugins, "cluster-upgrade")
+            .expect("scenario loads"),
+        "a plugin loads scenarios"
+    );
+    for p in &plugins {
+        p.start(&lab);
+    }
+    let srv = start(lab, ServerOptions::default(), &plugins)
+        .await
+        .expect("server starts");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    srv.write_kubeconfig(&path).unwrap();
+    let cfg = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&path).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let kube = Client::try_from(cfg).unwrap();
+    let shell = NodeShellClient::from_kubeconfig(&path, None)
+        .await
+        .expect("node-shell client");
+    Harness {
+        srv,
+        kube,
+        shell,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    async fn sh(&self, node: &str, script: &str) -> ExecResponse {
+        let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        self.shell
+            .exec(node, &argv, "")
+            .await
+            .expect("exec request")
+    }
+
+    async fn ok(&self, node: &str, script: &str) -> ExecResponse {
+        let r = self.sh(node, script).await;
+        assert_eq!(
+            r.code, 0,
+            "{node}: {script}\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+
+    async fn kubelet_version(&self, node: &str) -> String {
+        let n = Api::<Node>::all(self.kube.clone()).get(node).await.unwrap();
+        n.status
+            .and_then(|s| s.node_info)
+            .map(|i| i.kubelet_version)
+            .unwrap_or_default()
+    }
+
+    async fn image(&self, pod: &str) -> String {
+        let p = Api::<Pod>::namespaced(self.kube.clone(), "kube-system")
+            .get(pod)
+            .await
+            .unwrap();
+        p.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap_or_default()
+    }
+
+    async fn server_version(&self) -> String {
+        self.kube.apiserver_version().await.unwrap().git_version
+    }
+
+    async fn kube_proxy_image(&self) -> String {
+        let ds = Api::<DaemonSet>::namespaced(self.kube.clone(), "kube-system")
+            .get("kube-proxy")
+            .await
+            .unwrap();
+        let v = serde_json::to_value(ds).unwrap();
+        v.pointer("/spec/template/spec/containers/0/image")
+            .and_then(|i| i.as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Poll an async condition until it holds, failing after `secs`.
+macro_rules! wait_for {
+    ($what:expr, $secs:expr, $cond:expr) => {{
+        let deadline = Instant::now() + Duration::from_secs($secs);
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {}s waiting for {}",
+                $secs,
+                $what
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }};
+}
+
+/// The package steps of the upgrade page for one node (apt, Debian/Ubuntu tab).
+const KUBEADM_PACKAGE: &str = "sed -i 's/v1.34/v1.35/' /etc/apt/sources.list.d/kubernetes.list && \
+     apt-mark unhold kubeadm && apt-get update && apt-get install -y kubeadm='1.35.2-*' && apt-mark hold kubeadm";
+const KUBELET_PACKAGES: &str = "apt-mark unhold kubelet kubectl && apt-get update && \
+     apt-get install -y kubelet='1.35.2-*' kubectl='1.35.2-*' && apt-mark hold kubelet kubectl";
+const RESTART: &str = "sudo systemctl daemon-reload && sudo systemctl restart kubelet";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
+    let h = harness().await;
+    assert_eq!(h.server_version().await, "v1.34.3");
+    assert_eq!(
+        h.image("kube-apiserver-controlplane01").await,
+        "registry.k8s.io/kube-apiserver:v1.34.3"
+    );
+
+    // The first control plane: kubeadm package, plan, apply, kubelet packages, restart.
+    let cp = "controlplane01";
+    assert_eq!(
+        h.ok(cp, "cat /etc/os-release").await.stdout.lines().next(),
+        Some("PRETTY_NAME=\"Ubuntu 24.04.3 LTS\"")
+    );
+    let madison = h.ok(cp, "apt-cache madison kubeadm").await;
+    assert!(
+        madison.stdout.contains("1.34.4-1.1") && !madison.stdout.contains("1.35"),
+        "{}",
+        madison.stdout
+    );
+    h.ok(cp, KUBEADM_PACKAGE).await;
+    assert_eq!(
+        h.ok(cp, "kubeadm version -o short").await.stdout,
+        "v1.35.2\n"
+    );
+    let plan = h.ok(cp, "sudo kubeadm upgrade plan").await;
+    assert!(
+        plan.stdout.contains("kubeadm upgrade apply v1.35.2"),
+        "{}",
+        plan.stdout
+    );
+    let apply = h.ok(cp, "sudo kubeadm upgrade apply v1.35.2 --yes").await;
+    assert!(
+        apply.stdout.contains("[upgrade] SUCCESS!"),
+        "{}",
+        apply.stdout
+    );
+    // The cluster answers with the new version; this node's control plane runs it.
+    assert_eq!(h.server_version().await, "v1.35.2");
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        assert_eq!(
+            h.image(&format!("{c}-{cp}")).await,
+            format!("registry.k8s.io/{c}:v1.35.2")
+        );
+        assert_eq!(
+            h.image(&format!("{c}-controlplane02")).await,
+            format!("registry.k8s.io/{c}:v1.34.3")
+        );
+    }
+    let cm = Api::<ConfigMap>::namespaced(h.kube.clone(), "kube-system")
+        .get("kubeadm-config")
+        .await
+        .unwrap();
+    let cc = cm
+        .data
+        .unwrap_or_default()
+        .get("ClusterConfiguration")
+        .cloned()
+        .unwrap_or_default();
+    assert!(cc.contains("kubernetesVersion: v1.35.2"), "{cc}");
+    // Addons wait for every control plane (kubeadm since v1.28).
+    assert!(h.kube_proxy_image().await.ends_with(":v1.34.3"));
+    let backups = h.ok(cp, "ls /etc/kubernetes/tmp").await.stdout;
+    assert!(
+        backups.contains("kubeadm-backup-manifests-") && backups.contains("kubeadm-backup-etcd-"),
+        "{backups}"
+    );
+    // kubeadm does not touch the kubelet: the Node still reports v1.34.3 until the restart.
+    assert_eq!(h.kubelet_version(cp).await, "v1.34.3");
+    h.ok(cp, KUBELET_PACKAGES).await;
+    assert_eq!(h.kubelet_version(cp).await, "v1.34.3");
+    h.ok(cp, RESTART).await;
+    wait_for!(
+        "controlplane01 to report kubelet v1.35.2",
+        10,
+        h.kubelet_version(cp).await == "v1.35.2"
+    );
+
+    // A worker, with a fault on the first `kubeadm upgrade node`.
+    let w = "node01";
+    h.ok(w, KUBEADM_PACKAGE).await;
+    let fault: serde_json::Value = h
+        .kube
+        .request(
+            http::Request::post(format!("/lab/v1/nodes/{w}/faults"))
+                .header("content-type", "application/json")
+                .body(
+                    serde_json::to_vec(&json!({"fail": "kubeadm upgrade node", "times": 1}))
+                        .unwrap(),
+                )
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fault["faults"][0]["fail"], "kubeadm upgrade node");
+    let failed = h.sh(w, "sudo kubeadm upgrade node").await;
+    assert_eq!(failed.code, 1);
+    assert!(
+        failed.stderr.contains("kubeadm upgrade node"),
+        "{}",
+        failed.stderr
+    );
+    let node = h.ok(w, "sudo kubeadm upgrade node").await;
+    assert!(
+        node.stdout
+            .contains("Skipping phase. Not a control plane node."),
+        "{}",
+        node.stdout
+    );
+    h.ok(w, KUBELET_PACKAGES).await;
+    h.ok(w, RESTART).await;
+    wait_for!(
+        "node01 to report kubelet v1.35.2",
+        10,
+        h.kubelet_version(w).await == "v1.35.2"
+    );
+    // The other workers are untouched.
+    assert_eq!(h.kubelet_version("node02").await, "v1.34.3");
+
+    // The second control plane finishes the control plane; then the addons follow.
+    h.ok("controlplane02", KUBEADM_PACKAGE).await;
+    let n2 = h.ok("controlplane02", "sudo kubeadm upgrade node").await;
+    assert!(
+        n2.stdout.contains("Applied essential addon: kube-proxy"),
+        "{}",
+        n2.stdout
+    );
+    assert_eq!(
+        h.image("kube-apiserver-controlplane02").await,
+        "registry.k8s.io/kube-apiserver:v1.35.2"
+    );
+    assert!(h.kube_proxy_image().await.ends_with(":v1.35.2"));
+    h.srv.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_unknown_nodes_and_privileged_pods() {
+    let h = harness().await;
+    // Two minors up is refused by kubeadm itself, and nothing changes.
+    let r = h
+        .sh(
+            "controlplane01",
+            "sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list && apt-get update && \
+             apt-get install -y --allow-change-held-packages kubeadm='1.36.0-*' && kubeadm upgrade apply v1.36.0 -y",
+        )
+        .await;
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("is too high; kubeadm can upgrade only 1 minor version at a time"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(h.server_version().await, "v1.34.3");
+    assert_eq!(
+        h.image("kube-apiserver-controlplane01").await,
+        "registry.k8s.io/kube-apiserver:v1.34.3"
+    );
+    // A version the repository does not publish.
+    let missing = h
+        .sh(
+            "node02",
+            "apt-get install -y --allow-change-held-packages kubeadm='1.34.9-*'",
+        )
+        .await;
+    assert_eq!(
+        (missing.code, missing.stderr.as_str()),
+        (100, "E: Version '1.34.9-*' for 'kubeadm' was not found\n")
+    );
+    // An unknown node is a 404 that names it.
+    let err = h
+        .shell
+        .exec("nosuchnode", &["hostname".to_string()], "")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("node \"nosuchnode\" not found"),
+        "{err:#}"
+    );
+    // A privileged hostPID pod that nsenters into node03 runs through the same shell.
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "host-cmd", "namespace": "kube-system"},
+        "spec": {"nodeName": "node03", "hostPID": true, "restartPolicy": "Never",
+                 "tolerations": [{"operator": "Exists"}],
+                 "containers": [{"name": "shell", "image": "busybox:1.36",
+                                 "securityContext": {"privileged": true},
+                                 "command": ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--",
+                                             "sh", "-c", "hostname && kubeadm version -o short"]}]}
+    }))
+    .unwrap();
+    let pods = Api::<Pod>::namespaced(h.kube.clone(), "kube-system");
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let phase = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default()
+    };
+    wait_for!(
+        "the host pod to succeed",
+        20,
+        phase(&pods.get("host-cmd").await.unwrap()) == "Succeeded"
+    );
+    let log = pods.logs("host-cmd", &Default::default()).await.unwrap();
+    assert_eq!(log, "node03\nv1.34.3\n");
+    h.srv.shutdown();
+}
