@@ -223,14 +223,26 @@ pub async fn save(flags: &EtcdFlags, target: &Path) -> Result<Saved> {
     })
 }
 
-/// The innermost cause of an error (tonic wraps "connection refused" in
-/// three layers of transport errors).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
+/// The innermost cause of an etcd client error: tonic wraps "connection
+/// refused" in a status and three layers of transport errors, and the
+/// client's own error type does not expose them as sources.
+fn root_cause(e: &etcd_client::Error) -> String {
+    let inner: &(dyn std::error::Error + 'static) = match e {
+        etcd_client::Error::GRpcStatus(status) => status,
+        etcd_client::Error::TransportError(t) => t,
+        other => return other.to_string(),
+    };
+    let mut cur = inner;
     while let Some(next) = cur.source() {
         cur = next;
     }
-    cur.to_string()
+    let root = cur.to_string();
+    match e {
+        etcd_client::Error::GRpcStatus(status) if root == status.to_string() => {
+            status.message().to_string()
+        }
+        _ => root,
+    }
 }
 
 /// fsync of a directory, so a rename inside it survives a crash.

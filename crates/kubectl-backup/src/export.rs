@@ -137,12 +137,14 @@ fn safe_segment(s: &str) -> String {
     out
 }
 
-/// Strips what the server owns, so the file can be applied again: metadata
-/// keeps only name, namespace, labels and annotations, and status goes (as
+/// Strips what the server owns, so the file can be applied again: status
+/// goes, and metadata keeps only name, namespace, labels and annotations (as
 /// kubectl-neat's `neatMetadata`/`neatStatus`, itaysk/kubectl-neat
-/// `cmd/neat.go`). uid, resourceVersion, managedFields, creationTimestamp,
-/// generation and ownerReferences (which name uids of this cluster only)
-/// all go with the rest of metadata.
+/// `cmd/neat.go`), so uid, resourceVersion, managedFields, creationTimestamp
+/// and generation go. One difference: ownerReferences stay. Applied again,
+/// a Pod whose ReplicaSet was recreated points at an owner uid that no longer
+/// exists, so the garbage collector removes it and the controller makes a
+/// fresh one; without the reference it would live on as an orphan duplicate.
 pub fn neat(mut object: Value, api_version: &str, kind: &str) -> Value {
     let Some(obj) = object.as_object_mut() else {
         return object;
@@ -153,7 +155,13 @@ pub fn neat(mut object: Value, api_version: &str, kind: &str) -> Value {
     out.insert("kind".into(), Value::String(kind.into()));
     if let Some(Value::Object(meta)) = obj.remove("metadata") {
         let mut kept = Map::new();
-        for field in ["name", "namespace", "labels", "annotations"] {
+        for field in [
+            "name",
+            "namespace",
+            "labels",
+            "annotations",
+            "ownerReferences",
+        ] {
             if let Some(v) = meta.get(field) {
                 kept.insert(field.into(), v.clone());
             }
@@ -464,7 +472,8 @@ mod tests {
                 "uid": "1234", "resourceVersion": "99", "generation": 3,
                 "creationTimestamp": "2024-01-01T00:00:00Z",
                 "managedFields": [{"manager": "kubectl"}],
-                "ownerReferences": [{"uid": "abcd"}]
+                "ownerReferences": [{"kind": "ReplicaSet", "uid": "abcd"}],
+                "finalizers": ["x"]
             },
             "spec": {"replicas": 2},
             "status": {"readyReplicas": 2}
@@ -477,7 +486,8 @@ mod tests {
                 "kind": "Deployment",
                 "metadata": {
                     "name": "web", "namespace": "default",
-                    "labels": {"app": "web"}, "annotations": {"note": "kept"}
+                    "labels": {"app": "web"}, "annotations": {"note": "kept"},
+                    "ownerReferences": [{"kind": "ReplicaSet", "uid": "abcd"}]
                 },
                 "spec": {"replicas": 2}
             })
