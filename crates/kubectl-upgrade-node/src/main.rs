@@ -231,6 +231,8 @@ struct NodeResult {
 }
 
 fn main() -> ExitCode {
+    // A workspace build can enable more than one rustls provider: pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     output::init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -547,8 +549,11 @@ async fn upgrade_all(
                 continue;
             }
             let plan = prepared.plan.expect("a plan when not refused");
-            for w in &plan.warnings {
-                printer.warn(w);
+            // A dry run shows the warnings inside the plan.
+            if !cli.dry_run {
+                for w in &plan.warnings {
+                    printer.warn(w);
+                }
             }
             projected = project(&projected, &plan);
             ready.push(plan);

@@ -184,7 +184,7 @@ pub fn build(input: PlanInput) -> NodePlan {
     let mut steps: Vec<(StepId, String, Action)> = Vec::new();
     steps.push((
         StepId::Cordon,
-        "cordon: no new pods while the node is upgraded".to_string(),
+        "no new pods land on the node while it is upgraded".to_string(),
         Action::Cordon,
     ));
     if input.repo_minor != Some(to.minor_line()) {
