@@ -343,6 +343,11 @@ impl Ctx {
             if ev.kind == EventKind::Deleted {
                 self.node_prints.lock().remove(&name);
             }
+            if changed && ev.kind != EventKind::Deleted {
+                // condition and cordon taints follow at once (the lifecycle controller's
+                // node informer), not only on its monitor period
+                nodelifecycle::reconcile_taints(self, obj, &self.lab.clock.now_rfc3339());
+            }
             if changed {
                 for k in daemonset::all_keys(self) {
                     self.q.daemonset.add(k);

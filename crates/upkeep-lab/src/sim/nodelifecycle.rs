@@ -159,7 +159,7 @@ const MANAGED: &[&str] = &[
     util::TAINT_UNSCHEDULABLE,
 ];
 
-fn reconcile_taints(ctx: &Ctx, n: &Value, now: &str) {
+pub fn reconcile_taints(ctx: &Ctx, n: &Value, now: &str) {
     let want = desired_taints(n);
     let have: Vec<(String, String)> = util::node_taints(n)
         .iter()
