@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "upkeep-lab", version, about = "A simulated Kubernetes cluster in one process, for tests, demos, practice and benchmarks")]
+#[command(
+    name = "upkeep-lab",
+    version,
+    about = "A simulated Kubernetes cluster in one process, for tests, demos, practice and benchmarks"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

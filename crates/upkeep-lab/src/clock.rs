@@ -33,7 +33,11 @@ impl Default for Clock {
 impl Clock {
     pub fn new(time_scale: f64) -> Self {
         Clock {
-            anchor: Mutex::new(Anchor { real: Instant::now(), lab: Timestamp::now(), scale: sane(time_scale) }),
+            anchor: Mutex::new(Anchor {
+                real: Instant::now(),
+                lab: Timestamp::now(),
+                scale: sane(time_scale),
+            }),
         }
     }
 
@@ -66,8 +70,15 @@ impl Clock {
     pub fn set_time_scale(&self, scale: f64) {
         let mut a = self.anchor.lock();
         let now_real = Instant::now();
-        let lab_now = a.lab + jiff::SignedDuration::from_secs_f64(now_real.duration_since(a.real).as_secs_f64() * a.scale);
-        *a = Anchor { real: now_real, lab: lab_now, scale: sane(scale) };
+        let lab_now = a.lab
+            + jiff::SignedDuration::from_secs_f64(
+                now_real.duration_since(a.real).as_secs_f64() * a.scale,
+            );
+        *a = Anchor {
+            real: now_real,
+            lab: lab_now,
+            scale: sane(scale),
+        };
     }
 
     /// Jump lab time forward (tests and "fast-forward" lab commands).
@@ -94,7 +105,11 @@ impl Clock {
 }
 
 fn sane(scale: f64) -> f64 {
-    if scale.is_finite() && scale > 0.0 { scale } else { 1.0 }
+    if scale.is_finite() && scale > 0.0 {
+        scale
+    } else {
+        1.0
+    }
 }
 
 /// `metav1.Time` formatting: RFC 3339, whole seconds, UTC.
@@ -111,7 +126,11 @@ pub fn human_duration(secs: i64) -> String {
     let m = s / 60;
     if m < 10 {
         let rem = s % 60;
-        return if rem == 0 { format!("{m}m") } else { format!("{m}m{rem}s") };
+        return if rem == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rem}s")
+        };
     }
     if m < 180 {
         return format!("{m}m");
@@ -119,7 +138,11 @@ pub fn human_duration(secs: i64) -> String {
     let h = s / 3600;
     if h < 8 {
         let rem = m % 60;
-        return if rem == 0 { format!("{h}h") } else { format!("{h}h{rem}m") };
+        return if rem == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rem}m")
+        };
     }
     if h < 48 {
         return format!("{h}h");
@@ -127,7 +150,11 @@ pub fn human_duration(secs: i64) -> String {
     if h < 24 * 8 {
         let d = h / 24;
         let rem = h % 24;
-        return if rem == 0 { format!("{d}d") } else { format!("{d}d{rem}h") };
+        return if rem == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rem}h")
+        };
     }
     if h < 24 * 365 * 2 {
         return format!("{}d", h / 24);
@@ -135,7 +162,11 @@ pub fn human_duration(secs: i64) -> String {
     if h < 24 * 365 * 8 {
         let y = h / (24 * 365);
         let d = (h / 24) % 365;
-        return if d == 0 { format!("{y}y") } else { format!("{y}y{d}d") };
+        return if d == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{d}d")
+        };
     }
     format!("{}y", h / (24 * 365))
 }
@@ -151,7 +182,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let dt = c.now().duration_since(t0).as_secs_f64();
         assert!(dt >= 19.0, "lab time advanced only {dt}s");
-        assert_eq!(c.real_duration(Duration::from_secs(300)), Duration::from_millis(300));
+        assert_eq!(
+            c.real_duration(Duration::from_secs(300)),
+            Duration::from_millis(300)
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ impl ApiError {
         self
     }
 
-    pub fn with_cause(mut self, reason: &str, message: impl Into<String>, field: Option<&str>) -> Self {
+    pub fn with_cause(
+        mut self,
+        reason: &str,
+        message: impl Into<String>,
+        field: Option<&str>,
+    ) -> Self {
         self.causes.push(Cause {
             reason: reason.to_string(),
             message: message.into(),
@@ -69,14 +74,22 @@ impl ApiError {
 
     /// `pods "x" not found`
     pub fn not_found(res: &Resource, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", res.qualified(), name))
-            .for_resource(res, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", res.qualified(), name),
+        )
+        .for_resource(res, name)
     }
 
     /// `pods "x" already exists`
     pub fn already_exists(res: &Resource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", res.qualified(), name))
-            .for_resource(res, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", res.qualified(), name),
+        )
+        .for_resource(res, name)
     }
 
     /// `Operation cannot be fulfilled on pods "x": <msg>`
@@ -84,7 +97,12 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{}\": {}", res.qualified(), name, msg),
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": {}",
+                res.qualified(),
+                name,
+                msg
+            ),
         )
         .for_resource(res, name)
     }
@@ -112,7 +130,11 @@ impl ApiError {
         } else {
             format!("[{}]", parts.join(", "))
         };
-        let mut e = Self::new(422, "Invalid", format!("{} \"{}\" is invalid: {}", res.kind, name, joined));
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{}\" is invalid: {}", res.kind, name, joined),
+        );
         e.name = Some(name.to_string());
         e.group = Some(res.group.to_string());
         e.kind = Some(res.kind.to_string());
@@ -120,11 +142,20 @@ impl ApiError {
         e
     }
 
-    pub fn invalid_field(res: &Resource, name: &str, field: &str, message: impl Into<String>) -> Self {
+    pub fn invalid_field(
+        res: &Resource,
+        name: &str,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self::invalid(
             res,
             name,
-            vec![Cause { reason: "FieldValueInvalid".into(), message: message.into(), field: Some(field.into()) }],
+            vec![Cause {
+                reason: "FieldValueInvalid".into(),
+                message: message.into(),
+                field: Some(field.into()),
+            }],
         )
     }
 
@@ -137,18 +168,33 @@ impl ApiError {
         let msg = if name.is_empty() {
             format!("{} is forbidden: {}", res.qualified(), message.into())
         } else {
-            format!("{} \"{}\" is forbidden: {}", res.qualified(), name, message.into())
+            format!(
+                "{} \"{}\" is forbidden: {}",
+                res.qualified(),
+                name,
+                message.into()
+            )
         };
         Self::new(403, "Forbidden", msg).for_resource(res, name)
     }
 
     /// `the server could not find the requested resource`
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn method_not_allowed(verb: &str, what: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({verb} {what})"))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource ({verb} {what})"
+            ),
+        )
     }
 
     /// 410 Gone for a watch or list from a resourceVersion that left the history.
@@ -157,7 +203,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn too_many_requests(message: impl Into<String>) -> Self {

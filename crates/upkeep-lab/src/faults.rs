@@ -109,7 +109,13 @@ impl Default for Faults {
 
 impl Faults {
     pub fn new(config: FaultConfig) -> Self {
-        let f = Faults { state: Mutex::new(State { config: FaultConfig::default(), remaining: vec![], rng: 1 }) };
+        let f = Faults {
+            state: Mutex::new(State {
+                config: FaultConfig::default(),
+                remaining: vec![],
+                rng: 1,
+            }),
+        };
         f.set(config);
         f
     }
@@ -142,11 +148,15 @@ impl Faults {
             let res_ok = r.resource == "*"
                 || r.resource == resource
                 || (r.resource == "*/*" && resource.contains('/'))
-                || (!r.resource.contains('/') && resource.split('/').next() == Some(r.resource.as_str()) && !resource.contains('/'));
+                || (!r.resource.contains('/')
+                    && resource.split('/').next() == Some(r.resource.as_str())
+                    && !resource.contains('/'));
             if !(r.verb == "*" || r.verb == verb) || !res_ok {
                 continue;
             }
-            if r.namespace.as_deref().is_some_and(|n| n != namespace) || r.name.as_deref().is_some_and(|n| n != name) {
+            if r.namespace.as_deref().is_some_and(|n| n != namespace)
+                || r.name.as_deref().is_some_and(|n| n != name)
+            {
                 continue;
             }
             if s.remaining[i] == Some(0) {
@@ -197,20 +207,43 @@ mod tests {
     fn count_limits_and_matching() {
         let f = Faults::new(FaultConfig {
             seed: None,
-            rules: vec![FaultRule { verb: "create".into(), resource: "pods/eviction".into(), code: Some(429), count: Some(2), ..Default::default() }],
+            rules: vec![FaultRule {
+                verb: "create".into(),
+                resource: "pods/eviction".into(),
+                code: Some(429),
+                count: Some(2),
+                ..Default::default()
+            }],
         });
         assert_eq!(f.decide("create", "pods", "d", "x"), FaultAction::default());
-        assert_eq!(f.decide("create", "pods/eviction", "d", "x").code, Some(429));
-        assert_eq!(f.decide("create", "pods/eviction", "d", "x").retry_after, Some(1));
+        assert_eq!(
+            f.decide("create", "pods/eviction", "d", "x").code,
+            Some(429)
+        );
+        assert_eq!(
+            f.decide("create", "pods/eviction", "d", "x").retry_after,
+            Some(1)
+        );
         assert!(f.decide("create", "pods/eviction", "d", "x").is_none());
     }
 
     #[test]
     fn rate_is_deterministic_per_seed() {
-        let cfg = FaultConfig { seed: Some(7), rules: vec![FaultRule { verb: "*".into(), resource: "*".into(), code: Some(500), rate: Some(0.5), ..Default::default() }] };
+        let cfg = FaultConfig {
+            seed: Some(7),
+            rules: vec![FaultRule {
+                verb: "*".into(),
+                resource: "*".into(),
+                code: Some(500),
+                rate: Some(0.5),
+                ..Default::default()
+            }],
+        };
         let run = || {
             let f = Faults::new(cfg.clone());
-            (0..50).map(|_| f.decide("get", "pods", "", "").code.is_some()).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| f.decide("get", "pods", "", "").code.is_some())
+                .collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run());

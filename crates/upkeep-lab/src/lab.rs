@@ -52,17 +52,27 @@ impl ServerVersion {
     /// From "v1.34.2" (a leading "v" is optional; suffixes like "-eks-1" or "+k3s1" are kept
     /// in gitVersion; minor gets a "+" for such builds, like managed offerings report).
     pub fn parse(v: &str) -> anyhow::Result<Self> {
-        let git = if v.starts_with('v') { v.to_string() } else { format!("v{v}") };
+        let git = if v.starts_with('v') {
+            v.to_string()
+        } else {
+            format!("v{v}")
+        };
         let core = git.trim_start_matches('v');
         let core_end = core.find(['-', '+']).unwrap_or(core.len());
         let nums: Vec<&str> = core[..core_end].split('.').collect();
         if nums.len() != 3 || nums.iter().any(|n| n.parse::<u64>().is_err()) {
-            anyhow::bail!("invalid server version {v:?}: expected vMAJOR.MINOR.PATCH, e.g. v1.34.2");
+            anyhow::bail!(
+                "invalid server version {v:?}: expected vMAJOR.MINOR.PATCH, e.g. v1.34.2"
+            );
         }
         let suffix = core_end < core.len();
         Ok(ServerVersion {
             major: nums[0].to_string(),
-            minor: if suffix { format!("{}+", nums[1]) } else { nums[1].to_string() },
+            minor: if suffix {
+                format!("{}+", nums[1])
+            } else {
+                nums[1].to_string()
+            },
             git_version: git,
             git_commit: "0000000000000000000000000000000000000000".into(),
             git_tree_state: "clean".into(),
@@ -145,25 +155,43 @@ impl Lab {
     }
 
     /// A typed extension slot, created with `init` on first use.
-    pub fn extension<T: Any + Send + Sync>(&self, name: &'static str, init: impl FnOnce() -> T) -> Arc<T> {
+    pub fn extension<T: Any + Send + Sync>(
+        &self,
+        name: &'static str,
+        init: impl FnOnce() -> T,
+    ) -> Arc<T> {
         let mut ext = self.extensions.lock();
-        let slot = ext.entry(name).or_insert_with(|| Arc::new(init()) as Arc<dyn Any + Send + Sync>);
-        slot.clone().downcast::<T>().unwrap_or_else(|_| panic!("extension {name} has another type"))
+        let slot = ext
+            .entry(name)
+            .or_insert_with(|| Arc::new(init()) as Arc<dyn Any + Send + Sync>);
+        slot.clone()
+            .downcast::<T>()
+            .unwrap_or_else(|_| panic!("extension {name} has another type"))
     }
 
     /// Set the text `kubectl logs` shows for a pod.
     pub fn set_pod_log(&self, ns: &str, name: &str, text: impl Into<String>) {
-        self.pod_logs.lock().insert((ns.to_string(), name.to_string()), text.into());
+        self.pod_logs
+            .lock()
+            .insert((ns.to_string(), name.to_string()), text.into());
     }
 
     /// Append to a pod's log.
     pub fn append_pod_log(&self, ns: &str, name: &str, text: &str) {
-        self.pod_logs.lock().entry((ns.to_string(), name.to_string())).or_default().push_str(text);
+        self.pod_logs
+            .lock()
+            .entry((ns.to_string(), name.to_string()))
+            .or_default()
+            .push_str(text);
     }
 
     /// Load a scenario through the registered plugins. `Ok(false)` when no plugin handles
     /// scenarios yet.
-    pub fn load_scenario(self: &Arc<Self>, plugins: &[Box<dyn LabPlugin>], scenario: &str) -> anyhow::Result<bool> {
+    pub fn load_scenario(
+        self: &Arc<Self>,
+        plugins: &[Box<dyn LabPlugin>],
+        scenario: &str,
+    ) -> anyhow::Result<bool> {
         for p in plugins {
             if p.load_scenario(self, scenario)? {
                 return Ok(true);
@@ -191,5 +219,8 @@ pub trait LabPlugin: Send + Sync {
 
 /// The plugins `upkeep-lab serve` runs. The simulation and node shells register here.
 pub fn default_plugins() -> Vec<Box<dyn LabPlugin>> {
-    vec![Box::new(crate::sim::Sim::default()), Box::new(crate::nodeshell::NodeShellPlugin)]
+    vec![
+        Box::new(crate::sim::Sim::default()),
+        Box::new(crate::nodeshell::NodeShellPlugin),
+    ]
 }

@@ -26,4 +26,6 @@ pub mod store;
 
 pub use error::{ApiError, ApiResult};
 pub use lab::{Lab, LabOptions, LabPlugin, ServerVersion, default_plugins};
-pub use store::{DeleteOpts, DeleteOutcome, EventKind, ListQuery, Obj, Store, WatchEvent, WriteScope};
+pub use store::{
+    DeleteOpts, DeleteOutcome, EventKind, ListQuery, Obj, Store, WatchEvent, WriteScope,
+};

@@ -22,7 +22,12 @@ impl Metrics {
         *self
             .counts
             .lock()
-            .entry((verb.to_string(), resource.to_string(), subresource.to_string(), code))
+            .entry((
+                verb.to_string(),
+                resource.to_string(),
+                subresource.to_string(),
+                code,
+            ))
             .or_insert(0) += 1;
     }
 
@@ -35,7 +40,9 @@ impl Metrics {
         self.counts
             .lock()
             .iter()
-            .filter(|((v, r, _, _), _)| (verb.is_empty() || v == verb) && (resource.is_empty() || r == resource))
+            .filter(|((v, r, _, _), _)| {
+                (verb.is_empty() || v == verb) && (resource.is_empty() || r == resource)
+            })
             .map(|(_, n)| *n)
             .sum()
     }

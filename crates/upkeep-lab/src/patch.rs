@@ -40,8 +40,9 @@ pub fn apply_patch(doc: &mut Value, kind: PatchKind, patch: &Value) -> Result<()
             Ok(())
         }
         PatchKind::Json => {
-            let ops: json_patch::Patch =
-                serde_json::from_value(patch.clone()).map_err(|e| format!("the server rejected our request due to an error in our request: {e}"))?;
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+                format!("the server rejected our request due to an error in our request: {e}")
+            })?;
             json_patch::patch(doc, &ops).map_err(|e| e.to_string())
         }
         PatchKind::Strategic => {
@@ -57,7 +58,13 @@ pub fn apply_patch(doc: &mut Value, kind: PatchKind, patch: &Value) -> Result<()
 /// The merge key of a list field, if it is merged by key.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" | "resourceClaims" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "conditions" | "addresses" => "type",
@@ -108,7 +115,9 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
     }
     for (k, v) in p {
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(list), Some(del)) = (t.get_mut(field).and_then(Value::as_array_mut), v.as_array()) {
+            if let (Some(list), Some(del)) =
+                (t.get_mut(field).and_then(Value::as_array_mut), v.as_array())
+            {
                 list.retain(|x| !del.contains(x));
             }
             continue;
@@ -140,7 +149,9 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
     // `$setElementOrder/<field>`: reorder keyed lists as the patch says.
     for (k, v) in p {
         if let Some(field) = k.strip_prefix("$setElementOrder/") {
-            if let (Some(list), Some(order)) = (t.get_mut(field).and_then(Value::as_array_mut), v.as_array()) {
+            if let (Some(list), Some(order)) =
+                (t.get_mut(field).and_then(Value::as_array_mut), v.as_array())
+            {
                 reorder(field, list, order);
             }
         }
@@ -148,11 +159,17 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
 }
 
 fn strip_directives(p: &Map<String, Value>) -> Map<String, Value> {
-    p.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), v.clone())).collect()
+    p.iter()
+        .filter(|(k, _)| !k.starts_with('$'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn merge_list(field: &str, cur: Value, items: &[Value]) -> Value {
-    if items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    if items
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         return Value::Array(
             items
                 .iter()
@@ -201,8 +218,15 @@ fn without_directives(v: &Value) -> Value {
 }
 
 fn reorder(field: &str, list: &mut [Value], order: &[Value]) {
-    let Some(mk) = merge_key(field, list) else { return };
-    let rank = |x: &Value| order.iter().position(|o| o.get(mk) == x.get(mk)).unwrap_or(usize::MAX);
+    let Some(mk) = merge_key(field, list) else {
+        return;
+    };
+    let rank = |x: &Value| {
+        order
+            .iter()
+            .position(|o| o.get(mk) == x.get(mk))
+            .unwrap_or(usize::MAX)
+    };
     list.sort_by_key(rank);
 }
 
@@ -229,14 +253,26 @@ mod tests {
     #[test]
     fn delete_directive_and_null() {
         let mut node = json!({"spec":{"unschedulable":true,"taints":[{"key":"a","effect":"NoSchedule"},{"key":"b","effect":"NoSchedule"}]}});
-        strategic_merge(&mut node, &json!({"spec":{"unschedulable":null,"taints":[{"key":"a","$patch":"delete"}]}}));
-        assert_eq!(node, json!({"spec":{"taints":[{"key":"b","effect":"NoSchedule"}]}}));
+        strategic_merge(
+            &mut node,
+            &json!({"spec":{"unschedulable":null,"taints":[{"key":"a","$patch":"delete"}]}}),
+        );
+        assert_eq!(
+            node,
+            json!({"spec":{"taints":[{"key":"b","effect":"NoSchedule"}]}})
+        );
     }
 
     #[test]
     fn plain_lists_replace_and_finalizers_union() {
         let mut o = json!({"metadata":{"finalizers":["a"]},"spec":{"args":["1","2"]}});
-        strategic_merge(&mut o, &json!({"metadata":{"finalizers":["b"]},"spec":{"args":["3"]}}));
-        assert_eq!(o, json!({"metadata":{"finalizers":["a","b"]},"spec":{"args":["3"]}}));
+        strategic_merge(
+            &mut o,
+            &json!({"metadata":{"finalizers":["b"]},"spec":{"args":["3"]}}),
+        );
+        assert_eq!(
+            o,
+            json!({"metadata":{"finalizers":["a","b"]},"spec":{"args":["3"]}})
+        );
     }
 }

@@ -63,7 +63,9 @@ const RW: &[&str] = &[
     "update",
     "watch",
 ];
-const RW_NS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const RW_NS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 macro_rules! res {
     ($name:ident, $g:expr, $v:expr, $kind:expr, $plural:expr, $singular:expr, $ns:expr,

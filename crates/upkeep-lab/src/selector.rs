@@ -41,39 +41,68 @@ impl LabelSelector {
             }
             reqs.push(parse_req(p)?);
         }
-        Ok(LabelSelector { reqs, nothing: false })
+        Ok(LabelSelector {
+            reqs,
+            nothing: false,
+        })
     }
 
     /// From a `metav1.LabelSelector` JSON object. `None`/null selects nothing (policy/v1beta1
     /// semantics are not served); `{}` selects everything (policy/v1 PDB semantics).
     pub fn from_object(sel: Option<&Value>) -> Self {
         let Some(sel) = sel.filter(|v| !v.is_null()) else {
-            return LabelSelector { reqs: vec![], nothing: true };
+            return LabelSelector {
+                reqs: vec![],
+                nothing: true,
+            };
         };
         let mut reqs = Vec::new();
         if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in ml {
-                reqs.push(Req::Eq(k.clone(), v.as_str().unwrap_or_default().to_string()));
+                reqs.push(Req::Eq(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
         if let Some(me) = sel.get("matchExpressions").and_then(Value::as_array) {
             for e in me {
-                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+                match e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                {
                     "In" => reqs.push(Req::In(key, values)),
                     "NotIn" => reqs.push(Req::NotIn(key, values)),
                     "Exists" => reqs.push(Req::Exists(key)),
                     "DoesNotExist" => reqs.push(Req::NotExists(key)),
-                    _ => return LabelSelector { reqs: vec![], nothing: true },
+                    _ => {
+                        return LabelSelector {
+                            reqs: vec![],
+                            nothing: true,
+                        };
+                    }
                 }
             }
         }
-        LabelSelector { reqs, nothing: false }
+        LabelSelector {
+            reqs,
+            nothing: false,
+        }
     }
 
     pub fn is_everything(&self) -> bool {
@@ -127,7 +156,8 @@ fn split_top(s: &str) -> Vec<String> {
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 fn parse_set(rest: &str) -> Result<Vec<String>, String> {
@@ -136,19 +166,31 @@ fn parse_set(rest: &str) -> Result<Vec<String>, String> {
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| format!("found '{rest}', expected: '('"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn parse_req(p: &str) -> Result<Req, String> {
     if let Some(k) = p.strip_prefix('!') {
         let k = k.trim();
-        return if valid_key(k) { Ok(Req::NotExists(k.into())) } else { Err(format!("invalid label key \"{k}\"")) };
+        return if valid_key(k) {
+            Ok(Req::NotExists(k.into()))
+        } else {
+            Err(format!("invalid label key \"{k}\""))
+        };
     }
     for (op, set) in [(" notin ", true), (" in ", false)] {
         if let Some(i) = p.find(op) {
             let k = p[..i].trim();
             let vals = parse_set(&p[i + op.len()..])?;
-            return Ok(if set { Req::NotIn(k.into(), vals) } else { Req::In(k.into(), vals) });
+            return Ok(if set {
+                Req::NotIn(k.into(), vals)
+            } else {
+                Req::In(k.into(), vals)
+            });
         }
     }
     if let Some(i) = p.find("!=") {
@@ -201,7 +243,10 @@ impl FieldSelector {
 
     /// The value an `=` requirement on `field` pins, if any (used to pick an index).
     pub fn equals(&self, field: &str) -> Option<&str> {
-        self.reqs.iter().find(|(k, eq, _)| k == field && *eq).map(|(_, _, v)| v.as_str())
+        self.reqs
+            .iter()
+            .find(|(k, eq, _)| k == field && *eq)
+            .map(|(_, _, v)| v.as_str())
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -245,9 +290,11 @@ pub fn supported_field(kind: &str, field: &str) -> bool {
                 | "status.nominatedNodeName"
         ),
         "Node" => field == "spec.unschedulable",
-        "Event" => field.starts_with("involvedObject.")
-            || field.starts_with("regarding.")
-            || matches!(field, "reason" | "source" | "type" | "reportingComponent"),
+        "Event" => {
+            field.starts_with("involvedObject.")
+                || field.starts_with("regarding.")
+                || matches!(field, "reason" | "source" | "type" | "reportingComponent")
+        }
         "Namespace" => field == "status.phase",
         "Secret" => field == "type",
         "Job" => field == "status.successful",

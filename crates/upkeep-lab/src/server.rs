@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use axum::body::Body;
 use base64::Engine;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -44,23 +47,36 @@ impl Credentials {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "upkeep-lab-ca");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "upkeep-lab-ca");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
-        let mut sans = vec!["127.0.0.1".to_string(), "localhost".to_string(), "::1".to_string(), "kubernetes.default.svc".to_string()];
+        let mut sans = vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+            "::1".to_string(),
+            "kubernetes.default.svc".to_string(),
+        ];
         sans.extend(extra_sans.iter().cloned());
         let server_key = KeyPair::generate()?;
         let mut sp = CertificateParams::new(sans)?;
-        sp.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        sp.distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_cert = sp.signed_by(&server_key, &issuer)?;
 
         let admin_key = KeyPair::generate()?;
         let mut ap = CertificateParams::new(Vec::<String>::new())?;
         ap.distinguished_name.push(DnType::CommonName, "admin");
-        ap.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        ap.distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
         ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let admin_cert = ap.signed_by(&admin_key, &issuer)?;
 
@@ -85,10 +101,15 @@ impl Credentials {
         }
         // Client certificates are optional: token users and anonymous health checks connect
         // without one.
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()?;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()?;
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.server_cert_pem.as_bytes())
+                .collect::<Result<_, _>>()?;
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes())?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -109,7 +130,10 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { listen: "127.0.0.1:0".parse().expect("valid"), tls: true }
+        ServerOptions {
+            listen: "127.0.0.1:0".parse().expect("valid"),
+            tls: true,
+        }
     }
 }
 
@@ -127,7 +151,11 @@ pub struct RunningServer {
 impl RunningServer {
     /// `https://127.0.0.1:PORT` or `http://...`.
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
     }
 
     /// The kubeconfig text: context `upkeep-lab` (admin by client certificate over HTTPS),
@@ -136,12 +164,20 @@ impl RunningServer {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         let c = &self.credentials;
         let cluster = if self.tls {
-            format!("    server: {}\n    certificate-authority-data: {}\n", self.url(), b64(&c.ca_pem))
+            format!(
+                "    server: {}\n    certificate-authority-data: {}\n",
+                self.url(),
+                b64(&c.ca_pem)
+            )
         } else {
             format!("    server: {}\n", self.url())
         };
         let admin = if self.tls {
-            format!("    client-certificate-data: {}\n    client-key-data: {}\n", b64(&c.admin_cert_pem), b64(&c.admin_key_pem))
+            format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64(&c.admin_cert_pem),
+                b64(&c.admin_key_pem)
+            )
         } else {
             format!("    token: {}\n", c.admin_token)
         };
@@ -168,9 +204,16 @@ impl RunningServer {
 
 /// Write `text` to `path` atomically.
 pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating directory {} for the kubeconfig", dir.display()))?;
-    let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "kubeconfig".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating directory {} for the kubeconfig", dir.display()))?;
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_else(|| "kubeconfig".into());
     let tmp = dir.join(format!(".{file}.tmp-{}", std::process::id()));
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     #[cfg(unix)]
@@ -178,25 +221,47 @@ pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
 /// Start serving `lab` (with the routes of `plugins`) and return once the server answers.
-pub async fn start(lab: Arc<Lab>, opts: ServerOptions, plugins: &[Box<dyn LabPlugin>]) -> anyhow::Result<RunningServer> {
+pub async fn start(
+    lab: Arc<Lab>,
+    opts: ServerOptions,
+    plugins: &[Box<dyn LabPlugin>],
+) -> anyhow::Result<RunningServer> {
+    // In-process kube clients (tests, plugins) need a process-wide rustls provider when more
+    // than one is compiled in; ring is what the lab uses. Already installed is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let credentials = Credentials::generate(&[])?;
     let mut tokens = HashMap::new();
     tokens.insert(credentials.admin_token.clone(), "admin".to_string());
     tokens.insert(credentials.readonly_token.clone(), "readonly".to_string());
-    let auth = Auth { tokens, read_only_users: vec!["readonly".into()] };
+    let auth = Auth {
+        tokens,
+        read_only_users: vec!["readonly".into()],
+    };
     let ctx = ApiContext::new(lab.clone(), auth);
     let extra: Vec<_> = plugins.iter().filter_map(|p| p.routes()).collect();
     let app = api::router(ctx.clone(), extra);
 
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| format!("binding {} (is the port in use? try --listen 127.0.0.1:0)", opts.listen))?;
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| {
+        format!(
+            "binding {} (is the port in use? try --listen 127.0.0.1:0)",
+            opts.listen
+        )
+    })?;
     let addr = listener.local_addr()?;
     *ctx.server_addr.lock() = addr.to_string();
-    let acceptor = if opts.tls { Some(tokio_rustls::TlsAcceptor::from(Arc::new(credentials.tls_config()?))) } else { None };
+    let acceptor = if opts.tls {
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            credentials.tls_config()?,
+        )))
+    } else {
+        None
+    };
     let admin_der = credentials.admin_cert_der.clone();
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
@@ -220,17 +285,36 @@ pub async fn start(lab: Arc<Lab>, opts: ServerOptions, plugins: &[Box<dyn LabPlu
             tokio::spawn(async move {
                 match acceptor {
                     Some(acc) => {
-                        let Ok(tls) = acc.accept(tcp).await else { return };
+                        let Ok(tls) = acc.accept(tcp).await else {
+                            return;
+                        };
                         // The verifier already checked the chain; map known certificates to users.
                         let cert_user = tls
                             .get_ref()
                             .1
                             .peer_certificates()
                             .and_then(|c| c.first())
-                            .map(|c| if c.as_ref() == admin_der.as_slice() { "admin".to_string() } else { "system:anonymous".to_string() });
-                        serve_conn(TokioIo::new(tls), app, ConnInfo { tls: true, cert_user }, conn_cancel).await
+                            .map(|c| {
+                                if c.as_ref() == admin_der.as_slice() {
+                                    "admin".to_string()
+                                } else {
+                                    "system:anonymous".to_string()
+                                }
+                            });
+                        serve_conn(
+                            TokioIo::new(tls),
+                            app,
+                            ConnInfo {
+                                tls: true,
+                                cert_user,
+                            },
+                            conn_cancel,
+                        )
+                        .await
                     }
-                    None => serve_conn(TokioIo::new(tcp), app, ConnInfo::default(), conn_cancel).await,
+                    None => {
+                        serve_conn(TokioIo::new(tcp), app, ConnInfo::default(), conn_cancel).await
+                    }
                 }
             });
         }
@@ -240,9 +324,22 @@ pub async fn start(lab: Arc<Lab>, opts: ServerOptions, plugins: &[Box<dyn LabPlu
         .oneshot(http::Request::get("/readyz").body(Body::empty())?)
         .await
         .map_err(|e| anyhow::anyhow!("self-check failed: {e:?}"))?;
-    anyhow::ensure!(probe.status().is_success(), "self-check /readyz answered {}", probe.status());
-    tokio::net::TcpStream::connect(addr).await.with_context(|| format!("self-check: connecting to {addr}"))?;
-    Ok(RunningServer { addr, lab, credentials, tls: opts.tls, cancel, task })
+    anyhow::ensure!(
+        probe.status().is_success(),
+        "self-check /readyz answered {}",
+        probe.status()
+    );
+    tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("self-check: connecting to {addr}"))?;
+    Ok(RunningServer {
+        addr,
+        lab,
+        credentials,
+        tls: opts.tls,
+        cancel,
+        task,
+    })
 }
 
 async fn serve_conn<I>(io: TokioIo<I>, app: axum::Router, info: ConnInfo, cancel: CancellationToken)
@@ -285,8 +382,13 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     }
     let lab = Lab::new(opts);
     if let Some(s) = &cmd.scenario {
-        let handled = lab.load_scenario(&plugins, s).with_context(|| format!("loading scenario {s}"))?;
-        anyhow::ensure!(handled, "no scenario loader is built into this upkeep-lab, so --scenario {s} cannot be loaded; run without --scenario");
+        let handled = lab
+            .load_scenario(&plugins, s)
+            .with_context(|| format!("loading scenario {s}"))?;
+        anyhow::ensure!(
+            handled,
+            "no scenario loader is built into this upkeep-lab, so --scenario {s} cannot be loaded; run without --scenario"
+        );
         if let Some(v) = &cmd.version {
             // --version wins over the scenario's apiserver version
             lab.set_version(ServerVersion::parse(v)?);
@@ -295,7 +397,15 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     for p in &plugins {
         p.start(&lab);
     }
-    let server = start(lab, ServerOptions { listen: cmd.listen, tls: cmd.tls }, &plugins).await?;
+    let server = start(
+        lab,
+        ServerOptions {
+            listen: cmd.listen,
+            tls: cmd.tls,
+        },
+        &plugins,
+    )
+    .await?;
     server.write_kubeconfig(&cmd.kubeconfig)?;
     eprintln!(
         "upkeep-lab: serving {} (Kubernetes {}); kubeconfig written to {}\n  try: kubectl --kubeconfig {} get nodes",

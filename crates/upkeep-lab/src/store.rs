@@ -79,7 +79,10 @@ impl WatchEvent {
 
 /// `metadata.<field>` as &str ("" when absent).
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// What to list.
@@ -96,7 +99,10 @@ impl ListQuery {
         Self::default()
     }
     pub fn in_namespace(ns: &str) -> Self {
-        ListQuery { namespace: Some(ns.to_string()), ..Default::default() }
+        ListQuery {
+            namespace: Some(ns.to_string()),
+            ..Default::default()
+        }
     }
     pub fn labels(mut self, sel: LabelSelector) -> Self {
         self.labels = sel;
@@ -179,7 +185,7 @@ pub struct Store {
 }
 
 /// Default number of events kept for watch resumption.
-pub const DEFAULT_HISTORY: usize = 200_000;
+pub const DEFAULT_HISTORY: usize = 50_000;
 
 impl Store {
     pub fn new(clock: Arc<Clock>) -> Self {
@@ -260,7 +266,13 @@ impl Store {
         let objs = list_locked(&inner, res, q);
         let evs = objs
             .into_iter()
-            .map(|o| WatchEvent { kind: EventKind::Added, resource: res, rv: rv_of(&o), object: o, old: None })
+            .map(|o| WatchEvent {
+                kind: EventKind::Added,
+                resource: res,
+                rv: rv_of(&o),
+                object: o,
+                old: None,
+            })
             .collect();
         (evs, inner.rv, self.tx.subscribe())
     }
@@ -272,7 +284,8 @@ impl Store {
 
     /// Get or 404 with the upstream message.
     pub fn get_or_404(&self, res: &'static Resource, ns: &str, name: &str) -> ApiResult<Obj> {
-        self.get(res, ns, name).ok_or_else(|| ApiError::not_found(res, name))
+        self.get(res, ns, name)
+            .ok_or_else(|| ApiError::not_found(res, name))
     }
 
     /// Matching objects in (namespace, name) order, and the resourceVersion of the snapshot.
@@ -289,9 +302,17 @@ impl Store {
     /// Create. Sets uid, creationTimestamp, resourceVersion, generation; handles
     /// `generateName`. The namespace comes from `ns` (or the object, if `ns` is empty) and must
     /// exist. `dry_run` validates and returns the would-be object without storing it.
-    pub fn create(&self, res: &'static Resource, ns: &str, mut obj: Value, dry_run: bool) -> ApiResult<Obj> {
+    pub fn create(
+        &self,
+        res: &'static Resource,
+        ns: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Obj> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not a JSON object",
+            ));
         }
         let body_ns = meta_str(&obj, "namespace").to_string();
         let ns = if res.namespaced {
@@ -300,17 +321,32 @@ impl Store {
                     "the namespace of the provided object does not match the namespace sent on the request",
                 ));
             }
-            if ns.is_empty() { if body_ns.is_empty() { "default".to_string() } else { body_ns } } else { ns.to_string() }
+            if ns.is_empty() {
+                if body_ns.is_empty() {
+                    "default".to_string()
+                } else {
+                    body_ns
+                }
+            } else {
+                ns.to_string()
+            }
         } else {
             String::new()
         };
         let mut inner = self.inner.write();
-        if res.namespaced && !inner.tables[idx(&resources::NAMESPACE)].contains_key(&(String::new(), ns.clone())) {
+        if res.namespaced
+            && !inner.tables[idx(&resources::NAMESPACE)].contains_key(&(String::new(), ns.clone()))
+        {
             return Err(ApiError::not_found(&resources::NAMESPACE, &ns));
         }
         if res.namespaced {
-            if let Some(nso) = inner.tables[idx(&resources::NAMESPACE)].get(&(String::new(), ns.clone())) {
-                if nso.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+            if let Some(nso) =
+                inner.tables[idx(&resources::NAMESPACE)].get(&(String::new(), ns.clone()))
+            {
+                if nso
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some_and(|v| !v.is_null())
+                {
                     // plugin/pkg/admission/namespace/lifecycle/admission.go
                     return Err(ApiError::forbidden(
                         res,
@@ -325,7 +361,12 @@ impl Store {
         if name.is_empty() {
             let gen_name = meta_str(&obj, "generateName").to_string();
             if gen_name.is_empty() {
-                return Err(ApiError::invalid_field(res, "", "metadata.name", "Required value: name or generateName is required"));
+                return Err(ApiError::invalid_field(
+                    res,
+                    "",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                ));
             }
             // apiserver pkg/storage/names/generate.go: base (max 58 chars) + 5 random chars
             let base: String = gen_name.chars().take(58).collect();
@@ -384,11 +425,25 @@ impl Store {
 
     /// Replace an object (PUT). With `metadata.resourceVersion` set, it must match the stored
     /// one (409 Conflict otherwise). `scope` decides which fields may change.
-    pub fn update(&self, res: &'static Resource, ns: &str, obj: Value, scope: WriteScope, dry_run: bool) -> ApiResult<Obj> {
+    pub fn update(
+        &self,
+        res: &'static Resource,
+        ns: &str,
+        obj: Value,
+        scope: WriteScope,
+        dry_run: bool,
+    ) -> ApiResult<Obj> {
         let name = meta_str(&obj, "name").to_string();
-        let ns = if res.namespaced { ns.to_string() } else { String::new() };
+        let ns = if res.namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        };
         let mut inner = self.inner.write();
-        let old = inner.tables[idx(res)].get(&key(res, &ns, &name)).cloned().ok_or_else(|| ApiError::not_found(res, &name))?;
+        let old = inner.tables[idx(res)]
+            .get(&key(res, &ns, &name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(res, &name))?;
         let want_rv = meta_str(&obj, "resourceVersion");
         if !want_rv.is_empty() && want_rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::stale(res, &name));
@@ -398,7 +453,11 @@ impl Store {
             return Err(ApiError::conflict(
                 res,
                 &name,
-                &format!("Precondition failed: UID in precondition: {}, UID in object meta: {}", want_uid, meta_str(&old, "uid")),
+                &format!(
+                    "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    want_uid,
+                    meta_str(&old, "uid")
+                ),
             ));
         }
         let new = merge_scope(res, &old, obj, scope);
@@ -406,7 +465,13 @@ impl Store {
     }
 
     /// Replace only `.status` (the `/status` subresource).
-    pub fn update_status(&self, res: &'static Resource, ns: &str, obj: Value, dry_run: bool) -> ApiResult<Obj> {
+    pub fn update_status(
+        &self,
+        res: &'static Resource,
+        ns: &str,
+        obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Obj> {
         self.update(res, ns, obj, WriteScope::Status, dry_run)
     }
 
@@ -435,7 +500,10 @@ impl Store {
     {
         let ns = if res.namespaced { ns } else { "" };
         let mut inner = self.inner.write();
-        let old = inner.tables[idx(res)].get(&key(res, ns, name)).cloned().ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = inner.tables[idx(res)]
+            .get(&key(res, ns, name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(res, name))?;
         let mut new = (*old).clone();
         f(&mut new)?;
         let new = merge_scope(res, &old, new, scope);
@@ -457,7 +525,10 @@ impl Store {
     ) -> ApiResult<Obj> {
         let ns = if res.namespaced { ns } else { "" };
         let mut inner = self.inner.write();
-        let old = inner.tables[idx(res)].get(&key(res, ns, name)).cloned().ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = inner.tables[idx(res)]
+            .get(&key(res, ns, name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(res, name))?;
         let mut new = (*old).clone();
         apply_patch(&mut new, kind, patch).map_err(|m| ApiError::new(422, "Invalid", m))?;
         let rv = meta_str(&new, "resourceVersion");
@@ -465,7 +536,10 @@ impl Store {
             return Err(ApiError::stale(res, name));
         }
         if meta_str(&new, "name") != name {
-            return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", meta_str(&new, "name"))));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta_str(&new, "name")
+            )));
         }
         let new = merge_scope(res, &old, new, scope);
         self.write_existing(&mut inner, res, old, new, dry_run)
@@ -479,16 +553,29 @@ impl Store {
     /// stay until their finalizers are removed; everything else is removed at once.
     /// propagationPolicy Orphan strips the owner reference from dependents first; Foreground
     /// adds the `foregroundDeletion` finalizer (the garbage collector finishes it).
-    pub fn delete(&self, res: &'static Resource, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<DeleteOutcome> {
+    pub fn delete(
+        &self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<DeleteOutcome> {
         let ns = if res.namespaced { ns } else { "" };
         let mut inner = self.inner.write();
-        let old = inner.tables[idx(res)].get(&key(res, ns, name)).cloned().ok_or_else(|| ApiError::not_found(res, name))?;
+        let old = inner.tables[idx(res)]
+            .get(&key(res, ns, name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(res, name))?;
         if let Some(uid) = &opts.uid {
             if uid != meta_str(&old, "uid") {
                 return Err(ApiError::conflict(
                     res,
                     name,
-                    &format!("Precondition failed: UID in precondition: {}, UID in object meta: {}", uid, meta_str(&old, "uid")),
+                    &format!(
+                        "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                        uid,
+                        meta_str(&old, "uid")
+                    ),
                 ));
             }
         }
@@ -505,7 +592,9 @@ impl Store {
                 ));
             }
         }
-        let terminating = old.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        let terminating = old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
         let now = self.clock.now();
 
         // Graceful period for pods (pod/strategy.go CheckGracefulDelete).
@@ -513,10 +602,19 @@ impl Store {
         if std::ptr::eq(res, &resources::POD) || res == &resources::POD {
             grace = opts
                 .grace_period_seconds
-                .or_else(|| old.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .or_else(|| {
+                    old.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
                 .unwrap_or(30);
-            let phase = old.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
-            let node = old.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            let phase = old
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let node = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
                 grace = 0;
             }
@@ -532,7 +630,11 @@ impl Store {
         let mut finalizers: Vec<String> = old
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         match opts.propagation_policy.as_deref() {
             Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
@@ -550,22 +652,35 @@ impl Store {
         if terminating {
             // Already terminating: a later delete may only shorten a pod's grace period
             // (rest/delete.go BeforeDelete); grace 0 removes it when no finalizers remain.
-            let cur = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+            let cur = old
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if grace == 0 && finalizers.is_empty() {
                 if opts.dry_run {
                     return Ok(DeleteOutcome::Removed(old));
                 }
-                return Ok(DeleteOutcome::Removed(self.remove_locked(&mut inner, res, ns, name).expect("present")));
+                return Ok(DeleteOutcome::Removed(
+                    self.remove_locked(&mut inner, res, ns, name)
+                        .expect("present"),
+                ));
             }
             if grace < cur {
                 let md = metadata_mut(&mut new);
                 let ts = now + jiff::SignedDuration::from_secs(grace);
-                md.insert("deletionTimestamp".into(), json!(crate::clock::format_time(ts)));
+                md.insert(
+                    "deletionTimestamp".into(),
+                    json!(crate::clock::format_time(ts)),
+                );
                 md.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
             set_finalizers(&mut new, &finalizers);
             if new == *old || opts.dry_run {
-                return Ok(DeleteOutcome::Terminating(if opts.dry_run { Arc::new(new) } else { old }));
+                return Ok(DeleteOutcome::Terminating(if opts.dry_run {
+                    Arc::new(new)
+                } else {
+                    old
+                }));
             }
             let o = self.commit(&mut inner, res, Some(&old), new, EventKind::Modified);
             return Ok(DeleteOutcome::Terminating(o));
@@ -575,11 +690,17 @@ impl Store {
             if opts.dry_run {
                 return Ok(DeleteOutcome::Removed(old));
             }
-            return Ok(DeleteOutcome::Removed(self.remove_locked(&mut inner, res, ns, name).expect("present")));
+            return Ok(DeleteOutcome::Removed(
+                self.remove_locked(&mut inner, res, ns, name)
+                    .expect("present"),
+            ));
         }
         let md = metadata_mut(&mut new);
         let ts = now + jiff::SignedDuration::from_secs(grace);
-        md.insert("deletionTimestamp".into(), json!(crate::clock::format_time(ts)));
+        md.insert(
+            "deletionTimestamp".into(),
+            json!(crate::clock::format_time(ts)),
+        );
         md.insert("deletionGracePeriodSeconds".into(), json!(grace));
         if res.generation {
             let g = md.get("generation").and_then(Value::as_i64).unwrap_or(0);
@@ -624,13 +745,19 @@ impl Store {
                 .filter(|o| {
                     o.pointer("/metadata/ownerReferences")
                         .and_then(Value::as_array)
-                        .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid)))
+                        .is_some_and(|refs| {
+                            refs.iter()
+                                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+                        })
                 })
                 .cloned()
                 .collect();
             for old in hits {
                 let mut new = (*old).clone();
-                if let Some(refs) = new.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                if let Some(refs) = new
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
                     refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid));
                 }
                 self.commit(inner, res, Some(&old), new, EventKind::Modified);
@@ -638,11 +765,25 @@ impl Store {
         }
     }
 
-    fn write_existing(&self, inner: &mut Inner, res: &'static Resource, old: Obj, mut new: Value, dry_run: bool) -> ApiResult<Obj> {
+    fn write_existing(
+        &self,
+        inner: &mut Inner,
+        res: &'static Resource,
+        old: Obj,
+        mut new: Value,
+        dry_run: bool,
+    ) -> ApiResult<Obj> {
         // identity fields are immutable
         {
             let md = metadata_mut(&mut new);
-            for f in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            for f in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ] {
                 match old.get("metadata").and_then(|m| m.get(f)) {
                     Some(v) => {
                         md.insert(f.into(), v.clone());
@@ -652,7 +793,10 @@ impl Store {
                     }
                 }
             }
-            md.insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
+            md.insert(
+                "resourceVersion".into(),
+                old["metadata"]["resourceVersion"].clone(),
+            );
             match old.pointer("/metadata/generation") {
                 Some(g) => {
                     md.insert("generation".into(), g.clone());
@@ -670,22 +814,37 @@ impl Store {
             return Ok(old);
         }
         if res.generation && spec_changed(&old, &new) {
-            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             metadata_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
         // An object being deleted goes away once its last finalizer is removed.
-        let terminating = old.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
-        let no_finalizers = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+        let terminating = old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        let no_finalizers = new
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|a| a.is_empty());
         let graceful_pod = terminating
             && res == &resources::POD
-            && old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0;
+            && old
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                > 0;
         if dry_run {
             return Ok(Arc::new(new));
         }
         if terminating && no_finalizers && !graceful_pod {
             let ns = meta_str(&old, "namespace").to_string();
             let name = meta_str(&old, "name").to_string();
-            let had = old.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+            let had = old
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
             if had {
                 let o = self.commit(inner, res, Some(&old), new, EventKind::Modified);
                 let _ = o;
@@ -695,7 +854,14 @@ impl Store {
         Ok(self.commit(inner, res, Some(&old), new, EventKind::Modified))
     }
 
-    fn commit(&self, inner: &mut Inner, res: &'static Resource, old: Option<&Obj>, mut obj: Value, kind: EventKind) -> Obj {
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        res: &'static Resource,
+        old: Option<&Obj>,
+        mut obj: Value,
+        kind: EventKind,
+    ) -> Obj {
         inner.rv += 1;
         let rv = inner.rv;
         metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
@@ -708,14 +874,33 @@ impl Store {
                     set.remove(&k);
                 }
             }
-            inner.pods_by_node.entry(node_of(&obj).to_string()).or_default().insert(k.clone());
+            inner
+                .pods_by_node
+                .entry(node_of(&obj).to_string())
+                .or_default()
+                .insert(k.clone());
         }
         inner.tables[idx(res)].insert(k, obj.clone());
-        self.emit(inner, WatchEvent { kind, resource: res, object: obj.clone(), old: old.cloned(), rv });
+        self.emit(
+            inner,
+            WatchEvent {
+                kind,
+                resource: res,
+                object: obj.clone(),
+                old: old.cloned(),
+                rv,
+            },
+        );
         obj
     }
 
-    fn remove_locked(&self, inner: &mut Inner, res: &'static Resource, ns: &str, name: &str) -> Option<Obj> {
+    fn remove_locked(
+        &self,
+        inner: &mut Inner,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+    ) -> Option<Obj> {
         let k = key(res, ns, name);
         let old = inner.tables[idx(res)].remove(&k)?;
         if res == &resources::POD {
@@ -731,7 +916,16 @@ impl Store {
         let mut last = (*old).clone();
         metadata_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
         let last = Arc::new(last);
-        self.emit(inner, WatchEvent { kind: EventKind::Deleted, resource: res, object: last.clone(), old: Some(old.clone()), rv });
+        self.emit(
+            inner,
+            WatchEvent {
+                kind: EventKind::Deleted,
+                resource: res,
+                object: last.clone(),
+                old: Some(old.clone()),
+                rv,
+            },
+        );
         // Namespaces take their content with them (the namespace controller, simplified).
         if res == &resources::NAMESPACE {
             for (i, r) in resources::ALL.iter().enumerate() {
@@ -771,7 +965,9 @@ fn list_locked(inner: &Inner, res: &'static Resource, q: &ListQuery) -> Vec<Obj>
     // Pods pinned to a node: use the node index.
     if res == &resources::POD {
         if let Some(node) = q.fields.equals("spec.nodeName") {
-            let Some(keys) = inner.pods_by_node.get(node) else { return Vec::new() };
+            let Some(keys) = inner.pods_by_node.get(node) else {
+                return Vec::new();
+            };
             return keys
                 .iter()
                 .filter(|(ns, _)| q.namespace.as_ref().is_none_or(|n| n == ns))
@@ -783,7 +979,12 @@ fn list_locked(inner: &Inner, res: &'static Resource, q: &ListQuery) -> Vec<Obj>
     }
     if let Some(name) = q.fields.equals("metadata.name") {
         if let Some(ns) = q.namespace.as_ref().filter(|_| res.namespaced) {
-            return table.get(&(ns.clone(), name.to_string())).filter(|o| q.matches(o)).cloned().into_iter().collect();
+            return table
+                .get(&(ns.clone(), name.to_string()))
+                .filter(|o| q.matches(o))
+                .cloned()
+                .into_iter()
+                .collect();
         }
     }
     let filter = |o: &&Obj| q.labels.matches(o) && q.fields.matches(o);
@@ -804,11 +1005,20 @@ fn idx(res: &Resource) -> usize {
 }
 
 fn key(res: &Resource, ns: &str, name: &str) -> Key {
-    (if res.namespaced { ns.to_string() } else { String::new() }, name.to_string())
+    (
+        if res.namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        },
+        name.to_string(),
+    )
 }
 
 fn node_of(o: &Value) -> &str {
-    o.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("")
+    o.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// The object's resourceVersion as a number (0 if absent).
@@ -819,9 +1029,13 @@ pub fn rv_of(o: &Value) -> u64 {
 /// `metadata` as a mutable map, created if missing.
 pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
-        obj.as_object_mut().expect("object").insert("metadata".into(), json!({}));
+        obj.as_object_mut()
+            .expect("object")
+            .insert("metadata".into(), json!({}));
     }
-    obj.get_mut("metadata").and_then(Value::as_object_mut).expect("metadata object")
+    obj.get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("metadata object")
 }
 
 fn set_finalizers(obj: &mut Value, f: &[String]) {
@@ -841,7 +1055,8 @@ fn merge_scope(res: &Resource, old: &Value, mut new: Value, scope: WriteScope) -
             if res.has_status {
                 match old.get("status") {
                     Some(s) => {
-                        new.as_object_mut().map(|o| o.insert("status".into(), s.clone()));
+                        new.as_object_mut()
+                            .map(|o| o.insert("status".into(), s.clone()));
                     }
                     None => {
                         new.as_object_mut().map(|o| o.remove("status"));
@@ -879,7 +1094,9 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
 fn validate_name(res: &'static Resource, name: &str) -> ApiResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
@@ -901,28 +1118,66 @@ pub fn random_suffix(n: usize) -> String {
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut buf = vec![0u8; n];
     let _ = getrandom::fill(&mut buf);
-    buf.iter().map(|b| ALPHA[(*b as usize) % ALPHA.len()] as char).collect()
+    buf.iter()
+        .map(|b| ALPHA[(*b as usize) % ALPHA.len()] as char)
+        .collect()
 }
 
+/// An RFC 4122 version-4 shaped UUID (8-4-4-4-12 hex digits): a per-lab random prefix and
+/// the sequence number, which needs at most 16 of the 18 free digits.
 fn format_uid(prefix: &str, seq: u64) -> String {
-    let h = format!("{:020x}", seq);
-    format!("{}-{}-4{}-8{}-{}{}", &prefix[..8], &prefix[8..12], &h[0..3], &h[3..6], "0000", &h[8..20])
+    let h = format!("{seq:018x}");
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &prefix[..8],
+        &prefix[8..12],
+        &h[0..3],
+        &h[3..6],
+        &h[6..18]
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn uids_are_uuid_shaped_and_distinct() {
+        let prefix = "0123456789abcdef";
+        let a = format_uid(prefix, 1);
+        let groups: Vec<usize> = a.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12], "{a}");
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(
+            format_uid(prefix, 0x1_0000_0000_0000),
+            format_uid(prefix, 0)
+        );
+        assert_eq!(format_uid(prefix, u64::MAX).len(), 36);
+    }
+
     fn store() -> Store {
         let s = Store::new(Arc::new(Clock::new(1.0)));
-        s.create(&resources::NAMESPACE, "", json!({"metadata":{"name":"default"}}), false).unwrap();
+        s.create(
+            &resources::NAMESPACE,
+            "",
+            json!({"metadata":{"name":"default"}}),
+            false,
+        )
+        .unwrap();
         s
     }
 
     #[test]
     fn create_get_update_conflict() {
         let s = store();
-        let p = s.create(&resources::POD, "default", json!({"metadata":{"name":"a"},"spec":{"containers":[]}}), false).unwrap();
+        let p = s
+            .create(
+                &resources::POD,
+                "default",
+                json!({"metadata":{"name":"a"},"spec":{"containers":[]}}),
+                false,
+            )
+            .unwrap();
         assert_eq!(meta_str(&p, "namespace"), "default");
         assert_eq!(p["metadata"]["generation"], 1);
         let mut stale = (*p).clone();
@@ -932,7 +1187,9 @@ mod tests {
         })
         .unwrap();
         stale["spec"]["nodeName"] = json!("n1");
-        let e = s.update(&resources::POD, "default", stale, WriteScope::Main, false).unwrap_err();
+        let e = s
+            .update(&resources::POD, "default", stale, WriteScope::Main, false)
+            .unwrap_err();
         assert_eq!(e.code, 409);
         assert_eq!(
             e.message,
@@ -943,16 +1200,42 @@ mod tests {
     #[test]
     fn graceful_pod_delete_and_node_index() {
         let s = store();
-        s.create(&resources::POD, "default", json!({"metadata":{"name":"b"},"spec":{"nodeName":"n1"}}), false).unwrap();
-        s.create(&resources::POD, "default", json!({"metadata":{"name":"u"},"spec":{}}), false).unwrap();
+        s.create(
+            &resources::POD,
+            "default",
+            json!({"metadata":{"name":"b"},"spec":{"nodeName":"n1"}}),
+            false,
+        )
+        .unwrap();
+        s.create(
+            &resources::POD,
+            "default",
+            json!({"metadata":{"name":"u"},"spec":{}}),
+            false,
+        )
+        .unwrap();
         let q = ListQuery::all().fields(FieldSelector::parse("spec.nodeName=n1").unwrap());
         assert_eq!(s.list(&resources::POD, &q).0.len(), 1);
-        let out = s.delete(&resources::POD, "default", "b", &DeleteOpts::default()).unwrap();
+        let out = s
+            .delete(&resources::POD, "default", "b", &DeleteOpts::default())
+            .unwrap();
         assert!(matches!(out, DeleteOutcome::Terminating(_)));
         assert_eq!(out.object()["metadata"]["deletionGracePeriodSeconds"], 30);
-        let out = s.delete(&resources::POD, "default", "u", &DeleteOpts::default()).unwrap();
+        let out = s
+            .delete(&resources::POD, "default", "u", &DeleteOpts::default())
+            .unwrap();
         assert!(matches!(out, DeleteOutcome::Removed(_)));
-        let out = s.delete(&resources::POD, "default", "b", &DeleteOpts { grace_period_seconds: Some(0), ..Default::default() }).unwrap();
+        let out = s
+            .delete(
+                &resources::POD,
+                "default",
+                "b",
+                &DeleteOpts {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert!(matches!(out, DeleteOutcome::Removed(_)));
         assert_eq!(s.list(&resources::POD, &q).0.len(), 0);
     }
@@ -962,9 +1245,18 @@ mod tests {
         let s = Store::with_history(Arc::new(Clock::new(1.0)), 3);
         let rv0 = s.current_rv();
         for n in ["a", "b", "c", "d", "e"] {
-            s.create(&resources::NAMESPACE, "", json!({"metadata":{"name":n}}), false).unwrap();
+            s.create(
+                &resources::NAMESPACE,
+                "",
+                json!({"metadata":{"name":n}}),
+                false,
+            )
+            .unwrap();
         }
-        assert_eq!(s.watch_from(&resources::NAMESPACE, rv0).unwrap_err().code, 410);
+        assert_eq!(
+            s.watch_from(&resources::NAMESPACE, rv0).unwrap_err().code,
+            410
+        );
         let (backlog, _rx) = s.watch_from(&resources::NAMESPACE, rv0 + 3).unwrap();
         assert_eq!(backlog.len(), 2);
     }

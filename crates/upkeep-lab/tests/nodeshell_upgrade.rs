@@ -157,11 +157,22 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
         h.ok(cp, "cat /etc/os-release").await.stdout.lines().next(),
         Some("PRETTY_NAME=\"Ubuntu 24.04.3 LTS\"")
     );
+    // The repositories are the scenario's: v1.34 publishes .0 to .4.
     let madison = h.ok(cp, "apt-cache madison kubeadm").await;
-    assert!(
-        madison.stdout.contains("1.34.4-1.1") && !madison.stdout.contains("1.35"),
-        "{}",
-        madison.stdout
+    let published: Vec<&str> = madison
+        .stdout
+        .lines()
+        .map(|l| l.split('|').nth(1).unwrap_or("").trim())
+        .collect();
+    assert_eq!(
+        published,
+        [
+            "1.34.4-1.1",
+            "1.34.3-1.1",
+            "1.34.2-1.1",
+            "1.34.1-1.1",
+            "1.34.0-1.1"
+        ]
     );
     h.ok(cp, KUBEADM_PACKAGE).await;
     assert_eq!(
@@ -353,5 +364,54 @@ async fn refusals_unknown_nodes_and_privileged_pods() {
     );
     let log = pods.logs("host-cmd", &Default::default()).await.unwrap();
     assert_eq!(log, "node03\nv1.34.3\n");
+    h.srv.shutdown();
+}
+
+/// The `upkeep-lab node-shell` command: output, exit codes, line mode, unknown nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_shell_command_line() {
+    let h = harness().await;
+    let kc = h._dir.path().join("kubeconfig");
+    let run = |args: &[&str], stdin: &str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upkeep-lab"));
+        cmd.arg("node-shell")
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args);
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .env("RUST_BACKTRACE", "0");
+        let stdin = stdin.to_string();
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let mut child = cmd.spawn().expect("the upkeep-lab binary runs");
+            let mut pipe = child.stdin.take().unwrap();
+            pipe.write_all(stdin.as_bytes()).await.unwrap();
+            drop(pipe);
+            let out = child.wait_with_output().await.unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+    };
+    let (code, out, _) = run(&["node02", "--", "kubeadm", "version", "-o", "short"], "").await;
+    assert_eq!((code, out.as_str()), (0, "v1.34.3\n"));
+    let (code, _, err) = run(&["node02", "--", "sh", "-c", "echo oops >&2; exit 7"], "").await;
+    assert_eq!((code, err.as_str()), (7, "oops\n"));
+    let (code, _, err) = run(&["node02", "--", "kubeadmm", "version"], "").await;
+    assert_eq!((code, err.as_str()), (127, "sh: 1: kubeadmm: not found\n"));
+    let (code, _, err) = run(&["node9", "--", "hostname"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("node \"node9\" not found"), "{err}");
+    // Line mode: each line is one `sh -c`; the last line's code is the exit code.
+    let (code, out, _) = run(
+        &["node02"],
+        "hostname\napt-mark showhold | grep kubelet\nfalse\n",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (1, "node02\nkubelet\n"));
     h.srv.shutdown();
 }

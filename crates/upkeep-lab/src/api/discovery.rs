@@ -51,7 +51,11 @@ fn sub_entry(r: &Resource, sub: &str) -> Value {
         "eviction" => ("Eviction", &["create"], Some(("policy", "v1"))),
         "log" => ("Pod", &["get"], None),
         "binding" => ("Binding", &["create"], None),
-        "scale" => ("Scale", &["get", "patch", "update"], Some(("autoscaling", "v1"))),
+        "scale" => (
+            "Scale",
+            &["get", "patch", "update"],
+            Some(("autoscaling", "v1")),
+        ),
         "finalize" => (r.kind, &["update"], None),
         _ => (r.kind, &["get"], None),
     };
@@ -66,9 +70,16 @@ fn sub_entry(r: &Resource, sub: &str) -> Value {
 
 /// `APIResourceList` for one group/version, or None if not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     let mut out = Vec::new();
-    for r in resources::ALL.iter().filter(|r| r.group == group && r.version == version) {
+    for r in resources::ALL
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut e = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -90,5 +101,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if out.is_empty() {
         return None;
     }
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out}),
+    )
 }

@@ -20,8 +20,10 @@ pub fn success_status() -> Value {
 }
 
 fn too_many_requests(msg_cause: String, retry_after: u64) -> ApiError {
-    let mut e = ApiError::too_many_requests("Cannot evict pod as it would violate the pod's disruption budget.")
-        .with_cause("DisruptionBudget", msg_cause, None);
+    let mut e = ApiError::too_many_requests(
+        "Cannot evict pod as it would violate the pod's disruption budget.",
+    )
+    .with_cause("DisruptionBudget", msg_cause, None);
     if retry_after > 0 {
         e.retry_after = Some(retry_after);
     }
@@ -31,34 +33,70 @@ fn too_many_requests(msg_cause: String, retry_after: u64) -> ApiError {
 fn is_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn phase(pod: &Value) -> &str {
-    pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("")
+    pod.pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn terminating(pod: &Value) -> bool {
-    pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null())
+    pod.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
 }
 
 /// Evict `ns/name` with the Eviction `body`; `query_dry_run` is `?dryRun=All`.
-pub fn evict(lab: &Lab, ns: &str, name: &str, body: &Value, query_dry_run: bool) -> ApiResult<Value> {
-    let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("policy/v1");
-    if !matches!(api_version, "policy/v1" | "policy/v1beta1") || body.get("kind").and_then(Value::as_str).is_some_and(|k| k != "Eviction") {
-        return Err(ApiError::bad_request(format!("not a Eviction object: {api_version}")));
+pub fn evict(
+    lab: &Lab,
+    ns: &str,
+    name: &str,
+    body: &Value,
+    query_dry_run: bool,
+) -> ApiResult<Value> {
+    let api_version = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("policy/v1");
+    if !matches!(api_version, "policy/v1" | "policy/v1beta1")
+        || body
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k != "Eviction")
+    {
+        return Err(ApiError::bad_request(format!(
+            "not a Eviction object: {api_version}"
+        )));
     }
     if meta_str(body, "name") != name {
-        return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
     }
     let dopts = body.get("deleteOptions").cloned().unwrap_or(Value::Null);
-    let body_dry = dopts.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let body_dry = dopts
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v == "All"));
     let dry_run = query_dry_run || body_dry;
     let user = DeleteOpts {
         grace_period_seconds: dopts.get("gracePeriodSeconds").and_then(Value::as_i64),
-        uid: dopts.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        resource_version: dopts.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
-        propagation_policy: dopts.get("propagationPolicy").and_then(Value::as_str).map(str::to_string),
+        uid: dopts
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: dopts
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        propagation_policy: dopts
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         dry_run,
     };
     let store = &lab.store;
@@ -84,26 +122,43 @@ pub fn evict(lab: &Lab, ns: &str, name: &str, body: &Value, query_dry_run: bool)
         .filter(|pdb| LabelSelector::from_object(pdb.pointer("/spec/selector")).matches(&pod))
         .collect();
     if matching.len() > 1 {
-        return Err(ApiError::new(500, "", "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."));
+        return Err(ApiError::new(
+            500,
+            "",
+            "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+        ));
     }
     let mut opts = user.clone();
     if let Some(pdb) = matching.first() {
         let pdb_name = meta_str(pdb, "name").to_string();
-        let current = pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
-        let desired = pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
-        let policy = pdb.pointer("/spec/unhealthyPodEvictionPolicy").and_then(Value::as_str).unwrap_or("IfHealthyBudget");
+        let current = pdb
+            .pointer("/status/currentHealthy")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let desired = pdb
+            .pointer("/status/desiredHealthy")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let policy = pdb
+            .pointer("/spec/unhealthyPodEvictionPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("IfHealthyBudget");
         // Unready pods: AlwaysAllow, or IfHealthyBudget with the budget already met, skip the
         // decrement; a resourceVersion precondition guards against the pod turning ready.
-        let unready_ok = !is_ready(&pod) && (policy == "AlwaysAllow" || (current >= desired && desired > 0));
+        let unready_ok =
+            !is_ready(&pod) && (policy == "AlwaysAllow" || (current >= desired && desired > 0));
         if unready_ok {
             let user_rv = opts.resource_version.is_some();
             if !user_rv {
                 opts.resource_version = Some(meta_str(&pod, "resourceVersion").to_string());
             }
             return match add_condition_and_delete(lab, ns, name, opts) {
-                Err(e) if e.code == 409 && !user_rv => {
-                    Err(too_many_requests(format!("The disruption budget {pdb_name} is still being processed by the server."), 10))
-                }
+                Err(e) if e.code == 409 && !user_rv => Err(too_many_requests(
+                    format!(
+                        "The disruption budget {pdb_name} is still being processed by the server."
+                    ),
+                    10,
+                )),
                 Err(e) => Err(e),
                 Ok(()) => Ok(success_status()),
             };
@@ -115,26 +170,67 @@ pub fn evict(lab: &Lab, ns: &str, name: &str, body: &Value, query_dry_run: bool)
 }
 
 /// eviction.go checkAndDecrement, done under the store lock (so no conflict retries).
-fn check_and_decrement(lab: &Lab, ns: &str, pod_name: &str, pdb_name: &str, dry_run: bool) -> ApiResult<()> {
+fn check_and_decrement(
+    lab: &Lab,
+    ns: &str,
+    pod_name: &str,
+    pdb_name: &str,
+    dry_run: bool,
+) -> ApiResult<()> {
     let now = lab.clock.now_rfc3339();
     let store = &lab.store;
     let check = |pdb: &Value| -> ApiResult<()> {
-        let generation = pdb.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-        let observed = pdb.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+        let generation = pdb
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let observed = pdb
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if observed < generation {
-            return Err(too_many_requests(format!("The disruption budget {pdb_name} is still being processed by the server."), 10));
+            return Err(too_many_requests(
+                format!("The disruption budget {pdb_name} is still being processed by the server."),
+                10,
+            ));
         }
-        let allowed = pdb.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+        let allowed = pdb
+            .pointer("/status/disruptionsAllowed")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         if allowed < 0 {
-            return Err(ApiError::forbidden(&PDB, pdb_name, "pdb disruptions allowed is negative"));
+            return Err(ApiError::forbidden(
+                &PDB,
+                pdb_name,
+                "pdb disruptions allowed is negative",
+            ));
         }
-        if pdb.pointer("/status/disruptedPods").and_then(Value::as_object).is_some_and(|m| m.len() > MAX_DISRUPTED_POD_SIZE) {
-            return Err(ApiError::forbidden(&PDB, pdb_name, "DisruptedPods map too big - too many evictions not confirmed by PDB controller"));
+        if pdb
+            .pointer("/status/disruptedPods")
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.len() > MAX_DISRUPTED_POD_SIZE)
+        {
+            return Err(ApiError::forbidden(
+                &PDB,
+                pdb_name,
+                "DisruptedPods map too big - too many evictions not confirmed by PDB controller",
+            ));
         }
         if allowed == 0 {
-            let desired = pdb.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
-            let current = pdb.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
-            return Err(too_many_requests(format!("The disruption budget {pdb_name} needs {desired} healthy pods and has {current} currently"), 0));
+            let desired = pdb
+                .pointer("/status/desiredHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let current = pdb
+                .pointer("/status/currentHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            return Err(too_many_requests(
+                format!(
+                    "The disruption budget {pdb_name} needs {desired} healthy pods and has {current} currently"
+                ),
+                0,
+            ));
         }
         Ok(())
     };
@@ -160,7 +256,11 @@ fn check_and_decrement(lab: &Lab, ns: &str, pod_name: &str, pdb_name: &str, dry_
 }
 
 fn set_condition(status: &mut Value, mut cond: Value) {
-    let conds = status.as_object_mut().expect("object").entry("conditions").or_insert(json!([]));
+    let conds = status
+        .as_object_mut()
+        .expect("object")
+        .entry("conditions")
+        .or_insert(json!([]));
     if let Some(a) = conds.as_array_mut() {
         match a.iter_mut().find(|c| c["type"] == cond["type"]) {
             Some(c) => {
@@ -176,7 +276,12 @@ fn set_condition(status: &mut Value, mut cond: Value) {
 
 /// eviction.go addConditionAndDeletePod: mark the pod with the DisruptionTarget condition
 /// (reason EvictionByEvictionAPI), then delete it gracefully with the same preconditions.
-fn add_condition_and_delete(lab: &Lab, ns: &str, name: &str, mut opts: DeleteOpts) -> ApiResult<()> {
+fn add_condition_and_delete(
+    lab: &Lab,
+    ns: &str,
+    name: &str,
+    mut opts: DeleteOpts,
+) -> ApiResult<()> {
     let store = &lab.store;
     if !opts.dry_run {
         let now = lab.clock.now_rfc3339();

@@ -88,13 +88,18 @@ pub fn router(ctx: Arc<ApiContext>, extra: Vec<axum::Router<Arc<Lab>>>) -> axum:
     for e in extra {
         r = r.merge(e);
     }
-    r.fallback(handle).layer(Extension(ctx.clone())).with_state(ctx.lab.clone())
+    r.fallback(handle)
+        .layer(Extension(ctx.clone()))
+        .with_state(ctx.lab.clone())
 }
 
 fn json_bytes(code: u16, body: Vec<u8>) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -105,7 +110,10 @@ pub fn json_response(code: u16, v: &Value) -> Response {
 fn text_response(code: u16, s: String) -> Response {
     let mut r = Response::new(Body::from(s));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -120,29 +128,52 @@ pub fn error_response(e: &ApiError) -> Response {
 }
 
 pub fn unauthorized() -> Response {
-    json_response(401, &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}))
+    json_response(
+        401,
+        &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}),
+    )
 }
 
 /// Identify the caller: client certificate, else bearer token, else (plain HTTP only) admin.
-pub fn authenticate(ctx: &ApiContext, conn: &ConnInfo, headers: &HeaderMap) -> Result<Option<String>, ()> {
+pub fn authenticate(
+    ctx: &ApiContext,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Result<Option<String>, ()> {
     if let Some(u) = &conn.cert_user {
         return Ok(Some(u.clone()));
     }
-    if let Some(h) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(h) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(tok) = h.strip_prefix("Bearer ") {
             return ctx.auth.tokens.get(tok.trim()).cloned().map(Some).ok_or(());
         }
         return Err(());
     }
-    if conn.tls { Ok(None) } else { Ok(Some("admin".into())) }
+    if conn.tls {
+        Ok(None)
+    } else {
+        Ok(Some("admin".into()))
+    }
 }
 
 /// The single entry point for everything not claimed by a plugin route.
 pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let conn = parts.extensions.get::<ConnInfo>().cloned().unwrap_or_default();
+    let conn = parts
+        .extensions
+        .get::<ConnInfo>()
+        .cloned()
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
-    let public = matches!(path.as_str(), "/version" | "/healthz" | "/livez" | "/readyz") || path.starts_with("/readyz/") || path.starts_with("/livez/") || path.starts_with("/healthz/");
+    let public = matches!(
+        path.as_str(),
+        "/version" | "/healthz" | "/livez" | "/readyz"
+    ) || path.starts_with("/readyz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/healthz/");
     let user = match authenticate(&ctx, &conn, &parts.headers) {
         Ok(Some(u)) => u,
         Ok(None) if public => "system:anonymous".into(),
@@ -151,23 +182,55 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
     let lab = ctx.lab.clone();
     let method = parts.method.clone();
     if path.starts_with("/lab/v1/") {
-        let r = lab_endpoint(&ctx, &user, &method, path.trim_end_matches('/'), body_bytes(body).await).await;
-        lab.metrics.record(&method.as_str().to_lowercase(), "", &path, r.status().as_u16());
+        let r = lab_endpoint(
+            &ctx,
+            &user,
+            &method,
+            path.trim_end_matches('/'),
+            body_bytes(body).await,
+        )
+        .await;
+        lab.metrics.record(
+            &method.as_str().to_lowercase(),
+            "",
+            &path,
+            r.status().as_u16(),
+        );
         return r;
     }
     // Non-resource paths.
     let nonres: Option<Response> = match (method.clone(), path.trim_end_matches('/')) {
-        (Method::GET, "/version") => Some(json_response(200, &serde_json::to_value(lab.version()).unwrap_or_default())),
-        (Method::GET, p) if p == "/healthz" || p == "/livez" || p == "/readyz" || p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => Some(text_response(200, "ok".into())),
+        (Method::GET, "/version") => Some(json_response(
+            200,
+            &serde_json::to_value(lab.version()).unwrap_or_default(),
+        )),
+        (Method::GET, p)
+            if p == "/healthz"
+                || p == "/livez"
+                || p == "/readyz"
+                || p.starts_with("/healthz/")
+                || p.starts_with("/livez/")
+                || p.starts_with("/readyz/") =>
+        {
+            Some(text_response(200, "ok".into()))
+        }
         (Method::GET, "/metrics") => Some(text_response(200, lab.metrics.to_prometheus())),
         (Method::GET, "/openapi/v3") => Some(json_response(200, &openapi::root())),
-        (Method::GET, p) if p.starts_with("/openapi/v3/") => Some(match openapi::group_version(p) {
-            Some(d) => json_response(200, &d),
-            None => error_response(&ApiError::no_route()),
-        }),
-        (Method::GET, "/api") => Some(json_response(200, &discovery::api_versions(&ctx.server_addr.lock()))),
+        (Method::GET, p) if p.starts_with("/openapi/v3/") => {
+            Some(match openapi::group_version(p) {
+                Some(d) => json_response(200, &d),
+                None => error_response(&ApiError::no_route()),
+            })
+        }
+        (Method::GET, "/api") => Some(json_response(
+            200,
+            &discovery::api_versions(&ctx.server_addr.lock()),
+        )),
         (Method::GET, "/apis") => Some(json_response(200, &discovery::api_group_list())),
-        (Method::GET, "/api/v1") => Some(json_response(200, &discovery::resource_list("", "v1").unwrap_or_default())),
+        (Method::GET, "/api/v1") => Some(json_response(
+            200,
+            &discovery::resource_list("", "v1").unwrap_or_default(),
+        )),
         (Method::GET, p) if p.starts_with("/apis/") && p.matches('/').count() <= 3 => {
             let segs: Vec<&str> = p.trim_start_matches("/apis/").split('/').collect();
             let doc = match segs.as_slice() {
@@ -180,18 +243,26 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
                 None => error_response(&ApiError::no_route()),
             })
         }
-        (_, p) if !p.starts_with("/api/") && !p.starts_with("/apis/") => Some(error_response(&ApiError::no_route())),
+        (_, p) if !p.starts_with("/api/") && !p.starts_with("/apis/") => {
+            Some(error_response(&ApiError::no_route()))
+        }
         _ => None,
     };
     if let Some(r) = nonres {
-        lab.metrics.record(&method.as_str().to_lowercase(), "", &path, r.status().as_u16());
+        lab.metrics.record(
+            &method.as_str().to_lowercase(),
+            "",
+            &path,
+            r.status().as_u16(),
+        );
         return r;
     }
     let rr = match request::parse(&method, &path, parts.uri.query()) {
         Ok(Some(rr)) => rr,
         Ok(None) => return error_response(&ApiError::no_route()),
         Err(e) => {
-            lab.metrics.record(&method.as_str().to_lowercase(), "", &path, e.code);
+            lab.metrics
+                .record(&method.as_str().to_lowercase(), "", &path, e.code);
             return error_response(&e);
         }
     };
@@ -205,19 +276,32 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
         let e = ApiError::forbidden(
             rr.res,
             &rr.name,
-            format!("User \"{user}\" cannot {} resource \"{}\" in API group \"{}\" {scope}", rr.verb, rr.resource_path(), rr.res.group),
+            format!(
+                "User \"{user}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+                rr.verb,
+                rr.resource_path(),
+                rr.res.group
+            ),
         );
-        lab.metrics.record(rr.verb, rr.res.plural, &rr.subresource, 403);
+        lab.metrics
+            .record(rr.verb, rr.res.plural, &rr.subresource, 403);
         return error_response(&e);
     }
     // Faults.
-    let fault = lab.faults.decide(rr.verb, &rr.resource_path(), &rr.namespace, &rr.name);
+    let fault = lab
+        .faults
+        .decide(rr.verb, &rr.resource_path(), &rr.namespace, &rr.name);
     if fault.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
     }
     if fault.timeout {
-        let e = ApiError::new(504, "Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request");
-        lab.metrics.record(rr.verb, rr.res.plural, &rr.subresource, 504);
+        let e = ApiError::new(
+            504,
+            "Timeout",
+            "the server was unable to return a response in the time allotted, but may still be processing the request",
+        );
+        lab.metrics
+            .record(rr.verb, rr.res.plural, &rr.subresource, 504);
         return error_response(&e);
     }
     if let Some(code) = fault.code {
@@ -229,9 +313,20 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
             409 => "Conflict",
             _ => "InternalError",
         };
-        let mut e = ApiError::new(code, reason, fault.message.clone().unwrap_or_else(|| format!("injected fault: {code} for {} {}", rr.verb, rr.resource_path())));
+        let mut e = ApiError::new(
+            code,
+            reason,
+            fault.message.clone().unwrap_or_else(|| {
+                format!(
+                    "injected fault: {code} for {} {}",
+                    rr.verb,
+                    rr.resource_path()
+                )
+            }),
+        );
         e.retry_after = fault.retry_after;
-        lab.metrics.record(rr.verb, rr.res.plural, &rr.subresource, code);
+        lab.metrics
+            .record(rr.verb, rr.res.plural, &rr.subresource, code);
         return error_response(&e);
     }
     let body = body_bytes(body).await;
@@ -240,19 +335,27 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
-    lab.metrics.record(rr.verb, rr.res.plural, &rr.subresource, resp.status().as_u16());
+    lab.metrics.record(
+        rr.verb,
+        rr.res.plural,
+        &rr.subresource,
+        resp.status().as_u16(),
+    );
     resp
 }
 
 async fn body_bytes(body: Body) -> Bytes {
-    axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default()
+    axum::body::to_bytes(body, 256 << 20)
+        .await
+        .unwrap_or_default()
 }
 
 fn parse_body(b: &Bytes) -> ApiResult<Value> {
     if b.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    serde_json::from_slice(b).map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
+    serde_json::from_slice(b)
+        .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
 }
 
 /// What representation the client asked for in Accept.
@@ -264,7 +367,10 @@ pub enum Repr {
 }
 
 fn repr(headers: &HeaderMap) -> Repr {
-    let a = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let a = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     // The first acceptable alternative wins (kubectl lists Table first, then plain JSON).
     for alt in a.split(',') {
         let alt = alt.replace(' ', "");
@@ -283,7 +389,8 @@ fn repr(headers: &HeaderMap) -> Repr {
 
 fn list_query(rr: &ResourceRequest) -> ApiResult<ListQuery> {
     let labels = match rr.q("labelSelector") {
-        Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
+        Some(s) => LabelSelector::parse(s)
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?,
         None => LabelSelector::everything(),
     };
     let fields = match rr.q("fieldSelector") {
@@ -292,22 +399,40 @@ fn list_query(rr: &ResourceRequest) -> ApiResult<ListQuery> {
     };
     for (f, _, _) in &fields.reqs {
         if !supported_field(rr.res.kind, f) {
-            return Err(ApiError::bad_request(format!("field label not supported: {f}")));
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {f}"
+            )));
         }
     }
     Ok(ListQuery {
-        namespace: if rr.res.namespaced && !rr.namespace.is_empty() { Some(rr.namespace.clone()) } else { None },
+        namespace: if rr.res.namespaced && !rr.namespace.is_empty() {
+            Some(rr.namespace.clone())
+        } else {
+            None
+        },
         labels,
         fields,
     })
 }
 
 /// Render one object in the requested representation.
-fn render(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap, code: u16, obj: &Value) -> Response {
+fn render(
+    ctx: &ApiContext,
+    rr: &ResourceRequest,
+    headers: &HeaderMap,
+    code: u16,
+    obj: &Value,
+) -> Response {
     match repr(headers) {
         Repr::Table => {
             let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-            let t = table::table(&ctx.lab.clock, kind, &[obj], rr.q("includeObject").unwrap_or("Metadata"), json!({"resourceVersion": meta_str(obj, "resourceVersion")}));
+            let t = table::table(
+                &ctx.lab.clock,
+                kind,
+                &[obj],
+                rr.q("includeObject").unwrap_or("Metadata"),
+                json!({"resourceVersion": meta_str(obj, "resourceVersion")}),
+            );
             json_response(code, &t)
         }
         Repr::PartialMetadata => json_response(code, &table::partial_metadata(obj)),
@@ -315,7 +440,13 @@ fn render(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap, code: u16
     }
 }
 
-async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &HeaderMap, body: Bytes, cut_watch_after: Option<u64>) -> ApiResult<Response> {
+async fn serve_resource(
+    ctx: &Arc<ApiContext>,
+    rr: &ResourceRequest,
+    headers: &HeaderMap,
+    body: Bytes,
+    cut_watch_after: Option<u64>,
+) -> ApiResult<Response> {
     let lab = &ctx.lab;
     let store = &lab.store;
     let res = rr.res;
@@ -331,7 +462,12 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
         }
         ("get", "log") => {
             store.get_or_404(res, &rr.namespace, &rr.name)?;
-            let text = lab.pod_logs.lock().get(&(rr.namespace.clone(), rr.name.clone())).cloned().unwrap_or_default();
+            let text = lab
+                .pod_logs
+                .lock()
+                .get(&(rr.namespace.clone(), rr.name.clone()))
+                .cloned()
+                .unwrap_or_default();
             let text = match rr.q("tailLines").and_then(|t| t.parse::<usize>().ok()) {
                 Some(n) => {
                     let lines: Vec<&str> = text.lines().collect();
@@ -356,6 +492,7 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
             };
             strategy::prepare_create(res, &mut obj, next_ip);
             strategy::validate(res, &obj)?;
+            strategy::check_create_resource_version(&obj, dry)?;
             let o = store.create(res, &rr.namespace, obj, dry)?;
             Ok(render(ctx, rr, headers, 201, &o))
         }
@@ -367,22 +504,40 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
         ("create", "binding") => {
             // pkg/registry/core/pod/storage/storage.go BindingREST: set spec.nodeName once
             let b = parse_body(&body)?;
-            let node = b.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let node = b
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             store.mutate_scoped(res, &rr.namespace, &rr.name, WriteScope::Whole, dry, |p| {
-                let cur = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+                let cur = p
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 if !cur.is_empty() {
-                    return Err(ApiError::conflict(res, &rr.name, &format!("pod {} is already assigned to node \"{cur}\"", rr.name)));
+                    return Err(ApiError::conflict(
+                        res,
+                        &rr.name,
+                        &format!("pod {} is already assigned to node \"{cur}\"", rr.name),
+                    ));
                 }
                 p["spec"]["nodeName"] = json!(node);
                 Ok(())
             })?;
-            Ok(json_response(201, &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201})))
+            Ok(json_response(
+                201,
+                &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}),
+            ))
         }
         ("update", sub @ ("" | "status" | "finalize")) => {
             let obj = parse_body(&body)?;
             check_kind(res, &obj)?;
             if !meta_str(&obj, "name").is_empty() && meta_str(&obj, "name") != rr.name {
-                return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({})", meta_str(&obj, "name"), rr.name)));
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({})",
+                    meta_str(&obj, "name"),
+                    rr.name
+                )));
             }
             let mut obj = obj;
             crate::store::metadata_mut(&mut obj).insert("name".into(), json!(rr.name));
@@ -399,19 +554,26 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
         }
         ("update", "scale") => {
             let b = parse_body(&body)?;
-            let replicas = b.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            let replicas = b
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             let want_rv = meta_str(&b, "resourceVersion").to_string();
-            let o = store.mutate_scoped(res, &rr.namespace, &rr.name, WriteScope::Main, dry, |o| {
-                if !want_rv.is_empty() && want_rv != meta_str(o, "resourceVersion") {
-                    return Err(ApiError::stale(res, &rr.name));
-                }
-                o["spec"]["replicas"] = json!(replicas);
-                Ok(())
-            })?;
+            let o =
+                store.mutate_scoped(res, &rr.namespace, &rr.name, WriteScope::Main, dry, |o| {
+                    if !want_rv.is_empty() && want_rv != meta_str(o, "resourceVersion") {
+                        return Err(ApiError::stale(res, &rr.name));
+                    }
+                    o["spec"]["replicas"] = json!(replicas);
+                    Ok(())
+                })?;
             Ok(json_response(200, &scale_of(&o)))
         }
         ("patch", sub @ ("" | "status" | "scale")) => {
-            let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let Some(kind) = PatchKind::from_content_type(ct) else {
                 return Err(ApiError::unsupported_media(format!(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json ({ct} is not supported by the lab)"
@@ -419,19 +581,32 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
             };
             let p = parse_body(&body)?;
             if sub == "scale" {
-                let o = store.mutate_scoped(res, &rr.namespace, &rr.name, WriteScope::Main, dry, |o| {
-                    let mut sc = scale_of(o);
-                    apply_patch(&mut sc, kind, &p).map_err(|m| ApiError::new(422, "Invalid", m))?;
-                    let rv = meta_str(&sc, "resourceVersion");
-                    if !rv.is_empty() && rv != meta_str(o, "resourceVersion") {
-                        return Err(ApiError::stale(res, &rr.name));
-                    }
-                    o["spec"]["replicas"] = sc.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-                    Ok(())
-                })?;
+                let o = store.mutate_scoped(
+                    res,
+                    &rr.namespace,
+                    &rr.name,
+                    WriteScope::Main,
+                    dry,
+                    |o| {
+                        let mut sc = scale_of(o);
+                        apply_patch(&mut sc, kind, &p)
+                            .map_err(|m| ApiError::new(422, "Invalid", m))?;
+                        let rv = meta_str(&sc, "resourceVersion");
+                        if !rv.is_empty() && rv != meta_str(o, "resourceVersion") {
+                            return Err(ApiError::stale(res, &rr.name));
+                        }
+                        o["spec"]["replicas"] =
+                            sc.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+                        Ok(())
+                    },
+                )?;
                 return Ok(json_response(200, &scale_of(&o)));
             }
-            let scope = if sub == "status" { WriteScope::Status } else { WriteScope::Main };
+            let scope = if sub == "status" {
+                WriteScope::Status
+            } else {
+                WriteScope::Main
+            };
             let o = store.mutate_scoped(res, &rr.namespace, &rr.name, scope, dry, |o| {
                 let before_rv = meta_str(o, "resourceVersion").to_string();
                 apply_patch(o, kind, &p).map_err(|m| ApiError::new(422, "Invalid", m))?;
@@ -440,7 +615,11 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
                     return Err(ApiError::stale(res, &rr.name));
                 }
                 if meta_str(o, "name") != rr.name {
-                    return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({})", meta_str(o, "name"), rr.name)));
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({})",
+                        meta_str(o, "name"),
+                        rr.name
+                    )));
                 }
                 if scope == WriteScope::Main {
                     strategy::validate(res, o)?;
@@ -451,9 +630,15 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
         }
         ("delete", "") => {
             let opts = delete_opts(rr, &body)?;
-            if res == &resources::NAMESPACE && matches!(rr.name.as_str(), "default" | "kube-system" | "kube-public") {
+            if res == &resources::NAMESPACE
+                && matches!(rr.name.as_str(), "default" | "kube-system" | "kube-public")
+            {
                 // plugin/pkg/admission/namespace/lifecycle: immortal namespaces
-                return Err(ApiError::forbidden(res, &rr.name, "this namespace may not be deleted"));
+                return Err(ApiError::forbidden(
+                    res,
+                    &rr.name,
+                    "this namespace may not be deleted",
+                ));
             }
             let out = store.delete(res, &rr.namespace, &rr.name, &opts)?;
             Ok(deleted_response(ctx, rr, headers, &out))
@@ -464,7 +649,12 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
             let (objs, rv) = store.list(res, &q);
             let mut items = Vec::new();
             for o in objs {
-                if res == &resources::NAMESPACE && matches!(meta_str(&o, "name"), "default" | "kube-system" | "kube-public") {
+                if res == &resources::NAMESPACE
+                    && matches!(
+                        meta_str(&o, "name"),
+                        "default" | "kube-system" | "kube-public"
+                    )
+                {
                     continue;
                 }
                 match store.delete(res, meta_str(&o, "namespace"), meta_str(&o, "name"), &opts) {
@@ -473,16 +663,25 @@ async fn serve_resource(ctx: &Arc<ApiContext>, rr: &ResourceRequest, headers: &H
                     Err(e) => return Err(e),
                 }
             }
-            Ok(json_response(200, &json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items})))
+            Ok(json_response(
+                200,
+                &json!({"kind": res.list_kind(), "apiVersion": res.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+            ))
         }
-        (verb, sub) => Err(ApiError::method_not_allowed(verb, &format!("{}/{}", res.plural, sub))),
+        (verb, sub) => Err(ApiError::method_not_allowed(
+            verb,
+            &format!("{}/{}", res.plural, sub),
+        )),
     }
 }
 
 fn check_kind(res: &Resource, obj: &Value) -> ApiResult<()> {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or(res.kind);
     if kind != res.kind {
-        return Err(ApiError::bad_request(format!("the object provided is unrecognized (must be of type {}): kind {kind} in body", res.kind)));
+        return Err(ApiError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {}): kind {kind} in body",
+            res.kind
+        )));
     }
     Ok(())
 }
@@ -516,23 +715,52 @@ fn scale_of(o: &Value) -> Value {
 }
 
 fn delete_opts(rr: &ResourceRequest, body: &Bytes) -> ApiResult<DeleteOpts> {
-    let b: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))? };
-    let grace = rr.q("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok()).or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
-    let mut policy = rr.q("propagationPolicy").map(str::to_string).or_else(|| b.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
-    let orphan = rr.q("orphanDependents").map(|v| v == "true").or_else(|| b.get("orphanDependents").and_then(Value::as_bool));
+    let b: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
+    let grace = rr
+        .q("gracePeriodSeconds")
+        .and_then(|g| g.parse::<i64>().ok())
+        .or_else(|| b.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let mut policy = rr.q("propagationPolicy").map(str::to_string).or_else(|| {
+        b.get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let orphan = rr
+        .q("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| b.get("orphanDependents").and_then(Value::as_bool));
     if policy.is_none() && orphan == Some(true) {
         policy = Some("Orphan".into());
     }
     if let Some(p) = &policy {
         if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::new(422, "Invalid", format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"")));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                ),
+            ));
         }
     }
-    let body_dry = b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All"));
+    let body_dry = b
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOpts {
         grace_period_seconds: grace,
-        uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-        resource_version: b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
+        uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        resource_version: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         propagation_policy: policy,
         dry_run: rr.dry_run() || body_dry,
     })
@@ -540,9 +768,17 @@ fn delete_opts(rr: &ResourceRequest, body: &Bytes) -> ApiResult<DeleteOpts> {
 
 /// Pods and namespaces answer with the object (registry ReturnDeletedObject); other
 /// resources with a Success Status naming what was deleted.
-fn deleted_response(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap, out: &DeleteOutcome) -> Response {
+fn deleted_response(
+    ctx: &ApiContext,
+    rr: &ResourceRequest,
+    headers: &HeaderMap,
+    out: &DeleteOutcome,
+) -> Response {
     let o = out.object();
-    if rr.res == &resources::POD || rr.res == &resources::NAMESPACE || matches!(out, DeleteOutcome::Terminating(_)) {
+    if rr.res == &resources::POD
+        || rr.res == &resources::NAMESPACE
+        || matches!(out, DeleteOutcome::Terminating(_))
+    {
         return render(ctx, rr, headers, 200, o);
     }
     json_response(
@@ -562,7 +798,10 @@ struct ContinueToken {
 fn list(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap) -> ApiResult<Response> {
     let store = &ctx.lab.store;
     let res = rr.res;
-    let limit = rr.q("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let limit = rr
+        .q("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
     let rv_param = rr.q("resourceVersion");
     let rv_match = rr.q("resourceVersionMatch");
     let (items, rv, next) = if let Some(tok) = rr.q("continue") {
@@ -583,13 +822,26 @@ fn list(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap) -> ApiResul
     } else {
         let q = list_query(rr)?;
         let current = store.current_rv();
-        if let Some(want) = rv_param.filter(|v| *v != "0").and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(want) = rv_param
+            .filter(|v| *v != "0")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             if rv_match == Some("Exact") && want != current {
-                return Err(ApiError::gone(format!("too old resource version: {want} ({current})")));
+                return Err(ApiError::gone(format!(
+                    "too old resource version: {want} ({current})"
+                )));
             }
             if want > current {
-                let mut e = ApiError::new(504, "Timeout", format!("Too large resource version: {want}, current: {current}"));
-                e = e.with_cause("ResourceVersionTooLarge", "Too large resource version", None);
+                let mut e = ApiError::new(
+                    504,
+                    "Timeout",
+                    format!("Too large resource version: {want}, current: {current}"),
+                );
+                e = e.with_cause(
+                    "ResourceVersionTooLarge",
+                    "Too large resource version",
+                    None,
+                );
                 e.retry_after = Some(1);
                 return Err(e);
             }
@@ -603,7 +855,9 @@ fn list(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap) -> ApiResul
                 let mut pages = ctx.pages.lock();
                 pages.next_id += 1;
                 let id = pages.next_id;
-                pages.entries.push_back((id, Instant::now(), rv, snap.clone()));
+                pages
+                    .entries
+                    .push_back((id, Instant::now(), rv, snap.clone()));
                 while pages.entries.len() > PAGE_CACHE_MAX {
                     pages.entries.pop_front();
                 }
@@ -614,33 +868,61 @@ fn list(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap) -> ApiResul
     };
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some((id, off)) = next {
-        let tok = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&ContinueToken { id, rv, off }).unwrap_or_default());
+        let tok = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&ContinueToken { id, rv, off }).unwrap_or_default());
         meta["continue"] = json!(tok);
         if rr.q("labelSelector").is_none() && rr.q("fieldSelector").is_none() {
-            let total = ctx.pages.lock().entries.iter().find(|e| e.0 == id).map_or(0, |e| e.3.len());
+            let total = ctx
+                .pages
+                .lock()
+                .entries
+                .iter()
+                .find(|e| e.0 == id)
+                .map_or(0, |e| e.3.len());
             meta["remainingItemCount"] = json!(total.saturating_sub(off));
         }
     }
     Ok(match repr(headers) {
         Repr::Table => {
             let refs: Vec<&Value> = items.iter().map(|o| o.as_ref()).collect();
-            json_response(200, &table::table(&ctx.lab.clock, res.kind, &refs, rr.q("includeObject").unwrap_or("Metadata"), meta))
+            json_response(
+                200,
+                &table::table(
+                    &ctx.lab.clock,
+                    res.kind,
+                    &refs,
+                    rr.q("includeObject").unwrap_or("Metadata"),
+                    meta,
+                ),
+            )
         }
         Repr::PartialMetadata => {
             let its: Vec<Value> = items.iter().map(|o| table::partial_metadata(o)).collect();
-            json_response(200, &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": its}))
+            json_response(
+                200,
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": its}),
+            )
         }
         Repr::Object => {
             // Serialise item by item: no copy of the objects.
             let mut out = Vec::with_capacity(items.len() * 2048 + 256);
-            out.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":", res.list_kind(), res.api_version()).as_bytes());
-            serde_json::to_writer(&mut out, &meta).map_err(|e| ApiError::internal(e.to_string()))?;
+            out.extend_from_slice(
+                format!(
+                    "{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":",
+                    res.list_kind(),
+                    res.api_version()
+                )
+                .as_bytes(),
+            );
+            serde_json::to_writer(&mut out, &meta)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             out.extend_from_slice(b",\"items\":[");
             for (i, o) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                serde_json::to_writer(&mut out, o.as_ref()).map_err(|e| ApiError::internal(e.to_string()))?;
+                serde_json::to_writer(&mut out, o.as_ref())
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
             }
             out.extend_from_slice(b"]}");
             json_bytes(200, out)
@@ -649,21 +931,41 @@ fn list(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap) -> ApiResul
 }
 
 /// `/lab/v1/...`: faults, metrics, clock.
-async fn lab_endpoint(ctx: &ApiContext, user: &str, method: &Method, path: &str, body: Bytes) -> Response {
+async fn lab_endpoint(
+    ctx: &ApiContext,
+    user: &str,
+    method: &Method,
+    path: &str,
+    body: Bytes,
+) -> Response {
     let lab = &ctx.lab;
     let write = *method != Method::GET;
     if write && ctx.auth.read_only_users.iter().any(|u| u == user) {
-        return error_response(&ApiError::new(403, "Forbidden", format!("User \"{user}\" cannot change the lab")));
+        return error_response(&ApiError::new(
+            403,
+            "Forbidden",
+            format!("User \"{user}\" cannot change the lab"),
+        ));
     }
     match (method.clone(), path) {
-        (Method::GET, "/lab/v1/faults") => json_response(200, &serde_json::to_value(lab.faults.config()).unwrap_or_default()),
-        (Method::POST | Method::PUT, "/lab/v1/faults") => match serde_json::from_slice::<FaultConfig>(&body) {
-            Ok(cfg) => {
-                lab.faults.set(cfg);
-                json_response(200, &serde_json::to_value(lab.faults.config()).unwrap_or_default())
+        (Method::GET, "/lab/v1/faults") => json_response(
+            200,
+            &serde_json::to_value(lab.faults.config()).unwrap_or_default(),
+        ),
+        (Method::POST | Method::PUT, "/lab/v1/faults") => {
+            match serde_json::from_slice::<FaultConfig>(&body) {
+                Ok(cfg) => {
+                    lab.faults.set(cfg);
+                    json_response(
+                        200,
+                        &serde_json::to_value(lab.faults.config()).unwrap_or_default(),
+                    )
+                }
+                Err(e) => error_response(&ApiError::bad_request(format!(
+                    "invalid fault configuration: {e}"
+                ))),
             }
-            Err(e) => error_response(&ApiError::bad_request(format!("invalid fault configuration: {e}"))),
-        },
+        }
         (Method::DELETE, "/lab/v1/faults") => {
             lab.faults.clear();
             json_response(200, &json!({"rules": []}))
@@ -673,7 +975,10 @@ async fn lab_endpoint(ctx: &ApiContext, user: &str, method: &Method, path: &str,
             lab.metrics.reset();
             json_response(200, &json!({"reset": true}))
         }
-        (Method::GET, "/lab/v1/clock") => json_response(200, &json!({"now": lab.clock.now_rfc3339(), "timeScale": lab.clock.time_scale()})),
+        (Method::GET, "/lab/v1/clock") => json_response(
+            200,
+            &json!({"now": lab.clock.now_rfc3339(), "timeScale": lab.clock.time_scale()}),
+        ),
         (Method::POST, "/lab/v1/clock") => {
             let b: Value = serde_json::from_slice(&body).unwrap_or_default();
             if let Some(s) = b.get("timeScale").and_then(Value::as_f64) {
@@ -682,7 +987,10 @@ async fn lab_endpoint(ctx: &ApiContext, user: &str, method: &Method, path: &str,
             if let Some(s) = b.get("advanceSeconds").and_then(Value::as_f64) {
                 lab.clock.advance(Duration::from_secs_f64(s.max(0.0)));
             }
-            json_response(200, &json!({"now": lab.clock.now_rfc3339(), "timeScale": lab.clock.time_scale()}))
+            json_response(
+                200,
+                &json!({"now": lab.clock.now_rfc3339(), "timeScale": lab.clock.time_scale()}),
+            )
         }
         _ => error_response(&ApiError::no_route()),
     }

@@ -22,7 +22,10 @@ pub struct ResourceRequest {
 
 impl ResourceRequest {
     pub fn q(&self, k: &str) -> Option<&str> {
-        self.query.get(k).map(String::as_str).filter(|v| !v.is_empty())
+        self.query
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
     pub fn dry_run(&self) -> bool {
         self.q("dryRun") == Some("All")
@@ -38,13 +41,23 @@ impl ResourceRequest {
 }
 
 pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.unwrap_or("").as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Parse `/api/v1/...` or `/apis/<g>/<v>/...` below the group-version prefix.
 /// Returns Ok(None) when the path is not a resource path.
-pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Option<ResourceRequest>, ApiError> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+pub fn parse(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Option<ResourceRequest>, ApiError> {
+    let parts: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     let (group, version, mut rest) = match parts.as_slice() {
         ["api", v, rest @ ..] if !rest.is_empty() => ("", *v, rest.to_vec()),
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest.to_vec()),
@@ -113,7 +126,14 @@ pub fn parse(method: &Method, path: &str, query: Option<&str>) -> Result<Option<
     if verb == "watch" {
         query.insert("watch".into(), "true".into());
     }
-    Ok(Some(ResourceRequest { verb, res, namespace, name, subresource, query }))
+    Ok(Some(ResourceRequest {
+        verb,
+        res,
+        namespace,
+        name,
+        subresource,
+        query,
+    }))
 }
 
 #[cfg(test)]
@@ -122,15 +142,48 @@ mod tests {
 
     #[test]
     fn paths() {
-        let r = parse(&Method::GET, "/api/v1/namespaces/default/pods/web/log", None).unwrap().unwrap();
-        assert_eq!((r.verb, r.res.plural, r.namespace.as_str(), r.name.as_str(), r.subresource.as_str()), ("get", "pods", "default", "web", "log"));
-        let r = parse(&Method::GET, "/api/v1/namespaces/kube-system", None).unwrap().unwrap();
-        assert_eq!((r.verb, r.res.plural, r.name.as_str()), ("get", "namespaces", "kube-system"));
-        let r = parse(&Method::PUT, "/api/v1/namespaces/x/status", None).unwrap().unwrap();
-        assert_eq!((r.res.plural, r.name.as_str(), r.subresource.as_str()), ("namespaces", "x", "status"));
-        let r = parse(&Method::GET, "/apis/apps/v1/watch/namespaces/a/deployments", None).unwrap().unwrap();
+        let r = parse(
+            &Method::GET,
+            "/api/v1/namespaces/default/pods/web/log",
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (
+                r.verb,
+                r.res.plural,
+                r.namespace.as_str(),
+                r.name.as_str(),
+                r.subresource.as_str()
+            ),
+            ("get", "pods", "default", "web", "log")
+        );
+        let r = parse(&Method::GET, "/api/v1/namespaces/kube-system", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.verb, r.res.plural, r.name.as_str()),
+            ("get", "namespaces", "kube-system")
+        );
+        let r = parse(&Method::PUT, "/api/v1/namespaces/x/status", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.res.plural, r.name.as_str(), r.subresource.as_str()),
+            ("namespaces", "x", "status")
+        );
+        let r = parse(
+            &Method::GET,
+            "/apis/apps/v1/watch/namespaces/a/deployments",
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((r.verb, r.namespace.as_str()), ("watch", "a"));
-        let r = parse(&Method::DELETE, "/api/v1/nodes", None).unwrap().unwrap();
+        let r = parse(&Method::DELETE, "/api/v1/nodes", None)
+            .unwrap()
+            .unwrap();
         assert_eq!(r.verb, "deletecollection");
         assert!(parse(&Method::GET, "/api/v1/widgets", None).is_err());
     }

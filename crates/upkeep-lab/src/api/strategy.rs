@@ -8,33 +8,68 @@ use crate::resources::{self, Resource};
 use crate::selector::LabelSelector;
 use crate::store::meta_str;
 
+/// A create must not carry a resourceVersion: staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go
+/// Create returns `storage.ErrResourceVersionSetOnCreate`, a plain error the handler turns into a
+/// 500 with no reason. Values that do not parse as a version, and "0", pass; dry-run never reaches
+/// the storage (registry/generic/registry/dryrun.go), so it passes too.
+pub fn check_create_resource_version(obj: &Value, dry_run: bool) -> ApiResult<()> {
+    let rv = meta_str(obj, "resourceVersion");
+    if !dry_run && rv.parse::<u64>().is_ok_and(|v| v != 0) {
+        return Err(ApiError::new(
+            500,
+            "",
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    Ok(())
+}
+
 /// Prepare an object created through the API.
-pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: impl FnOnce() -> String) {
+pub fn prepare_create(
+    res: &'static Resource,
+    obj: &mut Value,
+    next_cluster_ip: impl FnOnce() -> String,
+) {
     let Some(o) = obj.as_object_mut() else { return };
     match res.kind {
         "Pod" if res == &resources::POD => {
             // pkg/registry/core/pod/strategy.go PrepareForCreate: status reset to Pending + QoS class
             let qos = qos_class(o.get("spec").unwrap_or(&Value::Null));
-            o.insert("status".into(), json!({"phase": "Pending", "qosClass": qos}));
+            o.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos}),
+            );
             let spec = o.entry("spec").or_insert(json!({}));
             if let Some(spec) = spec.as_object_mut() {
                 // pkg/apis/core/v1/defaults.go SetDefaults_PodSpec
                 spec.entry("restartPolicy").or_insert(json!("Always"));
-                spec.entry("terminationGracePeriodSeconds").or_insert(json!(30));
+                spec.entry("terminationGracePeriodSeconds")
+                    .or_insert(json!(30));
                 spec.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-                spec.entry("schedulerName").or_insert(json!("default-scheduler"));
+                spec.entry("schedulerName")
+                    .or_insert(json!("default-scheduler"));
                 spec.entry("securityContext").or_insert(json!({}));
                 spec.entry("enableServiceLinks").or_insert(json!(true));
-                spec.entry("preemptionPolicy").or_insert(json!("PreemptLowerPriority"));
+                spec.entry("preemptionPolicy")
+                    .or_insert(json!("PreemptLowerPriority"));
                 spec.entry("priority").or_insert(json!(0));
                 spec.entry("serviceAccountName").or_insert(json!("default"));
                 for key in ["containers", "initContainers"] {
                     if let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) {
                         for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                            let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+                            let image = c
+                                .get("image")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string();
                             let latest = !image.contains(':') || image.ends_with(":latest");
-                            c.entry("imagePullPolicy").or_insert(json!(if latest { "Always" } else { "IfNotPresent" }));
-                            c.entry("terminationMessagePath").or_insert(json!("/dev/termination-log"));
+                            c.entry("imagePullPolicy").or_insert(json!(if latest {
+                                "Always"
+                            } else {
+                                "IfNotPresent"
+                            }));
+                            c.entry("terminationMessagePath")
+                                .or_insert(json!("/dev/termination-log"));
                             c.entry("terminationMessagePolicy").or_insert(json!("File"));
                             c.entry("resources").or_insert(json!({}));
                         }
@@ -43,10 +78,17 @@ pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: 
                 // plugin/pkg/admission/defaulttolerationseconds: 300 s NoExecute tolerations
                 let tols = spec.entry("tolerations").or_insert(json!([]));
                 if let Some(t) = tols.as_array_mut() {
-                    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+                    for key in [
+                        "node.kubernetes.io/not-ready",
+                        "node.kubernetes.io/unreachable",
+                    ] {
                         let has = t.iter().any(|x| {
-                            (x.get("key").and_then(Value::as_str) == Some(key) || (x.get("key").is_none() && x.get("operator").and_then(Value::as_str) == Some("Exists")))
-                                && x.get("effect").and_then(Value::as_str).is_none_or(|e| e == "NoExecute")
+                            (x.get("key").and_then(Value::as_str) == Some(key)
+                                || (x.get("key").is_none()
+                                    && x.get("operator").and_then(Value::as_str) == Some("Exists")))
+                                && x.get("effect")
+                                    .and_then(Value::as_str)
+                                    .is_none_or(|e| e == "NoExecute")
                         });
                         if !has {
                             t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
@@ -69,8 +111,11 @@ pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: 
                         spec.entry("progressDeadlineSeconds").or_insert(json!(600));
                     }
                     "StatefulSet" => {
-                        spec.entry("podManagementPolicy").or_insert(json!("OrderedReady"));
-                        spec.entry("updateStrategy").or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+                        spec.entry("podManagementPolicy")
+                            .or_insert(json!("OrderedReady"));
+                        spec.entry("updateStrategy").or_insert(
+                            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                        );
                     }
                     "DaemonSet" => {
                         spec.entry("updateStrategy").or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
@@ -81,7 +126,9 @@ pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: 
                         spec.entry("backoffLimit").or_insert(json!(6));
                         spec.entry("completionMode").or_insert(json!("NonIndexed"));
                         spec.entry("suspend").or_insert(json!(false));
-                        if spec.get("completions").is_none() && spec.get("parallelism") == Some(&json!(1)) {
+                        if spec.get("completions").is_none()
+                            && spec.get("parallelism") == Some(&json!(1))
+                        {
                             spec.insert("completions".into(), json!(1));
                         }
                     }
@@ -93,10 +140,16 @@ pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: 
                 // Job: selector and labels generated from the uid are added by the store caller.
                 if let Some(tpl) = spec.get_mut("template").and_then(Value::as_object_mut) {
                     if let Some(ps) = tpl.get_mut("spec").and_then(Value::as_object_mut) {
-                        ps.entry("restartPolicy").or_insert(json!(if kind == "Job" { "Never" } else { "Always" }));
-                        ps.entry("terminationGracePeriodSeconds").or_insert(json!(30));
+                        ps.entry("restartPolicy").or_insert(json!(if kind == "Job" {
+                            "Never"
+                        } else {
+                            "Always"
+                        }));
+                        ps.entry("terminationGracePeriodSeconds")
+                            .or_insert(json!(30));
                         ps.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-                        ps.entry("schedulerName").or_insert(json!("default-scheduler"));
+                        ps.entry("schedulerName")
+                            .or_insert(json!("default-scheduler"));
                         ps.entry("securityContext").or_insert(json!({}));
                     }
                 }
@@ -108,8 +161,16 @@ pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: 
         }
         "Namespace" => {
             o.insert("status".into(), json!({"phase": "Active"}));
-            let name = o.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("").to_string();
-            o.entry("spec").or_insert(json!({})).as_object_mut().map(|s| s.entry("finalizers").or_insert(json!(["kubernetes"])));
+            let name = o
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            o.entry("spec")
+                .or_insert(json!({}))
+                .as_object_mut()
+                .map(|s| s.entry("finalizers").or_insert(json!(["kubernetes"])));
             if let Some(md) = o.get_mut("metadata").and_then(Value::as_object_mut) {
                 let labels = md.entry("labels").or_insert(json!({}));
                 if !name.is_empty() {
@@ -143,7 +204,9 @@ pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: 
             if let Some(sd) = o.remove("stringData").and_then(|v| v.as_object().cloned()) {
                 let data = o.entry("data").or_insert(json!({}));
                 for (k, v) in sd {
-                    data[k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or("")));
+                    data[k.as_str()] = json!(
+                        base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or(""))
+                    );
                 }
             }
             o.entry("type").or_insert(json!("Opaque"));
@@ -154,7 +217,11 @@ pub fn prepare_create(res: &'static Resource, obj: &mut Value, next_cluster_ip: 
 
 /// pkg/apis/core/helper/qos GetPodQOS (requests/limits of regular containers only).
 fn qos_class(spec: &Value) -> &'static str {
-    let cs = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let cs = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut any = false;
     let mut guaranteed = true;
     for c in &cs {
@@ -184,18 +251,32 @@ fn qos_class(spec: &Value) -> &'static str {
 pub fn validate(res: &'static Resource, obj: &Value) -> ApiResult<()> {
     let name = meta_str(obj, "name");
     let mut causes = Vec::new();
-    let req = |f: &str| Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: Some(f.into()) };
+    let req = |f: &str| Cause {
+        reason: "FieldValueRequired".into(),
+        message: "Required value".into(),
+        field: Some(f.into()),
+    };
     match res.kind {
         "Pod" if res == &resources::POD => {
-            if obj.pointer("/spec/containers").and_then(Value::as_array).is_none_or(|c| c.is_empty()) {
+            if obj
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .is_none_or(|c| c.is_empty())
+            {
                 causes.push(req("spec.containers"));
             }
             if let Some(cs) = obj.pointer("/spec/containers").and_then(Value::as_array) {
                 for (i, c) in cs.iter().enumerate() {
-                    if c.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    if c.get("name")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
                         causes.push(req(&format!("spec.containers[{i}].name")));
                     }
-                    if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    if c.get("image")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
                         causes.push(req(&format!("spec.containers[{i}].image")));
                     }
                 }
@@ -210,26 +291,52 @@ pub fn validate(res: &'static Resource, obj: &Value) -> ApiResult<()> {
                 if !s.matches_labels(obj.pointer("/spec/template/metadata/labels")) {
                     causes.push(Cause {
                         reason: "FieldValueInvalid".into(),
-                        message: format!("Invalid value: {}: `selector` does not match template `labels`", obj.pointer("/spec/template/metadata/labels").cloned().unwrap_or(json!({}))),
+                        message: format!(
+                            "Invalid value: {}: `selector` does not match template `labels`",
+                            obj.pointer("/spec/template/metadata/labels")
+                                .cloned()
+                                .unwrap_or(json!({}))
+                        ),
                         field: Some("spec.template.metadata.labels".into()),
                     });
                 }
             }
-            if obj.pointer("/spec/template/spec/containers").and_then(Value::as_array).is_none_or(|c| c.is_empty()) {
+            if obj
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .is_none_or(|c| c.is_empty())
+            {
                 causes.push(req("spec.template.spec.containers"));
             }
-            if obj.pointer("/spec/replicas").and_then(Value::as_i64).is_some_and(|r| r < 0) {
-                causes.push(Cause { reason: "FieldValueInvalid".into(), message: "Invalid value: must be greater than or equal to 0".into(), field: Some("spec.replicas".into()) });
+            if obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .is_some_and(|r| r < 0)
+            {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: must be greater than or equal to 0".into(),
+                    field: Some("spec.replicas".into()),
+                });
             }
         }
         "PodDisruptionBudget" => {
             let min = obj.pointer("/spec/minAvailable");
             let max = obj.pointer("/spec/maxUnavailable");
             if min.is_some_and(|v| !v.is_null()) && max.is_some_and(|v| !v.is_null()) {
-                causes.push(Cause { reason: "FieldValueInvalid".into(), message: "Invalid value: minAvailable and maxUnavailable cannot be both set".into(), field: Some("spec".into()) });
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: minAvailable and maxUnavailable cannot be both set"
+                        .into(),
+                    field: Some("spec".into()),
+                });
             }
         }
         _ => {}
     }
-    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(res, name, causes)) }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(res, name, causes))
+    }
 }

@@ -7,7 +7,8 @@ use crate::clock::{Clock, human_duration};
 use crate::store::meta_str;
 
 fn col(name: &str, ty: &str, priority: u8, desc: &str) -> Value {
-    let mut c = json!({"name": name, "type": ty, "format": "", "description": desc, "priority": priority});
+    let mut c =
+        json!({"name": name, "type": ty, "format": "", "description": desc, "priority": priority});
     if name == "Name" {
         c["format"] = json!("name");
     }
@@ -25,20 +26,100 @@ pub fn columns(kind: &str) -> Vec<Value> {
     let i = |n: &str| col(n, "integer", 0, "");
     let w = |n: &str| col(n, "string", 1, "");
     match kind {
-        "Node" => vec![name, s("Status"), s("Roles"), age, s("Version"), w("Internal-IP"), w("External-IP"), w("OS-Image"), w("Kernel-Version"), w("Container-Runtime")],
-        "Pod" => vec![name, s("Ready"), s("Status"), s("Restarts"), age, w("IP"), w("Node"), w("Nominated Node"), w("Readiness Gates")],
-        "Deployment" => vec![name, s("Ready"), i("Up-to-date"), i("Available"), age, w("Containers"), w("Images"), w("Selector")],
-        "ReplicaSet" => vec![name, i("Desired"), i("Current"), i("Ready"), age, w("Containers"), w("Images"), w("Selector")],
-        "DaemonSet" => vec![name, i("Desired"), i("Current"), i("Ready"), i("Up-to-date"), i("Available"), s("Node Selector"), age, w("Containers"), w("Images"), w("Selector")],
+        "Node" => vec![
+            name,
+            s("Status"),
+            s("Roles"),
+            age,
+            s("Version"),
+            w("Internal-IP"),
+            w("External-IP"),
+            w("OS-Image"),
+            w("Kernel-Version"),
+            w("Container-Runtime"),
+        ],
+        "Pod" => vec![
+            name,
+            s("Ready"),
+            s("Status"),
+            s("Restarts"),
+            age,
+            w("IP"),
+            w("Node"),
+            w("Nominated Node"),
+            w("Readiness Gates"),
+        ],
+        "Deployment" => vec![
+            name,
+            s("Ready"),
+            i("Up-to-date"),
+            i("Available"),
+            age,
+            w("Containers"),
+            w("Images"),
+            w("Selector"),
+        ],
+        "ReplicaSet" => vec![
+            name,
+            i("Desired"),
+            i("Current"),
+            i("Ready"),
+            age,
+            w("Containers"),
+            w("Images"),
+            w("Selector"),
+        ],
+        "DaemonSet" => vec![
+            name,
+            i("Desired"),
+            i("Current"),
+            i("Ready"),
+            i("Up-to-date"),
+            i("Available"),
+            s("Node Selector"),
+            age,
+            w("Containers"),
+            w("Images"),
+            w("Selector"),
+        ],
         "StatefulSet" => vec![name, s("Ready"), age, w("Containers"), w("Images")],
-        "Job" => vec![name, s("Status"), s("Completions"), s("Duration"), age, w("Containers"), w("Images"), w("Selector")],
-        "PodDisruptionBudget" => vec![name, s("Min Available"), s("Max Unavailable"), i("Allowed Disruptions"), age],
+        "Job" => vec![
+            name,
+            s("Status"),
+            s("Completions"),
+            s("Duration"),
+            age,
+            w("Containers"),
+            w("Images"),
+            w("Selector"),
+        ],
+        "PodDisruptionBudget" => vec![
+            name,
+            s("Min Available"),
+            s("Max Unavailable"),
+            i("Allowed Disruptions"),
+            age,
+        ],
         "Namespace" => vec![name, s("Status"), age],
-        "Service" => vec![name, s("Type"), s("Cluster-IP"), s("External-IP"), s("Port(s)"), age, w("Selector")],
+        "Service" => vec![
+            name,
+            s("Type"),
+            s("Cluster-IP"),
+            s("External-IP"),
+            s("Port(s)"),
+            age,
+            w("Selector"),
+        ],
         "ConfigMap" => vec![name, i("Data"), age],
         "Secret" => vec![name, s("Type"), i("Data"), age],
         "Lease" => vec![name, s("Holder"), age],
-        "Event" => vec![s("Last Seen"), s("Type"), s("Reason"), s("Object"), s("Message")],
+        "Event" => vec![
+            s("Last Seen"),
+            s("Type"),
+            s("Reason"),
+            s("Object"),
+            s("Message"),
+        ],
         "ServiceAccount" => vec![name, i("Secrets"), age],
         "Endpoints" => vec![name, s("Endpoints"), age],
         _ => vec![name, age],
@@ -65,14 +146,26 @@ fn or_none(v: String) -> String {
 }
 
 fn containers_images(o: &Value, ptr: &str) -> (String, String) {
-    let cs = o.pointer(ptr).and_then(Value::as_array).cloned().unwrap_or_default();
-    let names: Vec<&str> = cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect();
-    let images: Vec<&str> = cs.iter().filter_map(|c| c.get("image").and_then(Value::as_str)).collect();
+    let cs = o
+        .pointer(ptr)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = cs
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let images: Vec<&str> = cs
+        .iter()
+        .filter_map(|c| c.get("image").and_then(Value::as_str))
+        .collect();
     (names.join(","), images.join(","))
 }
 
 fn selector_string(sel: Option<&Value>) -> String {
-    let Some(sel) = sel else { return "<none>".into() };
+    let Some(sel) = sel else {
+        return "<none>".into();
+    };
     let mut parts = Vec::new();
     if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
         for (k, v) in ml {
@@ -82,7 +175,11 @@ fn selector_string(sel: Option<&Value>) -> String {
     if let Some(me) = sel.get("matchExpressions").and_then(Value::as_array) {
         for e in me {
             let k = e.get("key").and_then(Value::as_str).unwrap_or("");
-            let vals: Vec<&str> = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match e.get("operator").and_then(Value::as_str).unwrap_or("") {
                 "In" => parts.push(format!("{k} in ({})", vals.join(","))),
                 "NotIn" => parts.push(format!("{k} notin ({})", vals.join(","))),
@@ -92,7 +189,11 @@ fn selector_string(sel: Option<&Value>) -> String {
             }
         }
     }
-    if parts.is_empty() { "<none>".into() } else { parts.join(",") }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// kubectl's pod STATUS column (printers.go printPod, simplified: init containers are
@@ -102,9 +203,15 @@ pub fn pod_status(o: &Value) -> String {
     if !s(o, "/status/reason").is_empty() {
         reason = s(o, "/status/reason").to_string();
     }
-    let init_total = o.pointer("/spec/initContainers").and_then(Value::as_array).map_or(0, Vec::len);
+    let init_total = o
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let mut initializing = false;
-    if let Some(ics) = o.pointer("/status/initContainerStatuses").and_then(Value::as_array) {
+    if let Some(ics) = o
+        .pointer("/status/initContainerStatuses")
+        .and_then(Value::as_array)
+    {
         for (i, c) in ics.iter().enumerate() {
             let term = c.pointer("/state/terminated");
             if term.is_some_and(|t| t.get("exitCode").and_then(Value::as_i64) == Some(0)) {
@@ -113,8 +220,19 @@ pub fn pod_status(o: &Value) -> String {
             initializing = true;
             reason = if let Some(t) = term {
                 let r = t.get("reason").and_then(Value::as_str).unwrap_or("");
-                if r.is_empty() { format!("Init:ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)) } else { format!("Init:{r}") }
-            } else if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| !r.is_empty() && *r != "PodInitializing") {
+                if r.is_empty() {
+                    format!(
+                        "Init:ExitCode:{}",
+                        t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                    )
+                } else {
+                    format!("Init:{r}")
+                }
+            } else if let Some(r) = c
+                .pointer("/state/waiting/reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty() && *r != "PodInitializing")
+            {
                 format!("Init:{r}")
             } else {
                 format!("Init:{i}/{init_total}")
@@ -124,20 +242,34 @@ pub fn pod_status(o: &Value) -> String {
     }
     if !initializing {
         let mut has_running = false;
-        if let Some(cs) = o.pointer("/status/containerStatuses").and_then(Value::as_array) {
+        if let Some(cs) = o
+            .pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+        {
             for c in cs.iter().rev() {
-                if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+                if let Some(r) = c
+                    .pointer("/state/waiting/reason")
+                    .and_then(Value::as_str)
+                    .filter(|r| !r.is_empty())
+                {
                     reason = r.to_string();
                 } else if let Some(t) = c.pointer("/state/terminated") {
                     let r = t.get("reason").and_then(Value::as_str).unwrap_or("");
                     reason = if !r.is_empty() {
                         r.to_string()
-                    } else if let Some(sig) = t.get("signal").and_then(Value::as_i64).filter(|s| *s != 0) {
+                    } else if let Some(sig) =
+                        t.get("signal").and_then(Value::as_i64).filter(|s| *s != 0)
+                    {
                         format!("Signal:{sig}")
                     } else {
-                        format!("ExitCode:{}", t.get("exitCode").and_then(Value::as_i64).unwrap_or(0))
+                        format!(
+                            "ExitCode:{}",
+                            t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                        )
                     };
-                } else if c.get("ready").and_then(Value::as_bool) == Some(true) && c.pointer("/state/running").is_some() {
+                } else if c.get("ready").and_then(Value::as_bool) == Some(true)
+                    && c.pointer("/state/running").is_some()
+                {
                     has_running = true;
                 }
             }
@@ -146,18 +278,35 @@ pub fn pod_status(o: &Value) -> String {
             let ready = o
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
-            reason = if ready { "Running".into() } else { "NotReady".into() };
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+            reason = if ready {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
-    if o.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
-        reason = if s(o, "/status/reason") == "NodeLost" { "Unknown".into() } else { "Terminating".into() };
+    if o.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
+        reason = if s(o, "/status/reason") == "NodeLost" {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
     }
     reason
 }
 
 fn node_status(o: &Value) -> String {
-    let mut st = match o.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")) {
+    let mut st = match o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+    {
         Some(c) if c["status"] == "True" => "Ready".to_string(),
         Some(_) => "NotReady".to_string(),
         None => "Unknown".to_string(),
@@ -226,11 +375,27 @@ pub fn cells(clock: &Clock, o: &Value) -> Vec<Value> {
             ]
         }
         "Pod" => {
-            let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-            let cs = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
-            let ready = cs.iter().filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true)).count();
-            let restarts: i64 = cs.iter().map(|c| c.get("restartCount").and_then(Value::as_i64).unwrap_or(0)).sum();
-            let gates = o.pointer("/spec/readinessGates").and_then(Value::as_array).map_or(0, Vec::len);
+            let total = o
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let cs = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ready = cs
+                .iter()
+                .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                .count();
+            let restarts: i64 = cs
+                .iter()
+                .map(|c| c.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
+                .sum();
+            let gates = o
+                .pointer("/spec/readinessGates")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             vec![
                 name,
                 json!(format!("{ready}/{total}")),
@@ -240,14 +405,22 @@ pub fn cells(clock: &Clock, o: &Value) -> Vec<Value> {
                 json!(or_none(s(o, "/status/podIP").to_string())),
                 json!(or_none(s(o, "/spec/nodeName").to_string())),
                 json!(or_none(s(o, "/status/nominatedNodeName").to_string())),
-                json!(if gates == 0 { "<none>".to_string() } else { format!("0/{gates}") }),
+                json!(if gates == 0 {
+                    "<none>".to_string()
+                } else {
+                    format!("0/{gates}")
+                }),
             ]
         }
         "Deployment" => {
             let (c, i) = containers_images(o, "/spec/template/spec/containers");
             vec![
                 name,
-                json!(format!("{}/{}", n(o, "/status/readyReplicas"), n(o, "/spec/replicas"))),
+                json!(format!(
+                    "{}/{}",
+                    n(o, "/status/readyReplicas"),
+                    n(o, "/spec/replicas")
+                )),
                 json!(n(o, "/status/updatedReplicas")),
                 json!(n(o, "/status/availableReplicas")),
                 age,
@@ -258,14 +431,28 @@ pub fn cells(clock: &Clock, o: &Value) -> Vec<Value> {
         }
         "ReplicaSet" => {
             let (c, i) = containers_images(o, "/spec/template/spec/containers");
-            vec![name, json!(n(o, "/spec/replicas")), json!(n(o, "/status/replicas")), json!(n(o, "/status/readyReplicas")), age, json!(c), json!(i), json!(selector_string(o.pointer("/spec/selector")))]
+            vec![
+                name,
+                json!(n(o, "/spec/replicas")),
+                json!(n(o, "/status/replicas")),
+                json!(n(o, "/status/readyReplicas")),
+                age,
+                json!(c),
+                json!(i),
+                json!(selector_string(o.pointer("/spec/selector"))),
+            ]
         }
         "DaemonSet" => {
             let (c, i) = containers_images(o, "/spec/template/spec/containers");
             let ns = o
                 .pointer("/spec/template/spec/nodeSelector")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             vec![
                 name,
@@ -283,11 +470,25 @@ pub fn cells(clock: &Clock, o: &Value) -> Vec<Value> {
         }
         "StatefulSet" => {
             let (c, i) = containers_images(o, "/spec/template/spec/containers");
-            vec![name, json!(format!("{}/{}", n(o, "/status/readyReplicas"), n(o, "/spec/replicas"))), age, json!(c), json!(i)]
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    n(o, "/status/readyReplicas"),
+                    n(o, "/spec/replicas")
+                )),
+                age,
+                json!(c),
+                json!(i),
+            ]
         }
         "Job" => {
             let (c, i) = containers_images(o, "/spec/template/spec/containers");
-            let cond = |t: &str| o.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"));
+            let cond = |t: &str| {
+                o.pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == t && c["status"] == "True"))
+            };
             let status = if cond("Complete") {
                 "Complete"
             } else if cond("Failed") {
@@ -303,20 +504,36 @@ pub fn cells(clock: &Clock, o: &Value) -> Vec<Value> {
             };
             let completions = match o.pointer("/spec/completions").and_then(Value::as_i64) {
                 Some(c) => format!("{}/{c}", n(o, "/status/succeeded")),
-                None => format!("{}/1 of {}", n(o, "/status/succeeded"), n(o, "/spec/parallelism").max(1)),
+                None => format!(
+                    "{}/1 of {}",
+                    n(o, "/status/succeeded"),
+                    n(o, "/spec/parallelism").max(1)
+                ),
             };
             let start = s(o, "/status/startTime");
             let duration = if start.is_empty() {
                 String::new()
             } else {
                 let end = s(o, "/status/completionTime");
-                let secs = match (start.parse::<jiff::Timestamp>(), end.parse::<jiff::Timestamp>()) {
+                let secs = match (
+                    start.parse::<jiff::Timestamp>(),
+                    end.parse::<jiff::Timestamp>(),
+                ) {
                     (Ok(a), Ok(b)) => b.duration_since(a).as_secs(),
                     _ => clock.seconds_since(start).unwrap_or(0.0) as i64,
                 };
                 human_duration(secs)
             };
-            vec![name, json!(status), json!(completions), json!(duration), age, json!(c), json!(i), json!(selector_string(o.pointer("/spec/selector")))]
+            vec![
+                name,
+                json!(status),
+                json!(completions),
+                json!(duration),
+                age,
+                json!(c),
+                json!(i),
+                json!(selector_string(o.pointer("/spec/selector"))),
+            ]
         }
         "PodDisruptionBudget" => vec![
             name,
@@ -346,11 +563,20 @@ pub fn cells(clock: &Clock, o: &Value) -> Vec<Value> {
             let sel = o
                 .pointer("/spec/selector")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             vec![
                 name,
-                json!(if s(o, "/spec/type").is_empty() { "ClusterIP" } else { s(o, "/spec/type") }),
+                json!(if s(o, "/spec/type").is_empty() {
+                    "ClusterIP"
+                } else {
+                    s(o, "/spec/type")
+                }),
                 json!(or_none(s(o, "/spec/clusterIP").to_string())),
                 json!("<none>"),
                 json!(or_none(ports)),
@@ -359,34 +585,76 @@ pub fn cells(clock: &Clock, o: &Value) -> Vec<Value> {
             ]
         }
         "ConfigMap" => {
-            let d = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len()) + o.get("binaryData").and_then(Value::as_object).map_or(0, |m| m.len());
+            let d = o
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len())
+                + o.get("binaryData")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len());
             vec![name, json!(d), age]
         }
-        "Secret" => vec![name, json!(s(o, "/type")), json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())), age],
+        "Secret" => vec![
+            name,
+            json!(s(o, "/type")),
+            json!(
+                o.get("data")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+            ),
+            age,
+        ],
         "Lease" => vec![name, json!(s(o, "/spec/holderIdentity")), age],
-        "ServiceAccount" => vec![name, json!(o.get("secrets").and_then(Value::as_array).map_or(0, Vec::len)), age],
+        "ServiceAccount" => vec![
+            name,
+            json!(
+                o.get("secrets")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            age,
+        ],
         "Endpoints" => vec![name, json!("<none>"), age],
         "Event" => {
-            let last = [s(o, "/lastTimestamp"), s(o, "/eventTime"), s(o, "/series/lastObservedTime"), meta_str(o, "creationTimestamp")]
-                .into_iter()
-                .find(|t| !t.is_empty())
-                .and_then(|t| clock.seconds_since(t))
-                .map(|x| human_duration(x as i64))
-                .unwrap_or_else(|| "<unknown>".into());
+            let last = [
+                s(o, "/lastTimestamp"),
+                s(o, "/eventTime"),
+                s(o, "/series/lastObservedTime"),
+                meta_str(o, "creationTimestamp"),
+            ]
+            .into_iter()
+            .find(|t| !t.is_empty())
+            .and_then(|t| clock.seconds_since(t))
+            .map(|x| human_duration(x as i64))
+            .unwrap_or_else(|| "<unknown>".into());
             let (ik, iname) = if o.get("involvedObject").is_some() {
                 (s(o, "/involvedObject/kind"), s(o, "/involvedObject/name"))
             } else {
                 (s(o, "/regarding/kind"), s(o, "/regarding/name"))
             };
-            let msg = if o.get("message").is_some() { s(o, "/message") } else { s(o, "/note") };
-            vec![json!(last), json!(s(o, "/type")), json!(s(o, "/reason")), json!(format!("{}/{}", ik.to_lowercase(), iname)), json!(msg.trim())]
+            let msg = if o.get("message").is_some() {
+                s(o, "/message")
+            } else {
+                s(o, "/note")
+            };
+            vec![
+                json!(last),
+                json!(s(o, "/type")),
+                json!(s(o, "/reason")),
+                json!(format!("{}/{}", ik.to_lowercase(), iname)),
+                json!(msg.trim()),
+            ]
         }
         _ => vec![name, age],
     }
 }
 
 fn or_unknown(v: &str) -> String {
-    if v.is_empty() { "<unknown>".into() } else { v.to_string() }
+    if v.is_empty() {
+        "<unknown>".into()
+    } else {
+        v.to_string()
+    }
 }
 
 /// The object embedded in a row for `includeObject` (Object, Metadata or None).

@@ -28,28 +28,42 @@ fn line(kind: &str, obj: &Value) -> Bytes {
     Bytes::from(v)
 }
 
-pub fn serve(ctx: Arc<ApiContext>, rr: ResourceRequest, q: ListQuery, repr: Repr, cut_after: Option<u64>) -> ApiResult<Response> {
+pub fn serve(
+    ctx: Arc<ApiContext>,
+    rr: ResourceRequest,
+    q: ListQuery,
+    repr: Repr,
+    cut_after: Option<u64>,
+) -> ApiResult<Response> {
     let store = &ctx.lab.store;
     let res = rr.res;
     let rv_param = rr.q("resourceVersion").unwrap_or("").to_string();
     let bookmarks = rr.q("allowWatchBookmarks") == Some("true");
     let send_initial = rr.q("sendInitialEvents") == Some("true");
-    let timeout = rr.q("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = rr
+        .q("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
     let include = rr.q("includeObject").unwrap_or("Metadata").to_string();
 
     let (tx, mut rx_body) = mpsc::channel::<Result<Bytes, Infallible>>(256);
     // Initial state: rv "" or "0" or sendInitialEvents → synthetic ADDED events.
-    let (initial, mut last_rv, rx, gone): (Vec<WatchEvent>, u64, Option<broadcast::Receiver<WatchEvent>>, Option<Value>) =
-        if rv_param.is_empty() || rv_param == "0" || send_initial {
-            let (evs, rv, rx) = store.watch_with_initial(res, &q);
-            (evs, rv, Some(rx), None)
-        } else {
-            let from = rv_param.parse::<u64>().unwrap_or(0);
-            match store.watch_from(res, from) {
-                Ok((backlog, rx)) => (backlog, from, Some(rx), None),
-                Err(e) => (Vec::new(), from, None, Some(e.to_status())),
-            }
-        };
+    let (initial, mut last_rv, rx, gone): (
+        Vec<WatchEvent>,
+        u64,
+        Option<broadcast::Receiver<WatchEvent>>,
+        Option<Value>,
+    ) = if rv_param.is_empty() || rv_param == "0" || send_initial {
+        let (evs, rv, rx) = store.watch_with_initial(res, &q);
+        (evs, rv, Some(rx), None)
+    } else {
+        let from = rv_param.parse::<u64>().unwrap_or(0);
+        match store.watch_from(res, from) {
+            Ok((backlog, rx)) => (backlog, from, Some(rx), None),
+            Err(e) => (Vec::new(), from, None, Some(e.to_status())),
+        }
+    };
 
     let ctx2 = ctx.clone();
     tokio::spawn(async move {
@@ -58,7 +72,13 @@ pub fn serve(ctx: Arc<ApiContext>, rr: ResourceRequest, q: ListQuery, repr: Repr
             let obj: Value = match repr {
                 Repr::Table => {
                     let k = ev.object.get("kind").and_then(Value::as_str).unwrap_or("");
-                    table::table(&clock, k, &[&ev.object], &include, json!({"resourceVersion": ev.rv.to_string()}))
+                    table::table(
+                        &clock,
+                        k,
+                        &[&ev.object],
+                        &include,
+                        json!({"resourceVersion": ev.rv.to_string()}),
+                    )
                 }
                 Repr::PartialMetadata => table::partial_metadata(&ev.object),
                 Repr::Object => (*ev.object).clone(),
@@ -130,8 +150,14 @@ pub fn serve(ctx: Arc<ApiContext>, rr: ResourceRequest, q: ListQuery, repr: Repr
     let stream = futures::stream::poll_fn(move |cx| rx_body.poll_recv(cx));
     let mut r = Response::new(Body::from_stream(stream));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(r)
 }
 
@@ -141,7 +167,9 @@ fn filter(ev: &WatchEvent, q: &ListQuery) -> Option<EventKind> {
     let now = q.matches(&ev.object);
     match ev.kind {
         EventKind::Added => now.then_some(EventKind::Added),
-        EventKind::Deleted => (now || ev.old.as_ref().is_some_and(|o| q.matches(o))).then_some(EventKind::Deleted),
+        EventKind::Deleted => {
+            (now || ev.old.as_ref().is_some_and(|o| q.matches(o))).then_some(EventKind::Deleted)
+        }
         EventKind::Modified => {
             let before = ev.old.as_ref().is_none_or(|o| q.matches(o));
             match (before, now) {

@@ -36,6 +36,9 @@ impl NodeShellClient {
         path: &std::path::Path,
         context: Option<String>,
     ) -> anyhow::Result<Self> {
+        // Both rustls providers are compiled into the binary (through different crates), so
+        // name the process default before building a client.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let kc = kube::config::Kubeconfig::read_from(path).with_context(|| {
             format!(
                 "reading kubeconfig {} (write one with upkeep-lab serve --kubeconfig)",
@@ -70,12 +73,17 @@ impl NodeShellClient {
             .body(body)?;
         match self.client.request::<ExecResponse>(req).await {
             Ok(r) => Ok(r),
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                anyhow::bail!(
-                    "{} (is this kubeconfig's server an upkeep-lab with node shells?)",
-                    s.message
-                )
+            // The lab names the missing node in the Status details.
+            Err(kube::Error::Api(s))
+                if s.code == 404 && s.details.as_ref().is_some_and(|d| d.kind == "nodes") =>
+            {
+                anyhow::bail!("{}", s.message)
             }
+            Err(kube::Error::Api(s)) if s.code == 404 => anyhow::bail!(
+                "{}: this server has no node-shell endpoint (is it an upkeep-lab?)",
+                s.message
+            ),
+            Err(kube::Error::Api(s)) => anyhow::bail!("{} ({})", s.message, s.reason),
             Err(e) => {
                 Err(anyhow::Error::new(e).context(format!("running a command on node {node}")))
             }

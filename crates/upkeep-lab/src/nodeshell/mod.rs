@@ -317,6 +317,9 @@ impl NodeShells {
         argv: &[String],
         stdin: &str,
     ) -> Result<ExecOutput, ShellError> {
+        if let Err(e) = self.sync_scenario(lab) {
+            tracing::warn!("node shells: {e:#}");
+        }
         let view = snapshot(lab);
         let repos = self.repos.read().clone();
         let now = lab.clock.now_rfc3339();
