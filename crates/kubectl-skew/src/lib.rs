@@ -421,3 +421,182 @@ pub fn render_plan(doc: &PlanDocument) -> String {
 fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    fn cluster() -> ClusterVersions {
+        let image = |c: Component, node: &str, tag: &str| {
+            Observed::from_image(c, Some(node), &format!("registry.k8s.io/{c}:{tag}"), "pod")
+        };
+        let kubelet =
+            |node: &str, v: &str| Observed::from_version(Component::Kubelet, Some(node), v, "node");
+        ClusterVersions {
+            served: Some(Observed::from_version(
+                Component::KubeApiserver,
+                None,
+                "v1.31.2",
+                "/version",
+            )),
+            control_plane_visible: true,
+            control_plane_nodes: vec!["cp1".into()],
+            components: vec![
+                image(Component::KubeApiserver, "cp1", "v1.31.2"),
+                image(Component::KubeControllerManager, "cp1", "v1.31.2"),
+                kubelet("cp1", "v1.31.2"),
+                kubelet("w1", "v1.28.3"),
+                kubelet("w2", "v1.27.1"),
+                Observed::from_version(Component::Kubectl, None, "v1.32.0", "--kubectl-version"),
+            ],
+        }
+    }
+
+    fn doc(as_of: Date) -> CheckDocument {
+        check_document(
+            &cluster(),
+            &Calendar::embedded(),
+            as_of,
+            "ctx".into(),
+            "https://x/".into(),
+            None,
+        )
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_instance_a_summary_and_the_support_line() {
+        let text = render_check(&doc(date(2025, 6, 1)));
+        let lines: Vec<&str> = text.lines().collect();
+        let header: Vec<&str> = lines[0].split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "COMPONENT",
+                "NODE",
+                "VERSION",
+                "ALLOWED",
+                "VERDICT",
+                "REASON"
+            ]
+        );
+        let row = |node: &str, component: &str| {
+            lines
+                .iter()
+                .find(|l| l.split_whitespace().take(2).eq([component, node]))
+                .unwrap_or_else(|| panic!("no {component} {node} row:\n{text}"))
+                .split_whitespace()
+                .take(5)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            row("w2", "kubelet"),
+            ["kubelet", "w2", "v1.27.1", "v1.28-v1.31", "violation"]
+        );
+        assert_eq!(
+            row("w1", "kubelet"),
+            ["kubelet", "w1", "v1.28.3", "v1.28-v1.31", "warning"]
+        );
+        assert_eq!(
+            row("-", "kubectl"),
+            ["kubectl", "-", "v1.32.0", "v1.30-v1.32", "ok"]
+        );
+        assert!(
+            text.contains(
+                "VIOLATION: 1 violation, 1 warning in 6 components (kube-apiserver v1.31)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("Support: v1.31 is supported"), "{text}");
+        assert!(text.contains("Warning: kubelet on w1: "), "{text}");
+    }
+
+    #[test]
+    fn end_of_life_is_a_support_window_warning_not_a_violation() {
+        let d = doc(date(2026, 1, 5));
+        let support = d.support.as_ref().unwrap();
+        assert_eq!(support.status, SupportStatus::EndOfLife);
+        let w = d
+            .warnings
+            .iter()
+            .find(|w| w.rule == SUPPORT_RULE)
+            .expect("a support warning");
+        assert_eq!(w.node, None);
+        assert!(
+            w.message.contains("end of life on 2025-10-28"),
+            "{}",
+            w.message
+        );
+        assert_eq!(d.summary.violations, 1);
+        assert_eq!(d.summary.warnings, 2);
+        let json = serde_json::to_value(&d).unwrap();
+        for key in [
+            "violations",
+            "warnings",
+            "components",
+            "support",
+            "apiserver",
+            "summary",
+            "notes",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert_eq!(json["support"]["status"], "end-of-life");
+    }
+
+    #[test]
+    fn plan_documents_and_their_rendering() {
+        let cal = Calendar::embedded();
+        let target = Target::parse("v1.32.4").unwrap();
+        let d = plan_document(
+            &cluster(),
+            &target,
+            &cal,
+            date(2025, 6, 1),
+            "c".into(),
+            "s".into(),
+        );
+        assert!(d.planned);
+        let text = render_plan(&d);
+        assert!(
+            text.contains("Upgrade path v1.31 -> v1.32.4: 1 hop"),
+            "{text}"
+        );
+        assert!(text.contains("[kubelet-vs-apiserver]"), "{text}");
+        assert!(text.contains("kubeadm upgrade apply v1.32.4"), "{text}");
+        assert!(text.contains("After hop 1: no skew violations"), "{text}");
+
+        let refused = plan_document(
+            &cluster(),
+            &Target::parse("v1.29").unwrap(),
+            &cal,
+            date(2025, 6, 1),
+            "c".into(),
+            "s".into(),
+        );
+        assert!(!refused.planned);
+        assert!(refused.plan.is_none());
+        assert!(
+            refused
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("downgrades are not planned")
+        );
+
+        // A target the calendar does not know is planned, with a note.
+        let far = plan_document(
+            &cluster(),
+            &Target::parse("v1.33").unwrap(),
+            &cal,
+            date(2024, 9, 1),
+            "c".into(),
+            "s".into(),
+        );
+        let notes = &far.plan.as_ref().unwrap().notes;
+        assert!(
+            notes.iter().any(|n| n.contains("not released yet")),
+            "{notes:?}"
+        );
+    }
+}
