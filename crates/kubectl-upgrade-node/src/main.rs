@@ -617,7 +617,7 @@ async fn upgrade_all(
                     ));
                 }
                 Err(f) => {
-                    printer.warn(f.render());
+                    eprintln!("error: {}", f.render());
                     entry.result = Result_::Failed;
                     entry.failure = Some(f);
                     failed = true;

@@ -187,7 +187,12 @@ pub fn build(input: PlanInput) -> NodePlan {
         "no new pods land on the node while it is upgraded".to_string(),
         Action::Cordon,
     ));
-    if input.repo_minor != Some(to.minor_line()) {
+    // A resumed run keeps the switch it already made in its plan (as done),
+    // so step numbers stay the same across runs.
+    let switched_before = input
+        .progress
+        .is_some_and(|p| p.target == to && p.done >= StepId::RepoSwitch);
+    if input.repo_minor != Some(to.minor_line()) || switched_before {
         steps.push((
             StepId::RepoSwitch,
             format!(
@@ -498,7 +503,13 @@ mod tests {
             done: StepId::Drain,
             was_cordoned: false,
         });
+        i.repo_minor = Some(Minor {
+            major: 1,
+            minor: 34,
+        });
         let plan = build(i);
+        assert_eq!(plan.steps[1].id, StepId::RepoSwitch, "kept, as done");
+        assert!(plan.steps[1].done);
         let pending: Vec<StepId> = plan.pending().map(|s| s.id).collect();
         assert_eq!(
             pending,
