@@ -236,6 +236,39 @@ fn leftovers(dir: &Path) -> Vec<String> {
 
 const KEYS: usize = 25;
 
+/// Values big enough that the `key` bucket spans several leaf pages under a
+/// branch page, and one (300 kB) that needs overflow pages: the snapshot
+/// reader meets every page shape bbolt writes.
+fn value(i: usize) -> String {
+    if i == KEYS - 1 {
+        format!("big-{}", "y".repeat(300_000))
+    } else {
+        format!("value-{i}-{}", "x".repeat(1500))
+    }
+}
+
+/// `etcdctl put KEY` with the value on stdin (too long for an argument).
+fn put(pki: &Pki, endpoint: &str, key: &str, value: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new(require("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .args(pki.client_flags(endpoint))
+        .args(["put", key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run etcdctl put");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "etcdctl put {key}: {}", stderr(&out));
+}
+
 #[test]
 fn etcd_snapshot_save_status_restore_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
@@ -250,14 +283,11 @@ fn etcd_snapshot_save_status_restore_round_trip() {
     );
 
     for i in 0..KEYS {
-        etcdctl_ok(
+        put(
             &pki,
             &etcd.endpoint,
-            &[
-                "put",
-                &format!("/registry/test/k{i:02}"),
-                &format!("value-{i}"),
-            ],
+            &format!("/registry/test/k{i:02}"),
+            &value(i),
         );
     }
     let got: Value = serde_json::from_str(&etcdctl_ok(
@@ -388,8 +418,8 @@ fn etcd_snapshot_save_status_restore_round_trip() {
             ],
         )
     };
-    assert_eq!(value_of(7).trim(), "value-7");
-    assert_eq!(value_of(KEYS - 1).trim(), format!("value-{}", KEYS - 1));
+    assert_eq!(value_of(7).trim_end(), value(7));
+    assert_eq!(value_of(KEYS - 1).trim_end(), value(KEYS - 1));
     assert_eq!(
         listed["header"]["revision"].as_i64().unwrap(),
         written_revision,
@@ -481,7 +511,6 @@ fn restore_apply_switches_a_kubeadm_control_plane_in_order() {
     let flags = pki.client_flags(&etcd.endpoint);
     args.extend(flags.iter().map(String::as_str));
     json(&backup(&args));
-    drop(etcd);
 
     // A kubeadm layout: /etc/kubernetes/manifests/{etcd,kube-apiserver}.yaml.
     let kube = root.join("kubernetes");
@@ -522,22 +551,34 @@ fn restore_apply_switches_a_kubeadm_control_plane_in_order() {
     assert!(dry_dir.join("member").is_dir());
 
     // With --apply: all of it, in order, and the old manifest kept outside manifests/.
+    // The running member stands in for the etcd the kubelet restarts on the
+    // new directory: kube-apiserver comes back only once it answers.
     let new_dir = root.join("etcd-from-backup");
-    let out = backup(&[
+    let etcd_manifest = manifests.join("etcd.yaml");
+    let mut args = vec![
         "etcd",
         "restore",
         file.to_str().unwrap(),
         "--data-dir",
         new_dir.to_str().unwrap(),
         "--manifest",
-        manifests.join("etcd.yaml").to_str().unwrap(),
+        etcd_manifest.to_str().unwrap(),
         "--apply",
         "--wait-timeout",
-        "0",
+        "20s",
         "-o",
         "json",
-    ]);
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    let out = backup(&args);
     let report = json(&out);
+    let log = stderr(&out);
+    let acted: Vec<usize> = ["1. mv", "2. ", "3. cp", "4. mv"]
+        .iter()
+        .map(|s| log.find(s).unwrap_or_else(|| panic!("{s}: {log}")))
+        .collect();
+    assert!(acted.windows(2).all(|w| w[0] < w[1]), "{log}");
+    assert!(!log.contains("warning"), "etcd answered: {log}");
     let steps = report["controlPlane"]["steps"].as_array().unwrap();
     assert!(steps.iter().all(|s| s["done"] == true), "{report}");
     let edited = std::fs::read_to_string(manifests.join("etcd.yaml")).unwrap();
