@@ -813,3 +813,66 @@ fn kubectl_drain_meets_two_pdbs_midway_and_leaves_the_node_cordoned() {
         "kubectl drain leaves node02 cordoned"
     );
 }
+
+// ---------- several nodes ----------
+
+#[test]
+fn a_selector_plans_every_node_first_and_refuses_before_touching_any() {
+    let lab = os_upgrade();
+    let before1 = uids_on(&lab, "node01");
+    let before2 = uids_on(&lab, "node02");
+    // Both workers at once: only the tainted control plane would remain.
+    let out = safedrain(
+        &lab,
+        &[
+            "-l",
+            "!node-role.kubernetes.io/control-plane",
+            "--delete-unmanaged",
+            "--yes",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let doc = json(&out);
+    let nodes: Vec<&str> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["plan"]["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["node01", "node02"]);
+    let text = doc.to_string();
+    assert!(text.contains("no-capacity"), "{}", show(&out));
+    assert!(
+        text.contains("untolerated taint node-role.kubernetes.io/control-plane"),
+        "{}",
+        show(&out)
+    );
+    assert_nothing_changed(&lab, "node01", &before1, &out);
+    assert_nothing_changed(&lab, "node02", &before2, &out);
+}
+
+#[test]
+fn a_selector_drains_nodes_one_after_another() {
+    let lab = os_upgrade();
+    let out = safedrain(
+        &lab,
+        &[
+            "-l",
+            "kubernetes.io/hostname in (node02)",
+            "--yes",
+            "--timeout",
+            "120s",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        stdout(&out).contains("node/node02 drained"),
+        "{}",
+        show(&out)
+    );
+    assert!(unschedulable(&lab, "node02"));
+    assert!(!unschedulable(&lab, "node01"));
+    deployments_whole_off(&lab, "node02").unwrap();
+}
