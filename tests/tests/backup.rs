@@ -850,6 +850,42 @@ spec:
     assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
     assert!(stderr(&again).contains("--overwrite"));
 
+    // A resource type the server refuses to list (403) is named in the index
+    // with its code, the rest is still exported, and the exit status is 2.
+    let fault = serde_json::json!({"rules": [{
+        "verb": "list", "resource": "configmaps", "code": 403,
+        "message": "configmaps is forbidden: test", "count": 1
+    }]});
+    lab.kubectl_stdin(
+        ["create", "--raw", "/lab/v1/faults", "-f", "-"],
+        &fault.to_string(),
+    )
+    .expect("inject a 403 for listing configmaps");
+    let partial = lab.dir().join("export-partial");
+    let out = lab
+        .plugin("kubectl-backup")
+        .args(["resources", partial.to_str().unwrap(), "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not list configmaps"),
+        "{}",
+        stderr(&out)
+    );
+    let index: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let failed = index["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{index}");
+    assert_eq!(failed[0]["what"], "configmaps");
+    assert_eq!(failed[0]["code"], 403);
+    assert!(failed[0]["error"].as_str().unwrap().contains("forbidden"));
+    let on_disk: Value =
+        serde_json::from_str(&std::fs::read_to_string(partial.join("index.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk["failed"], index["failed"]);
+    assert!(!partial.join("core/ConfigMap").exists());
+    assert!(partial.join("apps/Deployment/shop/web.yaml").is_file());
+
     // With --include-secrets: the Secret, mode 0600.
     let with_secrets = lab.dir().join("export-secrets");
     let out = lab
