@@ -406,6 +406,17 @@ async fn the_node_shell_command_line() {
     let (code, _, err) = run(&["node9", "--", "hostname"], "").await;
     assert_eq!(code, 1);
     assert!(err.contains("node \"node9\" not found"), "{err}");
+    // One word is a shell line, as a remote-shell template sends it.
+    let (code, out, _) = run(
+        &[
+            "node02",
+            "--",
+            "apt-mark showhold | grep -c kube && echo 'a  b'",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "3\na  b\n"));
     // Line mode: each line is one `sh -c`; the last line's code is the exit code.
     let (code, out, _) = run(
         &["node02"],

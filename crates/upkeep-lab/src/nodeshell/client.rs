@@ -1,5 +1,6 @@
 //! `upkeep-lab node-shell --kubeconfig K NODE -- CMD...`: run a command on a lab node through
-//! `POST /lab/v1/nodes/{node}/exec`, print its output and exit with its code. Without CMD,
+//! `POST /lab/v1/nodes/{node}/exec`, print its output and exit with its code. One CMD word is
+//! a shell line (`sh -c`, as ssh runs its remote command); several are an argv. Without CMD,
 //! read command lines from stdin (each runs as `sh -c LINE`) until end of input or `exit`.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -20,7 +21,8 @@ pub struct NodeShellArgs {
     pub context: Option<String>,
     /// The node to run on.
     pub node: String,
-    /// The command and its arguments (after `--`). Empty: read lines from stdin.
+    /// The command and its arguments (after `--`); a single word is a shell line, like
+    /// ssh's remote command. Empty: read lines from stdin.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
@@ -95,7 +97,13 @@ impl NodeShellClient {
 pub async fn run(args: NodeShellArgs) -> anyhow::Result<i32> {
     let client = NodeShellClient::from_kubeconfig(&args.kubeconfig, args.context.clone()).await?;
     if !args.command.is_empty() {
-        let r = client.exec(&args.node, &args.command, "").await?;
+        // One argument is a shell line, as ssh takes its remote command (remote-shell
+        // templates append `cmd.shell_line()` as one word); several are an argv.
+        let argv = match args.command.as_slice() {
+            [line] => vec!["sh".to_string(), "-c".to_string(), line.clone()],
+            many => many.to_vec(),
+        };
+        let r = client.exec(&args.node, &argv, "").await?;
         print_output(&r);
         return Ok(r.code);
     }

@@ -565,6 +565,20 @@ fn kubeadm_apply_then_node_upgrades_the_control_plane_and_then_the_addons() {
         "{}",
         plan.stdout
     );
+    // With a version, plan shows that version (kubeadm's offline version getter).
+    let pinned = cp1.sh("kubeadm upgrade plan v1.35.1");
+    ok(&pinned);
+    assert!(
+        pinned.stdout.contains("kubeadm upgrade apply v1.35.1"),
+        "{}",
+        pinned.stdout
+    );
+    assert!(!pinned.stdout.contains("v1.35.2"), "{}", pinned.stdout);
+    assert!(
+        !pinned
+            .stdout
+            .contains("Note: Before you can perform this upgrade")
+    );
     let apply = cp1.sh("sudo kubeadm upgrade apply v1.35.1 --yes");
     ok(&apply);
     assert!(apply.stdout.contains(
@@ -800,4 +814,76 @@ fn kubeadm_version_outputs() {
         n.argv(&["kubectl", "version", "--client"]).stdout,
         "Client Version: v1.34.3\nKustomize Version: v5.7.1\n"
     );
+}
+
+/// The argv forms an upgrade tool sends: a bracket-class sed with `#` delimiters over the
+/// pkgs.k8s.io path, a fixed-string grep to verify, listings of all three packages.
+#[test]
+fn argv_recipes_of_an_upgrade_tool() {
+    for family in [OsFamily::Apt, OsFamily::Dnf, OsFamily::Dnf5, OsFamily::Yum] {
+        let mut n = Node::new("w1", false, family);
+        let file = if family == OsFamily::Apt {
+            "/etc/apt/sources.list.d/kubernetes.list"
+        } else {
+            "/etc/yum.repos.d/kubernetes.repo"
+        };
+        ok(&n.argv(&[
+            "sed",
+            "-i",
+            "s#/core:/stable:/v[0-9][0-9]*[.][0-9][0-9]*/#/core:/stable:/v1.35/#g",
+            file,
+        ]));
+        let check = n.argv(&["grep", "-F", "/core:/stable:/v1.35/", file]);
+        ok(&check);
+        assert!(
+            !n.argv(&["cat", file]).stdout.contains("v1.34"),
+            "{family:?}"
+        );
+        let listing = match family {
+            OsFamily::Apt => {
+                ok(&n.argv(&["apt-get", "update"]));
+                n.argv(&["apt-cache", "madison", "kubeadm", "kubelet", "kubectl"])
+            }
+            OsFamily::Dnf5 => n.argv(&[
+                "dnf",
+                "list",
+                "--showduplicates",
+                "kubeadm",
+                "kubelet",
+                "kubectl",
+                "--setopt=disable_excludes=kubernetes",
+            ]),
+            OsFamily::Yum => n.argv(&[
+                "yum",
+                "list",
+                "--showduplicates",
+                "kubeadm",
+                "kubelet",
+                "kubectl",
+                "--disableexcludes=kubernetes",
+            ]),
+            OsFamily::Dnf => n.argv(&[
+                "dnf",
+                "list",
+                "--showduplicates",
+                "kubeadm",
+                "kubelet",
+                "kubectl",
+                "--disableexcludes=kubernetes",
+            ]),
+        };
+        ok(&listing);
+        for p in ["kubeadm", "kubelet", "kubectl"] {
+            assert_eq!(
+                listing
+                    .stdout
+                    .lines()
+                    .filter(|l| l.contains(p) && l.contains("1.35."))
+                    .count(),
+                3,
+                "{family:?} {p}: {}",
+                listing.stdout
+            );
+        }
+    }
 }

@@ -93,7 +93,8 @@ impl OsFamily {
     pub fn has_command(self, cmd: &str) -> bool {
         match self {
             OsFamily::Apt => matches!(cmd, "apt-get" | "apt" | "apt-cache" | "apt-mark" | "dpkg"),
-            OsFamily::Dnf | OsFamily::Dnf5 => matches!(cmd, "dnf" | "yum" | "rpm"),
+            OsFamily::Dnf => matches!(cmd, "dnf" | "yum" | "rpm"),
+            OsFamily::Dnf5 => matches!(cmd, "dnf" | "dnf5" | "yum" | "rpm"),
             OsFamily::Yum => matches!(cmd, "yum" | "rpm"),
         }
     }

@@ -197,7 +197,7 @@ pub fn kubeadm(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> 
         .collect();
     match words.as_slice() {
         ["version", ..] => version(&kv, args),
-        ["upgrade", "plan", ..] => plan(host, ctx, &kv),
+        ["upgrade", "plan", rest @ ..] => plan(host, ctx, &kv, rest.first().copied()),
         ["upgrade", "apply", ..] => apply(host, ctx, &kv, args, stdin),
         ["upgrade", "node", ..] => node(host, ctx, &kv, args),
         ["upgrade"] | ["upgrade", ..] => ExecOutput::fail(
@@ -290,7 +290,9 @@ fn newest_in_minor(ctx: &Ctx, major: u32, minor: u32) -> Option<KubeVersion> {
 }
 
 /// `kubeadm upgrade plan` (1.31+ table layout with a NODE column).
-fn plan(host: &mut Host, ctx: &mut Ctx, kv: &KubeVersion) -> ExecOutput {
+/// With a version argument, kubeadm's offline version getter answers every "latest" lookup
+/// with it (phases/upgrade/versiongetter.go `OfflineVersionGetter`).
+fn plan(host: &mut Host, ctx: &mut Ctx, kv: &KubeVersion, version: Option<&str>) -> ExecOutput {
     let mut out = ExecOutput::ok(READ_CONFIG);
     if let Err(e) = require_admin_conf(host) {
         return fail(out, e);
@@ -308,7 +310,21 @@ fn plan(host: &mut Host, ctx: &mut Ctx, kv: &KubeVersion) -> ExecOutput {
         "[upgrade] Fetching available versions to upgrade to\n[upgrade/versions] Cluster version: {cluster}\n[upgrade/versions] kubeadm version: {kv}\n"
     ));
     let mut options: Vec<(String, KubeVersion)> = Vec::new();
-    if let Some(patch) = newest_in_minor(ctx, cluster.major, cluster.minor).filter(|p| p > &cluster)
+    if let Some(v) = version {
+        let Some(target) = KubeVersion::parse(v) else {
+            return fail(
+                out,
+                format!("unable to parse version \"{v}\": expected a version like v1.34.1"),
+            );
+        };
+        if target > cluster {
+            out.stdout
+                .push_str(&format!("[upgrade/versions] Target version: {target}\n"));
+            options.push(("the latest stable version".to_string(), target));
+        }
+    }
+    if let Some(patch) = newest_in_minor(ctx, cluster.major, cluster.minor)
+        .filter(|p| p > &cluster && version.is_none())
     {
         out.stdout.push_str(&format!(
             "[upgrade/versions] Latest version in the v{}.{} series: {patch}\n",
@@ -323,6 +339,7 @@ fn plan(host: &mut Host, ctx: &mut Ctx, kv: &KubeVersion) -> ExecOutput {
         ));
     }
     if kv.minor > cluster.minor
+        && version.is_none()
         && let Some(stable) = newest_in_minor(ctx, kv.major, kv.minor)
     {
         out.stdout
