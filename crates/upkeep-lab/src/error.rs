@@ -221,15 +221,15 @@ impl ApiError {
     /// The `Status` object for this error.
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
-            if !n.is_empty() {
-                details.insert("name".into(), json!(n));
-            }
+        if let Some(n) = &self.name
+            && !n.is_empty()
+        {
+            details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
-            if !g.is_empty() {
-                details.insert("group".into(), json!(g));
-            }
+        if let Some(g) = &self.group
+            && !g.is_empty()
+        {
+            details.insert("group".into(), json!(g));
         }
         if let Some(k) = &self.kind {
             details.insert("kind".into(), json!(k));

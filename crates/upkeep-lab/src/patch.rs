@@ -148,12 +148,11 @@ pub fn strategic_merge(target: &mut Value, patch: &Value) {
     }
     // `$setElementOrder/<field>`: reorder keyed lists as the patch says.
     for (k, v) in p {
-        if let Some(field) = k.strip_prefix("$setElementOrder/") {
-            if let (Some(list), Some(order)) =
+        if let Some(field) = k.strip_prefix("$setElementOrder/")
+            && let (Some(list), Some(order)) =
                 (t.get_mut(field).and_then(Value::as_array_mut), v.as_array())
-            {
-                reorder(field, list, order);
-            }
+        {
+            reorder(field, list, order);
         }
     }
 }
@@ -191,7 +190,7 @@ fn merge_list(field: &str, cur: Value, items: &[Value]) -> Value {
         return Value::Array(list);
     }
     let Some(mk) = merge_key(field, items).or_else(|| merge_key(field, &list)) else {
-        return Value::Array(items.iter().map(|i| without_directives(i)).collect());
+        return Value::Array(items.iter().map(without_directives).collect());
     };
     for item in items {
         let key = item.get(mk);

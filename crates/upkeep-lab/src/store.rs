@@ -113,10 +113,10 @@ impl ListQuery {
         self
     }
     pub fn matches(&self, obj: &Value) -> bool {
-        if let Some(ns) = &self.namespace {
-            if meta_str(obj, "namespace") != ns {
-                return false;
-            }
+        if let Some(ns) = &self.namespace
+            && meta_str(obj, "namespace") != ns
+        {
+            return false;
         }
         self.labels.matches(obj) && self.fields.matches(obj)
     }
@@ -339,23 +339,26 @@ impl Store {
         {
             return Err(ApiError::not_found(&resources::NAMESPACE, &ns));
         }
-        if res.namespaced {
-            if let Some(nso) =
+        if res.namespaced
+            && let Some(nso) =
                 inner.tables[idx(&resources::NAMESPACE)].get(&(String::new(), ns.clone()))
-            {
-                if nso
-                    .pointer("/metadata/deletionTimestamp")
-                    .is_some_and(|v| !v.is_null())
-                {
-                    // plugin/pkg/admission/namespace/lifecycle/admission.go
-                    return Err(ApiError::forbidden(
-                        res,
-                        meta_str(&obj, "name"),
-                        format!("unable to create new content in namespace {ns} because it is being terminated"),
-                    )
-                    .with_cause("NamespaceTerminating", format!("namespace {ns} is being terminated"), Some("metadata.namespace")));
-                }
-            }
+            && nso
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|v| !v.is_null())
+        {
+            // plugin/pkg/admission/namespace/lifecycle/admission.go
+            return Err(ApiError::forbidden(
+                res,
+                meta_str(&obj, "name"),
+                format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            )
+            .with_cause(
+                "NamespaceTerminating",
+                format!("namespace {ns} is being terminated"),
+                Some("metadata.namespace"),
+            ));
         }
         let mut name = meta_str(&obj, "name").to_string();
         if name.is_empty() {
@@ -513,6 +516,7 @@ impl Store {
     /// Apply a patch (JSON merge, JSON patch or strategic merge) and store the result.
     /// A `metadata.resourceVersion` inside the patched result that differs from the stored one
     /// is a conflict (upstream: the patch carried a stale resourceVersion).
+    #[allow(clippy::too_many_arguments)] // mirrors the PATCH request's parts one to one
     pub fn patch(
         &self,
         res: &'static Resource,
@@ -566,31 +570,31 @@ impl Store {
             .get(&key(res, ns, name))
             .cloned()
             .ok_or_else(|| ApiError::not_found(res, name))?;
-        if let Some(uid) = &opts.uid {
-            if uid != meta_str(&old, "uid") {
-                return Err(ApiError::conflict(
-                    res,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {}, UID in object meta: {}",
-                        uid,
-                        meta_str(&old, "uid")
-                    ),
-                ));
-            }
+        if let Some(uid) = &opts.uid
+            && uid != meta_str(&old, "uid")
+        {
+            return Err(ApiError::conflict(
+                res,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    uid,
+                    meta_str(&old, "uid")
+                ),
+            ));
         }
-        if let Some(rv) = &opts.resource_version {
-            if rv != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::conflict(
-                    res,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
-                        rv,
-                        meta_str(&old, "resourceVersion")
-                    ),
-                ));
-            }
+        if let Some(rv) = &opts.resource_version
+            && rv != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::conflict(
+                res,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                    rv,
+                    meta_str(&old, "resourceVersion")
+                ),
+            ));
         }
         let terminating = old
             .pointer("/metadata/deletionTimestamp")
@@ -903,12 +907,12 @@ impl Store {
     ) -> Option<Obj> {
         let k = key(res, ns, name);
         let old = inner.tables[idx(res)].remove(&k)?;
-        if res == &resources::POD {
-            if let Some(set) = inner.pods_by_node.get_mut(node_of(&old)) {
-                set.remove(&k);
-                if set.is_empty() {
-                    inner.pods_by_node.remove(node_of(&old));
-                }
+        if res == &resources::POD
+            && let Some(set) = inner.pods_by_node.get_mut(node_of(&old))
+        {
+            set.remove(&k);
+            if set.is_empty() {
+                inner.pods_by_node.remove(node_of(&old));
             }
         }
         inner.rv += 1;
@@ -963,29 +967,29 @@ fn dry_run_noop(opts: &DeleteOpts) -> bool {
 fn list_locked(inner: &Inner, res: &'static Resource, q: &ListQuery) -> Vec<Obj> {
     let table = &inner.tables[idx(res)];
     // Pods pinned to a node: use the node index.
-    if res == &resources::POD {
-        if let Some(node) = q.fields.equals("spec.nodeName") {
-            let Some(keys) = inner.pods_by_node.get(node) else {
-                return Vec::new();
-            };
-            return keys
-                .iter()
-                .filter(|(ns, _)| q.namespace.as_ref().is_none_or(|n| n == ns))
-                .filter_map(|k| table.get(k))
-                .filter(|o| q.labels.matches(o) && q.fields.matches(o))
-                .cloned()
-                .collect();
-        }
+    if res == &resources::POD
+        && let Some(node) = q.fields.equals("spec.nodeName")
+    {
+        let Some(keys) = inner.pods_by_node.get(node) else {
+            return Vec::new();
+        };
+        return keys
+            .iter()
+            .filter(|(ns, _)| q.namespace.as_ref().is_none_or(|n| n == ns))
+            .filter_map(|k| table.get(k))
+            .filter(|o| q.labels.matches(o) && q.fields.matches(o))
+            .cloned()
+            .collect();
     }
-    if let Some(name) = q.fields.equals("metadata.name") {
-        if let Some(ns) = q.namespace.as_ref().filter(|_| res.namespaced) {
-            return table
-                .get(&(ns.clone(), name.to_string()))
-                .filter(|o| q.matches(o))
-                .cloned()
-                .into_iter()
-                .collect();
-        }
+    if let Some(name) = q.fields.equals("metadata.name")
+        && let Some(ns) = q.namespace.as_ref().filter(|_| res.namespaced)
+    {
+        return table
+            .get(&(ns.clone(), name.to_string()))
+            .filter(|o| q.matches(o))
+            .cloned()
+            .into_iter()
+            .collect();
     }
     let filter = |o: &&Obj| q.labels.matches(o) && q.fields.matches(o);
     match q.namespace.as_ref().filter(|_| res.namespaced) {

@@ -1,4 +1,5 @@
 //! The lab's API server through kube-rs, over HTTPS (client certificate, tokens) and HTTP.
+#![allow(clippy::result_large_err)] // store closures return the API Status error
 
 use std::time::Duration;
 

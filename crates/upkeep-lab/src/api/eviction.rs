@@ -286,15 +286,15 @@ fn add_condition_and_delete(
     if !opts.dry_run {
         let now = lab.clock.now_rfc3339();
         let pod = store.get_or_404(&POD, ns, name)?;
-        if let Some(uid) = &opts.uid {
-            if uid != meta_str(&pod, "uid") {
-                return store.delete(&POD, ns, name, &opts).map(|_| ());
-            }
+        if let Some(uid) = &opts.uid
+            && uid != meta_str(&pod, "uid")
+        {
+            return store.delete(&POD, ns, name, &opts).map(|_| ());
         }
-        if let Some(rv) = &opts.resource_version {
-            if rv != meta_str(&pod, "resourceVersion") {
-                return store.delete(&POD, ns, name, &opts).map(|_| ());
-            }
+        if let Some(rv) = &opts.resource_version
+            && rv != meta_str(&pod, "resourceVersion")
+        {
+            return store.delete(&POD, ns, name, &opts).map(|_| ());
         }
         let updated = store.mutate(&POD, ns, name, |p| {
             let status = p.as_object_mut().expect("object").entry("status").or_insert(json!({}));

@@ -119,10 +119,10 @@ fn text_response(code: u16, s: String) -> Response {
 
 pub fn error_response(e: &ApiError) -> Response {
     let mut r = json_response(e.code, &e.to_status());
-    if let Some(s) = e.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(s) = e.retry_after
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
 }
@@ -134,12 +134,17 @@ pub fn unauthorized() -> Response {
     )
 }
 
+/// A bearer token the server does not know (answered 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unauthenticated;
+
 /// Identify the caller: client certificate, else bearer token, else (plain HTTP only) admin.
+/// `Ok(None)` is an anonymous HTTPS request.
 pub fn authenticate(
     ctx: &ApiContext,
     conn: &ConnInfo,
     headers: &HeaderMap,
-) -> Result<Option<String>, ()> {
+) -> Result<Option<String>, Unauthenticated> {
     if let Some(u) = &conn.cert_user {
         return Ok(Some(u.clone()));
     }
@@ -148,9 +153,15 @@ pub fn authenticate(
         .and_then(|v| v.to_str().ok())
     {
         if let Some(tok) = h.strip_prefix("Bearer ") {
-            return ctx.auth.tokens.get(tok.trim()).cloned().map(Some).ok_or(());
+            return ctx
+                .auth
+                .tokens
+                .get(tok.trim())
+                .cloned()
+                .map(Some)
+                .ok_or(Unauthenticated);
         }
-        return Err(());
+        return Err(Unauthenticated);
     }
     if conn.tls {
         Ok(None)
@@ -736,16 +747,16 @@ fn delete_opts(rr: &ResourceRequest, body: &Bytes) -> ApiResult<DeleteOpts> {
     if policy.is_none() && orphan == Some(true) {
         policy = Some("Orphan".into());
     }
-    if let Some(p) = &policy {
-        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::new(
-                422,
-                "Invalid",
-                format!(
-                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-                ),
-            ));
-        }
+    if let Some(p) = &policy
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+            ),
+        ));
     }
     let body_dry = b
         .get("dryRun")
@@ -817,7 +828,7 @@ fn list(ctx: &ApiContext, rr: &ResourceRequest, headers: &HeaderMap) -> ApiResul
         })?;
         drop(pages);
         let end = limit.map_or(snap.len(), |l| (t.off + l).min(snap.len()));
-        let next = (end < snap.len()).then(|| (t.id, end));
+        let next = (end < snap.len()).then_some((t.id, end));
         (snap[t.off.min(snap.len())..end].to_vec(), t.rv, next)
     } else {
         let q = list_query(rr)?;

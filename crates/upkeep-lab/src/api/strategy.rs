@@ -138,20 +138,20 @@ pub fn prepare_create(
                     spec.remove("revisionHistoryLimit");
                 }
                 // Job: selector and labels generated from the uid are added by the store caller.
-                if let Some(tpl) = spec.get_mut("template").and_then(Value::as_object_mut) {
-                    if let Some(ps) = tpl.get_mut("spec").and_then(Value::as_object_mut) {
-                        ps.entry("restartPolicy").or_insert(json!(if kind == "Job" {
-                            "Never"
-                        } else {
-                            "Always"
-                        }));
-                        ps.entry("terminationGracePeriodSeconds")
-                            .or_insert(json!(30));
-                        ps.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
-                        ps.entry("schedulerName")
-                            .or_insert(json!("default-scheduler"));
-                        ps.entry("securityContext").or_insert(json!({}));
-                    }
+                if let Some(tpl) = spec.get_mut("template").and_then(Value::as_object_mut)
+                    && let Some(ps) = tpl.get_mut("spec").and_then(Value::as_object_mut)
+                {
+                    ps.entry("restartPolicy").or_insert(json!(if kind == "Job" {
+                        "Never"
+                    } else {
+                        "Always"
+                    }));
+                    ps.entry("terminationGracePeriodSeconds")
+                        .or_insert(json!(30));
+                    ps.entry("dnsPolicy").or_insert(json!("ClusterFirst"));
+                    ps.entry("schedulerName")
+                        .or_insert(json!("default-scheduler"));
+                    ps.entry("securityContext").or_insert(json!({}));
                 }
             }
         }
