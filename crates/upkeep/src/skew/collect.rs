@@ -270,3 +270,60 @@ pub fn parse_kubectl_version_json(json: &[u8]) -> anyhow::Result<Observed> {
         "kubectl version --client",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    #[test]
+    fn forbidden_names_the_missing_permission() {
+        let status = Status::failure(
+            "nodes is forbidden: User \"viewer\" cannot list resource \"nodes\"",
+            "Forbidden",
+        )
+        .with_code(403)
+        .boxed();
+        let text = format!("{:#}", api_error(kube::Error::Api(status), "list nodes"));
+        assert!(
+            text.starts_with("permission denied: the current user may not list nodes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("User \\\"viewer\\\"") || text.contains("User \"viewer\""),
+            "{text}"
+        );
+        assert!(text.contains(REQUIRED_ACCESS), "{text}");
+
+        let status = Status::failure("Unauthorized", "Unauthorized")
+            .with_code(401)
+            .boxed();
+        let text = format!("{:#}", api_error(kube::Error::Api(status), "get /version"));
+        assert!(text.starts_with("unauthorized"), "{text}");
+
+        let status = Status::failure("etcd timeout", "InternalError")
+            .with_code(500)
+            .boxed();
+        let text = format!("{:#}", api_error(kube::Error::Api(status), "list nodes"));
+        assert!(text.starts_with("could not list nodes"), "{text}");
+    }
+
+    #[test]
+    fn kubectl_client_version_json() {
+        let json = br#"{"clientVersion":{"major":"1","minor":"37","gitVersion":"v1.37.1","platform":"linux/amd64"},"kustomizeVersion":"v5.7.1"}"#;
+        let o = parse_kubectl_version_json(json).unwrap();
+        assert_eq!(o.component, Component::Kubectl);
+        assert_eq!(o.version.unwrap().to_string(), "v1.37.1");
+        assert!(parse_kubectl_version_json(b"{}").is_err());
+        assert!(parse_kubectl_version_json(b"Client Version: v1.37.1").is_err());
+    }
+
+    #[test]
+    fn a_missing_kubectl_is_not_an_error() {
+        assert!(
+            local_kubectl("kubectl-that-does-not-exist-anywhere")
+                .unwrap()
+                .is_none()
+        );
+    }
+}
