@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
@@ -44,7 +43,7 @@ that takes --delete-unmanaged. DaemonSet pods are always left in place.";
 
 /// Drain a node without losing a pod: plan first, refuse what would be lost,
 /// evict with PodDisruptionBudgets in mind, wait for the replacements.
-#[derive(Debug, Parser)]
+#[derive(Debug, clap::Parser)]
 #[command(
     name = "kubectl-safedrain",
     bin_name = "kubectl safedrain",
@@ -168,6 +167,18 @@ struct NodeResult {
     report: Option<DrainReport>,
 }
 
+/// Parses the command line; `--help` lists the rules from their one definition.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut rules = String::from("Rules (each pod is judged by these, in the core library):\n");
+    for rule in drain::Rule::ALL {
+        rules.push_str(&format!("  {}: {}\n", rule.name(), rule.summary()));
+    }
+    let command = Cli::command().after_long_help(format!("{rules}\n{EXAMPLES}"));
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 struct Conn {
     context: String,
     server: String,
@@ -176,7 +187,7 @@ struct Conn {
 fn main() -> ExitCode {
     // Builds of the whole workspace link two rustls crypto providers; name one.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = parse();
     output::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
