@@ -207,6 +207,15 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
             format!("registry.k8s.io/{c}:v1.34.3")
         );
     }
+    // etcd follows the version kubeadm pins for v1.35.
+    assert_eq!(
+        h.image(&format!("etcd-{cp}")).await,
+        "registry.k8s.io/etcd:3.6.5-0"
+    );
+    assert_eq!(
+        h.image("etcd-controlplane02").await,
+        "registry.k8s.io/etcd:3.6.4-0"
+    );
     let cm = Api::<ConfigMap>::namespaced(h.kube.clone(), "kube-system")
         .get("kubeadm-config")
         .await

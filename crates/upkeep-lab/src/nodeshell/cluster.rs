@@ -48,7 +48,13 @@ pub struct ClusterView {
 pub enum Effect {
     /// kubeadm rewrote a node's control-plane static pod manifests: the kubelet restarts
     /// them, so the mirror pods' images carry the new tag.
-    StaticPods { node: String, tag: String },
+    StaticPods {
+        node: String,
+        tag: String,
+        /// The new etcd image tag, when kubeadm upgraded etcd too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        etcd: Option<String>,
+    },
     /// `kubeadm upgrade apply` uploaded a new ClusterConfiguration and the upgraded apiserver
     /// answers `/version` with the new version.
     ClusterVersion { version: String },
@@ -103,13 +109,13 @@ impl ClusterView {
     /// same script sees it.
     pub fn apply(&mut self, e: &Effect) {
         match e {
-            Effect::StaticPods { node, tag } => {
-                for c in self
-                    .components
-                    .iter_mut()
-                    .filter(|c| &c.node == node && c.component != "etcd")
-                {
-                    c.tag = tag.clone();
+            Effect::StaticPods { node, tag, etcd } => {
+                for c in self.components.iter_mut().filter(|c| &c.node == node) {
+                    if c.component != "etcd" {
+                        c.tag = tag.clone();
+                    } else if let Some(e) = etcd {
+                        c.tag = e.clone();
+                    }
                 }
             }
             Effect::ClusterVersion { version } => {
@@ -166,6 +172,7 @@ mod tests {
         v.apply(&Effect::StaticPods {
             node: "cp2".into(),
             tag: "v1.34.1".into(),
+            etcd: None,
         });
         assert!(v.unupgraded_control_planes(&target, "cp1").is_empty());
         assert_eq!(v.component_tag("etcd", "cp1"), Some("3.5.21-0"));

@@ -25,7 +25,7 @@ fn spec(name: &str, cp: bool, family: OsFamily, version: &str) -> HostSpec {
         family,
         kubelet_version: KubeVersion::parse(version).unwrap(),
         control_plane_version: None,
-        etcd_tag: "3.5.21-0".into(),
+        etcd_tag: "3.6.4-0".into(),
         kernel: "6.8.0-79-generic".into(),
     }
 }
@@ -590,7 +590,8 @@ fn kubeadm_apply_then_node_upgrades_the_control_plane_and_then_the_addons() {
         [
             Effect::StaticPods {
                 node: "cp1".into(),
-                tag: "v1.35.1".into()
+                tag: "v1.35.1".into(),
+                etcd: Some("3.6.5-0".into())
             },
             Effect::ClusterVersion {
                 version: "v1.35.1".into()
@@ -605,6 +606,19 @@ fn kubeadm_apply_then_node_upgrades_the_control_plane_and_then_the_addons() {
     assert_eq!(
         tmp,
         "kubeadm-backup-etcd-2026-11-22-03-55-28\nkubeadm-backup-manifests-2026-11-22-03-55-28\nkubeadm-kubelet-config-2026-11-22-03-55-28\n"
+    );
+    // etcd follows the target minor's pinned version, its data backed up first.
+    let etcd = cp1.argv(&[
+        "ls",
+        "/etc/kubernetes/tmp/kubeadm-backup-etcd-2026-11-22-03-55-28",
+    ]);
+    assert_eq!(etcd.stdout, "etcd\n");
+    assert!(
+        apply
+            .stdout
+            .contains("Component \"etcd\" upgraded successfully!"),
+        "{}",
+        apply.stdout
     );
     let backup = cp1.argv(&[
         "cat",
@@ -640,7 +654,8 @@ fn kubeadm_apply_then_node_upgrades_the_control_plane_and_then_the_addons() {
         [
             Effect::StaticPods {
                 node: "cp2".into(),
-                tag: "v1.35.1".into()
+                tag: "v1.35.1".into(),
+                etcd: Some("3.6.5-0".into())
             },
             Effect::KubeProxy {
                 tag: "v1.35.1".into()

@@ -338,6 +338,14 @@ impl Host {
         image_tag(text).and_then(|t| KubeVersion::parse(&t))
     }
 
+    /// The image tag of a static pod manifest (`3.6.4-0` for etcd).
+    pub fn static_pod_tag(&self, component: &str) -> Option<String> {
+        image_tag(
+            self.files
+                .get(&format!("{MANIFESTS_DIR}/{component}.yaml"))?,
+        )
+    }
+
     /// The installed kubeadm binary's version.
     pub fn kubeadm_version(&self) -> Option<KubeVersion> {
         self.installed.get("kubeadm").map(|p| p.upstream.clone())

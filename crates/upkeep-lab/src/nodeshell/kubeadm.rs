@@ -447,39 +447,82 @@ fn upgrade_static_pods(host: &mut Host, ctx: &mut Ctx, target: &KubeVersion) -> 
     let backup = format!("{KUBEADM_TMP_DIR}/kubeadm-backup-manifests-{stamp}");
     let etcd_backup = format!("{KUBEADM_TMP_DIR}/kubeadm-backup-etcd-{stamp}");
     host.dirs.insert(backup.clone());
-    host.dirs.insert(etcd_backup);
+    host.dirs.insert(etcd_backup.clone());
     let mut log = format!(
-        "[upgrade/staticpods] Writing new Static Pod manifests to \"{KUBEADM_TMP_DIR}/kubeadm-upgraded-manifests{}\"\n\
-         [upgrade/staticpods] Preparing for \"etcd\" upgrade\n[upgrade/staticpods] Current and new manifests of etcd are equal, skipping upgrade\n",
-        &stamp[stamp.len().saturating_sub(9)..].replace('-', "")
+        "[upgrade/staticpods] Writing new Static Pod manifests to \"{KUBEADM_TMP_DIR}/kubeadm-upgraded-manifests-{stamp}\"\n"
     );
-    for c in CONTROL_PLANE_COMPONENTS {
+    let mut moved = |host: &mut Host, c: &str, image: String, log: &mut String| {
         let path = format!("{MANIFESTS_DIR}/{c}.yaml");
-        log.push_str(&format!(
-            "[upgrade/staticpods] Preparing for \"{c}\" upgrade\n"
-        ));
-        if host.static_pod_version(c).as_ref() == Some(target) {
-            log.push_str(&format!("[upgrade/staticpods] Current and new manifests of {c} are equal, skipping upgrade\n"));
-            continue;
-        }
         if let Some(old) = host.files.get(&path).cloned() {
             host.files.insert(format!("{backup}/{c}.yaml"), old);
         }
-        host.files.insert(
-            path.clone(),
-            static_pod_manifest(c, &format!("registry.k8s.io/{c}:{target}")),
-        );
+        host.files
+            .insert(path.clone(), static_pod_manifest(c, &image));
         log.push_str(&format!(
             "[upgrade/staticpods] Moving new manifest to \"{path}\" and backing up old manifest to \"{backup}/{c}.yaml\"\n\
              [upgrade/staticpods] Waiting for the kubelet to restart the component\n\
              [upgrade/staticpods] Component \"{c}\" upgraded successfully!\n"
         ));
+    };
+    // etcd follows the version kubeadm pins for the target minor (constants.go
+    // SupportedEtcdVersion; the lab keeps that table once, in the simulation), never down
+    // (staticpods.go performEtcdStaticPodUpgrade).
+    log.push_str("[upgrade/staticpods] Preparing for \"etcd\" upgrade\n");
+    let desired = crate::sim::kubelet::control_plane_images(&target.tag())
+        .into_iter()
+        .find(|(c, _)| c == "etcd")
+        .and_then(|(_, img)| img.rsplit_once(':').map(|(_, t)| t.to_string()));
+    let current = host.static_pod_tag("etcd");
+    let mut etcd_upgraded = None;
+    match (desired, current) {
+        (Some(d), Some(c)) if etcd_version(&d) > etcd_version(&c) => {
+            host.dirs.insert(format!("{etcd_backup}/etcd/member"));
+            log.push_str(&format!(
+                "[upgrade/staticpods] Backing up etcd data to \"{etcd_backup}/etcd\"\n"
+            ));
+            moved(host, "etcd", format!("registry.k8s.io/etcd:{d}"), &mut log);
+            etcd_upgraded = Some(d);
+        }
+        (Some(d), Some(c)) if etcd_version(&d) < etcd_version(&c) => log.push_str(&format!(
+            "[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version \"{d}\" is older than the currently installed \"{c}\". Skipping etcd upgrade\n"
+        )),
+        _ => log.push_str(
+            "[upgrade/staticpods] Current and new manifests of etcd are equal, skipping upgrade\n",
+        ),
+    }
+    for c in CONTROL_PLANE_COMPONENTS {
+        log.push_str(&format!(
+            "[upgrade/staticpods] Preparing for \"{c}\" upgrade\n"
+        ));
+        if host.static_pod_version(c).as_ref() == Some(target) {
+            log.push_str(&format!(
+                "[upgrade/staticpods] Current and new manifests of {c} are equal, skipping upgrade\n"
+            ));
+            continue;
+        }
+        moved(host, c, format!("registry.k8s.io/{c}:{target}"), &mut log);
     }
     ctx.effect(Effect::StaticPods {
         node: host.node.clone(),
         tag: target.tag(),
+        etcd: etcd_upgraded,
     });
     log
+}
+
+/// `3.6.4-0` → (3, 6, 4, 0) for ordering etcd image tags.
+fn etcd_version(tag: &str) -> (u32, u32, u32, u32) {
+    let (core, rev) = tag
+        .trim_start_matches('v')
+        .split_once('-')
+        .unwrap_or((tag, "0"));
+    let mut it = core.split('.').map(|p| p.parse().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        rev.parse().unwrap_or(0),
+    )
 }
 
 /// Write the kubelet config for the new version, backing up the old one

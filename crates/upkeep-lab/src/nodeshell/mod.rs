@@ -428,17 +428,27 @@ pub fn snapshot(lab: &Lab) -> ClusterView {
 #[allow(clippy::result_large_err)] // store.mutate's closure signature
 pub fn apply_effect(lab: &Lab, e: &Effect) {
     match e {
-        Effect::StaticPods { node, tag } => {
+        Effect::StaticPods { node, tag, etcd } => {
             let sp = crate::sim::StaticPods::get(lab);
             let current = sp.for_node(node);
-            for c in CONTROL_PLANE_COMPONENTS {
-                let image = with_tag(
-                    current
-                        .get(c)
-                        .map(String::as_str)
-                        .unwrap_or(&format!("registry.k8s.io/{c}")),
-                    tag,
-                );
+            let mut images: Vec<(&str, String)> = CONTROL_PLANE_COMPONENTS
+                .iter()
+                .map(|c| {
+                    let base = current
+                        .get(*c)
+                        .cloned()
+                        .unwrap_or_else(|| format!("registry.k8s.io/{c}"));
+                    (*c, with_tag(&base, tag))
+                })
+                .collect();
+            if let Some(e) = etcd {
+                let base = current
+                    .get("etcd")
+                    .cloned()
+                    .unwrap_or_else(|| "registry.k8s.io/etcd".into());
+                images.push(("etcd", with_tag(&base, e)));
+            }
+            for (c, image) in images {
                 sp.set_image(node, c, &image);
                 // kubeadm waits for the kubelet to restart the component before it goes on, so
                 // the mirror pod carries the new image by the time the command returns.
