@@ -451,7 +451,7 @@ fn upgrade_static_pods(host: &mut Host, ctx: &mut Ctx, target: &KubeVersion) -> 
     let mut log = format!(
         "[upgrade/staticpods] Writing new Static Pod manifests to \"{KUBEADM_TMP_DIR}/kubeadm-upgraded-manifests-{stamp}\"\n"
     );
-    let mut moved = |host: &mut Host, c: &str, image: String, log: &mut String| {
+    let moved = |host: &mut Host, c: &str, image: String, log: &mut String| {
         let path = format!("{MANIFESTS_DIR}/{c}.yaml");
         if let Some(old) = host.files.get(&path).cloned() {
             host.files.insert(format!("{backup}/{c}.yaml"), old);
