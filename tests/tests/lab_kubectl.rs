@@ -53,7 +53,7 @@ fn file(lab: &Lab, name: &str, text: &str) -> String {
 }
 
 /// A kubectl table (`get`), cut at the header's column offsets the way
-/// kubectl's tabwriter aligns them (columns are at least three spaces apart,
+/// kubectl's tabwriter aligns them (columns are at least two spaces apart,
 /// so headers such as `NOMINATED NODE` stay whole).
 struct Table {
     text: String,
@@ -1410,4 +1410,189 @@ fn eviction_with_two_pdbs_is_a_500_that_kubectl_does_not_retry() {
         .map(uid)
         .collect();
     assert_eq!(after, before, "a pod under two PDBs was evicted");
+}
+
+// ---------------------------------------------------------------------------
+// Rollouts, wait, watch, paging
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rollout_set_image_status_history_and_undo() {
+    let lab = os_upgrade();
+    let d = deployment_on(&lab, "node02");
+    let json = lab.get_json(["deployment", &d.name]);
+    let container = json["spec"]["template"]["spec"]["containers"][0]["name"]
+        .as_str()
+        .expect("container name")
+        .to_string();
+    let old_image = json["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .expect("image")
+        .to_string();
+    let new_image = "registry.example/web:2.0";
+    let target = format!("deployment/{}", d.name);
+    assert_eq!(
+        lab.kubectl_ok(["set", "image", &target, &format!("{container}={new_image}")])
+            .trim(),
+        format!("deployment.apps/{} image updated", d.name)
+    );
+    let status = lab.kubectl_ok(["rollout", "status", &target, "--timeout=60s"]);
+    assert!(
+        status.trim_end().ends_with(&format!(
+            r#"deployment "{}" successfully rolled out"#,
+            d.name
+        )),
+        "{status}"
+    );
+    let images_settle = |image: &str| {
+        wait_for(
+            &format!(
+                "{}: {} Running and Ready pods of {image}",
+                d.name, d.replicas
+            ),
+            SETTLE,
+            || {
+                let pods: Vec<Value> = lab.pods().into_iter().filter(|p| d.selects(p)).collect();
+                let ok = pods.len() as i64 == d.replicas
+                    && pods
+                        .iter()
+                        .all(|p| running_ready(p) && p["spec"]["containers"][0]["image"] == image);
+                ok.then_some(())
+            },
+        )
+    };
+    images_settle(new_image);
+    // `deployment.apps/NAME` on the first line, then the REVISION table.
+    let history = lab.kubectl_ok(["rollout", "history", &target]);
+    let (first, rest) = history.split_once('\n').expect("two parts");
+    assert_eq!(first.trim(), format!("deployment.apps/{}", d.name));
+    let history = Table::parse(rest);
+    let revisions: Vec<&str> = history
+        .rows
+        .iter()
+        .map(|r| r["REVISION"].as_str())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{}", history.text);
+
+    assert_eq!(
+        lab.kubectl_ok(["rollout", "undo", &target]).trim(),
+        format!("deployment.apps/{} rolled back", d.name)
+    );
+    lab.kubectl_ok(["rollout", "status", &target, "--timeout=60s"]);
+    images_settle(&old_image);
+    let rs = table(&lab, &["replicasets", "-l", &format!("app={}", d.name)]);
+    assert_eq!(
+        rs.rows.len(),
+        2,
+        "two ReplicaSets, one scaled to zero:\n{}",
+        rs.text
+    );
+    assert!(
+        rs.rows
+            .iter()
+            .any(|r| r["DESIRED"] == "0" && r["CURRENT"] == "0"),
+        "{}",
+        rs.text
+    );
+}
+
+#[test]
+fn wait_and_watch_follow_a_deletion() {
+    let lab = os_upgrade();
+    assert_eq!(
+        lab.kubectl_ok([
+            "wait",
+            "--for=condition=Ready",
+            "pod/hr-app",
+            "--timeout=30s"
+        ])
+        .trim(),
+        "pod/hr-app condition met"
+    );
+    let d = deployment_on(&lab, "node02");
+    lab.kubectl_ok([
+        "wait",
+        "--for=condition=Available",
+        &format!("deployment/{}", d.name),
+        "--timeout=30s",
+    ]);
+
+    let watch = Background::start(
+        &lab,
+        &[
+            "get",
+            "pods",
+            "-w",
+            "--output-watch-events",
+            "--request-timeout=60s",
+        ],
+    );
+    wait_for("the watch to list hr-app", Duration::from_secs(20), || {
+        watch
+            .text()
+            .lines()
+            .any(|l| l.starts_with("ADDED") && l.contains(" hr-app "))
+            .then_some(())
+    });
+    lab.kubectl_ok(["delete", "pod", "hr-app", "--wait=false"]);
+    assert_eq!(
+        lab.kubectl_ok(["wait", "--for=delete", "pod/hr-app", "--timeout=30s"])
+            .trim(),
+        "pod/hr-app condition met"
+    );
+    let seen = wait_for(
+        "the watch to report hr-app DELETED",
+        Duration::from_secs(20),
+        || {
+            let text = watch.text();
+            text.lines()
+                .any(|l| l.starts_with("DELETED") && l.contains(" hr-app "))
+                .then_some(text)
+        },
+    );
+    let modified = seen
+        .lines()
+        .find(|l| l.starts_with("MODIFIED") && l.contains(" hr-app "))
+        .unwrap_or_else(|| panic!("no MODIFIED event for hr-app before DELETED:\n{seen}"));
+    assert!(modified.contains("Terminating"), "{seen}");
+}
+
+/// `--chunk-size` makes kubectl page with limit/continue (it does not with
+/// `--sort-by`); the pages together are the whole filtered list.
+#[test]
+fn chunked_lists_with_field_selectors_page_through_continue_tokens() {
+    let lab = os_upgrade();
+    let mut want: Vec<String> = pods_on(&lab, "node01")
+        .iter()
+        .map(|p| format!("pod/{}", name(p)))
+        .collect();
+    want.sort();
+    assert!(
+        want.len() > 2,
+        "node01 runs more than one page of pods: {want:?}"
+    );
+    let out = lab.kubectl([
+        "get",
+        "pods",
+        "-A",
+        "--chunk-size=2",
+        "--field-selector=spec.nodeName=node01",
+        "-o",
+        "name",
+        "-v=6",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let mut got: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    got.sort();
+    assert_eq!(got, want);
+    let pages = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("/api/v1/pods?") && l.contains("limit=2"))
+        .count();
+    assert!(
+        pages >= 2,
+        "kubectl asked for one page only:\n{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("continue="), "{}", stderr(&out));
 }
