@@ -667,7 +667,9 @@ fn via_pod_runs_each_command_in_a_privileged_pod_and_cleans_up() {
 #[test]
 fn via_manual_prints_each_block_and_waits_for_the_operator() {
     let lab = lab();
-    let mut cmd = lab.plugin(PLUGIN);
+    // Not lab.plugin(): its stdin is /dev/null, and the terminal must be the pty.
+    let mut cmd = Command::new(bin(PLUGIN));
+    cmd.env("KUBECONFIG", &lab.kubeconfig).env("NO_COLOR", "1");
     cmd.args([
         "controlplane01",
         "--to",

@@ -549,8 +549,8 @@ async fn upgrade_all(
                 continue;
             }
             let plan = prepared.plan.expect("a plan when not refused");
-            // A dry run shows the warnings inside the plan.
-            if !cli.dry_run {
+            // A dry run, and the plan shown before the question, carry the warnings.
+            if cli.yes && !cli.dry_run {
                 for w in &plan.warnings {
                     printer.warn(w);
                 }
