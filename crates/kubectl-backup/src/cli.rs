@@ -24,7 +24,8 @@ Examples:
   kubectl backup etcd status /var/backups/etcd-2024-05-01.db
 
   # Restore into a new data directory and switch the etcd static pod to it
-  sudo kubectl backup etcd restore /var/backups/etcd-2024-05-01.db --data-dir /var/lib/etcd-from-backup --apply
+  sudo kubectl backup etcd restore /var/backups/etcd-2024-05-01.db \\
+      --data-dir /var/lib/etcd-from-backup --apply
 
   # Export every listable object of every API group as YAML files
   kubectl backup resources ./cluster-backup
@@ -62,7 +63,8 @@ pub enum Command {
 Examples:
   sudo kubectl backup etcd save /var/backups/etcd.db
   kubectl backup etcd status /var/backups/etcd.db
-  sudo kubectl backup etcd restore /var/backups/etcd.db --data-dir /var/lib/etcd-from-backup"
+  sudo kubectl backup etcd restore /var/backups/etcd.db \\
+      --data-dir /var/lib/etcd-from-backup"
     )]
     Etcd(EtcdCommand),
     /// Export every listable object of every API group, one YAML file each
@@ -111,11 +113,13 @@ status` computes them; a corrupted file exits 1.")]
     #[command(after_help = "\
 Examples:
   # Restore, and print how to switch the kubeadm etcd static pod to the new directory
-  sudo kubectl backup etcd restore /var/backups/etcd.db --data-dir /var/lib/etcd-from-backup
+  sudo kubectl backup etcd restore /var/backups/etcd.db \\
+      --data-dir /var/lib/etcd-from-backup
 
   # Restore and switch: stop kube-apiserver, restore, point etcd at the new
   # directory, wait for etcd, start kube-apiserver
-  sudo kubectl backup etcd restore /var/backups/etcd.db --data-dir /var/lib/etcd-from-backup --apply
+  sudo kubectl backup etcd restore /var/backups/etcd.db \\
+      --data-dir /var/lib/etcd-from-backup --apply
 
 The database rewrite is done by the installed etcdutl (etcd >= 3.5) or else
 etcdctl. The snapshot is verified first; an existing data directory is refused.")]
@@ -234,9 +238,13 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
 }
 
 async fn save(args: SaveArgs, printer: &Printer) -> Result<Outcome> {
-    let spinner = printer.spinner(&format!("saving a snapshot to {}", args.file.display()));
-    let saved = etcd::save(&args.etcd, &args.file).await;
-    spinner.finish_and_clear();
+    let bar = printer.progress(0, &format!("saving a snapshot to {}", args.file.display()));
+    let saved = etcd::save(&args.etcd, &args.file, |received, total| {
+        bar.set_length(total);
+        bar.set_position(received);
+    })
+    .await;
+    bar.finish_and_clear();
     let saved = saved?;
     printer.result(&saved, || {
         let mut t = output::table(["FILE", "SIZE", "REVISION", "TOTAL KEYS", "HASH"]);

@@ -148,7 +148,13 @@ pub struct Saved {
 /// Streams a snapshot into `target`: a temporary file beside it (mode 0600),
 /// fsync, checks, rename, fsync of the directory. On any failure the
 /// temporary file is removed and `target` is untouched.
-pub async fn save(flags: &EtcdFlags, target: &Path) -> Result<Saved> {
+///
+/// `progress(received, total)` is called after each chunk of the database.
+pub async fn save(
+    flags: &EtcdFlags,
+    target: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Saved> {
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -182,10 +188,12 @@ pub async fn save(flags: &EtcdFlags, target: &Path) -> Result<Saved> {
             .await
             .with_context(|| format!("the snapshot stream from {endpoint} failed"))?
         {
-            match assembler.push(msg.blob(), msg.remaining_bytes())? {
-                Chunk::Data | Chunk::Digest => part
-                    .write_all(msg.blob())
-                    .context("could not write the snapshot")?,
+            let chunk = assembler.push(msg.blob(), msg.remaining_bytes())?;
+            part.write_all(msg.blob())
+                .context("could not write the snapshot")?;
+            if chunk == Chunk::Data {
+                let received = assembler.data_bytes();
+                progress(received, received + msg.remaining_bytes());
             }
         }
         assembler.finish()
