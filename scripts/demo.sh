@@ -7,10 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --workspace --bins --locked
-export PATH="$PWD/target/debug:$PWD/.venv/bin:$PATH"
 export NO_COLOR=1
 
 work=$(mktemp -d)
+# Only the binaries on PATH: kubectl treats every kubectl-* file as a plugin.
+mkdir "$work/bin"
+for b in upkeep-lab kubectl-skew kubectl-safedrain kubectl-upgrade_node kubectl-backup; do
+    ln -s "$PWD/target/debug/$b" "$work/bin/$b"
+done
+export PATH="$work/bin:$PWD/.venv/bin:$PATH"
 export KUBECONFIG="$work/kubeconfig"
 upkeep-lab serve --scenario os-upgrade --listen 127.0.0.1:0 --kubeconfig "$KUBECONFIG" 2>"$work/lab.log" &
 lab=$!
@@ -35,8 +40,12 @@ step kubectl drain node01 --ignore-daemonsets --dry-run=client
 step kubectl safedrain node02 --yes
 step kubectl get pods -o wide
 step kubectl safedrain node02 --uncordon --yes
-step kubectl upgrade-node node01 --to v1.35 --dry-run
+# The lab's node shells stand in for ssh: they answer apt-get, kubeadm and systemctl
+# like a kubeadm node would.
+shell="upkeep-lab node-shell --kubeconfig $KUBECONFIG {node} --"
+step kubectl upgrade-node node01 --to v1.35 --dry-run --remote-shell "$shell"
+step kubectl upgrade-node controlplane --to v1.35 --dry-run --remote-shell "$shell"
 step kubectl backup resources "$work/export"
 echo
 echo "The lab is still a real API server: try it yourself with"
-echo "  target/debug/upkeep-lab serve --scenario os-upgrade --kubeconfig /tmp/lab.kubeconfig"
+echo "  target/debug/upkeep-lab serve --scenario os-upgrade --kubeconfig lab.kubeconfig"

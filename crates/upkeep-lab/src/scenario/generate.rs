@@ -202,7 +202,7 @@ pub fn apply(lab: &Arc<Lab>, p: &Params) -> anyhow::Result<()> {
             let node = &workers[pod_ix % workers.len()];
             let widx = pod_ix % workers.len() + p.control_planes;
             pod_ix += 1;
-            let host_ip = format!("192.168.{}.{}", 10 + widx / 250, widx % 250 + 2);
+            let host_ip = format!("127.10.{}.{}", 10 + widx / 250, widx % 250 + 2);
             let pod_ip = format!(
                 "10.{}.{}.{}",
                 64 + (pod_ix >> 16) % 64,

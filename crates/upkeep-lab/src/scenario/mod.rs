@@ -476,7 +476,9 @@ fn node_object(name: &str, t: &NodeTemplate, version: &str, idx: usize) -> Value
         .clone()
         .map(|v| v_prefixed(&v))
         .unwrap_or_else(|| version.to_string());
-    let ip = format!("192.168.{}.{}", 10 + idx / 250, idx % 250 + 2);
+    // Node addresses are loopback ones: a transport that dials a lab node by
+    // its InternalIP (ssh, say) is refused locally instead of leaving the machine.
+    let ip = format!("127.10.{}.{}", 10 + idx / 250, idx % 250 + 2);
     let mut spec = json!({"podCIDR": format!("10.244.{}.0/24", idx % 256), "podCIDRs": [format!("10.244.{}.0/24", idx % 256)]});
     if !taints.is_empty() {
         spec["taints"] = json!(taints);
@@ -529,8 +531,8 @@ fn kubeadm_objects(version: &str, nodes: &[ScenarioNode]) -> Vec<Value> {
     let endpoint = nodes
         .iter()
         .position(|n| n.template.role == Role::ControlPlane)
-        .map(|i| format!("192.168.{}.{}:6443", 10 + i / 250, i % 250 + 2))
-        .unwrap_or_else(|| "192.168.10.2:6443".into());
+        .map(|i| format!("127.10.{}.{}:6443", 10 + i / 250, i % 250 + 2))
+        .unwrap_or_else(|| "127.10.10.2:6443".into());
     let cluster_config = format!(
         "apiServer: {{}}\napiVersion: kubeadm.k8s.io/v1beta4\ncaCertificateValidityPeriod: 87600h0m0s\ncertificateValidityPeriod: 8760h0m0s\ncertificatesDir: /etc/kubernetes/pki\nclusterName: kubernetes\ncontrolPlaneEndpoint: {endpoint}\ncontrollerManager: {{}}\ndns: {{}}\nencryptionAlgorithm: RSA-2048\netcd:\n  local:\n    dataDir: /var/lib/etcd\nimageRepository: registry.k8s.io\nkind: ClusterConfiguration\nkubernetesVersion: {version}\nnetworking:\n  dnsDomain: cluster.local\n  podSubnet: 10.244.0.0/16\n  serviceSubnet: 10.96.0.0/12\nproxy: {{}}\nscheduler: {{}}\n"
     );

@@ -97,7 +97,7 @@ pub fn node_ip(node: &Value) -> String {
         .map(|a| util::s(a, "/address").to_string())
         .unwrap_or_else(|| {
             let h = name_hash(util::name(node));
-            format!("192.168.{}.{}", (h >> 8) % 250 + 1, h % 250 + 2)
+            format!("127.10.{}.{}", (h >> 8) % 250 + 1, h % 250 + 2)
         })
 }
 
