@@ -247,13 +247,10 @@ fn ha_apiservers_at_two_minors_narrow_the_kubelet_range() {
     kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.31.2")]);
     // A second control-plane node still at v1.30: kubelets may not exceed v1.30.
     let mut yaml = node("cp2", true);
-    for c in [
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-    ] {
-        yaml.push_str(&static_pod(c, "cp2", "v1.30.5"));
-    }
+    yaml.push_str(&static_pod("kube-apiserver", "cp2", "v1.30.5"));
+    yaml.push_str(&static_pod("kube-controller-manager", "cp2", "v1.30.5"));
+    // Upgraded ahead of the apiserver on its own node: a violation.
+    yaml.push_str(&static_pod("kube-scheduler", "cp2", "v1.31.2"));
     lab.apply(&yaml);
     set_kubelet(&lab, "cp2", "v1.30.5");
 
@@ -265,9 +262,19 @@ fn ha_apiservers_at_two_minors_narrow_the_kubelet_range() {
     let w1 = find(&doc["components"], "kubelet", Some("w1"));
     assert_eq!(w1["verdict"], "violation");
     assert_eq!(w1["allowed"]["newest"], "v1.30");
-    // The controllers on cp1 are newer than the v1.30 apiserver they may reach.
-    let kcm = find(&doc["violations"], "kube-controller-manager", Some("cp1"));
-    assert_eq!(kcm["rule"], "controllers-vs-apiserver");
+    // Controllers talk to the apiserver on their own node (kubeadm's local
+    // endpoint): cp1's v1.31 controller-manager is fine, cp2's v1.31 scheduler is not.
+    let kcm = find(&doc["components"], "kube-controller-manager", Some("cp1"));
+    assert_eq!(kcm["verdict"], "ok", "{kcm}");
+    let sched = find(&doc["violations"], "kube-scheduler", Some("cp2"));
+    assert_eq!(sched["rule"], "controllers-vs-apiserver");
+    assert!(
+        sched["message"]
+            .as_str()
+            .unwrap()
+            .contains("kube-apiserver on its node (v1.30)"),
+        "{sched}"
+    );
     // The older apiserver is told the upgrade is half done.
     assert_eq!(
         find(&doc["components"], "kube-apiserver", Some("cp2"))["verdict"],

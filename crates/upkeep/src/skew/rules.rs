@@ -24,6 +24,11 @@ pub enum Reference {
     /// The kube-apiserver instances: `newer` counts from the oldest instance,
     /// `older` from the newest (that is the HA narrowing).
     Apiservers,
+    /// The kube-apiservers the component talks to: the one on its own node
+    /// when there is one (kubeadm points controller-manager.conf and
+    /// scheduler.conf at the node's local API endpoint, kubernetes PR #94398),
+    /// else all of them (as through a load balancer).
+    ApiserversReached,
     /// The kubelet on the same node.
     KubeletOnSameNode,
 }
@@ -89,11 +94,11 @@ pub const RULES: &[Rule] = &[
             Component::KubeScheduler,
             Component::CloudControllerManager,
         ],
-        against: Reference::Apiservers,
+        against: Reference::ApiserversReached,
         newer: window(0),
         older: window(1),
         blocks_next_upgrade: false,
-        summary: "not newer than the oldest kube-apiserver, at most one minor older than the newest",
+        summary: "not newer than the kube-apiserver it talks to (the one on its node, else every one), at most one minor older",
         policy: "kube-controller-manager, kube-scheduler, and cloud-controller-manager must not be newer than the kube-apiserver instances they communicate with. They are expected to match the kube-apiserver minor version, but may be up to one minor version older (to allow live upgrades).",
         source: POLICY_SOURCE,
     },
@@ -421,25 +426,35 @@ fn check_one(
     let mut governing = None;
     let mut skipped = Vec::new();
     for rule in rules {
-        let (low, high, what) = match rule.against {
-            Reference::Apiservers => match span {
-                Some((o, n)) => (o, n, None),
-                None => {
-                    skipped.push("no kube-apiserver version is known");
-                    continue;
-                }
-            },
-            Reference::KubeletOnSameNode => {
+        let local_apiserver = || {
+            let node = observed.node.as_deref()?;
+            snapshot
+                .of(Component::KubeApiserver)
+                .filter(|a| a.node.as_deref() == Some(node))
+                .filter_map(Observed::minor)
+                .min()
+        };
+        let (low, high, what) = match (rule.against, span) {
+            (Reference::KubeletOnSameNode, _) => {
                 let kubelet = observed
                     .node
                     .as_deref()
                     .and_then(|n| snapshot.kubelet_on(n))
                     .and_then(Observed::minor);
                 match kubelet {
-                    Some(k) => (k, k, Some(k)),
+                    Some(k) => (k, k, Some((k, "the kubelet on its node"))),
                     None => continue,
                 }
             }
+            (_, None) => {
+                skipped.push("no kube-apiserver version is known");
+                continue;
+            }
+            (Reference::ApiserversReached, Some(span)) => match local_apiserver() {
+                Some(a) => (a, a, Some((a, "the kube-apiserver on its node"))),
+                None => (span.0, span.1, None),
+            },
+            (Reference::Apiservers, Some((o, n))) => (o, n, None),
         };
         if low.major != minor.major || high.major != minor.major {
             broken.push((
@@ -545,7 +560,7 @@ fn explain(
     minor: MinorVersion,
     low: MinorVersion,
     high: MinorVersion,
-    kubelet: Option<MinorVersion>,
+    local: Option<(MinorVersion, &str)>,
     range: AllowedRange,
 ) -> String {
     let plural = |n: i64| if n == 1 { "minor" } else { "minors" };
@@ -556,23 +571,16 @@ fn explain(
             plural(d)
         );
     }
-    let (window, reference, direction) = if minor > range.newest {
-        let what = match kubelet {
-            Some(k) => format!("the kubelet on its node ({k})"),
-            None => format!("the oldest kube-apiserver ({low})"),
-        };
-        (&rule.newer, what, "newer")
+    let newer = minor > range.newest;
+    let (window, direction) = if newer {
+        (&rule.newer, "newer")
     } else {
-        let what = match kubelet {
-            Some(k) => format!("the kubelet on its node ({k})"),
-            None => format!("the newest kube-apiserver ({high})"),
-        };
-        (&rule.older, what, "older")
+        (&rule.older, "older")
     };
-    let reference_minor = match (kubelet, direction) {
-        (Some(k), _) => k,
-        (None, "newer") => low,
-        (None, _) => high,
+    let (reference_minor, reference) = match local {
+        Some((k, what)) => (k, format!("{what} ({k})")),
+        None if newer => (low, format!("the oldest kube-apiserver ({low})")),
+        None => (high, format!("the newest kube-apiserver ({high})")),
     };
     let d = minor.minus(reference_minor).unwrap_or(0).abs();
     let limit = match window.narrower_before {

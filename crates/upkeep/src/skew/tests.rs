@@ -237,26 +237,53 @@ fn policy_example_controllers() {
         verdict(&r, Component::CloudControllerManager, Some("cp1")),
         Verdict::Violation
     );
-    // HA at 1.31 and 1.30: only 1.30.
+    // HA at 1.31 and 1.30, reached through a load balancer (no apiserver on
+    // their node): only 1.30.
+    let r = Cluster::new()
+        .apiserver("cp1", "v1.31.0")
+        .apiserver("cp2", "v1.30.0")
+        .image(Component::CloudControllerManager, "infra1", "v1.31.0")
+        .image(Component::CloudControllerManager, "infra2", "v1.30.0")
+        .report();
+    assert_eq!(
+        verdict(&r, Component::CloudControllerManager, Some("infra1")),
+        Verdict::Violation
+    );
+    let ok = row(&r, Component::CloudControllerManager, Some("infra2"));
+    assert_eq!(ok.allowed, range(30, 30));
+    assert_eq!(ok.verdict, Verdict::Ok);
+    assert_eq!(r.violations[0].rule, "controllers-vs-apiserver");
+    assert!(
+        r.violations[0]
+            .message
+            .contains("newer than the oldest kube-apiserver (v1.30)"),
+        "{}",
+        r.violations[0].message
+    );
+    // kubeadm points controllers at the apiserver on their own node: mid-way
+    // through an HA upgrade, cp1's new controllers talk to cp1's new apiserver.
     let r = Cluster::new()
         .apiserver("cp1", "v1.31.0")
         .apiserver("cp2", "v1.30.0")
         .image(Component::KubeControllerManager, "cp1", "v1.31.0")
-        .image(Component::KubeScheduler, "cp2", "v1.30.0")
+        .image(Component::KubeScheduler, "cp2", "v1.31.0")
+        .image(Component::KubeControllerManager, "cp2", "v1.30.0")
         .report();
+    let kcm = row(&r, Component::KubeControllerManager, Some("cp1"));
+    assert_eq!((kcm.verdict, kcm.allowed), (Verdict::Ok, range(30, 31)));
     assert_eq!(
-        verdict(&r, Component::KubeControllerManager, Some("cp1")),
-        Verdict::Violation
-    );
-    assert_eq!(
-        row(&r, Component::KubeScheduler, Some("cp2")).allowed,
-        range(30, 30)
-    );
-    assert_eq!(
-        verdict(&r, Component::KubeScheduler, Some("cp2")),
+        verdict(&r, Component::KubeControllerManager, Some("cp2")),
         Verdict::Ok
     );
-    assert_eq!(r.violations[0].rule, "controllers-vs-apiserver");
+    let sched = row(&r, Component::KubeScheduler, Some("cp2"));
+    assert_eq!(sched.verdict, Verdict::Violation);
+    assert!(
+        sched
+            .reason
+            .contains("newer than the kube-apiserver on its node (v1.30)"),
+        "{}",
+        sched.reason
+    );
 }
 
 #[test]
