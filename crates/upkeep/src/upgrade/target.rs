@@ -1,8 +1,9 @@
 //! The versions an upgrade deals in: the `--to` target, the kubelet and image
 //! versions a cluster reports, and package versions with their revisions.
 //!
-//! Kept small and private to the upgrade module: it only needs major, minor
-//! and patch, with vendor suffixes (`+k3s1`, `-eks-...`) ignored.
+//! Parsing is [`crate::version`]'s (one rule for the whole crate); these are
+//! the small `Copy` projections the upgrade plan carries: major, minor and
+//! patch, with vendor suffixes (`+k3s1`, `-eks-...`) dropped.
 
 use std::fmt;
 
@@ -29,17 +30,17 @@ impl Release {
     /// `v1.33.5-eks-1a2b`, an image tag. Pre-release builds are not upgrade
     /// targets, so any suffix is dropped.
     pub fn parse_reported(text: &str) -> Option<Release> {
-        let t = text.trim();
-        let t = t.strip_prefix('v').unwrap_or(t);
-        let core = t.split(['+', '-']).next()?;
-        let mut parts = core.split('.');
-        let major = number(parts.next()?)?;
-        let minor = number(parts.next()?)?;
-        let patch = number(parts.next()?)?;
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(Release::new(major, minor, patch))
+        crate::version::KubeVersion::parse(text)
+            .ok()
+            .and_then(|v| Release::from_kube(&v))
+    }
+
+    fn from_kube(v: &crate::version::KubeVersion) -> Option<Release> {
+        Some(Release::new(
+            u32::try_from(v.major).ok()?,
+            u32::try_from(v.minor).ok()?,
+            u32::try_from(v.patch).ok()?,
+        ))
     }
 
     pub fn minor_line(self) -> Minor {
@@ -118,24 +119,36 @@ impl TargetSpec {
     /// suffixes, no leading zeros, no spaces, because the value ends up in
     /// commands run as root on the node.
     pub fn parse(text: &str) -> Result<TargetSpec, String> {
+        use crate::version::{KubeVersion, MinorVersion};
         let bad = || {
-            format!(
-                "--to {text:?} is not a version: use vMAJOR.MINOR.PATCH (v1.34.1) or vMAJOR.MINOR (v1.34, the newest patch the node's repository offers)"
-            )
+            format!("--to {text:?} is not a version: use vMAJOR.MINOR.PATCH (v1.34.1) or vMAJOR.MINOR (v1.34, the newest patch the node's repository offers)")
         };
-        let t = text.strip_prefix('v').unwrap_or(text);
-        let parts: Vec<&str> = t.split('.').collect();
-        let nums: Option<Vec<u32>> = parts.iter().map(|p| number(p)).collect();
-        match nums.as_deref() {
-            Some([major, minor]) => Ok(TargetSpec::NewestOf(Minor {
-                major: *major,
-                minor: *minor,
-            })),
-            Some([major, minor, patch]) => {
-                Ok(TargetSpec::Exact(Release::new(*major, *minor, *patch)))
-            }
-            _ => Err(bad()),
+        let body = text.strip_prefix('v').unwrap_or(text);
+        // Only the canonical form is accepted: no suffix, no leading zero, no
+        // space, because the value ends up in commands run as root on the node.
+        let spec = match body.split('.').count() {
+            2 => MinorVersion::parse(text).ok().and_then(|m| {
+                Some(TargetSpec::NewestOf(Minor {
+                    major: u32::try_from(m.major).ok()?,
+                    minor: u32::try_from(m.minor).ok()?,
+                }))
+            }),
+            3 => KubeVersion::parse(text)
+                .ok()
+                .filter(|v| v.suffix.is_empty())
+                .and_then(|v| Release::from_kube(&v))
+                .map(TargetSpec::Exact),
+            _ => None,
         }
+        .ok_or_else(bad)?;
+        let canonical = match spec {
+            TargetSpec::Exact(r) => r.bare(),
+            TargetSpec::NewestOf(m) => format!("{}.{}", m.major, m.minor),
+        };
+        if canonical != body {
+            return Err(bad());
+        }
+        Ok(spec)
     }
 
     pub fn minor_line(self) -> Minor {
@@ -168,45 +181,13 @@ pub struct PackageVersion {
 
 impl PackageVersion {
     pub fn parse(text: &str) -> Option<PackageVersion> {
-        let t = text.trim();
-        // An epoch ("1:") precedes the upstream version in deb and rpm alike.
-        let no_epoch = match t.split_once(':') {
-            Some((epoch, rest)) if epoch.chars().all(|c| c.is_ascii_digit()) => rest,
-            _ => t,
-        };
-        let (upstream, revision) = no_epoch.split_once('-')?;
-        if revision.is_empty()
-            || !revision
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.')
-        {
-            return None;
-        }
-        let mut parts = upstream.split('.');
-        let release = Release::new(
-            number(parts.next()?)?,
-            number(parts.next()?)?,
-            number(parts.next()?)?,
-        );
-        if parts.next().is_some() {
-            return None;
-        }
+        let parsed = crate::version::PackageVersion::parse(text).ok()?;
         Some(PackageVersion {
-            text: t.to_string(),
-            release,
-            revision: revision.to_string(),
+            text: text.trim().to_string(),
+            release: Release::from_kube(&parsed.version)?,
+            revision: parsed.revision?,
         })
     }
-}
-
-fn number(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 6 || !s.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    if s.len() > 1 && s.starts_with('0') {
-        return None;
-    }
-    s.parse().ok()
 }
 
 #[cfg(test)]
