@@ -451,6 +451,41 @@ pub(crate) mod testdb {
         }
         db
     }
+
+    /// A database whose one bucket `key` is a two-level tree: a branch page
+    /// (3) over two leaves (4, and 5 whose big value spills into an overflow
+    /// page 6). `children` overrides the branch's child page ids.
+    pub fn tree(children: [u64; 2]) -> Vec<u8> {
+        let first: Vec<(u32, Vec<u8>, Vec<u8>)> = (0..3)
+            .map(|i| (0, format!("a{i}").into_bytes(), vec![b'v'; 100]))
+            .collect();
+        let big = vec![b'B'; PS + 100];
+        let second = vec![(0, b"b0".to_vec(), big)];
+        let mut branch = vec![0u8; PS];
+        put_page_header(&mut branch, 3, BRANCH_PAGE, 2, 0);
+        let keys: [&[u8]; 2] = [b"a0", b"b0"];
+        let mut data_at = PAGE_HEADER + 2 * ELEMENT;
+        for (i, key) in keys.iter().enumerate() {
+            let at = PAGE_HEADER + i * ELEMENT;
+            branch[at..at + 4].copy_from_slice(&((data_at - at) as u32).to_le_bytes());
+            branch[at + 4..at + 8].copy_from_slice(&(key.len() as u32).to_le_bytes());
+            branch[at + 8..at + 16].copy_from_slice(&children[i].to_le_bytes());
+            branch[data_at..data_at + key.len()].copy_from_slice(key);
+            data_at += key.len();
+        }
+        let mut overflowing = leaf(5, &second, 2 * PS);
+        overflowing[12..16].copy_from_slice(&1u32.to_le_bytes());
+        let mut header = vec![0u8; BUCKET_HEADER];
+        header[0..8].copy_from_slice(&3u64.to_le_bytes());
+        let root = leaf(2, &[(BUCKET_LEAF_FLAG, b"key".to_vec(), header)], PS);
+        let mut db = meta(0, 2, 7, 1);
+        db.extend(meta(1, 2, 7, 2));
+        db.extend(root);
+        db.extend(branch);
+        db.extend(leaf(4, &first, PS));
+        db.extend(overflowing);
+        db
+    }
 }
 
 #[cfg(test)]
@@ -478,6 +513,25 @@ mod tests {
         assert_eq!(buckets[1].entries[1].key, b"b");
         assert_eq!(buckets[1].entries[1].value, Some(b"2".as_slice()));
         assert_eq!(buckets[0].entries[0].key, b"consistent_index");
+    }
+
+    #[test]
+    fn walks_branch_pages_and_overflow_in_key_order() {
+        let image = tree([4, 5]);
+        assert_eq!(image.len(), 7 * PS);
+        let db = Db::open(&image).unwrap();
+        let buckets = db.buckets().unwrap();
+        let keys: Vec<_> = buckets[0].entries.iter().map(|e| e.key).collect();
+        assert_eq!(keys, [b"a0", b"a1", b"a2", b"b0"]);
+        assert_eq!(buckets[0].entries[3].value.unwrap().len(), PS + 100);
+        // A branch that points at the same page twice, or past the end.
+        let err = Db::open(&tree([4, 4])).unwrap().buckets().unwrap_err();
+        assert!(format!("{err:#}").contains("reachable twice"), "{err:#}");
+        let err = Db::open(&tree([4, 9])).unwrap().buckets().unwrap_err();
+        assert!(format!("{err:#}").contains("out of bounds"), "{err:#}");
+        // A branch that points into the middle of an overflow run.
+        let err = Db::open(&tree([4, 6])).unwrap().buckets().unwrap_err();
+        assert!(format!("{err:#}").contains("header says"), "{err:#}");
     }
 
     #[test]
