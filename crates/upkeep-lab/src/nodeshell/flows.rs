@@ -796,6 +796,25 @@ fn shell_semantics() {
             .stdout
             .starts_with("hi  kubeadm")
     );
+    // Variables, as people write upgrade scripts.
+    let vars = n.sh("VER=1.34.4-1.1; PKG=kubeadm; apt-mark unhold $PKG && apt-get install -y \"$PKG=${VER}\"; echo \"status $?\" '$VER'");
+    ok(&vars);
+    assert!(
+        vars.stdout
+            .contains("Unpacking kubeadm (1.34.4-1.1) over (1.34.3-1.1) ..."),
+        "{}",
+        vars.stdout
+    );
+    assert!(vars.stdout.ends_with("status 0 $VER\n"), "{}", vars.stdout);
+    assert_eq!(
+        n.sh("export MINOR=v1.35; echo $MINOR $HOME $UNSET.").stdout,
+        "v1.35 /root .\n"
+    );
+    assert_eq!(
+        n.sh("echo $MINOR").stdout,
+        "\n",
+        "variables do not outlive one command"
+    );
     // Heredocs write repository files.
     ok(&n.sh("cat <<EOF | sudo tee /tmp/x.list >/dev/null\nline one\nEOF\n"));
     assert_eq!(n.argv(&["cat", "/tmp/x.list"]).stdout, "line one\n");
@@ -808,7 +827,7 @@ fn shell_semantics() {
         "w1\n"
     );
     assert_eq!(n.argv(&["sudo", "-n", "/usr/bin/hostname"]).stdout, "w1\n");
-    assert_eq!(n.host.history.len(), 19);
+    assert_eq!(n.host.history.len(), 22);
 }
 
 #[test]

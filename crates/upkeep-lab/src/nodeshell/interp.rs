@@ -2,7 +2,7 @@
 //! stderr and an exit code out, with the node's [`Host`] state changed and the cluster
 //! [`Effect`]s recorded. Pure: no I/O, no clock (the time is passed in).
 //!
-//! Commands: `sh`/`bash -c`, `sudo`, `nsenter ... --`, `env`, `true`, `false`, `exit`,
+//! Commands: `sh`/`bash -c`, `sudo`, `nsenter ... --`, `env`, `true`, `false`, `exit`, `export`,
 //! `set -e|-o pipefail`, `echo`, `printf`, `cat`, `tee`, `sed`, `grep`, `ls`, `mkdir`, `rm`,
 //! `hostname`, `uname`, `whoami`, `id`, `date`, `systemctl`, `kubelet --version`,
 //! `kubectl version --client`, `curl`/`gpg` for the repository key, the package managers
@@ -27,6 +27,10 @@ pub struct Ctx<'a> {
     errexit: bool,
     pipefail: bool,
     exit: Option<i32>,
+    /// Shell variables set by `NAME=value` / `export NAME=value` during one command.
+    vars: std::collections::BTreeMap<String, String>,
+    /// `$?`
+    last_code: i32,
 }
 
 impl<'a> Ctx<'a> {
@@ -39,6 +43,8 @@ impl<'a> Ctx<'a> {
             errexit: false,
             pipefail: false,
             exit: None,
+            vars: Default::default(),
+            last_code: 0,
         }
     }
 
@@ -46,6 +52,25 @@ impl<'a> Ctx<'a> {
     pub fn effect(&mut self, e: Effect) {
         self.cluster.apply(&e);
         self.effects.push(e);
+    }
+
+    /// A shell variable: set ones, then the environment a root login has.
+    fn var(&self, name: &str) -> Option<String> {
+        if name == "?" {
+            return Some(self.last_code.to_string());
+        }
+        self.vars.get(name).cloned().or_else(|| {
+            Some(
+                match name {
+                    "HOME" => "/root",
+                    "USER" | "LOGNAME" => "root",
+                    "PATH" => "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "SHELL" => "/bin/sh",
+                    _ => return None,
+                }
+                .to_string(),
+            )
+        })
     }
 
     /// `2026-11-22-03-55-28`, kubeadm's backup directory suffix.
@@ -64,6 +89,8 @@ pub fn run(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exec
         .push(shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")));
     let out = run_argv(host, ctx, argv, stdin);
     ctx.exit = None;
+    ctx.vars.clear();
+    ctx.last_code = 0;
     out
 }
 
@@ -186,6 +213,14 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
             }
             ExecOutput::ok("")
         }
+        "export" | "readonly" | "local" => {
+            for a in args {
+                if let Some((k, v)) = assignment(a) {
+                    ctx.vars.insert(k.to_string(), v.to_string());
+                }
+            }
+            ExecOutput::ok("")
+        }
         "echo" => echo(args),
         "printf" => printf(args),
         "cat" => cat(host, args, stdin),
@@ -292,6 +327,7 @@ pub fn run_script(host: &mut Host, ctx: &mut Ctx, src: &str, stdin: &str) -> Exe
             out.stdout.push_str(&r.stdout);
             out.stderr.push_str(&r.stderr);
             last = r.code;
+            ctx.last_code = last;
             if ctx.exit.is_some() {
                 break;
             }
@@ -327,7 +363,31 @@ fn run_pipeline(host: &mut Host, ctx: &mut Ctx, p: &script::Pipeline, stdin: &st
         } else {
             std::mem::take(&mut input)
         };
-        let mut r = run_argv(host, ctx, &c.argv, &cmd_in);
+        let argv = if c.raw_words.iter().any(|w| script::has_expansion(w)) {
+            match script::expand_words(&c.raw_words, &|n| ctx.var(n)) {
+                Ok(a) => a,
+                Err(e) => {
+                    out.stderr.push_str(&format!("sh: 1: {e}\n"));
+                    out.code = 2;
+                    return out;
+                }
+            }
+        } else {
+            c.argv.clone()
+        };
+        // Leading NAME=value words: alone they set shell variables; before a command they
+        // only set its environment, which no lab command reads.
+        let assignments = argv.iter().take_while(|w| assignment(w).is_some()).count();
+        let mut r = if assignments == argv.len() {
+            for w in &argv {
+                if let Some((k, v)) = assignment(w) {
+                    ctx.vars.insert(k.to_string(), v.to_string());
+                }
+            }
+            ExecOutput::ok("")
+        } else {
+            run_argv(host, ctx, &argv[assignments..], &cmd_in)
+        };
         if c.stdout_to_stderr {
             r.stderr.push_str(&std::mem::take(&mut r.stdout));
         }
@@ -376,6 +436,16 @@ fn run_pipeline(host: &mut Host, ctx: &mut Ctx, p: &script::Pipeline, stdin: &st
         out.code = if out.code == 0 { 1 } else { 0 };
     }
     out
+}
+
+/// `NAME=value` with a valid shell name.
+fn assignment(word: &str) -> Option<(&str, &str)> {
+    let (k, v) = word.split_once('=')?;
+    let mut chars = k.chars();
+    let first = chars.next()?;
+    ((first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    .then_some((k, v))
 }
 
 /// Read a file (`/dev/null` reads empty).

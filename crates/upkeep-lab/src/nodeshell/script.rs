@@ -3,8 +3,9 @@
 //! comments and backslash-newline continuations, as POSIX sh (dash) reads them.
 //!
 //! A small scanner finds the operators outside quotes; the words between them are split by
-//! `shlex`, which owns quoting and escapes. No parameter expansion, globbing of file names,
-//! subshells or command substitution: those words pass through literally.
+//! `shlex`, which owns quoting and escapes. Parameter expansion covers `$NAME`, `${NAME}` and
+//! `$?` in command words (outside single quotes, at run time, [`expand_words`]); no globbing of
+//! file names, subshells or command substitution: those words pass through literally.
 
 /// How an and-or list continues after a pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub enum ErrTo {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Command {
     pub argv: Vec<String>,
+    /// The same words as written (quotes intact), for parameter expansion at run time.
+    pub raw_words: Vec<String>,
     /// `> file` / `>> file`.
     pub stdout_to: Option<(String, bool)>,
     /// `>&2`: stdout goes to stderr.
@@ -252,6 +255,157 @@ fn scan(src: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
+/// Split a raw chunk into words at unquoted whitespace, keeping quotes and escapes, so
+/// that each word can be expanded and then unquoted on its own (one word per shlex word).
+fn split_raw_words(raw: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut started = false;
+    let mut quote: Option<char> = None;
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == '\\' && q == '"' {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c.is_whitespace() => {
+                if started {
+                    out.push(std::mem::take(&mut cur));
+                    started = false;
+                }
+            }
+            None => {
+                started = true;
+                cur.push(c);
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                } else if c == '\'' || c == '"' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if started {
+        out.push(cur);
+    }
+    out
+}
+
+/// Whether a raw word has a `$` that expansion would replace (not inside single quotes).
+pub fn has_expansion(raw: &str) -> bool {
+    let mut single = false;
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => single = !single,
+            '\\' if !single => {
+                chars.next();
+            }
+            '$' if !single => {
+                if chars
+                    .peek()
+                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_' || *n == '{' || *n == '?')
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Expand `$NAME`, `${NAME}` and `$?` in raw words (POSIX sh 2.6.2), then remove quotes and
+/// split the unquoted results into fields (2.6.5), as dash does. Unset names expand to "".
+pub fn expand_words(
+    raw: &[String],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for w in raw {
+        let mut text = String::new();
+        let mut quote: Option<char> = None;
+        let mut chars = w.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Some('\''), '\'') => {
+                    quote = None;
+                    text.push(c);
+                }
+                (Some('\''), _) => text.push(c),
+                (_, '\\') => {
+                    text.push(c);
+                    if let Some(n) = chars.next() {
+                        text.push(n);
+                    }
+                }
+                (None, '\'') | (None, '"') => {
+                    quote = Some(c);
+                    text.push(c);
+                }
+                (Some('"'), '"') => {
+                    quote = None;
+                    text.push(c);
+                }
+                (q, '$') => {
+                    let name: String = match chars.peek() {
+                        Some('{') => {
+                            chars.next();
+                            let n: String = chars.by_ref().take_while(|&x| x != '}').collect();
+                            n
+                        }
+                        Some('?') => {
+                            chars.next();
+                            "?".to_string()
+                        }
+                        Some(x) if x.is_ascii_alphabetic() || *x == '_' => {
+                            let mut n = String::new();
+                            while let Some(&x) = chars.peek() {
+                                if x.is_ascii_alphanumeric() || x == '_' {
+                                    n.push(x);
+                                    chars.next();
+                                } else {
+                                    break;
+                                }
+                            }
+                            n
+                        }
+                        _ => {
+                            text.push('$');
+                            continue;
+                        }
+                    };
+                    let value = lookup(&name).unwrap_or_default();
+                    for v in value.chars() {
+                        // Quote what the value holds so that only unquoted whitespace splits it.
+                        let special = if q == Some('"') {
+                            "\\\"$`"
+                        } else {
+                            "\\'\"$`;&|<>()"
+                        };
+                        if special.contains(v) {
+                            text.push('\\');
+                        }
+                        text.push(v);
+                    }
+                }
+                _ => text.push(c),
+            }
+        }
+        out.extend(words(&text)?);
+    }
+    Ok(out)
+}
+
 fn words(raw: &str) -> Result<Vec<String>, String> {
     shlex::split(raw).ok_or_else(|| "Unterminated quoted string".to_string())
 }
@@ -278,15 +432,18 @@ pub fn parse(src: &str) -> Result<Script, String> {
         match tok {
             Tok::Raw(r) => {
                 let mut ws = words(&r)?;
+                let mut raws = split_raw_words(&r);
                 if !cmd_has_content
                     && pipeline.commands.is_empty()
                     && ws.first().map(String::as_str) == Some("!")
                 {
                     pipeline.negate = true;
                     ws.remove(0);
+                    raws.remove(0);
                 }
                 if !ws.is_empty() {
                     cmd.argv.extend(ws);
+                    cmd.raw_words.extend(raws);
                     cmd_has_content = true;
                 }
                 need_more = false;
@@ -302,6 +459,10 @@ pub fn parse(src: &str) -> Result<Script, String> {
                 let mut ws = words(&r)?;
                 if ws.is_empty() {
                     return Err("Syntax error: newline unexpected".into());
+                }
+                let mut raws = split_raw_words(&r);
+                if !raws.is_empty() {
+                    raws.remove(0);
                 }
                 let target = ws.remove(0);
                 match op {
@@ -326,6 +487,7 @@ pub fn parse(src: &str) -> Result<Script, String> {
                     }
                 }
                 cmd.argv.extend(ws);
+                cmd.raw_words.extend(raws);
                 cmd_has_content = true;
             }
             Tok::Op("2>&1") => {
@@ -498,6 +660,39 @@ mod tests {
             "Syntax error: newline unexpected"
         );
         assert!(parse("").unwrap().items.is_empty());
+    }
+
+    #[test]
+    fn parameter_expansion() {
+        let vars = |n: &str| match n {
+            "VER" => Some("1.35.2-1.1".to_string()),
+            "TWO" => Some("a b".to_string()),
+            "Q" => Some("it's".to_string()),
+            "?" => Some("3".to_string()),
+            _ => None,
+        };
+        let s = parse("apt-get install -y kubeadm=$VER kubelet=\"${VER}\" '$VER' $TWO \"$TWO\" $Q $NONE x$? \\$VER").unwrap();
+        let c = &s.items[0].0.commands[0];
+        assert!(c.raw_words.iter().any(|w| has_expansion(w)));
+        assert_eq!(
+            expand_words(&c.raw_words, &vars).unwrap(),
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "kubeadm=1.35.2-1.1",
+                "kubelet=1.35.2-1.1",
+                "$VER",
+                "a",
+                "b",
+                "a b",
+                "it's",
+                "x3",
+                "$VER"
+            ]
+        );
+        assert!(!has_expansion("'$VER'"));
+        assert!(!has_expansion("cost$"));
     }
 
     #[test]
