@@ -876,3 +876,48 @@ fn a_selector_drains_nodes_one_after_another() {
     assert!(!unschedulable(&lab, "node01"));
     deployments_whole_off(&lab, "node02").unwrap();
 }
+
+#[test]
+fn a_lost_api_server_ends_the_drain_with_the_node_cordoned_and_a_way_to_resume() {
+    let lab = os_upgrade();
+    let held = pods_on(&lab, "node02")
+        .into_iter()
+        .find(|p| owner_kind(p) == "ReplicaSet")
+        .map(|p| name(&p))
+        .unwrap();
+    set_faults(
+        &lab,
+        serde_json::json!([{ "verb": "create", "resource": "pods/eviction", "name": held, "code": 429 }]),
+    );
+    let log = lab.dir().join("lost.stderr");
+    let mut child = lab
+        .plugin("kubectl-safedrain")
+        .args(["node02", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the held eviction to be retried",
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(&format!("error when evicting pods/\"{held}\""))
+                .then_some(())
+        },
+    );
+    drop(lab); // the API server goes away
+    let status = wait_for("the drain to give up", Duration::from_secs(90), || {
+        child.try_wait().unwrap()
+    });
+    let mut text = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("lost the connection to the API server"),
+        "{text}"
+    );
+    assert!(text.contains("stays cordoned"), "{text}");
+    assert!(text.contains("run the same command again"), "{text}");
+}

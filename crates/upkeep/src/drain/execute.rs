@@ -23,6 +23,28 @@ use super::plan::{Action, DrainPlan, PodPlan};
 use super::record::{DRAINED_PODS, merged};
 use super::workloads::{WorkloadState, wait_workloads_whole};
 
+/// How long the API server may be unreachable before a drain gives up
+/// (the node stays cordoned; a re-run finishes the job).
+pub const LOST_AFTER: Duration = Duration::from_secs(30);
+
+/// Tracks how long calls have failed in a row without reaching the server.
+#[derive(Debug, Default)]
+pub(crate) struct Reachability {
+    failing_since: Option<Instant>,
+}
+
+impl Reachability {
+    pub(crate) fn reached(&mut self) {
+        self.failing_since = None;
+    }
+
+    /// Records a failure; true once failures have lasted `limit`.
+    pub(crate) fn lost(&mut self, limit: Duration) -> bool {
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= limit
+    }
+}
+
 /// How to carry out a plan.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -40,6 +62,8 @@ pub struct ExecOptions {
     pub cancel: Option<watch::Receiver<bool>>,
     /// The `--pod-selector` the plan was made with.
     pub pod_selector: Option<String>,
+    /// Give up when the API server has been unreachable this long.
+    pub lost_after: Duration,
 }
 
 impl Default for ExecOptions {
@@ -52,6 +76,7 @@ impl Default for ExecOptions {
             retry_after: Duration::from_secs(5),
             cancel: None,
             pod_selector: None,
+            lost_after: LOST_AFTER,
         }
     }
 }
@@ -356,6 +381,7 @@ async fn run(
             client.clone(),
             name.to_string(),
             present_tx,
+            opts.lost_after,
         )));
         // 3. Watch the PDBs involved, to retry the moment a budget frees.
         let (pdb_tx, pdb_rx) = watch::channel(BTreeMap::new());
@@ -474,8 +500,10 @@ pub enum Answer {
     Retry(String),
     /// 500 "more than one PodDisruptionBudget": stop.
     MultiplePdbs(String),
-    /// 5xx, timeouts, a lost connection: try again.
+    /// 5xx and timeouts from the server: try again.
     Transient(String),
+    /// The server could not be reached: try again, for a while.
+    Unreachable(String),
     /// Anything else (403, 422...): stop.
     Fatal(String),
 }
@@ -506,7 +534,7 @@ pub fn classify(err: &kube::Error) -> Answer {
                 _ => Answer::Fatal(message),
             }
         }
-        other => Answer::Transient(other.to_string()),
+        other => Answer::Unreachable(other.to_string()),
     }
 }
 
@@ -540,17 +568,26 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// Retries an idempotent call through transient failures (bounded by the caller's deadline).
-async fn retry_transient<F, Fut>(_opts: &ExecOptions, mut call: F) -> anyhow::Result<()>
+async fn retry_transient<F, Fut>(opts: &ExecOptions, mut call: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = kube::Result<()>>,
 {
     let mut attempt = 0;
+    let mut reach = Reachability::default();
     loop {
         match call().await {
             Ok(()) => return Ok(()),
             Err(e) => match classify(&e) {
+                Answer::Unreachable(m) => {
+                    if reach.lost(opts.lost_after) {
+                        return Err(lost(opts, &m));
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
                 Answer::Transient(m) | Answer::Retry(m) => {
+                    reach.reached();
                     tracing::debug!("retrying after {m}");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -559,6 +596,13 @@ where
             },
         }
     }
+}
+
+fn lost(opts: &ExecOptions, message: &str) -> anyhow::Error {
+    anyhow!(
+        "lost the connection to the API server (unreachable for {}): {message}",
+        humantime::format_duration(opts.lost_after)
+    )
 }
 
 type PdbMap = BTreeMap<String, PdbSeen>;
@@ -581,6 +625,7 @@ async fn evict(
 ) -> anyhow::Result<()> {
     progress(&DrainEvent::Evicting { pod: pod.key() });
     let mut attempt = 0;
+    let mut reach = Reachability::default();
     loop {
         let request = eviction_request(version, pod, opts.grace_period)?;
         let err = match client.request::<serde_json::Value>(request).await {
@@ -605,6 +650,7 @@ async fn evict(
                 ));
             }
             Answer::Retry(m) => {
+                reach.reached();
                 // Name the budget with its numbers (kubectl shows only the message).
                 let seen_now: Vec<(String, Option<PdbSeen>)> = {
                     let map = pdbs.borrow();
@@ -651,7 +697,14 @@ async fn evict(
                     r = freed, if !pod.pdbs.is_empty() => { if r.is_err() { tokio::time::sleep(opts.retry_after).await; } }
                 }
             }
-            Answer::Transient(m) => {
+            Answer::Transient(m) | Answer::Unreachable(m) => {
+                if matches!(classify(&err), Answer::Unreachable(_)) {
+                    if reach.lost(opts.lost_after) {
+                        return Err(lost(opts, &m));
+                    }
+                } else {
+                    reach.reached();
+                }
                 let after = backoff(attempt);
                 attempt += 1;
                 progress(&DrainEvent::Retry {
@@ -693,13 +746,22 @@ async fn watch_node_pods(
     client: Client,
     node: String,
     tx: watch::Sender<Option<BTreeSet<String>>>,
+    lost_after: Duration,
 ) {
     let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut building: BTreeSet<String> = BTreeSet::new();
+    let mut reach = Reachability::default();
     while let Some(event) = stream.next().await {
-        let Ok(event) = event else { continue };
+        let Ok(event) = event else {
+            if reach.lost(lost_after) {
+                // Ends the watch: the waiter reports the lost connection.
+                return;
+            }
+            continue;
+        };
+        reach.reached();
         let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
         match event {
             watcher::Event::Init => building.clear(),
@@ -788,10 +850,11 @@ async fn wait_gone(
         if left.is_empty() {
             return Ok(());
         }
-        present
-            .changed()
-            .await
-            .map_err(|_| anyhow!("the watch on the node's pods ended"))?;
+        present.changed().await.map_err(|_| {
+            anyhow!(
+                "lost the connection to the API server: the watch on the node's pods kept failing"
+            )
+        })?;
     }
 }
 
@@ -894,6 +957,20 @@ mod tests {
             .line(),
             "node/n cordoned"
         );
+    }
+
+    #[test]
+    fn an_unreachable_server_is_given_up_after_a_while() {
+        let refused = kube::Error::ReadEvents(std::io::Error::other("connection reset"));
+        assert!(matches!(classify(&refused), Answer::Unreachable(_)));
+        let mut reach = Reachability::default();
+        assert!(!reach.lost(Duration::from_secs(60)));
+        assert!(
+            reach.lost(Duration::ZERO),
+            "failing since the first failure"
+        );
+        reach.reached();
+        assert!(!reach.lost(Duration::from_secs(60)), "a success resets it");
     }
 
     #[test]

@@ -110,8 +110,19 @@ async fn wait_one(
     let mut pods: BTreeMap<String, bool> = BTreeMap::new();
     let mut building: BTreeMap<String, bool> = BTreeMap::new();
     let mut listed = false;
+    let mut reach = super::execute::Reachability::default();
     while let Some(event) = stream.next().await {
-        let Ok(event) = event else { continue };
+        let Ok(event) = event else {
+            if reach.lost(super::execute::LOST_AFTER) {
+                anyhow::bail!(
+                    "lost the connection to the API server while waiting for {}/{}",
+                    w.namespace,
+                    w.id()
+                );
+            }
+            continue;
+        };
+        reach.reached();
         let key = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
         match event {
             watcher::Event::Init => building.clear(),
