@@ -302,22 +302,19 @@ fn split_raw_words(raw: &str) -> Vec<String> {
 
 /// Whether a raw word has a `$` that expansion would replace (not inside single quotes).
 pub fn has_expansion(raw: &str) -> bool {
-    let mut single = false;
+    let mut quote: Option<char> = None;
     let mut chars = raw.chars().peekable();
+    let starts_name = |n: &char| n.is_ascii_alphabetic() || matches!(n, '_' | '{' | '?');
     while let Some(c) = chars.next() {
-        match c {
-            '\'' => single = !single,
-            '\\' if !single => {
+        match (quote, c) {
+            (Some('\''), '\'') => quote = None,
+            (Some('\''), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (Some('"'), '"') => quote = None,
+            (_, '\\') => {
                 chars.next();
             }
-            '$' if !single => {
-                if chars
-                    .peek()
-                    .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_' || *n == '{' || *n == '?')
-                {
-                    return true;
-                }
-            }
+            (_, '$') if chars.peek().is_some_and(starts_name) => return true,
             _ => {}
         }
     }
@@ -693,6 +690,7 @@ mod tests {
         );
         assert!(!has_expansion("'$VER'"));
         assert!(!has_expansion("cost$"));
+        assert!(has_expansion("\"it's $X\""));
     }
 
     #[test]
