@@ -283,6 +283,29 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
         10,
         h.kubelet_version(w).await == "v1.35.2"
     );
+    // The host as the endpoint reports it.
+    let host: serde_json::Value = h
+        .kube
+        .request(
+            http::Request::get(format!("/lab/v1/nodes/{w}/host"))
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(host["osFamily"], "apt");
+    assert_eq!(host["repository"], "v1.35");
+    assert_eq!(host["installed"]["kubelet"], "1.35.2-1.1");
+    assert_eq!(host["holds"], json!(["kubeadm", "kubectl", "kubelet"]));
+    assert_eq!(host["kubeletRunning"], "v1.35.2");
+    assert_eq!(host["faults"], json!([]), "the one-time fault is used up");
+    assert!(
+        host["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("kubeadm upgrade node"))
+    );
     // The other workers are untouched.
     assert_eq!(h.kubelet_version("node02").await, "v1.34.3");
 
