@@ -15,7 +15,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
 
-use super::rules::{controller_ref, is_mirror};
+use super::rules::{controller_ref, is_daemonset_pod, is_mirror};
 
 /// A replicated workload: what must be whole again after the drain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,7 +145,8 @@ pub async fn gather(
         let Some(owner) = controller_ref(pod) else {
             continue;
         };
-        if is_mirror(pod) || !seen.insert(owner.uid.clone()) {
+        // DaemonSet and static pods stay whatever their owner: no lookup.
+        if is_mirror(pod) || is_daemonset_pod(pod) || !seen.insert(owner.uid.clone()) {
             continue;
         }
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
