@@ -90,7 +90,7 @@ impl Default for SimConfig {
             termination_cap_seconds: 2.0,
             job_run_seconds: 5.0,
             lease_renew_seconds: 10.0,
-            node_status_seconds: 60.0,
+            node_status_seconds: 300.0,
             node_monitor_grace_seconds: 50.0,
             node_monitor_period_seconds: 5.0,
             default_toleration_seconds: 300,
