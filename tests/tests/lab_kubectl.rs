@@ -1596,3 +1596,88 @@ fn chunked_lists_with_field_selectors_page_through_continue_tokens() {
     );
     assert!(stderr(&out).contains("continue="), "{}", stderr(&out));
 }
+
+/// What kubectl drain does with its overrides, the behaviour safedrain is
+/// compared with: a server dry run changes nothing; `--force` deletes the bare
+/// pod for good; `--disable-eviction` deletes through a PodDisruptionBudget.
+#[test]
+fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
+    let lab = os_upgrade();
+    let d = deployment_on(&lab, "node02");
+    let before: BTreeSet<String> = lab.pods().iter().map(uid).collect();
+    let out = lab.kubectl([
+        "drain",
+        "node01",
+        "--ignore-daemonsets",
+        "--force",
+        "--dry-run=server",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("node/node01 cordoned (server dry run)")
+            && stdout(&out).contains("evicting pod default/hr-app (server dry run)")
+            && stdout(&out).contains("node/node01 drained (server dry run)"),
+        "{}",
+        show(&out)
+    );
+    assert_ne!(
+        lab.get_json(["node", "node01"])["spec"]["unschedulable"],
+        true
+    );
+    let now: BTreeSet<String> = lab.pods().iter().map(uid).collect();
+    assert_eq!(now, before, "a server dry run evicted something");
+
+    // A budget that allows no disruption, then a drain that deletes instead of evicting.
+    let pdb = file(&lab, "pdb.yaml", &pdb_yaml("all-up", d.replicas, &d.labels));
+    lab.kubectl_ok(["create", "-f", &pdb]);
+    wait_pdb(&lab, "all-up", 0);
+    let protected: Vec<String> = pods_on(&lab, "node01")
+        .iter()
+        .filter(|p| d.selects(p))
+        .map(name)
+        .collect();
+    assert!(!protected.is_empty(), "{} has pods on node01", d.name);
+    let out = lab.kubectl([
+        "drain",
+        "node01",
+        "--ignore-daemonsets",
+        "--force",
+        "--disable-eviction",
+        "--timeout=60s",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("Warning: deleting Pods that declare no controller: default/hr-app"),
+        "{}",
+        show(&out)
+    );
+    for p in protected
+        .iter()
+        .chain(std::iter::once(&"hr-app".to_string()))
+    {
+        assert!(
+            stdout(&out).contains(&format!("pod/{p} deleted")),
+            "{p}:\n{}",
+            show(&out)
+        );
+    }
+    let err = kubectl_fails(&lab, &["get", "pod", "hr-app"], 1);
+    assert!(err.contains(r#"pods "hr-app" not found"#), "{err}");
+    // The Deployment comes back on node02; hr-app had no controller and is lost.
+    wait_for(
+        &format!("{} whole again off node01", d.name),
+        SETTLE,
+        || {
+            let pods: Vec<Value> = lab.pods().into_iter().filter(|p| d.selects(p)).collect();
+            (pods.len() as i64 == d.replicas
+                && pods
+                    .iter()
+                    .all(|p| running_ready(p) && node_of(p) != "node01"))
+            .then_some(())
+        },
+    );
+    assert!(
+        !lab.pods().iter().any(|p| name(p) == "hr-app"),
+        "hr-app came back"
+    );
+}

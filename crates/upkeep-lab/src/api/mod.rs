@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod eviction;
 pub mod openapi;
+pub mod protobuf;
 pub mod request;
 pub mod strategy;
 pub mod table;
@@ -364,6 +365,9 @@ async fn body_bytes(body: Body) -> Bytes {
 fn parse_body(b: &Bytes) -> ApiResult<Value> {
     if b.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if protobuf::is_protobuf(b) {
+        return Err(protobuf::unsupported(b));
     }
     serde_json::from_slice(b)
         .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
@@ -728,6 +732,8 @@ fn scale_of(o: &Value) -> Value {
 fn delete_opts(rr: &ResourceRequest, body: &Bytes) -> ApiResult<DeleteOpts> {
     let b: Value = if body.is_empty() {
         Value::Null
+    } else if protobuf::is_protobuf(body) {
+        protobuf::delete_options(body)?
     } else {
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?
     };
