@@ -458,3 +458,80 @@ async fn the_node_shell_command_line() {
     assert_eq!((code, out.as_str()), (1, "node02\nkubelet\n"));
     h.srv.shutdown();
 }
+
+/// A scenario's `shellFaults`, `osImage` and package repositories reach the node shells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenario_settings_reach_the_node_shells() {
+    let yaml = r#"
+apiVersion: lab.upkeep.dev/v1alpha1
+kind: LabScenario
+metadata: {name: shells}
+spec:
+  version: v1.33.2
+  nodes:
+  - name: rocky
+    osImage: Rocky Linux 9.6 (Blue Onyx)
+    shellFaults:
+    - {fail: "dnf install", times: 2, code: 1, message: "Error: Failed to download metadata for repo 'kubernetes'"}
+  - name: fedora
+    osImage: Fedora Linux 42 (Server Edition)
+  packages:
+    repositories:
+    - minor: v1.33
+      versions: [1.33.2-1.1, 1.33.3-2.1]
+"#;
+    let lab = Lab::new(LabOptions::default());
+    let sc = upkeep_lab::scenario::Scenario::parse("shells", yaml).expect("scenario parses");
+    sc.apply(&lab).expect("scenario applies");
+    let shells = upkeep_lab::nodeshell::NodeShells::get(&lab);
+    let sh = |node: &str, script: &str| {
+        shells
+            .exec(
+                &lab,
+                node,
+                &["sh".to_string(), "-c".to_string(), script.to_string()],
+                "",
+            )
+            .expect("node exists")
+    };
+    let list = sh(
+        "rocky",
+        "dnf list --showduplicates kubeadm --disableexcludes=kubernetes",
+    );
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(list.stdout.contains("1.33.3-150500.2.1"), "{}", list.stdout);
+    assert!(
+        !list.stdout.contains("1.33.4"),
+        "only the declared versions: {}",
+        list.stdout
+    );
+    for _ in 0..2 {
+        let r = sh(
+            "rocky",
+            "dnf install -y 'kubeadm-1.33.3-*' --disableexcludes=kubernetes",
+        );
+        assert_eq!(
+            (r.code, r.stderr.as_str()),
+            (
+                1,
+                "Error: Failed to download metadata for repo 'kubernetes'\n"
+            )
+        );
+    }
+    let r = sh(
+        "rocky",
+        "dnf install -y 'kubeadm-1.33.3-*' --disableexcludes=kubernetes",
+    );
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    // Fedora 42 is DNF5.
+    let r = sh(
+        "fedora",
+        "dnf install -y 'kubeadm-1.33.3-*' --disableexcludes=kubernetes",
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        sh("fedora", "cat /etc/os-release")
+            .stdout
+            .contains("ID=fedora")
+    );
+}
