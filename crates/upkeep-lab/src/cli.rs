@@ -71,7 +71,14 @@ pub struct ServeArgs {
     /// Lab seconds per real second (e.g. 100: five lab minutes pass in 3 s).
     #[arg(long, value_name = "X")]
     pub time_scale: Option<f64>,
+    /// Changes kept for resuming watches (older resourceVersions get 410 Gone).
+    #[arg(long, value_name = "N", default_value_t = upkeep_lab_default_history())]
+    pub watch_history: usize,
     /// Where to write the kubeconfig for this lab.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: PathBuf,
+}
+
+fn upkeep_lab_default_history() -> usize {
+    crate::store::DEFAULT_HISTORY
 }

@@ -27,6 +27,7 @@ async fn main() -> std::process::ExitCode {
                 tls: !a.insecure_http,
                 kubeconfig: a.kubeconfig,
                 time_scale: a.time_scale,
+                watch_history: a.watch_history,
             };
             upkeep_lab::server::run_serve(cmd, upkeep_lab::default_plugins()).await
         }

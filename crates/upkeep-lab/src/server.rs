@@ -368,6 +368,8 @@ pub struct ServeCommand {
     pub tls: bool,
     pub kubeconfig: PathBuf,
     pub time_scale: Option<f64>,
+    /// Watch history length (events).
+    pub watch_history: usize,
 }
 
 /// `upkeep-lab serve`: build the lab, load the scenario, start plugins, serve, write the
@@ -380,6 +382,7 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     if let Some(s) = cmd.time_scale {
         opts.time_scale = s;
     }
+    opts.history = cmd.watch_history;
     let lab = Lab::new(opts);
     if let Some(s) = &cmd.scenario {
         let handled = lab

@@ -185,7 +185,7 @@ pub struct Store {
 }
 
 /// Default number of events kept for watch resumption.
-pub const DEFAULT_HISTORY: usize = 50_000;
+pub const DEFAULT_HISTORY: usize = 20_000;
 
 impl Store {
     pub fn new(clock: Arc<Clock>) -> Self {
