@@ -921,3 +921,37 @@ fn a_lost_api_server_ends_the_drain_with_the_node_cordoned_and_a_way_to_resume()
     assert!(text.contains("stays cordoned"), "{text}");
     assert!(text.contains("run the same command again"), "{text}");
 }
+
+#[test]
+fn help_reads_as_a_kubectl_plugin_and_lists_the_rules() {
+    let out = Command::new(upkeep_e2e::bin("kubectl-safedrain"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("Usage: kubectl safedrain [OPTIONS] NODE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl safedrain node01 --dry-run"),
+        "{text}"
+    );
+    for rule in [
+        "unmanaged:",
+        "pdb-budget:",
+        "no-capacity:",
+        "local-storage:",
+    ] {
+        assert!(text.contains(rule), "--help lists {rule}\n{text}");
+    }
+    assert!(
+        text.contains("does NOT delete pods without a controller"),
+        "{text}"
+    );
+    let missing = Command::new(upkeep_e2e::bin("kubectl-safedrain"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "a node or -l is required");
+}
