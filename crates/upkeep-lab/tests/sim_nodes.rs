@@ -1,6 +1,9 @@
 //! Kubelets and node lifecycle: NotReady/unreachable nodes, taint-based eviction on the
 //! scaled clock, nodes created through the API, mirror pods, host commands.
 
+// The store's errors are full Status objects; closures return them unboxed.
+#![allow(clippy::result_large_err)]
+
 mod sim_support;
 
 use std::sync::Arc;

@@ -1,5 +1,8 @@
 //! The built-in scenarios load and settle; the generator builds a running cluster.
 
+// The store's errors are full Status objects; closures return them unboxed.
+#![allow(clippy::result_large_err)]
+
 mod sim_support;
 
 use upkeep_lab::scenario::{self, BUILTIN, Scenario};

@@ -1,6 +1,9 @@
 //! The scheduler: taints and tolerations, nodeSelector, required node affinity, resources,
 //! and the FailedScheduling report of a pod that fits nowhere.
 
+// The store's errors are full Status objects; closures return them unboxed.
+#![allow(clippy::result_large_err)]
+
 mod sim_support;
 
 use serde_json::{Value, json};

@@ -1,6 +1,9 @@
 //! Workload controllers in a running in-process lab: Deployment/ReplicaSet, DaemonSet,
 //! StatefulSet, Job, garbage collection.
 
+// The store's errors are full Status objects; closures return them unboxed.
+#![allow(clippy::result_large_err)]
+
 mod sim_support;
 
 use serde_json::json;
