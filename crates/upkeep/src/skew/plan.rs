@@ -291,10 +291,19 @@ fn plan_hop(
     let mut steps = Vec::new();
     let rule = |id: &str| RULES.iter().find(|r| r.id == id).expect("rule exists");
 
+    // Whether an instance already runs this hop's release (or something newer,
+    // which is never taken back).
+    let reached = |o: &Observed| match (o.minor(), &target_version, &o.version) {
+        (Some(m), _, _) if m > to => true,
+        (Some(m), Some(t), Some(v)) if m == to => v.release() >= t.release(),
+        (Some(m), _, _) => m == to,
+        (None, _, _) => false,
+    };
+
     // HA apiservers aligned: every instance at N-1 or N before one moves to N.
     let behind: Vec<&Observed> = state
         .of(Component::KubeApiserver)
-        .filter(|o| o.minor().is_some_and(|m| m.minus(from).unwrap_or(0) < 0))
+        .filter(|o| o.minor().is_some_and(|m| m < from || m > to))
         .collect();
     if !behind.is_empty() {
         preconditions.push(Precondition {
@@ -375,15 +384,12 @@ fn plan_hop(
     // The control plane.
     let cp_nodes = control_plane_order(state);
     let shown = target_text.to_string();
-    let reached = |o: &Observed| {
-        o.minor() == Some(to)
-            && match (&target_version, &o.version) {
-                (Some(t), Some(v)) => v.release() >= t.release(),
-                _ => true,
-            }
-    };
     if state.control_plane_visible && !cp_nodes.is_empty() {
-        let already_started = state.of(Component::KubeApiserver).any(reached);
+        // `kubeadm upgrade apply` for this hop already ran if an apiserver
+        // is on the hop's release (one further ahead does not count).
+        let already_started = state
+            .of(Component::KubeApiserver)
+            .any(|o| o.minor() == Some(to) && reached(o));
         let mut first = !already_started;
         for node in &cp_nodes {
             let mut here = state
@@ -455,7 +461,7 @@ fn plan_hop(
     // Project: the whole cluster at the hop's release; kubectl stays.
     let version = target_version.clone().unwrap_or_else(|| to.first_patch());
     for o in state.components.iter_mut() {
-        if matches!(o.component, Component::Kubectl | Component::Etcd) {
+        if matches!(o.component, Component::Kubectl | Component::Etcd) || reached(o) {
             continue;
         }
         o.version = Some(version.clone());

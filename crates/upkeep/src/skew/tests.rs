@@ -830,3 +830,46 @@ fn plan_serialises() {
     let p = plan(&c.0, &Target::parse("v1.31").unwrap()).unwrap();
     insta::assert_json_snapshot!("plan_two_hops_with_lagging_node", p);
 }
+
+#[test]
+fn plan_never_takes_a_newer_instance_back() {
+    // Apiservers two minors apart (a violation): the first hop names the
+    // misaligned ones and does not "upgrade" the v1.31 node down to v1.30.
+    let c = Cluster::new()
+        .control_plane("cp1", "v1.29.4")
+        .control_plane("cp2", "v1.31.0")
+        .worker("w1", "v1.31.0");
+    let p = plan(&c.0, &Target::parse("v1.31").unwrap()).unwrap();
+    assert_eq!(p.hops.len(), 2);
+    let first = &p.hops[0];
+    assert_eq!((first.from, first.to), (m(29), m(30)));
+    let ha = first
+        .preconditions
+        .iter()
+        .find(|p| p.rule == "apiserver-ha")
+        .expect("HA alignment is a precondition");
+    assert_eq!(ha.nodes, ["cp2"]);
+    use StepAction::*;
+    assert_eq!(
+        hop_steps(first),
+        [(
+            UpgradeFirstControlPlane,
+            Some("cp1"),
+            Some("kubeadm upgrade apply v1.30.<newest patch>")
+        )]
+    );
+    // After the last hop everything is at v1.31 and nothing violates.
+    assert_eq!(
+        hop_steps(&p.hops[1]),
+        [(
+            UpgradeOtherControlPlane,
+            Some("cp1"),
+            Some("kubeadm upgrade node")
+        )]
+    );
+    assert!(
+        p.hops[1].projected.violations.is_empty(),
+        "{:#?}",
+        p.hops[1].projected
+    );
+}
