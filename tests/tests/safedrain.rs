@@ -955,3 +955,46 @@ fn help_reads_as_a_kubectl_plugin_and_lists_the_rules() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "a node or -l is required");
 }
+
+#[test]
+fn statefulset_pods_recreated_under_the_same_name_count_as_gone_by_uid() {
+    let lab = os_upgrade();
+    lab.apply(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: default\nspec:\n  replicas: 3\n  serviceName: db\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      containers:\n      - name: main\n        image: postgres\n",
+    );
+    let on_node02 = wait_for("db pods Running, one on node02", SETTLE, || {
+        let pods: Vec<Value> = lab
+            .pods()
+            .into_iter()
+            .filter(|p| name(p).starts_with("db-"))
+            .collect();
+        let ready = pods.len() == 3 && pods.iter().all(running_ready);
+        let here: Vec<Value> = pods
+            .into_iter()
+            .filter(|p| node_of(p) == "node02")
+            .collect();
+        (ready && !here.is_empty()).then_some(here)
+    });
+    let out = safedrain(&lab, &["node02", "--yes", "--timeout", "120s"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let pods = lab.pods();
+    for old in &on_node02 {
+        let now = pods
+            .iter()
+            .find(|p| name(p) == name(old))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} recreated before the command returned\n{}",
+                    name(old),
+                    show(&out)
+                )
+            });
+        assert_ne!(uid(now), uid(old), "a new pod under the same name");
+        assert_ne!(node_of(now), "node02");
+        assert!(
+            running_ready(now),
+            "{} Ready when the command returns",
+            name(now)
+        );
+    }
+}
