@@ -535,3 +535,37 @@ spec:
             .contains("ID=fedora")
     );
 }
+
+/// `systemctl stop kubelet` on a node makes it NotReady the way a real one goes; `start`
+/// brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_kubelet_makes_the_node_not_ready() {
+    let h = harness().await;
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+            .unwrap_or_default()
+    };
+    let nodes = Api::<Node>::all(h.kube.clone());
+    assert_eq!(ready(&nodes.get("node03").await.unwrap()), "True");
+    h.ok("node03", "sudo systemctl stop kubelet").await;
+    assert_eq!(
+        h.sh("node03", "systemctl is-active kubelet").await.stdout,
+        "inactive\n"
+    );
+    wait_for!(
+        "node03 to stop being Ready",
+        30,
+        ready(&nodes.get("node03").await.unwrap()) != "True"
+    );
+    h.ok("node03", "sudo systemctl start kubelet").await;
+    wait_for!(
+        "node03 to be Ready again",
+        30,
+        ready(&nodes.get("node03").await.unwrap()) == "True"
+    );
+    h.srv.shutdown();
+}

@@ -60,6 +60,8 @@ pub enum Effect {
     ClusterVersion { version: String },
     /// The kube-proxy addon was upgraded (its DaemonSet image).
     KubeProxy { tag: String },
+    /// `systemctl stop|start kubelet`: the node's kubelet stops or resumes heartbeats.
+    KubeletService { node: String, running: bool },
     /// The kubelet restarted with another binary and reports its version.
     KubeletVersion { node: String, version: String },
 }
@@ -123,6 +125,8 @@ impl ClusterView {
                 self.config_version = Some(version.clone());
             }
             Effect::KubeProxy { tag } => self.kube_proxy_tag = Some(tag.clone()),
+            // Readiness changes later, through the node lifecycle controller.
+            Effect::KubeletService { .. } => {}
             Effect::KubeletVersion { node, version } => {
                 if let Some(n) = self.nodes.iter_mut().find(|n| &n.name == node) {
                     n.kubelet_version = Some(version.clone());

@@ -741,6 +741,21 @@ fn the_kubelet_restart_reports_the_installed_version() {
     ok(&n.argv(&["systemctl", "stop", "kubelet"]));
     let inactive = n.argv(&["systemctl", "is-active", "kubelet"]);
     assert_eq!((inactive.code, inactive.stdout.as_str()), (3, "inactive\n"));
+    assert_eq!(
+        n.effects.last(),
+        Some(&Effect::KubeletService {
+            node: "w1".into(),
+            running: false
+        })
+    );
+    ok(&n.argv(&["systemctl", "start", "kubelet"]));
+    assert_eq!(
+        n.effects.last(),
+        Some(&Effect::KubeletService {
+            node: "w1".into(),
+            running: true
+        })
+    );
     let nounit = n.argv(&["systemctl", "restart", "kubelett"]);
     assert_eq!(
         (nounit.code, nounit.stderr.as_str()),

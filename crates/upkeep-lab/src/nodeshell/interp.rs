@@ -1117,14 +1117,31 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
                     out.code = 5;
                     continue;
                 };
+                let was_active = host.kubelet_active;
                 host.kubelet_running = installed.clone();
                 host.kubelet_active = true;
                 ctx.effect(Effect::KubeletVersion {
                     node: host.node.clone(),
                     version: installed.tag(),
                 });
+                if !was_active {
+                    ctx.effect(Effect::KubeletService {
+                        node: host.node.clone(),
+                        running: true,
+                    });
+                }
             }
-            "stop" => host.kubelet_active = false,
+            "stop" => {
+                if host.kubelet_active {
+                    host.kubelet_active = false;
+                    // No heartbeats from now on: the node goes NotReady/Unknown after the
+                    // node-monitor grace period, as a real one does.
+                    ctx.effect(Effect::KubeletService {
+                        node: host.node.clone(),
+                        running: false,
+                    });
+                }
+            }
             "enable" | "disable" | "daemon-reexec" => {}
             "is-active" => {
                 out.stdout.push_str(if host.kubelet_active {

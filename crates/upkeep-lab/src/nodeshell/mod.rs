@@ -530,6 +530,14 @@ pub fn apply_effect(lab: &Lab, e: &Effect) {
                     Ok(())
                 });
         }
+        Effect::KubeletService { node, running } => {
+            let mode = if *running {
+                crate::sim::KubeletMode::Running
+            } else {
+                crate::sim::KubeletMode::Stopped
+            };
+            crate::sim::KubeletControl::get(lab).set_mode(node, mode);
+        }
         Effect::KubeletVersion { node, version } => {
             let _ = lab.store.mutate(&resources::NODE, "", node, |n| {
                 n["status"]["nodeInfo"]["kubeletVersion"] = json!(version);
