@@ -228,7 +228,17 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let mut results = Vec::new();
     for node in &nodes {
         let others: Vec<String> = nodes.iter().filter(|n| *n != node).cloned().collect();
-        let snapshot = drain::gather(&client, node, cli.pod_selector.as_deref()).await?;
+        let gather = drain::gather(&client, node, cli.pod_selector.as_deref());
+        let snapshot = match timeout {
+            Some(t) => tokio::time::timeout(t.saturating_sub(started.elapsed()), gather)
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--timeout reached while planning node/{node}; nothing was changed"
+                    )
+                })??,
+            None => gather.await?,
+        };
         let plan = drain::plan(&snapshot, &cli.drain_options(others));
         results.push(NodeResult {
             plan,
