@@ -640,21 +640,7 @@ fn anstream_eprint(text: &str) {
 
 /// The snapshot as it will be once `plan` is done.
 fn project(snap: &ClusterSnapshot, plan: &NodePlan) -> ClusterSnapshot {
-    let mut s = snap.clone();
-    for (node, v) in &mut s.apiservers {
-        if *node == plan.node {
-            *v = plan.target;
-        }
-    }
-    if plan.role.is_control_plane() && s.apiservers.is_empty() {
-        s.server_version = Some(plan.target);
-    }
-    for n in &mut s.nodes {
-        if n.name == plan.node {
-            n.kubelet_version = Some(plan.target);
-        }
-    }
-    s
+    snap.with_node_upgraded(&plan.node, plan.target)
 }
 
 fn drain_options(cli: &Cli, also_leaving: Vec<String>) -> DrainOptions {

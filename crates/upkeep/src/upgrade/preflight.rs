@@ -81,6 +81,11 @@ pub const RULES: &[Rule] = &[
         source: "kubernetes/website content/en/releases/version-skew-policy.md (kubelet)",
     },
     Rule {
+        id: "skew-policy",
+        summary: "the kubelet at the target must not create a version skew violation (the skew engine, over the cluster as it would be afterwards); on control-plane nodes a warning",
+        source: "kubernetes/website content/en/releases/version-skew-policy.md, via upkeep::skew RULES; kubernetes/kubernetes#127316 (HA: a new kubelet reaching an older apiserver)",
+    },
+    Rule {
         id: "etcd-backup",
         summary: "before kubeadm upgrade apply, a recent etcd snapshot (warning only)",
         source: "kubeadm-upgrade.md prerequisites: back up important components",
@@ -164,6 +169,8 @@ pub struct ClusterSnapshot {
     /// `/version`: used when no apiserver static pod is visible.
     pub server_version: Option<Release>,
     pub lease: Option<LeaseView>,
+    /// Every component's version as the skew engine sees it (None: not collected).
+    pub skew: Option<crate::skew::ClusterVersions>,
 }
 
 impl ClusterSnapshot {
@@ -177,6 +184,51 @@ impl ClusterSnapshot {
         } else {
             self.apiservers.iter().map(|(_, v)| *v).collect()
         }
+    }
+
+    /// The cluster as it will be once `node` runs `target`: its kubelet, and
+    /// on a control-plane node its control-plane components (for dry runs of
+    /// a rolling upgrade, which plan each node after the ones before it).
+    pub fn with_node_upgraded(&self, node: &str, target: Release) -> ClusterSnapshot {
+        use crate::skew::Component;
+        let mut s = self.clone();
+        let control_plane = s.node(node).is_some_and(|n| n.control_plane);
+        for (n, v) in &mut s.apiservers {
+            if n == node {
+                *v = target;
+            }
+        }
+        if control_plane && s.apiservers.is_empty() {
+            s.server_version = Some(target);
+        }
+        for n in &mut s.nodes {
+            if n.name == node {
+                n.kubelet_version = Some(target);
+            }
+        }
+        if let Some(versions) = &mut s.skew {
+            let v = crate::version::KubeVersion::new(
+                u64::from(target.major),
+                u64::from(target.minor),
+                u64::from(target.patch),
+            );
+            for o in &mut versions.components {
+                let moved = o.component == Component::Kubelet
+                    || (control_plane
+                        && matches!(
+                            o.component,
+                            Component::KubeApiserver
+                                | Component::KubeControllerManager
+                                | Component::KubeScheduler
+                        ));
+                if o.node.as_deref() == Some(node) && moved {
+                    o.reported = target.to_string();
+                    o.version = Some(v.clone());
+                    o.unknown = None;
+                }
+            }
+        }
+        s
     }
 
     pub fn oldest_apiserver(&self) -> Option<Release> {
@@ -640,6 +692,23 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
         );
         return r;
     }
+    if let Some(versions) = &snap.skew {
+        for message in new_skew_violations(versions, &node.name, role, target) {
+            if role == Role::Worker {
+                r.refuse("skew-policy", message);
+            } else {
+                r.warn(
+                    "skew-policy",
+                    format!(
+                        "{message}; during an HA control-plane rollout a new kubelet may reach an older kube-apiserver through the load balancer (kubernetes#127316): upgrade the remaining control-plane nodes right after this one"
+                    ),
+                );
+            }
+        }
+        if r.refused() {
+            return r;
+        }
+    }
     let mut warnings: Vec<String> = r
         .findings
         .iter()
@@ -675,6 +744,60 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
         warnings,
     });
     r
+}
+
+/// The skew violations about this node's kubelet that the upgrade would
+/// create: the skew engine evaluates the cluster as it is and as it would be
+/// with this node's kubelet (and, on a control-plane node, its control-plane
+/// components) at the target. The transient states kubeadm's own procedure
+/// passes through (controller-manager ahead of the other apiserver) are not
+/// reported: only the kubelet's.
+pub fn new_skew_violations(
+    versions: &crate::skew::ClusterVersions,
+    node: &str,
+    role: Role,
+    target: Release,
+) -> Vec<String> {
+    use crate::skew::{Component, evaluate};
+    let mut projected = versions.clone();
+    projected
+        .components
+        .retain(|o| o.component != Component::Kubectl);
+    let mut before_input = versions.clone();
+    before_input
+        .components
+        .retain(|o| o.component != Component::Kubectl);
+    let moved = |c: Component| {
+        c == Component::Kubelet
+            || (role.is_control_plane()
+                && matches!(
+                    c,
+                    Component::KubeApiserver
+                        | Component::KubeControllerManager
+                        | Component::KubeScheduler
+                ))
+    };
+    let v = crate::version::KubeVersion::new(
+        u64::from(target.major),
+        u64::from(target.minor),
+        u64::from(target.patch),
+    );
+    for o in &mut projected.components {
+        if o.node.as_deref() == Some(node) && moved(o.component) {
+            o.reported = target.to_string();
+            o.version = Some(v.clone());
+            o.unknown = None;
+        }
+    }
+    let key = |f: &crate::skew::Finding| (f.rule, f.component, f.node.clone());
+    let before: Vec<_> = evaluate(&before_input).violations.iter().map(key).collect();
+    evaluate(&projected)
+        .violations
+        .into_iter()
+        .filter(|f| f.component == Component::Kubelet && f.node.as_deref() == Some(node))
+        .filter(|f| !before.contains(&key(f)))
+        .map(|f| format!("after the upgrade, {} ({})", f.message, f.rule))
+        .collect()
 }
 
 #[cfg(test)]
@@ -713,6 +836,7 @@ mod tests {
             apiservers: vec![("cp1".into(), v("v1.33.5")), ("cp2".into(), v("v1.33.5"))],
             server_version: Some(v("v1.33.5")),
             lease: None,
+            skew: None,
         }
     }
 
@@ -923,6 +1047,83 @@ mod tests {
             Some(PackageManager::Yum)
         );
         assert_eq!(decide_manager(None, None, "Talos").0, None);
+    }
+
+    #[test]
+    fn the_skew_engine_judges_the_kubelet_afterwards() {
+        use crate::skew::{ClusterVersions, Component, Observed};
+        let versions = ClusterVersions {
+            control_plane_visible: true,
+            control_plane_nodes: vec!["cp1".into(), "cp2".into()],
+            components: vec![
+                Observed::from_image(
+                    Component::KubeApiserver,
+                    Some("cp1"),
+                    "registry.k8s.io/kube-apiserver:v1.34.1",
+                    "pod",
+                ),
+                Observed::from_image(
+                    Component::KubeApiserver,
+                    Some("cp2"),
+                    "registry.k8s.io/kube-apiserver:v1.33.5",
+                    "pod",
+                ),
+                Observed::from_version(Component::Kubelet, Some("cp1"), "v1.33.5", "node"),
+                Observed::from_version(Component::Kubelet, Some("cp2"), "v1.33.5", "node"),
+                Observed::from_version(Component::Kubelet, Some("w1"), "v1.33.5", "node"),
+            ],
+            ..ClusterVersions::default()
+        };
+        // A worker at v1.34 while cp2's apiserver is still v1.33: a violation.
+        let found = new_skew_violations(&versions, "w1", Role::Worker, v("v1.34.1"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("after the upgrade,"), "{found:?}");
+        // Within the minor: none.
+        assert!(new_skew_violations(&versions, "w1", Role::Worker, v("v1.33.6")).is_empty());
+
+        // In preflight, on the first control-plane node: its own kubelet
+        // runs ahead of cp2's apiserver until cp2 follows, a warning.
+        let mut versions = versions;
+        for o in &mut versions.components {
+            if o.component == Component::KubeApiserver {
+                *o = Observed::from_image(
+                    Component::KubeApiserver,
+                    o.node.as_deref(),
+                    "registry.k8s.io/kube-apiserver:v1.33.5",
+                    "pod",
+                );
+            }
+        }
+        let mut c = cluster();
+        c.skew = Some(versions);
+        let r = preflight(&c, &req("cp1", "v1.34.1"), &probe(V134, Some(M133)));
+        assert!(!r.refused(), "{:?}", r.findings);
+        let warn = r
+            .findings
+            .iter()
+            .find(|f| f.rule == "skew-policy")
+            .expect("warned");
+        assert_eq!(warn.severity, Severity::Warn);
+        assert!(
+            warn.message.contains("kubernetes#127316"),
+            "{}",
+            warn.message
+        );
+    }
+
+    #[test]
+    fn a_rolling_dry_run_sees_the_nodes_before_as_done() {
+        let c = cluster()
+            .with_node_upgraded("cp1", v("v1.34.1"))
+            .with_node_upgraded("cp2", v("v1.34.1"));
+        assert_eq!(c.oldest_apiserver(), Some(v("v1.34.1")));
+        let r = preflight(&c, &req("w1", "v1.34.1"), &probe(V134, Some(M133)));
+        assert!(!r.refused(), "{:?}", r.findings);
+        assert_eq!(r.decided.unwrap().role, Role::Worker);
+        // Only cp1 done: cp2 follows it.
+        let c = cluster().with_node_upgraded("cp1", v("v1.34.1"));
+        let r = preflight(&c, &req("cp2", "v1.34.1"), &probe(V134, Some(M133)));
+        assert_eq!(r.role, Some(Role::ControlPlane));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::preflight::{ClusterSnapshot, NodeFacts};
+use super::preflight::NodeFacts;
 use super::target::Release;
 
 /// The waves of a rolling upgrade: each inner list runs at once.
@@ -30,26 +30,6 @@ pub fn waves(nodes: &[&NodeFacts], max_unavailable: usize) -> Vec<Vec<String>> {
         out.push(chunk.iter().map(|n| n.name.clone()).collect());
     }
     out
-}
-
-/// The cluster as it will be once the control plane runs `target`: every
-/// apiserver at the target. Workers are checked against it up front.
-pub fn with_control_plane_at(snap: &ClusterSnapshot, target: Release) -> ClusterSnapshot {
-    let mut s = snap.clone();
-    for (_, v) in &mut s.apiservers {
-        if *v < target {
-            *v = target;
-        }
-    }
-    if s.apiservers.is_empty() {
-        s.server_version = Some(target);
-    }
-    for n in &mut s.nodes {
-        if n.control_plane {
-            n.kubelet_version = Some(target);
-        }
-    }
-    s
 }
 
 /// One step of the surge plan.

@@ -94,11 +94,20 @@ pub async fn snapshot(client: &Client) -> anyhow::Result<ClusterSnapshot> {
         .ok()
         .and_then(|v| Release::parse_reported(&v.git_version));
     let lease = read_lease(client).await?;
+    // The skew engine's view; without it preflight still has its own rules.
+    let skew = match crate::skew::collect::collect(client, None).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("could not collect component versions for the skew check: {e:#}");
+            None
+        }
+    };
     Ok(ClusterSnapshot {
         nodes: nodes.iter().map(node_facts).collect(),
         apiservers,
         server_version,
         lease,
+        skew,
     })
 }
 

@@ -121,7 +121,9 @@ impl TargetSpec {
     pub fn parse(text: &str) -> Result<TargetSpec, String> {
         use crate::version::{KubeVersion, MinorVersion};
         let bad = || {
-            format!("--to {text:?} is not a version: use vMAJOR.MINOR.PATCH (v1.34.1) or vMAJOR.MINOR (v1.34, the newest patch the node's repository offers)")
+            format!(
+                "--to {text:?} is not a version: use vMAJOR.MINOR.PATCH (v1.34.1) or vMAJOR.MINOR (v1.34, the newest patch the node's repository offers)"
+            )
         };
         let body = text.strip_prefix('v').unwrap_or(text);
         // Only the canonical form is accepted: no suffix, no leading zero, no
