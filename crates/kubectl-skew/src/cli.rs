@@ -23,6 +23,9 @@ Examples:
   # The path to a newer minor, one hop at a time
   kubectl skew plan --to v1.33
 
+  # The rules, with the policy sentences they encode
+  kubectl skew rules
+
 Exit codes: 0 nothing violates the policy, 1 something does (or a plan was
 refused), 2 the check could not be done (connection, permission).";
 
@@ -82,6 +85,8 @@ pub enum Command {
     /// The ordered upgrade path from today's versions to a target, one minor per hop
     #[command(after_help = PLAN_EXAMPLES)]
     Plan(PlanArgs),
+    /// The skew rules this plugin checks, each with the policy sentence it encodes (no cluster needed)
+    Rules,
 }
 
 #[derive(Debug, Args)]

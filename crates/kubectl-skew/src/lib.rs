@@ -12,8 +12,8 @@ use std::io::Write as _;
 use upkeep::output::{Outcome, OutputFormat, Printer, render, table};
 use upkeep::skew::collect::{collect, local_kubectl};
 use upkeep::skew::{
-    ApiserverSummary, Calendar, Check, ClusterVersions, Component, Finding, Observed, SkewReport,
-    Support, SupportStatus, Target, UpgradePlan, Verdict, evaluate, plan,
+    ApiserverSummary, Calendar, Check, ClusterVersions, Component, Finding, Observed, RULES,
+    SkewReport, Support, SupportStatus, Target, UpgradePlan, Verdict, evaluate, plan,
 };
 
 use crate::cli::{Cli, Command, Common, PlanArgs};
@@ -69,12 +69,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Some(path) => Calendar::load(path)?,
         None => Calendar::embedded(),
     };
+    if let Some(Command::Rules) = &cli.command {
+        printer.result(&RULES, render_rules)?;
+        return Ok(Outcome::Ok);
+    }
     // Parse user input before touching the network.
     let target = match &cli.command {
         Some(Command::Plan(PlanArgs { to })) => Some(Target::parse(to).with_context(|| {
             format!("--to {to:?}: give a minor (v1.33) or a release (v1.33.4)")
         })?),
-        None => None,
+        _ => None,
     };
     let (kubectl, kubectl_note) = kubectl_version(&cli.common)?;
 
@@ -345,6 +349,28 @@ pub fn render_check(doc: &CheckDocument) -> String {
     out
 }
 
+/// The rule table for people: id, components, allowed window, and the
+/// upstream sentence with its source.
+pub fn render_rules() -> String {
+    let mut t = table(["RULE", "COMPONENTS", "ALLOWED"]);
+    for r in RULES {
+        let components: Vec<&str> = r.components.iter().map(|c| c.name()).collect();
+        t.add_row([
+            r.id.to_string(),
+            components.join(", "),
+            r.summary.to_string(),
+        ]);
+    }
+    let mut out = render(&t);
+    for r in RULES {
+        out.push_str(&format!(
+            "\n{}:\n  \"{}\"\n  ({})\n",
+            r.id, r.policy, r.source
+        ));
+    }
+    out
+}
+
 /// The human form of a plan.
 pub fn render_plan(doc: &PlanDocument) -> String {
     let mut out = String::new();
@@ -542,6 +568,14 @@ mod tests {
             assert!(json.get(key).is_some(), "{key}");
         }
         assert_eq!(json["support"]["status"], "end-of-life");
+    }
+
+    #[test]
+    fn the_rules_listing_comes_from_the_rule_table() {
+        let text = render_rules();
+        for r in RULES {
+            assert!(text.contains(r.id) && text.contains(r.policy), "{}", r.id);
+        }
     }
 
     #[test]
