@@ -358,3 +358,54 @@ async fn garbage_collector_removes_dependents_and_honours_orphan() {
             .all(|p| util::controller_ref(p).is_none() && !util::terminating(p))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_during_a_rollout_is_proportional() {
+    let dep = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 4\n  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx:1.27}]\n";
+    // pods take 20 lab seconds (2 s) to start, so the rollout is still under way when scaled
+    let yaml = cluster(2, dep).replace("podStartSeconds: 1", "podStartSeconds: 20");
+    let t = start(&yaml, 10.0);
+    t.lab
+        .store
+        .mutate(&resources::DEPLOYMENT, "default", "web", |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
+            Ok(())
+        })
+        .unwrap();
+    let rs_sizes = |t: &sim_support::TestLab| -> (i64, i64) {
+        let (rss, _) = t.lab.store.list(
+            &resources::REPLICASET,
+            &upkeep_lab::ListQuery::in_namespace("default"),
+        );
+        let size = |img: &str| {
+            rss.iter()
+                .find(|r| r["spec"]["template"]["spec"]["containers"][0]["image"] == img)
+                .map_or(0, |r| r["spec"]["replicas"].as_i64().unwrap())
+        };
+        (size("nginx:1.27"), size("nginx:1.28"))
+    };
+    wait("the surge pod of the new ReplicaSet", 10, || {
+        (rs_sizes(&t) == (4, 1)).then_some(())
+    })
+    .await;
+    t.lab
+        .store
+        .mutate(&resources::DEPLOYMENT, "default", "web", |d| {
+            d["spec"]["replicas"] = json!(8);
+            Ok(())
+        })
+        .unwrap();
+    // allowed 8 + 1 surge = 9; old 4 * 9/5 = 7.2 → 7, new 1 * 9/5 = 1.8 → 2 (sync.go scale)
+    wait("proportional sizes", 10, || {
+        (rs_sizes(&t) == (7, 2)).then_some(())
+    })
+    .await;
+    wait("rollout to 8 new pods", 60, || {
+        let d = t.get(&resources::DEPLOYMENT, "default", "web")?;
+        (rs_sizes(&t) == (0, 8)
+            && d["status"]["updatedReplicas"] == 8
+            && d["status"]["availableReplicas"] == 8)
+            .then_some(())
+    })
+    .await;
+}

@@ -95,11 +95,20 @@ fn max_unavailable(d: &Value) -> i64 {
 
 fn scale_rs(ctx: &Ctx, d: &Value, rs: &Value, to: i64) -> bool {
     let from = spec_replicas(rs);
-    if from == to {
-        return false;
-    }
     let (surge, _) = if rolling(d) { fenceposts(d) } else { (0, 0) };
     let dreps = spec_replicas(d);
+    let ann = |k: &str| {
+        rs.pointer("/metadata/annotations")
+            .and_then(|a| a.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    // sync.go scaleReplicaSet: the size and the desired/max annotations are kept together
+    let annotations_stale = ann(DESIRED) != Some(dreps.to_string())
+        || ann(MAX_REPLICAS) != Some((dreps + surge).to_string());
+    if from == to && !annotations_stale {
+        return false;
+    }
     let r = ctx.lab.store.mutate(
         &resources::REPLICASET,
         util::namespace(rs),
@@ -116,7 +125,7 @@ fn scale_rs(ctx: &Ctx, d: &Value, rs: &Value, to: i64) -> bool {
             Ok(())
         },
     );
-    if r.is_ok() {
+    if r.is_ok() && from != to {
         let dir = if to > from { "up" } else { "down" };
         ctx.event(
             d,
@@ -129,7 +138,7 @@ fn scale_rs(ctx: &Ctx, d: &Value, rs: &Value, to: i64) -> bool {
             "deployment-controller",
         );
     }
-    r.is_ok()
+    r.is_ok() && from != to
 }
 
 pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
@@ -203,6 +212,18 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         return;
     }
     let new_rs = new_rs.expect("created above");
+    // sync.go isScalingEvent: a replica count change outside a template change is spread
+    // over the active ReplicaSets before any rollout step.
+    if is_scaling_event(&d, &new_rs, &old_rss) {
+        scale(ctx, &d, &new_rs, &old_rss);
+        let rss = owned_rss(ctx, &d);
+        let new_rs = rss
+            .iter()
+            .find(|r| util::uid(r) == util::uid(&new_rs))
+            .cloned();
+        update_status(ctx, &d, &rss, new_rs.as_ref());
+        return;
+    }
     let changed = if rolling(&d) {
         rollout_rolling(ctx, &d, &new_rs, &old_rss)
     } else {
@@ -340,6 +361,114 @@ fn create_new_rs(ctx: &Arc<Ctx>, d: &Value, template: &Value, rss: &[Obj]) -> Op
             None
         }
         Err(_) => None,
+    }
+}
+
+fn desired_annotation(rs: &Value) -> Option<i64> {
+    rs.pointer("/metadata/annotations")
+        .and_then(|a| a.get(DESIRED))
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse().ok())
+}
+
+/// sync.go isScalingEvent.
+fn is_scaling_event(d: &Value, new_rs: &Obj, old_rss: &[Obj]) -> bool {
+    std::iter::once(new_rs)
+        .chain(old_rss)
+        .filter(|r| spec_replicas(r) > 0)
+        .any(|r| desired_annotation(r).is_some_and(|want| want != spec_replicas(d)))
+}
+
+/// sync.go scale: one active ReplicaSet takes the whole count; otherwise a rolling
+/// Deployment's extra (or missing) replicas are shared in proportion
+/// (deployment_util.go GetProportion / getReplicaSetFraction).
+fn scale(ctx: &Ctx, d: &Value, new_rs: &Obj, old_rss: &[Obj]) {
+    let dreps = spec_replicas(d);
+    let all: Vec<&Obj> = std::iter::once(new_rs).chain(old_rss).collect();
+    let mut active: Vec<&Obj> = all
+        .iter()
+        .copied()
+        .filter(|r| spec_replicas(r) > 0)
+        .collect();
+    // FindActiveOrLatest
+    match active.len() {
+        0 => {
+            scale_rs(ctx, d, new_rs, dreps);
+            return;
+        }
+        1 => {
+            scale_rs(ctx, d, active[0], dreps);
+            return;
+        }
+        _ => {}
+    }
+    // IsSaturated(newRS): old ones go to zero
+    if spec_replicas(new_rs) == dreps
+        && desired_annotation(new_rs) == Some(dreps)
+        && st(new_rs, "availableReplicas") == dreps
+    {
+        for rs in old_rss.iter().filter(|r| spec_replicas(r) > 0) {
+            scale_rs(ctx, d, rs, 0);
+        }
+        return;
+    }
+    if !rolling(d) {
+        return;
+    }
+    let total: i64 = active.iter().map(|r| spec_replicas(r)).sum();
+    let allowed = if dreps > 0 {
+        dreps + fenceposts(d).0
+    } else {
+        0
+    };
+    let to_add = allowed - total;
+    // ReplicaSetsBySizeNewer when adding, BySizeOlder when removing
+    active.sort_by(|a, b| {
+        let by_size = spec_replicas(b).cmp(&spec_replicas(a));
+        let (ca, cb) = (
+            util::s(a, "/metadata/creationTimestamp"),
+            util::s(b, "/metadata/creationTimestamp"),
+        );
+        by_size.then(if to_add > 0 { cb.cmp(ca) } else { ca.cmp(cb) })
+    });
+    let mut sizes: Vec<i64> = Vec::new();
+    let mut added = 0;
+    for rs in &active {
+        let reps = spec_replicas(rs);
+        let mut prop = 0;
+        if to_add != 0 && reps != 0 && to_add != added {
+            // getReplicaSetFraction
+            let fraction = if dreps == 0 {
+                -reps
+            } else {
+                let annotated = rs
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(MAX_REPLICAS))
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or_else(|| util::i(d, "/status/replicas").unwrap_or(0));
+                if annotated <= 0 {
+                    0
+                } else {
+                    ((reps * (dreps + fenceposts(d).0)) as f64 / annotated as f64).round() as i64
+                        - reps
+                }
+            };
+            let left = to_add - added;
+            prop = if to_add > 0 {
+                fraction.min(left)
+            } else {
+                fraction.max(left)
+            };
+        }
+        added += prop;
+        sizes.push(reps + prop);
+    }
+    if to_add != 0 {
+        sizes[0] = (sizes[0] + to_add - added).max(0);
+    }
+    for (rs, size) in active.iter().zip(sizes) {
+        scale_rs(ctx, d, rs, size);
     }
 }
 
