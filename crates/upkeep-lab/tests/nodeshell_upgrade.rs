@@ -328,18 +328,40 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_unknown_nodes_and_privileged_pods() {
     let h = harness().await;
-    // Two minors up is refused by kubeadm itself, and nothing changes.
+    // v1.36 is not released: its repository does not exist.
     let r = h
         .sh(
             "controlplane01",
-            "sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list && apt-get update && \
-             apt-get install -y --allow-change-held-packages kubeadm='1.36.0-*' && kubeadm upgrade apply v1.36.0 -y",
+            "sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list && apt-get update",
+        )
+        .await;
+    assert_eq!(r.code, 100);
+    assert!(
+        r.stderr
+            .contains("/v1.36/deb  InRelease' does not have a Release file."),
+        "{}",
+        r.stderr
+    );
+    // Two minors up is refused by kubeadm itself (and kubeadm 1.35 cannot target 1.36 either);
+    // nothing changes.
+    let r = h
+        .sh(
+            "controlplane01",
+            "sed -i 's/v1.36/v1.35/' /etc/apt/sources.list.d/kubernetes.list && apt-get update && \
+             apt-get install -y --allow-change-held-packages kubeadm='1.35.2-*' && kubeadm upgrade apply v1.36.0 -y",
         )
         .await;
     assert_eq!(r.code, 1);
     assert!(
         r.stderr
             .contains("is too high; kubeadm can upgrade only 1 minor version at a time"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "is at least one minor release higher than the kubeadm minor release (36 > 35)"
+        ),
         "{}",
         r.stderr
     );

@@ -382,6 +382,27 @@ fn a_repository_switch_needs_apt_get_update() {
 }
 
 #[test]
+fn repositories_of_unreleased_minors_do_not_exist() {
+    // The test repositories declare v1.34 and v1.35: v1.36 is not released.
+    let mut n = Node::new("w1", false, OsFamily::Apt);
+    ok(&n.sh("sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list"));
+    let up = n.argv(&["apt-get", "update"]);
+    assert_eq!(up.code, 100);
+    assert!(up.stderr.starts_with("E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.36/deb  InRelease' does not have a Release file."), "{}", up.stderr);
+    assert_eq!(n.argv(&["apt-cache", "madison", "kubeadm"]).stdout, "");
+    let mut r = Node::new("w1", false, OsFamily::Dnf);
+    ok(&r.sh("sed -i 's/v1.34/v1.36/g' /etc/yum.repos.d/kubernetes.repo"));
+    let inst = r.sh("dnf install -y 'kubeadm-1.36.0-*' --disableexcludes=kubernetes");
+    assert_eq!(inst.code, 1);
+    assert!(
+        inst.stderr
+            .contains("Error: Failed to download metadata for repo 'kubernetes'"),
+        "{}",
+        inst.stderr
+    );
+}
+
+#[test]
 fn dnf_excludes_and_the_disableexcludes_flags() {
     let mut n = Node::new("w1", false, OsFamily::Dnf);
     let repo = n.argv(&["cat", "/etc/yum.repos.d/kubernetes.repo"]).stdout;
@@ -475,7 +496,9 @@ fn kubeadm_apply_refuses_what_its_policy_refuses() {
         old.stderr
             .ends_with("To see the stack trace of this error execute with --v=5 or higher\n")
     );
-    // Two minors up, even with a new enough kubeadm (a lab repository for 1.36 by default).
+    // Two minors up, even with a new enough kubeadm (repositories without declarations
+    // publish every minor).
+    n.repos = Repos::default();
     ok(&n.sh("sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list && apt-get update && apt-get install -y --allow-change-held-packages kubeadm=1.36.1-*"));
     let two = n.sh("kubeadm upgrade apply v1.36.1 --yes");
     assert!(two.stderr.contains("- Specified version to upgrade to \"v1.36.1\" is too high; kubeadm can upgrade only 1 minor version at a time"), "{}", two.stderr);

@@ -85,7 +85,7 @@ fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> Exec
         return ExecOutput::fail(100, "E: Invalid operation \n");
     };
     match verb {
-        "update" => apt_update(host),
+        "update" => apt_update(host, ctx),
         "install" | "upgrade" | "dist-upgrade" | "full-upgrade" => {
             let opts = InstallOpts {
                 yes,
@@ -113,13 +113,28 @@ fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> Exec
     }
 }
 
-fn apt_update(host: &mut Host) -> ExecOutput {
+fn apt_update(host: &mut Host, ctx: &Ctx) -> ExecOutput {
     match host.files.get(repo::APT_LIST_PATH) {
         None => {
             host.apt_lists = None;
             ExecOutput::ok("Reading package lists...\n")
         }
         Some(text) => match repo::parse_apt_list(text) {
+            Some(m) if !ctx.repos.exists(m) => {
+                // apt-pkg: a source without a Release file is disabled (its lists go away).
+                host.apt_lists = None;
+                let url = apt_url(m);
+                ExecOutput {
+                    stdout: format!(
+                        "Err:1 {url}  InRelease\n  404  Not Found\nReading package lists...\n"
+                    ),
+                    stderr: format!(
+                        "E: The repository '{url}  InRelease' does not have a Release file.\n\
+                         N: Updating from such a repository can't be done securely, and is therefore disabled by default.\n"
+                    ),
+                    code: 100,
+                }
+            }
             Some(m) => {
                 host.apt_lists = Some(m);
                 let url = apt_url(m);
@@ -799,6 +814,25 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
             ctx.now
         )
     };
+    // dnf fetches metadata of enabled repositories first; a minor that has no repository
+    // fails there (dnf/base.py, librepo).
+    if let Some(m) = host.yum_repo().filter(|r| r.enabled).and_then(|r| r.minor)
+        && !ctx.repos.exists(m)
+        && matches!(
+            verb,
+            "install" | "upgrade" | "update" | "downgrade" | "list" | "makecache" | "check-update"
+        )
+    {
+        let url = repo::repo_url(m, PkgFormat::Rpm);
+        return ExecOutput {
+            stdout: String::new(),
+            stderr: format!(
+                "Errors during downloading metadata for repository '{YUM_REPO_ID}':\n  - Status code: 404 for {url}repodata/repomd.xml\n\
+                 Error: Failed to download metadata for repo '{YUM_REPO_ID}': Cannot download repomd.xml: Cannot download repodata/repomd.xml: All mirrors were tried\n"
+            ),
+            code: 1,
+        };
+    }
     match verb {
         "install" | "upgrade" | "update" | "downgrade" => {
             let mut out = dnf_install(host, ctx, verb, specs, &o, stdin);

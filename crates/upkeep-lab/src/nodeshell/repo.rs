@@ -141,6 +141,9 @@ pub struct Repos {
     declared: BTreeMap<Minor, Vec<(KubeVersion, String)>>,
 }
 
+/// The first minor with a pkgs.k8s.io repository (packages exist from v1.24.0 on).
+pub const FIRST_MINOR: Minor = (1, 24);
+
 /// Patch releases a minor publishes when no scenario declares it: .0 to .5.
 pub const DEFAULT_PATCHES: u32 = 5;
 
@@ -179,7 +182,16 @@ impl Repos {
     }
 
     /// The versions one minor's repository publishes for a package format, oldest first.
+    /// Whether a minor's repository exists: from v1.24 on, and, when a scenario declares
+    /// repositories, up to the newest declared minor (later ones are not released yet).
+    pub fn exists(&self, minor: Minor) -> bool {
+        minor >= FIRST_MINOR && self.declared.keys().max().is_none_or(|max| minor <= *max)
+    }
+
     pub fn versions(&self, minor: Minor, format: PkgFormat) -> Vec<PkgVersion> {
+        if !self.exists(minor) {
+            return Vec::new();
+        }
         let base: Vec<(KubeVersion, String)> = match self.declared.get(&minor) {
             Some(l) => l.clone(),
             // Revisions are not always -1.1 (1.29.4-2.1 exists upstream): the defaults include
@@ -305,6 +317,10 @@ mod tests {
             repos.revision_for(&KubeVersion::new(1, 35, 2), PkgFormat::Deb),
             "2.1"
         );
+        assert!(repos.exists((1, 30)) && repos.exists((1, 35)));
+        assert!(!repos.exists((1, 36)), "not released yet");
+        assert!(!repos.exists((1, 23)), "before pkgs.k8s.io");
+        assert!(Repos::default().exists((1, 40)));
         let err = Repos::from_specs(&[RepoSpec {
             minor: "v1.35".into(),
             versions: vec!["1.34.1-1.1".into()],
