@@ -460,6 +460,13 @@ async fn the_node_shell_command_line() {
     let (code, _, err) = run(&["node9", "--", "hostname"], "").await;
     assert_eq!(code, 1);
     assert!(err.contains("node \"node9\" not found"), "{err}");
+    // Authenticated like the API: the read-only user may not run commands.
+    let (code, _, err) = run(&["--context", "readonly", "node02", "--", "hostname"], "").await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("User \"readonly\" cannot run commands on nodes"),
+        "{err}"
+    );
     // One word is a shell line, as a remote-shell template sends it.
     let (code, out, _) = run(
         &[
