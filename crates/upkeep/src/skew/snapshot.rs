@@ -143,6 +143,10 @@ impl Observed {
     /// The version for display: the parsed one, else what was reported.
     pub fn shown_version(&self) -> String {
         match &self.version {
+            // etcd tags carry no leading v (3.5.15-0).
+            Some(v) if self.component == Component::Etcd => {
+                format!("{}.{}.{}{}", v.major, v.minor, v.patch, v.suffix)
+            }
             Some(v) => v.to_string(),
             None => self.reported.clone(),
         }

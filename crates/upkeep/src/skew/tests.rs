@@ -578,7 +578,7 @@ fn etcd_is_informational() {
         .report();
     let etcd = row(&r, Component::Etcd, Some("cp"));
     assert_eq!(etcd.verdict, Verdict::Info);
-    assert_eq!(etcd.version, "v3.5.15-0");
+    assert_eq!(etcd.version, "3.5.15-0");
     assert!(r.violations.is_empty());
 }
 
