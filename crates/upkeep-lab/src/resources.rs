@@ -124,6 +124,11 @@ res!(PDB, "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddis
     subs: &["status"], verbs: RW, short: &["pdb"], cats: &[], status: true, generation: true);
 res!(LEASE, "coordination.k8s.io", "v1", "Lease", "leases", "lease", true,
     subs: &[], verbs: RW, short: &[], cats: &[], status: false, generation: false);
+// Virtual create-only resources: answered, never stored (kubectl auth can-i / whoami).
+res!(SELF_SUBJECT_ACCESS_REVIEW, "authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false,
+    subs: &[], verbs: &["create"], short: &[], cats: &[], status: false, generation: false);
+res!(SELF_SUBJECT_REVIEW, "authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false,
+    subs: &[], verbs: &["create"], short: &[], cats: &[], status: false, generation: false);
 res!(EVENT_EVENTS, "events.k8s.io", "v1", "Event", "events", "event", true,
     subs: &[], verbs: RW, short: &["ev"], cats: &[], status: false, generation: false);
 
@@ -147,6 +152,8 @@ pub static ALL: &[&Resource] = &[
     &PDB,
     &LEASE,
     &EVENT_EVENTS,
+    &SELF_SUBJECT_ACCESS_REVIEW,
+    &SELF_SUBJECT_REVIEW,
 ];
 
 /// The served group/versions, in discovery order (core "v1" first).

@@ -833,3 +833,35 @@ async fn kubeconfig_is_written_atomically() {
     }
     srv.shutdown();
 }
+
+#[tokio::test]
+async fn self_subject_access_reviews_answer_per_user() {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    let srv = lab_server(true, LabOptions::default()).await;
+    let review = |verb: &str| -> SelfSubjectAccessReview {
+        serde_json::from_value(json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"verb": verb, "resource": "pods", "namespace": "default"}}}))
+        .unwrap()
+    };
+    let mut answers = Vec::new();
+    for ctx in ["upkeep-lab", "readonly"] {
+        let api: Api<SelfSubjectAccessReview> = Api::all(client(&srv, ctx).await);
+        for verb in ["create", "list"] {
+            let r = api
+                .create(&PostParams::default(), &review(verb))
+                .await
+                .unwrap();
+            answers.push((ctx, verb, r.status.unwrap().allowed));
+        }
+    }
+    assert_eq!(
+        answers,
+        [
+            ("upkeep-lab", "create", true),
+            ("upkeep-lab", "list", true),
+            ("readonly", "create", false),
+            ("readonly", "list", true)
+        ]
+    );
+    srv.shutdown();
+}

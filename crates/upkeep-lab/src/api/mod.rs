@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod eviction;
 pub mod openapi;
+pub mod pbtypes;
 pub mod protobuf;
 pub mod request;
 pub mod strategy;
@@ -279,7 +280,10 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
         }
     };
     // Authorisation: read-only users may get, list and watch (RBAC "view"-like).
-    if ctx.auth.read_only_users.contains(&user) && !matches!(rr.verb, "get" | "list" | "watch") {
+    // Every authenticated user may ask about itself (system:basic-user).
+    let self_review = rr.res == &resources::SELF_SUBJECT_ACCESS_REVIEW
+        || rr.res == &resources::SELF_SUBJECT_REVIEW;
+    if !self_review && !allowed(&ctx, &user, rr.verb) {
         let scope = if rr.res.namespaced && !rr.namespace.is_empty() {
             format!("in the namespace \"{}\"", rr.namespace)
         } else {
@@ -342,7 +346,13 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
         return error_response(&e);
     }
     let body = body_bytes(body).await;
-    let result = serve_resource(&ctx, &rr, &parts.headers, body, fault.cut_watch_after).await;
+    let result = if rr.res == &resources::SELF_SUBJECT_ACCESS_REVIEW
+        || rr.res == &resources::SELF_SUBJECT_REVIEW
+    {
+        review(&ctx, &rr, &user, &body)
+    } else {
+        serve_resource(&ctx, &rr, &parts.headers, body, fault.cut_watch_after).await
+    };
     let resp = match result {
         Ok(r) => r,
         Err(e) => error_response(&e),
@@ -367,7 +377,7 @@ fn parse_body(b: &Bytes) -> ApiResult<Value> {
         return Err(ApiError::bad_request("the request body is empty"));
     }
     if protobuf::is_protobuf(b) {
-        return Err(protobuf::unsupported(b));
+        return pbtypes::decode(b);
     }
     serde_json::from_slice(b)
         .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
@@ -428,6 +438,45 @@ fn list_query(rr: &ResourceRequest) -> ApiResult<ListQuery> {
         labels,
         fields,
     })
+}
+
+/// Whether `user` may do `verb`: the lab's two roles (admin: everything; read-only users:
+/// get, list, watch).
+pub fn allowed(ctx: &ApiContext, user: &str, verb: &str) -> bool {
+    !ctx.auth.read_only_users.iter().any(|u| u == user) || matches!(verb, "get" | "list" | "watch")
+}
+
+/// `kubectl auth can-i` (SelfSubjectAccessReview, pkg/registry/authorization/selfsubjectaccessreview)
+/// and `kubectl auth whoami` (SelfSubjectReview): answered from the caller's identity, not stored.
+fn review(ctx: &ApiContext, rr: &ResourceRequest, user: &str, body: &Bytes) -> ApiResult<Response> {
+    if rr.verb != "create" {
+        return Err(ApiError::method_not_allowed(rr.verb, rr.res.plural));
+    }
+    let mut obj = parse_body(body)?;
+    if rr.res == &resources::SELF_SUBJECT_REVIEW {
+        let groups = if allowed(ctx, user, "create") {
+            json!(["system:masters", "system:authenticated"])
+        } else {
+            json!(["system:authenticated"])
+        };
+        obj["status"] = json!({"userInfo": {"username": user, "groups": groups}});
+    } else {
+        let verb = obj
+            .pointer("/spec/resourceAttributes/verb")
+            .or_else(|| obj.pointer("/spec/nonResourceAttributes/verb"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let ok = allowed(ctx, user, verb)
+            || verb == "*" && !ctx.auth.read_only_users.iter().any(|u| u == user);
+        obj["status"] = if ok {
+            json!({"allowed": true, "reason": "the lab's admin role allows everything"})
+        } else {
+            json!({"allowed": false, "reason": format!("user \"{user}\" may only get, list and watch")})
+        };
+    }
+    obj["apiVersion"] = json!(rr.res.api_version());
+    obj["kind"] = json!(rr.res.kind);
+    Ok(json_response(201, &obj))
 }
 
 /// Render one object in the requested representation.

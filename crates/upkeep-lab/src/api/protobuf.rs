@@ -78,13 +78,13 @@ pub fn delete_options(body: &[u8]) -> ApiResult<Value> {
 }
 
 /// `runtime.Unknown`: typeMeta=1 {apiVersion=1, kind=2}, raw=2, contentEncoding=3, contentType=4.
-struct Envelope<'a> {
-    api_version: String,
-    kind: String,
-    raw: &'a [u8],
+pub(super) struct Envelope<'a> {
+    pub(super) api_version: String,
+    pub(super) kind: String,
+    pub(super) raw: &'a [u8],
 }
 
-fn envelope(body: &[u8]) -> ApiResult<Envelope<'_>> {
+pub(super) fn envelope(body: &[u8]) -> ApiResult<Envelope<'_>> {
     let Some(rest) = body.strip_prefix(MAGIC) else {
         return Err(ApiError::bad_request(
             "the protobuf body lacks the k8s magic prefix",
@@ -113,16 +113,16 @@ fn envelope(body: &[u8]) -> ApiResult<Envelope<'_>> {
     Ok(e)
 }
 
-enum Wire<'a> {
+pub(super) enum Wire<'a> {
     Varint(u64),
     Fixed64,
     Bytes(&'a [u8]),
     Fixed32,
 }
 
-struct Field<'a> {
-    number: u64,
-    value: Wire<'a>,
+pub(super) struct Field<'a> {
+    pub(super) number: u64,
+    pub(super) value: Wire<'a>,
 }
 
 fn malformed() -> ApiError {
@@ -143,7 +143,7 @@ fn varint(b: &[u8], i: &mut usize) -> ApiResult<u64> {
 }
 
 /// The fields of one message, in wire order (https://protobuf.dev/programming-guides/encoding/).
-fn fields(b: &[u8]) -> ApiResult<Vec<Field<'_>>> {
+pub(super) fn fields(b: &[u8]) -> ApiResult<Vec<Field<'_>>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
@@ -182,7 +182,7 @@ fn fields(b: &[u8]) -> ApiResult<Vec<Field<'_>>> {
     Ok(out)
 }
 
-fn text(b: &[u8]) -> ApiResult<&str> {
+pub(super) fn text(b: &[u8]) -> ApiResult<&str> {
     std::str::from_utf8(b).map_err(|_| malformed())
 }
 

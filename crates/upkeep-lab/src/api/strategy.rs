@@ -54,27 +54,7 @@ pub fn prepare_create(
                     .or_insert(json!("PreemptLowerPriority"));
                 spec.entry("priority").or_insert(json!(0));
                 spec.entry("serviceAccountName").or_insert(json!("default"));
-                for key in ["containers", "initContainers"] {
-                    if let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) {
-                        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
-                            let image = c
-                                .get("image")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string();
-                            let latest = !image.contains(':') || image.ends_with(":latest");
-                            c.entry("imagePullPolicy").or_insert(json!(if latest {
-                                "Always"
-                            } else {
-                                "IfNotPresent"
-                            }));
-                            c.entry("terminationMessagePath")
-                                .or_insert(json!("/dev/termination-log"));
-                            c.entry("terminationMessagePolicy").or_insert(json!("File"));
-                            c.entry("resources").or_insert(json!({}));
-                        }
-                    }
-                }
+                default_containers(spec);
                 // plugin/pkg/admission/defaulttolerationseconds: 300 s NoExecute tolerations
                 let tols = spec.entry("tolerations").or_insert(json!([]));
                 if let Some(t) = tols.as_array_mut() {
@@ -152,6 +132,7 @@ pub fn prepare_create(
                     ps.entry("schedulerName")
                         .or_insert(json!("default-scheduler"));
                     ps.entry("securityContext").or_insert(json!({}));
+                    default_containers(ps);
                 }
             }
         }
@@ -212,6 +193,37 @@ pub fn prepare_create(
             o.entry("type").or_insert(json!("Opaque"));
         }
         _ => {}
+    }
+}
+
+/// Container defaults (pkg/apis/core/v1/defaults.go SetDefaults_Container, SetDefaults_ContainerPort).
+fn default_containers(spec: &mut serde_json::Map<String, Value>) {
+    for key in ["containers", "initContainers"] {
+        let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+            let image = c
+                .get("image")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let latest = !image.contains(':') || image.ends_with(":latest");
+            c.entry("imagePullPolicy").or_insert(json!(if latest {
+                "Always"
+            } else {
+                "IfNotPresent"
+            }));
+            c.entry("terminationMessagePath")
+                .or_insert(json!("/dev/termination-log"));
+            c.entry("terminationMessagePolicy").or_insert(json!("File"));
+            c.entry("resources").or_insert(json!({}));
+            if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                    p.entry("protocol").or_insert(json!("TCP"));
+                }
+            }
+        }
     }
 }
 
