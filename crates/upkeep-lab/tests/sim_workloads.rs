@@ -210,6 +210,21 @@ async fn daemonset_covers_every_node_including_cordoned_ones() {
     assert_eq!(d["status"]["desiredNumberScheduled"], 5);
     assert_eq!(d["status"]["currentNumberScheduled"], 5);
     assert_eq!(d["status"]["numberMisscheduled"], 0);
+    // one ControllerRevision per template, its hash on the pods
+    let (revs, _) = t.lab.store.list(
+        &resources::CONTROLLERREVISION,
+        &upkeep_lab::ListQuery::in_namespace("kube-system"),
+    );
+    assert_eq!(revs.len(), 1);
+    assert_eq!(revs[0]["revision"], 1);
+    let hash = revs[0]["metadata"]["labels"]["controller-revision-hash"]
+        .as_str()
+        .unwrap();
+    assert_eq!(util::name(&revs[0]), format!("agent-{hash}"));
+    assert!(
+        pods.iter()
+            .all(|p| p["metadata"]["labels"]["controller-revision-hash"] == hash)
+    );
     // a new node gets a pod too
     t.create(&resources::NODE, json!({"metadata": {"name": "late"}}));
     wait("pod on the new node", 10, || {
@@ -258,6 +273,14 @@ async fn statefulset_pod_deleted_comes_back_with_the_same_name() {
         s["status"]["currentRevision"],
         s["status"]["updateRevision"]
     );
+    let rev = t
+        .get(
+            &resources::CONTROLLERREVISION,
+            "default",
+            s["status"]["updateRevision"].as_str().unwrap(),
+        )
+        .expect("the revision object");
+    assert_eq!(rev["revision"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -230,6 +230,9 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             );
         }
     }
+    if !terminating_ds {
+        super::revision::ensure(ctx, &ds, &hash);
+    }
     update_status(ctx, &ds, &nodes, &tspec, &hash);
 }
 

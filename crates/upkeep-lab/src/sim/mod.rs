@@ -29,6 +29,7 @@ pub mod job;
 pub mod kubelet;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod revision;
 pub mod scheduler;
 pub mod statefulset;
 pub mod util;

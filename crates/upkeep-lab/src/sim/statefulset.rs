@@ -194,6 +194,12 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             }
         }
     }
+    if !util::terminating(&sts) {
+        let hash = update_rev
+            .trim_start_matches(&format!("{set}-"))
+            .to_string();
+        super::revision::ensure(ctx, &sts, &hash);
+    }
     update_status(ctx, &sts, &update_rev);
 }
 
