@@ -389,6 +389,11 @@ async fn run(
             .iter()
             .any(|p| !p.pdbs.is_empty())
             .then(|| AbortOnDrop(tokio::spawn(watch_pdbs(client.clone(), pdb_tx))));
+        let turns: Turns = movers
+            .iter()
+            .flat_map(|p| p.pdbs.iter())
+            .map(|k| (k.clone(), Arc::new(tokio::sync::Mutex::new(()))))
+            .collect();
 
         // Finished pods first (nothing runs in them), then normal, then critical.
         let finished: Vec<&PodPlan> = movers
@@ -418,7 +423,7 @@ async fn run(
         for tier in tiers {
             let evictions = futures::stream::iter(
                 tier.iter()
-                    .map(|p| evict(client, version, p, opts, &pdb_rx, progress)),
+                    .map(|p| evict(client, version, p, opts, &pdb_rx, &turns, progress)),
             )
             .buffer_unordered(opts.concurrency.max(1))
             .try_collect::<Vec<()>>();
@@ -621,17 +626,40 @@ async fn evict(
     pod: &PodPlan,
     opts: &ExecOptions,
     pdbs: &watch::Receiver<PdbMap>,
+    turns: &Turns,
     progress: &Progress<'_>,
 ) -> anyhow::Result<()> {
     progress(&DrainEvent::Evicting { pod: pod.key() });
     let mut attempt = 0;
     let mut reach = Reachability::default();
+    let mut refused_at: Option<Instant> = None;
     loop {
+        // Once refused by a budget, pods of the same PDB take turns, and skip
+        // asking while the watched budget shows no room (but still ask at
+        // least every retry delay, in case the watch is behind).
+        let turn = match (refused_at, pod.pdbs.first().and_then(|k| turns.get(k))) {
+            (Some(at), Some(turn)) => {
+                let guard = turn.clone().lock_owned().await;
+                let key = &pod.pdbs[0];
+                let seen = pdbs.borrow().get(key).cloned();
+                if let Some(seen) = seen.filter(|s| s.allowed <= 0)
+                    && at.elapsed() < opts.retry_after
+                {
+                    drop(guard);
+                    let left = opts.retry_after.saturating_sub(at.elapsed());
+                    wait_for_budget(pdbs, &[(key.clone(), Some(seen))], left).await;
+                    continue;
+                }
+                Some(guard)
+            }
+            _ => None,
+        };
         let request = eviction_request(version, pod, opts.grace_period)?;
         let err = match client.request::<serde_json::Value>(request).await {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
+        drop(turn);
         match classify(&err) {
             Answer::AlreadyGone => return Ok(()),
             Answer::MultiplePdbs(m) => {
@@ -680,22 +708,8 @@ async fn evict(
                     after: opts.retry_after,
                     message,
                 });
-                // Retry after the delay, or as soon as a budget of this pod frees
-                // (a newer PDB status with disruptionsAllowed > 0).
-                let mut rx = pdbs.clone();
-                let freed = rx.wait_for(|map| {
-                    seen_now.iter().any(|(k, before)| {
-                        map.get(k).is_some_and(|s| {
-                            s.allowed > 0
-                                && Some(&s.resource_version)
-                                    != before.as_ref().map(|b| &b.resource_version)
-                        })
-                    })
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(opts.retry_after) => {}
-                    r = freed, if !pod.pdbs.is_empty() => { if r.is_err() { tokio::time::sleep(opts.retry_after).await; } }
-                }
+                refused_at = Some(Instant::now());
+                wait_for_budget(pdbs, &seen_now, opts.retry_after).await;
             }
             Answer::Transient(m) | Answer::Unreachable(m) => {
                 if matches!(classify(&err), Answer::Unreachable(_)) {
@@ -714,6 +728,35 @@ async fn evict(
                     message: m,
                 });
                 tokio::time::sleep(after).await;
+            }
+        }
+    }
+}
+
+/// One turn per PodDisruptionBudget: pods waiting on the same budget retry one at a time.
+type Turns = BTreeMap<String, Arc<tokio::sync::Mutex<()>>>;
+
+/// Returns after `delay`, or as soon as one of the budgets shows room in a
+/// newer status than the one seen (`seen`: PDB key and the status then).
+async fn wait_for_budget(
+    pdbs: &watch::Receiver<PdbMap>,
+    seen: &[(String, Option<PdbSeen>)],
+    delay: Duration,
+) {
+    let mut rx = pdbs.clone();
+    let freed = rx.wait_for(|map| {
+        seen.iter().any(|(k, before)| {
+            map.get(k).is_some_and(|s| {
+                s.allowed > 0
+                    && Some(&s.resource_version) != before.as_ref().map(|b| &b.resource_version)
+            })
+        })
+    });
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        r = freed, if !seen.is_empty() => {
+            if r.is_err() {
+                tokio::time::sleep(delay).await;
             }
         }
     }
