@@ -64,15 +64,15 @@ pub struct PlanDocument {
 /// Runs the command line; the outcome is the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let printer = Printer::new(cli.common.output);
+    if let Some(Command::Rules) = &cli.command {
+        printer.result(&RULES, render_rules)?;
+        return Ok(Outcome::Ok);
+    }
     let as_of = as_of(&cli.common)?;
     let calendar = match &cli.common.calendar {
         Some(path) => Calendar::load(path)?,
         None => Calendar::embedded(),
     };
-    if let Some(Command::Rules) = &cli.command {
-        printer.result(&RULES, render_rules)?;
-        return Ok(Outcome::Ok);
-    }
     // Parse user input before touching the network.
     let target = match &cli.command {
         Some(Command::Plan(PlanArgs { to })) => Some(Target::parse(to).with_context(|| {

@@ -228,6 +228,14 @@ impl MinorVersion {
             };
             return Ok(Self::new(number(parts[0])?, number(parts[1])?));
         }
+        if parts.len() < 2 {
+            return Err(error(
+                input,
+                what,
+                "it is not of the form major.minor",
+                MINOR_EXAMPLES,
+            ));
+        }
         KubeVersion::parse(input)
             .map(|v| v.minor_version())
             .map_err(|e| error(input, what, e.reason, MINOR_EXAMPLES))
@@ -548,7 +556,8 @@ mod tests {
             err.contains("\"one.two\"") && err.contains("v1.31"),
             "{err}"
         );
-        assert!("v1".parse::<MinorVersion>().is_err());
+        let err = "v1".parse::<MinorVersion>().unwrap_err().to_string();
+        assert!(err.contains("not of the form major.minor"), "{err}");
     }
 
     #[test]
