@@ -998,3 +998,30 @@ fn statefulset_pods_recreated_under_the_same_name_count_as_gone_by_uid() {
         );
     }
 }
+
+#[test]
+fn a_multiple_pdb_answer_during_the_drain_stops_it_and_says_so() {
+    // A second PDB created between the plan and the eviction: the API server
+    // answers 500 with its upstream message (injected here at that moment).
+    let lab = os_upgrade();
+    set_faults(
+        &lab,
+        serde_json::json!([{
+            "verb": "create", "resource": "pods/eviction", "code": 500,
+            "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+        }]),
+    );
+    let before = lab.pods().len();
+    let out = safedrain(&lab, &["node02", "--yes", "--timeout", "60s"]);
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("NOT drained (failed: "), "{}", show(&out));
+    assert!(
+        text.contains("several PodDisruptionBudgets"),
+        "{}",
+        show(&out)
+    );
+    assert!(text.contains("stays cordoned"), "{}", show(&out));
+    set_faults(&lab, serde_json::json!([]));
+    assert_eq!(lab.pods().len(), before, "no pod lost");
+}
