@@ -311,14 +311,17 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
         tokio::time::sleep(Duration::from_millis(fault.latency_ms)).await;
     }
     if fault.timeout {
-        let e = ApiError::new(
-            504,
-            "Timeout",
-            "the server was unable to return a response in the time allotted, but may still be processing the request",
-        );
+        // Hang (the latency above), then drop the connection: the body fails before any byte,
+        // so the client sees the connection end without a complete answer.
         lab.metrics
-            .record(rr.verb, rr.res.plural, &rr.subresource, 504);
-        return error_response(&e);
+            .record(rr.verb, rr.res.plural, &rr.subresource, 0);
+        let failing = futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "injected timeout: connection dropped",
+            ))
+        });
+        return Response::new(Body::from_stream(failing));
     }
     if let Some(code) = fault.code {
         let reason = match code {
