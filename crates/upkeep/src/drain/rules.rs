@@ -169,6 +169,9 @@ pub struct Finding {
 // Annotations honoured as opt-outs.
 /// kubernetes/autoscaler `utils/drain/drain.go` PodSafeToEvictKey.
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// kubernetes/autoscaler `utils/drain/drain.go` SafeToEvictLocalVolumesKey.
+pub const SAFE_TO_EVICT_LOCAL_VOLUMES: &str =
+    "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes";
 /// kubernetes-sigs/karpenter `pkg/apis/v1/labels.go` DoNotDisruptAnnotationKey.
 pub const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
 /// kubernetes `pkg/kubelet/types` ConfigMirrorAnnotationKey.
@@ -239,11 +242,20 @@ pub fn is_critical(pod: &Pod) -> bool {
 }
 
 /// Volumes whose data lives on the node: every emptyDir (kubectl) and hostPath
-/// (cluster-autoscaler), as `name (kind)`.
+/// (cluster-autoscaler), as `name (kind)`. The owner's cluster-autoscaler
+/// opt-ins are honoured: `safe-to-evict: "true"` and
+/// `safe-to-evict-local-volumes: a,b` (kubernetes/autoscaler rules/localstorage).
 pub fn local_volumes(pod: &Pod) -> Vec<String> {
+    if annotation(pod, SAFE_TO_EVICT) == Some("true") {
+        return Vec::new();
+    }
+    let accepted: Vec<&str> = annotation(pod, SAFE_TO_EVICT_LOCAL_VOLUMES)
+        .map(|v| v.split(',').map(str::trim).collect())
+        .unwrap_or_default();
     pod.spec
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| !accepted.contains(&v.name.as_str()))
         .filter_map(|v| {
             if v.empty_dir.is_some() {
                 Some(format!("{} (emptyDir)", v.name))

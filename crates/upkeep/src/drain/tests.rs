@@ -505,6 +505,55 @@ fn local_storage_blocks_naming_volumes() {
 }
 
 #[test]
+fn the_owners_local_volume_opt_ins_are_honoured() {
+    let nodes = vec![node("n1", "4"), node("n2", "4")];
+    let scratch = || Volume {
+        name: "scratch".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let cache = || Volume {
+        name: "cache".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    };
+    let pods = vec![
+        P::new("default", "listed", "n1")
+            .rs("rs")
+            .volume(scratch())
+            .annotate(rules::SAFE_TO_EVICT_LOCAL_VOLUMES, "scratch")
+            .pod(),
+        P::new("default", "partly", "n1")
+            .rs("rs")
+            .volume(scratch())
+            .volume(cache())
+            .annotate(rules::SAFE_TO_EVICT_LOCAL_VOLUMES, "scratch")
+            .pod(),
+        P::new("default", "all", "n1")
+            .rs("rs")
+            .volume(cache())
+            .annotate(rules::SAFE_TO_EVICT, "true")
+            .pod(),
+    ];
+    let p = plan(
+        &snapshot(
+            "n1",
+            nodes,
+            pods,
+            vec![owner("default", "ReplicaSet", "rs", true, None)],
+        ),
+        &DrainOptions::default(),
+    );
+    assert_eq!(pod_plan(&p, "listed").action, Action::Evict);
+    assert_eq!(pod_plan(&p, "all").action, Action::Evict);
+    assert_eq!(pod_plan(&p, "partly").action, Action::Block);
+    assert_eq!(
+        pod_plan(&p, "partly").reason,
+        "local data in cache (emptyDir)"
+    );
+}
+
+#[test]
 fn opt_out_annotations_block() {
     let nodes = vec![node("n1", "4"), node("n2", "4")];
     let pods = vec![
