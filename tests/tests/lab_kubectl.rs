@@ -846,6 +846,20 @@ fn the_read_only_user_is_forbidden_to_write() {
     let t = Table::parse(&lab.kubectl_ok(ro(&["get", "nodes"])));
     t.row("NAME", "worker1");
 
+    // kubectl auth can-i (a SelfSubjectAccessReview): "yes" exits 0, "no" exits 1.
+    assert_eq!(
+        lab.kubectl_ok(["auth", "can-i", "create", "pods"]).trim(),
+        "yes"
+    );
+    assert_eq!(
+        lab.kubectl_ok(ro(&["auth", "can-i", "list", "pods"]))
+            .trim(),
+        "yes"
+    );
+    let out = lab.kubectl(ro(&["auth", "can-i", "create", "pods"]));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stdout(&out).starts_with("no"), "{}", show(&out));
+
     std::fs::write(
         lab.dir().join("ns.yaml"),
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n",
@@ -914,8 +928,8 @@ fn server_dry_run_changes_nothing() {
     assert!(got["metadata"]["deletionTimestamp"].is_null(), "{got:#}");
 }
 
-/// kubectl's generators (`create namespace|deployment|configmap|pdb`) go through
-/// client-go's typed clients, which send protobuf request bodies
+/// kubectl's generators (`kubectl create namespace|deployment|configmap|secret|pdb`) go
+/// through client-go's typed clients, which send protobuf request bodies
 /// (`Content-Type: application/vnd.kubernetes.protobuf`).
 #[test]
 fn kubectl_create_generators_work() {
@@ -942,16 +956,39 @@ fn kubectl_create_generators_work() {
             "deployment",
             "web",
             "--image=nginx:1.27",
-            "--replicas=2"
+            "--replicas=2",
+            "--port=8080"
         ])
         .trim(),
         "deployment.apps/web created"
     );
+    let d = lab.get_json(["deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "nginx:1.27");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+
     assert_eq!(
         lab.kubectl_ok(["create", "configmap", "cfg", "--from-literal=a=b"])
             .trim(),
         "configmap/cfg created"
     );
+    assert_eq!(lab.get_json(["configmap", "cfg"])["data"]["a"], "b");
+    assert_eq!(
+        lab.kubectl_ok([
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=user=admin"
+        ])
+        .trim(),
+        "secret/pw created"
+    );
+    // "admin", base64-encoded as every Secret's data is.
+    assert_eq!(lab.get_json(["secret", "pw"])["data"]["user"], "YWRtaW4=");
+
     assert_eq!(
         lab.kubectl_ok([
             "create",
@@ -963,13 +1000,12 @@ fn kubectl_create_generators_work() {
         .trim(),
         "poddisruptionbudget.policy/web created"
     );
-    let d = lab.get_json(["deployment", "web"]);
-    assert_eq!(d["spec"]["replicas"], 2);
+    let pdb = lab.get_json(["pdb", "web"]);
+    assert_eq!(pdb["spec"]["minAvailable"], 1, "{pdb:#}");
     assert_eq!(
-        d["spec"]["template"]["spec"]["containers"][0]["image"],
-        "nginx:1.27"
+        pdb["spec"]["selector"]["matchLabels"]["app"], "web",
+        "{pdb:#}"
     );
-    assert_eq!(lab.get_json(["configmap", "cfg"])["data"]["a"], "b");
 }
 
 // ---------------------------------------------------------------------------
@@ -1603,7 +1639,6 @@ fn chunked_lists_with_field_selectors_page_through_continue_tokens() {
 #[test]
 fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
     let lab = os_upgrade();
-    let d = deployment_on(&lab, "node02");
     let before: BTreeSet<String> = lab.pods().iter().map(uid).collect();
     let out = lab.kubectl([
         "drain",
@@ -1627,16 +1662,23 @@ fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
     let now: BTreeSet<String> = lab.pods().iter().map(uid).collect();
     assert_eq!(now, before, "a server dry run evicted something");
 
-    // A budget that allows no disruption, then a drain that deletes instead of evicting.
-    let pdb = file(&lab, "pdb.yaml", &pdb_yaml("all-up", d.replicas, &d.labels));
-    lab.kubectl_ok(["create", "-f", &pdb]);
-    wait_pdb(&lab, "all-up", 0);
-    let protected: Vec<String> = pods_on(&lab, "node01")
+    // A budget on hr-app that allows no disruption, then a drain that deletes
+    // instead of evicting: every non-DaemonSet pod of node01 goes, hr-app included.
+    let hr = lab.get_json(["pod", "hr-app"]);
+    let hr_labels: BTreeMap<String, String> = hr["metadata"]["labels"]
+        .as_object()
+        .expect("hr-app has labels")
         .iter()
-        .filter(|p| d.selects(p))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let pdb = file(&lab, "pdb.yaml", &pdb_yaml("hr-app", 1, &hr_labels));
+    lab.kubectl_ok(["create", "-f", &pdb]);
+    wait_pdb(&lab, "hr-app", 0);
+    let doomed: Vec<String> = pods_on(&lab, "node01")
+        .iter()
+        .filter(|p| owner_kind(p) != "DaemonSet")
         .map(name)
         .collect();
-    assert!(!protected.is_empty(), "{} has pods on node01", d.name);
     let out = lab.kubectl([
         "drain",
         "node01",
@@ -1651,10 +1693,7 @@ fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
         "{}",
         show(&out)
     );
-    for p in protected
-        .iter()
-        .chain(std::iter::once(&"hr-app".to_string()))
-    {
+    for p in &doomed {
         assert!(
             stdout(&out).contains(&format!("pod/{p} deleted")),
             "{p}:\n{}",
@@ -1663,19 +1702,20 @@ fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
     }
     let err = kubectl_fails(&lab, &["get", "pod", "hr-app"], 1);
     assert!(err.contains(r#"pods "hr-app" not found"#), "{err}");
-    // The Deployment comes back on node02; hr-app had no controller and is lost.
-    wait_for(
-        &format!("{} whole again off node01", d.name),
-        SETTLE,
-        || {
-            let pods: Vec<Value> = lab.pods().into_iter().filter(|p| d.selects(p)).collect();
-            (pods.len() as i64 == d.replicas
-                && pods
-                    .iter()
-                    .all(|p| running_ready(p) && node_of(p) != "node01"))
+    // The Deployments come back on node02; hr-app had no controller and is lost.
+    wait_for("every Deployment whole again off node01", SETTLE, || {
+        let pods = lab.pods();
+        deployments(&lab)
+            .iter()
+            .all(|d| {
+                let mine: Vec<&Value> = pods.iter().filter(|p| d.selects(p)).collect();
+                mine.len() as i64 == d.replicas
+                    && mine
+                        .iter()
+                        .all(|p| running_ready(p) && node_of(p) != "node01")
+            })
             .then_some(())
-        },
-    );
+    });
     assert!(
         !lab.pods().iter().any(|p| name(p) == "hr-app"),
         "hr-app came back"
