@@ -264,6 +264,18 @@ async fn kubeadm_clusters_have_mirror_pods_and_kube_proxy() {
         .unwrap()["spec"]["containers"][0]["image"],
         "registry.k8s.io/kube-scheduler:v1.35.0"
     );
+    // a removed manifest takes its mirror pod away
+    StaticPods::get(&t.lab).remove("controlplane", "kube-scheduler");
+    wait("scheduler mirror pod gone", 10, || {
+        t.get(
+            &resources::POD,
+            "kube-system",
+            "kube-scheduler-controlplane",
+        )
+        .is_none()
+        .then_some(())
+    })
+    .await;
     // a deleted mirror pod comes back
     t.lab
         .store

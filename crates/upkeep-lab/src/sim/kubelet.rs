@@ -618,7 +618,23 @@ impl Kubelet {
         }
         let now = ctx.lab.clock.now_rfc3339();
         let ip = node_ip(&n);
-        for (component, image) in sp.for_node(node) {
+        let manifests = sp.for_node(node);
+        // a manifest removed from the node: the kubelet stops the static pod and deletes its
+        // mirror pod
+        let gone: Vec<(String, String)> = self
+            .mirror_applied
+            .lock()
+            .keys()
+            .filter(|(nn, c)| nn == node && !manifests.contains_key(c))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.mirror_applied.lock().remove(&key);
+            ctx.lab
+                .store
+                .remove(&resources::POD, "kube-system", &format!("{}-{node}", key.1));
+        }
+        for (component, image) in manifests {
             let pname = format!("{component}-{node}");
             let key = (node.to_string(), component.clone());
             match ctx.lab.store.get(&resources::POD, "kube-system", &pname) {
