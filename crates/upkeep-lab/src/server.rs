@@ -294,13 +294,9 @@ pub async fn start(
                             .1
                             .peer_certificates()
                             .and_then(|c| c.first())
-                            .map(|c| {
-                                if c.as_ref() == admin_der.as_slice() {
-                                    "admin".to_string()
-                                } else {
-                                    "system:anonymous".to_string()
-                                }
-                            });
+                            // Only the admin certificate is ever issued; any other is no identity.
+                            .filter(|c| c.as_ref() == admin_der.as_slice())
+                            .map(|_| "admin".to_string());
                         serve_conn(
                             TokioIo::new(tls),
                             app,

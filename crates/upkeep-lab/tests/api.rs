@@ -865,3 +865,27 @@ async fn self_subject_access_reviews_answer_per_user() {
     );
     srv.shutdown();
 }
+
+#[tokio::test]
+async fn https_without_credentials_is_unauthorized_except_health() {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let srv = lab_server(true, LabOptions::default()).await;
+    let ca = CertificateDer::from_pem_slice(srv.credentials.ca_pem.as_bytes()).unwrap();
+    let mut cfg = Config::new(srv.url().parse().unwrap());
+    cfg.root_cert = Some(vec![ca.to_vec()]);
+    cfg.default_retry = false;
+    let anon = Client::try_from(cfg).unwrap();
+    // /version is public (system:public-info-viewer upstream).
+    assert!(anon.apiserver_version().await.is_ok());
+    let e = api_err(
+        Api::<Pod>::namespaced(anon, "default")
+            .list(&ListParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.code, e.reason.as_str(), e.message.as_str()),
+        (401, "Unauthorized", "Unauthorized")
+    );
+    srv.shutdown();
+}
