@@ -5,27 +5,26 @@
 //! - [`plan`] decides every pod from it (pure, [`DrainOptions`]) into a [`DrainPlan`];
 //! - [`execute`] cordons, evicts and waits, reporting a [`DrainReport`];
 //! - [`wait_workloads_whole`] waits until the evicted pods' workloads are Ready elsewhere;
-//! - [`record`] keeps the former pods on the node (annotation) and uncordons.
+//! - [`record`] keeps the former pods on the node (annotation) and uncordons;
+//! - [`drain_node`] is all of it for one node.
 
 pub mod capacity;
+pub mod execute;
+mod plan;
 pub mod quantity;
+pub mod record;
 pub mod rules;
 pub mod selector;
 pub mod snapshot;
+pub mod workloads;
 
-mod plan;
 #[cfg(test)]
 mod tests;
 
+pub use execute::{DrainEvent, DrainOutcome, DrainReport, ExecOptions, execute};
 pub use plan::{Action, DrainOptions, DrainPlan, PodPlan, Summary, Verdict, plan};
 pub use rules::{Finding, Rule, Severity};
 pub use snapshot::{DrainSnapshot, OwnerState, Workload, gather};
-
-pub mod execute;
-pub mod record;
-pub mod workloads;
-
-pub use execute::{DrainEvent, DrainOutcome, DrainReport, ExecOptions, execute};
 pub use workloads::{WorkloadState, wait_workloads_whole};
 
 /// Plans and, unless refused, executes a drain of one node: what
