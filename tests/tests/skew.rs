@@ -561,3 +561,37 @@ fn a_newer_calendar_can_be_supplied() {
         "support-window"
     );
 }
+
+#[test]
+fn the_labs_skew_violations_scenario() {
+    let lab = Lab::scenario("skew-violations");
+    let out = skew(&lab, &["-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    let v = |component: &str, node: &str| {
+        find(&doc["violations"], component, Some(node))["rule"].clone()
+    };
+    // controlplane02's controller-manager is newer than the apiserver on its node.
+    assert_eq!(
+        v("kube-controller-manager", "controlplane02"),
+        "controllers-vs-apiserver"
+    );
+    // node02's kubelet is too old, node03's newer than any apiserver.
+    assert_eq!(v("kubelet", "node02"), "kubelet-vs-apiserver");
+    assert_eq!(v("kubelet", "node03"), "kubelet-vs-apiserver");
+    // The apiservers are one minor apart: allowed, but a half-done upgrade.
+    assert_eq!(doc["apiserver"]["instances"], 2);
+    assert_eq!(
+        find(&doc["warnings"], "kube-apiserver", Some("controlplane02"))["rule"],
+        "apiserver-ha"
+    );
+
+    let out = skew(&lab, &["plan", "--to", "v1.35", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc = json(&out);
+    let hops = doc["plan"]["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2);
+    let pre = &hops[0]["preconditions"][0];
+    assert_eq!(pre["rule"], "kubelet-vs-apiserver");
+    assert_eq!(pre["nodes"], serde_json::json!(["node02"]));
+}
