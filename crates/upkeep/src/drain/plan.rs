@@ -182,6 +182,10 @@ impl DrainPlan {
             out.push_str(&format!("hint: {a}\n"));
         }
         out.push_str(&match self.verdict {
+            Verdict::Refused if self.already_cordoned => format!(
+                "REFUSED: node/{} was not drained; nothing was changed (it was already cordoned; nothing evicted)\n",
+                self.node
+            ),
             Verdict::Refused => format!(
                 "REFUSED: node/{} was not drained; nothing was changed (not cordoned, nothing evicted)\n",
                 self.node
