@@ -181,14 +181,14 @@ fn node_ready(node: &Value) -> bool {
 }
 
 /// The os-upgrade lab once every node is Ready and every pod Running and Ready,
-/// with ReplicaSet pods on node02 (what the drain tests move).
+/// with pods of the default namespace's Deployment on node02 (what the drain tests move).
 fn os_upgrade() -> Lab {
     settled(Lab::scenario("os-upgrade"))
 }
 
 fn settled(lab: Lab) -> Lab {
     wait_for(
-        "os-upgrade: nodes Ready, every pod Running and Ready, ReplicaSet pods on node02",
+        "os-upgrade: nodes Ready, every pod Running and Ready, the Deployment's pods on node02",
         SETTLE,
         || {
             let nodes = lab.get_json(["nodes"]);
@@ -197,9 +197,10 @@ fn settled(lab: Lab) -> Lab {
                 return None;
             }
             let pods = lab.pods();
-            let rs_on_node02 = pods
-                .iter()
-                .any(|p| node_of(p) == "node02" && owner_kind(p) == "ReplicaSet");
+            // The scenario spreads its Deployment over both workers.
+            let rs_on_node02 = pods.iter().any(|p| {
+                node_of(p) == "node02" && owner_kind(p) == "ReplicaSet" && namespace(p) == "default"
+            });
             (rs_on_node02 && pods.iter().all(running_ready)).then_some(())
         },
     );
