@@ -981,11 +981,17 @@ fn list_locked(inner: &Inner, res: &'static Resource, q: &ListQuery) -> Vec<Obj>
             .cloned()
             .collect();
     }
+    // One object by name (kubectl wait/delete watch with metadata.name=...).
     if let Some(name) = q.fields.equals("metadata.name")
-        && let Some(ns) = q.namespace.as_ref().filter(|_| res.namespaced)
+        && (!res.namespaced || q.namespace.is_some())
     {
+        let ns = if res.namespaced {
+            q.namespace.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
         return table
-            .get(&(ns.clone(), name.to_string()))
+            .get(&(ns, name.to_string()))
             .filter(|o| q.matches(o))
             .cloned()
             .into_iter()

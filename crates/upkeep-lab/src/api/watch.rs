@@ -22,9 +22,14 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How often a bookmark is sent when the client allows them (upstream: about a minute).
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
+/// One watch event line, serialised without copying the object.
 fn line(kind: &str, obj: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
-    v.push(b'\n');
+    let mut v = Vec::with_capacity(1024);
+    v.extend_from_slice(b"{\"type\":\"");
+    v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(b"\",\"object\":");
+    let _ = serde_json::to_writer(&mut v, obj);
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
 }
 
@@ -81,7 +86,8 @@ pub fn serve(
                     )
                 }
                 Repr::PartialMetadata => table::partial_metadata(&ev.object),
-                Repr::Object => (*ev.object).clone(),
+                // No copy of the object: write it straight into the event line.
+                Repr::Object => return line(kind.as_str(), &ev.object),
             };
             line(kind.as_str(), &obj)
         };
