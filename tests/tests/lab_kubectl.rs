@@ -509,6 +509,11 @@ fn node_tables_describe_and_cordon_uncordon() {
     assert!(d.contains("hr-app"), "node01 runs hr-app:\n{d}");
     let cp = lab.kubectl_ok(["describe", "node", "controlplane"]);
     assert_eq!(described(&cp, "Roles:"), "control-plane");
+    // kubeadm taints its control-plane nodes.
+    assert_eq!(
+        described(&cp, "Taints:"),
+        "node-role.kubernetes.io/control-plane:NoSchedule"
+    );
 
     // Cordon: kubectl pkg/drain/cordon.go patches spec.unschedulable and says so once.
     assert_eq!(
@@ -533,6 +538,12 @@ fn node_tables_describe_and_cordon_uncordon() {
     assert_eq!(t.row("NAME", "node02")["STATUS"], "Ready", "{}", t.text);
     let d = lab.kubectl_ok(["describe", "node", "node01"]);
     assert_eq!(described(&d, "Unschedulable:"), "true");
+    // The node lifecycle controller taints a cordoned node (TaintNodesByCondition,
+    // pkg/controller/nodelifecycle) and lifts the taint on uncordon.
+    let taints = |lab: &Lab| described(&lab.kubectl_ok(["describe", "node", "node01"]), "Taints:");
+    wait_for("the unschedulable taint on node01", SETTLE, || {
+        (taints(&lab) == "node.kubernetes.io/unschedulable:NoSchedule").then_some(())
+    });
 
     assert_eq!(
         lab.kubectl_ok(["uncordon", "node01"]).trim(),
@@ -548,6 +559,9 @@ fn node_tables_describe_and_cordon_uncordon() {
     );
     let t = table(&lab, &["nodes"]);
     assert_eq!(t.row("NAME", "node01")["STATUS"], "Ready", "{}", t.text);
+    wait_for("node01 without taints", SETTLE, || {
+        (taints(&lab) == "<none>").then_some(())
+    });
 }
 
 /// A Node created with `kubectl create -f` gets a simulated kubelet: it turns
