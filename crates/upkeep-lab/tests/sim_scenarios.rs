@@ -246,3 +246,40 @@ async fn generated_cluster_is_steady_under_the_controllers() {
     let (all, _) = lab.store.list(&resources::POD, &ListQuery::all());
     assert_eq!(all.len(), 102, "nothing else was created or removed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_declares_stopped_kubelets_faults_and_timing() {
+    let yaml = "apiVersion: lab.upkeep.dev/v1alpha1\nkind: LabScenario\nmetadata: {name: t}\nspec:\n  timeScale: 100\n  timing: {podStartSeconds: 3, nodeMonitorGraceSeconds: 40}\n  faults:\n    rules:\n    - {verb: create, resource: pods/eviction, code: 429, count: 2}\n  nodes:\n  - name: up\n  - name: down\n    kubelet: stopped\n";
+    let lab = Lab::new(LabOptions::default());
+    let sim = Sim::default();
+    let sc = Scenario::parse("t", yaml).unwrap();
+    assert!(sc.apply(&lab).unwrap());
+    assert_eq!(lab.clock.time_scale(), 100.0);
+    let cfg = upkeep_lab::sim::config(&lab);
+    assert_eq!(
+        (cfg.pod_start_seconds, cfg.node_monitor_grace_seconds),
+        (3.0, 40.0)
+    );
+    assert_eq!(
+        cfg.lease_renew_seconds, 10.0,
+        "unset timing keeps its default"
+    );
+    let faults = lab.faults.config();
+    assert_eq!(faults.rules.len(), 1);
+    assert_eq!(faults.rules[0].resource, "pods/eviction");
+    sim.ctx(&lab).settle(10);
+    sim.start(&lab);
+    let node = sim_support::wait("the stopped node goes Unknown", 10, || {
+        let n = lab.store.get(&resources::NODE, "", "down")?;
+        (util::condition_status(&n, "Ready") == "Unknown").then_some(n)
+    })
+    .await;
+    assert!(
+        util::node_taints(&node)
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable")
+    );
+    assert!(util::node_ready(
+        &lab.store.get(&resources::NODE, "", "up").unwrap()
+    ));
+}
