@@ -433,12 +433,16 @@ impl Failure {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let state = if self.step == StepId::Cordon && self.done.is_empty() {
+            format!("Nothing was changed on node {}.", self.node)
+        } else {
+            format!("Node {} stays cordoned.", self.node)
+        };
         format!(
-            "the upgrade of node {} failed at step {}.\n{}\nDone before it: {done}. Node {} stays cordoned.\n{}",
+            "the upgrade of node {} failed at step {}.\n{}\nDone before it: {done}. {state}\n{}",
             self.node,
             self.step,
             self.detail.trim_end(),
-            self.node,
             self.hint
         )
     }
@@ -750,6 +754,51 @@ mod tests {
         };
         assert!(!p.repo_file_found);
         assert_eq!(t.commands().len(), 2);
+    }
+
+    #[test]
+    fn failures_say_what_was_done_and_how_to_retry() {
+        let plan = crate::upgrade::plan::build(crate::upgrade::plan::PlanInput {
+            node: "node01".into(),
+            role: crate::upgrade::Role::Worker,
+            from: Release::new(1, 33, 5),
+            target: Release::new(1, 34, 1),
+            recipe: Recipe::new(PackageManager::Apt),
+            repo_minor: None,
+            revision: None,
+            progress: None,
+            keep_cordoned: false,
+            warnings: vec![],
+        });
+        let f = Failure {
+            node: "node01".into(),
+            step: StepId::KubeadmUpgrade,
+            done: vec![StepId::Cordon, StepId::RepoSwitch, StepId::KubeadmPkg],
+            detail: "`kubeadm upgrade node` exited 1:\n    | boom\n".into(),
+            hint: plan::recovery_hint(&plan, StepId::KubeadmUpgrade),
+        };
+        let text = f.render();
+        assert!(text.contains("failed at step kubeadm-upgrade"), "{text}");
+        assert!(
+            text.contains("Done before it: cordon, repo-switch, kubeadm-pkg."),
+            "{text}"
+        );
+        assert!(text.contains("stays cordoned"), "{text}");
+        assert!(
+            text.contains("/etc/kubernetes/tmp/kubeadm-backup-*"),
+            "{text}"
+        );
+        assert!(text.contains("--to v1.34.1"), "{text}");
+        let early = Failure {
+            step: StepId::Cordon,
+            done: vec![],
+            ..f
+        };
+        assert!(
+            early
+                .render()
+                .contains("Nothing was changed on node node01.")
+        );
     }
 
     #[test]
