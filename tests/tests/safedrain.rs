@@ -1025,3 +1025,43 @@ fn a_multiple_pdb_answer_during_the_drain_stops_it_and_says_so() {
     set_faults(&lab, serde_json::json!([]));
     assert_eq!(lab.pods().len(), before, "no pod lost");
 }
+
+#[test]
+fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordoned() {
+    let lab = os_upgrade();
+    let (ns, _, replicas, labels) = deployment_on(&lab, "node02");
+    lab.apply(&format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web-pdb\n  namespace: {ns}\nspec:\n  minAvailable: {replicas}\n  selector:\n    matchLabels:\n{}\n",
+        selector_yaml(&labels)
+    ));
+    wait_for("the PDB's status", SETTLE, || {
+        let b = lab.get_json(["pdb", "web-pdb", "-n", &ns]);
+        (b["status"]["currentHealthy"].as_i64() == Some(replicas)).then_some(())
+    });
+    let out = kubectl_bounded(
+        &lab,
+        &["drain", "node02", "--ignore-daemonsets", "--timeout", "8s"],
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."), "{}", show(&out));
+    assert!(
+        !err.contains("web-pdb"),
+        "kubectl does not name the PDB:\n{}",
+        show(&out)
+    );
+    assert!(
+        unschedulable(&lab, "node02"),
+        "kubectl drain leaves node02 cordoned"
+    );
+    // safedrain names it and changes nothing (see a_full_pdb_is_refused_by_name_...).
+    lab.kubectl_ok(["uncordon", "node02"]);
+    let ours = safedrain(&lab, &["node02", "--yes"]);
+    assert_eq!(code(&ours), 1, "{}", show(&ours));
+    assert!(
+        stdout(&ours).contains(&format!("PodDisruptionBudget {ns}/web-pdb")),
+        "{}",
+        show(&ours)
+    );
+    assert!(!unschedulable(&lab, "node02"));
+}
