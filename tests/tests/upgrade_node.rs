@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use upkeep_e2e::{Lab, bin, stderr, stdout, wait_for};
+use upkeep_e2e::{Lab, LabOptions, bin, stderr, stdout, wait_for};
 
 const TARGET: &str = "v1.35.2";
 const PLUGIN: &str = "kubectl-upgrade_node";
@@ -783,5 +783,111 @@ fn help_and_surge_plan() {
     // A plan only: nothing changed.
     for n in WORKERS {
         assert!(!cordoned(&node(&lab, n)));
+    }
+}
+
+// ---------- the RPM families ----------
+
+/// A kubeadm cluster whose workers run Rocky Linux 9 (dnf), Fedora 42 (DNF5)
+/// and CentOS 7 (yum); the control plane runs Ubuntu. The lab publishes each
+/// version as `-1.1` for deb and `-150500.1.1` for rpm, as pkgs.k8s.io does.
+const RPM_SCENARIO: &str = r#"
+apiVersion: lab.upkeep.dev/v1alpha1
+kind: LabScenario
+metadata:
+  name: rpm-families
+spec:
+  version: v1.34.3
+  kubeadm: true
+  timing:
+    podStartSeconds: 1
+    terminationCapSeconds: 2
+  nodes:
+  - name: controlplane01
+    role: control-plane
+    kubeletVersion: v1.34.3
+    controlPlaneVersion: v1.34.3
+    osImage: Ubuntu 24.04.3 LTS
+  - name: rocky01
+    kubeletVersion: v1.34.3
+    osImage: Rocky Linux 9.4 (Blue Onyx)
+  - name: fedora01
+    kubeletVersion: v1.34.3
+    osImage: Fedora Linux 42 (Server Edition)
+  - name: centos01
+    kubeletVersion: v1.34.3
+    osImage: CentOS Linux 7 (Core)
+  packages:
+    repositories:
+    - minor: v1.34
+      versions: [1.34.3-1.1]
+    - minor: v1.35
+      versions: [1.35.0-1.1, 1.35.1-1.1]
+"#;
+
+#[test]
+fn rpm_families_upgrade_with_their_own_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("rpm-families.yaml");
+    std::fs::write(&scenario, RPM_SCENARIO).unwrap();
+    let lab = Lab::with(LabOptions {
+        scenario: Some(scenario.display().to_string()),
+        ..LabOptions::default()
+    });
+    wait_for("every node Ready", Duration::from_secs(60), || {
+        let nodes = lab.get_json(["nodes"]);
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 4 && items.iter().all(ready)).then_some(())
+    });
+    let out = upgrade(&lab, &["--all", "--to", "v1.35", "--yes", "-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let managers: Vec<(String, String, String)> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().to_string(),
+                n["plan"]["packageManager"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
+                n["plan"]["revision"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    for (node, manager, revision) in [
+        ("controlplane01", "apt", "1.1"),
+        ("rocky01", "dnf", "150500.1.1"),
+        ("fedora01", "dnf5", "150500.1.1"),
+        ("centos01", "yum", "150500.1.1"),
+    ] {
+        assert!(
+            managers
+                .iter()
+                .any(|(n, m, r)| n == node && m == manager && r == revision),
+            "{node} via {manager} with the repository's own revision: {managers:?}"
+        );
+    }
+    for (name, install) in [
+        (
+            "rocky01",
+            "dnf install -y 'kubeadm-1.35.1-*' '--disableexcludes=kubernetes'",
+        ),
+        (
+            "fedora01",
+            "dnf install -y 'kubeadm-1.35.1-*' '--setopt=disable_excludes=kubernetes'",
+        ),
+        (
+            "centos01",
+            "yum install -y 'kubeadm-1.35.1-*' '--disableexcludes=kubernetes'",
+        ),
+    ] {
+        let h = history(&lab, name);
+        assert_eq!(count(&h, install), 1, "{name}: {h:#?}");
+        assert_eq!(kubelet(&node(&lab, name)), "v1.35.1", "{name}");
+        let repo = host(&lab, name);
+        assert_eq!(repo["repository"], "v1.35", "{name}: {repo:#}");
     }
 }
