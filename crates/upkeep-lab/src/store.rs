@@ -306,8 +306,21 @@ impl Store {
         &self,
         res: &'static Resource,
         ns: &str,
+        obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Obj> {
+        self.create_with(res, ns, obj, dry_run, |_| {})
+    }
+
+    /// [`Store::create`] with a last step that sees the object with its final name, namespace
+    /// and uid before it is stored (e.g. the Job strategy's uid-based selector).
+    pub fn create_with(
+        &self,
+        res: &'static Resource,
+        ns: &str,
         mut obj: Value,
         dry_run: bool,
+        finish: impl FnOnce(&mut Value),
     ) -> ApiResult<Obj> {
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -419,6 +432,7 @@ impl Store {
         } else {
             md.remove("generation");
         }
+        finish(&mut obj);
         if dry_run {
             metadata_mut(&mut obj).insert("resourceVersion".into(), json!(inner.rv.to_string()));
             return Ok(Arc::new(obj));

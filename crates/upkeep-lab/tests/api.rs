@@ -889,3 +889,51 @@ async fn https_without_credentials_is_unauthorized_except_health() {
     );
     srv.shutdown();
 }
+
+#[tokio::test]
+async fn pod_spec_updates_are_limited_like_upstream() {
+    let srv = lab_server(false, LabOptions::default()).await;
+    let pods: Api<Pod> = Api::namespaced(client(&srv, "upkeep-lab").await, "default");
+    pods.create(&PostParams::default(), &pod("im", json!({}), None))
+        .await
+        .unwrap();
+    let pp = PatchParams::default();
+    // Allowed: image, activeDeadlineSeconds, metadata.
+    pods.patch("im", &pp, &Patch::Strategic(json!({"spec": {"containers": [{"name": "app", "image": "nginx:1.28"}], "activeDeadlineSeconds": 60}}))).await.unwrap();
+    // Forbidden: anything else in the spec.
+    let e = api_err(
+        pods.patch(
+            "im",
+            &pp,
+            &Patch::Merge(json!({"spec": {"nodeName": "n9"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    assert!(
+        e.message.starts_with(
+            "Pod \"im\" is invalid: spec: Forbidden: pod updates may not change fields other than"
+        ),
+        "{}",
+        e.message
+    );
+    let mut p = pods.get("im").await.unwrap();
+    p.spec.as_mut().unwrap().containers[0].args = Some(vec!["x".into()]);
+    assert_eq!(
+        api_err(
+            pods.replace("im", &PostParams::default(), &p)
+                .await
+                .unwrap_err()
+        )
+        .code,
+        422
+    );
+    assert_eq!(
+        pods.get("im").await.unwrap().spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("nginx:1.28")
+    );
+    srv.shutdown();
+}

@@ -560,7 +560,9 @@ async fn serve_resource(
             strategy::prepare_create(res, &mut obj, next_ip);
             strategy::validate(res, &obj)?;
             strategy::check_create_resource_version(&obj, dry)?;
-            let o = store.create(res, &rr.namespace, obj, dry)?;
+            let o = store.create_with(res, &rr.namespace, obj, dry, |o| {
+                strategy::finish_create(res, o)
+            })?;
             Ok(render(ctx, rr, headers, 201, &o))
         }
         ("create", "eviction") => {
@@ -615,6 +617,9 @@ async fn serve_resource(
             };
             if scope == WriteScope::Main {
                 strategy::validate(res, &obj)?;
+                if let Some(old) = store.get(res, &rr.namespace, &rr.name) {
+                    strategy::validate_update(res, &old, &obj)?;
+                }
             }
             let o = store.update(res, &rr.namespace, obj, scope, dry)?;
             Ok(render(ctx, rr, headers, 200, &o))
@@ -675,6 +680,7 @@ async fn serve_resource(
                 WriteScope::Main
             };
             let o = store.mutate_scoped(res, &rr.namespace, &rr.name, scope, dry, |o| {
+                let before = (scope == WriteScope::Main).then(|| o.clone());
                 let before_rv = meta_str(o, "resourceVersion").to_string();
                 apply_patch(o, kind, &p).map_err(|m| ApiError::new(422, "Invalid", m))?;
                 let rv = meta_str(o, "resourceVersion");
@@ -688,8 +694,9 @@ async fn serve_resource(
                         rr.name
                     )));
                 }
-                if scope == WriteScope::Main {
+                if let Some(old) = &before {
                     strategy::validate(res, o)?;
+                    strategy::validate_update(res, old, o)?;
                 }
                 Ok(())
             })?;

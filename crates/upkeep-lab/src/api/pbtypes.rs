@@ -1,7 +1,9 @@
 //! Protobuf bodies of the objects kubectl's typed clients create (`kubectl create namespace`,
-//! `create configmap|secret`, `create deployment`, `auth can-i`, `auth whoami`), decoded to
+//! `create configmap|secret|serviceaccount`, `create deployment|job|pdb`, `auth can-i`,
+//! `auth whoami`), decoded to
 //! JSON through a small field table taken from k8s.io/api's generated.proto files
-//! (core/v1, apps/v1, authorization/v1, authentication/v1) and apimachinery's meta/v1.
+//! (core/v1, apps/v1, batch/v1, policy/v1, authorization/v1, authentication/v1) and
+//! apimachinery's meta/v1.
 //!
 //! Go's protobuf marshalling writes every non-pointer field, zero or not, so zero scalars and
 //! empty messages are dropped (JSON `omitempty`), except pointer fields where zero means
@@ -185,12 +187,49 @@ const DEPLOYMENT: &[F] = &[
     (3, "status", T::Ignore, false),
 ];
 
+const PDB_SPEC: &[F] = &[
+    (1, "minAvailable", T::IntOrStr, false),
+    (2, "selector", T::Msg(LABEL_SELECTOR), false),
+    (3, "maxUnavailable", T::IntOrStr, false),
+    (4, "unhealthyPodEvictionPolicy", T::Str, false),
+];
+const PDB: &[F] = &[
+    (1, "metadata", T::Msg(META), false),
+    (2, "spec", T::Msg(PDB_SPEC), false),
+    (3, "status", T::Ignore, false),
+];
+// batch/v1 JobSpec
+const JOB_SPEC: &[F] = &[
+    (1, "parallelism", T::IntP, false),
+    (2, "completions", T::IntP, false),
+    (3, "activeDeadlineSeconds", T::IntP, false),
+    (4, "selector", T::Msg(LABEL_SELECTOR), false),
+    (5, "manualSelector", T::BoolP, false),
+    (6, "template", T::Msg(POD_TEMPLATE), false),
+    (7, "backoffLimit", T::IntP, false),
+    (8, "ttlSecondsAfterFinished", T::IntP, false),
+    (9, "completionMode", T::Str, false),
+    (10, "suspend", T::BoolP, false),
+];
+const JOB: &[F] = &[
+    (1, "metadata", T::Msg(META), false),
+    (2, "spec", T::Msg(JOB_SPEC), false),
+    (3, "status", T::Ignore, false),
+];
+const SERVICE_ACCOUNT: &[F] = &[
+    (1, "metadata", T::Msg(META), false),
+    (4, "automountServiceAccountToken", T::BoolP, false),
+];
+
 fn schema(api_version: &str, kind: &str) -> Option<&'static [F]> {
     Some(match (api_version, kind) {
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "ConfigMap") => CONFIGMAP,
         ("v1", "Secret") => SECRET,
+        ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
         ("apps/v1", "Deployment") => DEPLOYMENT,
+        ("batch/v1", "Job") => JOB,
+        ("policy/v1", "PodDisruptionBudget") => PDB,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SSAR,
         ("authentication.k8s.io/v1", "SelfSubjectReview") => SSR,
         _ => return None,

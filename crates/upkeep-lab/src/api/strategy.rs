@@ -196,6 +196,108 @@ pub fn prepare_create(
     }
 }
 
+/// Update rules: pkg/apis/core/validation/validation.go ValidatePodUpdate — a pod's spec may
+/// change only in container images, activeDeadlineSeconds, added tolerations and
+/// terminationGracePeriodSeconds.
+pub fn validate_update(res: &'static Resource, old: &Value, new: &Value) -> ApiResult<()> {
+    if res != &resources::POD {
+        return Ok(());
+    }
+    let (Some(o), Some(n)) = (old.get("spec"), new.get("spec")) else {
+        return Ok(());
+    };
+    let mut masked = n.clone();
+    for key in ["containers", "initContainers"] {
+        if let (Some(mc), Some(oc)) = (
+            masked.get_mut(key).and_then(Value::as_array_mut),
+            o.get(key).and_then(Value::as_array),
+        ) {
+            for (m, oc) in mc.iter_mut().zip(oc) {
+                if let (Some(m), Some(img)) = (m.as_object_mut(), oc.get("image")) {
+                    m.insert("image".into(), img.clone());
+                }
+            }
+        }
+    }
+    let old_tols: Vec<Value> = o
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let new_tols: Vec<Value> = n
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let tolerations_only_added = old_tols.iter().all(|t| new_tols.contains(t));
+    if let Some(m) = masked.as_object_mut() {
+        for key in [
+            "activeDeadlineSeconds",
+            "terminationGracePeriodSeconds",
+            "tolerations",
+        ] {
+            match o.get(key) {
+                Some(v) => {
+                    m.insert(key.into(), v.clone());
+                }
+                None => {
+                    m.remove(key);
+                }
+            }
+        }
+    }
+    if masked == *o && tolerations_only_added {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        res,
+        meta_str(new, "name"),
+        vec![Cause {
+            reason: "FieldValueForbidden".into(),
+            message: "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into(),
+            field: Some("spec".into()),
+        }],
+    ))
+}
+
+/// pkg/registry/batch/job/strategy.go generateSelector: without `manualSelector`, a Job
+/// selects its pods by its uid and labels its template with the uid and its name.
+pub fn finish_create(res: &'static Resource, obj: &mut Value) {
+    if res != &resources::JOB
+        || obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true)
+    {
+        return;
+    }
+    let uid = meta_str(obj, "uid").to_string();
+    let name = meta_str(obj, "name").to_string();
+    let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert(
+        "selector".into(),
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let tpl = spec.entry("template").or_insert(json!({}));
+    let md = tpl
+        .as_object_mut()
+        .expect("template object")
+        .entry("metadata")
+        .or_insert(json!({}));
+    let labels = md
+        .as_object_mut()
+        .expect("metadata object")
+        .entry("labels")
+        .or_insert(json!({}));
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[k] = json!(v);
+    }
+}
+
 /// Container defaults (pkg/apis/core/v1/defaults.go SetDefaults_Container, SetDefaults_ContainerPort).
 fn default_containers(spec: &mut serde_json::Map<String, Value>) {
     for key in ["containers", "initContainers"] {
