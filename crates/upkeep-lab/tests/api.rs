@@ -937,3 +937,51 @@ async fn pod_spec_updates_are_limited_like_upstream() {
     );
     srv.shutdown();
 }
+
+#[tokio::test]
+async fn kube_runtime_watcher_lists_pages_and_follows_changes() {
+    use kube::runtime::watcher;
+    let srv = lab_server(true, LabOptions::default()).await;
+    let c = client(&srv, "upkeep-lab").await;
+    let pods: Api<Pod> = Api::namespaced(c, "default");
+    for i in 0..3 {
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("r{i}"), json!({"app": "r"}), None),
+        )
+        .await
+        .unwrap();
+    }
+    let cfg = watcher::Config::default().labels("app=r").page_size(2);
+    let mut w = watcher(pods.clone(), cfg).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), w.try_next())
+            .await
+            .expect("watcher event")
+            .unwrap()
+            .unwrap()
+        {
+            watcher::Event::InitApply(p) => initial.push(p.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["r0", "r1", "r2"]);
+    pods.delete("r1", &DeleteParams::default()).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), w.try_next())
+            .await
+            .expect("delete event")
+            .unwrap()
+            .unwrap()
+        {
+            watcher::Event::Delete(p) => {
+                assert_eq!(p.metadata.name.as_deref(), Some("r1"));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    srv.shutdown();
+}
