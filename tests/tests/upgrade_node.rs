@@ -551,6 +551,15 @@ fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
         "-p",
         r#"{"spec":{"minAvailable":4}}"#,
     ]);
+    wait_for(
+        "the budget to allow no disruption",
+        Duration::from_secs(30),
+        || {
+            let pdb = lab.get_json(["pdb", "web", "-n", "default"]);
+            (pdb["status"]["disruptionsAllowed"] == 0 && pdb["status"]["desiredHealthy"] == 4)
+                .then_some(())
+        },
+    );
     let log = lab.dir().join("interrupted.log");
     let child = plugin(&lab, &[&worker, "--to", TARGET, "--yes", "--wait-for-pdb"])
         .stdout(Stdio::piped())
