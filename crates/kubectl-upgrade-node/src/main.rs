@@ -204,7 +204,7 @@ struct Report {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum Result_ {
+enum NodeStatus {
     Planned,
     UpToDate,
     Upgraded,
@@ -217,7 +217,7 @@ enum Result_ {
 #[serde(rename_all = "camelCase")]
 struct NodeResult {
     node: String,
-    result: Result_,
+    result: NodeStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<Role>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -312,7 +312,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
                 for n in &names {
                     report.nodes.push(NodeResult {
                         node: n.clone(),
-                        result: Result_::Refused,
+                        result: NodeStatus::Refused,
                         role: None,
                         target: None,
                         findings: vec![Finding {
@@ -363,7 +363,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
             let p = progressed.lock().expect("progress").clone();
             let Some(step) = p.current else { continue };
             if let Some(n) = report.nodes.iter_mut().rev().find(|n| &n.node == node) {
-                n.result = Result_::Interrupted;
+                n.result = NodeStatus::Interrupted;
             }
             let done: Vec<&str> = p.done.iter().map(|s| s.as_str()).collect();
             lines.push(format!(
@@ -519,7 +519,7 @@ async fn upgrade_all(
             let r = &prepared.report;
             let mut result = NodeResult {
                 node: name.clone(),
-                result: Result_::Planned,
+                result: NodeStatus::Planned,
                 role: r.role,
                 target: r.target.or(prepared.plan.as_ref().map(|p| p.target)),
                 findings: r.findings.clone(),
@@ -527,7 +527,7 @@ async fn upgrade_all(
                 failure: None,
             };
             if r.refused() {
-                result.result = Result_::Refused;
+                result.result = NodeStatus::Refused;
                 result.plan = None;
                 report.nodes.push(result);
                 report.outcome = if changed_any {
@@ -543,7 +543,7 @@ async fn upgrade_all(
                 return Ok(());
             }
             if r.nothing_to_do {
-                result.result = Result_::UpToDate;
+                result.result = NodeStatus::UpToDate;
                 printer.note(format!("node {name} already runs {to}: nothing to do"));
                 report.nodes.push(result);
                 continue;
@@ -610,7 +610,7 @@ async fn upgrade_all(
                 .expect("entry");
             match r {
                 Ok(()) => {
-                    entry.result = Result_::Upgraded;
+                    entry.result = NodeStatus::Upgraded;
                     printer.note(format!(
                         "node {node} upgraded to {}",
                         entry.target.map_or_else(String::new, |t| t.to_string())
@@ -618,7 +618,7 @@ async fn upgrade_all(
                 }
                 Err(f) => {
                     eprintln!("error: {}", f.render());
-                    entry.result = Result_::Failed;
+                    entry.result = NodeStatus::Failed;
                     entry.failure = Some(f);
                     failed = true;
                 }
@@ -666,7 +666,7 @@ fn human(report: &Report) -> String {
                     out.push_str(&plan.render());
                     out.push('\n');
                 }
-                (None, Result_::UpToDate) => out.push_str(&format!(
+                (None, NodeStatus::UpToDate) => out.push_str(&format!(
                     "node {}: already at {}, nothing to do\n\n",
                     n.node, report.target
                 )),
@@ -675,7 +675,7 @@ fn human(report: &Report) -> String {
         }
     }
     for n in &report.nodes {
-        if n.result == Result_::Refused {
+        if n.result == NodeStatus::Refused {
             out.push_str(&format!(
                 "upgrade of node {} to {} refused (nothing changed):\n",
                 n.node, report.target
@@ -689,7 +689,7 @@ fn human(report: &Report) -> String {
             }
         }
     }
-    if !report.dry_run && report.nodes.iter().any(|n| n.result != Result_::Refused) {
+    if !report.dry_run && report.nodes.iter().any(|n| n.result != NodeStatus::Refused) {
         let mut t = output::table(["NODE", "ROLE", "TARGET", "RESULT"]);
         for n in &report.nodes {
             t.add_row([
