@@ -11,7 +11,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 use tokio::sync::watch;
-use upkeep::connect::{KubeFlags, parse_request_timeout};
+use upkeep::connect::{KubeFlags, Retries, parse_request_timeout};
 use upkeep::drain::{
     self, DrainEvent, DrainOptions, DrainOutcome, DrainPlan, DrainReport, ExecOptions, record,
 };
@@ -179,11 +179,6 @@ fn parse() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-struct Conn {
-    context: String,
-    server: String,
-}
-
 fn main() -> ExitCode {
     // Builds of the whole workspace link two rustls crypto providers; name one.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -205,12 +200,8 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let printer = Printer::new(cli.output);
     // The eviction engine handles 429/503 itself (naming the PDB, reacting as
     // soon as it frees), so the client's own silent retry layer is turned off.
-    let (mut config, context) = cli.kube.config().await?;
-    config.default_retry = false;
-    let server = config.cluster_url.to_string();
-    let client = Client::try_from(config)
-        .with_context(|| format!("could not create a client for {server}"))?;
-    let conn = Conn { context, server };
+    let conn = cli.kube.connect_with(Retries::Explicit).await?;
+    let client = conn.client.clone();
     let nodes = resolve_nodes(&client, &cli).await?;
 
     if cli.uncordon {

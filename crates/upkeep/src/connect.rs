@@ -57,6 +57,17 @@ pub struct KubeFlags {
     pub certificate_authority: Option<PathBuf>,
 }
 
+/// Whether the client retries throttled (429) and unavailable (503) answers
+/// by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    /// kube's default retry layer: fine for reads.
+    Silent,
+    /// None: the caller handles them, e.g. an eviction engine that names the
+    /// PodDisruptionBudget behind a 429 and retries as soon as it frees.
+    Explicit,
+}
+
 /// A resolved connection: the client plus what it points at.
 #[derive(Clone)]
 pub struct Connection {
@@ -183,9 +194,16 @@ impl KubeFlags {
         Ok((config, context))
     }
 
-    /// Resolves the flags once into a client.
+    /// Resolves the flags once into a client. kube's client retries 429 and
+    /// 503 answers silently, which suits read-only plugins.
     pub async fn connect(&self) -> anyhow::Result<Connection> {
-        let (config, context) = self.config().await?;
+        self.connect_with(Retries::Silent).await
+    }
+
+    /// Resolves the flags once into a client with the given retry policy.
+    pub async fn connect_with(&self, retries: Retries) -> anyhow::Result<Connection> {
+        let (mut config, context) = self.config().await?;
+        config.default_retry = retries == Retries::Silent;
         let server = config.cluster_url.to_string();
         let namespace = config.default_namespace.clone();
         let client = Client::try_from(config)
