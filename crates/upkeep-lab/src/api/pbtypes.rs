@@ -1,5 +1,5 @@
 //! Protobuf bodies of the objects kubectl's typed clients create (`kubectl create namespace`,
-//! `create configmap|secret|serviceaccount`, `create deployment|job|pdb`, `auth can-i`,
+//! `create configmap|secret|serviceaccount|service`, `create deployment|job|pdb`, `auth can-i`,
 //! `auth whoami`), decoded to
 //! JSON through a small field table taken from k8s.io/api's generated.proto files
 //! (core/v1, apps/v1, batch/v1, policy/v1, authorization/v1, authentication/v1) and
@@ -216,6 +216,40 @@ const JOB: &[F] = &[
     (2, "spec", T::Msg(JOB_SPEC), false),
     (3, "status", T::Ignore, false),
 ];
+const SERVICE_PORT: &[F] = &[
+    (1, "name", T::Str, false),
+    (2, "protocol", T::Str, false),
+    (3, "port", T::Int, false),
+    (4, "targetPort", T::IntOrStr, false),
+    (5, "nodePort", T::Int, false),
+    (6, "appProtocol", T::Str, false),
+];
+const SERVICE_SPEC: &[F] = &[
+    (1, "ports", T::Msg(SERVICE_PORT), true),
+    (2, "selector", T::MapStr, false),
+    (3, "clusterIP", T::Str, false),
+    (4, "type", T::Str, false),
+    (5, "externalIPs", T::Str, true),
+    (7, "sessionAffinity", T::Str, false),
+    (8, "loadBalancerIP", T::Str, false),
+    (9, "loadBalancerSourceRanges", T::Str, true),
+    (10, "externalName", T::Str, false),
+    (11, "externalTrafficPolicy", T::Str, false),
+    (12, "healthCheckNodePort", T::Int, false),
+    (13, "publishNotReadyAddresses", T::Bool, false),
+    (17, "ipFamilyPolicy", T::Str, false),
+    (18, "clusterIPs", T::Str, true),
+    (19, "ipFamilies", T::Str, true),
+    (20, "allocateLoadBalancerNodePorts", T::BoolP, false),
+    (21, "loadBalancerClass", T::Str, false),
+    (22, "internalTrafficPolicy", T::Str, false),
+    (23, "trafficDistribution", T::Str, false),
+];
+const SERVICE: &[F] = &[
+    (1, "metadata", T::Msg(META), false),
+    (2, "spec", T::Msg(SERVICE_SPEC), false),
+    (3, "status", T::Ignore, false),
+];
 const SERVICE_ACCOUNT: &[F] = &[
     (1, "metadata", T::Msg(META), false),
     (4, "automountServiceAccountToken", T::BoolP, false),
@@ -227,6 +261,7 @@ fn schema(api_version: &str, kind: &str) -> Option<&'static [F]> {
         ("v1", "ConfigMap") => CONFIGMAP,
         ("v1", "Secret") => SECRET,
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("v1", "Service") => SERVICE,
         ("apps/v1", "Deployment") => DEPLOYMENT,
         ("batch/v1", "Job") => JOB,
         ("policy/v1", "PodDisruptionBudget") => PDB,

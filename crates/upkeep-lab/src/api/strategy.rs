@@ -24,6 +24,9 @@ pub fn check_create_resource_version(obj: &Value, dry_run: bool) -> ApiResult<()
     Ok(())
 }
 
+/// Next NodePort offset (process-wide; the lab does not check for collisions after 2,768).
+static NODE_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(80);
+
 /// Prepare an object created through the API.
 pub fn prepare_create(
     res: &'static Resource,
@@ -164,7 +167,32 @@ pub fn prepare_create(
             if let Some(spec) = spec.as_object_mut() {
                 spec.entry("type").or_insert(json!("ClusterIP"));
                 spec.entry("sessionAffinity").or_insert(json!("None"));
-                if spec.get("clusterIP").is_none() {
+                spec.entry("internalTrafficPolicy")
+                    .or_insert(json!("Cluster"));
+                spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
+                spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
+                let node_ports = matches!(
+                    spec.get("type").and_then(Value::as_str),
+                    Some("NodePort" | "LoadBalancer")
+                );
+                if node_ports {
+                    spec.entry("externalTrafficPolicy")
+                        .or_insert(json!("Cluster"));
+                    // pkg/registry/core/service/portallocator: 30000-32767
+                    if let Some(ps) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                        for p in ps.iter_mut().filter_map(Value::as_object_mut) {
+                            p.entry("nodePort").or_insert_with(|| {
+                                json!(
+                                    30000
+                                        + NODE_PORT
+                                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                                            % 2768
+                                )
+                            });
+                        }
+                    }
+                }
+                if spec.get("clusterIP").is_none_or(|ip| ip == "") {
                     let ip = next_cluster_ip();
                     spec.insert("clusterIP".into(), json!(ip));
                     spec.insert("clusterIPs".into(), json!([ip]));
