@@ -239,7 +239,10 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return output::finish(Err(e.into())),
     };
-    output::finish(runtime.block_on(run_cli(cli)))
+    let result = runtime.block_on(run_cli(cli));
+    // An interrupted `--via manual` prompt may still wait for a line: do not wait for it.
+    runtime.shutdown_background();
+    output::finish(result)
 }
 
 fn duration(flag: &str, text: &str) -> anyhow::Result<Option<Duration>> {
@@ -332,6 +335,11 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
     let interrupted = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = cancel_tx.send(true);
+            eprintln!("interrupting at the next safe point (Ctrl-C again to quit at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                // The lock then stays until it expires; the node records its progress.
+                std::process::exit(130);
+            }
         }
     });
     let tracker: Tracker = Arc::default();
@@ -346,11 +354,9 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
         cancel_rx.clone(),
         &tracker,
     );
-    let mut cancel_wait = cancel_rx.clone();
-    let result = tokio::select! {
-        r = work => r,
-        _ = cancel_wait.wait_for(|c| *c) => Err(anyhow::anyhow!("interrupted")),
-    };
+    // upgrade_all stops at a safe point once cancelled: the read-only probe
+    // finishes (and points a repository file back), a running step is dropped.
+    let result = work.await;
     interrupted.abort();
     transport.cleanup().await;
     if let Some(lock) = lock {
@@ -497,7 +503,7 @@ async fn upgrade_all(
         drain_timeout: duration("--drain-timeout", &cli.drain_timeout)?,
         ready_timeout: duration("--ready-timeout", &cli.ready_timeout)?
             .unwrap_or(Duration::from_secs(600)),
-        cancel: Some(cancel),
+        cancel: Some(cancel.clone()),
     };
     // Dry runs and the up-front check see the cluster as it will be once
     // the nodes before them are done.
@@ -507,6 +513,9 @@ async fn upgrade_all(
         // Preflight every node of the wave before touching any of them.
         let mut ready = Vec::new();
         for name in wave {
+            if *cancel.borrow() {
+                return Ok(());
+            }
             let live = if cli.dry_run {
                 projected.clone()
             } else {
@@ -574,6 +583,9 @@ async fn upgrade_all(
                 return Ok(());
             }
         }
+        if *cancel.borrow() {
+            return Ok(());
+        }
         changed_any = true;
         let runs = ready.iter().map(|plan| {
             let facts = snap.node(&plan.node).cloned().unwrap_or_default();
@@ -599,7 +611,11 @@ async fn upgrade_all(
                 (plan.node.clone(), r)
             }
         });
-        let results = futures::future::join_all(runs).await;
+        let mut cancelled = cancel.clone();
+        let results = tokio::select! {
+            r = futures::future::join_all(runs) => r,
+            _ = cancelled.wait_for(|c| *c) => return Ok(()),
+        };
         let mut failed = false;
         for (node, r) in results {
             let entry = report
