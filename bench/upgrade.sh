@@ -47,5 +47,5 @@ echo "   node shell commands run on a worker (node050): ${commands}"
 echo "   API requests: $(metrics_total <<<"$m") ($(awk -v t="$(metrics_total <<<"$m")" -v n="$nodes" 'BEGIN { printf "%.0f", t / n }') per node)"
 metrics_lines <<<"$m"
 rc=0
-kc skew >/dev/null 2>&1 || rc=$?
-echo "   kubectl skew after the upgrade: exit ${rc}"
+kc skew -o json >"$work/skew.json" 2>/dev/null || rc=$?
+echo "   kubectl skew after the upgrade: exit ${rc}; violations: $(jq -r '[.violations[] | "\(.component) \(.version) (\(.rule))"] | if length == 0 then "none" else join(", ") end' "$work/skew.json")"
