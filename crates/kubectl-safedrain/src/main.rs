@@ -180,8 +180,6 @@ fn parse() -> Cli {
 }
 
 fn main() -> ExitCode {
-    // Builds of the whole workspace link two rustls crypto providers; name one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = parse();
     output::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
