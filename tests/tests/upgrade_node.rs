@@ -900,3 +900,42 @@ fn rpm_families_upgrade_with_their_own_commands() {
         assert_eq!(repo["repository"], "v1.35", "{name}: {repo:#}");
     }
 }
+
+#[test]
+fn ctrl_c_at_a_manual_prompt_stops_and_records_where() {
+    let lab = lab();
+    let mut cmd = Command::new(bin(PLUGIN));
+    cmd.env("KUBECONFIG", &lab.kubeconfig).env("NO_COLOR", "1");
+    // A patch upgrade: within the minor, the first block is the kubeadm package.
+    cmd.args(["controlplane02", "--to", "v1.34.4", "--via", "manual"]);
+    let mut p = rexpect::spawn_with_options(
+        cmd,
+        rexpect::reader::Options {
+            timeout_ms: Some(60_000),
+            strip_ansi_escape_codes: true,
+        },
+    )
+    .expect("spawn in a pseudo-terminal");
+    p.exp_string("Upgrade controlplane02 now?")
+        .expect("the confirmation");
+    p.send("y").unwrap();
+    p.flush().unwrap();
+    p.exp_string("Did they succeed?").expect("the first block");
+    // The operator gives up: Ctrl-C on the terminal.
+    p.send_control('c').unwrap();
+    let rest = p.exp_eof().expect("the run ends");
+    assert!(
+        rest.contains("interrupted: node controlplane02 during step kubeadm-pkg"),
+        "{rest}"
+    );
+    assert!(rest.contains("Run the same command again"), "{rest}");
+    let status = p.process.wait().expect("exit status");
+    assert!(
+        matches!(status, rexpect::process::wait::WaitStatus::Exited(_, 2)),
+        "{status:?}"
+    );
+    let n = node(&lab, "controlplane02");
+    assert!(cordoned(&n), "stays cordoned");
+    assert_eq!(progress(&n).unwrap()["done"], "cordon");
+    assert!(!lease_exists(&lab), "the lock is released");
+}

@@ -325,16 +325,29 @@ impl Report {
     }
 }
 
-/// Which kubeadm path a node takes: the first control-plane node (no other
-/// apiserver at the target yet) applies, the others follow.
-pub fn role_of(snap: &ClusterSnapshot, node: &NodeFacts, target_minor: Minor) -> Role {
+/// Which kubeadm path a node takes: the first control-plane node applies,
+/// the others follow once another kube-apiserver already runs the target
+/// (`--to vX.Y`: a newer patch of that minor than this node's own).
+pub fn role_of(snap: &ClusterSnapshot, node: &NodeFacts, spec: TargetSpec) -> Role {
     if !node.control_plane {
         return Role::Worker;
     }
-    let other_done = snap
+    let own = snap
         .apiservers
         .iter()
-        .any(|(n, v)| n != &node.name && v.minor_line() >= target_minor);
+        .find(|(n, _)| n == &node.name)
+        .map(|(_, v)| *v)
+        .or(node.kubelet_version);
+    let other_done =
+        snap.apiservers
+            .iter()
+            .filter(|(n, _)| n != &node.name)
+            .any(|(_, v)| match spec {
+                TargetSpec::Exact(t) => *v >= t,
+                TargetSpec::NewestOf(m) => {
+                    v.minor_line() > m || (v.minor_line() == m && own.is_none_or(|o| *v > o))
+                }
+            });
     if other_done {
         Role::ControlPlane
     } else {
@@ -493,7 +506,7 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
             ),
         );
     }
-    let role = role_of(snap, node, target_minor);
+    let role = role_of(snap, node, spec);
     r.role = Some(role);
     let (Some(oldest), Some(newest)) = (snap.oldest_apiserver(), snap.newest_apiserver()) else {
         r.refuse(
@@ -668,6 +681,9 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
         }
     };
     r.target = Some(target);
+    // With `--to vX.Y` the patch is known only now.
+    let role = role_of(snap, node, TargetSpec::Exact(target));
+    r.role = Some(role);
     if progress.is_none() && target == kubelet {
         r.nothing_to_do = true;
         return r;
@@ -1124,6 +1140,23 @@ mod tests {
         let c = cluster().with_node_upgraded("cp1", v("v1.34.1"));
         let r = preflight(&c, &req("cp2", "v1.34.1"), &probe(V134, Some(M133)));
         assert_eq!(r.role, Some(Role::ControlPlane));
+    }
+
+    #[test]
+    fn a_patch_upgrade_starts_with_kubeadm_upgrade_apply() {
+        // Both apiservers at v1.33.5: whichever goes first to v1.33.6 applies.
+        let p = probe(
+            "kubeadm | 1.33.6-1.1 | x\nkubelet | 1.33.6-1.1 | x\nkubectl | 1.33.6-1.1 | x\n",
+            Some(M133),
+        );
+        let r = preflight(&cluster(), &req("cp2", "v1.33.6"), &p);
+        assert_eq!(r.decided.expect("decided").role, Role::FirstControlPlane);
+        let r = preflight(&cluster(), &req("cp2", "v1.33"), &p);
+        assert_eq!(r.decided.expect("decided").role, Role::FirstControlPlane);
+        // Once cp1 runs v1.33.6, cp2 follows.
+        let c = cluster().with_node_upgraded("cp1", v("v1.33.6"));
+        let r = preflight(&c, &req("cp2", "v1.33"), &p);
+        assert_eq!(r.decided.expect("decided").role, Role::ControlPlane);
     }
 
     #[test]

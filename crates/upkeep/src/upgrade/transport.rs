@@ -234,18 +234,23 @@ pub struct Manual;
 
 impl Manual {
     fn ask(node: &NodeTarget, title: &str, cmds: &[Cmd]) -> anyhow::Result<bool> {
-        let mut err = std::io::stderr().lock();
-        writeln!(err, "\n== on node {}: {title}", node.name)?;
+        // stderr is locked only while writing: the wait for the answer must
+        // not keep other threads (an interrupt's message) from printing.
+        let say = |text: &str| -> std::io::Result<()> {
+            let mut err = std::io::stderr().lock();
+            err.write_all(text.as_bytes())?;
+            err.flush()
+        };
+        let mut block = format!("\n== on node {}: {title}\n", node.name);
         for c in cmds {
-            writeln!(err, "   {c}")?;
+            block.push_str(&format!("   {c}\n"));
         }
+        say(&block)?;
         loop {
-            write!(
-                err,
+            say(&format!(
                 "Run these on {} now. Did they succeed? [y = yes, continue / n = no, stop]: ",
                 node.name
-            )?;
-            err.flush()?;
+            ))?;
             let mut line = String::new();
             let n = std::io::stdin()
                 .read_line(&mut line)
@@ -256,7 +261,7 @@ impl Manual {
             match line.trim().to_ascii_lowercase().as_str() {
                 "y" | "yes" => return Ok(true),
                 "n" | "no" => return Ok(false),
-                _ => writeln!(err, "please answer y or n")?,
+                _ => say("please answer y or n\n")?,
             }
         }
     }
