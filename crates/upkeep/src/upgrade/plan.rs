@@ -121,7 +121,10 @@ pub enum Action {
     /// `kubectl safedrain`), waiting until the node's workloads are whole.
     Drain,
     /// Wait until the node is Ready and reports `kubeletVersion` = target.
-    WaitReady { kubelet_version: Release },
+    WaitReady {
+        #[serde(rename = "kubeletVersion")]
+        kubelet_version: Release,
+    },
     /// Make the node schedulable again.
     Uncordon,
 }
