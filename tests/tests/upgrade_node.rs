@@ -939,3 +939,52 @@ fn ctrl_c_at_a_manual_prompt_stops_and_records_where() {
     assert_eq!(progress(&n).unwrap()["done"], "cordon");
     assert!(!lease_exists(&lab), "the lock is released");
 }
+
+#[test]
+fn a_node_cordoned_before_stays_cordoned_and_a_fresh_backup_silences_the_warning() {
+    let lab = lab();
+    lab.kubectl_ok(["cordon", "controlplane01"]);
+    let snapshot = lab.dir().join("etcd-snapshot.db");
+    std::fs::write(&snapshot, b"taken just now").unwrap();
+    let out = upgrade(
+        &lab,
+        &[
+            "controlplane01",
+            "--to",
+            TARGET,
+            "--yes",
+            "--wait-for-pdb",
+            "--etcd-backup",
+            snapshot.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rules: Vec<&str> = doc["nodes"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert!(!rules.contains(&"etcd-backup"), "{rules:?}");
+    assert_eq!(doc["nodes"][0]["plan"]["keepCordoned"], true);
+    let cp = node(&lab, "controlplane01");
+    assert_eq!(kubelet(&cp), TARGET);
+    assert!(
+        cordoned(&cp),
+        "cordoned by the operator before: it stays so"
+    );
+    assert!(progress(&cp).is_none());
+
+    // The warning belongs to `kubeadm upgrade apply`: a following control-plane
+    // node (kubeadm upgrade node) gets none, snapshot or not.
+    let out = upgrade(&lab, &["controlplane02", "--to", TARGET, "--dry-run"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        !stdout(&out).contains("etcd snapshot"),
+        "no etcd-snapshot warning for a follower: {}",
+        show(&out)
+    );
+}
