@@ -379,7 +379,20 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
             ));
         }
         if lines.is_empty() {
-            lines.push("interrupted before any node was changed".to_string());
+            let upgraded: Vec<&str> = report
+                .nodes
+                .iter()
+                .filter(|n| n.result == NodeStatus::Upgraded)
+                .map(|n| n.node.as_str())
+                .collect();
+            lines.push(if upgraded.is_empty() {
+                "interrupted before any node was changed".to_string()
+            } else {
+                format!(
+                    "interrupted between nodes: upgraded so far: {}. Run the same command again to continue with the rest.",
+                    upgraded.join(", ")
+                )
+            });
         }
         print_report(&printer, &report)?;
         for l in lines {
