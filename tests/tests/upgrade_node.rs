@@ -848,7 +848,11 @@ fn rpm_families_upgrade_with_their_own_commands() {
         let items = nodes["items"].as_array().cloned().unwrap_or_default();
         (items.len() == 4 && items.iter().all(ready)).then_some(())
     });
-    let out = upgrade(&lab, &["--all", "--to", "v1.35", "--yes", "-o", "json"]);
+    // As a non-root remote user would: every command through sudo.
+    let out = upgrade(
+        &lab,
+        &["--all", "--to", "v1.35", "--yes", "--sudo", "-o", "json"],
+    );
     assert_eq!(code(&out), 0, "{}", show(&out));
     let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let managers: Vec<(String, String, String)> = doc["nodes"]
@@ -882,7 +886,7 @@ fn rpm_families_upgrade_with_their_own_commands() {
     for (name, install) in [
         (
             "rocky01",
-            "dnf install -y 'kubeadm-1.35.1-*' '--disableexcludes=kubernetes'",
+            "sudo dnf install -y 'kubeadm-1.35.1-*' '--disableexcludes=kubernetes'",
         ),
         (
             "fedora01",
