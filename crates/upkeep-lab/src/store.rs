@@ -184,6 +184,11 @@ pub struct Store {
     uid_prefix: String,
 }
 
+/// Events buffered per subscriber before it lags. Each buffered event keeps its object and the
+/// previous version alive, but a smaller buffer makes the simulation's dispatcher lag and
+/// resync over and over at scale (tried: 4,096 starves the server with 150,000 pods).
+pub const BROADCAST_CAPACITY: usize = 1 << 16;
+
 /// Default number of events kept for watch resumption.
 pub const DEFAULT_HISTORY: usize = 20_000;
 
@@ -193,7 +198,7 @@ impl Store {
     }
 
     pub fn with_history(clock: Arc<Clock>, history_cap: usize) -> Self {
-        let (tx, _) = broadcast::channel(1 << 16);
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         let mut seed = [0u8; 6];
         let _ = getrandom::fill(&mut seed);
         Store {
