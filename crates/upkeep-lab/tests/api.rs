@@ -978,3 +978,137 @@ async fn kube_runtime_watcher_lists_pages_and_follows_changes() {
     }
     srv.shutdown();
 }
+
+#[tokio::test]
+async fn tables_scale_generate_name_finalizers_and_deletecollection() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let srv = lab_server(true, LabOptions::default()).await;
+    let c = client(&srv, "upkeep-lab").await;
+
+    // generateName
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let generated: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"generateName": "cfg-", "labels": {"batch": "1"}}}),
+    )
+    .unwrap();
+    let made = cms
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let name = made.metadata.name.unwrap();
+    assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
+
+    // Table with kubectl's columns; the node shows SchedulingDisabled when cordoned.
+    let nodes: Api<Node> = Api::all(c.clone());
+    nodes
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "w1"}, "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.34.2"}}})).unwrap())
+        .await
+        .unwrap();
+    let req = http::Request::get("/api/v1/nodes?includeObject=None")
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let table: Value = c.request(req).await.unwrap();
+    assert_eq!(table["kind"], "Table");
+    let cols: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["priority"] == 0)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["Name", "Status", "Roles", "Age", "Version"]);
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        (cells[0].as_str(), cells[1].as_str(), cells[4].as_str()),
+        (
+            Some("w1"),
+            Some("Ready,SchedulingDisabled"),
+            Some("v1.34.2")
+        )
+    );
+    assert!(
+        table["rows"][0].get("object").is_none(),
+        "includeObject=None"
+    );
+
+    // Scale subresource.
+    let deps: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({"metadata": {"name": "d"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}},
+        "template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}}))
+    .unwrap();
+    deps.create(&PostParams::default(), &d).await.unwrap();
+    let sc = deps
+        .patch_scale(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sc.spec.unwrap().replicas, Some(4));
+    assert_eq!(deps.get("d").await.unwrap().spec.replicas, Some(4));
+    assert_eq!(
+        deps.get_scale("d")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .selector
+            .as_deref(),
+        Some("app=d")
+    );
+
+    // Finalizers hold a deleted object until the last one is removed.
+    let held: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["lab.upkeep.dev/hold"]}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    assert!(
+        cms.get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(cms.get_opt("held").await.unwrap().is_none());
+
+    // deletecollection by label.
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "keep"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("batch=1"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    assert_eq!(left, ["keep"]);
+    srv.shutdown();
+}
