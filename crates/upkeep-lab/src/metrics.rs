@@ -1,6 +1,8 @@
 //! Request counters by verb, resource and response code, served as Prometheus text on
 //! `/metrics` (`apiserver_request_total{verb,resource,subresource,code}`) and as JSON on
-//! `/lab/v1/metrics`. `POST /lab/v1/metrics/reset` zeroes them.
+//! `/lab/v1/metrics`. `POST /lab/v1/metrics/reset` zeroes them. Requests outside the resource
+//! API (discovery, `/version`, `/lab/v1/...`) are counted with resource "" and their path in the
+//! subresource label, so discovery traffic can be told apart from resource calls.
 
 use std::collections::BTreeMap;
 
