@@ -545,7 +545,17 @@ async fn serve_resource(
             };
             Ok(text_response(200, text))
         }
-        ("list", "") => list(ctx, rr, headers),
+        ("list", "") => {
+            // A list of 150,000 pods takes seconds to serialise: let the runtime move other
+            // tasks (watches, the simulation, signals) off this worker meanwhile.
+            if tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(|| list(ctx, rr, headers))
+            } else {
+                list(ctx, rr, headers)
+            }
+        }
         ("watch", "") => {
             let q = list_query(rr)?;
             watch::serve(ctx.clone(), rr.clone(), q, repr(headers), cut_watch_after)
