@@ -16,7 +16,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 use tokio::sync::watch;
-use upkeep::connect::{KubeFlags, parse_request_timeout};
+use upkeep::connect::{Connection, KubeFlags, Retries, parse_request_timeout};
 use upkeep::drain::DrainOptions;
 use upkeep::output::{self, Outcome, OutputFormat, Printer};
 use upkeep::upgrade::pod::PodShell;
@@ -231,8 +231,6 @@ struct NodeResult {
 }
 
 fn main() -> ExitCode {
-    // A workspace build can enable more than one rustls provider: pick one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     output::init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -345,7 +343,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
     let tracker: Tracker = Arc::default();
     let work = upgrade_all(
         &cli,
-        &client,
+        &conn,
         &transport,
         to,
         &base,
@@ -489,7 +487,7 @@ type Tracker = Arc<Mutex<Vec<(String, Arc<Mutex<Progressed>>)>>>;
 #[allow(clippy::too_many_arguments)]
 async fn upgrade_all(
     cli: &Cli,
-    client: &Client,
+    conn: &Connection,
     transport: &Via,
     to: TargetSpec,
     base: &RequestBase,
@@ -499,6 +497,7 @@ async fn upgrade_all(
     tracker: &Tracker,
 ) -> anyhow::Result<()> {
     let printer = Printer::new(cli.output);
+    let client = &conn.client;
     let snap = run::snapshot(client).await?;
     let facts: Vec<_> = names.iter().filter_map(|n| snap.node(n)).collect();
     let waves = if names.len() == 1 {
@@ -512,6 +511,7 @@ async fn upgrade_all(
         rolling::waves(&facts, max)
     };
     let settings = ExecSettings {
+        drain_client: conn.client_with(Retries::Explicit)?,
         drain: drain_options(cli, Vec::new()),
         drain_timeout: duration("--drain-timeout", &cli.drain_timeout)?,
         ready_timeout: duration("--ready-timeout", &cli.ready_timeout)?

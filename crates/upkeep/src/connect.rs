@@ -78,6 +78,8 @@ pub struct Connection {
     pub server: String,
     /// The namespace from `-n`, else the context's, else `default`.
     pub namespace: String,
+    /// The resolved configuration, for further clients of the same context.
+    config: Config,
 }
 
 impl std::fmt::Debug for Connection {
@@ -202,19 +204,33 @@ impl KubeFlags {
 
     /// Resolves the flags once into a client with the given retry policy.
     pub async fn connect_with(&self, retries: Retries) -> anyhow::Result<Connection> {
-        let (mut config, context) = self.config().await?;
-        config.default_retry = retries == Retries::Silent;
+        let (config, context) = self.config().await?;
         let server = config.cluster_url.to_string();
         let namespace = config.default_namespace.clone();
-        let client = Client::try_from(config)
-            .with_context(|| format!("could not create a client for {server}"))?;
+        let client = client_for(&config, retries)?;
         Ok(Connection {
             client,
             context,
             server,
             namespace,
+            config,
         })
     }
+}
+
+impl Connection {
+    /// Another client for the same, already resolved, context: e.g. one with
+    /// explicit retries for an eviction engine beside a reading client.
+    pub fn client_with(&self, retries: Retries) -> anyhow::Result<Client> {
+        client_for(&self.config, retries)
+    }
+}
+
+fn client_for(config: &Config, retries: Retries) -> anyhow::Result<Client> {
+    let mut config = config.clone();
+    config.default_retry = retries == Retries::Silent;
+    let server = config.cluster_url.to_string();
+    Client::try_from(config).with_context(|| format!("could not create a client for {server}"))
 }
 
 fn in_cluster() -> bool {

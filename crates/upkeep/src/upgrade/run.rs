@@ -399,6 +399,9 @@ pub async fn prepare<T: Transport>(
 /// How the steps are carried out.
 #[derive(Clone)]
 pub struct ExecSettings {
+    /// The client the drain runs on: built without kube's silent 429/503
+    /// retries, so a blocking PodDisruptionBudget is named and waited on.
+    pub drain_client: Client,
     pub drain: drain::DrainOptions,
     pub drain_timeout: Option<Duration>,
     pub ready_timeout: Duration,
@@ -523,7 +526,7 @@ pub async fn execute<T: Transport>(
                     )));
                 }
             }
-            Action::Drain => drain_node(client, &plan.node, settings, say)
+            Action::Drain => drain_node(&plan.node, settings, say)
                 .await
                 .map_err(|e| fail(format!("{e:#}")))?,
             Action::WaitReady { kubelet_version } => {
@@ -596,7 +599,6 @@ pub async fn execute<T: Transport>(
 /// Cordon and drain with the drain core: the same rules and refusals as
 /// `kubectl safedrain`, waiting until the workloads are whole again.
 async fn drain_node(
-    client: &Client,
     node: &str,
     settings: &ExecSettings,
     say: &(dyn Fn(String) + Send + Sync),
@@ -608,8 +610,15 @@ async fn drain_node(
     };
     let node_name = node.to_string();
     let progress = move |e: &drain::DrainEvent| say(format!("[{node_name}]   {}", e.line()));
-    let (plan, report) =
-        drain::drain_node(client, node, None, &settings.drain, &opts, &progress).await?;
+    let (plan, report) = drain::drain_node(
+        &settings.drain_client,
+        node,
+        None,
+        &settings.drain,
+        &opts,
+        &progress,
+    )
+    .await?;
     let Some(report) = report else {
         bail!(
             "the drain is refused by the safedrain rules:\n{}",
