@@ -288,3 +288,98 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs a command to completion, failing the test if it outlives `deadline`
+/// (the command is killed and its output shown).
+pub fn run_bounded(mut cmd: Command, deadline: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "command still running after {deadline:?}: {cmd:?}\nstdout: {}\nstderr: {}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The exit code (-1 when killed by a signal).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+/// A finished command's exit code and output, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    )
+}
+
+/// `metadata.name` of an object.
+pub fn name(obj: &Value) -> String {
+    obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `metadata.uid` of an object.
+pub fn uid(obj: &Value) -> String {
+    obj["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The node a pod is bound to ("" when unbound).
+pub fn node_of(pod: &Value) -> String {
+    pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The kind of a pod's controller ("" for a bare pod).
+pub fn owner_kind(pod: &Value) -> String {
+    pod["metadata"]["ownerReferences"]
+        .as_array()
+        .and_then(|o| o.iter().find(|r| r["controller"] == true))
+        .and_then(|r| r["kind"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Running, Ready and not terminating.
+pub fn running_ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+impl Lab {
+    /// The pods bound to `node`, all namespaces.
+    pub fn pods_on(&self, node: &str) -> Vec<Value> {
+        self.pods()
+            .into_iter()
+            .filter(|p| node_of(p) == node)
+            .collect()
+    }
+}

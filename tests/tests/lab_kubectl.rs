@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use upkeep_e2e::{Lab, LabOptions, stderr, stdout, wait_for};
+use upkeep_e2e::{
+    Lab, LabOptions, name, node_of, owner_kind, running_ready, stderr, stdout, uid, wait_for,
+};
 
 /// How long a freshly started lab may take until its pods run.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -131,48 +133,6 @@ fn described(text: &str, field: &str) -> String {
         .to_string()
 }
 
-fn name(obj: &Value) -> String {
-    obj["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn uid(obj: &Value) -> String {
-    obj["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn node_of(pod: &Value) -> &str {
-    pod["spec"]["nodeName"].as_str().unwrap_or_default()
-}
-
-fn owner_kind(pod: &Value) -> &str {
-    pod["metadata"]["ownerReferences"]
-        .as_array()
-        .and_then(|o| o.iter().find(|r| r["controller"] == true))
-        .and_then(|r| r["kind"].as_str())
-        .unwrap_or_default()
-}
-
-fn running_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && pod["metadata"]["deletionTimestamp"].is_null()
-        && pod["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-fn pods_on(lab: &Lab, node: &str) -> Vec<Value> {
-    lab.pods()
-        .into_iter()
-        .filter(|p| node_of(p) == node)
-        .collect()
-}
-
 fn node_ready(node: &Value) -> bool {
     node["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
@@ -255,7 +215,7 @@ fn deployments(lab: &Lab) -> Vec<Deployment> {
 
 /// The Deployment of the default namespace whose pods run on `node`.
 fn deployment_on(lab: &Lab, node: &str) -> Deployment {
-    let here = pods_on(lab, node);
+    let here = lab.pods_on(node);
     deployments(lab)
         .into_iter()
         .find(|d| d.namespace == "default" && here.iter().any(|p| d.selects(p)))
@@ -1120,7 +1080,8 @@ fn deleting_a_bound_pod_with_a_grace_period_shows_terminating_then_it_is_gone() 
     .expect("write scenario");
     let lab = settled(Lab::scenario(&slow.to_string_lossy()));
 
-    let pod = pods_on(&lab, "node02")
+    let pod = lab
+        .pods_on("node02")
         .into_iter()
         .find(|p| owner_kind(p) == "ReplicaSet")
         .expect("a ReplicaSet pod on node02");
@@ -1179,7 +1140,7 @@ fn deleting_a_bound_pod_with_a_grace_period_shows_terminating_then_it_is_gone() 
 #[test]
 fn kubectl_drain_refuses_the_bare_pod_after_cordoning() {
     let lab = os_upgrade();
-    let before: BTreeSet<String> = pods_on(&lab, "node01").iter().map(uid).collect();
+    let before: BTreeSet<String> = lab.pods_on("node01").iter().map(uid).collect();
     let out = lab.kubectl(["drain", "node01", "--ignore-daemonsets"]);
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -1208,7 +1169,7 @@ fn kubectl_drain_refuses_the_bare_pod_after_cordoning() {
         true
     );
     // Nothing was evicted.
-    let after = pods_on(&lab, "node01");
+    let after = lab.pods_on("node01");
     assert_eq!(after.iter().map(uid).collect::<BTreeSet<_>>(), before);
     assert!(after.iter().all(running_ready), "{after:#?}");
 
@@ -1232,12 +1193,14 @@ fn kubectl_drain_refuses_the_bare_pod_after_cordoning() {
 #[test]
 fn kubectl_drain_moves_replicaset_pods_and_leaves_daemonset_pods() {
     let lab = os_upgrade();
-    let moved: Vec<(String, String)> = pods_on(&lab, "node02")
+    let moved: Vec<(String, String)> = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| owner_kind(p) == "ReplicaSet")
         .map(|p| (namespace(p), name(p)))
         .collect();
-    let daemons: BTreeSet<String> = pods_on(&lab, "node02")
+    let daemons: BTreeSet<String> = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| owner_kind(p) == "DaemonSet")
         .map(uid)
@@ -1315,7 +1278,8 @@ fn kubectl_drain_moves_replicaset_pods_and_leaves_daemonset_pods() {
         }
         assert_eq!(row["STATUS"], "Running", "{}", t.text);
     }
-    let daemons_now: BTreeSet<String> = pods_on(&lab, "node02")
+    let daemons_now: BTreeSet<String> = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| owner_kind(p) == "DaemonSet" && running_ready(p))
         .map(uid)
@@ -1348,7 +1312,8 @@ fn a_pdb_makes_kubectl_drain_retry_until_a_scale_up_lets_it_finish() {
     let pdb = file(&lab, "pdb.yaml", &pdb_yaml("all-up", d.replicas, &d.labels));
     lab.kubectl_ok(["create", "-f", &pdb]);
     wait_pdb(&lab, "all-up", 0);
-    let blocked: Vec<String> = pods_on(&lab, "node02")
+    let blocked: Vec<String> = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| d.selects(p))
         .map(name)
@@ -1411,7 +1376,7 @@ fn a_pdb_makes_kubectl_drain_retry_until_a_scale_up_lets_it_finish() {
     for p in &blocked {
         assert!(text.contains(&format!("pod/{p} evicted")), "{text}");
     }
-    assert!(pods_on(&lab, "node02").iter().all(|p| !d.selects(p)));
+    assert!(lab.pods_on("node02").iter().all(|p| !d.selects(p)));
 }
 
 #[test]
@@ -1423,7 +1388,8 @@ fn eviction_with_two_pdbs_is_a_500_that_kubectl_does_not_retry() {
         lab.kubectl_ok(["create", "-f", &f]);
     }
     wait_pdb(&lab, "two", d.replicas - 1);
-    let blocked: Vec<String> = pods_on(&lab, "node02")
+    let blocked: Vec<String> = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| d.selects(p))
         .map(name)
@@ -1613,7 +1579,8 @@ fn wait_and_watch_follow_a_deletion() {
 #[test]
 fn chunked_lists_with_field_selectors_page_through_continue_tokens() {
     let lab = os_upgrade();
-    let mut want: Vec<String> = pods_on(&lab, "node01")
+    let mut want: Vec<String> = lab
+        .pods_on("node01")
         .iter()
         .map(|p| format!("pod/{}", name(p)))
         .collect();
@@ -1689,7 +1656,8 @@ fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
     let pdb = file(&lab, "pdb.yaml", &pdb_yaml("hr-app", 1, &hr_labels));
     lab.kubectl_ok(["create", "-f", &pdb]);
     wait_pdb(&lab, "hr-app", 0);
-    let doomed: Vec<String> = pods_on(&lab, "node01")
+    let doomed: Vec<String> = lab
+        .pods_on("node01")
         .iter()
         .filter(|p| owner_kind(p) != "DaemonSet")
         .map(name)

@@ -9,36 +9,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use upkeep_e2e::{Lab, stderr, stdout, wait_for};
+use upkeep_e2e::{
+    Lab, code, name, node_of, owner_kind, run_bounded, running_ready, show, stderr, stdout, uid,
+    wait_for,
+};
 
 const SETTLE: Duration = Duration::from_secs(60);
 
 // ---------- helpers ----------
-
-/// Runs a command to completion, failing the test if it outlives `deadline`.
-fn run_bounded(mut cmd: Command, deadline: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "command still running after {deadline:?}: {cmd:?}\nstdout: {}\nstderr: {}",
-                stdout(&out),
-                stderr(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn safedrain(lab: &Lab, args: &[&str]) -> Output {
     let mut cmd = lab.plugin("kubectl-safedrain");
@@ -46,67 +24,8 @@ fn safedrain(lab: &Lab, args: &[&str]) -> Output {
     run_bounded(cmd, Duration::from_secs(180))
 }
 
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    )
-}
-
 fn json(out: &Output) -> Value {
     serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(out)))
-}
-
-fn name(pod: &Value) -> String {
-    pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn uid(pod: &Value) -> String {
-    pod["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn node_of(pod: &Value) -> String {
-    pod["spec"]["nodeName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn owner_kind(pod: &Value) -> String {
-    pod["metadata"]["ownerReferences"]
-        .as_array()
-        .and_then(|o| o.iter().find(|r| r["controller"] == true))
-        .and_then(|r| r["kind"].as_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn running_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && pod["metadata"]["deletionTimestamp"].is_null()
-        && pod["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-fn pods_on(lab: &Lab, node: &str) -> Vec<Value> {
-    lab.pods()
-        .into_iter()
-        .filter(|p| node_of(p) == node)
-        .collect()
 }
 
 fn unschedulable(lab: &Lab, node: &str) -> bool {
@@ -160,7 +79,7 @@ fn deployments_whole_off(lab: &Lab, node: &str) -> Result<(), String> {
 
 /// The pods of `node` by uid, to show that nothing there changed.
 fn uids_on(lab: &Lab, node: &str) -> BTreeSet<String> {
-    pods_on(lab, node).iter().map(uid).collect()
+    lab.pods_on(node).iter().map(uid).collect()
 }
 
 fn assert_nothing_changed(lab: &Lab, node: &str, before: &BTreeSet<String>, out: &Output) {
@@ -176,7 +95,7 @@ fn assert_nothing_changed(lab: &Lab, node: &str, before: &BTreeSet<String>, out:
         "pods on {node} changed after a refusal\n{}",
         show(out)
     );
-    for p in pods_on(lab, node) {
+    for p in lab.pods_on(node) {
         assert!(
             p["metadata"]["deletionTimestamp"].is_null(),
             "{} is being deleted after a refusal",
@@ -223,7 +142,7 @@ fn set_faults(lab: &Lab, rules: Value) {
 
 /// The (first) Deployment with pods on `node`: (namespace, name, replicas, labels).
 fn deployment_on(lab: &Lab, node: &str) -> (String, String, i64, serde_json::Map<String, Value>) {
-    let pods = pods_on(lab, node);
+    let pods = lab.pods_on(node);
     for d in lab.get_json(["deployments", "-A"])["items"]
         .as_array()
         .into_iter()
@@ -306,7 +225,7 @@ fn node01_is_refused_because_of_the_bare_pod_and_nothing_changes() {
 #[test]
 fn node02_drains_and_its_workloads_are_whole_when_the_command_returns() {
     let lab = os_upgrade();
-    let before = pods_on(&lab, "node02");
+    let before = lab.pods_on("node02");
     let rs_uids: BTreeSet<String> = before
         .iter()
         .filter(|p| owner_kind(p) == "ReplicaSet")
@@ -346,7 +265,8 @@ fn node02_drains_and_its_workloads_are_whole_when_the_command_returns() {
         rs_uids.is_disjoint(&all_uids),
         "every ReplicaSet pod from node02 is gone"
     );
-    let ds_now: BTreeSet<String> = pods_on(&lab, "node02")
+    let ds_now: BTreeSet<String> = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| owner_kind(p) == "DaemonSet")
         .map(uid)
@@ -413,7 +333,8 @@ fn a_full_pdb_is_refused_by_name_and_wait_for_pdb_completes_after_a_scale_up() {
     assert_nothing_changed(&lab, "node02", &before, &out);
 
     // With --wait-for-pdb the drain waits; a scale-up frees the budget.
-    let here = pods_on(&lab, "node02")
+    let here = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| owner_kind(p) == "ReplicaSet")
         .count() as i64;
@@ -581,7 +502,8 @@ fn a_pod_that_fits_nowhere_else_is_refused_naming_what_is_missing() {
 #[test]
 fn injected_faults_lose_no_pod() {
     let lab = os_upgrade();
-    let rs_before: BTreeSet<String> = pods_on(&lab, "node02")
+    let rs_before: BTreeSet<String> = lab
+        .pods_on("node02")
         .iter()
         .filter(|p| owner_kind(p) == "ReplicaSet")
         .map(uid)
@@ -655,7 +577,8 @@ fn a_permanent_fault_ends_at_the_timeout_and_says_what_is_left() {
 #[test]
 fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
     let lab = os_upgrade();
-    let rs_before: Vec<Value> = pods_on(&lab, "node02")
+    let rs_before: Vec<Value> = lab
+        .pods_on("node02")
         .into_iter()
         .filter(|p| owner_kind(p) == "ReplicaSet")
         .collect();
@@ -880,7 +803,8 @@ fn a_selector_drains_nodes_one_after_another() {
 #[test]
 fn a_lost_api_server_ends_the_drain_with_the_node_cordoned_and_a_way_to_resume() {
     let lab = os_upgrade();
-    let held = pods_on(&lab, "node02")
+    let held = lab
+        .pods_on("node02")
         .into_iter()
         .find(|p| owner_kind(p) == "ReplicaSet")
         .map(|p| name(&p))

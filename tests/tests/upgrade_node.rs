@@ -7,10 +7,10 @@
 //! sees: exit codes, messages, and the cluster and node hosts afterwards.
 
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use upkeep_e2e::{Lab, LabOptions, bin, stderr, stdout, wait_for};
+use upkeep_e2e::{Lab, LabOptions, bin, code, run_bounded, show, stderr, stdout, wait_for};
 
 const TARGET: &str = "v1.35.2";
 const PLUGIN: &str = "kubectl-upgrade_node";
@@ -51,46 +51,8 @@ fn plugin(lab: &Lab, args: &[&str]) -> Command {
     cmd
 }
 
-/// Runs a command to completion, failing the test if it outlives `deadline`.
-fn run_bounded(mut cmd: Command, deadline: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "command still running after {deadline:?}: {cmd:?}\nstdout: {}\nstderr: {}",
-                stdout(&out),
-                stderr(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn upgrade(lab: &Lab, args: &[&str]) -> Output {
     run_bounded(plugin(lab, args), Duration::from_secs(240))
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        stdout(out),
-        stderr(out)
-    )
 }
 
 fn ready(node: &Value) -> bool {
