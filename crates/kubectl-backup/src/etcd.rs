@@ -103,28 +103,24 @@ impl EtcdFlags {
                 humantime::format_duration(self.dial_timeout)
             )
         };
+        let unreachable = |e: etcd_client::Error| {
+            anyhow::anyhow!(
+                "could not reach etcd at {endpoint}: {}: {hint}",
+                root_cause(&e)
+            )
+        };
         let mut client = tokio::time::timeout(
             self.dial_timeout,
             Client::connect([endpoint.as_str()], Some(options)),
         )
         .await
         .map_err(|_| silent())?
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "could not reach etcd at {endpoint}: {}: {hint}",
-                root_cause(&e)
-            )
-        })?;
+        .map_err(unreachable)?;
         // The channel connects lazily: one status call proves the member answers.
         let status = tokio::time::timeout(self.dial_timeout, client.status())
             .await
             .map_err(|_| silent())?
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "could not reach etcd at {endpoint}: {}: {hint}",
-                    root_cause(&e)
-                )
-            })?;
+            .map_err(unreachable)?;
         Ok((client, endpoint, status.version().to_string()))
     }
 }

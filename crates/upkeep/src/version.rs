@@ -46,6 +46,25 @@ const IMAGE_EXAMPLES: &str =
     "an image reference like registry.k8s.io/kube-apiserver:v1.31.2 (optionally @sha256:...)";
 const PACKAGE_EXAMPLES: &str = "a package version like 1.31.2-1.1, 1.29.4-2.1 or 1.20.0-00";
 
+/// One version number: ASCII digits only (no sign, no spaces), fitting u64.
+fn number(
+    p: &str,
+    input: &str,
+    what: &'static str,
+    expected: &'static str,
+) -> Result<u64, VersionError> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(error(
+            input,
+            what,
+            format!("{p:?} is not a number"),
+            expected,
+        ));
+    }
+    p.parse()
+        .map_err(|_| error(input, what, format!("{p:?} is too large"), expected))
+}
+
 fn error(
     input: &str,
     what: &'static str,
@@ -106,18 +125,7 @@ impl KubeVersion {
             };
             return Err(error(input, what, reason, KUBE_EXAMPLES));
         }
-        let number = |p: &str| -> Result<u64, VersionError> {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(error(
-                    input,
-                    what,
-                    format!("{p:?} is not a number"),
-                    KUBE_EXAMPLES,
-                ));
-            }
-            p.parse()
-                .map_err(|_| error(input, what, format!("{p:?} is too large"), KUBE_EXAMPLES))
-        };
+        let number = |p: &str| number(p, input, what, KUBE_EXAMPLES);
         let (major, minor, patch) = (number(parts[0])?, number(parts[1])?, number(parts[2])?);
         if suffix.len() == 1 || suffix.contains(char::is_whitespace) {
             return Err(error(
@@ -214,18 +222,7 @@ impl MinorVersion {
         let body = text.strip_prefix(['v', 'V']).unwrap_or(text);
         let parts: Vec<&str> = body.split('.').collect();
         if parts.len() == 2 {
-            let number = |p: &str| -> Result<u64, VersionError> {
-                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(error(
-                        input,
-                        what,
-                        format!("{p:?} is not a number"),
-                        MINOR_EXAMPLES,
-                    ));
-                }
-                p.parse()
-                    .map_err(|_| error(input, what, format!("{p:?} is too large"), MINOR_EXAMPLES))
-            };
+            let number = |p: &str| number(p, input, what, MINOR_EXAMPLES);
             return Ok(Self::new(number(parts[0])?, number(parts[1])?));
         }
         if parts.len() < 2 {
