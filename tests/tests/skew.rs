@@ -340,6 +340,36 @@ fn read_only_access_is_enough() {
 }
 
 #[test]
+fn a_forbidden_node_list_exits_2_naming_the_missing_permission() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.31.2")]);
+    // The lab answers the next node list with a real 403 Status, as an RBAC
+    // denial would.
+    let fault = serde_json::json!({"rules": [{
+        "verb": "list", "resource": "nodes", "code": 403,
+        "message": "nodes is forbidden: User \"auditor\" cannot list resource \"nodes\" in API group \"\" at the cluster scope",
+        "count": 1
+    }]});
+    lab.kubectl_stdin(
+        ["create", "--raw", "/lab/v1/faults", "-f", "-"],
+        &fault.to_string(),
+    )
+    .expect("inject a 403 for listing nodes");
+    let out = skew(&lab, &["-o", "json"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("permission denied") && err.contains("list nodes"),
+        "the message names the missing permission: {err}"
+    );
+    assert!(
+        stdout(&out).trim().is_empty(),
+        "no verdict is printed when the check could not run: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn an_unreachable_server_exits_2() {
     let lab = lab("v1.31.2");
     // A port that was free a moment ago and has nothing listening now.
