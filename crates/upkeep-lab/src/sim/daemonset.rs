@@ -1,6 +1,6 @@
 //! The DaemonSet controller (pkg/controller/daemon/daemon_controller.go, util/daemonset_util.go).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -70,7 +70,13 @@ fn pin_to_node(spec: &mut Value, node: &str) {
 pub fn should_run(template_spec: &Value, node: &Value) -> bool {
     let mut spec = template_spec.clone();
     add_daemon_tolerations(&mut spec);
-    util::pod_spec_matches_node(&spec, node)
+    should_run_with_tolerations(&spec, node)
+}
+
+/// [`should_run`] for a spec that already carries the daemon tolerations (computed once per
+/// sync rather than once per node).
+fn should_run_with_tolerations(spec: &Value, node: &Value) -> bool {
+    util::pod_spec_matches_node(spec, node)
         && util::untolerated_schedule_taint(
             util::node_taints(node),
             util::arr(&spec, "/tolerations"),
@@ -98,6 +104,14 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         .cloned()
         .unwrap_or_else(|| json!({}));
     let tspec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let mut tspec_tol = tspec.clone();
+    add_daemon_tolerations(&mut tspec_tol);
+    // Which nodes should run a daemon pod, decided once per sync; status reuses it.
+    let runs: Vec<bool> = nodes
+        .iter()
+        .map(|n| should_run_with_tolerations(&tspec_tol, n))
+        .collect();
+    let node_names: HashSet<&str> = nodes.iter().map(|n| util::name(n)).collect();
     let mut by_node: HashMap<String, Vec<&Obj>> = HashMap::new();
     for p in &pods {
         by_node
@@ -110,9 +124,9 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     // manage(): create on nodes that should run one and have none; delete extras, failed
     // pods, and pods on nodes that should not run one.
     let mut to_delete: Vec<&Obj> = Vec::new();
-    for n in &nodes {
+    for (n, &should) in nodes.iter().zip(&runs) {
         let nn = util::name(n);
-        let run = !terminating_ds && should_run(&tspec, n);
+        let run = !terminating_ds && should;
         let here: Vec<&Obj> = by_node.get(nn).cloned().unwrap_or_default();
         let live: Vec<&Obj> = here
             .iter()
@@ -177,14 +191,14 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     }
     // pods pinned to nodes that no longer exist
     for (n, ps) in &by_node {
-        if !n.is_empty() && !nodes.iter().any(|x| util::name(x) == n) {
+        if !n.is_empty() && !node_names.contains(n.as_str()) {
             to_delete.extend(ps.iter().copied().filter(|p| !util::terminating(p)));
         }
     }
     // RollingUpdate (update.go rollingUpdate): replace old-template pods, at most
     // maxUnavailable (default 1) unavailable at a time.
     if util::s(&ds, "/spec/updateStrategy/type") != "OnDelete" && !terminating_ds {
-        let desired = nodes.iter().filter(|n| should_run(&tspec, n)).count() as i64;
+        let desired = runs.iter().filter(|r| **r).count() as i64;
         let mu = ds
             .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
             .cloned()
@@ -198,6 +212,7 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             .count() as i64
             + pods.iter().filter(|p| util::terminating(p)).count() as i64;
         let mut budget = max_unavailable - unavailable;
+        let deleting: HashSet<&str> = to_delete.iter().map(|d| util::uid(*d)).collect();
         for p in pods.iter().filter(|p| {
             !util::terminating(p)
                 && util::label(p, "controller-revision-hash") != Some(hash.as_str())
@@ -205,7 +220,7 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             if budget <= 0 {
                 break;
             }
-            if !to_delete.iter().any(|d| util::uid(d) == util::uid(p)) {
+            if !deleting.contains(util::uid(p)) {
                 to_delete.push(p);
                 budget -= 1;
             }
@@ -233,7 +248,7 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     if !terminating_ds {
         super::revision::ensure(ctx, &ds, &hash);
     }
-    update_status(ctx, &ds, &nodes, &tspec, &hash);
+    update_status(ctx, &ds, &nodes, &runs, &hash);
 }
 
 /// The node a daemon pod belongs to: its nodeName, else its matchFields pin.
@@ -248,23 +263,25 @@ fn pinned_node(p: &Value) -> &str {
 }
 
 /// daemon_controller.go updateDaemonSetStatus.
-fn update_status(ctx: &Ctx, ds: &Value, nodes: &[Obj], tspec: &Value, hash: &str) {
+/// `runs[i]` says whether `nodes[i]` should run a daemon pod.
+fn update_status(ctx: &Ctx, ds: &Value, nodes: &[Obj], runs: &[bool], hash: &str) {
     let pods = super::replicaset::owned_pods(ctx, util::uid(ds));
+    // live pods by the node they are bound to (one pass, not one scan per node)
+    let mut on_node: HashMap<&str, Vec<&Obj>> = HashMap::new();
+    for p in pods.iter().filter(|p| !util::terminating(p)) {
+        on_node.entry(util::node_name(p)).or_default().push(p);
+    }
     let now = ctx.lab.clock.now();
     let min_ready = util::i(ds, "/spec/minReadySeconds").unwrap_or(0);
     let (mut desired, mut current, mut misscheduled, mut ready, mut updated, mut available) =
         (0, 0, 0, 0, 0, 0);
-    for n in nodes {
-        let run = should_run(tspec, n);
-        let here: Vec<&Obj> = pods
-            .iter()
-            .filter(|p| util::node_name(p) == util::name(n) && !util::terminating(p))
-            .collect();
+    for (n, &run) in nodes.iter().zip(runs) {
+        let here: &[&Obj] = on_node.get(util::name(n)).map_or(&[], Vec::as_slice);
         if run {
             desired += 1;
             if !here.is_empty() {
                 current += 1;
-                let mut h = here.clone();
+                let mut h = here.to_vec();
                 h.sort_by_key(|p| util::s(p, "/metadata/creationTimestamp").to_string());
                 let p = h[0];
                 if util::pod_ready(p) {

@@ -198,13 +198,21 @@ impl Scheduler {
             }
             used.insert(nn, u);
         }
+        let by_name: HashMap<&str, &Obj> = nodes.iter().map(|n| (util::name(n), n)).collect();
         for pod in pods {
-            let mut rejects = Vec::new();
             let mut feasible: Vec<&Obj> = Vec::new();
-            for n in &nodes {
-                match filter(&pod, n, &used[util::name(n)]) {
-                    Ok(()) => feasible.push(n),
-                    Err(r) => rejects.push(r),
+            // plugins/nodeaffinity PreFilter: a pod pinned by `matchFields metadata.name`
+            // (every DaemonSet pod) is only checked against the nodes it names.
+            let candidates: Vec<&Obj> = match pinned_node_names(&pod) {
+                Some(names) => names
+                    .iter()
+                    .filter_map(|n| by_name.get(n.as_str()).copied())
+                    .collect(),
+                None => nodes.iter().collect(),
+            };
+            for n in candidates {
+                if filter(&pod, n, &used[util::name(n)]).is_ok() {
+                    feasible.push(n);
                 }
             }
             let key = (
@@ -212,6 +220,11 @@ impl Scheduler {
                 util::name(&pod).to_string(),
             );
             if feasible.is_empty() {
+                // every node's reason, for the message (rare: the pod is parked after this)
+                let rejects: Vec<Reject> = nodes
+                    .iter()
+                    .filter_map(|n| filter(&pod, n, &used[util::name(n)]).err())
+                    .collect();
                 let msg = fit_error(nodes.len(), &rejects);
                 // parked before the status write, so the resulting event does not requeue it
                 self.unschedulable.lock().insert(key.clone());
@@ -302,6 +315,38 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// The node names a pod's required node affinity restricts it to, when every term carries
+/// a `matchFields metadata.name In` requirement (plugins/nodeaffinity/node_affinity.go
+/// PreFilter); `None` when any node may fit.
+fn pinned_node_names(pod: &Value) -> Option<HashSet<String>> {
+    let terms = util::required_affinity_terms(pod.get("spec")?)?;
+    if terms.is_empty() {
+        return None;
+    }
+    let mut names = HashSet::new();
+    for t in terms {
+        let mut term_names: Option<HashSet<String>> = None;
+        for r in util::arr(t, "/matchFields") {
+            if util::s(r, "/key") != "metadata.name" || util::s(r, "/operator") != "In" {
+                continue;
+            }
+            let vals: HashSet<String> = util::arr(r, "/values")
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            // requirements of one term are ANDed
+            term_names = Some(match term_names {
+                Some(prev) => prev.intersection(&vals).cloned().collect(),
+                None => vals,
+            });
+        }
+        // a term without such a requirement may match any node
+        names.extend(term_names?);
+    }
+    Some(names)
 }
 
 /// The scheduler task: drains its queue, and retries unschedulable pods periodically
