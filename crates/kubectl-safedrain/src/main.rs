@@ -15,7 +15,7 @@ use upkeep::connect::{KubeFlags, Retries, parse_request_timeout};
 use upkeep::drain::{
     self, DrainEvent, DrainOptions, DrainOutcome, DrainPlan, DrainReport, ExecOptions, record,
 };
-use upkeep::output::{self, Outcome, OutputFormat, Printer};
+use upkeep::output::{self, DryRun, Outcome, OutputFormat, Printer};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -68,9 +68,8 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     max_unavailable: u32,
 
-    /// Show the plan and stop; nothing is changed ("client", "server" and a bare flag all mean this)
-    #[arg(long, value_name = "MODE", num_args = 0..=1, default_missing_value = "client", value_parser = ["none", "client", "server"])]
-    dry_run: Option<String>,
+    #[command(flatten)]
+    dry_run: DryRun,
 
     /// Continue even if pods keep data in emptyDir or hostPath volumes (the data is deleted)
     #[arg(long)]
@@ -132,7 +131,7 @@ struct Cli {
 
 impl Cli {
     fn dry_run(&self) -> bool {
-        self.dry_run.as_deref().is_some_and(|m| m != "none")
+        self.dry_run.enabled()
     }
 
     fn drain_options(&self, also_leaving: Vec<String>) -> DrainOptions {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use upkeep::connect::{Connection, KubeFlags, Retries, parse_request_timeout};
 use upkeep::drain::DrainOptions;
-use upkeep::output::{self, Outcome, OutputFormat, Printer};
+use upkeep::output::{self, DryRun, Outcome, OutputFormat, Printer};
 use upkeep::upgrade::pod::PodShell;
 use upkeep::upgrade::preflight::{Backup, ClusterSnapshot, Finding, Severity};
 use upkeep::upgrade::run::{self, ExecSettings, Failure, Progressed, RequestBase};
@@ -112,9 +112,8 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     max_surge: u32,
 
-    /// Show the plan and stop; nothing is changed
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    dry_run: DryRun,
 
     /// Do not ask for confirmation (required without a terminal)
     #[arg(short = 'y', long)]
@@ -275,7 +274,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
             .map_or(u64::MAX, |d| d.as_secs()),
     };
     let mut report = Report {
-        dry_run: cli.dry_run,
+        dry_run: cli.dry_run.enabled(),
         target: to.to_string(),
         transport: transport.describe(),
         outcome: Outcome::Ok,
@@ -303,7 +302,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<Outcome> {
 
     // Interrupts flip this; the run stops at a safe point and says where.
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let lock = if cli.dry_run {
+    let lock = if cli.dry_run.enabled() {
         None
     } else {
         match run::acquire_lock(&client, &base.me, cli.lock_seconds).await? {
@@ -529,7 +528,7 @@ async fn upgrade_all(
             if *cancel.borrow() {
                 return Ok(());
             }
-            let live = if cli.dry_run {
+            let live = if cli.dry_run.enabled() {
                 projected.clone()
             } else {
                 run::snapshot(client).await?
@@ -572,7 +571,7 @@ async fn upgrade_all(
             }
             let plan = prepared.plan.expect("a plan when not refused");
             // A dry run, and the plan shown before the question, carry the warnings.
-            if cli.yes && !cli.dry_run {
+            if cli.yes && !cli.dry_run.enabled() {
                 for w in &plan.warnings {
                     printer.warn(w);
                 }
@@ -581,7 +580,7 @@ async fn upgrade_all(
             ready.push(plan);
             report.nodes.push(result);
         }
-        if cli.dry_run || ready.is_empty() {
+        if cli.dry_run.enabled() || ready.is_empty() {
             continue;
         }
         if !cli.yes {

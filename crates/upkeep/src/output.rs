@@ -24,6 +24,32 @@ pub enum OutputFormat {
     Yaml,
 }
 
+/// `--dry-run`, in kubectl's form: a bare flag, `client` or `server` show
+/// the plan and stop; `none` (kubectl's default) acts. As with kubectl, a
+/// mode needs the `=` (`--dry-run=client`), so `--dry-run node01` leaves the
+/// node name alone.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DryRun {
+    /// Show the plan and stop; nothing is changed ("client", "server" and a bare flag all mean this)
+    #[arg(
+        id = "dry_run",
+        long = "dry-run",
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client",
+        value_parser = ["none", "client", "server"]
+    )]
+    mode: Option<String>,
+}
+
+impl DryRun {
+    /// Whether to stop after showing the plan.
+    pub fn enabled(&self) -> bool {
+        self.mode.as_deref().is_some_and(|m| m != "none")
+    }
+}
+
 /// Exit codes shared by every plugin.
 ///
 /// 0: done (or nothing violates); 1: refused or a violation found; 2: could
@@ -223,6 +249,27 @@ pub fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dry_run_reads_like_kubectl() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            dry_run: DryRun,
+            node: Option<String>,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from(["p"].iter().chain(args)).unwrap();
+        assert!(!parse(&[]).dry_run.enabled());
+        assert!(parse(&["--dry-run"]).dry_run.enabled());
+        assert!(parse(&["--dry-run=client"]).dry_run.enabled());
+        assert!(parse(&["--dry-run=server"]).dry_run.enabled());
+        assert!(!parse(&["--dry-run=none"]).dry_run.enabled());
+        let bare = parse(&["--dry-run", "node01"]);
+        assert!(bare.dry_run.enabled());
+        assert_eq!(bare.node.as_deref(), Some("node01"));
+        assert!(Cli::try_parse_from(["p", "--dry-run=maybe"]).is_err());
+    }
 
     #[test]
     fn outcome_codes() {
