@@ -109,18 +109,18 @@ impl KubeFlags {
         };
         let kubeconfig = match &self.kubeconfig {
             Some(path) => Some(
-                Kubeconfig::read_from(path)
-                    .with_context(|| format!("could not read the kubeconfig {}", path.display()))?,
+                // kube's kubeconfig errors already quote their cause: keep one copy.
+                Kubeconfig::read_from(path).map_err(|e| {
+                    anyhow::anyhow!("could not read the kubeconfig {}: {e}", path.display())
+                })?,
             ),
             None => match Kubeconfig::read() {
                 Ok(kc) => Some(kc),
                 // No kubeconfig at all: --server alone, or in-cluster, may still work.
                 Err(_) if self.server.is_some() || in_cluster() => None,
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(
-                        "no usable kubeconfig: pass --kubeconfig PATH, set KUBECONFIG, or create ~/.kube/config",
-                    ));
-                }
+                Err(e) => bail!(
+                    "no usable kubeconfig ({e}): pass --kubeconfig PATH, set KUBECONFIG, or create ~/.kube/config"
+                ),
             },
         };
         let (mut config, context) = match kubeconfig {
