@@ -79,7 +79,7 @@ fn should_run_with_tolerations(spec: &Value, node: &Value) -> bool {
     util::pod_spec_matches_node(spec, node)
         && util::untolerated_schedule_taint(
             util::node_taints(node),
-            util::arr(&spec, "/tolerations"),
+            util::arr(spec, "/tolerations"),
         )
         .is_none()
 }
@@ -212,7 +212,7 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             .count() as i64
             + pods.iter().filter(|p| util::terminating(p)).count() as i64;
         let mut budget = max_unavailable - unavailable;
-        let deleting: HashSet<&str> = to_delete.iter().map(|d| util::uid(*d)).collect();
+        let deleting: HashSet<&str> = to_delete.iter().map(|d| util::uid(d)).collect();
         for p in pods.iter().filter(|p| {
             !util::terminating(p)
                 && util::label(p, "controller-revision-hash") != Some(hash.as_str())

@@ -628,9 +628,16 @@ impl LabPlugin for Sim {
     }
 }
 
-/// Start every component's task.
+/// Start every component on the simulation's own thread (a single-threaded tokio runtime),
+/// so controller work never occupies the runtime workers that answer the API: at thousands
+/// of nodes a DaemonSet sync or a scheduling batch takes milliseconds of CPU each, and on
+/// the server's workers that delayed TLS handshakes past clients' timeouts.
+///
+/// Must be called within a tokio runtime: the simulation stops when that runtime shuts
+/// down (a task of it holds the thread's stop signal).
 pub fn start(ctx: Arc<Ctx>) {
-    // Subscribe before the initial listing so nothing falls between them.
+    // Subscribed here, before this returns: a change made right after start (by a test or
+    // a client) reaches the dispatcher even if the thread has not run yet.
     let rx = ctx.lab.store.subscribe();
     ctx.index.rebuild(&ctx.lab.store);
     ctx.enqueue_all();
@@ -641,13 +648,47 @@ pub fn start(ctx: Arc<Ctx>) {
                 .add((util::namespace(&p).to_string(), util::name(&p).to_string()));
         }
     }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _stop_when_dropped = stop_tx;
+        std::future::pending::<()>().await;
+    });
+    std::thread::Builder::new()
+        .name("upkeep-lab-sim".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("building the simulation's runtime");
+            rt.block_on(async move {
+                spawn_components(ctx, rx);
+                let _ = stop_rx.await;
+            });
+        })
+        .expect("starting the simulation thread");
+}
+
+/// Spawn every component's task on the current runtime.
+fn spawn_components(ctx: Arc<Ctx>, rx: tokio::sync::broadcast::Receiver<WatchEvent>) {
     tokio::spawn(dispatcher(ctx.clone(), rx));
     macro_rules! controller {
-        ($q:ident, $sync:path, $resync:expr) => {{
+        ($q:ident, $sync:path, $resync:expr) => {
+            controller!($q, $sync, $resync, Duration::ZERO)
+        };
+        // `tick`: at most one pass over the queue per tick, so a burst of events about one
+        // object (every pod event of a DaemonSet's thousands of pods) coalesces into one sync
+        // per tick instead of one per event.
+        ($q:ident, $sync:path, $resync:expr, $tick:expr) => {{
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let resync: fn(&Ctx) -> Vec<_> = $resync;
+                let tick: Duration = $tick;
+                let mut last = tokio::time::Instant::now();
                 loop {
+                    let since = last.elapsed();
+                    if since < tick {
+                        tokio::time::sleep(tick - since).await;
+                    }
                     let period = ctx
                         .lab
                         .clock
@@ -662,6 +703,7 @@ pub fn start(ctx: Arc<Ctx>) {
                             ctx.q.$q.add(k);
                         }
                     }
+                    last = tokio::time::Instant::now();
                     for k in ctx.q.$q.take() {
                         $sync(&ctx, &k);
                     }
@@ -672,7 +714,12 @@ pub fn start(ctx: Arc<Ctx>) {
     }
     controller!(replicaset, replicaset::sync, replicaset::all_keys);
     controller!(deployment, deployment::sync, deployment::all_keys);
-    controller!(daemonset, daemonset::sync, daemonset::all_keys);
+    controller!(
+        daemonset,
+        daemonset::sync,
+        daemonset::all_keys,
+        Duration::from_millis(50)
+    );
     controller!(statefulset, statefulset::sync, statefulset::all_keys);
     controller!(job, job::sync, job::all_keys);
     controller!(disruption, disruption::sync, disruption::all_keys);
