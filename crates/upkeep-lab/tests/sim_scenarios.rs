@@ -283,3 +283,56 @@ async fn a_scenario_declares_stopped_kubelets_faults_and_timing() {
         &lab.store.get(&resources::NODE, "", "up").unwrap()
     ));
 }
+
+#[test]
+fn a_scenario_file_may_hold_more_than_a_thousand_documents() {
+    let mut yaml = String::from(
+        "apiVersion: lab.upkeep.dev/v1alpha1\nkind: LabScenario\nmetadata: {name: many}\nspec:\n  nodes:\n  - name: node01\n",
+    );
+    for i in 0..3000 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: default}}\ndata: {{k: v}}\n"
+        ));
+    }
+    let objects = Scenario::parse_objects(&yaml).expect("3,000 documents parse");
+    assert_eq!(objects.len(), 3000);
+}
+
+#[test]
+fn a_kubeadm_cluster_of_a_thousand_nodes_runs_one_kube_proxy_pod_per_node() {
+    let yaml = "apiVersion: lab.upkeep.dev/v1alpha1\nkind: LabScenario\nmetadata: {name: t}\nspec:\n  kubeadm: true\n  nodes:\n  - name: controlplane\n    role: control-plane\n  - name: worker-{index:04}\n    count: 1000\n";
+    let lab = Lab::new(LabOptions::default());
+    let sim = Sim::default();
+    let sc = Scenario::parse("t", yaml).unwrap();
+    assert!(sc.apply(&lab).unwrap());
+    let started = std::time::Instant::now();
+    sim.ctx(&lab).settle(30);
+    let proxies: Vec<_> = pods(&lab, "kube-system")
+        .into_iter()
+        .filter(|p| util::label(p, "k8s-app") == Some("kube-proxy"))
+        .collect();
+    assert_eq!(proxies.len(), 1001, "one kube-proxy pod per node");
+    let mut nodes: Vec<&str> = proxies.iter().map(|p| util::node_name(p)).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 1001, "on 1,001 distinct nodes");
+    assert!(proxies.iter().all(|p| util::phase(p) == "Running"));
+    assert!(
+        proxies
+            .iter()
+            .all(|p| util::controller_of(p).map(|c| c.0) == Some("DaemonSet"))
+    );
+    let ds = lab
+        .store
+        .get(&resources::DAEMONSET, "kube-system", "kube-proxy")
+        .unwrap();
+    assert_eq!(util::i(&ds, "/status/desiredNumberScheduled"), Some(1001));
+    assert_eq!(util::i(&ds, "/status/numberReady"), Some(1001));
+    // a generous bound for a debug build on a shared machine; it guards against the
+    // per-node scans over all pods and nodes coming back
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "settling 1,001 nodes took {:?}",
+        started.elapsed()
+    );
+}

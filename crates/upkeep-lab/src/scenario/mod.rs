@@ -260,7 +260,19 @@ impl Scenario {
 
     /// Parse a multi-document YAML scenario.
     pub fn parse(name: &str, text: &str) -> anyhow::Result<Scenario> {
-        let docs: Vec<Value> = serde_saphyr::from_multiple(text)
+        // The YAML reader's default budget (1,024 documents, 250,000 nodes, 1,000,000
+        // events) guards against separator and alias storms; a scenario is the user's own
+        // file and may list one object per node of a large cluster, so the structural caps
+        // grow with the input (a document, node or event takes at least one byte of it).
+        // Alias expansion keeps its default caps.
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_documents: text.len().max(1_024),
+                max_nodes: text.len().max(250_000),
+                max_events: text.len().saturating_mul(2).max(1_000_000),
+            },
+        };
+        let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
             .with_context(|| format!("scenario {name}: invalid YAML"))?;
         let mut spec = None;
         let mut name = name.to_string();
