@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::resources;
-use crate::store::{DeleteOpts, Obj};
+use crate::store::Obj;
 
 use super::{Ctx, Key, util};
 
@@ -227,23 +227,12 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         }
     }
     for p in to_delete {
-        if store
-            .delete(
-                &resources::POD,
-                util::namespace(p),
-                util::name(p),
-                &DeleteOpts::default(),
-            )
-            .is_ok()
-        {
-            ctx.event(
-                &ds,
-                "Normal",
-                "SuccessfulDelete",
-                &format!("Deleted pod: {}", util::name(p)),
-                "daemonset-controller",
-            );
-        }
+        ctx.delete_owned_pod(
+            &ds,
+            p,
+            &format!("Deleted pod: {}", util::name(p)),
+            "daemonset-controller",
+        );
     }
     if !terminating_ds {
         super::revision::ensure(ctx, &ds, &hash);

@@ -69,24 +69,15 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             };
             let tol = ctx.cfg().default_toleration_seconds;
             for _ in active..wanted.max(0) {
-                let mut t = job
-                    .pointer("/spec/template")
-                    .cloned()
-                    .unwrap_or_else(|| json!({}));
-                if let Some(md) = t
-                    .as_object_mut()
-                    .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
-                {
-                    let l = md
-                        .as_object_mut()
-                        .expect("object")
-                        .entry("labels")
-                        .or_insert_with(|| json!({}));
-                    l["batch.kubernetes.io/controller-uid"] = json!(util::uid(&job));
-                    l["batch.kubernetes.io/job-name"] = json!(util::name(&job));
-                    l["controller-uid"] = json!(util::uid(&job));
-                    l["job-name"] = json!(util::name(&job));
-                }
+                let t = util::template_labelled(
+                    &job,
+                    &[
+                        ("batch.kubernetes.io/controller-uid", json!(util::uid(&job))),
+                        ("batch.kubernetes.io/job-name", json!(util::name(&job))),
+                        ("controller-uid", json!(util::uid(&job))),
+                        ("job-name", json!(util::name(&job))),
+                    ],
+                );
                 let mut pod = util::pod_from_template(
                     &t,
                     &job,

@@ -279,6 +279,20 @@ impl Ctx {
         Ok(o)
     }
 
+    /// Delete a pod a controller owns, as its controller does (graceful), and
+    /// record the controller's `SuccessfulDelete` event on the owner.
+    pub fn delete_owned_pod(&self, owner: &Value, pod: &Value, message: &str, component: &str) {
+        let deleted = self.lab.store.delete(
+            &crate::resources::POD,
+            util::namespace(pod),
+            util::name(pod),
+            &crate::store::DeleteOpts::default(),
+        );
+        if deleted.is_ok() {
+            self.event(owner, "Normal", "SuccessfulDelete", message, component);
+        }
+    }
+
     pub fn event(&self, involved: &Value, ty: &str, reason: &str, message: &str, component: &str) {
         self.events
             .record(&self.lab, involved, ty, reason, message, component, None);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::resources;
-use crate::store::{DeleteOpts, Obj};
+use crate::store::Obj;
 
 use super::{Ctx, Key, util};
 
@@ -107,23 +107,12 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         let mut victims: Vec<&Obj> = active.clone();
         victims.sort_by_key(|p| deletion_rank(p));
         for p in victims.into_iter().take(diff as usize) {
-            if store
-                .delete(
-                    &resources::POD,
-                    util::namespace(p),
-                    util::name(p),
-                    &DeleteOpts::default(),
-                )
-                .is_ok()
-            {
-                ctx.event(
-                    &rs,
-                    "Normal",
-                    "SuccessfulDelete",
-                    &format!("Deleted pod: {}", util::name(p)),
-                    "replicaset-controller",
-                );
-            }
+            ctx.delete_owned_pod(
+                &rs,
+                p,
+                &format!("Deleted pod: {}", util::name(p)),
+                "replicaset-controller",
+            );
         }
     }
     let pods = owned_pods(ctx, util::uid(&rs));

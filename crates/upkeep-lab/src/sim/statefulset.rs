@@ -74,23 +74,14 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
                         }
                         continue;
                     }
-                    let mut t = sts
-                        .pointer("/spec/template")
-                        .cloned()
-                        .unwrap_or_else(|| json!({}));
-                    if let Some(md) = t
-                        .as_object_mut()
-                        .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
-                    {
-                        let l = md
-                            .as_object_mut()
-                            .expect("object")
-                            .entry("labels")
-                            .or_insert_with(|| json!({}));
-                        l["statefulset.kubernetes.io/pod-name"] = json!(name);
-                        l["apps.kubernetes.io/pod-index"] = json!(ord.to_string());
-                        l["controller-revision-hash"] = json!(update_rev);
-                    }
+                    let t = util::template_labelled(
+                        &sts,
+                        &[
+                            ("statefulset.kubernetes.io/pod-name", json!(name)),
+                            ("apps.kubernetes.io/pod-index", json!(ord.to_string())),
+                            ("controller-revision-hash", json!(update_rev)),
+                        ],
+                    );
                     let mut pod = util::pod_from_template(&t, &sts, Some(&name), None);
                     pod["spec"]["hostname"] = json!(name);
                     if let Some(svc) = sts
@@ -148,26 +139,15 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             if !parallel && (!all_ok || pods.iter().any(|(_, q)| util::terminating(q))) {
                 break;
             }
-            if store
-                .delete(
-                    &resources::POD,
-                    util::namespace(p),
-                    util::name(p),
-                    &DeleteOpts::default(),
-                )
-                .is_ok()
-            {
-                ctx.event(
-                    &sts,
-                    "Normal",
-                    "SuccessfulDelete",
-                    &format!(
-                        "delete Pod {} in StatefulSet {set} successful",
-                        util::name(p)
-                    ),
-                    "statefulset-controller",
-                );
-            }
+            ctx.delete_owned_pod(
+                &sts,
+                p,
+                &format!(
+                    "delete Pod {} in StatefulSet {set} successful",
+                    util::name(p)
+                ),
+                "statefulset-controller",
+            );
             if !parallel {
                 break;
             }

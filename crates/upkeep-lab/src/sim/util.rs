@@ -508,6 +508,29 @@ pub fn safe_encode(s: &str) -> String {
         .collect()
 }
 
+/// The owner's pod template with extra labels set (the labels a controller
+/// stamps on the pods it creates).
+pub fn template_labelled(owner: &Value, labels: &[(&str, Value)]) -> Value {
+    let mut t = owner
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if let Some(md) = t
+        .as_object_mut()
+        .map(|m| m.entry("metadata").or_insert_with(|| json!({})))
+    {
+        let l = md
+            .as_object_mut()
+            .expect("object")
+            .entry("labels")
+            .or_insert_with(|| json!({}));
+        for (k, v) in labels {
+            l[*k] = v.clone();
+        }
+    }
+    t
+}
+
 /// A pod object from a workload's pod template (pkg/controller/controller_utils.go
 /// GetPodFromTemplate), owned by `owner`.
 pub fn pod_from_template(
