@@ -1,7 +1,7 @@
 //! A small, read-only reader of bbolt database files: the format of an etcd
 //! snapshot (go.etcd.io/bbolt `page.go`, `node.go`, `bucket.go`, `db.go`).
 //!
-//! Why not a crate: the one bbolt port on crates.io (`bbolt-rs`) is a whole
+//! Why not a crate: the one published Rust bbolt port (`bbolt-rs`) is a whole
 //! read-write engine with file locking and states no license; `snapshot
 //! status` needs only to walk the pages of an untrusted file, with every
 //! offset bounds-checked, so that a corrupted file is an error, never a panic.
