@@ -8,7 +8,7 @@
 mod sim_support;
 
 use serde_json::{Value, json};
-use sim_support::{TestLab, cluster, running_ready, start, wait};
+use sim_support::{TestLab, cluster, start, wait};
 use upkeep_lab::resources;
 use upkeep_lab::sim::util;
 
@@ -44,15 +44,7 @@ fn numbers(s: &Value) -> (i64, i64, i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budgets_follow_the_upstream_arithmetic() {
     let t = start(&cluster(3, WORKLOADS), 50.0);
-    wait("all pods ready", 15, || {
-        (t.pods("default")
-            .iter()
-            .filter(|p| running_ready(p))
-            .count()
-            == 8)
-            .then_some(())
-    })
-    .await;
+    t.wait_ready("all pods ready", 15, "default", None, 8).await;
     let cases = [
         // (name, app, field, value, (currentHealthy, desiredHealthy, expectedPods, disruptionsAllowed))
         ("min-int", "web", "minAvailable", json!(2), (3, 2, 3, 1)),
@@ -117,15 +109,8 @@ async fn budgets_follow_the_upstream_arithmetic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disrupted_pods_are_not_counted_and_stale_entries_cleared() {
     let t = start(&cluster(3, WORKLOADS), 50.0);
-    wait("web ready", 15, || {
-        (t.pods_with("default", "app=web")
-            .iter()
-            .filter(|p| running_ready(p))
-            .count()
-            == 3)
-            .then_some(())
-    })
-    .await;
+    t.wait_ready("web ready", 15, "default", Some("app=web"), 3)
+        .await;
     t.create(&resources::PDB, pdb("web", "web", "minAvailable", json!(1)));
     assert_eq!(numbers(&status(&t, "web").await), (3, 1, 3, 2));
     let victim = util::name(&t.pods_with("default", "app=web")[0]).to_string();

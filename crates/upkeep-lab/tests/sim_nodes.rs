@@ -20,15 +20,8 @@ const WEB: &str = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: 
 async fn unreachable_node_is_tainted_and_its_pods_evicted_after_the_toleration() {
     // 300 lab seconds of toleration pass in 1 s
     let t = start(&cluster(2, WEB), 300.0);
-    wait("web ready", 10, || {
-        (t.pods_with("default", "app=web")
-            .iter()
-            .filter(|p| running_ready(p))
-            .count()
-            == 4)
-            .then_some(())
-    })
-    .await;
+    t.wait_ready("web ready", 10, "default", Some("app=web"), 4)
+        .await;
     let on_node01: Vec<String> = t
         .pods_with("default", "app=web")
         .iter()

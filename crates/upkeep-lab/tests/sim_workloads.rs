@@ -58,15 +58,8 @@ async fn deployment_pods_run_and_are_ready_on_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_replicaset_pod_is_replaced_on_another_node_when_its_node_is_cordoned() {
     let t = start(&cluster(2, WEB), 50.0);
-    wait("4 ready pods", 10, || {
-        (t.pods_with("default", "app=web")
-            .iter()
-            .filter(|p| running_ready(p))
-            .count()
-            == 4)
-            .then_some(())
-    })
-    .await;
+    t.wait_ready("4 ready pods", 10, "default", Some("app=web"), 4)
+        .await;
     t.lab
         .store
         .mutate(&resources::NODE, "", "node01", |n| {
@@ -114,15 +107,8 @@ async fn deleted_replicaset_pod_is_replaced_on_another_node_when_its_node_is_cor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_and_rolling_update() {
     let t = start(&cluster(2, WEB), 50.0);
-    wait("4 ready pods", 10, || {
-        (t.pods_with("default", "app=web")
-            .iter()
-            .filter(|p| running_ready(p))
-            .count()
-            == 4)
-            .then_some(())
-    })
-    .await;
+    t.wait_ready("4 ready pods", 10, "default", Some("app=web"), 4)
+        .await;
     t.lab
         .store
         .mutate(&resources::DEPLOYMENT, "default", "web", |d| {
@@ -306,15 +292,8 @@ async fn job_pods_run_to_completion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collector_removes_dependents_and_honours_orphan() {
     let t = start(&cluster(2, WEB), 50.0);
-    wait("4 ready pods", 10, || {
-        (t.pods_with("default", "app=web")
-            .iter()
-            .filter(|p| running_ready(p))
-            .count()
-            == 4)
-            .then_some(())
-    })
-    .await;
+    t.wait_ready("4 ready pods", 10, "default", Some("app=web"), 4)
+        .await;
     // Background: deleting the Deployment removes its ReplicaSet and then the pods.
     t.lab
         .store
@@ -340,15 +319,8 @@ async fn garbage_collector_removes_dependents_and_honours_orphan() {
         &upkeep_lab::scenario::Scenario::parse_objects(rs).unwrap(),
     )
     .unwrap();
-    wait("2 solo pods", 10, || {
-        (t.pods_with("default", "app=solo")
-            .iter()
-            .filter(|p| running_ready(p))
-            .count()
-            == 2)
-            .then_some(())
-    })
-    .await;
+    t.wait_ready("2 solo pods", 10, "default", Some("app=solo"), 2)
+        .await;
     t.lab
         .store
         .delete(

@@ -61,6 +61,25 @@ impl TestLab {
             .list(&resources::POD, &ListQuery::in_namespace(ns).labels(sel))
             .0
     }
+    /// Waits until exactly `count` pods of `ns` (matching `label`, when given)
+    /// are Running, Ready and not terminating.
+    pub async fn wait_ready(
+        &self,
+        what: &str,
+        secs: u64,
+        ns: &str,
+        label: Option<&str>,
+        count: usize,
+    ) {
+        wait(what, secs, || {
+            let pods = match label {
+                Some(l) => self.pods_with(ns, l),
+                None => self.pods(ns),
+            };
+            (pods.iter().filter(|p| running_ready(p)).count() == count).then_some(())
+        })
+        .await;
+    }
     pub fn get(&self, res: &'static resources::Resource, ns: &str, name: &str) -> Option<Obj> {
         self.lab.store.get(res, ns, name)
     }
