@@ -38,8 +38,8 @@ impl NodeShellClient {
         path: &std::path::Path,
         context: Option<String>,
     ) -> anyhow::Result<Self> {
-        // Both rustls providers are compiled into the binary (through different crates), so
-        // name the process default before building a client.
+        // A program embedding the lab may link a second rustls provider; name the
+        // process default (ring, as the server uses) before building a client.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let kc = kube::config::Kubeconfig::read_from(path).with_context(|| {
             format!(
