@@ -6,144 +6,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::Parser as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::{Api, ListParams};
+use kubectl_safedrain::cli::Cli;
 use serde::Serialize;
 use tokio::sync::watch;
-use upkeep::connect::{KubeFlags, Retries, parse_request_timeout};
-use upkeep::drain::{
-    self, DrainEvent, DrainOptions, DrainOutcome, DrainPlan, DrainReport, ExecOptions, record,
-};
-use upkeep::output::{self, DryRun, Outcome, OutputFormat, Printer};
-
-const EXAMPLES: &str = "\
-Examples:
-  # Show what a drain of node01 would do, change nothing (exit 0: it would go through, 1: refused)
-  kubectl safedrain node01 --dry-run
-
-  # Drain node02: cordon, evict, wait until its workloads are Ready elsewhere
-  kubectl safedrain node02 --yes
-
-  # Wait for PodDisruptionBudgets instead of refusing, give up after 10 minutes
-  kubectl safedrain node02 --wait-for-pdb --timeout 10m -y
-
-  # Accept losing emptyDir data, and delete a bare pod for good (listed in the plan first)
-  kubectl safedrain node01 --delete-emptydir-data --delete-unmanaged -y
-
-  # Drain every worker, one node at a time, as JSON
-  kubectl safedrain -l node-role.kubernetes.io/worker= --max-unavailable 1 -y -o json
-
-  # Return node02 to service and see where its former pods run now
-  kubectl safedrain node02 --uncordon
-
-Exit codes: 0 drained (or would be), 1 refused (nothing changed), 2 error, timeout or interrupted.
-Unlike `kubectl drain`, --force never deletes pods that no controller would recreate:
-that takes --delete-unmanaged. DaemonSet pods are always left in place.";
-
-/// Drain a node without losing a pod: plan first, refuse what would be lost,
-/// evict with PodDisruptionBudgets in mind, wait for the replacements.
-#[derive(Debug, clap::Parser)]
-#[command(
-    name = "kubectl-safedrain",
-    bin_name = "kubectl safedrain",
-    version,
-    override_usage = "kubectl safedrain [OPTIONS] NODE\n       kubectl safedrain [OPTIONS] -l SELECTOR",
-    after_help = EXAMPLES
-)]
-struct Cli {
-    /// The node to drain (or with --uncordon, to return to service)
-    #[arg(
-        value_name = "NODE",
-        required_unless_present = "selector",
-        conflicts_with = "selector"
-    )]
-    node: Option<String>,
-
-    /// Drain the nodes matching this label selector, one batch after another
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    selector: Option<String>,
-
-    /// With -l: how many nodes may be draining at once
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    max_unavailable: u32,
-
-    #[command(flatten)]
-    dry_run: DryRun,
-
-    /// Continue even if pods keep data in emptyDir or hostPath volumes (the data is deleted)
-    #[arg(long)]
-    delete_emptydir_data: bool,
-
-    /// Delete pods that nothing would recreate (bare pods, orphaned pods): they are lost for good.
-    /// The plan lists each of them first.
-    #[arg(long)]
-    delete_unmanaged: bool,
-
-    /// Accepted for kubectl compatibility. It does NOT delete pods without a controller
-    /// (kubectl drain --force does): use --delete-unmanaged for that
-    #[arg(long)]
-    force: bool,
-
-    /// Seconds each pod gets to terminate; -1 uses the pod's own terminationGracePeriodSeconds
-    #[arg(long, value_name = "SECONDS", default_value_t = -1, allow_negative_numbers = true)]
-    grace_period: i64,
-
-    /// Give up after this long for the whole run (e.g. 5m, 90s; 0 = no limit); the node stays cordoned
-    #[arg(long, value_name = "DURATION", default_value = "0")]
-    timeout: String,
-
-    /// Only these pods (label selector) are considered
-    #[arg(long, value_name = "SELECTOR")]
-    pod_selector: Option<String>,
-
-    /// Wait for PodDisruptionBudgets to allow the evictions instead of refusing
-    #[arg(long)]
-    wait_for_pdb: bool,
-
-    /// Refuse when a workload would have no ready replica during the drain (default: warn)
-    #[arg(long)]
-    no_downtime: bool,
-
-    /// Do not wait for the evicted pods' workloads to be whole again
-    #[arg(long)]
-    no_wait_workloads: bool,
-
-    /// At most this many evictions in flight
-    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    concurrency: u32,
-
-    /// Do not ask for confirmation (required without a terminal)
-    #[arg(short = 'y', long)]
-    yes: bool,
-
-    /// Return the node to service (and show where its former pods run now)
-    #[arg(long, conflicts_with_all = ["dry_run", "delete_unmanaged", "delete_emptydir_data", "wait_for_pdb"])]
-    uncordon: bool,
-
-    /// Output format of the result on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    output: OutputFormat,
-
-    #[command(flatten)]
-    kube: KubeFlags,
-}
-
-impl Cli {
-    fn dry_run(&self) -> bool {
-        self.dry_run.enabled()
-    }
-
-    fn drain_options(&self, also_leaving: Vec<String>) -> DrainOptions {
-        DrainOptions {
-            delete_emptydir_data: self.delete_emptydir_data,
-            delete_unmanaged: self.delete_unmanaged,
-            wait_for_pdb: self.wait_for_pdb,
-            no_downtime: self.no_downtime,
-            also_leaving,
-        }
-    }
-}
+use upkeep::connect::{Retries, parse_request_timeout};
+use upkeep::drain::{self, DrainEvent, DrainOutcome, DrainPlan, DrainReport, ExecOptions, record};
+use upkeep::output::{self, Outcome, OutputFormat, Printer};
 
 /// The document printed with `-o json|yaml`.
 #[derive(Debug, Serialize)]
@@ -166,20 +38,8 @@ struct NodeResult {
     report: Option<DrainReport>,
 }
 
-/// Parses the command line; `--help` lists the rules from their one definition.
-fn parse() -> Cli {
-    use clap::{CommandFactory, FromArgMatches};
-    let mut rules = String::from("Rules (each pod is judged by these, in the core library):\n");
-    for rule in drain::Rule::ALL {
-        rules.push_str(&format!("  {}: {}\n", rule.name(), rule.summary()));
-    }
-    let command = Cli::command().after_long_help(format!("{rules}\n{EXAMPLES}"));
-    let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-}
-
 fn main() -> ExitCode {
-    let cli = parse();
+    let cli = Cli::parse();
     output::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,3 @@
+//! `kubectl safedrain`: the command line; the rules and the engine live in `upkeep::drain`.
+
+pub mod cli;

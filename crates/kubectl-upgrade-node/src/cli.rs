@@ -1,0 +1,182 @@
+//! The command line of `kubectl upgrade-node`: every flag and its help in one place.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use upkeep::connect::KubeFlags;
+use upkeep::output::{DryRun, OutputFormat};
+use upkeep::upgrade::PackageManager;
+use upkeep::upgrade::transport::RemoteShell;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Show the plan for node01: every step with the exact commands, nothing changed
+  kubectl upgrade-node node01 --to v1.34.1 --dry-run
+
+  # Upgrade the first control-plane node (kubeadm upgrade apply), over ssh as a sudoer
+  kubectl upgrade-node controlplane --to v1.34.1 --remote-shell 'ssh -o BatchMode=yes admin@{address}' --sudo --yes
+
+  # A worker, to the newest v1.34 patch its repository offers, through a privileged pod
+  kubectl upgrade-node node01 --to v1.34 --via pod --yes
+
+  # Exam style: print each block of commands, wait until you ran them on the node
+  kubectl upgrade-node node01 --to v1.34.1 --via manual
+
+  # The whole cluster: control-plane nodes one at a time, then workers two at a time
+  kubectl upgrade-node --all --to v1.34.1 --max-unavailable 2 --yes
+
+  # The surge alternative: new nodes at the target, then drain and remove the old ones
+  kubectl upgrade-node --all --to v1.34.1 --strategy surge
+
+Interrupted or failed? Run the same command again: progress is recorded on the node
+(annotation upkeep.dev/upgrade) and the run resumes after the last completed step.
+
+Exit codes: 0 done (or nothing to do), 1 refused by preflight (nothing changed),
+2 failed or interrupted midway (the message names the step, what was done, how to retry).";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViaKind {
+    /// Run each command through --remote-shell (default: ssh to the node's InternalIP)
+    Shell,
+    /// A privileged pod pinned to the node, entering the host with nsenter
+    Pod,
+    /// Print each block of commands and wait for the operator to run them
+    Manual,
+    /// This machine is the node
+    Local,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Upgrade the nodes where they are, one (or a few) at a time
+    InPlace,
+    /// Print the plan for replacing workers with new nodes at the target
+    Surge,
+}
+
+/// Upgrade a node through kubeadm: kubeadm package, kubeadm upgrade apply|node,
+/// drain, kubelet and kubectl packages, restart the kubelet, wait for Ready, uncordon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-upgrade_node",
+    bin_name = "kubectl upgrade-node",
+    version,
+    override_usage = "kubectl upgrade-node NODE --to vX.Y[.Z] [OPTIONS]\n       kubectl upgrade-node (--all | -l SELECTOR) --to vX.Y[.Z] [OPTIONS]",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// The node to upgrade
+    #[arg(value_name = "NODE", required_unless_present_any = ["all", "selector"], conflicts_with_all = ["all", "selector"])]
+    pub node: Option<String>,
+
+    /// The target: vX.Y.Z, or vX.Y for the newest patch the node's repository offers
+    #[arg(long, value_name = "VERSION")]
+    pub to: String,
+
+    /// Every node: control-plane nodes first, one at a time, then the workers
+    #[arg(long)]
+    pub all: bool,
+
+    /// The nodes matching this label selector (control-plane nodes among them first)
+    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "all")]
+    pub selector: Option<String>,
+
+    /// With --all/-l: how many workers may be upgraded at once
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unavailable: u32,
+
+    /// in-place (default) or surge (print the replace-nodes plan)
+    #[arg(long, value_enum, default_value_t = Strategy::InPlace)]
+    pub strategy: Strategy,
+
+    /// With --strategy surge: how many new nodes at a time
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_surge: u32,
+
+    #[command(flatten)]
+    pub dry_run: DryRun,
+
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// How commands reach the node
+    #[arg(long, value_enum, default_value_t = ViaKind::Shell)]
+    pub via: ViaKind,
+
+    /// The command that runs a command on a node; {node} and {address} (InternalIP) are filled in,
+    /// and the command to run is appended as one quoted argument
+    #[arg(long, value_name = "TEMPLATE", default_value = RemoteShell::DEFAULT)]
+    pub remote_shell: String,
+
+    /// Prefix every node command with sudo
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// With --via pod: the image of the privileged pod (needs nsenter)
+    #[arg(long, value_name = "IMAGE", default_value = "busybox:1.36")]
+    pub pod_image: String,
+
+    /// The node's package manager, when it cannot be told from the node
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub package_manager: Option<PackageManager>,
+
+    /// An etcd snapshot taken for this upgrade (kubectl backup etcd save FILE); warns when missing or old
+    #[arg(long, value_name = "FILE")]
+    pub etcd_backup: Option<PathBuf>,
+
+    /// How old the etcd snapshot may be
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub backup_max_age: String,
+
+    /// Drain: continue even if pods keep data in emptyDir or hostPath volumes (the data is deleted)
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
+
+    /// Drain: delete pods that nothing would recreate; they are lost for good
+    #[arg(long)]
+    pub delete_unmanaged: bool,
+
+    /// Drain: wait for PodDisruptionBudgets to allow the evictions instead of refusing
+    #[arg(long)]
+    pub wait_for_pdb: bool,
+
+    /// Drain: refuse when a workload would have no ready replica
+    #[arg(long)]
+    pub no_downtime: bool,
+
+    /// Drain: give up after this long (0 = no limit)
+    #[arg(long, value_name = "DURATION", default_value = "0")]
+    pub drain_timeout: String,
+
+    /// How long to wait for the node to be Ready at the target after the kubelet restart
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub ready_timeout: String,
+
+    /// How long one node command may run (0 = no limit)
+    #[arg(long, value_name = "DURATION", default_value = "30m")]
+    pub command_timeout: String,
+
+    /// Seconds the cluster lock (Lease kube-system/upkeep-upgrade) lasts without renewal
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, hide = true)]
+    pub lock_seconds: i32,
+
+    /// Output format of the result on stdout
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub kube: KubeFlags,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
