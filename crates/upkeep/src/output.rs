@@ -117,6 +117,11 @@ impl Printer {
         write_stdout(&text)
     }
 
+    /// Text for people on stdout, as it is (plans, reports).
+    pub fn text(&self, text: &str) -> anyhow::Result<()> {
+        write_stdout(text)
+    }
+
     /// A note for people on stderr (hidden with `quiet`).
     pub fn note(&self, message: impl AsRef<str>) {
         if !self.quiet {

@@ -23,27 +23,8 @@ use super::plan::{Action, DrainPlan, PodPlan};
 use super::record::{DRAINED_PODS, merged};
 use super::workloads::{WorkloadState, wait_workloads_whole};
 
-/// How long the API server may be unreachable before a drain gives up
-/// (the node stays cordoned; a re-run finishes the job).
-pub const LOST_AFTER: Duration = Duration::from_secs(30);
-
-/// Tracks how long calls have failed in a row without reaching the server.
-#[derive(Debug, Default)]
-pub(crate) struct Reachability {
-    failing_since: Option<Instant>,
-}
-
-impl Reachability {
-    pub(crate) fn reached(&mut self) {
-        self.failing_since = None;
-    }
-
-    /// Records a failure; true once failures have lasted `limit`.
-    pub(crate) fn lost(&mut self, limit: Duration) -> bool {
-        let since = *self.failing_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= limit
-    }
-}
+pub use super::reach::LOST_AFTER;
+pub(crate) use super::reach::Reachability;
 
 /// How to carry out a plan.
 #[derive(Debug, Clone)]
@@ -64,6 +45,9 @@ pub struct ExecOptions {
     pub pod_selector: Option<String>,
     /// Give up when the API server has been unreachable this long.
     pub lost_after: Duration,
+    /// The other nodes drained at the same time: replicas there do not
+    /// count towards a workload being whole again.
+    pub also_leaving: Vec<String>,
 }
 
 impl Default for ExecOptions {
@@ -77,6 +61,7 @@ impl Default for ExecOptions {
             cancel: None,
             pod_selector: None,
             lost_after: LOST_AFTER,
+            also_leaving: Vec::new(),
         }
     }
 }
@@ -272,12 +257,7 @@ pub async fn execute(
         } => (DrainOutcome::Interrupted, Some("interrupted".to_string())),
     };
     let s = state.lock().expect("state");
-    let moving = |p: &&PodPlan| {
-        matches!(
-            p.action,
-            Action::Evict | Action::Destroy | Action::Delete | Action::Wait
-        )
-    };
+    let moving = |p: &&PodPlan| p.action.moves();
     let pick = |want: &[Action]| -> Vec<String> {
         s.gone
             .iter()
@@ -363,16 +343,7 @@ async fn run(
         );
     }
 
-    let movers: Vec<&PodPlan> = plan
-        .pods
-        .iter()
-        .filter(|p| {
-            matches!(
-                p.action,
-                Action::Evict | Action::Destroy | Action::Delete | Action::Wait
-            )
-        })
-        .collect();
+    let movers: Vec<&PodPlan> = plan.pods.iter().filter(|p| p.action.moves()).collect();
     if !movers.is_empty() {
         let version = eviction_version(client).await?;
         // 2. Watch the node's pods: "gone" is judged by uid from this stream.
@@ -448,7 +419,10 @@ async fn run(
                 .map(|w| format!("{}/{}", w.namespace, w.id()))
                 .collect(),
         });
-        wait_workloads_whole(client, &workloads, &[name.to_string()], progress).await?;
+        let mut leaving = vec![name.to_string()];
+        leaving.extend(opts.also_leaving.iter().cloned());
+        let report = |w: &WorkloadState| progress(&DrainEvent::Workload(w.clone()));
+        wait_workloads_whole(client, &workloads, &leaving, &report).await?;
     }
     Ok(())
 }

@@ -6,15 +6,18 @@
 //! - [`execute`] cordons, evicts and waits, reporting a [`DrainReport`];
 //! - [`wait_workloads_whole`] waits until the evicted pods' workloads are Ready elsewhere;
 //! - [`record`] keeps the former pods on the node (annotation) and uncordons;
-//! - [`drain_node`] is all of it for one node.
+//! - [`drain_node`] is all of it for one node;
+//! - [`session::Session`] drains several nodes, a batch at a time, as one run.
 
 pub mod capacity;
 pub mod execute;
 mod plan;
 pub mod quantity;
+mod reach;
 pub mod record;
 pub mod rules;
 pub mod selector;
+pub mod session;
 pub mod snapshot;
 pub mod workloads;
 
@@ -24,6 +27,7 @@ mod tests;
 pub use execute::{DrainEvent, DrainOutcome, DrainReport, ExecOptions, execute};
 pub use plan::{Action, DrainOptions, DrainPlan, PodPlan, Summary, Verdict, plan};
 pub use rules::{Finding, Rule, Severity};
+pub use session::{NodeDrain, Session, SessionEnd, SessionEvent, SessionOptions};
 pub use snapshot::{DrainSnapshot, OwnerState, Workload, gather};
 pub use workloads::{WorkloadState, wait_workloads_whole};
 
@@ -49,6 +53,7 @@ pub async fn drain_node(
     }
     let exec = ExecOptions {
         pod_selector: pod_selector.map(str::to_string),
+        also_leaving: options.also_leaving.clone(),
         ..exec.clone()
     };
     let report = execute(client, &plan, &snapshot.node, &exec, progress).await;

@@ -59,6 +59,15 @@ impl Action {
             Action::Block => "BLOCK",
         }
     }
+
+    /// Whether the pod leaves the node through this drain (evicted, deleted
+    /// or waited for): what the engine acts on and a progress bar counts.
+    pub fn moves(self) -> bool {
+        matches!(
+            self,
+            Action::Evict | Action::Destroy | Action::Delete | Action::Wait
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

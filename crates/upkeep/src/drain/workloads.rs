@@ -13,7 +13,7 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 
-use super::execute::{DrainEvent, Progress};
+use super::reach::{LOST_AFTER, Reachability};
 use super::rules::{is_ready, is_terminating};
 use super::snapshot::Workload;
 
@@ -64,6 +64,9 @@ async fn desired(client: &Client, w: &Workload) -> anyhow::Result<i32> {
     Ok(replicas.unwrap_or(1))
 }
 
+/// Told each time a workload's count of ready replicas changes.
+pub type WorkloadProgress<'a> = dyn Fn(&WorkloadState) + Send + Sync + 'a;
+
 /// Ready, running, not terminating, and not on a drained node.
 pub fn counts_as_ready(pod: &Pod, drained: &[String]) -> bool {
     let on = pod.spec.as_ref().and_then(|s| s.node_name.as_ref());
@@ -77,7 +80,7 @@ pub async fn wait_workloads_whole(
     client: &Client,
     workloads: &[Workload],
     drained: &[String],
-    progress: &Progress<'_>,
+    progress: &WorkloadProgress<'_>,
 ) -> anyhow::Result<Vec<WorkloadState>> {
     let waits = workloads
         .iter()
@@ -89,7 +92,7 @@ async fn wait_one(
     client: &Client,
     w: &Workload,
     drained: &[String],
-    progress: &Progress<'_>,
+    progress: &WorkloadProgress<'_>,
 ) -> anyhow::Result<WorkloadState> {
     let replicas = desired(client, w)
         .await
@@ -110,10 +113,10 @@ async fn wait_one(
     let mut pods: BTreeMap<String, bool> = BTreeMap::new();
     let mut building: BTreeMap<String, bool> = BTreeMap::new();
     let mut listed = false;
-    let mut reach = super::execute::Reachability::default();
+    let mut reach = Reachability::default();
     while let Some(event) = stream.next().await {
         let Ok(event) = event else {
-            if reach.lost(super::execute::LOST_AFTER) {
+            if reach.lost(LOST_AFTER) {
                 anyhow::bail!(
                     "lost the connection to the API server while waiting for {}/{}",
                     w.namespace,
@@ -147,7 +150,7 @@ async fn wait_one(
         if ready != state.ready {
             state.ready = ready;
             state.whole = ready >= replicas;
-            progress(&DrainEvent::Workload(state.clone()));
+            progress(&state);
         }
         if state.whole {
             return Ok(state);
