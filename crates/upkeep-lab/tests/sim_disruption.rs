@@ -1,6 +1,7 @@
 //! PodDisruptionBudget status as the disruption controller computes it
 //! (pkg/controller/disruption/disruption.go): the arithmetic for minAvailable and
-//! maxUnavailable as numbers and percentages, the failsafe, and disruptedPods expiry.
+//! maxUnavailable as numbers and percentages, pods without a controller, the empty policy/v1
+//! spec, the failsafe, and disruptedPods expiry.
 
 // The store's errors are full Status objects; closures return them unboxed.
 #![allow(clippy::result_large_err)]
@@ -12,7 +13,7 @@ use sim_support::{TestLab, cluster, start, wait};
 use upkeep_lab::resources;
 use upkeep_lab::sim::util;
 
-const WORKLOADS: &str = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx}]\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db, namespace: default}\nspec:\n  replicas: 4\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: postgres}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: default, labels: {app: bare}}\nspec:\n  containers: [{name: c, image: nginx}]\n";
+const WORKLOADS: &str = "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web, tier: front}}\n    spec:\n      containers: [{name: web, image: nginx}]\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db, namespace: default}\nspec:\n  replicas: 4\n  serviceName: db\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: postgres}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: default, labels: {app: bare, tier: front}}\nspec:\n  containers: [{name: c, image: nginx}]\n";
 
 fn pdb(name: &str, app: &str, key: &str, v: Value) -> Value {
     json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name, "namespace": "default"},
@@ -87,17 +88,60 @@ async fn budgets_follow_the_upstream_arithmetic() {
             "{name}"
         );
     }
-    // a bare pod under a percentage/maxUnavailable budget: no controller → failsafe
+    // Pods without a controllerRef under maxUnavailable or a percentage minAvailable are
+    // skipped by getExpectedScale since kubernetes/kubernetes#103414 (this used to fail the
+    // sync): 3 Deployment pods + 1 bare pod, maxUnavailable 1 -> expected 3, desired 2,
+    // healthy 4, allowed 2.
+    t.create(
+        &resources::PDB,
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "front", "namespace": "default"},
+               "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"tier": "front"}}}}),
+    );
+    assert_eq!(numbers(&status(&t, "front").await), (4, 2, 3, 2));
+    let p = t.get(&resources::PDB, "default", "front").unwrap();
+    assert_eq!(
+        util::condition(&p, "DisruptionAllowed").unwrap()["reason"],
+        "SufficientPods"
+    );
+    let ev = wait("UnmanagedPods event", 10, || {
+        t.lab
+            .store
+            .list(
+                &resources::EVENT,
+                &upkeep_lab::ListQuery::in_namespace("default"),
+            )
+            .0
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == "front" && e["reason"] == "UnmanagedPods")
+    })
+    .await;
+    assert_eq!(ev["type"], "Warning");
+    assert!(
+        ev["message"].as_str().unwrap().starts_with(
+            "Pods selected by this PodDisruptionBudget (selector: &LabelSelector{MatchLabels:map[string]string{tier: front,},MatchExpressions:[]LabelSelectorRequirement{},}) were found to be unmanaged."
+        ),
+        "{ev}"
+    );
+    // the same pods under a percentage minAvailable: ceil(50% of 3) = 2
+    t.create(
+        &resources::PDB,
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "front-pct", "namespace": "default"},
+               "spec": {"minAvailable": "50%", "selector": {"matchLabels": {"tier": "front"}}}}),
+    );
+    assert_eq!(numbers(&status(&t, "front-pct").await), (4, 2, 3, 2));
+    // only bare pods: expected 0 forces allowed 0
     t.create(
         &resources::PDB,
         pdb("bare", "bare", "maxUnavailable", json!(1)),
     );
-    let s = status(&t, "bare").await;
-    assert_eq!(s["disruptionsAllowed"], 0);
-    let p = t.get(&resources::PDB, "default", "bare").unwrap();
-    let c = util::condition(&p, "DisruptionAllowed").unwrap();
-    assert_eq!(c["reason"], "SyncFailed");
-    assert_eq!(c["message"], "found no controller ref for pod \"bare\"");
+    assert_eq!(numbers(&status(&t, "bare").await), (1, 0, 0, 0));
+    // policy/v1 with neither field has no defaulting: expected 0, desired 0, allowed 0
+    t.create(
+        &resources::PDB,
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "empty", "namespace": "default"},
+               "spec": {"selector": {"matchLabels": {"app": "web"}}}}),
+    );
+    assert_eq!(numbers(&status(&t, "empty").await), (3, 0, 0, 0));
     // ... while minAvailable as a number counts pods and needs no controller
     t.create(
         &resources::PDB,
@@ -113,13 +157,18 @@ async fn disrupted_pods_are_not_counted_and_stale_entries_cleared() {
         .await;
     t.create(&resources::PDB, pdb("web", "web", "minAvailable", json!(1)));
     assert_eq!(numbers(&status(&t, "web").await), (3, 1, 3, 2));
-    let victim = util::name(&t.pods_with("default", "app=web")[0]).to_string();
+    let web = t.pods_with("default", "app=web");
+    let victim = util::name(&web[0]).to_string();
+    let stale = util::name(&web[1]).to_string();
     let now = t.lab.clock.now_rfc3339();
+    // evicted just over DeletionTimeout (2 minutes) ago and still there: dropped, NotDeleted
+    let old = (t.lab.clock.now() - jiff::SignedDuration::from_secs(121)).to_string();
     // what the eviction subresource writes: the pod is about to go, the budget shrinks
     t.lab
         .store
         .mutate(&resources::PDB, "default", "web", |p| {
-            p["status"]["disruptedPods"] = json!({victim.clone(): now, "gone-pod": now});
+            p["status"]["disruptedPods"] =
+                json!({victim.clone(): now, "gone-pod": now, stale.clone(): old});
             p["status"]["disruptionsAllowed"] = json!(1);
             Ok(())
         })
@@ -135,4 +184,51 @@ async fn disrupted_pods_are_not_counted_and_stale_entries_cleared() {
         "entries for missing pods are dropped: {s}"
     );
     assert!(s["disruptedPods"].get(victim.as_str()).is_some());
+    assert!(
+        s["disruptedPods"].get(stale.as_str()).is_none(),
+        "expired: {s}"
+    );
+    let ev = wait("NotDeleted event", 10, || {
+        t.lab
+            .store
+            .list(
+                &resources::EVENT,
+                &upkeep_lab::ListQuery::in_namespace("default"),
+            )
+            .0
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == stale.as_str() && e["reason"] == "NotDeleted")
+    })
+    .await;
+    assert_eq!(
+        ev["message"],
+        "Pod was expected by PDB default/default to be deleted but it wasn't"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_without_scale_fails_the_sync_safe() {
+    let job = "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: batch, namespace: default}\nspec:\n  parallelism: 2\n  completions: 2\n  template:\n    metadata: {labels: {app: batch}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n";
+    let t = start(&cluster(2, job), 50.0);
+    wait("job pods", 15, || {
+        (t.pods_with("default", "app=batch").len() == 2).then_some(())
+    })
+    .await;
+    t.create(
+        &resources::PDB,
+        pdb("batch", "batch", "maxUnavailable", json!(1)),
+    );
+    let s = status(&t, "batch").await;
+    assert_eq!(s["disruptionsAllowed"], 0);
+    let p = t.get(&resources::PDB, "default", "batch").unwrap();
+    let c = util::condition(&p, "DisruptionAllowed").unwrap();
+    // getScaleController: a Job has no scale subresource
+    assert_eq!(
+        (c["status"].as_str(), c["reason"].as_str()),
+        (Some("False"), Some("SyncFailed"))
+    );
+    assert_eq!(
+        c["message"],
+        "jobs.batch does not implement the scale subresource"
+    );
 }

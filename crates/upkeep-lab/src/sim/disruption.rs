@@ -27,97 +27,139 @@ pub struct Budget {
     pub desired_healthy: i64,
     pub expected_pods: i64,
     pub disruptions_allowed: i64,
+    /// Pods without a controllerRef that getExpectedScale skipped (event `UnmanagedPods`).
+    pub unmanaged: Vec<String>,
 }
 
-/// Scale of the controller of a pod, looked up like disruption.go's finders
-/// (getPodReplicaSet — a ReplicaSet owned by a Deployment answers the Deployment's scale —,
-/// getPodStatefulSet, getPodReplicationController). Returns (controller uid, scale).
-fn controller_scale(ctx: &Ctx, pod: &Value) -> Result<Option<(String, i64)>, String> {
-    let Some(cref) = util::controller_ref(pod) else {
+/// disruption.go verifyGroupKind: the ref's kind, and its apiVersion's group among `groups`.
+fn is_kind(cref: &Value, kind: &str, groups: &[&str]) -> bool {
+    let api_version = util::s(cref, "/apiVersion");
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    util::s(cref, "/kind") == kind && groups.contains(&group)
+}
+
+/// One controller and its scale: (uid, replicas).
+type Scale = (String, i64);
+
+/// disruption.go finders(), in upstream order: getPodReplicationController (not served by
+/// the lab), getPodDeployment, getPodReplicaSet, getPodStatefulSet, getScaleController.
+/// `Ok(None)` is "no finder knows this controller".
+fn find_controller(ctx: &Ctx, cref: &Value, ns: &str) -> Result<Option<Scale>, String> {
+    let store = &ctx.lab.store;
+    let (name, uid) = (util::s(cref, "/name"), util::s(cref, "/uid"));
+    let replicas = |o: &Value| util::i(o, "/spec/replicas").unwrap_or(1);
+    if is_kind(cref, "ReplicaSet", &["apps", "extensions"])
+        && let Some(rs) = store
+            .get(&resources::REPLICASET, ns, name)
+            .filter(|rs| util::uid(rs) == uid)
+    {
+        match util::controller_ref(&rs) {
+            // getPodDeployment: a ReplicaSet a Deployment controls answers its scale.
+            Some(dref) if is_kind(dref, "Deployment", &["apps", "extensions"]) => {
+                if let Some(d) = store
+                    .get(&resources::DEPLOYMENT, ns, util::s(dref, "/name"))
+                    .filter(|d| util::uid(d) == util::s(dref, "/uid"))
+                {
+                    return Ok(Some((util::uid(&d).to_string(), replicas(&d))));
+                }
+            }
+            // getPodReplicaSet skips a ReplicaSet controlled by any Deployment
+            Some(dref) if util::s(dref, "/kind") == "Deployment" => {}
+            _ => return Ok(Some((uid.to_string(), replicas(&rs)))),
+        }
+    }
+    if is_kind(cref, "StatefulSet", &["apps"])
+        && let Some(ss) = store
+            .get(&resources::STATEFULSET, ns, name)
+            .filter(|ss| util::uid(ss) == uid)
+    {
+        return Ok(Some((uid.to_string(), replicas(&ss))));
+    }
+    // getScaleController: the REST mapping of the ref, then its scale subresource.
+    let api_version = util::s(cref, "/apiVersion");
+    let kind = util::s(cref, "/kind");
+    let Some(res) = resources::by_kind(api_version, kind) else {
+        // meta.NoKindMatchError
         return Err(format!(
-            "found no controller ref for pod {:?}",
-            util::name(pod)
+            "no matches for kind {kind:?} in version {api_version:?}"
         ));
     };
-    let ns = util::namespace(pod);
-    let (kind, name, uid) = (
-        util::s(cref, "/kind"),
-        util::s(cref, "/name"),
-        util::s(cref, "/uid"),
-    );
-    let store = &ctx.lab.store;
-    let scale =
-        |res: &'static resources::Resource, name: &str, uid: &str| -> Option<(String, i64)> {
-            let o = store.get(res, ns, name)?;
-            (util::uid(&o) == uid)
-                .then(|| (uid.to_string(), util::i(&o, "/spec/replicas").unwrap_or(1)))
-        };
-    match kind {
-        "ReplicaSet" => {
-            let Some(rs) = store
-                .get(&resources::REPLICASET, ns, name)
-                .filter(|r| util::uid(r) == uid)
-            else {
-                return Err(format!(
-                    "found no controllers for pod {:?}",
-                    util::name(pod)
-                ));
-            };
-            if let Some(("Deployment", dname, duid)) = util::controller_of(&rs)
-                && let Some(s) = scale(&resources::DEPLOYMENT, dname, duid)
-            {
-                return Ok(Some(s));
-            }
-            Ok(Some((
-                uid.to_string(),
-                util::i(&rs, "/spec/replicas").unwrap_or(1),
-            )))
-        }
-        "StatefulSet" => scale(&resources::STATEFULSET, name, uid)
-            .map(Some)
-            .ok_or_else(|| format!("found no controllers for pod {:?}", util::name(pod))),
-        _ => Err(format!(
-            "found no controllers for pod {:?}",
-            util::name(pod)
-        )),
+    if !res.has_subresource("scale") {
+        return Err(format!(
+            "{} does not implement the scale subresource",
+            res.qualified()
+        ));
     }
+    Ok(store
+        .get(res, ns, name)
+        .filter(|o| util::uid(o) == uid)
+        .map(|o| (uid.to_string(), replicas(&o))))
 }
 
-/// disruption.go getExpectedScale: the sum of the distinct controllers' scales.
-fn expected_scale(ctx: &Ctx, pods: &[Obj]) -> Result<i64, String> {
+/// disruption.go getExpectedScale: the sum of the distinct controllers' scales. Pods without
+/// a controllerRef are skipped and reported (kubernetes/kubernetes#103414).
+fn expected_scale(ctx: &Ctx, pods: &[Obj]) -> Result<(i64, Vec<String>), String> {
     let mut seen = BTreeMap::new();
+    let mut unmanaged = Vec::new();
     for p in pods {
-        if let Some((uid, s)) = controller_scale(ctx, p)? {
-            seen.insert(uid, s);
+        let Some(cref) = util::controller_ref(p) else {
+            unmanaged.push(util::name(p).to_string());
+            continue;
+        };
+        if seen.contains_key(util::s(cref, "/uid")) {
+            continue;
+        }
+        match find_controller(ctx, cref, util::namespace(p))? {
+            Some((uid, s)) => {
+                seen.insert(uid, s);
+            }
+            None => return Err(format!("found no controllers for pod {:?}", util::name(p))),
         }
     }
-    Ok(seen.values().sum())
+    Ok((seen.values().sum(), unmanaged))
 }
 
-/// disruption.go getExpectedPodCount + updatePdbStatus arithmetic. `pods` are the pods the
-/// selector matches; `healthy` is countHealthyPods' result.
+/// intstr.GetScaledValueFromIntOrPercent for a percentage (a string must end in `%`),
+/// rounding up as disruption.go asks.
+fn scaled_percent(v: &Value, total: i64) -> Result<i64, String> {
+    if let Value::String(s) = v
+        && !s.ends_with('%')
+    {
+        return Err(
+            "invalid value for IntOrString: invalid type: string is not a percentage".into(),
+        );
+    }
+    util::scaled_int_or_percent(v, total, true)
+}
+
+/// disruption.go getExpectedPodCount and updatePdbStatus's arithmetic. `pods` are the pods
+/// the selector matches; `healthy` is countHealthyPods' result.
 pub fn compute(ctx: &Ctx, pdb: &Value, pods: &[Obj], healthy: i64) -> Result<Budget, String> {
-    let (expected, desired) = if let Some(mu) = pdb.pointer("/spec/maxUnavailable") {
-        let expected = expected_scale(ctx, pods)?;
-        let mu = util::scaled_int_or_percent(mu, expected, true)?;
-        (expected, (expected - mu).max(0))
-    } else if let Some(ma) = pdb.pointer("/spec/minAvailable") {
-        match ma {
-            Value::Number(n) => (pods.len() as i64, n.as_i64().unwrap_or(0)),
-            Value::String(s) if !s.ends_with('%') => (
-                pods.len() as i64,
-                s.parse()
-                    .map_err(|_| format!("invalid minAvailable {s:?}"))?,
-            ),
-            _ => {
-                let expected = expected_scale(ctx, pods)?;
-                (expected, util::scaled_int_or_percent(ma, expected, true)?)
+    let mut unmanaged = Vec::new();
+    let (expected, desired) =
+        if let Some(mu) = pdb.pointer("/spec/maxUnavailable").filter(|v| !v.is_null()) {
+            let (expected, u) = expected_scale(ctx, pods)?;
+            unmanaged = u;
+            let mu = match mu {
+                Value::Number(_) => util::scaled_int_or_percent(mu, expected, true)?,
+                _ => scaled_percent(mu, expected)?,
+            };
+            (expected, (expected - mu).max(0))
+        } else if let Some(ma) = pdb.pointer("/spec/minAvailable").filter(|v| !v.is_null()) {
+            match ma {
+                // an integer counts the matching pods, controller or not
+                Value::Number(n) => (pods.len() as i64, n.as_i64().unwrap_or(0)),
+                _ => {
+                    let (expected, u) = expected_scale(ctx, pods)?;
+                    unmanaged = u;
+                    (expected, scaled_percent(ma, expected)?)
+                }
             }
-        }
-    } else {
-        // neither set: policy/v1 defaulting leaves minAvailable=1 on create; treat as that
-        (pods.len() as i64, 1)
-    };
+        } else {
+            // policy/v1 has no defaulting (only v1beta1 defaults minAvailable to 1): neither
+            // field leaves expected 0 and desired 0, and expected <= 0 forces allowed 0 below.
+            (0, 0)
+        };
     let mut allowed = healthy - desired;
     if expected <= 0 || allowed <= 0 {
         allowed = 0;
@@ -127,6 +169,7 @@ pub fn compute(ctx: &Ctx, pdb: &Value, pods: &[Obj], healthy: i64) -> Result<Bud
         desired_healthy: desired,
         expected_pods: expected,
         disruptions_allowed: allowed,
+        unmanaged,
     })
 }
 
@@ -140,26 +183,41 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         &resources::POD,
         &ListQuery::in_namespace(&key.0).labels(sel),
     );
+    // trySync
+    if pods.is_empty() {
+        ctx.event(
+            &pdb,
+            "Normal",
+            "NoPods",
+            "No matching pods found",
+            COMPONENT,
+        );
+    }
     let now = ctx.lab.clock.now();
-    // buildDisruptedPodMap: drop entries whose pod is gone, being deleted, or expired.
+    // buildDisruptedPodMap: keep entries of pods that exist, are not being deleted and whose
+    // 2 minutes have not passed (`expectedDeletion.Before(currentTime)` drops them).
     let mut disrupted = Map::new();
     if let Some(m) = pdb
         .pointer("/status/disruptedPods")
         .and_then(Value::as_object)
     {
-        for (name, t) in m {
-            let Some(p) = pods.iter().find(|p| util::name(p) == name) else {
+        for p in pods.iter().filter(|p| !util::terminating(p)) {
+            let Some(t) = m.get(util::name(p)) else {
                 continue;
             };
-            if util::terminating(p) {
-                continue;
-            }
             let expired = t
                 .as_str()
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .is_none_or(|t| now.duration_since(t).as_secs_f64() >= DELETION_TIMEOUT_SECONDS);
-            if !expired {
-                disrupted.insert(name.clone(), t.clone());
+                .is_none_or(|t| now.duration_since(t).as_secs_f64() > DELETION_TIMEOUT_SECONDS);
+            if expired {
+                // upstream prints the PDB's namespace twice
+                let msg = format!(
+                    "Pod was expected by PDB {}/{} to be deleted but it wasn't",
+                    key.0, key.0
+                );
+                ctx.event(p, "Warning", "NotDeleted", &msg, COMPONENT);
+            } else {
+                disrupted.insert(util::name(p).to_string(), t.clone());
             }
         }
     }
@@ -170,38 +228,46 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         .filter(|p| !disrupted.contains_key(util::name(p)))
         .filter(|p| util::pod_ready(p))
         .count() as i64;
+    let result = compute(ctx, &pdb, &pods, healthy);
+    if let Ok(b) = &result
+        && !b.unmanaged.is_empty()
+    {
+        let msg = format!(
+            "Pods selected by this PodDisruptionBudget (selector: {}) were found to be unmanaged. As a result, the status of the PDB cannot be calculated correctly, which may result in undefined behavior. To account for these pods please set \".spec.minAvailable\" field of the PDB to an integer value.",
+            go_label_selector(pdb.pointer("/spec/selector"))
+        );
+        ctx.event(&pdb, "Warning", "UnmanagedPods", &msg, COMPONENT);
+    }
     let generation = util::i(&pdb, "/metadata/generation").unwrap_or(0);
     let now_s = ctx.lab.clock.now_rfc3339();
-    let result = compute(ctx, &pdb, &pods, healthy);
     if let Err(e) = &result {
         ctx.event(
             &pdb,
             "Warning",
-            if e.starts_with("found no controller ref") {
-                "NoControllerRef"
-            } else {
-                "CalculateExpectedPodCountFailed"
-            },
-            e,
-            "controllermanager",
+            "CalculateExpectedPodCountFailed",
+            &format!("Failed to calculate the number of expected pods: {e}"),
+            COMPONENT,
         );
     }
     let _ = store.mutate(&resources::PDB, &key.0, &key.1, |o| {
-        let mut s = o.get("status").cloned().unwrap_or_else(|| json!({}));
         match &result {
             Ok(b) => {
-                s["currentHealthy"] = json!(b.current_healthy);
-                s["desiredHealthy"] = json!(b.desired_healthy);
-                s["expectedPods"] = json!(b.expected_pods);
-                s["disruptionsAllowed"] = json!(b.disruptions_allowed);
-                s["observedGeneration"] = json!(generation);
-                if disrupted.is_empty() {
-                    s.as_object_mut().map(|m| m.remove("disruptedPods"));
-                } else {
+                // updatePdbStatus replaces the status, keeping only the conditions
+                let mut s = json!({
+                    "currentHealthy": b.current_healthy,
+                    "desiredHealthy": b.desired_healthy,
+                    "expectedPods": b.expected_pods,
+                    "disruptionsAllowed": b.disruptions_allowed,
+                    "observedGeneration": generation,
+                });
+                if !disrupted.is_empty() {
                     s["disruptedPods"] = Value::Object(disrupted.clone());
                 }
+                if let Some(c) = o.pointer("/status/conditions") {
+                    s["conditions"] = c.clone();
+                }
                 o["status"] = s;
-                // pdb/helpers UpdateDisruptionAllowedCondition
+                // component-helpers apps/poddisruptionbudget UpdateDisruptionAllowedCondition
                 let (st, reason) = if b.disruptions_allowed > 0 {
                     ("True", "SufficientPods")
                 } else {
@@ -210,15 +276,57 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
                 set_pdb_condition(o, st, reason, "", generation, &now_s);
             }
             Err(e) => {
-                // disruption.go failSafe
-                s["disruptionsAllowed"] = json!(0);
-                s["observedGeneration"] = json!(generation);
-                o["status"] = s;
-                set_pdb_condition(o, "False", "SyncFailed", e, generation, &now_s);
+                // failSafe: only disruptionsAllowed and the condition, whose
+                // observedGeneration is the status's (not the object's)
+                let observed = util::i(o, "/status/observedGeneration").unwrap_or(0);
+                if !o.get("status").is_some_and(Value::is_object) {
+                    o["status"] = json!({});
+                }
+                o["status"]["disruptionsAllowed"] = json!(0);
+                set_pdb_condition(o, "False", "SyncFailed", e, observed, &now_s);
             }
         }
         Ok(())
     });
+}
+
+/// The event source of the disruption controller (kube-controller-manager's recorder).
+const COMPONENT: &str = "controllermanager";
+
+/// A `*metav1.LabelSelector` printed with `%v` (its generated String method), as the
+/// UnmanagedPods event shows it.
+fn go_label_selector(sel: Option<&Value>) -> String {
+    let Some(sel) = sel.filter(|v| v.is_object()) else {
+        return "nil".into();
+    };
+    let labels: BTreeMap<&str, &str> = sel
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    let labels: String = labels.iter().map(|(k, v)| format!("{k}: {v},")).collect();
+    let exprs: String = util::arr(sel, "/matchExpressions")
+        .iter()
+        .map(|e| {
+            let vals: Vec<&str> = util::arr(e, "/values")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            format!(
+                "LabelSelectorRequirement{{Key:{},Operator:{},Values:[{}],}},",
+                util::s(e, "/key"),
+                util::s(e, "/operator"),
+                vals.join(" ")
+            )
+        })
+        .collect();
+    format!(
+        "&LabelSelector{{MatchLabels:map[string]string{{{labels}}},MatchExpressions:[]LabelSelectorRequirement{{{exprs}}},}}"
+    )
 }
 
 fn set_pdb_condition(
