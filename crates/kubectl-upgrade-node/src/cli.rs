@@ -7,6 +7,7 @@ use upkeep::connect::KubeFlags;
 use upkeep::output::{DryRun, OutputFormat};
 use upkeep::upgrade::PackageManager;
 use upkeep::upgrade::transport::RemoteShell;
+use upkeep::upgrade::via::ViaKind;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -33,18 +34,6 @@ Interrupted or failed? Run the same command again: progress is recorded on the n
 
 Exit codes: 0 done (or nothing to do), 1 refused by preflight (nothing changed),
 2 failed or interrupted midway (the message names the step, what was done, how to retry).";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ViaKind {
-    /// Run each command through --remote-shell (default: ssh to the node's InternalIP)
-    Shell,
-    /// A privileged pod pinned to the node, entering the host with nsenter
-    Pod,
-    /// Print each block of commands and wait for the operator to run them
-    Manual,
-    /// This machine is the node
-    Local,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Strategy {

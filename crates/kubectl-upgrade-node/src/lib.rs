@@ -2,4 +2,3 @@
 //! decisions live in `upkeep::upgrade`.
 
 pub mod cli;
-pub mod via;

@@ -136,6 +136,18 @@ impl Printer {
         let _ = writeln!(err, "warning: {}", message.as_ref());
     }
 
+    /// An error on stderr, always shown: `error: ...`, as kubectl prints them.
+    pub fn error(&self, message: impl AsRef<str>) {
+        let mut err = anstream::stderr();
+        let _ = writeln!(err, "error: {}", message.as_ref());
+    }
+
+    /// Text for people on stderr as it is, always shown (a plan before its question).
+    pub fn show(&self, text: &str) {
+        let mut err = anstream::stderr();
+        let _ = err.write_all(text.as_bytes());
+    }
+
     /// A progress bar on stderr, hidden when stderr is not a terminal.
     pub fn progress(&self, len: u64, what: &str) -> ProgressBar {
         let bar = ProgressBar::with_draw_target(Some(len), self.draw_target());
