@@ -79,6 +79,8 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Op
 /// A running lab: a child `upkeep-lab serve` process and its kubeconfig.
 pub struct Lab {
     child: Child,
+    /// Started with `--etcd-data-dir`: stopped with SIGTERM so that its etcd stops too.
+    etcd: bool,
     dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
 }
@@ -131,6 +133,7 @@ impl Lab {
             ));
         let child = cmd.spawn().expect("start upkeep-lab");
         let mut lab = Lab {
+            etcd: opts.extra.iter().any(|a| a == "--etcd-data-dir"),
             child,
             dir,
             kubeconfig,
@@ -272,8 +275,55 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Stops the lab as Ctrl-C or a service manager would (SIGTERM) and waits up to
+    /// `deadline` for it to exit; a lab on its own etcd writes its last changes and stops
+    /// that etcd first. Panics with the log when it does not exit in time or fails.
+    pub fn stop(&mut self, deadline: Duration) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "could not send SIGTERM to the lab");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the lab") {
+                break status;
+            }
+            if start.elapsed() > deadline {
+                panic!(
+                    "upkeep-lab did not exit within {deadline:?} of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "upkeep-lab exited with {status}:\n{}",
+            self.log()
+        );
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None))
+            && self.etcd
+            && let Ok(s) = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+            && s.success()
+        {
+            // A lab on its own etcd stops that etcd on SIGTERM; SIGKILL would leave it running.
+            let start = Instant::now();
+            while matches!(self.child.try_wait(), Ok(None))
+                && start.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -30,6 +30,9 @@ pub enum Command {
   # a scenario (built-in name or a YAML file), 100x faster lab time
   upkeep-lab serve --scenario os-upgrade --time-scale 100 --kubeconfig ./kubeconfig
 
+  # objects in a real etcd the lab starts on ./etcd-data (a later run serves what is there)
+  upkeep-lab serve --scenario backup-restore --etcd-data-dir ./etcd-data --kubeconfig ./kubeconfig
+
 The kubeconfig is written only once the server answers. Contexts: upkeep-lab (admin,
 client certificate), upkeep-lab-token (admin, bearer token), readonly (token; writes get 403).")]
     Serve(ServeArgs),
@@ -74,6 +77,14 @@ pub struct ServeArgs {
     /// Changes kept for resuming watches (older resourceVersions get 410 Gone).
     #[arg(long, value_name = "N", default_value_t = upkeep_lab_default_history())]
     pub watch_history: usize,
+    /// Keep every object in this etcd (plain http), laid out as kube-apiserver does; a
+    /// cluster already there is served as it is, the scenario applies only to an empty etcd.
+    #[arg(long, value_name = "URL", conflicts_with = "etcd_data_dir")]
+    pub etcd_endpoints: Option<String>,
+    /// Start the installed etcd on loopback on this data directory (created if missing, e.g.
+    /// one `kubectl backup etcd restore` wrote), keep every object there, stop it on exit.
+    #[arg(long, value_name = "DIR")]
+    pub etcd_data_dir: Option<PathBuf>,
     /// Where to write the kubeconfig for this lab.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: PathBuf,

@@ -122,9 +122,20 @@ pub struct Lab {
 impl Lab {
     /// A lab with the system namespaces (default, kube-system, kube-public, kube-node-lease).
     pub fn new(opts: LabOptions) -> Arc<Lab> {
+        Self::new_on(opts, None)
+    }
+
+    /// A lab whose store starts from `seed` (a persisted cluster, see `crate::etcd`). The
+    /// system namespaces are created only when the seed holds no object.
+    pub fn new_on(opts: LabOptions, seed: Option<crate::store::Seed>) -> Arc<Lab> {
         let clock = Arc::new(Clock::new(opts.time_scale));
+        let mut store = Store::with_history(clock.clone(), opts.history);
+        if let Some(seed) = seed {
+            store.seed(seed);
+        }
+        let fresh = store.is_empty();
         let lab = Lab {
-            store: Store::with_history(clock.clone(), opts.history),
+            store,
             clock,
             version: RwLock::new(opts.version),
             pod_logs: Mutex::new(HashMap::new()),
@@ -132,7 +143,12 @@ impl Lab {
             metrics: Metrics::default(),
             extensions: Mutex::new(HashMap::new()),
         };
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let system = if fresh {
+            &["default", "kube-system", "kube-public", "kube-node-lease"][..]
+        } else {
+            &[]
+        };
+        for ns in system {
             lab.store
                 .create(
                     &resources::NAMESPACE,

@@ -1,7 +1,7 @@
 //! upkeep-lab: a simulated Kubernetes cluster in one process.
 //!
 //! * [`lab`]: the shared state ([`Lab`]) and the plugin seam ([`LabPlugin`]).
-//! * [`store`]: the object store with watch history.
+//! * [`store`]: the object store with watch history; [`etcd`]: the store kept in a real etcd.
 //! * [`resources`]: the table of served resources.
 //! * [`sim`]: controllers, scheduler, kubelets, node lifecycle; [`scenario`]: scenarios.
 //! * [`nodeshell`]: each node's command line (packages, kubeadm, systemctl) and [`exec`].
@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod etcd;
 pub mod exec;
 pub mod faults;
 pub mod lab;

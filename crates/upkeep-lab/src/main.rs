@@ -28,6 +28,11 @@ async fn main() -> std::process::ExitCode {
                 kubeconfig: a.kubeconfig,
                 time_scale: a.time_scale,
                 watch_history: a.watch_history,
+                etcd: match (a.etcd_endpoints, a.etcd_data_dir) {
+                    (Some(url), _) => Some(upkeep_lab::server::EtcdTarget::Endpoint(url)),
+                    (None, Some(dir)) => Some(upkeep_lab::server::EtcdTarget::DataDir(dir)),
+                    (None, None) => None,
+                },
             };
             upkeep_lab::server::run_serve(cmd, upkeep_lab::default_plugins()).await
         }

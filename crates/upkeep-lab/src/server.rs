@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::body::Body;
@@ -246,6 +247,14 @@ pub async fn start(
     let ctx = ApiContext::new(lab.clone(), auth);
     let extra: Vec<_> = plugins.iter().filter_map(|p| p.routes()).collect();
     let app = api::router(ctx.clone(), extra);
+    let app = if lab.store.durable().is_some() {
+        app.layer(axum::middleware::from_fn_with_state(
+            lab.clone(),
+            durable_writes,
+        ))
+    } else {
+        app
+    };
 
     let listener = TcpListener::bind(opts.listen).await.with_context(|| {
         format!(
@@ -366,6 +375,17 @@ pub struct ServeCommand {
     pub time_scale: Option<f64>,
     /// Watch history length (events).
     pub watch_history: usize,
+    /// Keep the objects in etcd (None: in memory).
+    pub etcd: Option<EtcdTarget>,
+}
+
+/// Where a persisted lab keeps its objects.
+#[derive(Debug, Clone)]
+pub enum EtcdTarget {
+    /// A running etcd (plain http).
+    Endpoint(String),
+    /// Start the installed etcd on loopback on this data directory.
+    DataDir(PathBuf),
 }
 
 /// `upkeep-lab serve`: build the lab, load the scenario, start plugins, serve, write the
@@ -379,8 +399,37 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
         opts.time_scale = s;
     }
     opts.history = cmd.watch_history;
-    let lab = Lab::new(opts);
-    if let Some(s) = &cmd.scenario {
+    let etcd_process = match &cmd.etcd {
+        Some(EtcdTarget::DataDir(dir)) => Some(crate::etcd::EtcdProcess::start(dir).await?),
+        _ => None,
+    };
+    let endpoint = match (&cmd.etcd, &etcd_process) {
+        (_, Some(p)) => Some(p.endpoint.clone()),
+        (Some(EtcdTarget::Endpoint(url)), None) => Some(url.clone()),
+        _ => None,
+    };
+    if let Some(p) = &etcd_process {
+        eprintln!(
+            "upkeep-lab: etcd serving {} on its data directory (log: {})",
+            p.endpoint,
+            p.log.display()
+        );
+    }
+    let seed = match &endpoint {
+        Some(url) => Some(crate::etcd::open(url).await?),
+        None => None,
+    };
+    // A lab on an etcd that already holds a cluster serves that cluster as it is.
+    let restored = seed.as_ref().is_some_and(|s| !s.objects.is_empty());
+    let lab = Lab::new_on(opts, seed);
+    if restored {
+        eprintln!(
+            "upkeep-lab: serving the cluster found in etcd at {} (revision {}); --scenario is not applied to it",
+            endpoint.as_deref().unwrap_or_default(),
+            lab.store.current_rv()
+        );
+    }
+    if let Some(s) = cmd.scenario.as_ref().filter(|_| !restored) {
         let handled = lab
             .load_scenario(&plugins, s)
             .with_context(|| format!("loading scenario {s}"))?;
@@ -416,8 +465,36 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     shutdown_signal().await;
     eprintln!("upkeep-lab: shutting down");
     server.shutdown();
+    let lab = server.lab.clone();
     server.join().await;
+    if !crate::etcd::flush(&lab.store, Duration::from_secs(30)).await {
+        eprintln!(
+            "upkeep-lab: etcd did not take the last changes within 30 s; they are lost (resourceVersion {})",
+            lab.store.current_rv()
+        );
+    }
+    if let Some(p) = etcd_process {
+        p.stop().await;
+    }
     Ok(())
+}
+
+/// A persisted lab answers a write once etcd holds it (kube-apiserver answers after the etcd
+/// transaction): wait for everything committed when the handler returned.
+async fn durable_writes(
+    axum::extract::State(lab): axum::extract::State<Arc<Lab>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let write = !matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    let resp = next.run(req).await;
+    if write && !crate::etcd::flush(&lab.store, Duration::from_secs(30)).await {
+        tracing::error!("etcd did not take a change within 30 s");
+    }
+    resp
 }
 
 async fn shutdown_signal() {

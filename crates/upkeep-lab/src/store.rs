@@ -20,6 +20,8 @@
 //!   gets `RecvError::Lagged` and should re-list. [`Store::watch_from`] atomically returns the
 //!   backlog after a resourceVersion plus a receiver, or 410 Gone when the history no longer
 //!   reaches back that far.
+//! * Persistence (optional, `crate::etcd`): a [`Persist`] sink sees every committed change in
+//!   order, under the lock, and must not block. Without one (the default) nothing else runs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -175,8 +177,29 @@ struct Inner {
     uid_seq: u64,
 }
 
+/// Where committed changes also go (the etcd backend). Called under the store's write lock,
+/// in resourceVersion order, exactly once per resourceVersion: must be cheap and never block.
+pub trait Persist: Send + Sync {
+    /// `obj` was created or changed; it carries its new resourceVersion.
+    fn put(&self, res: &'static Resource, obj: &Obj);
+    /// The object was removed at resourceVersion `rv`.
+    fn delete(&self, res: &'static Resource, ns: &str, name: &str, rv: u64);
+    /// The last resourceVersion the sink has made durable (API writes wait for it).
+    fn durable(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// What a store starts from when it is backed by a database that already holds data.
+pub struct Seed {
+    pub persist: Arc<dyn Persist>,
+    /// The database's revision: the next change gets `rv + 1`.
+    pub rv: u64,
+    /// Objects as stored, each carrying its resourceVersion.
+    pub objects: Vec<(&'static Resource, Value)>,
+}
+
 /// The store. Share it through [`crate::Lab`].
 pub struct Store {
+    persist: Option<Arc<dyn Persist>>,
     inner: RwLock<Inner>,
     tx: broadcast::Sender<WatchEvent>,
     clock: Arc<Clock>,
@@ -202,6 +225,7 @@ impl Store {
         let mut seed = [0u8; 6];
         let _ = getrandom::fill(&mut seed);
         Store {
+            persist: None,
             inner: RwLock::new(Inner {
                 rv: 1000,
                 tables: resources::ALL.iter().map(|_| BTreeMap::new()).collect(),
@@ -219,6 +243,37 @@ impl Store {
 
     pub fn clock(&self) -> &Arc<Clock> {
         &self.clock
+    }
+
+    /// Start from `seed` (a persisted cluster): its objects, its revision as the current
+    /// resourceVersion (older ones answer 410 Gone: there is no history before it), and its
+    /// sink for every later change.
+    pub fn seed(&mut self, seed: Seed) {
+        let inner = self.inner.get_mut();
+        for (res, obj) in seed.objects {
+            let k = key(res, meta_str(&obj, "namespace"), meta_str(&obj, "name"));
+            if res == &resources::POD {
+                inner
+                    .pods_by_node
+                    .entry(node_of(&obj).to_string())
+                    .or_default()
+                    .insert(k.clone());
+            }
+            inner.tables[idx(res)].insert(k, Arc::new(obj));
+        }
+        inner.rv = seed.rv;
+        inner.compacted_rv = seed.rv;
+        self.persist = Some(seed.persist);
+    }
+
+    /// The durable resourceVersion of a persisted store (None: in memory only).
+    pub fn durable(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.persist.as_ref().map(|p| p.durable())
+    }
+
+    /// Whether the store holds no object at all.
+    pub fn is_empty(&self) -> bool {
+        self.inner.read().tables.iter().all(BTreeMap::is_empty)
     }
 
     /// The current (latest) resourceVersion.
@@ -904,6 +959,9 @@ impl Store {
                 .insert(k.clone());
         }
         inner.tables[idx(res)].insert(k, obj.clone());
+        if let Some(p) = &self.persist {
+            p.put(res, &obj);
+        }
         self.emit(
             inner,
             WatchEvent {
@@ -939,6 +997,9 @@ impl Store {
         let mut last = (*old).clone();
         metadata_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
         let last = Arc::new(last);
+        if let Some(p) = &self.persist {
+            p.delete(res, ns, name, rv);
+        }
         self.emit(
             inner,
             WatchEvent {

@@ -78,6 +78,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "ha-control-plane",
         include_str!("../../scenarios/ha-control-plane.yaml"),
     ),
+    (
+        "backup-restore",
+        include_str!("../../scenarios/backup-restore.yaml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
