@@ -108,6 +108,12 @@ res!(ENDPOINTS, "", "v1", "Endpoints", "endpoints", "endpoints", true,
     subs: &[], verbs: RW, short: &["ep"], cats: &[], status: false, generation: false);
 res!(EVENT, "", "v1", "Event", "events", "event", true,
     subs: &[], verbs: RW, short: &["ev"], cats: &[], status: false, generation: false);
+// Storage: served and stored so pods can use local volumes bound to a node; the scheduler's
+// VolumeBinding filter reads them (there is no PV controller or provisioner).
+res!(PERSISTENTVOLUME, "", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false,
+    subs: &["status"], verbs: RW, short: &["pv"], cats: &[], status: true, generation: false);
+res!(PERSISTENTVOLUMECLAIM, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true,
+    subs: &["status"], verbs: RW, short: &["pvc"], cats: &[], status: true, generation: false);
 res!(DEPLOYMENT, "apps", "v1", "Deployment", "deployments", "deployment", true,
     subs: &["status", "scale"], verbs: RW, short: &["deploy"], cats: &["all"], status: true, generation: true);
 res!(REPLICASET, "apps", "v1", "ReplicaSet", "replicasets", "replicaset", true,
@@ -143,6 +149,8 @@ pub static ALL: &[&Resource] = &[
     &SERVICEACCOUNT,
     &ENDPOINTS,
     &EVENT,
+    &PERSISTENTVOLUME,
+    &PERSISTENTVOLUMECLAIM,
     &DEPLOYMENT,
     &REPLICASET,
     &DAEMONSET,

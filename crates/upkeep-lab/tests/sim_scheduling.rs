@@ -1,5 +1,6 @@
 //! The scheduler: taints and tolerations, nodeSelector, required node affinity, resources,
-//! and the FailedScheduling report of a pod that fits nowhere.
+//! pod anti-affinity, host ports, local PersistentVolumes, and the FailedScheduling report of
+//! a pod that fits nowhere.
 
 // The store's errors are full Status objects; closures return them unboxed.
 #![allow(clippy::result_large_err)]
@@ -142,4 +143,109 @@ async fn cordoned_nodes_get_no_new_pods() {
         })
         .unwrap();
     assert_eq!(placed(&t, "nowhere").await, "node02");
+}
+
+/// A pod with labels `app` and `spec` (containers added).
+fn app_pod(name: &str, app: &str, spec: Value) -> Value {
+    let mut p = pod(name, spec);
+    p["metadata"]["labels"] = json!({"app": app});
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anti_affinity_and_host_ports_keep_a_pod_pending() {
+    let t = lab();
+    // one replica per worker (plugins/interpodaffinity): the third has nowhere to go
+    let spec = json!({"nodeSelector": {"zone": "a"}, "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": {"app": "r"}}}]}}});
+    t.create(&resources::POD, app_pod("r1", "r", spec.clone()));
+    let n1 = placed(&t, "r1").await;
+    t.create(&resources::POD, app_pod("r2", "r", spec.clone()));
+    let n2 = placed(&t, "r2").await;
+    assert_ne!(
+        n1, n2,
+        "required anti-affinity puts the replicas on different nodes"
+    );
+    t.create(&resources::POD, app_pod("r3", "r", spec));
+    assert_eq!(
+        unschedulable(&t, "r3").await,
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 node(s) didn't match pod anti-affinity rules. preemption: 0/4 nodes are available: 2 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."
+    );
+    // once r1 is gone, r3 takes its node
+    t.lab
+        .store
+        .delete(&resources::POD, "default", "r1", &Default::default())
+        .unwrap();
+    assert_eq!(placed(&t, "r3").await, n1);
+
+    // plugins/nodeports: the same host port on the same node
+    let port = |n: &str| {
+        let mut p = pod(
+            n,
+            json!({"nodeSelector": {"kubernetes.io/hostname": "node01"}}),
+        );
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]);
+        p
+    };
+    t.create(&resources::POD, port("hp1"));
+    assert_eq!(placed(&t, "hp1").await, "node01");
+    t.create(&resources::POD, port("hp2"));
+    assert_eq!(
+        unschedulable(&t, "hp2").await,
+        "0/4 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. preemption: 0/4 nodes are available: 1 No preemption victims found for incoming pod, 3 Preemption is not helpful for scheduling."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_persistent_volume_binds_its_pod_to_the_node() {
+    let t = lab();
+    t.create(
+        &resources::PERSISTENTVOLUME,
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "local-1"},
+               "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "local": {"path": "/mnt/disk"},
+                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node02"]}]}]}}}}),
+    );
+    t.create(
+        &resources::PERSISTENTVOLUMECLAIM,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "default"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": "local-1"}}),
+    );
+    let with_claim = |n: &str, claim: &str| {
+        pod(
+            n,
+            json!({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}),
+        )
+    };
+    t.create(&resources::POD, with_claim("db", "data"));
+    assert_eq!(placed(&t, "db").await, "node02");
+    // plugins/volumebinding PreFilter: a missing claim, an unbound claim
+    t.create(&resources::POD, with_claim("no-claim", "missing"));
+    assert_eq!(
+        unschedulable(&t, "no-claim").await,
+        "0/4 nodes are available: persistentvolumeclaim \"missing\" not found. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+    );
+    t.create(
+        &resources::PERSISTENTVOLUMECLAIM,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "loose", "namespace": "default"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    );
+    t.create(&resources::POD, with_claim("unbound", "loose"));
+    assert_eq!(
+        unschedulable(&t, "unbound").await,
+        "0/4 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+    );
+    // with node02 cordoned the volume's pod cannot move anywhere else
+    t.lab
+        .store
+        .mutate(&resources::NODE, "", "node02", |o| {
+            o["spec"]["unschedulable"] = json!(true);
+            Ok(())
+        })
+        .unwrap();
+    t.create(&resources::POD, with_claim("db-2", "data"));
+    assert_eq!(
+        unschedulable(&t, "db-2").await,
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 1 node(s) had volume node affinity conflict, 1 node(s) were unschedulable. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling."
+    );
 }
