@@ -675,6 +675,30 @@ impl Store {
             .is_some_and(|v| !v.is_null());
         let now = self.clock.now();
 
+        // pkg/registry/core/namespace/storage/storage.go Delete: the first delete only starts
+        // termination (deletionTimestamp, phase Terminating); the namespace controller empties
+        // it and removes its spec.finalizers; a delete while spec.finalizers remain changes
+        // nothing.
+        if res == &resources::NAMESPACE {
+            if !terminating {
+                let mut new = (*old).clone();
+                metadata_mut(&mut new).insert(
+                    "deletionTimestamp".into(),
+                    json!(crate::clock::format_time(now)),
+                );
+                metadata_mut(&mut new).insert("deletionGracePeriodSeconds".into(), json!(0));
+                new["status"]["phase"] = json!("Terminating");
+                if opts.dry_run {
+                    return Ok(DeleteOutcome::Terminating(Arc::new(new)));
+                }
+                let o = self.commit(&mut inner, res, Some(&old), new, EventKind::Modified);
+                return Ok(DeleteOutcome::Terminating(o));
+            }
+            if !spec_finalizers(&old).is_empty() {
+                return Ok(DeleteOutcome::Terminating(old));
+            }
+        }
+
         // Graceful period for pods (pod/strategy.go CheckGracefulDelete).
         let mut grace: i64 = 0;
         if std::ptr::eq(res, &resources::POD) || res == &resources::POD {
@@ -728,12 +752,21 @@ impl Store {
         }
 
         if terminating {
-            // Already terminating: a later delete may only shorten a pod's grace period
-            // (rest/delete.go BeforeDelete); grace 0 removes it when no finalizers remain.
+            // Already terminating (rest/delete.go BeforeDelete): a recorded grace period of 0
+            // (or none) deletes now; otherwise only a shorter grace given in the options
+            // changes anything, moving the deadline earlier: old deadline - old grace + new
+            // grace. No grace given, or a longer one, leaves the object as it is. A shorter
+            // grace of 0 removes it when no finalizers remain.
             let cur = old
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
+            let given = opts.grace_period_seconds.map(|g| if g < 0 { 1 } else { g });
+            let grace = match given {
+                _ if cur <= 0 => 0,
+                Some(g) if g < cur => g,
+                _ => cur,
+            };
             if grace == 0 && finalizers.is_empty() {
                 if opts.dry_run {
                     return Ok(DeleteOutcome::Removed(old));
@@ -744,8 +777,12 @@ impl Store {
                 ));
             }
             if grace < cur {
+                let old_ts = meta_str(&old, "deletionTimestamp")
+                    .parse::<jiff::Timestamp>()
+                    .unwrap_or(now);
                 let md = metadata_mut(&mut new);
-                let ts = now + jiff::SignedDuration::from_secs(grace);
+                let ts = old_ts - jiff::SignedDuration::from_secs(cur)
+                    + jiff::SignedDuration::from_secs(grace);
                 md.insert(
                     "deletionTimestamp".into(),
                     json!(crate::clock::format_time(ts)),
@@ -923,7 +960,13 @@ impl Store {
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty());
-            if had {
+            // a Namespace also waits for its spec.finalizers (the namespace controller's
+            // `finalize`): pkg/registry/core/namespace/strategy.go ShouldDeleteNamespaceDuringUpdate
+            let ns_spec_done = res == &resources::NAMESPACE
+                && !spec_finalizers(&old).is_empty()
+                && spec_finalizers(&new).is_empty();
+            let ns_waits = res == &resources::NAMESPACE && !spec_finalizers(&new).is_empty();
+            if (had || ns_spec_done) && !ns_waits {
                 let o = self.commit(inner, res, Some(&old), new, EventKind::Modified);
                 let _ = o;
                 return Ok(self.remove_locked(inner, res, &ns, &name).expect("present"));
@@ -1128,6 +1171,14 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata object")
 }
 
+/// A Namespace's spec.finalizers (what the namespace controller must finish).
+fn spec_finalizers(obj: &Value) -> Vec<&str> {
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 fn set_finalizers(obj: &mut Value, f: &[String]) {
     let md = metadata_mut(obj);
     if f.is_empty() {
@@ -1328,6 +1379,94 @@ mod tests {
             .unwrap();
         assert!(matches!(out, DeleteOutcome::Removed(_)));
         assert_eq!(s.list(&resources::POD, &q).0.len(), 0);
+    }
+
+    #[test]
+    fn re_deleting_a_terminating_pod_only_moves_its_deadline_earlier() {
+        // rest/delete.go BeforeDelete on an object that already has a deletionTimestamp
+        let s = store();
+        s.create(
+            &resources::POD,
+            "default",
+            json!({"metadata":{"name":"b"},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}}),
+            false,
+        )
+        .unwrap();
+        let del = |grace: Option<i64>| {
+            s.delete(
+                &resources::POD,
+                "default",
+                "b",
+                &DeleteOpts {
+                    grace_period_seconds: grace,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let first = del(Some(30)).object().clone();
+        let deadline = |o: &Value| {
+            meta_str(o, "deletionTimestamp")
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+        };
+        let t0 = deadline(&first);
+        // no grace given: nothing changes (not even the resourceVersion)
+        assert_eq!(*del(None).object(), first);
+        // a longer grace: nothing changes
+        assert_eq!(*del(Some(60)).object(), first);
+        // a shorter grace: old deadline - old grace + new grace
+        let shorter = del(Some(10)).object().clone();
+        assert_eq!(deadline(&shorter), t0 - jiff::SignedDuration::from_secs(20));
+        assert_eq!(shorter["metadata"]["deletionGracePeriodSeconds"], 10);
+        // grace 0 deletes it
+        assert!(matches!(del(Some(0)), DeleteOutcome::Removed(_)));
+    }
+
+    #[test]
+    fn a_namespace_terminates_until_its_finalizers_are_gone() {
+        let s = store();
+        s.create(
+            &resources::NAMESPACE,
+            "",
+            json!({"metadata":{"name":"doomed"},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}}),
+            false,
+        )
+        .unwrap();
+        let out = s
+            .delete(&resources::NAMESPACE, "", "doomed", &DeleteOpts::default())
+            .unwrap();
+        let ns = out.object().clone();
+        assert!(matches!(out, DeleteOutcome::Terminating(_)));
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        assert!(ns["metadata"]["deletionTimestamp"].is_string());
+        // creates in it: 403 with the NamespaceTerminating cause
+        let e = s
+            .create(
+                &resources::CONFIGMAP,
+                "doomed",
+                json!({"metadata":{"name":"c"}}),
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "configmaps \"c\" is forbidden: unable to create new content in namespace doomed because it is being terminated"
+        );
+        assert_eq!(e.causes[0].reason, "NamespaceTerminating");
+        // deleting again while spec.finalizers remain changes nothing
+        let again = s
+            .delete(&resources::NAMESPACE, "", "doomed", &DeleteOpts::default())
+            .unwrap();
+        assert_eq!(*again.object(), ns);
+        // the namespace controller's finalize: gone once spec.finalizers is empty
+        s.mutate(&resources::NAMESPACE, "", "doomed", |o| {
+            o["spec"]["finalizers"] = json!([]);
+            Ok(())
+        })
+        .unwrap();
+        assert!(s.get(&resources::NAMESPACE, "", "doomed").is_none());
     }
 
     #[test]

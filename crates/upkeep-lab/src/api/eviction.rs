@@ -72,6 +72,27 @@ pub fn evict(
             "not a Eviction object: {api_version}"
         )));
     }
+    // Admission runs before EvictionREST.Create: namespace lifecycle forbids creates,
+    // evictions included, in a Terminating namespace
+    // (k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go Admit).
+    if lab
+        .store
+        .get(&resources::NAMESPACE, "", ns)
+        .is_some_and(|n| n.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating"))
+    {
+        return Err(ApiError::forbidden(
+            &POD,
+            name,
+            format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        )
+        .with_cause(
+            "NamespaceTerminating",
+            format!("namespace {ns} is being terminated"),
+            Some("metadata.namespace"),
+        ));
+    }
     if meta_str(body, "name") != name {
         return Err(ApiError::bad_request(
             "name in URL does not match name in Eviction object",

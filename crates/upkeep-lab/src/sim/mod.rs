@@ -27,6 +27,7 @@ pub mod gc;
 pub mod index;
 pub mod job;
 pub mod kubelet;
+pub mod namespace;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod revision;
@@ -741,6 +742,7 @@ fn spawn_components(ctx: Arc<Ctx>, rx: tokio::sync::broadcast::Receiver<WatchEve
     scheduler::spawn(ctx.clone());
     kubelet::spawn(ctx.clone());
     nodelifecycle::spawn(ctx.clone());
+    namespace::spawn(ctx.clone());
     gc::spawn_pod_gc(ctx);
 }
 
