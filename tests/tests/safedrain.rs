@@ -385,6 +385,78 @@ fn a_full_pdb_is_refused_by_name_and_wait_for_pdb_completes_after_a_scale_up() {
     deployments_whole_off(&lab, "node02").unwrap();
 }
 
+#[test]
+fn a_budget_with_room_for_one_paces_the_drain_by_default_and_pdb_refuse_refuses() {
+    let lab = os_upgrade();
+    let (ns, deploy, replicas, labels) = deployment_on(&lab, "node02");
+    // Two or more of its pods on node02: node01 cordoned while one more lands.
+    lab.kubectl_ok(["cordon", "node01"]);
+    lab.kubectl_ok([
+        "scale",
+        "deployment",
+        &deploy,
+        "-n",
+        &ns,
+        &format!("--replicas={}", replicas + 1),
+    ]);
+    wait_for("two of its pods Ready on node02", SETTLE, || {
+        let here = lab
+            .pods_on("node02")
+            .iter()
+            .filter(|p| owner_kind(p) == "ReplicaSet" && running_ready(p))
+            .count();
+        (here >= 2).then_some(())
+    });
+    lab.kubectl_ok(["uncordon", "node01"]);
+    lab.apply(&format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web-pdb\n  namespace: {ns}\nspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels:\n{}\n",
+        selector_yaml(&labels)
+    ));
+    wait_for("the PDB's status", SETTLE, || {
+        let b = lab.get_json(["pdb", "web-pdb", "-n", &ns]);
+        (b["status"]["currentHealthy"].as_i64() == Some(replicas + 1)
+            && b["status"]["disruptionsAllowed"].as_i64() == Some(1))
+        .then_some(())
+    });
+
+    // --pdb=refuse: today's strict answer, nothing changed.
+    let before = uids_on(&lab, "node02");
+    let out = safedrain(&lab, &["node02", "--yes", "--pdb=refuse"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "refused [pdb-budget]: PodDisruptionBudget {ns}/web-pdb allows 1 disruption(s)"
+        )),
+        "{}",
+        show(&out)
+    );
+    assert_nothing_changed(&lab, "node02", &before, &out);
+
+    // The default: evicted as the budget frees, whole again when it returns.
+    let out = safedrain(&lab, &["node02", "--yes", "--timeout", "150s"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        stdout(&out).contains("evicted as the budget frees"),
+        "{}",
+        show(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("error when evicting pods/")
+            && err.contains(&format!("PodDisruptionBudget {ns}/web-pdb")),
+        "a paced eviction names the budget:\n{}",
+        show(&out)
+    );
+    assert!(unschedulable(&lab, "node02"));
+    assert!(
+        lab.pods_on("node02")
+            .iter()
+            .all(|p| owner_kind(p) != "ReplicaSet"),
+        "no ReplicaSet pod left on node02"
+    );
+    deployments_whole_off(&lab, "node02").unwrap();
+}
+
 // ---------- each blocker, refused with its own reason ----------
 
 fn refused_with(lab: &Lab, rule: &str, names: &[&str]) {

@@ -160,18 +160,9 @@ fn worker_running(lab: &Lab, app: &str) -> String {
 #[test]
 fn cluster_upgrade_end_to_end() {
     let lab = lab();
-    let out = upgrade(
-        &lab,
-        &[
-            "--all",
-            "--to",
-            "v1.35",
-            "--yes",
-            "--wait-for-pdb",
-            "-o",
-            "json",
-        ],
-    );
+    let out = upgrade(&lab, &["--all", "--to", "v1.35", "--yes", "-o", "json"]);
+    // No PodDisruptionBudget flag: web's budget (minAvailable 3 of 4) paces
+    // the drains of the nodes that run two of its pods, it does not refuse them.
     assert_eq!(code(&out), 0, "{}", show(&out));
     let doc: Value = serde_json::from_str(&stdout(&out)).expect("JSON result");
     let nodes = doc["nodes"].as_array().expect("nodes");

@@ -1,7 +1,7 @@
 //! The command line of `kubectl safedrain`: every flag and its help in one place.
 
 use upkeep::connect::KubeFlags;
-use upkeep::drain::{self, DrainOptions};
+use upkeep::drain::{self, DrainOptions, PdbPolicy};
 use upkeep::output::{DryRun, OutputFormat};
 
 const EXAMPLES: &str = "\
@@ -12,8 +12,11 @@ Examples:
   # Drain node02: cordon, evict, wait until its workloads are Ready elsewhere
   kubectl safedrain node02 --yes
 
-  # Wait for PodDisruptionBudgets instead of refusing, give up after 10 minutes
-  kubectl safedrain node02 --wait-for-pdb --timeout 10m -y
+  # Evict as fast as the PodDisruptionBudgets allow (the default), give up after 10 minutes
+  kubectl safedrain node02 --timeout 10m -y
+
+  # Refuse instead when a budget cannot let all of node02's pods go at once
+  kubectl safedrain node02 --pdb=refuse -y
 
   # Accept losing emptyDir data, and delete a bare pod for good (listed in the plan first)
   kubectl safedrain node01 --delete-emptydir-data --delete-unmanaged -y
@@ -85,8 +88,14 @@ pub struct Cli {
     #[arg(long, value_name = "SELECTOR")]
     pub pod_selector: Option<String>,
 
-    /// Wait for PodDisruptionBudgets to allow the evictions instead of refusing
-    #[arg(long)]
+    /// PodDisruptionBudgets without room for all of the node's pods at once: pace the
+    /// evictions as they free (refusing only a budget that never allows one), refuse, or
+    /// wait even for a budget that only a change can free
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = PdbPolicy::Pace)]
+    pub pdb: PdbPolicy,
+
+    /// The same as --pdb=wait
+    #[arg(long, conflicts_with = "pdb")]
     pub wait_for_pdb: bool,
 
     /// Refuse when a workload would have no ready replica during the drain (default: warn)
@@ -106,7 +115,7 @@ pub struct Cli {
     pub yes: bool,
 
     /// Return the node to service (and show where its former pods run now)
-    #[arg(long, conflicts_with_all = ["dry_run", "delete_unmanaged", "delete_emptydir_data", "wait_for_pdb"])]
+    #[arg(long, conflicts_with_all = ["dry_run", "delete_unmanaged", "delete_emptydir_data", "wait_for_pdb", "pdb"])]
     pub uncordon: bool,
 
     /// Output format of the result on stdout
@@ -126,7 +135,11 @@ impl Cli {
         DrainOptions {
             delete_emptydir_data: self.delete_emptydir_data,
             delete_unmanaged: self.delete_unmanaged,
-            wait_for_pdb: self.wait_for_pdb,
+            pdb: if self.wait_for_pdb {
+                PdbPolicy::Wait
+            } else {
+                self.pdb
+            },
             no_downtime: self.no_downtime,
             also_leaving,
         }

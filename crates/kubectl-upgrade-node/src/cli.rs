@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use upkeep::connect::KubeFlags;
+use upkeep::drain::PdbPolicy;
 use upkeep::output::{DryRun, OutputFormat};
 use upkeep::upgrade::PackageManager;
 use upkeep::upgrade::transport::RemoteShell;
@@ -126,8 +127,14 @@ pub struct Cli {
     #[arg(long)]
     pub delete_unmanaged: bool,
 
-    /// Drain: wait for PodDisruptionBudgets to allow the evictions instead of refusing
-    #[arg(long)]
+    /// Drain: PodDisruptionBudgets without room for all of a node's pods at once: pace the
+    /// evictions as they free (refusing only a budget that never allows one), refuse, or
+    /// wait even for a budget that only a change can free
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = PdbPolicy::Pace)]
+    pub pdb: PdbPolicy,
+
+    /// Drain: the same as --pdb=wait
+    #[arg(long, conflicts_with = "pdb")]
     pub wait_for_pdb: bool,
 
     /// Drain: refuse when a workload would have no ready replica
@@ -156,6 +163,17 @@ pub struct Cli {
 
     #[command(flatten)]
     pub kube: KubeFlags,
+}
+
+impl Cli {
+    /// `--pdb`, with `--wait-for-pdb` as its `wait`.
+    pub fn pdb_policy(&self) -> PdbPolicy {
+        if self.wait_for_pdb {
+            PdbPolicy::Wait
+        } else {
+            self.pdb
+        }
+    }
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         drain: DrainOptions {
             delete_emptydir_data: cli.delete_emptydir_data,
             delete_unmanaged: cli.delete_unmanaged,
-            wait_for_pdb: cli.wait_for_pdb,
+            pdb: cli.pdb_policy(),
             no_downtime: cli.no_downtime,
             also_leaving: Vec::new(),
         },

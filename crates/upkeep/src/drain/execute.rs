@@ -392,14 +392,31 @@ async fn run(
         });
         let mut first = true;
         for tier in tiers {
-            let evictions = futures::stream::iter(
-                tier.iter()
-                    .map(|p| evict(client, version, p, opts, &pdb_rx, &turns, progress)),
-            )
+            let evictions = futures::stream::iter(tier.iter().map(|p| async {
+                evict(client, version, p, opts, &pdb_rx, &turns, progress)
+                    .await
+                    .map(|e| (p.uid.clone(), e))
+            }))
             .buffer_unordered(opts.concurrency.max(1))
-            .try_collect::<Vec<()>>();
-            evictions.await?;
-            let mut expect: Vec<&PodPlan> = tier.clone();
+            .try_collect::<Vec<(String, Evicted)>>();
+            // kubectl evictPods: a 404 is success with no wait for deletion.
+            let gone: BTreeSet<String> = evictions
+                .await?
+                .into_iter()
+                .filter(|(_, e)| *e == Evicted::Gone)
+                .map(|(uid, _)| uid)
+                .collect();
+            for p in tier.iter().filter(|p| gone.contains(&p.uid)) {
+                progress(&DrainEvent::Gone {
+                    pod: p.key(),
+                    action: p.action,
+                });
+            }
+            let mut expect: Vec<&PodPlan> = tier
+                .iter()
+                .copied()
+                .filter(|p| !gone.contains(&p.uid))
+                .collect();
             if first {
                 expect.extend(finished.iter().copied());
                 expect.extend(waiting.iter().copied());
@@ -473,8 +490,13 @@ pub async fn eviction_version(client: &Client) -> anyhow::Result<EvictionVersion
 /// How an eviction (or delete) answer is handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// 404, or 409 (the uid precondition failed: a same-name pod replaced it).
+    /// 404: the pod is gone; nothing to wait for.
     AlreadyGone,
+    /// 409: the uid precondition failed (a same-name pod replaced it), or a
+    /// conflicting delete or PDB update: the pod may still exist, re-read it.
+    Conflict(String),
+    /// 403 with cause NamespaceTerminating: its namespace is being deleted.
+    NamespaceTerminating(String),
     /// 429: a PodDisruptionBudget (or the server) says not now.
     Retry(String),
     /// 500 "more than one PodDisruptionBudget": stop.
@@ -485,6 +507,57 @@ pub enum Answer {
     Unreachable(String),
     /// Anything else (403, 422...): stop.
     Fatal(String),
+}
+
+/// The pod an eviction was for, as read again after a 409 or a 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodNow {
+    /// Not found, or a same-name pod with another uid.
+    Gone,
+    /// Still there, and whether it is being deleted.
+    Present { terminating: bool },
+}
+
+impl PodNow {
+    pub fn of(pod: Option<&Pod>, uid: &str) -> PodNow {
+        match pod {
+            Some(p) if p.metadata.uid.as_deref() == Some(uid) => PodNow::Present {
+                terminating: super::rules::is_terminating(p),
+            },
+            _ => PodNow::Gone,
+        }
+    }
+}
+
+/// What the engine does after an answer that needed the pod read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterReread {
+    /// Gone: count it, nothing to wait for.
+    Gone,
+    /// Being deleted: wait for it to go, as after an accepted eviction.
+    WaitDeletion,
+    /// Still running: ask again.
+    Retry,
+}
+
+/// kubernetes/kubectl `pkg/drain/drain.go` evictPods: a NamespaceTerminating
+/// 403 is waited through when the pod is already terminating and retried
+/// otherwise; a 409 re-reads the pod (its uid decides whether it is gone).
+pub fn after_reread(now: PodNow) -> AfterReread {
+    match now {
+        PodNow::Gone => AfterReread::Gone,
+        PodNow::Present { terminating: true } => AfterReread::WaitDeletion,
+        PodNow::Present { terminating: false } => AfterReread::Retry,
+    }
+}
+
+/// How an eviction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evicted {
+    /// Accepted (or the pod is being deleted): wait for it to go.
+    Requested,
+    /// Already gone: no wait.
+    Gone,
 }
 
 /// Classifies a failed request. kube-apiserver `pkg/registry/core/pod/storage/eviction.go`.
@@ -504,7 +577,18 @@ pub fn classify(err: &kube::Error) -> Answer {
                 format!("{} ({})", s.message, causes.join("; "))
             };
             match s.code {
-                404 | 409 => Answer::AlreadyGone,
+                404 => Answer::AlreadyGone,
+                409 => Answer::Conflict(message),
+                // k8s.io/api core/v1 NamespaceTerminatingCause, set by the
+                // namespace lifecycle admission plugin.
+                403 if s
+                    .details
+                    .iter()
+                    .flat_map(|d| d.causes.iter())
+                    .any(|c| c.reason == "NamespaceTerminating") =>
+                {
+                    Answer::NamespaceTerminating(message)
+                }
                 429 => Answer::Retry(message),
                 500 if s.message.contains("more than one PodDisruptionBudget") => {
                     Answer::MultiplePdbs(message)
@@ -602,8 +686,9 @@ async fn evict(
     pdbs: &watch::Receiver<PdbMap>,
     turns: &Turns,
     progress: &Progress<'_>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Evicted> {
     progress(&DrainEvent::Evicting { pod: pod.key() });
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
     let mut attempt = 0;
     let mut reach = Reachability::default();
     let mut refused_at: Option<Instant> = None;
@@ -630,12 +715,42 @@ async fn evict(
         };
         let request = eviction_request(version, pod, opts.grace_period)?;
         let err = match client.request::<serde_json::Value>(request).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(Evicted::Requested),
             Err(e) => e,
         };
         drop(turn);
         match classify(&err) {
-            Answer::AlreadyGone => return Ok(()),
+            Answer::AlreadyGone => return Ok(Evicted::Gone),
+            Answer::Conflict(m) | Answer::NamespaceTerminating(m) => {
+                let namespace_terminating =
+                    matches!(classify(&err), Answer::NamespaceTerminating(_));
+                let now = match pods.get_opt(&pod.name).await {
+                    Ok(p) => PodNow::of(p.as_ref(), &pod.uid),
+                    // Could not read it: ask again after a pause.
+                    Err(_) => PodNow::Present { terminating: false },
+                };
+                match after_reread(now) {
+                    AfterReread::Gone => return Ok(Evicted::Gone),
+                    AfterReread::WaitDeletion => return Ok(Evicted::Requested),
+                    AfterReread::Retry => {
+                        // kubectl retries a terminating namespace after its
+                        // retry delay; a conflict clears in moments.
+                        let after = if namespace_terminating {
+                            opts.retry_after
+                        } else {
+                            backoff(attempt)
+                        };
+                        attempt += 1;
+                        progress(&DrainEvent::Retry {
+                            namespace: pod.namespace.clone(),
+                            name: pod.name.clone(),
+                            after,
+                            message: m,
+                        });
+                        tokio::time::sleep(after).await;
+                    }
+                }
+            }
             Answer::MultiplePdbs(m) => {
                 return Err(anyhow!(
                     "error when evicting pods/{:?} -n {:?}: {m}; stopped: the eviction API cannot evict a pod selected by several PodDisruptionBudgets ({})",
@@ -749,7 +864,8 @@ async fn delete_finished(client: &Client, pod: &PodPlan, opts: &ExecOptions) -> 
     retry_transient(opts, || async {
         match api.delete(&pod.name, &params).await {
             Ok(_) => Ok(()),
-            Err(e) if classify(&e) == Answer::AlreadyGone => Ok(()),
+            // 409 here is the uid precondition: a same-name pod replaced it.
+            Err(e) if matches!(classify(&e), Answer::AlreadyGone | Answer::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
         }
     })
@@ -892,10 +1008,10 @@ mod tests {
     #[test]
     fn answers_are_classified_like_the_apiserver_means_them() {
         assert_eq!(classify(&api(404, "not found", None)), Answer::AlreadyGone);
-        assert_eq!(
+        assert!(matches!(
             classify(&api(409, "Precondition failed: UID in precondition", None)),
-            Answer::AlreadyGone
-        );
+            Answer::Conflict(_)
+        ));
         assert_eq!(
             classify(&api(429, "Cannot evict pod as it would violate the pod's disruption budget.", Some("The disruption budget web needs 3 healthy pods and has 3 currently"))),
             Answer::Retry("Cannot evict pod as it would violate the pod's disruption budget. (The disruption budget web needs 3 healthy pods and has 3 currently)".into())

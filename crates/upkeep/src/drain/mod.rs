@@ -9,6 +9,7 @@
 //! - [`drain_node`] is all of it for one node;
 //! - [`session::Session`] drains several nodes, a batch at a time, as one run.
 
+pub mod budget;
 pub mod capacity;
 pub mod execute;
 mod plan;
@@ -25,7 +26,7 @@ pub mod workloads;
 mod tests;
 
 pub use execute::{DrainEvent, DrainOutcome, DrainReport, ExecOptions, execute};
-pub use plan::{Action, DrainOptions, DrainPlan, PodPlan, Summary, Verdict, plan};
+pub use plan::{Action, DrainOptions, DrainPlan, PdbPolicy, PodPlan, Summary, Verdict, plan};
 pub use rules::{Finding, Rule, Severity};
 pub use session::{NodeDrain, Session, SessionEnd, SessionEvent, SessionOptions};
 pub use snapshot::{DrainSnapshot, OwnerState, Workload, gather};

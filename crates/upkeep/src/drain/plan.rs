@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
+use super::budget;
 use super::capacity::{node_unschedulable, place};
 use super::rules::{
     Finding, Rule, Severity, controller_ref, do_not_disrupt, is_critical, is_daemonset_pod,
@@ -22,12 +23,28 @@ pub struct DrainOptions {
     pub delete_emptydir_data: bool,
     /// Delete pods that nothing would recreate (bare or orphaned pods).
     pub delete_unmanaged: bool,
-    /// Wait for PodDisruptionBudgets to allow the evictions instead of refusing.
-    pub wait_for_pdb: bool,
+    /// What to do when a PodDisruptionBudget has no room for the node's pods.
+    pub pdb: PdbPolicy,
     /// Refuse rather than warn when a workload would have no ready replica.
     pub no_downtime: bool,
     /// Nodes leaving at the same time (multi-node drains): not destinations.
     pub also_leaving: Vec<String>,
+}
+
+/// `--pdb`: how the plan treats a PodDisruptionBudget without room for all
+/// of the node's pods at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PdbPolicy {
+    /// Evict as fast as the budgets allow; refuse only a budget that never
+    /// allows the eviction (`kubectl drain` would retry it forever).
+    #[default]
+    Pace,
+    /// Refuse whenever a budget cannot cover all of the node's pods at once.
+    Refuse,
+    /// Wait for every budget, even one that only a change (a scale-up, a
+    /// relaxed budget) can free (`--wait-for-pdb`).
+    Wait,
 }
 
 /// What happens to a pod.
@@ -434,43 +451,87 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
     let index: BTreeMap<String, usize> =
         pods.iter().enumerate().map(|(i, p)| (p.key(), i)).collect();
 
-    // 2. PodDisruptionBudgets jointly: the node's pods a PDB selects must all
-    // fit in its disruptionsAllowed at once, or the drain stalls on 429s.
+    // 2. PodDisruptionBudgets jointly: the node's healthy pods a PDB selects
+    // go as fast as its disruptionsAllowed frees; a budget that can never
+    // free refuses (unless --pdb=wait), as does any shortfall with --pdb=refuse.
     for pdb in &snapshot.pdbs {
         let key = pdb_key(pdb);
-        let affected: Vec<&PodPlan> = pods
+        let always_allow = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref())
+            == Some("AlwaysAllow");
+        // kube-apiserver eviction.go: an unready pod under AlwaysAllow is
+        // deleted without the budget; any other pod needs it.
+        let affected: Vec<(&PodPlan, bool)> = pods
             .iter()
             .filter(|p| matches!(p.action, Action::Evict | Action::Destroy | Action::Block))
             .filter(|p| p.pdbs.contains(&key))
-            .filter(|p| by_key.get(&p.key()).is_some_and(|pod| is_ready(pod)))
+            .map(|p| (p, by_key.get(&p.key()).is_some_and(|pod| is_ready(pod))))
+            .filter(|(_, ready)| *ready || !always_allow)
             .collect();
         if affected.is_empty() {
             continue;
         }
+        let healthy: Vec<String> = affected
+            .iter()
+            .filter(|(_, ready)| *ready)
+            .map(|(p, _)| p.key())
+            .collect();
+        let selected = snapshot
+            .cluster_pods
+            .iter()
+            .filter(|p| !is_finished(p))
+            .filter(|p| pdbs_for(snapshot, p).iter().any(|b| pdb_key(b) == key))
+            .count() as i32;
         let status = pdb.status.clone().unwrap_or_default();
         let allowed = status.disruptions_allowed.unwrap_or(0);
-        let need = affected.len() as i32;
-        if need <= allowed {
-            continue;
-        }
-        let names: Vec<String> = affected.iter().map(|p| p.key()).collect();
-        let message = format!(
-            "PodDisruptionBudget {key} allows {allowed} disruption(s) (currentHealthy {}, desiredHealthy {}, expectedPods {}) but this node runs {need} of its healthy pods ({})",
+        let need = healthy.len() as i32;
+        let numbers = format!(
+            "PodDisruptionBudget {key} allows {allowed} disruption(s) (currentHealthy {}, desiredHealthy {}, expectedPods {})",
             status.current_healthy.unwrap_or(0),
             status.desired_healthy.unwrap_or(0),
             status.expected_pods.unwrap_or(0),
-            names.join(", ")
         );
-        let finding = if options.wait_for_pdb {
-            warn(
-                Rule::PdbBudget,
-                format!("{message}: waiting for the budget (--wait-for-pdb)"),
-                names.clone(),
-            )
-        } else {
-            block(Rule::PdbBudget, message, names.clone())
+        let finding = match budget::outlook(pdb, need, selected) {
+            budget::Outlook::Room => continue,
+            budget::Outlook::Never { why, fix } => {
+                let names: Vec<String> = affected.iter().map(|(p, _)| p.key()).collect();
+                let message = format!(
+                    "{numbers} and never will for {}: {why}; fix: {fix}",
+                    names.join(", ")
+                );
+                if options.pdb == PdbPolicy::Wait {
+                    warn(
+                        Rule::PdbNeverAllows,
+                        format!("{message}; waiting anyway (--wait-for-pdb)"),
+                        names,
+                    )
+                } else {
+                    block(Rule::PdbNeverAllows, message, names)
+                }
+            }
+            budget::Outlook::Paced => {
+                let message = format!(
+                    "{numbers} but this node runs {need} of its healthy pods ({})",
+                    healthy.join(", ")
+                );
+                if options.pdb == PdbPolicy::Refuse {
+                    block(
+                        Rule::PdbBudget,
+                        format!("{message} (--pdb=refuse)"),
+                        healthy,
+                    )
+                } else {
+                    warn(
+                        Rule::PdbBudget,
+                        format!("{message}: evicted as the budget frees"),
+                        healthy,
+                    )
+                }
+            }
         };
-        for n in &names {
+        for n in &finding.pods {
             pods[index[n]].findings.push(finding.clone());
         }
     }
@@ -621,13 +682,17 @@ fn short_reason(f: &Finding) -> String {
         Rule::SafeToEvictFalse => format!("{}=\"false\"", super::rules::SAFE_TO_EVICT),
         Rule::DoNotDisrupt => super::rules::DO_NOT_DISRUPT.to_string(),
         Rule::MultiplePdbs => "selected by several PodDisruptionBudgets".into(),
-        Rule::PdbBudget => {
+        Rule::PdbBudget | Rule::PdbNeverAllows => {
             let name = f
                 .message
                 .split_whitespace()
                 .nth(1)
                 .unwrap_or("PodDisruptionBudget");
-            format!("PodDisruptionBudget {name} has no room")
+            if f.rule == Rule::PdbBudget {
+                format!("PodDisruptionBudget {name} has no room")
+            } else {
+                format!("PodDisruptionBudget {name} never allows it")
+            }
         }
         Rule::Downtime => "no ready replica would remain".into(),
         Rule::NoCapacity => "fits on no other node".into(),
@@ -679,7 +744,10 @@ fn advise(
         advice.push("make each pod selected by one PodDisruptionBudget at most (delete or narrow the others)".into());
     }
     if has(Rule::PdbBudget) {
-        advice.push("`--wait-for-pdb` evicts as the budget frees; scale the workload up (`kubectl scale`) or relax the PodDisruptionBudget to make room".into());
+        advice.push("without --pdb=refuse the drain evicts as the budget frees; scale the workload up (`kubectl scale`) or relax the PodDisruptionBudget to make room".into());
+    }
+    if has(Rule::PdbNeverAllows) {
+        advice.push("apply the fix named above, then drain again; `--wait-for-pdb` waits for such a budget instead (until you scale up or relax it)".into());
     }
     if has(Rule::Downtime) && options.no_downtime {
         advice.push("scale the workload so a replica runs on another node (`kubectl scale --replicas=2`), then drain again; or drop --no-downtime to accept the gap".into());

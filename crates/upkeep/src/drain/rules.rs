@@ -23,12 +23,13 @@ pub enum Rule {
     DoNotDisrupt,
     MultiplePdbs,
     PdbBudget,
+    PdbNeverAllows,
     Downtime,
     NoCapacity,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 15] = [
         Rule::MirrorPod,
         Rule::DaemonSetPod,
         Rule::FinishedPod,
@@ -41,6 +42,7 @@ impl Rule {
         Rule::DoNotDisrupt,
         Rule::MultiplePdbs,
         Rule::PdbBudget,
+        Rule::PdbNeverAllows,
         Rule::Downtime,
         Rule::NoCapacity,
     ];
@@ -60,6 +62,7 @@ impl Rule {
             Rule::DoNotDisrupt => "do-not-disrupt",
             Rule::MultiplePdbs => "multiple-pdbs",
             Rule::PdbBudget => "pdb-budget",
+            Rule::PdbNeverAllows => "pdb-never-allows",
             Rule::Downtime => "downtime",
             Rule::NoCapacity => "no-capacity",
         }
@@ -94,7 +97,10 @@ impl Rule {
                 "a pod selected by two or more PodDisruptionBudgets blocks: the eviction API answers 500"
             }
             Rule::PdbBudget => {
-                "a PodDisruptionBudget that cannot cover all of this node's pods at once blocks (--wait-for-pdb waits instead)"
+                "a PodDisruptionBudget that cannot cover all of this node's pods at once paces the evictions as it frees (--pdb=refuse blocks instead)"
+            }
+            Rule::PdbNeverAllows => {
+                "a PodDisruptionBudget that can never allow the eviction blocks, naming the fix: maxUnavailable 0, minAvailable equal to the pods, an empty policy/v1 spec (--wait-for-pdb waits instead)"
             }
             Rule::Downtime => {
                 "single-replica workloads, or workloads with every ready replica here, warn (--no-downtime blocks)"
@@ -135,6 +141,9 @@ impl Rule {
             }
             Rule::PdbBudget => {
                 "kube-apiserver pkg/registry/core/pod/storage/eviction.go checkAndDecrement (disruptionsAllowed == 0: 429)"
+            }
+            Rule::PdbNeverAllows => {
+                "kubernetes pkg/controller/disruption/disruption.go getExpectedPodCount, updatePdbStatus"
             }
             Rule::Downtime => {
                 "kubernetes/kubernetes#48307 (drain takes single-replica workloads down)"

@@ -12,6 +12,7 @@ use k8s_openapi::api::policy::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::*;
 
@@ -207,6 +208,7 @@ fn pdb(
             match_labels: Some(map(&[("app", app)])),
             match_expressions: None,
         }),
+        min_available: Some(IntOrString::Int(desired)),
         ..Default::default()
     });
     b.status = Some(PodDisruptionBudgetStatus {
@@ -616,45 +618,67 @@ fn two_pdbs_on_one_pod_block() {
 }
 
 #[test]
-fn pdb_budget_is_judged_jointly() {
+fn pdb_budget_is_judged_jointly_and_paced_by_default() {
     // One disruption allowed, two of its pods on the node: each alone would
-    // pass (server dry-run says yes twice), together they cannot.
+    // pass (server dry-run says yes twice), together they cannot. The budget
+    // frees as the first replacement becomes healthy: paced, not refused.
     let mut s = os_upgrade("node02");
     s.pdbs = vec![
         pdb("default", "web-pdb", "web", 1, 3, 2),
         pdb("other", "web-pdb", "web", 0, 0, 0),
     ];
     let p = plan(&s, &DrainOptions::default());
-    assert_eq!(p.verdict, Verdict::Refused);
-    let b = blocker(&p, Rule::PdbBudget);
-    assert!(b.message.starts_with("PodDisruptionBudget default/web-pdb allows 1 disruption(s) (currentHealthy 3, desiredHealthy 2, expectedPods 3) but this node runs 2"), "{}", b.message);
+    assert_eq!(p.verdict, Verdict::Drain, "{:#?}", p.blockers);
+    let w = p
+        .warnings
+        .iter()
+        .find(|w| w.rule == Rule::PdbBudget)
+        .expect("a pacing warning");
+    assert!(w.message.starts_with("PodDisruptionBudget default/web-pdb allows 1 disruption(s) (currentHealthy 3, desiredHealthy 2, expectedPods 3) but this node runs 2"), "{}", w.message);
+    assert!(
+        w.message.ends_with("evicted as the budget frees"),
+        "{}",
+        w.message
+    );
+    assert_eq!(pod_plan(&p, "web-6f7c-b").action, Action::Evict);
     assert_eq!(
-        p.blockers.len(),
+        p.warnings
+            .iter()
+            .filter(|w| w.rule == Rule::PdbBudget)
+            .count(),
         1,
         "a PDB of another namespace does not count"
+    );
+
+    // --pdb=refuse: today's strict behaviour.
+    let refuse = DrainOptions {
+        pdb: PdbPolicy::Refuse,
+        ..Default::default()
+    };
+    let p = plan(&s, &refuse);
+    assert_eq!(p.verdict, Verdict::Refused);
+    let b = blocker(&p, Rule::PdbBudget);
+    assert!(
+        b.message
+            .starts_with("PodDisruptionBudget default/web-pdb allows 1 disruption(s)"),
+        "{}",
+        b.message
     );
     assert_eq!(
         pod_plan(&p, "web-6f7c-b").reason,
         "PodDisruptionBudget default/web-pdb has no room"
     );
-    assert!(p.advice.iter().any(|a| a.contains("--wait-for-pdb")));
-    let waiting = plan(
-        &s,
-        &DrainOptions {
-            wait_for_pdb: true,
-            ..Default::default()
-        },
-    );
-    assert_eq!(waiting.verdict, Verdict::Drain);
     assert!(
-        waiting
-            .warnings
-            .iter()
-            .any(|w| w.rule == Rule::PdbBudget && w.message.contains("--wait-for-pdb"))
+        p.advice.iter().any(|a| a.contains("--pdb=refuse")),
+        "{:?}",
+        p.advice
     );
+
     // Enough budget: no finding. Unready pods do not consume it.
     s.pdbs = vec![pdb("default", "web-pdb", "web", 2, 3, 1)];
-    assert_eq!(plan(&s, &DrainOptions::default()).verdict, Verdict::Drain);
+    let p = plan(&s, &refuse);
+    assert_eq!(p.verdict, Verdict::Drain);
+    assert!(p.warnings.iter().all(|w| w.rule != Rule::PdbBudget));
     s.pdbs = vec![pdb("default", "web-pdb", "web", 1, 3, 2)];
     let idx = s
         .pods
@@ -662,7 +686,78 @@ fn pdb_budget_is_judged_jointly() {
         .position(|p| p.metadata.name.as_deref() == Some("web-6f7c-b"))
         .unwrap();
     s.pods[idx] = P(s.pods[idx].clone()).unready().pod();
-    assert_eq!(plan(&s, &DrainOptions::default()).verdict, Verdict::Drain);
+    assert_eq!(plan(&s, &refuse).verdict, Verdict::Drain);
+}
+
+#[test]
+fn a_budget_that_never_allows_is_refused_naming_the_fix() {
+    let mut s = os_upgrade("node02");
+    // minAvailable 3 of 3 web pods: the budget never frees by itself.
+    s.pdbs = vec![pdb("default", "web-pdb", "web", 0, 3, 3)];
+    for policy in [PdbPolicy::Pace, PdbPolicy::Refuse] {
+        let p = plan(
+            &s,
+            &DrainOptions {
+                pdb: policy,
+                ..Default::default()
+            },
+        );
+        assert_eq!(p.verdict, Verdict::Refused, "{policy:?}");
+        let b = blocker(&p, Rule::PdbNeverAllows);
+        assert!(
+            b.message
+                .starts_with("PodDisruptionBudget default/web-pdb allows 0 disruption(s)"),
+            "{}",
+            b.message
+        );
+        assert!(
+            b.message.contains("minAvailable 3 keeps all 3"),
+            "{}",
+            b.message
+        );
+        assert!(
+            b.message.contains("scale the workload to 4 replicas"),
+            "{}",
+            b.message
+        );
+        assert_eq!(
+            pod_plan(&p, "web-6f7c-b").reason,
+            "PodDisruptionBudget default/web-pdb never allows it"
+        );
+    }
+    // An empty policy/v1 spec, and maxUnavailable 0.
+    let mut empty = pdb("default", "web-pdb", "web", 0, 3, 0);
+    empty.spec.as_mut().unwrap().min_available = None;
+    s.pdbs = vec![empty.clone()];
+    let b = plan(&s, &DrainOptions::default());
+    assert!(
+        blocker(&b, Rule::PdbNeverAllows)
+            .message
+            .contains("neither minAvailable nor maxUnavailable")
+    );
+    let mut zero = empty;
+    zero.spec.as_mut().unwrap().max_unavailable = Some(IntOrString::Int(0));
+    s.pdbs = vec![zero];
+    let b = plan(&s, &DrainOptions::default());
+    assert!(
+        blocker(&b, Rule::PdbNeverAllows)
+            .message
+            .contains("maxUnavailable 0 never allows")
+    );
+    // --wait-for-pdb waits for it anyway (someone may scale up).
+    let p = plan(
+        &s,
+        &DrainOptions {
+            pdb: PdbPolicy::Wait,
+            ..Default::default()
+        },
+    );
+    assert_eq!(p.verdict, Verdict::Drain);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.rule == Rule::PdbNeverAllows && w.message.contains("--wait-for-pdb"))
+    );
 }
 
 #[test]
