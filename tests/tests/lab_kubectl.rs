@@ -1711,3 +1711,214 @@ fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
         "hr-app came back"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Where a real cluster is less kind: Pending replacements, PDB numbers,
+// terminating namespaces
+// ---------------------------------------------------------------------------
+
+/// The pods of namespace `ns` with label `app`.
+fn app_pods(lab: &Lab, ns: &str, app: &str) -> Vec<Value> {
+    lab.get_json(["pods", "-n", ns, "-l", &format!("app={app}")])["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A Deployment of `replicas` nginx pods labelled `app`, with `extra` YAML under the pod spec.
+fn deployment_yaml(ns: &str, app: &str, replicas: i64, extra: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\n  namespace: {ns}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {app}\n  template:\n    metadata:\n      labels:\n        app: {app}\n    spec:\n      containers:\n      - name: web\n        image: nginx\n{extra}"
+    )
+}
+
+#[test]
+fn a_replacement_that_fits_nowhere_stays_pending_with_the_schedulers_words() {
+    let lab = os_upgrade();
+    // one replica per node (required pod anti-affinity on the hostname)
+    let anti = "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - topologyKey: kubernetes.io/hostname\n            labelSelector:\n              matchLabels:\n                app: solo\n";
+    let f = file(
+        &lab,
+        "solo.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fid\n---\n{}",
+            deployment_yaml("fid", "solo", 2, anti)
+        ),
+    );
+    lab.kubectl_ok(["apply", "-f", &f]);
+    wait_for("both solo replicas running", SETTLE, || {
+        let pods = app_pods(&lab, "fid", "solo");
+        let nodes: BTreeSet<String> = pods.iter().map(node_of).collect();
+        (pods.len() == 2 && pods.iter().all(running_ready) && nodes.len() == 2).then_some(())
+    });
+    let on_node02 = app_pods(&lab, "fid", "solo")
+        .into_iter()
+        .find(|p| node_of(p) == "node02")
+        .map(|p| name(&p))
+        .expect("a replica on node02");
+
+    // kubectl drain evicts it; the scheduler has nowhere to put the replacement
+    let out = lab.kubectl([
+        "drain",
+        "node02",
+        "--ignore-daemonsets",
+        "--pod-selector=app=solo",
+        "--timeout=60s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let want = "0/3 nodes are available: 1 node(s) didn't match pod anti-affinity rules, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 1 node(s) were unschedulable. preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling.";
+    let pending = wait_for("the replacement reported unschedulable", SETTLE, || {
+        app_pods(&lab, "fid", "solo").into_iter().find(|p| {
+            name(p) != on_node02
+                && p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+        })
+    });
+    let pname = name(&pending);
+    let t = table(&lab, &["pods", "-n", "fid", "-o", "wide"]);
+    assert_eq!(t.row("NAME", &pname)["STATUS"], "Pending");
+    assert_eq!(t.row("NAME", &pname)["NODE"], "<none>");
+    let cond = lab.kubectl_ok([
+        "get",
+        "pod",
+        &pname,
+        "-n",
+        "fid",
+        "-o",
+        r#"jsonpath={range .status.conditions[?(@.type=="PodScheduled")]}{.status}|{.reason}|{.message}{end}"#,
+    ]);
+    assert_eq!(cond, format!("False|Unschedulable|{want}"));
+    // the FailedScheduling event, as kubectl describe shows it
+    let described = lab.kubectl_ok(["describe", "pod", &pname, "-n", "fid"]);
+    let line = described
+        .lines()
+        .find(|l| l.contains("FailedScheduling"))
+        .unwrap_or_else(|| panic!("no FailedScheduling event:\n{described}"));
+    assert!(line.trim_start().starts_with("Warning"), "{line}");
+    assert!(line.contains("default-scheduler"), "{line}");
+    assert!(line.ends_with(want), "{line}");
+
+    // uncordoning gives it a place
+    lab.kubectl_ok(["uncordon", "node02"]);
+    wait_for("the replacement running on node02", SETTLE, || {
+        lab.get_json(["pod", &pname, "-n", "fid"])
+            .as_object()
+            .map(|_| lab.get_json(["pod", &pname, "-n", "fid"]))
+            .filter(|p| running_ready(p) && node_of(p) == "node02")
+    });
+}
+
+#[test]
+fn pdb_numbers_follow_the_disruption_controller() {
+    let lab = os_upgrade();
+    // 3 Deployment pods + 1 bare pod; a maxUnavailable budget and an empty policy/v1 one
+    let f = file(
+        &lab,
+        "m2.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fid\n---\n{}---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bare\n  namespace: fid\n  labels:\n    app: m2\nspec:\n  containers:\n  - name: c\n    image: nginx\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: m2\n  namespace: fid\nspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels:\n      app: m2\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: m1\n  namespace: fid\nspec:\n  selector:\n    matchLabels:\n      app: m2\n",
+            deployment_yaml("fid", "m2", 3, "")
+        ),
+    );
+    lab.kubectl_ok(["apply", "-f", &f]);
+    wait_for("4 pods ready and the budget counted", SETTLE, || {
+        let pods = app_pods(&lab, "fid", "m2");
+        let p = lab.get_json(["pdb", "m2", "-n", "fid"]);
+        (pods.len() == 4 && pods.iter().all(running_ready) && p["status"]["currentHealthy"] == 4)
+            .then_some(())
+    });
+    // kubernetes/kubernetes#103414: the bare pod is skipped in expectedPods
+    let s = &lab.get_json(["pdb", "m2", "-n", "fid"])["status"];
+    let n = |k: &str| s[k].as_i64();
+    assert_eq!(
+        (
+            n("expectedPods"),
+            n("desiredHealthy"),
+            n("currentHealthy"),
+            n("disruptionsAllowed")
+        ),
+        (Some(3), Some(2), Some(4), Some(2)),
+        "{s}"
+    );
+    // policy/v1 without minAvailable or maxUnavailable allows nothing
+    let s = &lab.get_json(["pdb", "m1", "-n", "fid"])["status"];
+    assert_eq!(
+        (s["expectedPods"].as_i64(), s["disruptionsAllowed"].as_i64()),
+        (Some(0), Some(0)),
+        "{s}"
+    );
+    let t = table(&lab, &["pdb", "-n", "fid"]);
+    assert_eq!(t.row("NAME", "m2")["ALLOWED DISRUPTIONS"], "2");
+    assert_eq!(t.row("NAME", "m2")["MAX UNAVAILABLE"], "1");
+    assert_eq!(t.row("NAME", "m1")["ALLOWED DISRUPTIONS"], "0");
+    assert_eq!(t.row("NAME", "m1")["MIN AVAILABLE"], "N/A");
+    // the controller says why the numbers may surprise
+    let events = lab.get_json(["events", "-n", "fid"]);
+    let unmanaged = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["reason"] == "UnmanagedPods" && e["involvedObject"]["name"] == "m2")
+        .unwrap_or_else(|| panic!("no UnmanagedPods event: {events}"));
+    assert_eq!(unmanaged["type"], "Warning");
+}
+
+#[test]
+fn eviction_in_a_terminating_namespace_is_forbidden() {
+    let lab = os_upgrade();
+    let f = file(
+        &lab,
+        "held.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fid\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: held\n  namespace: fid\n  finalizers:\n  - example.com/hold\nspec:\n  containers:\n  - name: c\n    image: nginx\n",
+    );
+    lab.kubectl_ok(["apply", "-f", &f]);
+    wait_for("held running", SETTLE, || {
+        Some(lab.get_json(["pod", "held", "-n", "fid"])).filter(running_ready)
+    });
+    lab.kubectl_ok(["delete", "namespace", "fid", "--wait=false"]);
+    let t = table(&lab, &["namespace", "fid"]);
+    assert_eq!(t.row("NAME", "fid")["STATUS"], "Terminating");
+    let ev = file(
+        &lab,
+        "evict.json",
+        r#"{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "held", "namespace": "fid"}}"#,
+    );
+    let err = kubectl_fails(
+        &lab,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/fid/pods/held/eviction",
+            "-f",
+            &ev,
+        ],
+        1,
+    );
+    assert!(
+        err.contains(r#"Error from server (Forbidden): pods "held" is forbidden: unable to create new content in namespace fid because it is being terminated"#),
+        "{err}"
+    );
+    // any create is refused the same way
+    let err = kubectl_fails(&lab, &["create", "configmap", "late", "-n", "fid"], 1);
+    assert!(
+        err.contains(
+            "unable to create new content in namespace fid because it is being terminated"
+        ),
+        "{err}"
+    );
+    // once the held pod is released the namespace goes
+    lab.kubectl_ok([
+        "patch",
+        "pod",
+        "held",
+        "-n",
+        "fid",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    lab.kubectl_ok(["wait", "--for=delete", "namespace/fid", "--timeout=30s"]);
+}
