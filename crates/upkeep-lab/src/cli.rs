@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// Lab seconds per real second (e.g. 100: five lab minutes pass in 3 s).
     #[arg(long, value_name = "X")]
     pub time_scale: Option<f64>,
+    /// Timing profile: fast (default) or realistic (grace periods honoured, readiness probe
+    /// delays waited for; overrides the scenario's `timing.profile`).
+    #[arg(long, value_name = "fast|realistic")]
+    pub profile: Option<crate::sim::Profile>,
     /// Changes kept for resuming watches (older resourceVersions get 410 Gone).
     #[arg(long, value_name = "N", default_value_t = upkeep_lab_default_history())]
     pub watch_history: usize,

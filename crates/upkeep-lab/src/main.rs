@@ -27,6 +27,7 @@ async fn main() -> std::process::ExitCode {
                 tls: !a.insecure_http,
                 kubeconfig: a.kubeconfig,
                 time_scale: a.time_scale,
+                profile: a.profile,
                 watch_history: a.watch_history,
                 etcd: match (a.etcd_endpoints, a.etcd_data_dir) {
                     (Some(url), _) => Some(upkeep_lab::server::EtcdTarget::Endpoint(url)),

@@ -274,23 +274,52 @@ pub async fn start(
     let admin_der = credentials.admin_cert_der.clone();
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
+    let outage = crate::sim::controlplane::ApiOutage::get(&lab);
+    let mut outages = outage.subscribe();
+    let outage_lab = lab.clone();
     let task = tokio::spawn(async move {
+        let mut listener = Some(listener);
         loop {
-            let (tcp, _) = tokio::select! {
-                _ = c2.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        continue;
-                    }
+            let accepted = match &listener {
+                Some(l) => tokio::select! {
+                    _ = c2.cancelled() => break,
+                    _ = outages.changed() => None,
+                    r = l.accept() => match r {
+                        Ok(x) => Some(x),
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            continue;
+                        }
+                    },
                 },
+                None => None,
+            };
+            let Some((tcp, _)) = accepted else {
+                // The only kube-apiserver is restarting: nothing listens, so clients get
+                // "connection refused" until it is back on the same address.
+                if outage.down_until(&outage_lab).is_none() && listener.is_some() {
+                    continue;
+                }
+                listener = None;
+                tokio::select! {
+                    _ = c2.cancelled() => break,
+                    _ = outage.wait_over(&outage_lab) => {}
+                }
+                match TcpListener::bind(addr).await {
+                    Ok(l) => listener = Some(l),
+                    Err(e) => {
+                        tracing::warn!("listening again on {addr} failed: {e}; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+                continue;
             };
             let _ = tcp.set_nodelay(true);
             let app = app.clone();
             let acceptor = acceptor.clone();
             let admin_der = admin_der.clone();
             let conn_cancel = c2.clone();
+            let conn_outages = outages.clone();
             tokio::spawn(async move {
                 match acceptor {
                     Some(acc) => {
@@ -314,11 +343,19 @@ pub async fn start(
                                 cert_user,
                             },
                             conn_cancel,
+                            conn_outages,
                         )
                         .await
                     }
                     None => {
-                        serve_conn(TokioIo::new(tcp), app, ConnInfo::default(), conn_cancel).await
+                        serve_conn(
+                            TokioIo::new(tcp),
+                            app,
+                            ConnInfo::default(),
+                            conn_cancel,
+                            conn_outages,
+                        )
+                        .await
                     }
                 }
             });
@@ -347,20 +384,42 @@ pub async fn start(
     })
 }
 
-async fn serve_conn<I>(io: TokioIo<I>, app: axum::Router, info: ConnInfo, cancel: CancellationToken)
-where
+/// Serve one connection until it ends, the server stops, or the API goes down: then every
+/// connection that made a Kubernetes API request is cut (watches included). Connections that
+/// only used the lab's own routes (`/lab/`: the node shells, the lab's ssh) stay.
+async fn serve_conn<I>(
+    io: TokioIo<I>,
+    app: axum::Router,
+    info: ConnInfo,
+    cancel: CancellationToken,
+    mut outages: tokio::sync::watch::Receiver<u64>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let api_used = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let used = api_used.clone();
     let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if !req.uri().path().starts_with("/lab/") {
+            used.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         req.extensions_mut().insert(info.clone());
         let app = app.clone();
         async move { app.oneshot(req.map(Body::new)).await }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(io, svc);
-    tokio::select! {
-        _ = conn => {}
-        _ = cancel.cancelled() => {}
+    tokio::pin!(conn);
+    outages.mark_unchanged();
+    loop {
+        tokio::select! {
+            _ = &mut conn => break,
+            _ = cancel.cancelled() => break,
+            r = outages.changed() => {
+                if r.is_err() || api_used.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -373,6 +432,8 @@ pub struct ServeCommand {
     pub tls: bool,
     pub kubeconfig: PathBuf,
     pub time_scale: Option<f64>,
+    /// The timing profile (wins over the scenario's).
+    pub profile: Option<crate::sim::Profile>,
     /// Watch history length (events).
     pub watch_history: usize,
     /// Keep the objects in etcd (None: in memory).
@@ -441,6 +502,9 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
             // --version wins over the scenario's apiserver version
             lab.set_version(ServerVersion::parse(v)?);
         }
+    }
+    if let Some(p) = cmd.profile {
+        crate::sim::config_slot(&lab).write().profile = p;
     }
     for p in &plugins {
         p.start(&lab);

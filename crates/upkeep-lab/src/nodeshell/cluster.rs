@@ -17,6 +17,10 @@ pub struct NodeView {
     pub kubelet_version: Option<String>,
     pub control_plane: bool,
     pub ready: bool,
+    /// Schedulable for kubeadm's upgrade-health-check Job: not cordoned, and no NoSchedule or
+    /// NoExecute taint but the control-plane ones the Job tolerates.
+    #[serde(default)]
+    pub job_schedulable: bool,
 }
 
 /// One control-plane mirror pod: component, node and image tag.
@@ -150,6 +154,7 @@ mod tests {
                 kubelet_version: Some("v1.33.4".into()),
                 control_plane: false,
                 ready: true,
+                job_schedulable: true,
             }],
             components: vec![
                 ComponentView {

@@ -57,6 +57,7 @@ fn cluster() -> ClusterView {
         kubelet_version: Some("v1.34.3".into()),
         control_plane: cp,
         ready: true,
+        job_schedulable: true,
     };
     ClusterView {
         server_version: "v1.34.3".into(),

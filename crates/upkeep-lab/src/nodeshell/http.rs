@@ -129,10 +129,18 @@ async fn exec(
         );
     }
     match NodeShells::get(&lab).exec(&lab, &node, &req.argv, &req.stdin) {
-        Ok(out) => api::json_response(
+        Ok(out) => {
+            // A command that restarted the only kube-apiserver returns once the API is back,
+            // as kubeadm waits for its new static pods through the API. The node shell is the
+            // lab's stand-in for ssh, so its own connection stays up meanwhile.
+            crate::sim::controlplane::ApiOutage::get(&lab)
+                .wait_over(&lab)
+                .await;
+            api::json_response(
             200,
-            &serde_json::to_value(ExecResponse::from(out)).unwrap_or_default(),
-        ),
+                &serde_json::to_value(ExecResponse::from(out)).unwrap_or_default(),
+            )
+        }
         Err(e) => not_found(e),
     }
 }

@@ -563,6 +563,45 @@ fn upgrade_addons(host: &Host, ctx: &mut Ctx, target: &KubeVersion) -> String {
         .to_string()
 }
 
+/// The outcome of the `CreateJob` health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobCheck {
+    /// The Job's pod schedules and completes.
+    Completes,
+    /// No node where the pod can schedule, and this kubeadm skips the check with a warning.
+    Skipped(String),
+    /// The Job does not complete within the check's timeout.
+    Fails(String),
+}
+
+/// kubeadm's `CreateJob` health check (cmd/kubeadm/app/phases/upgrade/health.go
+/// `createJob`): an `upgrade-health-check` Job in kube-system whose pod (tolerating only the
+/// control-plane NoSchedule taints) must complete within 15 s. With no node where the pod
+/// can schedule (a single control plane, drained):
+/// * up to 1.29 the pod stays Pending and the check passes anyway: the deferred Job deletion
+///   overwrote the error with nil (kubernetes/kubeadm#3050);
+/// * 1.30.0 fails the check (the regression reported in kubernetes/kubeadm#3050);
+/// * from 1.30.1 (kubernetes/kubernetes#124503, cherry-picked as #124570) kubeadm first
+///   looks for such a node and, finding none, warns and skips the check.
+pub fn create_job_check(kubeadm: &KubeVersion, nodes: &[super::cluster::NodeView]) -> JobCheck {
+    if nodes.iter().any(|n| n.job_schedulable) {
+        return JobCheck::Completes;
+    }
+    let (minor, patch) = (kubeadm.minor, kubeadm.patch);
+    if kubeadm.major == 1 && minor == 30 && patch == 0 {
+        JobCheck::Fails(
+            "Job \"upgrade-health-check\" in the namespace \"kube-system\" did not complete in 15s: no condition of type Complete"
+                .into(),
+        )
+    } else if kubeadm.major == 1 && minor < 30 {
+        JobCheck::Completes
+    } else {
+        JobCheck::Skipped(
+            "could not find any nodes where the upgrade-health-check Job's Pod can schedule; skipping this check".into(),
+        )
+    }
+}
+
 /// `kubeadm upgrade apply VERSION [--yes] [--dry-run] [--force]` (cmd/kubeadm/app/cmd/upgrade/apply.go).
 fn apply(
     host: &mut Host,
@@ -616,6 +655,24 @@ fn apply(
     out.stdout.push_str(
         "[upgrade/preflight] Running preflight checks\n[upgrade] Running cluster health checks\n",
     );
+    match create_job_check(kv, &ctx.cluster.nodes) {
+        JobCheck::Completes => {}
+        JobCheck::Skipped(msg) => out.stdout.push_str(&format!("\t[WARNING CreateJob]: {msg}\n")),
+        JobCheck::Fails(msg) => {
+            if ignore.contains("createjob") || ignore.contains("all") {
+                out.stdout
+                    .push_str(&format!("\t[WARNING CreateJob]: {msg}\n"));
+            } else {
+                return fail(
+                    out,
+                    format!(
+                        "[upgrade/health] FATAL: [preflight] Some fatal errors occurred:\n\t[ERROR CreateJob]: {msg}\n\
+                         [preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`"
+                    ),
+                );
+            }
+        }
+    }
     // phases/upgrade/health.go controlPlaneNodesReady.
     let not_ready: Vec<String> = ctx
         .cluster
@@ -929,6 +986,34 @@ mod tests {
             true,
         );
         assert!(e.is_empty(), "{e:?}");
+    }
+
+    #[test]
+    fn the_create_job_check_follows_the_kubeadm_release() {
+        use crate::nodeshell::cluster::NodeView;
+        let node = |fits: bool| NodeView {
+            name: "cp".into(),
+            kubelet_version: Some("v1.30.0".into()),
+            control_plane: true,
+            ready: true,
+            job_schedulable: fits,
+        };
+        // a node where the Job's pod fits: every release completes the Job
+        for k in ["1.29.4", "1.30.0", "1.30.1", "1.35.2"] {
+            assert_eq!(create_job_check(&v(k), &[node(true)]), JobCheck::Completes, "{k}");
+        }
+        // a single control plane, drained (kubernetes/kubeadm#3050)
+        assert_eq!(create_job_check(&v("1.29.4"), &[node(false)]), JobCheck::Completes);
+        assert!(matches!(
+            create_job_check(&v("1.30.0"), &[node(false)]),
+            JobCheck::Fails(m) if m.contains("did not complete in 15s")
+        ));
+        for k in ["1.30.1", "1.31.0", "1.35.2"] {
+            assert!(
+                matches!(create_job_check(&v(k), &[node(false)]), JobCheck::Skipped(_)),
+                "{k}"
+            );
+        }
     }
 
     #[test]

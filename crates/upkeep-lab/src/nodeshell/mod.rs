@@ -339,6 +339,30 @@ fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
 
+/// Whether kubeadm's upgrade-health-check Job can schedule on the node: its pod tolerates
+/// only `node-role.kubernetes.io/control-plane` and `.../master` with effect NoSchedule
+/// (cmd/kubeadm/app/phases/upgrade/health.go createJob).
+fn health_check_job_fits(node: &Value) -> bool {
+    let cordoned = node
+        .pointer("/spec/unschedulable")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let tolerated = |t: &Value| {
+        let effect = str_at(t, "/effect");
+        effect == "PreferNoSchedule"
+            || (effect == "NoSchedule"
+                && matches!(
+                    str_at(t, "/key"),
+                    "node-role.kubernetes.io/control-plane" | "node-role.kubernetes.io/master"
+                ))
+    };
+    !cordoned
+        && node
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .is_none_or(|ts| ts.iter().all(tolerated))
+}
+
 fn is_control_plane(node: &Value) -> bool {
     node.pointer("/metadata/labels")
         .and_then(Value::as_object)
@@ -383,6 +407,7 @@ pub fn snapshot(lab: &Lab) -> ClusterView {
             kubelet_version: Some(str_at(n, "/status/nodeInfo/kubeletVersion").to_string())
                 .filter(|v| !v.is_empty()),
             control_plane: is_control_plane(n),
+            job_schedulable: health_check_job_fits(n),
             ready: n
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
@@ -450,21 +475,14 @@ pub fn apply_effect(lab: &Lab, e: &Effect) {
             }
             for (c, image) in images {
                 sp.set_image(node, c, &image);
-                // kubeadm waits for the kubelet to restart the component before it goes on, so
-                // the mirror pod carries the new image by the time the command returns.
-                let _ = lab.store.mutate(
-                    &resources::POD,
-                    "kube-system",
-                    &format!("{c}-{node}"),
-                    |p| {
-                        p["spec"]["containers"][0]["image"] = json!(image);
-                        if p.pointer("/status/containerStatuses/0").is_some() {
-                            p["status"]["containerStatuses"][0]["image"] = json!(image);
-                        }
-                        Ok(())
-                    },
-                );
+                // kubeadm waits for the kubelet to restart the component before it goes on
+                // (phases/upgrade/staticpods.go upgradeComponent, WaitForStaticPodHash), so
+                // the mirror pod carries the new image, and a new UID, by the time the
+                // command returns.
+                crate::sim::kubelet::replace_mirror_pod(lab, node, c, &image);
             }
+            // The restart itself: on a single control plane the API is gone meanwhile.
+            crate::sim::controlplane::restart(lab, node);
         }
         Effect::ClusterVersion { version } => {
             if let Ok(v) = ServerVersion::parse(version) {

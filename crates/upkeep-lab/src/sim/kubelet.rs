@@ -55,6 +55,18 @@ pub struct Kubelet {
     last_lease: Mutex<HashMap<String, i64>>,
     last_status: Mutex<HashMap<String, i64>>,
     ip_seq: AtomicU64,
+    /// Host commands still running, by pod UID (their pod completes when they end).
+    host_running: Mutex<HashMap<String, HostRun>>,
+}
+
+/// Lab seconds a host command runs on once the API is back (kubeadm's phases after the
+/// control-plane restart: uploading its configuration, the kubelet config, the addons).
+const AFTER_RESTART_SECONDS: f64 = 5.0;
+
+/// A host command whose pod is still Running.
+struct HostRun {
+    code: i64,
+    command: String,
 }
 
 /// A pod the kubelet has nothing more to do for (running and ready, or finished).
@@ -222,7 +234,8 @@ impl Kubelet {
                 .parse::<jiff::Timestamp>()
                 .map(|t| t.duration_since(ctx.lab.clock.now()).as_secs_f64())
                 .unwrap_or(0.0);
-            let wait = left.min(cfg.termination_cap_seconds).max(0.0);
+            let wait = cfg.termination_seconds(left);
+            self.kill_host_command(ctx, &pod, &node);
             if !self.pending.lock().contains(&job(Stage::Remove)) {
                 for c in util::arr(&pod, "/spec/containers") {
                     ctx.events.record(
@@ -245,7 +258,10 @@ impl Kubelet {
         match util::phase(&pod) {
             "Running" => {
                 if !util::pod_ready(&pod) {
-                    self.stage(ctx, job(Stage::Ready), cfg.pod_ready_seconds);
+                    self.stage(ctx, job(Stage::Ready), cfg.ready_seconds(&pod));
+                }
+                if self.host_running.lock().contains_key(util::uid(&pod)) {
+                    return;
                 }
                 if !restart_always(&pod) {
                     let run =
@@ -369,7 +385,7 @@ impl Kubelet {
                 };
                 let ip = self.pod_ip(&pod, &n);
                 let ready_now =
-                    ctx.cfg().pod_ready_seconds <= 0.0 || self.instant.load(Ordering::SeqCst);
+                    ctx.cfg().ready_seconds(&pod) <= 0.0 || self.instant.load(Ordering::SeqCst);
                 let _ = store.mutate(&resources::POD, ns, name, |p| {
                     set_running(p, &ip, ready_now, &now);
                     Ok(())
@@ -421,7 +437,11 @@ impl Kubelet {
                 });
             }
             Stage::Complete => {
-                let code = annotation_f64(&pod, ANNOTATION_EXIT_CODE).unwrap_or(0.0) as i64;
+                let host = self.host_running.lock().remove(uid.as_str());
+                let code = match host {
+                    Some(h) => h.code,
+                    None => annotation_f64(&pod, ANNOTATION_EXIT_CODE).unwrap_or(0.0) as i64,
+                };
                 let _ = store.mutate(&resources::POD, ns, name, |p| {
                     set_terminated(p, code, &now);
                     Ok(())
@@ -474,17 +494,76 @@ impl Kubelet {
                 .get(&resources::NODE, "", node)
                 .unwrap_or_else(|| Arc::new(json!({}))),
         );
+        // A command that restarted the only kube-apiserver (kubeadm upgrade apply) runs on
+        // until the API is back: kubeadm waits for the new static pods through the API
+        // (cmd/kubeadm/app/phases/upgrade/staticpods.go upgradeComponent).
+        let outage = super::controlplane::ApiOutage::get(&ctx.lab);
+        let still_running = outage.down_until(&ctx.lab).map(|until| {
+            until
+                .duration_since(ctx.lab.clock.now())
+                .as_secs_f64()
+                .max(0.0)
+        });
         let _ = ctx.lab.store.mutate(
             &resources::POD,
             util::namespace(pod),
             util::name(pod),
             |p| {
                 set_running(p, &ip, false, &now);
-                set_terminated(p, out.code as i64, &now);
+                if still_running.is_none() {
+                    set_terminated(p, out.code as i64, &now);
+                }
                 Ok(())
             },
         );
+        if let Some(left) = still_running {
+            self.host_running.lock().insert(
+                util::uid(pod).to_string(),
+                HostRun {
+                    code: out.code as i64,
+                    command: cmd.join(" "),
+                },
+            );
+            let job = (
+                util::namespace(pod).to_string(),
+                util::name(pod).to_string(),
+                util::uid(pod).to_string(),
+                Stage::Complete,
+            );
+            self.schedule(ctx, job, left + AFTER_RESTART_SECONDS);
+        }
         true
+    }
+
+    /// A terminating pod whose host command still runs: the kubelet kills the command
+    /// (pkg/kubelet/kuberuntime killContainer). Recorded, so tests can assert it never
+    /// happens to kubeadm.
+    pub fn kill_host_command(&self, ctx: &Ctx, pod: &Value, node: &str) {
+        let Some(run) = self.host_running.lock().remove(util::uid(pod)) else {
+            return;
+        };
+        let msg = format!(
+            "the pod was deleted while `{}` was still running: the kubelet killed it",
+            run.command
+        );
+        ctx.events.record(
+            &ctx.lab,
+            pod,
+            "Warning",
+            super::controlplane::REASON_INTERRUPTED,
+            &msg,
+            "kubelet",
+            Some(node),
+        );
+        super::controlplane::Interruptions::get(&ctx.lab).record(
+            super::controlplane::Interruption {
+                node: node.to_string(),
+                namespace: util::namespace(pod).to_string(),
+                pod: util::name(pod).to_string(),
+                command: run.command,
+                time: ctx.lab.clock.now_rfc3339(),
+            },
+        );
     }
 
     /// Register a node (fill what is absent), keep its lease, and its mirror pods.
@@ -651,17 +730,12 @@ impl Kubelet {
                             self.mirror_applied.lock().insert(key, image);
                         }
                         Some(a) if a != image => {
-                            // the manifest changed: the kubelet restarts the static pod
-                            let _ =
-                                ctx.lab
-                                    .store
-                                    .mutate(&resources::POD, "kube-system", &pname, |o| {
-                                        o["spec"]["containers"][0]["image"] = json!(image);
-                                        o["status"]["containerStatuses"][0]["image"] = json!(image);
-                                        o["status"]["containerStatuses"][0]["state"] =
-                                            json!({"running": {"startedAt": now}});
-                                        Ok(())
-                                    });
+                            // the manifest changed: the kubelet restarts the static pod, whose
+                            // mirror pod comes back with a new UID (unless kubeadm's restart
+                            // already replaced it)
+                            if util::s(&p, "/spec/containers/0/image") != image {
+                                replace_mirror_pod(&ctx.lab, node, &component, &image);
+                            }
                             self.mirror_applied.lock().insert(key, image);
                         }
                         Some(_) => {}
@@ -765,6 +839,21 @@ fn register_defaults(o: &mut Value, name: &str, version: &str, ip: &str) {
     }
     s.entry("daemonEndpoints")
         .or_insert(json!({"kubeletEndpoint": {"Port": 10250}}));
+}
+
+/// Replace the mirror pod of a static pod whose manifest changed. A static pod's UID is a
+/// hash of its manifest (pkg/kubelet/config/common.go `applyDefaults`), so the kubelet deletes
+/// the outdated mirror pod and creates one with a new UID (pkg/kubelet/kubelet.go `SyncPod`).
+pub fn replace_mirror_pod(lab: &crate::lab::Lab, node: &str, component: &str, image: &str) {
+    let Some(n) = lab.store.get(&resources::NODE, "", node) else {
+        return;
+    };
+    let name = format!("{component}-{node}");
+    lab.store.remove(&resources::POD, "kube-system", &name);
+    let pod = mirror_pod(&n, component, image, &node_ip(&n), &lab.clock.now_rfc3339());
+    if let Err(e) = lab.store.create(&resources::POD, "kube-system", pod, false) {
+        tracing::warn!("could not recreate mirror pod kube-system/{name}: {e:?}");
+    }
 }
 
 fn mirror_pod(node: &Value, component: &str, image: &str, ip: &str, now: &str) -> Value {

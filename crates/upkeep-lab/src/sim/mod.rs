@@ -19,6 +19,7 @@
 // Store errors are the API's Status objects; the simulation passes them through unboxed.
 #![allow(clippy::result_large_err)]
 
+pub mod controlplane;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -82,6 +83,71 @@ pub struct SimConfig {
     pub kubeadm: bool,
     /// Event TTL (kube-apiserver --event-ttl).
     pub event_ttl_seconds: f64,
+    /// `fast` (default: containers stop within `terminationCapSeconds`, probes are not
+    /// waited for) or `realistic` (termination takes the pod's grace period unless
+    /// `containerStopSeconds` says the containers exit sooner; readiness waits for
+    /// `readinessProbe.initialDelaySeconds`).
+    pub profile: Profile,
+    /// Realistic profile: containers exit this long after SIGTERM (none: they use the whole
+    /// grace period, like a process that ignores SIGTERM until SIGKILL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_stop_seconds: Option<f64>,
+    /// How long a control-plane node's static pods take to restart during `kubeadm upgrade
+    /// apply|node`; with a single control plane the API refuses connections meanwhile.
+    pub control_plane_restart_seconds: f64,
+}
+
+/// The timing profile of the simulation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Profile {
+    /// Quick termination and readiness, for fast tests.
+    #[default]
+    Fast,
+    /// Real pods' timing: grace periods honoured, readiness probe delays waited for.
+    Realistic,
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fast" => Ok(Profile::Fast),
+            "realistic" => Ok(Profile::Realistic),
+            other => Err(format!(
+                "unknown profile {other:?}: expected fast or realistic"
+            )),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Lab seconds the kubelet takes to stop a terminating pod with `left` seconds of grace
+    /// period remaining (pkg/kubelet/kuberuntime/kuberuntime_container.go `killContainer`:
+    /// SIGTERM, then SIGKILL when the grace period is over).
+    pub fn termination_seconds(&self, left: f64) -> f64 {
+        let stop = match self.profile {
+            Profile::Fast => self.termination_cap_seconds,
+            Profile::Realistic => self.container_stop_seconds.unwrap_or(f64::INFINITY),
+        };
+        left.min(stop).max(0.0)
+    }
+
+    /// Lab seconds from Running to Ready. Realistic: the largest
+    /// `readinessProbe.initialDelaySeconds` of the containers comes first
+    /// (pkg/kubelet/prober/worker.go `doProbe`: no probe before initialDelaySeconds, and the
+    /// container is not Ready until a probe succeeds).
+    pub fn ready_seconds(&self, pod: &Value) -> f64 {
+        let probe_delay = match self.profile {
+            Profile::Fast => 0.0,
+            Profile::Realistic => util::arr(pod, "/spec/containers")
+                .iter()
+                .filter_map(|c| c.pointer("/readinessProbe/initialDelaySeconds"))
+                .filter_map(Value::as_f64)
+                .fold(0.0, f64::max),
+        };
+        self.pod_ready_seconds + probe_delay
+    }
 }
 
 impl Default for SimConfig {
@@ -99,6 +165,9 @@ impl Default for SimConfig {
             resync_seconds: 30.0,
             kubeadm: false,
             event_ttl_seconds: 3600.0,
+            profile: Profile::Fast,
+            container_stop_seconds: None,
+            control_plane_restart_seconds: 20.0,
         }
     }
 }
@@ -190,6 +259,14 @@ impl StaticPods {
     }
     pub fn has_node(&self, node: &str) -> bool {
         self.manifests.lock().contains_key(node)
+    }
+    /// How many nodes have a manifest for `component`.
+    pub fn nodes_with(&self, component: &str) -> usize {
+        self.manifests
+            .lock()
+            .values()
+            .filter(|m| m.contains_key(component))
+            .count()
     }
 }
 
@@ -405,6 +482,8 @@ impl Ctx {
         match ev.kind {
             EventKind::Deleted => {
                 self.scheduler.retry_all(self);
+                // deleted at once (grace 0): the kubelet kills what still runs in it
+                self.kubelet.kill_host_command(self, pod, util::node_name(pod));
                 if pod
                     .pointer("/metadata/annotations")
                     .and_then(|a| a.get(util::ANNOTATION_MIRROR))
@@ -804,5 +883,11 @@ pub fn routes() -> axum::Router<Arc<Lab>> {
             axum::Json(json!({"node": node, "mode": mode})),
         )
     }
-    axum::Router::new().route("/lab/v1/nodes/{node}/kubelet", get(get_mode).post(set_mode))
+    /// Host commands a kubelet killed while they ran (`kubectl get --raw /lab/v1/interruptions`).
+    async fn interruptions(State(lab): State<Arc<Lab>>) -> axum::Json<Value> {
+        axum::Json(json!({"items": controlplane::Interruptions::get(&lab).all()}))
+    }
+    axum::Router::new()
+        .route("/lab/v1/nodes/{node}/kubelet", get(get_mode).post(set_mode))
+        .route("/lab/v1/interruptions", get(interruptions))
 }
