@@ -75,7 +75,11 @@ const KUBEADM_PACKAGE: &str = "sed -i 's/v1.34/v1.35/' /etc/apt/sources.list.d/k
 impl Harness {
     async fn ok(&self, node: &str, script: &str) {
         let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
-        let r = self.shell.exec(node, &argv, "").await.expect("exec request");
+        let r = self
+            .shell
+            .exec(node, &argv, "")
+            .await
+            .expect("exec request");
         assert_eq!(r.code, 0, "{script}: {}{}", r.stdout, r.stderr);
     }
 
@@ -167,7 +171,10 @@ async fn with_two_control_planes_the_api_stays_up_and_the_mirror_pods_are_replac
         before.push(h.mirror_uid(n).await);
     }
     let refused = h.apply_while_probing(cp).await;
-    assert_eq!(refused, 0, "the API refused connections behind the load balancer");
+    assert_eq!(
+        refused, 0,
+        "the API refused connections behind the load balancer"
+    );
     assert_ne!(h.mirror_uid(&names[0]).await, before[0]);
     assert_ne!(h.mirror_uid(&names[1]).await, before[1]);
     assert_eq!(
@@ -203,7 +210,14 @@ async fn deleting_the_host_pod_while_kubeadm_runs_is_recorded_as_an_interruption
     let running = loop {
         assert!(Instant::now() < deadline, "the API did not come back");
         match pods.get("apply").await {
-            Ok(p) if h.kube.apiserver_version().await.is_ok_and(|v| v.git_version == "v1.35.2") => break p,
+            Ok(p)
+                if h.kube
+                    .apiserver_version()
+                    .await
+                    .is_ok_and(|v| v.git_version == "v1.35.2") =>
+            {
+                break p;
+            }
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };

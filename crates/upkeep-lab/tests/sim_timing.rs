@@ -77,10 +77,8 @@ async fn the_realistic_profile_honours_the_grace_period_and_the_probe_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_can_say_containers_stop_sooner_than_their_grace_period() {
-    let (_, gone) = measure(
-        "timing: {podStartSeconds: 1, profile: realistic, containerStopSeconds: 4}",
-    )
-    .await;
+    let (_, gone) =
+        measure("timing: {podStartSeconds: 1, profile: realistic, containerStopSeconds: 4}").await;
     assert!(
         (3.5..8.0).contains(&gone),
         "removed after {gone:.1} lab s, not containerStopSeconds 4"

@@ -57,13 +57,14 @@ pub struct KubeFlags {
     pub certificate_authority: Option<PathBuf>,
 }
 
-/// Whether the client retries throttled (429) and unavailable (503) answers
-/// by itself.
+/// Which transient answers the client retries by itself (see [`crate::transient`]):
+/// connection refused always (the request was never sent), the rest as below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retries {
-    /// kube's default retry layer: fine for reads.
+    /// Reads and writes: 429/503 (and 5xx with Retry-After) for every verb; 500, 502, 504
+    /// and broken connections for reads.
     Silent,
-    /// None: the caller handles them, e.g. an eviction engine that names the
+    /// Reads only: the caller handles write answers, e.g. an eviction engine that names the
     /// PodDisruptionBudget behind a 429 and retries as soon as it frees.
     Explicit,
 }
@@ -227,10 +228,22 @@ impl Connection {
 }
 
 fn client_for(config: &Config, retries: Retries) -> anyhow::Result<Client> {
+    use crate::transient::{RetryPolicy, Scope};
     let mut config = config.clone();
-    config.default_retry = retries == Retries::Silent;
+    // kube's own layer retries 429/503/504 only, and never a refused connection.
+    config.default_retry = false;
     let server = config.cluster_url.to_string();
-    Client::try_from(config).with_context(|| format!("could not create a client for {server}"))
+    let scope = match retries {
+        Retries::Silent => Scope::All,
+        Retries::Explicit => Scope::ReadsOnly,
+    };
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .with_context(|| format!("could not create a client for {server}"))?;
+    // Retry needs a cloneable service: the buffer makes one of kube's stack.
+    let layers = tower::ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(RetryPolicy::new(scope)))
+        .layer(tower::buffer::BufferLayer::new(1024));
+    Ok(builder.with_layer(&layers).build())
 }
 
 fn in_cluster() -> bool {

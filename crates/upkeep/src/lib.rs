@@ -12,5 +12,6 @@ pub mod connect;
 pub mod drain;
 pub mod output;
 pub mod skew;
+pub mod transient;
 pub mod upgrade;
 pub mod version;

@@ -137,7 +137,7 @@ async fn exec(
                 .wait_over(&lab)
                 .await;
             api::json_response(
-            200,
+                200,
                 &serde_json::to_value(ExecResponse::from(out)).unwrap_or_default(),
             )
         }

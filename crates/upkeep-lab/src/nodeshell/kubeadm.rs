@@ -657,7 +657,9 @@ fn apply(
     );
     match create_job_check(kv, &ctx.cluster.nodes) {
         JobCheck::Completes => {}
-        JobCheck::Skipped(msg) => out.stdout.push_str(&format!("\t[WARNING CreateJob]: {msg}\n")),
+        JobCheck::Skipped(msg) => out
+            .stdout
+            .push_str(&format!("\t[WARNING CreateJob]: {msg}\n")),
         JobCheck::Fails(msg) => {
             if ignore.contains("createjob") || ignore.contains("all") {
                 out.stdout
@@ -1000,17 +1002,27 @@ mod tests {
         };
         // a node where the Job's pod fits: every release completes the Job
         for k in ["1.29.4", "1.30.0", "1.30.1", "1.35.2"] {
-            assert_eq!(create_job_check(&v(k), &[node(true)]), JobCheck::Completes, "{k}");
+            assert_eq!(
+                create_job_check(&v(k), &[node(true)]),
+                JobCheck::Completes,
+                "{k}"
+            );
         }
         // a single control plane, drained (kubernetes/kubeadm#3050)
-        assert_eq!(create_job_check(&v("1.29.4"), &[node(false)]), JobCheck::Completes);
+        assert_eq!(
+            create_job_check(&v("1.29.4"), &[node(false)]),
+            JobCheck::Completes
+        );
         assert!(matches!(
             create_job_check(&v("1.30.0"), &[node(false)]),
             JobCheck::Fails(m) if m.contains("did not complete in 15s")
         ));
         for k in ["1.30.1", "1.31.0", "1.35.2"] {
             assert!(
-                matches!(create_job_check(&v(k), &[node(false)]), JobCheck::Skipped(_)),
+                matches!(
+                    create_job_check(&v(k), &[node(false)]),
+                    JobCheck::Skipped(_)
+                ),
                 "{k}"
             );
         }

@@ -13,8 +13,9 @@
 //!
 //! The lab keeps, per cluster, when its API is down ([`ApiOutage`], honoured by the server's
 //! listener) and a log of host commands a kubelet killed while they ran
-//! ([`Interruptions`], served at `GET /lab/v1/interruptions` and recorded as a Warning event
-//! with reason [`REASON_INTERRUPTED`]), so tests can assert that kubeadm never was.
+//! ([`Interruptions`], recorded as a Warning event with reason [`REASON_INTERRUPTED`]), both
+//! served at `GET /lab/v1/interruptions`, so tests can assert that kubeadm never was
+//! interrupted and that the outage did happen.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub const REASON_INTERRUPTED: &str = "HostCommandInterrupted";
 /// When the cluster's API refuses connections (`lab.extension("apiserver.outage")`).
 pub struct ApiOutage {
     until: Mutex<Option<Timestamp>>,
+    /// Every outage so far: (start, end), lab time.
+    history: Mutex<Vec<(Timestamp, Timestamp)>>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -38,6 +41,7 @@ impl ApiOutage {
     pub fn get(lab: &Lab) -> Arc<ApiOutage> {
         lab.extension("apiserver.outage", || ApiOutage {
             until: Mutex::new(None),
+            history: Mutex::new(Vec::new()),
             changed: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -45,11 +49,18 @@ impl ApiOutage {
     /// The API goes away for `lab_secs` from now (an outage already under way is extended,
     /// never shortened). Returns its end.
     pub fn begin(&self, lab: &Lab, lab_secs: f64) -> Timestamp {
-        let end = lab.clock.now() + jiff::SignedDuration::from_secs_f64(lab_secs.max(0.0));
+        let now = lab.clock.now();
+        let end = now + jiff::SignedDuration::from_secs_f64(lab_secs.max(0.0));
         let end = {
             let mut until = self.until.lock();
-            let end = until.map_or(end, |u| u.max(end));
+            let ongoing = until.filter(|u| *u > now);
+            let end = ongoing.map_or(end, |u| u.max(end));
             *until = Some(end);
+            let mut history = self.history.lock();
+            match history.last_mut() {
+                Some(last) if ongoing.is_some() => last.1 = end,
+                _ => history.push((now, end)),
+            }
             end
         };
         self.changed.send_modify(|g| *g += 1);
@@ -61,6 +72,11 @@ impl ApiOutage {
     pub fn down_until(&self, lab: &Lab) -> Option<Timestamp> {
         let until = *self.until.lock();
         until.filter(|u| *u > lab.clock.now())
+    }
+
+    /// Every outage so far as (start, end), lab time.
+    pub fn history(&self) -> Vec<(Timestamp, Timestamp)> {
+        self.history.lock().clone()
     }
 
     /// Notified whenever an outage begins or is extended.
@@ -160,9 +176,15 @@ mod tests {
         assert!(o.down_until(&lab).is_none());
         let end = o.begin(&lab, 20.0);
         assert_eq!(o.down_until(&lab), Some(end));
-        assert_eq!(o.begin(&lab, 5.0), end, "a shorter restart keeps the later end");
+        assert_eq!(
+            o.begin(&lab, 5.0),
+            end,
+            "a shorter restart keeps the later end"
+        );
         lab.clock.advance(Duration::from_secs(21));
         assert!(o.down_until(&lab).is_none());
+        assert_eq!(o.history().len(), 1);
+        assert_eq!(o.history()[0].1, end);
         assert!(o.real_time_left(&lab).is_zero());
     }
 }

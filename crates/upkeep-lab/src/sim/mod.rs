@@ -483,7 +483,8 @@ impl Ctx {
             EventKind::Deleted => {
                 self.scheduler.retry_all(self);
                 // deleted at once (grace 0): the kubelet kills what still runs in it
-                self.kubelet.kill_host_command(self, pod, util::node_name(pod));
+                self.kubelet
+                    .kill_host_command(self, pod, util::node_name(pod));
                 if pod
                     .pointer("/metadata/annotations")
                     .and_then(|a| a.get(util::ANNOTATION_MIRROR))
@@ -883,9 +884,20 @@ pub fn routes() -> axum::Router<Arc<Lab>> {
             axum::Json(json!({"node": node, "mode": mode})),
         )
     }
-    /// Host commands a kubelet killed while they ran (`kubectl get --raw /lab/v1/interruptions`).
+    /// Host commands a kubelet killed while they ran, and the API outages so far
+    /// (`kubectl get --raw /lab/v1/interruptions`).
     async fn interruptions(State(lab): State<Arc<Lab>>) -> axum::Json<Value> {
-        axum::Json(json!({"items": controlplane::Interruptions::get(&lab).all()}))
+        let outages: Vec<Value> = controlplane::ApiOutage::get(&lab)
+            .history()
+            .iter()
+            .map(|(start, end)| {
+                json!({"start": crate::clock::format_time(*start), "end": crate::clock::format_time(*end),
+                       "seconds": end.duration_since(*start).as_secs_f64()})
+            })
+            .collect();
+        axum::Json(
+            json!({"items": controlplane::Interruptions::get(&lab).all(), "apiserverOutages": outages}),
+        )
     }
     axum::Router::new()
         .route("/lab/v1/nodes/{node}/kubelet", get(get_mode).post(set_mode))

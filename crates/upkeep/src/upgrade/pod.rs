@@ -3,21 +3,25 @@
 //! `nsenter -t 1 -m -u -i -n -p --` (the pattern of `kubectl debug node/...`
 //! with the sysadmin profile, and of kured's and node-shell plugins).
 //! The output comes from the pod's log, the result from its exit code and
-//! phase; the pod is deleted afterwards, also when the run is interrupted.
+//! phase. The pod is deleted only once it has ended: deleting it earlier kills
+//! the command (kubeadm mid-upgrade). Its watch reconnects through apiserver
+//! restarts (the pod running `kubeadm upgrade apply` outlives its own API
+//! server); when the wait gives up, or the run is interrupted, a pod still
+//! running is left in place with the commands to follow it.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
 use kube::api::{Api, DeleteParams, LogParams, PostParams};
-use kube::runtime::wait::await_condition;
-use kube::{Client, ResourceExt as _};
 use serde_json::json;
 
 use super::recipe::Cmd;
 use super::transport::{CmdOutput, NodeTarget, Transport};
 use super::validate;
+use crate::transient;
 
 /// The namespace the pods run in.
 pub const NAMESPACE: &str = "kube-system";
@@ -54,7 +58,7 @@ impl PodShell {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
-                "generateName": "upkeep-upgrade-",
+                "name": pod_name(node),
                 "namespace": NAMESPACE,
                 "labels": {
                     "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -86,10 +90,62 @@ impl PodShell {
             grace_period_seconds: Some(0),
             ..DeleteParams::default()
         };
-        if let Err(e) = api.delete(name, &dp).await {
-            tracing::warn!("could not delete pod {NAMESPACE}/{name}: {e}");
+        match api.delete(name, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!(
+                "could not delete the finished pod {NAMESPACE}/{name}: {e}; delete it with `kubectl delete pod -n {NAMESPACE} {name}`"
+            ),
         }
     }
+
+    /// Deletes the pod if it has ended (or is gone); otherwise leaves it running and
+    /// says how to follow it. Returns the advice when the pod was left.
+    async fn delete_if_ended(&self, api: &Api<Pod>, name: &str) -> Option<String> {
+        match api.get_opt(name).await {
+            Ok(None) => None,
+            Ok(Some(p)) if ended(&p) => {
+                self.delete(api, name).await;
+                None
+            }
+            Ok(Some(_)) => Some(left_running(name)),
+            Err(e) => Some(format!(
+                "could not check pod {NAMESPACE}/{name} ({e}); {}",
+                left_running(name)
+            )),
+        }
+    }
+}
+
+/// A name chosen here rather than by `generateName`, so a create whose answer was lost can
+/// be recognised (409 AlreadyExists) instead of starting the command twice.
+fn pod_name(node: &str) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = nanos
+        ^ u64::from(std::process::id()).rotate_left(32)
+        ^ SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|i| alphabet[((n >> (i * 6)) % alphabet.len() as u64) as usize] as char)
+        .collect();
+    // node names are at most 253 characters; pod names too
+    let node: String = node.chars().take(220).collect();
+    format!("upkeep-upgrade-{node}-{suffix}")
+}
+
+fn ended(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+fn left_running(name: &str) -> String {
+    format!(
+        "the pod {NAMESPACE}/{name} may still be running its command, so it was left in place: follow it with `kubectl logs -n {NAMESPACE} -f {name}` and `kubectl get pod -n {NAMESPACE} {name}`, and delete it once it has finished"
+    )
 }
 
 fn exit_code(pod: &Pod) -> Option<i32> {
@@ -120,61 +176,87 @@ impl Transport for PodShell {
     async fn run(&self, node: &NodeTarget, cmd: &Cmd) -> anyhow::Result<CmdOutput> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
         let manifest = PodShell::manifest(&self.image, &node.name, cmd)?;
-        let created = api
-            .create(&PostParams::default(), &manifest)
-            .await
-            .with_context(|| {
-                format!(
-                    "could not create a pod in {NAMESPACE} on node {}",
-                    node.name
-                )
-            })?;
-        let name = created.name_any();
+        let name = manifest.metadata.name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), &manifest).await {
+            Ok(_) => {}
+            // our own create, answered on a retry
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                // The answer may have been lost after the pod was created.
+                if !matches!(api.get_opt(&name).await, Ok(Some(_))) {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "could not create a pod in {NAMESPACE} on node {}",
+                            node.name
+                        )
+                    });
+                }
+            }
+        }
         *self.current.lock().expect("pod name") = Some(name.clone());
-        let finished = tokio::time::timeout(
-            self.timeout,
-            await_condition(api.clone(), &name, |p: Option<&Pod>| {
-                p.is_some_and(|p| matches!(phase(p), "Succeeded" | "Failed"))
-            }),
-        )
+        let finished = transient::wait_for(api.clone(), &name, self.timeout, |p: Option<&Pod>| {
+            p.is_none_or(ended)
+        })
         .await;
-        let result = async {
-            let pod = match finished {
-                Err(_) => bail!(
-                    "pod {NAMESPACE}/{name} did not finish within {:?} (is the image {:?} pullable on {}?)",
+        let pod = match finished {
+            Err(e) => {
+                // Never delete a pod whose command may still run: it may be kubeadm.
+                let left = self
+                    .delete_if_ended(&api, &name)
+                    .await
+                    .unwrap_or_else(|| "the pod has ended since".into());
+                *self.current.lock().expect("pod name") = None;
+                bail!(
+                    "pod {NAMESPACE}/{name} did not finish within {:?} ({e}; is the image {:?} pullable on {}?); {left}",
                     self.timeout,
                     self.image,
                     node.name
-                ),
-                Ok(Err(e)) => return Err(e).context(format!("lost track of pod {NAMESPACE}/{name}")),
-                Ok(Ok(None)) => bail!("pod {NAMESPACE}/{name} disappeared before it finished"),
-                Ok(Ok(Some(pod))) => pod,
-            };
-            let logs = api
-                .logs(&name, &LogParams::default())
-                .await
-                .with_context(|| format!("could not read the log of pod {NAMESPACE}/{name}"))?;
-            let code = exit_code(&pod).or(match phase(&pod) {
-                "Succeeded" => Some(0),
-                _ => Some(1),
+                );
+            }
+            Ok(None) => {
+                *self.current.lock().expect("pod name") = None;
+                bail!(
+                    "pod {NAMESPACE}/{name} disappeared before it finished: someone deleted it, so its command was killed; check node {} before running again",
+                    node.name
+                )
+            }
+            Ok(Some(pod)) => pod,
+        };
+        let logs = api
+            .logs(&name, &LogParams::default())
+            .await
+            .with_context(|| {
+                format!(
+                    "could not read the log of pod {NAMESPACE}/{name} (left in place: `kubectl logs -n {NAMESPACE} {name}`)"
+                )
             });
-            Ok(CmdOutput {
-                code,
-                stdout: logs,
-                stderr: String::new(),
-            })
-        }
-        .await;
+        let logs = match logs {
+            Ok(l) => l,
+            Err(e) => {
+                *self.current.lock().expect("pod name") = None;
+                return Err(e);
+            }
+        };
+        let code = exit_code(&pod).or(match phase(&pod) {
+            "Succeeded" => Some(0),
+            _ => Some(1),
+        });
         self.delete(&api, &name).await;
         *self.current.lock().expect("pod name") = None;
-        result
+        Ok(CmdOutput {
+            code,
+            stdout: logs,
+            stderr: String::new(),
+        })
     }
 
     async fn cleanup(&self) {
         let name = self.current.lock().expect("pod name").take();
         if let Some(name) = name {
             let api: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
-            self.delete(&api, &name).await;
+            if let Some(advice) = self.delete_if_ended(&api, &name).await {
+                eprintln!("{advice}");
+            }
         }
     }
 }
@@ -201,5 +283,8 @@ mod tests {
             "nsenter -t 1 -m -u -i -n -p -- apt-get install -y kubeadm=1.34.1-*"
         );
         assert!(PodShell::manifest("busybox", "bad node", &Cmd::new(["true"])).is_err());
+        let name = pod.metadata.name.unwrap();
+        assert!(name.starts_with("upkeep-upgrade-node01-"), "{name}");
+        assert_ne!(pod_name("node01"), pod_name("node01"));
     }
 }

@@ -10,7 +10,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt as _};
 use serde::Serialize;
 use serde_json::json;
@@ -537,16 +536,17 @@ pub async fn execute<T: Transport>(
                         f.ready && f.kubelet_version == Some(want)
                     })
                 };
-                match tokio::time::timeout(
+                // Watches through apiserver restarts (the node may be the only control
+                // plane) until the Ready deadline.
+                match crate::transient::wait_for(
+                    nodes.clone(),
+                    &plan.node,
                     settings.ready_timeout,
-                    await_condition(nodes.clone(), &plan.node, cond),
+                    cond,
                 )
                 .await
                 {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        return Err(fail(format!("lost track of node {}: {e}", plan.node)));
-                    }
+                    Ok(_) => {}
                     Err(_) => {
                         let now = nodes.get(&plan.node).await.ok().map(|n| node_facts(&n));
                         return Err(fail(format!(
