@@ -626,6 +626,92 @@ fn via_pod_runs_each_command_in_a_privileged_pod_and_cleans_up() {
     );
 }
 
+/// A kubeadm cluster with a single control plane and one worker at v1.34.3.
+const SINGLE_CONTROL_PLANE: &str = "apiVersion: lab.upkeep.dev/v1alpha1
+kind: LabScenario
+metadata: {name: single-control-plane}
+spec:
+  version: v1.34.3
+  kubeadm: true
+  nodes:
+  - name: controlplane01
+    role: control-plane
+    kubeletVersion: v1.34.3
+    controlPlaneVersion: v1.34.3
+    osImage: Ubuntu 24.04.3 LTS
+  - name: node01
+    kubeletVersion: v1.34.3
+    osImage: Ubuntu 24.04.3 LTS
+  packages:
+    repositories:
+    - minor: v1.34
+      versions: [1.34.3-1.1]
+    - minor: v1.35
+      versions: [1.35.2-1.1]
+";
+
+/// `kubeadm upgrade apply` restarts the only kube-apiserver: the lab refuses connections
+/// for 20 lab seconds (5 s here) while kubeadm runs on in its privileged pod. The plugin
+/// watches through it, and never deletes the pod under a running kubeadm.
+#[test]
+fn via_pod_on_a_single_control_plane_survives_the_apiserver_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("single-control-plane.yaml");
+    std::fs::write(&scenario, SINGLE_CONTROL_PLANE).unwrap();
+    let lab = Lab::with(LabOptions {
+        scenario: Some(scenario.to_string_lossy().into_owned()),
+        extra: ["--profile", "realistic", "--time-scale", "4"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    wait_for("both nodes Ready", Duration::from_secs(60), || {
+        let nodes = lab.get_json(["nodes"]);
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 2 && items.iter().all(ready)).then_some(())
+    });
+    let apiserver = "kube-apiserver-controlplane01";
+    let before = upkeep_e2e::uid(&lab.get_json(["pod", "-n", "kube-system", apiserver]));
+    let out = upgrade(
+        &lab,
+        &["controlplane01", "--to", TARGET, "--via", "pod", "--yes"],
+    );
+    assert_eq!(code(&out), 0, "{}\n{}", show(&out), lab.log());
+    let cp = node(&lab, "controlplane01");
+    assert_eq!(kubelet(&cp), TARGET);
+    assert!(!cordoned(&cp));
+    let version: Value = serde_json::from_str(&lab.kubectl_ok(["version", "-o", "json"])).unwrap();
+    assert_eq!(version["serverVersion"]["gitVersion"], TARGET);
+    // The restart happened: one outage, and the mirror pod is a new pod.
+    let record: Value =
+        serde_json::from_str(&lab.kubectl_ok(["get", "--raw", "/lab/v1/interruptions"])).unwrap();
+    let outages = record["apiserverOutages"].as_array().unwrap();
+    assert_eq!(outages.len(), 1, "{record:#}");
+    assert_eq!(outages[0]["seconds"], 20.0, "{record:#}");
+    let after = upkeep_e2e::uid(&lab.get_json(["pod", "-n", "kube-system", apiserver]));
+    assert_ne!(
+        before, after,
+        "the kube-apiserver mirror pod was not replaced"
+    );
+    // kubeadm was never killed, and no privileged pod is left behind.
+    assert_eq!(record["items"], json!([]), "{record:#}");
+    let events = lab.get_json([
+        "events",
+        "-A",
+        "--field-selector",
+        "reason=HostCommandInterrupted",
+    ]);
+    assert_eq!(events["items"], json!([]), "{events:#}");
+    let left = lab.get_json([
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/managed-by=upkeep-upgrade-node",
+    ]);
+    assert_eq!(left["items"], json!([]), "{left:#}");
+}
+
 #[test]
 fn via_manual_prints_each_block_and_waits_for_the_operator() {
     let lab = lab();
