@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release archive for this machine's platform:
-#   dist/upkeep_<VERSION>_<os>_<arch>.tar.gz  (the four plugins + LICENSE)
+#   dist/upkeep_<VERSION>_<os>_<arch>.tar.gz  (the four plugins, their kubectl_complete-*
+#   companions + LICENSE)
 #   scripts/package.sh v0.1.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ cargo build --release --locked --bins
 stage=$(mktemp -d)
 for b in kubectl-skew kubectl-safedrain kubectl-upgrade_node kubectl-backup; do
     cp "target/release/$b" "$stage/"
+    # kubectl 1.26+ completes `kubectl PLUGIN` through this companion on PATH.
+    cp "target/release/kubectl_complete-${b#kubectl-}" "$stage/"
 done
 cp LICENSE "$stage/"
 mkdir -p dist

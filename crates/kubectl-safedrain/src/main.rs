@@ -26,6 +26,11 @@ struct Result<'a> {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = upkeep::complete::intercept(|| {
+        <kubectl_safedrain::cli::Cli as clap::CommandFactory>::command()
+    }) {
+        return code;
+    }
     let cli = Cli::parse();
     output::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

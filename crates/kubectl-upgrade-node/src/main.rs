@@ -17,6 +17,11 @@ use upkeep::upgrade::via::Via;
 use upkeep::upgrade::{TargetSpec, validate};
 
 fn main() -> ExitCode {
+    if let Some(code) = upkeep::complete::intercept(|| {
+        <kubectl_upgrade_node::cli::Cli as clap::CommandFactory>::command()
+    }) {
+        return code;
+    }
     output::init_logging();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -8,6 +8,7 @@
 //! - [`connect`]: the kubectl-standard flags resolved into a client.
 //! - [`output`]: the one printer (tables, `-o json|yaml`, progress on stderr), exit codes.
 
+pub mod complete;
 pub mod connect;
 pub mod drain;
 pub mod output;
