@@ -175,8 +175,7 @@ pub fn decide(root: &Command, words: &[String]) -> Decision {
     let mut pending_value: Option<&Arg> = None;
     let mut after_dashdash = false;
     for w in typed {
-        if let Some(arg) = pending_value.take() {
-            let _ = arg;
+        if pending_value.take().is_some() {
             continue;
         }
         if after_dashdash {
@@ -222,10 +221,10 @@ pub fn decide(root: &Command, words: &[String]) -> Decision {
     }
     let fl = flags(cmd, &parents);
     if !after_dashdash && current.starts_with('-') {
-        if let Some((name, value)) = current.strip_prefix("--").and_then(|c| c.split_once('=')) {
-            if let Some(arg) = find_long(&fl, name) {
-                return values_of(arg, value, &format!("--{name}="));
-            }
+        if let Some((name, value)) = current.strip_prefix("--").and_then(|c| c.split_once('='))
+            && let Some(arg) = find_long(&fl, name)
+        {
+            return values_of(arg, value, &format!("--{name}="));
         }
         let mut out = Vec::new();
         for a in &fl {
