@@ -6,9 +6,9 @@ use upkeep::output::{finish, init_logging};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if let Some(code) = upkeep::complete::intercept(|| {
-        <kubectl_backup::cli::Cli as clap::CommandFactory>::command()
-    }) {
+    if let Some(code) =
+        upkeep::complete::intercept(<kubectl_backup::cli::Cli as clap::CommandFactory>::command)
+    {
         return code;
     }
     init_logging();

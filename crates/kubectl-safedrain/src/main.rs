@@ -26,9 +26,9 @@ struct Result<'a> {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = upkeep::complete::intercept(|| {
-        <kubectl_safedrain::cli::Cli as clap::CommandFactory>::command()
-    }) {
+    if let Some(code) =
+        upkeep::complete::intercept(<kubectl_safedrain::cli::Cli as clap::CommandFactory>::command)
+    {
         return code;
     }
     let cli = Cli::parse();

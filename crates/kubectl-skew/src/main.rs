@@ -7,7 +7,7 @@ use upkeep::output::{finish, init_logging};
 #[tokio::main]
 async fn main() -> ExitCode {
     if let Some(code) =
-        upkeep::complete::intercept(|| <kubectl_skew::cli::Cli as clap::CommandFactory>::command())
+        upkeep::complete::intercept(<kubectl_skew::cli::Cli as clap::CommandFactory>::command)
     {
         return code;
     }

@@ -17,9 +17,9 @@ use upkeep::upgrade::via::Via;
 use upkeep::upgrade::{TargetSpec, validate};
 
 fn main() -> ExitCode {
-    if let Some(code) = upkeep::complete::intercept(|| {
-        <kubectl_upgrade_node::cli::Cli as clap::CommandFactory>::command()
-    }) {
+    if let Some(code) = upkeep::complete::intercept(
+        <kubectl_upgrade_node::cli::Cli as clap::CommandFactory>::command,
+    ) {
         return code;
     }
     output::init_logging();
