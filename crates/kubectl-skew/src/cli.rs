@@ -37,7 +37,14 @@ Examples:
   # A specific patch for the last hop, as JSON
   kubectl skew plan --to v1.33.4 -o json
 
-Downgrades are refused (exit 1) with what is allowed instead.";
+Every hop gets a readiness verdict (READY, WARN, NOT READY) from findings:
+removed APIs still recorded in the cluster (last-applied-configuration,
+managedFields, Helm release Secrets, /metrics), nodes whose drain would be
+refused, skew and etcd gates, expiring certificates, the support window.
+
+Exit codes: 0 every hop READY or WARN, 1 a hop is NOT READY (or the plan was
+refused: downgrades are refused with what is allowed instead), 2 it could not
+tell (the report names what it could not read).";
 
 /// Checks component versions against the Kubernetes version skew policy,
 /// shows the support window, and plans upgrades one minor at a time.
@@ -94,6 +101,19 @@ pub struct PlanArgs {
     /// The target: a minor (v1.33, meaning v1.33.0 for the last hop) or a release (v1.33.4)
     #[arg(long, value_name = "VERSION")]
     pub to: String,
+
+    /// A removed-API table to use instead of the embedded one (same JSON format)
+    #[arg(long, value_name = "FILE")]
+    pub removed_apis: Option<PathBuf>,
+
+    /// How many days the whole upgrade is planned to take: certificates expiring
+    /// within max(30, DAYS) days are findings
+    #[arg(long, value_name = "DAYS", default_value_t = 0)]
+    pub upgrade_days: i64,
+
+    /// Only the path: skip the readiness checks (removed APIs, drains, certificates)
+    #[arg(long)]
+    pub no_readiness: bool,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::io::Write as _;
 
 use upkeep::output::{Outcome, OutputFormat, Printer, render, table};
 use upkeep::skew::collect::{collect, local_kubectl};
+use upkeep::skew::readiness::{self, Level, Readiness, Removals};
 use upkeep::skew::{
     ApiserverSummary, Calendar, Check, ClusterVersions, Component, Finding, Observed, RULES,
     SkewReport, Support, SupportStatus, Target, UpgradePlan, Verdict, evaluate, plan,
@@ -59,6 +60,8 @@ pub struct PlanDocument {
     pub plan: Option<UpgradePlan>,
     /// The target minor's support window.
     pub target_support: Option<Support>,
+    /// Per hop: the verdict and its findings (absent with --no-readiness or a refused plan).
+    pub readiness: Option<Readiness>,
 }
 
 /// Runs the command line; the outcome is the exit code.
@@ -75,7 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     };
     // Parse user input before touching the network.
     let target = match &cli.command {
-        Some(Command::Plan(PlanArgs { to })) => Some(Target::parse(to).with_context(|| {
+        Some(Command::Plan(PlanArgs { to, .. })) => Some(Target::parse(to).with_context(|| {
             format!("--to {to:?}: give a minor (v1.33) or a release (v1.33.4)")
         })?),
         _ => None,
@@ -110,7 +113,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 // Nothing to plan from is a failure to check, not a refusal.
                 return Err(upkeep::skew::PlanError::NoApiserverVersion.into());
             }
-            let doc = plan_document(
+            let Some(Command::Plan(args)) = &cli.command else {
+                unreachable!("a target comes from plan")
+            };
+            let mut doc = plan_document(
                 &snapshot,
                 &target,
                 &calendar,
@@ -118,6 +124,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 conn.context,
                 conn.server,
             );
+            if let (Some(p), false) = (&doc.plan, args.no_readiness) {
+                let removals = match &args.removed_apis {
+                    Some(path) => Removals::load(path)?,
+                    None => Removals::embedded(),
+                };
+                let (config, _) = cli.kube.config().await?;
+                printer.note("checking upgrade readiness: removed APIs, drains, certificates");
+                let rsnap = readiness::gather::gather(
+                    &conn.client,
+                    &config,
+                    snapshot.clone(),
+                    &removals,
+                    &readiness::gather::GatherOptions::default(),
+                )
+                .await;
+                let settings = readiness::Settings {
+                    as_of,
+                    now: jiff::Timestamp::now(),
+                    upgrade_days: args.upgrade_days,
+                };
+                doc.readiness = Some(readiness::evaluate(
+                    &rsnap, p, &removals, &calendar, &settings,
+                ));
+            }
             match (&doc.reason, printer.format) {
                 // People read the refusal on stderr; scripts get the document.
                 (Some(reason), OutputFormat::Table) => {
@@ -126,10 +156,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 }
                 _ => printer.result(&doc, || render_plan(&doc))?,
             }
-            Ok(if doc.planned {
-                Outcome::Ok
-            } else {
+            Ok(if !doc.planned {
                 Outcome::Refused
+            } else {
+                match doc.readiness.as_ref().map(|r| r.verdict) {
+                    Some(Level::NotReady) => Outcome::Refused,
+                    Some(Level::Unknown) => Outcome::Error,
+                    _ => Outcome::Ok,
+                }
             })
         }
     }
@@ -267,6 +301,7 @@ pub fn plan_document(
                 reason: None,
                 plan: Some(p),
                 target_support,
+                readiness: None,
             }
         }
         Err(e) => PlanDocument {
@@ -277,6 +312,7 @@ pub fn plan_document(
             reason: Some(e.to_string()),
             plan: None,
             target_support,
+            readiness: None,
         },
     }
 }
@@ -423,6 +459,9 @@ pub fn render_plan(doc: &PlanDocument) -> String {
             ]);
         }
         out.push_str(&render(&t));
+        if let Some(r) = doc.readiness.as_ref().and_then(|r| r.hops.get(i)) {
+            out.push_str(&render_hop_readiness(r));
+        }
         let v = &hop.projected.violations;
         if v.is_empty() {
             out.push_str(&format!(
@@ -441,6 +480,48 @@ pub fn render_plan(doc: &PlanDocument) -> String {
             }
         }
     }
+    if let Some(r) = &doc.readiness {
+        out.push_str(&format!("\nReadiness: {}\n", r.verdict));
+        for u in &r.unreadable {
+            out.push_str(&format!("Could not read: {}: {}\n", u.what, u.error));
+        }
+        for n in &r.notes {
+            out.push_str(&format!("Note: {n}\n"));
+        }
+    }
+    out
+}
+
+/// One hop's readiness for people: the verdict, then a row per finding and
+/// its fix.
+pub fn render_hop_readiness(r: &readiness::HopReadiness) -> String {
+    let mut out = format!(
+        "Readiness of hop {} ({} -> {}): {}\n",
+        r.hop, r.from, r.to, r.verdict
+    );
+    if r.findings.is_empty() {
+        return out;
+    }
+    let mut t = table(["SEVERITY", "RULE", "OBJECT", "SOURCE", "MESSAGE", "FIX"]);
+    for f in &r.findings {
+        let object = match (&f.namespace, f.name.is_empty()) {
+            (Some(ns), _) => format!("{}/{ns}/{}", f.kind, f.name),
+            (None, false) => format!("{}/{}", f.kind, f.name),
+            (None, true) => f.kind.clone(),
+        };
+        t.add_row([
+            match f.severity {
+                readiness::Severity::Block => "BLOCK".to_string(),
+                readiness::Severity::Warn => "warn".to_string(),
+            },
+            f.rule.to_string(),
+            object,
+            f.source.clone(),
+            f.message.clone(),
+            f.fix.clone(),
+        ]);
+    }
+    out.push_str(&render(&t));
     out
 }
 

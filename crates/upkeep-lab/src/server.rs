@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use crate::api::{self, ApiContext, Auth, ConnInfo};
 use crate::lab::{Lab, LabOptions, LabPlugin, ServerVersion};
+use crate::scenario::CertificateSpec;
 
 /// The generated PKI and tokens of one server.
 #[derive(Clone)]
@@ -45,6 +46,27 @@ impl Credentials {
     /// A fresh CA, a server certificate for 127.0.0.1/localhost (plus `extra_sans`), an admin
     /// client certificate (CN admin, O system:masters) and two tokens.
     pub fn generate(extra_sans: &[String]) -> anyhow::Result<Self> {
+        Self::generate_with(extra_sans, &CertificateSpec::default())
+    }
+
+    /// Like [`Credentials::generate`], with the server and client certificates' notAfter
+    /// `validity` days from now where given.
+    pub fn generate_with(
+        extra_sans: &[String],
+        validity: &CertificateSpec,
+    ) -> anyhow::Result<Self> {
+        // notAfter at midnight UTC, `days` from today.
+        let expires = |days: u32| -> anyhow::Result<_> {
+            let d = jiff::Timestamp::now()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .date()
+                .checked_add(jiff::Span::new().days(i64::from(days)))?;
+            Ok(rcgen::date_time_ymd(
+                i32::from(d.year()),
+                u8::try_from(d.month())?,
+                u8::try_from(d.day())?,
+            ))
+        };
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -71,6 +93,9 @@ impl Credentials {
         sp.distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if let Some(days) = validity.server_expires_in_days {
+            sp.not_after = expires(days)?;
+        }
         let server_cert = sp.signed_by(&server_key, &issuer)?;
 
         let admin_key = KeyPair::generate()?;
@@ -79,6 +104,9 @@ impl Credentials {
         ap.distinguished_name
             .push(DnType::OrganizationName, "system:masters");
         ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if let Some(days) = validity.client_expires_in_days {
+            ap.not_after = expires(days)?;
+        }
         let admin_cert = ap.signed_by(&admin_key, &issuer)?;
 
         Ok(Credentials {
@@ -236,7 +264,13 @@ pub async fn start(
     // In-process kube clients (tests, plugins) need a process-wide rustls provider when more
     // than one is compiled in; ring is what the lab uses. Already installed is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let credentials = Credentials::generate(&[])?;
+    let validity = crate::scenario::loaded(&lab)
+        .read()
+        .spec
+        .certificates
+        .clone()
+        .unwrap_or_default();
+    let credentials = Credentials::generate_with(&[], &validity)?;
     let mut tokens = HashMap::new();
     tokens.insert(credentials.admin_token.clone(), "admin".to_string());
     tokens.insert(credentials.readonly_token.clone(), "readonly".to_string());

@@ -32,6 +32,9 @@
 //!     - minor: v1.34
 //!       versions: [1.34.0-1.1, 1.34.1-1.1]
 //!   faults: {...}               # API faults, the shape of crate::faults::FaultConfig
+//!   certificates:               # validity of the served TLS certificates (days from start)
+//!     serverExpiresInDays: 10
+//!     clientExpiresInDays: 365
 //! ```
 //!
 //! Objects may name their owner without a uid (`ownerReferences: [{kind: ReplicaSet,
@@ -81,6 +84,22 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "backup-restore",
         include_str!("../../scenarios/backup-restore.yaml"),
+    ),
+    (
+        "readiness-healthy",
+        include_str!("../../scenarios/readiness-healthy.yaml"),
+    ),
+    (
+        "readiness-removed-apis",
+        include_str!("../../scenarios/readiness-removed-apis.yaml"),
+    ),
+    (
+        "readiness-helm",
+        include_str!("../../scenarios/readiness-helm.yaml"),
+    ),
+    (
+        "readiness-drains",
+        include_str!("../../scenarios/readiness-drains.yaml"),
     ),
 ];
 
@@ -174,6 +193,23 @@ pub struct ScenarioSpec {
     /// serving (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle: Option<bool>,
+    /// How long the served TLS certificates stay valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificateSpec>,
+}
+
+/// Validity of the lab's generated certificates, in days from the moment the server
+/// starts (default: rcgen's far-future notAfter). kubeadm issues the API server's serving
+/// certificate and admin.conf's client certificate for one year
+/// (cmd/kubeadm/app/constants/constants.go `CertificateValidityPeriod`); a short value
+/// stands for a cluster whose certificates were last renewed long ago.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_expires_in_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_expires_in_days: Option<u32>,
 }
 
 /// A node as the scenario declared it (after expanding patterns), for the node shells.

@@ -252,7 +252,7 @@ fn same_uid<K: Resource>(obj: &Option<K>, uid: &str) -> bool {
 
 /// Looks up one controller: does it exist (same uid), and which replicated
 /// workload sits on top of it.
-async fn lookup_owner(
+pub async fn lookup_owner(
     client: &Client,
     ns: &str,
     owner: &OwnerReference,

@@ -256,10 +256,10 @@ mod tests {
     }
 
     #[test]
-    fn embedded_calendar_covers_1_19_to_1_37_in_order() {
+    fn embedded_calendar_covers_1_19_to_1_38_in_order() {
         let cal = Calendar::embedded();
         let minors: Vec<u64> = cal.releases.iter().map(|r| r.minor.minor).collect();
-        assert_eq!(minors, (19..=37).collect::<Vec<_>>());
+        assert_eq!(minors, (19..=38).collect::<Vec<_>>());
         for pair in cal.releases.windows(2) {
             assert!(pair[0].released < pair[1].released, "{:?}", pair[1].minor);
         }
@@ -295,6 +295,11 @@ mod tests {
         assert_eq!(cal.get(m(28)).unwrap().released, date(2023, 8, 15));
         assert!(!cal.get(m(35)).unwrap().estimated);
         assert!(cal.get(m(37)).unwrap().estimated);
+        assert_eq!(cal.get(m(38)).unwrap().released, date(2026, 12, 16));
+        let before = cal.support(m(38), date(2026, 12, 5));
+        assert_eq!(before.status, SupportStatus::Unreleased);
+        let after = cal.support(m(38), date(2026, 12, 16));
+        assert_eq!(after.status, SupportStatus::Supported);
     }
 
     #[test]

@@ -28,6 +28,7 @@
 pub mod calendar;
 pub mod collect;
 pub mod plan;
+pub mod readiness;
 pub mod rules;
 pub mod snapshot;
 

@@ -1,0 +1,398 @@
+//! Reads the cluster into a [`ReadinessSnapshot`], read-only. Lists are paged
+//! (`limit=500` plus `continue`) and each page is reduced to the findings'
+//! raw material before the next is fetched: memory follows what was found,
+//! not the cluster's size. What cannot be read is recorded as [`Unreadable`],
+//! and the report carries on with the rest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::{Discovery, verbs};
+use kube::{Client, Config};
+
+use super::apis::{
+    HELM_RELEASE_TYPE, Removals, helm_release_uses, parse_deprecated_metrics, uses_in_object,
+};
+use super::certs;
+use super::{NodeDrain, ReadinessSnapshot, Unreadable};
+use crate::drain::snapshot::lookup_owner;
+use crate::drain::{DrainOptions, DrainSnapshot, plan as drain_plan};
+use crate::skew::collect::for_each_page;
+use crate::skew::snapshot::ClusterVersions;
+use crate::version::MinorVersion;
+
+/// What to gather.
+#[derive(Debug, Clone, Default)]
+pub struct GatherOptions {
+    /// Skip the per-node drain plans.
+    pub skip_drains: bool,
+}
+
+/// Gathers everything the readiness rules need. `config` is the connection's
+/// configuration (for the certificates).
+pub async fn gather(
+    client: &Client,
+    config: &Config,
+    versions: ClusterVersions,
+    removals: &Removals,
+    options: &GatherOptions,
+) -> ReadinessSnapshot {
+    let mut snap = ReadinessSnapshot {
+        versions,
+        ..Default::default()
+    };
+    version_info(client, &mut snap).await;
+    objects(client, removals, &mut snap).await;
+    metrics(client, &mut snap).await;
+    if !options.skip_drains {
+        if let Err(e) = drains(client, &mut snap).await {
+            snap.unreadable.push(Unreadable {
+                what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)"
+                    .into(),
+                error: format!("{e:#}"),
+            });
+        }
+    }
+    certificates(config, &mut snap).await;
+    snap
+}
+
+/// `/version`: the binary's minor and, since v1.32, the emulated one.
+async fn version_info(client: &Client, snap: &mut ReadinessSnapshot) {
+    let request = http::Request::get("/version")
+        .body(Vec::new())
+        .expect("valid request");
+    let text = match client.request_text(request).await {
+        Ok(t) => t,
+        Err(e) => {
+            snap.unreadable.push(Unreadable {
+                what: "get /version".into(),
+                error: e.to_string(),
+            });
+            return;
+        }
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return;
+    };
+    let minor = |major: &str, minor: &str| -> Option<MinorVersion> {
+        let num = |k: &str| {
+            v.get(k)?
+                .as_str()?
+                .trim_end_matches('+')
+                .parse::<u64>()
+                .ok()
+        };
+        Some(MinorVersion::new(num(major)?, num(minor)?))
+    };
+    snap.binary = minor("major", "minor");
+    snap.emulated = minor("emulationMajor", "emulationMinor");
+}
+
+/// Every object of every listable kind (discovery's preferred version of each
+/// group), for recorded API versions; Helm release Secrets decoded on the way.
+async fn objects(client: &Client, removals: &Removals, snap: &mut ReadinessSnapshot) {
+    let discovery = match Discovery::new(client.clone()).run().await {
+        Ok(d) => d,
+        Err(e) => {
+            snap.unreadable.push(Unreadable {
+                what: "API discovery (/api, /apis)".into(),
+                error: e.to_string(),
+            });
+            return;
+        }
+    };
+    let mut listed_kinds: BTreeSet<String> = BTreeSet::new();
+    for group in discovery.groups() {
+        for v in group.versions() {
+            snap.served.insert(if group.name().is_empty() {
+                v.to_string()
+            } else {
+                format!("{}/{v}", group.name())
+            });
+        }
+    }
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if !caps.supports_operation(verbs::LIST) {
+                continue;
+            }
+            // events.k8s.io serves the core Events again: list them once.
+            if !listed_kinds.insert(format!("{}/{}", ar.plural, ar.kind)) && ar.kind == "Event" {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            let what = if ar.group.is_empty() {
+                format!("list {}", ar.plural)
+            } else {
+                format!("list {}.{}", ar.plural, ar.group)
+            };
+            let is_secret = ar.group.is_empty() && ar.kind == "Secret";
+            let mut uses = Vec::new();
+            let mut helm_errors = Vec::new();
+            let result = for_each_page(&api, ListParams::default(), &what, |obj: DynamicObject| {
+                uses.extend(uses_in_object(&obj.metadata, &ar.kind, removals));
+                if is_secret
+                    && obj.data.get("type").and_then(|t| t.as_str()) == Some(HELM_RELEASE_TYPE)
+                    && let Some(wire) = obj.data.pointer("/data/release").and_then(|r| r.as_str())
+                {
+                    let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
+                    let name = obj.metadata.name.as_deref().unwrap_or_default();
+                    // The API's own base64 first, then Helm's.
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(wire)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|bytes| helm_release_uses(ns, name, &bytes, removals));
+                    match decoded {
+                        Ok(found) => uses.extend(found),
+                        Err(e) => helm_errors.push(format!("Secret {ns}/{name}: {e:#}")),
+                    }
+                }
+            })
+            .await;
+            snap.api_uses.extend(uses);
+            for e in helm_errors {
+                snap.notes
+                    .push(format!("could not read a Helm release ({e})"));
+            }
+            if let Err(e) = result {
+                snap.unreadable.push(Unreadable {
+                    what,
+                    error: format!("{e:#}"),
+                });
+            }
+        }
+    }
+}
+
+/// `apiserver_requested_deprecated_apis`, when `/metrics` is readable.
+async fn metrics(client: &Client, snap: &mut ReadinessSnapshot) {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("valid request");
+    match client.request_text(request).await {
+        Ok(text) => snap.requested_deprecated = Some(parse_deprecated_metrics(&text)),
+        Err(e) => snap.notes.push(format!(
+            "/metrics is not readable ({e}): requests to deprecated APIs (apiserver_requested_deprecated_apis) were not checked"
+        )),
+    }
+}
+
+/// Every node's drain as safedrain plans it, from one listing of nodes, pods
+/// and PodDisruptionBudgets (each node's own pods and owners swapped in turn).
+async fn drains(client: &Client, snap: &mut ReadinessSnapshot) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let nodes =
+        crate::drain::snapshot::list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
+            .await
+            .context("could not list the nodes")?;
+    let cluster_pods =
+        crate::drain::snapshot::list_all(&Api::<Pod>::all(client.clone()), &ListParams::default())
+            .await
+            .context("could not list the pods")?;
+    let pdbs = crate::drain::snapshot::list_all(
+        &Api::<PodDisruptionBudget>::all(client.clone()),
+        &ListParams::default(),
+    )
+    .await
+    .context("could not list the PodDisruptionBudgets")?;
+    let mut by_node: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, p) in cluster_pods.iter().enumerate() {
+        if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            by_node.entry(n.to_string()).or_default().push(i);
+        }
+    }
+    let mut owners_cache = BTreeMap::new();
+    let mut shared = DrainSnapshot {
+        nodes,
+        cluster_pods,
+        pdbs,
+        ..Default::default()
+    };
+    let names: Vec<String> = shared
+        .nodes
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    for name in names {
+        let node = shared
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        let pods: Vec<Pod> = by_node
+            .get(&name)
+            .map(|ix| ix.iter().map(|&i| shared.cluster_pods[i].clone()).collect())
+            .unwrap_or_default();
+        let mut owners = BTreeMap::new();
+        for pod in &pods {
+            let Some(owner) = crate::drain::rules::controller_ref(pod) else {
+                continue;
+            };
+            if crate::drain::rules::is_mirror(pod) || crate::drain::rules::is_daemonset_pod(pod) {
+                continue;
+            }
+            if !owners_cache.contains_key(&owner.uid) {
+                let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                let state = lookup_owner(client, &ns, owner).await.with_context(|| {
+                    format!("could not look up {} {ns}/{}", owner.kind, owner.name)
+                })?;
+                owners_cache.insert(owner.uid.clone(), state);
+            }
+            owners.insert(owner.uid.clone(), owners_cache[&owner.uid].clone());
+        }
+        shared.node = node;
+        shared.pods = pods;
+        shared.owners = owners;
+        let plan = drain_plan(&shared, &DrainOptions::default());
+        snap.drains.push(NodeDrain::from_plan(&plan));
+    }
+    Ok(())
+}
+
+/// The API server's serving certificate (from a TLS handshake) and the
+/// kubeconfig's client certificate.
+async fn certificates(config: &Config, snap: &mut ReadinessSnapshot) {
+    let url = &config.cluster_url;
+    if url.scheme_str() == Some("https") {
+        if config.proxy_url.is_some() {
+            snap.notes.push(
+                "the API server is reached through a proxy: its serving certificate was not checked"
+                    .into(),
+            );
+        } else {
+            let source = format!("TLS handshake with {url}");
+            match serving_certificate(config).await {
+                Ok(der) => match certs::from_der(&der, "API server serving certificate", &source) {
+                    Ok(c) => snap.certificates.push(c),
+                    Err(e) => snap.unreadable.push(Unreadable {
+                        what: source,
+                        error: format!("{e:#}"),
+                    }),
+                },
+                Err(e) => snap.unreadable.push(Unreadable {
+                    what: source,
+                    error: format!("{e:#}"),
+                }),
+            }
+        }
+    }
+    let auth = &config.auth_info;
+    let pem = if let Some(data) = &auth.client_certificate_data {
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map(|b| (b, "kubeconfig client-certificate-data".to_string()))
+            .map_err(|e| anyhow::anyhow!("client-certificate-data is not base64: {e}"))
+    } else if let Some(path) = &auth.client_certificate {
+        std::fs::read(path)
+            .map(|b| (b, format!("kubeconfig client-certificate {path}")))
+            .map_err(|e| anyhow::anyhow!("could not read client-certificate {path}: {e}"))
+    } else {
+        return;
+    };
+    match pem.and_then(|(b, source)| certs::from_pem(&b, "kubeconfig client certificate", &source))
+    {
+        Ok(c) => snap.certificates.push(c),
+        Err(e) => snap.unreadable.push(Unreadable {
+            what: "the kubeconfig's client certificate".into(),
+            error: format!("{e:#}"),
+        }),
+    }
+}
+
+/// Connects to the API server and returns the leaf certificate it presents.
+/// Nothing is sent after the handshake, so the certificate is read without
+/// being trusted (an expired one must still be reported).
+async fn serving_certificate(config: &Config) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use rustls::pki_types::ServerName;
+    let url = &config.cluster_url;
+    let host = url.host().context("the server URL has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_u16().unwrap_or(443);
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .context("timed out connecting")?
+    .with_context(|| format!("could not connect to {host}:{port}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ReadOnly(provider)))
+        .with_no_client_auth();
+    let name = config
+        .tls_server_name
+        .clone()
+        .unwrap_or_else(|| host.clone());
+    let name = ServerName::try_from(name).context("the server name is not valid for TLS")?;
+    let stream = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp),
+    )
+    .await
+    .context("timed out in the TLS handshake")?
+    .context("the TLS handshake failed")?;
+    let (_, conn) = stream.get_ref();
+    let leaf = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .context("the server presented no certificate")?;
+    Ok(leaf.as_ref().to_vec())
+}
+
+/// Accepts any certificate: used only to read the one presented.
+#[derive(Debug)]
+struct ReadOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for ReadOnly {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,239 @@
+//! `kubectl skew plan` readiness end to end: the built plugin against lab
+//! scenarios that each hold one thing a hop would break, then the hop's
+//! verdict, the named findings in the JSON document, and the exit code.
+
+use std::process::Output;
+
+use serde_json::Value;
+use upkeep_e2e::{Lab, LabOptions, stderr, stdout, workspace_root};
+
+/// Runs `kubectl skew plan --to <to>` on a fixed day with a kubectl in range.
+fn plan(lab: &Lab, to: &str, kubectl: &str, extra: &[&str]) -> Output {
+    lab.plugin("kubectl-skew")
+        .args([
+            "plan",
+            "--to",
+            to,
+            "--as-of",
+            "2026-12-05",
+            "--kubectl-version",
+            kubectl,
+        ])
+        .args(extra)
+        .output()
+        .expect("run kubectl-skew")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
+        panic!(
+            "kubectl-skew did not print JSON ({e}):\nstdout: {}\nstderr: {}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
+
+/// The findings of hop 1, after checking its verdict.
+fn hop1(doc: &Value, verdict: &str) -> Vec<Value> {
+    let r = &doc["readiness"];
+    let hop = &r["hops"][0];
+    assert_eq!(hop["verdict"], verdict, "{:#}", r);
+    hop["findings"].as_array().unwrap().clone()
+}
+
+/// The finding with this rule about this object, or a panic listing all.
+fn find<'a>(findings: &'a [Value], rule: &str, kind: &str, name: &str) -> &'a Value {
+    findings
+        .iter()
+        .find(|f| f["rule"] == rule && f["kind"] == kind && f["name"] == name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {rule} finding for {kind} {name} in:\n{:#}",
+                Value::from(findings.to_vec())
+            )
+        })
+}
+
+#[test]
+fn a_budget_last_applied_at_policy_v1beta1_and_one_written_at_it_stop_the_hop_to_v1_25() {
+    let lab = Lab::scenario("readiness-removed-apis");
+    let out = plan(&lab, "v1.25", "v1.25.0", &["-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    let findings = hop1(&doc, "NOT_READY");
+    let applied = find(&findings, "removed-api", "PodDisruptionBudget", "web");
+    assert_eq!(applied["namespace"], "default");
+    assert_eq!(applied["severity"], "block");
+    assert_eq!(
+        applied["source"],
+        "annotation kubectl.kubernetes.io/last-applied-configuration"
+    );
+    assert!(
+        applied["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy/v1beta1, which v1.25 removes"),
+        "{applied:#}"
+    );
+    assert!(applied["fix"].as_str().unwrap().contains("policy/v1"));
+    let written = find(&findings, "removed-api", "PodDisruptionBudget", "legacy");
+    assert_eq!(
+        written["source"],
+        "metadata.managedFields (manager legacy-operator, Update)"
+    );
+    assert!(
+        doc["readiness"]["unreadable"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{:#}",
+        doc["readiness"]
+    );
+}
+
+#[test]
+fn a_helm_release_holding_flowcontrol_v1beta3_stops_the_hop_to_v1_32() {
+    let lab = Lab::scenario("readiness-helm");
+    let out = plan(&lab, "v1.32", "v1.32.0", &["-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    let findings = hop1(&doc, "NOT_READY");
+    let f = find(&findings, "removed-api", "FlowSchema", "traffic-batch");
+    assert_eq!(
+        f["source"],
+        "Helm release traffic revision 3 (Secret default/sh.helm.release.v1.traffic.v3)"
+    );
+    assert_eq!(f["namespace"], Value::Null, "FlowSchema is cluster-scoped");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("flowcontrol.apiserver.k8s.io/v1beta3, which v1.32 removes"),
+        "{f:#}"
+    );
+    // The chart's ConfigMap at v1 is not a finding.
+    assert!(!findings.iter().any(|f| f["name"] == "traffic-settings"));
+}
+
+#[test]
+fn a_bare_pod_a_budget_at_its_replicas_and_a_certificate_ending_in_ten_days_stop_the_hop() {
+    let lab = Lab::scenario("readiness-drains");
+    let out = plan(&lab, "v1.36", "v1.36.0", &["-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    let findings = hop1(&doc, "NOT_READY");
+
+    let bare = find(&findings, "drain-blocked", "Pod", "scratch");
+    assert_eq!(bare["namespace"], "default");
+    assert_eq!(bare["source"], "drain plan of node node01");
+    assert!(
+        bare["message"].as_str().unwrap().contains("[unmanaged]"),
+        "{bare:#}"
+    );
+
+    let budget: Vec<&Value> = findings
+        .iter()
+        .filter(|f| {
+            f["rule"] == "drain-blocked"
+                && f["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("PodDisruptionBudget default/db-budget")
+        })
+        .collect();
+    let pods: Vec<&str> = budget.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(
+        pods.contains(&"db-0") && pods.contains(&"db-1"),
+        "both db pods are held by db-budget: {findings:#?}"
+    );
+
+    let cert = find(
+        &findings,
+        "certificate-expiry",
+        "Certificate",
+        "kube-apiserver",
+    );
+    let message = cert["message"].as_str().unwrap();
+    assert!(
+        message.contains("API server serving certificate")
+            && (message.contains("in 9 days") || message.contains("in 10 days")),
+        "{message}"
+    );
+    assert!(
+        cert["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS handshake with https://127.0.0.1:"),
+        "{cert:#}"
+    );
+
+    // People get the same findings as a table per hop.
+    let out = plan(&lab, "v1.36", "v1.36.0", &[]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Readiness of hop 1 (v1.35 -> v1.36): NOT READY"),
+        "{text}"
+    );
+    assert!(text.contains("Pod/default/scratch"), "{text}");
+    assert!(text.contains("certificate-expiry"), "{text}");
+}
+
+#[test]
+fn a_healthy_cluster_is_ready_at_every_hop_with_no_finding() {
+    let lab = Lab::scenario("readiness-healthy");
+    let out = plan(&lab, "v1.36", "v1.36.0", &["-o", "json"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    let r = &doc["readiness"];
+    assert_eq!(r["verdict"], "READY", "{r:#}");
+    let hops = r["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 1);
+    for hop in hops {
+        assert_eq!(hop["verdict"], "READY", "{r:#}");
+        assert_eq!(hop["findings"], serde_json::json!([]), "{r:#}");
+    }
+    let out = plan(&lab, "v1.36", "v1.36.0", &[]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("Readiness of hop 1 (v1.35 -> v1.36): READY"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_forbidden_list_means_it_could_not_tell_and_names_what() {
+    // The healthy scenario, with every list of Secrets answered 403.
+    let text = std::fs::read_to_string(
+        workspace_root().join("crates/upkeep-lab/scenarios/readiness-healthy.yaml"),
+    )
+    .unwrap();
+    let faulty = text.replacen(
+        "spec:\n  version:",
+        "spec:\n  faults:\n    rules:\n    - verb: list\n      resource: secrets\n      code: 403\n  version:",
+        1,
+    );
+    assert_ne!(faulty, text);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("forbidden-secrets.yaml");
+    std::fs::write(&path, faulty).unwrap();
+    let lab = Lab::with(LabOptions {
+        scenario: Some(path.display().to_string()),
+        ..Default::default()
+    });
+    let out = plan(&lab, "v1.36", "v1.36.0", &["-o", "json"]);
+    assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["readiness"]["verdict"], "UNKNOWN");
+    let unreadable = doc["readiness"]["unreadable"].as_array().unwrap();
+    assert!(
+        unreadable.iter().any(|u| u["what"] == "list secrets"),
+        "{unreadable:#?}"
+    );
+}
