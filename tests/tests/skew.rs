@@ -447,10 +447,17 @@ fn plan_lists_hops_preconditions_and_steps() {
     let lab = lab("v1.31.2");
     kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.28.3"), ("w2", "v1.31.2")]);
 
-    let out = skew(&lab, &["plan", "--to", "v1.33", "-o", "json"]);
+    // The path alone: this hand-built cluster's control-plane and kube-proxy pods
+    // carry no mirror annotation or controller, so safedrain would refuse every node
+    // (readiness is shown on lab scenarios in readiness.rs).
+    let out = skew(
+        &lab,
+        &["plan", "--to", "v1.33", "--no-readiness", "-o", "json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let doc = json(&out);
     assert_eq!(doc["planned"], true);
+    assert_eq!(doc["readiness"], Value::Null);
     let hops = doc["plan"]["hops"].as_array().unwrap();
     assert_eq!(hops.len(), 2);
     assert_eq!(hops[0]["to"], "v1.32");
@@ -485,11 +492,12 @@ fn plan_lists_hops_preconditions_and_steps() {
     );
 
     // The human form names the same.
-    let out = skew(&lab, &["plan", "--to", "v1.32.4"]);
+    let out = skew(&lab, &["plan", "--to", "v1.32.4", "--no-readiness"]);
     assert_eq!(code(&out), 0);
     let text = stdout(&out);
     assert!(text.contains("kubeadm upgrade apply v1.32.4"), "{text}");
     assert!(text.contains("Hop 1: v1.31 -> v1.32"), "{text}");
+    assert!(!text.contains("Readiness"), "{text}");
 }
 
 #[test]
@@ -616,12 +624,33 @@ fn the_labs_skew_violations_scenario() {
         "apiserver-ha"
     );
 
+    // The plan is made, and its first hop is NOT READY (exit 1): the hop to v1.34
+    // brings etcd 3.6 while controlplane02's etcd is 3.5.21, and node03's kubelet
+    // would still be newer than the apiserver after it.
     let out = skew(&lab, &["plan", "--to", "v1.35", "-o", "json"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
     let doc = json(&out);
     let hops = doc["plan"]["hops"].as_array().unwrap();
     assert_eq!(hops.len(), 2);
     let pre = &hops[0]["preconditions"][0];
     assert_eq!(pre["rule"], "kubelet-vs-apiserver");
     assert_eq!(pre["nodes"], serde_json::json!(["node02"]));
+    let hop1 = &doc["readiness"]["hops"][0];
+    assert_eq!(hop1["verdict"], "NOT_READY", "{hop1:#}");
+    let rules: Vec<(&str, &str)> = hop1["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "block")
+        .map(|f| (f["rule"].as_str().unwrap(), f["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            ("etcd-3.6-gate", "etcd-controlplane02"),
+            ("skew-after-hop", "node03")
+        ],
+        "{hop1:#}"
+    );
+    assert_eq!(doc["readiness"]["hops"][1]["verdict"], "WARN");
 }
