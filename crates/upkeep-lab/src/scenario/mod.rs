@@ -240,7 +240,7 @@ pub fn loaded(lab: &Lab) -> Arc<parking_lot::RwLock<LoadedScenario>> {
 pub enum Scenario {
     Yaml {
         name: String,
-        spec: ScenarioSpec,
+        spec: Box<ScenarioSpec>,
         objects: Vec<Value>,
     },
     Generated(generate::Params),
@@ -352,7 +352,7 @@ impl Scenario {
         }
         Ok(Scenario::Yaml {
             name,
-            spec: spec.unwrap_or_default(),
+            spec: Box::new(spec.unwrap_or_default()),
             objects,
         })
     }

@@ -48,14 +48,13 @@ pub async fn gather(
     version_info(client, &mut snap).await;
     objects(client, removals, &mut snap).await;
     metrics(client, &mut snap).await;
-    if !options.skip_drains {
-        if let Err(e) = drains(client, &mut snap).await {
-            snap.unreadable.push(Unreadable {
-                what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)"
-                    .into(),
-                error: format!("{e:#}"),
-            });
-        }
+    if !options.skip_drains
+        && let Err(e) = drains(client, &mut snap).await
+    {
+        snap.unreadable.push(Unreadable {
+            what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)".into(),
+            error: format!("{e:#}"),
+        });
     }
     certificates(config, &mut snap).await;
     snap
