@@ -89,6 +89,14 @@ pub struct ServeArgs {
     /// one `kubectl backup etcd restore` wrote), keep every object there, stop it on exit.
     #[arg(long, value_name = "DIR")]
     pub etcd_data_dir: Option<PathBuf>,
+    /// The etcd to start for --etcd-data-dir.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "etcd",
+        requires = "etcd_data_dir"
+    )]
+    pub etcd_binary: PathBuf,
     /// Where to write the kubeconfig for this lab.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: PathBuf,

@@ -8,8 +8,8 @@
 //! * resourceVersion = etcd revision: the store stays the lab's cache and the source of its
 //!   watches; every committed change becomes exactly one etcd put or delete, written in
 //!   resourceVersion order by one task, so etcd's revision after the write equals the
-//!   resourceVersion the store gave the change (checked on each write). API writes answer only
-//!   once etcd holds them (see `server.rs`), in-process controllers do not wait.
+//!   resourceVersion the store gave the change (checked on each write). API requests answer
+//!   only once etcd holds every change made so far (see `server.rs`); controllers do not wait.
 //! * Watches are served from the store's own history, not from etcd's watch: the lab must be
 //!   the only writer of its etcd.
 //! * Start: every object under `/registry/` is loaded with its mod_revision as its
@@ -272,9 +272,9 @@ pub struct EtcdProcess {
 }
 
 impl EtcdProcess {
-    /// Start the installed `etcd` on `data_dir` (created if missing; a restored snapshot's
+    /// Start `binary` (etcd) on `data_dir` (created if missing; a restored snapshot's
     /// directory works as is) on two free loopback ports; return once it answers.
-    pub async fn start(data_dir: &Path) -> anyhow::Result<EtcdProcess> {
+    pub async fn start(binary: &Path, data_dir: &Path) -> anyhow::Result<EtcdProcess> {
         if !data_dir.exists() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
@@ -297,7 +297,7 @@ impl EtcdProcess {
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         // Member name "default" is what `etcdctl/etcdutl snapshot restore` gives a restored
         // member unless told otherwise.
-        let mut child = tokio::process::Command::new("etcd")
+        let mut child = tokio::process::Command::new(binary)
             .arg("--name=default")
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--listen-client-urls={client_url}"))
@@ -313,7 +313,12 @@ impl EtcdProcess {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .context("starting etcd (is it installed? scripts/setup.sh installs it)")?;
+            .with_context(|| {
+                format!(
+                    "starting {} (is etcd installed? scripts/setup.sh installs it; --etcd-binary names another)",
+                    binary.display()
+                )
+            })?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait()? {

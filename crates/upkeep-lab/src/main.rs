@@ -31,7 +31,9 @@ async fn main() -> std::process::ExitCode {
                 watch_history: a.watch_history,
                 etcd: match (a.etcd_endpoints, a.etcd_data_dir) {
                     (Some(url), _) => Some(upkeep_lab::server::EtcdTarget::Endpoint(url)),
-                    (None, Some(dir)) => Some(upkeep_lab::server::EtcdTarget::DataDir(dir)),
+                    (None, Some(dir)) => {
+                        Some(upkeep_lab::server::EtcdTarget::DataDir(dir, a.etcd_binary))
+                    }
                     (None, None) => None,
                 },
             };

@@ -284,7 +284,7 @@ pub async fn start(
     let app = if lab.store.durable().is_some() {
         app.layer(axum::middleware::from_fn_with_state(
             lab.clone(),
-            durable_writes,
+            durable_answers,
         ))
     } else {
         app
@@ -479,8 +479,8 @@ pub struct ServeCommand {
 pub enum EtcdTarget {
     /// A running etcd (plain http).
     Endpoint(String),
-    /// Start the installed etcd on loopback on this data directory.
-    DataDir(PathBuf),
+    /// Start this etcd binary on loopback on this data directory.
+    DataDir(PathBuf, PathBuf),
 }
 
 /// `upkeep-lab serve`: build the lab, load the scenario, start plugins, serve, write the
@@ -495,7 +495,9 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     }
     opts.history = cmd.watch_history;
     let etcd_process = match &cmd.etcd {
-        Some(EtcdTarget::DataDir(dir)) => Some(crate::etcd::EtcdProcess::start(dir).await?),
+        Some(EtcdTarget::DataDir(dir, binary)) => {
+            Some(crate::etcd::EtcdProcess::start(binary, dir).await?)
+        }
         _ => None,
     };
     let endpoint = match (&cmd.etcd, &etcd_process) {
@@ -543,6 +545,11 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     for p in &plugins {
         p.start(&lab);
     }
+    // The scenario is in etcd before anyone can take a snapshot of it.
+    anyhow::ensure!(
+        crate::etcd::flush(&lab.store, Duration::from_secs(120)).await,
+        "etcd did not take the scenario's objects within 120 s"
+    );
     let server = start(
         lab,
         ServerOptions {
@@ -577,20 +584,17 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     Ok(())
 }
 
-/// A persisted lab answers a write once etcd holds it (kube-apiserver answers after the etcd
-/// transaction): wait for everything committed when the handler returned.
-async fn durable_writes(
+/// A persisted lab answers once etcd holds everything the answer may show (kube-apiserver
+/// answers a write after the etcd transaction and reads what etcd holds): wait for every
+/// change committed when the handler returned. A caught-up store answers at once.
+async fn durable_answers(
     axum::extract::State(lab): axum::extract::State<Arc<Lab>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let write = !matches!(
-        *req.method(),
-        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-    );
     let resp = next.run(req).await;
-    if write && !crate::etcd::flush(&lab.store, Duration::from_secs(30)).await {
-        tracing::error!("etcd did not take a change within 30 s");
+    if !crate::etcd::flush(&lab.store, Duration::from_secs(30)).await {
+        tracing::error!("etcd did not take the lab's changes within 30 s");
     }
     resp
 }
