@@ -319,12 +319,56 @@ fn dry_run_prints_every_step_with_its_commands_and_changes_nothing() {
         "{text}"
     );
 
-    // Nothing changed: not the node, not its host (repository file pointed back).
+    // Nothing changed: not the node, not its host. The probe is one command
+    // per run that reads the repository file and lists the target minor
+    // through a scratch copy: the real file is never edited.
     let cp = node(&lab, "controlplane01");
     assert!(!cordoned(&cp) && progress(&cp).is_none());
     let h = host(&lab, "controlplane01");
     assert_eq!(h["repository"], "v1.34", "{h:#}");
     assert_eq!(h["installed"]["kubeadm"], json!("1.34.3-1.1"), "{h:#}");
+    let hist = history(&lab, "controlplane01");
+    assert_eq!(hist.len(), 2, "one probe per dry run: {hist:#?}");
+    for line in hist.iter().flat_map(|h| h.lines()) {
+        assert!(
+            !(line.contains("sed -i") && line.contains("/etc/apt")),
+            "the repository file was edited: {line}"
+        );
+    }
+    assert!(!lease_exists(&lab));
+}
+
+#[test]
+fn a_minor_the_repository_does_not_carry_is_refused_and_nothing_changes() {
+    // The cluster-upgrade scenario without its v1.35 repository.
+    let text = std::fs::read_to_string(
+        upkeep_e2e::workspace_root().join("crates/upkeep-lab/scenarios/cluster-upgrade.yaml"),
+    )
+    .unwrap();
+    let cut = text
+        .replace("    - minor: v1.35\n      versions: [1.35.0-1.1, 1.35.1-1.1, 1.35.2-1.1]\n", "")
+        .replace("name: cluster-upgrade", "name: cluster-upgrade-unpublished");
+    assert_ne!(cut, text, "the scenario publishes v1.35");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scenario.yaml");
+    std::fs::write(&file, cut).unwrap();
+    let lab = Lab::scenario(file.to_str().unwrap());
+    wait_for("every node Ready", Duration::from_secs(60), || {
+        let nodes = lab.get_json(["nodes"]);
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 5 && items.iter().all(ready)).then_some(())
+    });
+    let before = host(&lab, "controlplane01");
+    let out = upgrade(&lab, &["controlplane01", "--to", "v1.35", "--yes"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("does not carry v1.35"), "{text}");
+    assert!(text.contains("does not have a Release file"), "{text}");
+    let after = host(&lab, "controlplane01");
+    assert_eq!(after["repository"], before["repository"]);
+    assert_eq!(after["installed"], before["installed"]);
+    assert_eq!(after["holds"], before["holds"]);
+    assert!(!cordoned(&node(&lab, "controlplane01")));
     assert!(!lease_exists(&lab));
 }
 

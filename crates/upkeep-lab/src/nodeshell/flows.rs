@@ -960,3 +960,78 @@ fn argv_recipes_of_an_upgrade_tool() {
         }
     }
 }
+
+/// The read-only probe upgrade-node runs (its recipe, written out here as a node sees it):
+/// a scratch copy of the repository file, apt pointed at it with `-o Dir::...`, dnf with
+/// `--setopt=reposdir=`; the scratch directory removed by the EXIT trap.
+fn probe_script(family: OsFamily, to: &str) -> String {
+    let (file, copy) = match family {
+        OsFamily::Apt => (
+            "/etc/apt/sources.list.d/kubernetes.list",
+            "/tmp/p.1/sources.list",
+        ),
+        _ => ("/etc/yum.repos.d/kubernetes.repo", "/tmp/p.1/kubernetes.repo"),
+    };
+    let mut s = format!(
+        "cat /etc/os-release || exit 91\necho\necho '--- upkeep: repository file'\ncat {file} || exit 92\necho\necho '--- upkeep: versions'\n\
+         mkdir /tmp/p.1 || exit 93\ntrap 'rm -rf /tmp/p.1' EXIT\ntrap 'exit 130' HUP INT TERM\n"
+    );
+    let sed = format!(
+        "sed -i 's#/core:/stable:/v[0-9][0-9]*[.][0-9][0-9]*/#/core:/stable:/{to}/#g' {copy} || exit 93\n"
+    );
+    match family {
+        OsFamily::Apt => {
+            let o = "-o 'Dir::Etc::SourceList=/tmp/p.1/sources.list' -o 'Dir::Etc::SourceParts=-' -o 'Dir::State::Lists=/tmp/p.1/lists' -o 'Dir::Cache::pkgcache=' -o 'Dir::Cache::srcpkgcache='";
+            s.push_str(&format!(
+                "mkdir /tmp/p.1/lists /tmp/p.1/lists/partial || exit 93\ncp {file} {copy} || exit 93\n{sed}\
+                 apt-get -q {o} update || exit 94\napt-cache {o} madison kubeadm kubelet kubectl || exit 95"
+            ));
+        }
+        _ => s.push_str(&format!(
+            "cp {file} {copy} || exit 93\n{sed}\
+             dnf -q '--setopt=reposdir=/tmp/p.1' '--setopt=cachedir=/tmp/p.1/cache' '--disableexcludes=kubernetes' list --showduplicates kubeadm kubelet kubectl || exit 95"
+        )),
+    }
+    s
+}
+
+/// What a dry run must leave alone on a simulated node.
+fn node_state(n: &Node) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        n.host.files, n.host.dirs, n.host.installed, n.host.holds, n.host.apt_lists
+    )
+}
+
+#[test]
+fn the_probe_lists_another_minor_and_changes_nothing() {
+    for family in [OsFamily::Apt, OsFamily::Dnf] {
+        let mut n = Node::new("w1", false, family);
+        ok(&n.sh("apt-get update || true"));
+        let before = node_state(&n);
+        let out = n.argv(&["sudo", "sh", "-c", &probe_script(family, "v1.35")]);
+        ok(&out);
+        let (_, listing) = out.stdout.split_once("--- upkeep: versions\n").unwrap();
+        let want = match family {
+            OsFamily::Apt => "   kubeadm | 1.35.1-2.1 | https://pkgs.k8s.io/core:/stable:/v1.35/deb  Packages",
+            _ => "1.35.1-150500.2.1",
+        };
+        assert!(listing.contains(want), "{family:?}: {listing}");
+        assert!(!listing.contains("1.34.4"), "{family:?}: {listing}");
+        assert_eq!(node_state(&n), before, "{family:?}: the probe changed the node");
+
+        // A minor the repository does not carry: apt's and dnf's own 404, still nothing changed.
+        let missing = n.argv(&["sh", "-c", &probe_script(family, "v1.36")]);
+        match family {
+            OsFamily::Apt => {
+                assert_eq!(missing.code, 94, "{missing:?}");
+                assert!(missing.stderr.contains("does not have a Release file"));
+            }
+            _ => {
+                assert_eq!(missing.code, 95, "{missing:?}");
+                assert!(missing.stderr.contains("Status code: 404"));
+            }
+        }
+        assert_eq!(node_state(&n), before, "{family:?}: the failed probe changed the node");
+    }
+}

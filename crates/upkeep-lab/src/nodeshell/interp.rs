@@ -31,6 +31,8 @@ pub struct Ctx<'a> {
     vars: std::collections::BTreeMap<String, String>,
     /// `$?`
     last_code: i32,
+    /// `trap ACTION EXIT`: run when the shell ends.
+    exit_trap: Option<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -45,6 +47,7 @@ impl<'a> Ctx<'a> {
             exit: None,
             vars: Default::default(),
             last_code: 0,
+            exit_trap: None,
         }
     }
 
@@ -221,6 +224,8 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
             }
             ExecOutput::ok("")
         }
+        "trap" => trap(ctx, args),
+        "cp" => cp(host, args),
         "echo" => echo(args),
         "printf" => printf(args),
         "cat" => cat(host, args, stdin),
@@ -300,7 +305,20 @@ fn shell(host: &mut Host, ctx: &mut Ctx, name: &str, args: &[String], stdin: &st
         Some(src) => (src, stdin),
         None => (stdin.to_string(), ""),
     };
-    let out = run_script(host, ctx, &src, cmd_stdin);
+    let saved_trap = ctx.exit_trap.take();
+    let mut out = run_script(host, ctx, &src, cmd_stdin);
+    // The EXIT trap runs when the shell ends, by `exit` or by its last command, and keeps
+    // the shell's exit status (POSIX trap; dash trap.c exitshell). The lab delivers no
+    // signals, so traps on HUP/INT/TERM never run.
+    if let Some(action) = ctx.exit_trap.take() {
+        ctx.exit = None;
+        let (e, p) = (ctx.errexit, ctx.pipefail);
+        let t = run_script(host, ctx, &action, "");
+        (ctx.errexit, ctx.pipefail) = (e, p);
+        out.stdout.push_str(&t.stdout);
+        out.stderr.push_str(&t.stderr);
+    }
+    ctx.exit_trap = saved_trap;
     ctx.errexit = saved_e;
     ctx.pipefail = saved_p;
     ctx.exit = None;
@@ -958,6 +976,46 @@ fn ls(host: &Host, args: &[String]) -> ExecOutput {
         }
     }
     out
+}
+
+/// `trap ACTION SIGNAL...` (`-` or an empty action resets): only EXIT (or 0) is kept.
+fn trap(ctx: &mut Ctx, args: &[String]) -> ExecOutput {
+    let Some((action, sigs)) = args.split_first() else {
+        return ExecOutput::ok("");
+    };
+    if sigs.iter().any(|s| s == "EXIT" || s == "0") {
+        ctx.exit_trap = (action != "-" && !action.is_empty()).then(|| action.clone());
+    }
+    ExecOutput::ok("")
+}
+
+/// `cp [-p|-a|-f] SRC DST` for one file; DST may be a directory.
+fn cp(host: &mut Host, args: &[String]) -> ExecOutput {
+    let paths: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let [src, dst] = paths.as_slice() else {
+        return ExecOutput::fail(1, "cp: missing destination file operand\n");
+    };
+    let text = match read_file(host, src) {
+        Ok(t) => t,
+        Err("Is a directory") => {
+            return ExecOutput::fail(1, format!("cp: -r not specified; omitting directory '{src}'\n"));
+        }
+        Err(_) => {
+            return ExecOutput::fail(
+                1,
+                format!("cp: cannot stat '{src}': No such file or directory\n"),
+            );
+        }
+    };
+    let dst = if host.is_dir(dst) {
+        format!("{}/{}", dst.trim_end_matches('/'), basename(src))
+    } else {
+        dst.to_string()
+    };
+    match write_file(host, &dst, &text, false) {
+        Ok(()) => ExecOutput::ok(""),
+        Err(e) => ExecOutput::fail(1, format!("cp: cannot create regular file '{dst}': {e}\n")),
+    }
 }
 
 fn mkdir(host: &mut Host, args: &[String]) -> ExecOutput {

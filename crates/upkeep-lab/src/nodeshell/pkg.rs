@@ -29,9 +29,84 @@ const APT_PREAMBLE: &str =
 
 /// The versions apt knows from its package lists (what the last `apt-get update` fetched).
 fn apt_available(host: &Host, ctx: &Ctx) -> Vec<PkgVersion> {
-    host.apt_lists
+    apt_versions(ctx, host.apt_lists)
+}
+
+fn apt_versions(ctx: &Ctx, lists: Option<Minor>) -> Vec<PkgVersion> {
+    lists
         .map(|m| ctx.repos.versions(m, PkgFormat::Deb))
         .unwrap_or_default()
+}
+
+/// The configuration apt reads and the directory it keeps its lists in, from `-o NAME=VALUE`
+/// (apt.conf(5): `Dir::Etc::SourceList`, `Dir::Etc::SourceParts`, `Dir::State::Lists`; the
+/// cache options are accepted and, like the binary caches themselves, not modelled).
+#[derive(Debug, Default)]
+struct AptDirs {
+    source_list: Option<String>,
+    /// `Dir::Etc::SourceParts=-`: sources.list.d is not read.
+    no_source_parts: bool,
+    lists: Option<String>,
+}
+
+impl AptDirs {
+    fn option(&mut self, kv: &str) {
+        let Some((k, v)) = kv.split_once('=') else {
+            return;
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "dir::etc::sourcelist" => self.source_list = Some(v.to_string()),
+            "dir::etc::sourceparts" => self.no_source_parts = v == "-" || v.is_empty(),
+            "dir::state::lists" => self.lists = Some(v.trim_end_matches('/').to_string()),
+            _ => {}
+        }
+    }
+
+    /// The words of a command line that are not `-o` options.
+    fn parse(args: &[String]) -> (AptDirs, Vec<String>) {
+        let mut dirs = AptDirs::default();
+        let mut rest = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            let a = args[i].as_str();
+            if a == "-o" || a == "--option" {
+                if let Some(v) = args.get(i + 1) {
+                    dirs.option(v);
+                }
+                i += 2;
+                continue;
+            }
+            if let Some(v) = a.strip_prefix("--option=").or_else(|| a.strip_prefix("-o")) {
+                dirs.option(v);
+            } else {
+                rest.push(args[i].clone());
+            }
+            i += 1;
+        }
+        (dirs, rest)
+    }
+
+    /// The minor of the lists apt reads: the default directory's state, or the list file
+    /// `apt-get update` left in another directory (named after the source URI, as apt-pkg's
+    /// `URItoFileName` does).
+    fn lists_minor(&self, host: &Host) -> Option<Minor> {
+        let Some(dir) = &self.lists else {
+            return host.apt_lists;
+        };
+        let prefix = format!("{dir}/");
+        host.files.keys().find_map(|k| {
+            let name = k.strip_prefix(&prefix)?;
+            let v = name
+                .strip_prefix("pkgs.k8s.io_core:_stable:_v")?
+                .strip_suffix("_deb_Packages")?;
+            let (a, b) = v.split_once('.')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+    }
+}
+
+fn apt_lists_file(dir: &str, m: Minor) -> String {
+    format!("{dir}/pkgs.k8s.io_core:_stable:_v{}.{}_deb_Packages", m.0, m.1)
 }
 
 /// The candidate: the highest version in the lists, or the installed one if it is higher.
@@ -57,6 +132,8 @@ fn apt_url(minor: Minor) -> String {
 }
 
 fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> ExecOutput {
+    let (dirs, args) = AptDirs::parse(args);
+    let args = args.as_slice();
     let mut yes = false;
     let mut allow_held = false;
     let mut allow_down = false;
@@ -85,7 +162,7 @@ fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> Exec
         return ExecOutput::fail(100, "E: Invalid operation \n");
     };
     match verb {
-        "update" => apt_update(host, ctx),
+        "update" => apt_update(host, ctx, &dirs),
         "install" | "upgrade" | "dist-upgrade" | "full-upgrade" => {
             let opts = InstallOpts {
                 yes,
@@ -113,16 +190,48 @@ fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> Exec
     }
 }
 
-fn apt_update(host: &mut Host, ctx: &Ctx) -> ExecOutput {
-    match host.files.get(repo::APT_LIST_PATH) {
+fn apt_update(host: &mut Host, ctx: &Ctx, dirs: &AptDirs) -> ExecOutput {
+    // The sources: the SourceList file (the lab models no /etc/apt/sources.list), then
+    // sources.list.d unless SourceParts is off. A missing SourceList file reads as empty.
+    let mut text: Option<String> = dirs
+        .source_list
+        .as_ref()
+        .map(|f| host.files.get(f).cloned().unwrap_or_default());
+    if !dirs.no_source_parts && let Some(t) = host.files.get(repo::APT_LIST_PATH) {
+        text.get_or_insert_with(String::new).push_str(t);
+    }
+    let list_path = dirs
+        .source_list
+        .clone()
+        .unwrap_or_else(|| repo::APT_LIST_PATH.to_string());
+    // apt-pkg acquire.cc: the lists directory needs its partial/ subdirectory.
+    if let Some(d) = &dirs.lists
+        && !host.is_dir(&format!("{d}/partial"))
+    {
+        return ExecOutput::fail(
+            100,
+            format!("E: List directory {d}/partial is missing. - Acquire (2: No such file or directory)\n"),
+        );
+    }
+    let set = |host: &mut Host, m: Option<Minor>| match &dirs.lists {
+        None => host.apt_lists = m,
+        Some(d) => {
+            let prefix = format!("{d}/");
+            host.files.retain(|k, _| !k.starts_with(&prefix) || k.ends_with("/lock"));
+            if let Some(m) = m {
+                host.files.insert(apt_lists_file(d, m), String::new());
+            }
+        }
+    };
+    match text {
         None => {
-            host.apt_lists = None;
+            set(host, None);
             ExecOutput::ok("Reading package lists...\n")
         }
-        Some(text) => match repo::parse_apt_list(text) {
+        Some(text) => match repo::parse_apt_list(&text) {
             Some(m) if !ctx.repos.exists(m) => {
                 // apt-pkg: a source without a Release file is disabled (its lists go away).
-                host.apt_lists = None;
+                set(host, None);
                 let url = apt_url(m);
                 ExecOutput {
                     stdout: format!(
@@ -136,7 +245,7 @@ fn apt_update(host: &mut Host, ctx: &Ctx) -> ExecOutput {
                 }
             }
             Some(m) => {
-                host.apt_lists = Some(m);
+                set(host, Some(m));
                 let url = apt_url(m);
                 ExecOutput::ok(format!(
                     "Get:1 {url}  InRelease [1,227 B]\nGet:2 {url}  Packages [6,051 B]\nFetched 7,278 B in 1s (7,278 B/s)\nReading package lists...\n"
@@ -146,14 +255,13 @@ fn apt_update(host: &mut Host, ctx: &Ctx) -> ExecOutput {
                 .lines()
                 .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) =>
             {
-                host.apt_lists = None;
+                set(host, None);
                 ExecOutput::ok("Reading package lists...\n")
             }
             None => ExecOutput::fail(
                 100,
                 format!(
-                    "E: Malformed entry 1 in list file {} (Component)\nE: The list of sources could not be read.\n",
-                    repo::APT_LIST_PATH
+                    "E: Malformed entry 1 in list file {list_path} (Component)\nE: The list of sources could not be read.\n",
                 ),
             ),
         },
@@ -467,6 +575,7 @@ fn apt_list(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
 }
 
 fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
+    let (dirs, args) = AptDirs::parse(args);
     let words: Vec<&str> = args
         .iter()
         .map(String::as_str)
@@ -475,8 +584,8 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
     let Some((&verb, pkgs)) = words.split_first() else {
         return ExecOutput::fail(100, "E: No operation specified\n");
     };
-    let available = apt_available(host, ctx);
-    let minor = host.apt_lists;
+    let minor = dirs.lists_minor(host);
+    let available = apt_versions(ctx, minor);
     let url = minor.map(apt_url).unwrap_or_default();
     let mut out = ExecOutput::default();
     match verb {
@@ -700,15 +809,35 @@ struct DnfOpts {
     yes: bool,
     disable_excludes: bool,
     showduplicates: bool,
+    /// `--setopt=reposdir=DIR`: the `.repo` files are read from DIR instead of
+    /// /etc/yum.repos.d (dnf.conf(5) `reposdir`). `cachedir` is accepted, not modelled.
+    reposdir: Option<String>,
+}
+
+/// The `kubernetes` repository as dnf sees it: in /etc/yum.repos.d, or in `reposdir`.
+fn yum_repo(host: &Host, reposdir: Option<&str>) -> Option<repo::YumRepo> {
+    let Some(dir) = reposdir else {
+        return host.yum_repo();
+    };
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    host.files
+        .iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(&prefix)
+                .is_some_and(|n| !n.contains('/') && n.ends_with(".repo"))
+        })
+        .flat_map(|(_, t)| repo::parse_yum_repo(t))
+        .find(|r| r.id == YUM_REPO_ID)
 }
 
 /// dnf's view of one package version: visible, or hidden by the repository's `exclude=`.
 fn dnf_available(
     host: &Host,
     ctx: &Ctx,
-    disable_excludes: bool,
+    o: &DnfOpts,
 ) -> (Vec<NamedVersion>, Vec<NamedVersion>) {
-    let Some(r) = host.yum_repo().filter(|r| r.enabled) else {
+    let disable_excludes = o.disable_excludes;
+    let Some(r) = yum_repo(host, o.reposdir.as_deref()).filter(|r| r.enabled) else {
         return (Vec::new(), Vec::new());
     };
     let Some(m) = r.minor else {
@@ -746,6 +875,7 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
         yes: false,
         disable_excludes: false,
         showduplicates: false,
+        reposdir: None,
     };
     let mut words: Vec<&str> = Vec::new();
     let mut i = 0;
@@ -763,11 +893,12 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
                 i += 1;
             }
             "--setopt" => {
-                if let Some(v) = args
-                    .get(i + 1)
-                    .and_then(|v| v.strip_prefix("disable_excludes="))
-                {
+                let v = args.get(i + 1).map(String::as_str).unwrap_or("");
+                if let Some(v) = v.strip_prefix("disable_excludes=") {
                     o.disable_excludes |= disables(v);
+                }
+                if let Some(v) = v.strip_prefix("reposdir=") {
+                    o.reposdir = Some(v.to_string());
                 }
                 i += 1;
             }
@@ -790,8 +921,12 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
                 );
             }
             _ if a.starts_with("--setopt=") => {
-                if let Some(v) = a["--setopt=".len()..].strip_prefix("disable_excludes=") {
+                let v = &a["--setopt=".len()..];
+                if let Some(v) = v.strip_prefix("disable_excludes=") {
                     o.disable_excludes |= disables(v);
+                }
+                if let Some(v) = v.strip_prefix("reposdir=") {
+                    o.reposdir = Some(v.to_string());
                 }
             }
             _ if a.starts_with('-') => {
@@ -816,7 +951,9 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
     };
     // dnf fetches metadata of enabled repositories first; a minor that has no repository
     // fails there (dnf/base.py, librepo).
-    if let Some(m) = host.yum_repo().filter(|r| r.enabled).and_then(|r| r.minor)
+    if let Some(m) = yum_repo(host, o.reposdir.as_deref())
+        .filter(|r| r.enabled)
+        .and_then(|r| r.minor)
         && !ctx.repos.exists(m)
         && matches!(
             verb,
@@ -855,7 +992,7 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
 }
 
 fn dnf_list(host: &Host, ctx: &Ctx, specs: &[&str], o: &DnfOpts, dnf5: bool) -> ExecOutput {
-    let (visible, _) = dnf_available(host, ctx, o.disable_excludes);
+    let (visible, _) = dnf_available(host, ctx, o);
     let want = |name: &str, v: &PkgVersion| {
         specs.is_empty() || specs.iter().any(|s| dnf_spec_matches(s, name, v))
     };
@@ -926,7 +1063,7 @@ fn dnf_install(
     o: &DnfOpts,
     stdin: &str,
 ) -> ExecOutput {
-    let (visible, hidden) = dnf_available(host, ctx, o.disable_excludes);
+    let (visible, hidden) = dnf_available(host, ctx, o);
     let mut out = ExecOutput::default();
     let mut changes: Vec<(String, PkgVersion)> = Vec::new();
     let mut missing = Vec::new();

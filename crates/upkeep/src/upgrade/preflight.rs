@@ -106,6 +106,11 @@ pub const RULES: &[Rule] = &[
         source: "kubernetes/website content/en/blog/_posts/2023-08-15-pkgs-k8s-io-introduction.md",
     },
     Rule {
+        id: "minor-not-published",
+        summary: "the repository must carry the target minor (pkgs.k8s.io has one repository per minor; a 404 means it is not published there)",
+        source: "kubernetes/website content/en/docs/tasks/administer-cluster/kubeadm/change-package-repository.md",
+    },
+    Rule {
         id: "package-not-offered",
         summary: "kubeadm, kubelet and kubectl at the target must be offered by the node's repository",
         source: "kubeadm-upgrade.md (apt-cache madison / yum list --showduplicates)",
@@ -260,6 +265,9 @@ pub struct NodeProbe {
     pub repo_file_found: bool,
     /// The versions the target minor's repository offers.
     pub offered: Offered,
+    /// The target minor's repository does not exist (404), in the package
+    /// manager's words.
+    pub minor_missing: Option<String>,
 }
 
 /// The request.
@@ -630,6 +638,30 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
         );
         return r;
     }
+    if let Probe::Done(NodeProbe {
+        minor_missing: Some(why),
+        ..
+    }) = probe
+    {
+        r.refuse(
+            "minor-not-published",
+            format!(
+                "the repository of node {} ({}) does not carry {target_minor}: the {target_minor} repository answered that it does not exist. Nothing was changed on the node. Check that {target_minor} is released and that the repository file points at pkgs.k8s.io or a mirror that carries it, or pick another --to:\n{}",
+                node.name,
+                manager.repo_file(),
+                why.lines()
+                    .rev()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .map(|l| format!("    | {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        );
+        return r;
+    }
     // An upgrade whose apiserver bound is below the newest patch (workers).
     let at_most = (role == Role::Worker).then_some(oldest);
     let (target, revision) = match (spec, offered) {
@@ -877,6 +909,7 @@ mod tests {
             repo_minor: repo,
             repo_file_found: true,
             offered: parse_listing(listing),
+            minor_missing: None,
         })
     }
 
@@ -1030,12 +1063,30 @@ mod tests {
     }
 
     #[test]
+    fn a_minor_the_repository_does_not_carry_is_refused() {
+        let p = Probe::Done(NodeProbe {
+            manager: Some(PackageManager::Apt),
+            repo_minor: Some(M133),
+            repo_file_found: true,
+            offered: Offered::default(),
+            minor_missing: Some("E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.34/deb  Release' does not have a Release file.".into()),
+        });
+        let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &p);
+        assert_eq!(rules(&r), ["minor-not-published"]);
+        let msg = &r.findings[0].message;
+        assert!(msg.contains("does not carry v1.34"), "{msg}");
+        assert!(msg.contains("Nothing was changed"), "{msg}");
+        assert!(msg.contains("does not have a Release file"), "{msg}");
+    }
+
+    #[test]
     fn missing_or_legacy_repository() {
         let p = Probe::Done(NodeProbe {
             manager: Some(PackageManager::Apt),
             repo_minor: None,
             repo_file_found: true,
             offered: Offered::default(),
+            minor_missing: None,
         });
         let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &p);
         assert_eq!(rules(&r), ["repository"]);

@@ -263,25 +263,106 @@ impl Recipe {
         self.cmd(["cat", self.manager.repo_file()])
     }
 
-    /// Refreshes the package index, when the manager needs it after a repository
-    /// change. dnf and yum key their cache by baseurl, so they refetch by themselves.
-    pub fn refresh(&self) -> Option<Cmd> {
-        (self.manager == PackageManager::Apt).then(|| self.cmd(["apt-get", "update"]))
-    }
-
-    /// Lists every version of the Kubernetes packages the repository offers:
-    /// `apt-cache madison` / `dnf list --showduplicates` (kubeadm-upgrade.md,
-    /// "Determine which version to upgrade to").
-    pub fn list_versions(&self) -> Cmd {
-        match self.manager {
-            PackageManager::Apt => self.cmd(["apt-cache", "madison"].into_iter().chain(PACKAGES)),
-            m => self.cmd(
-                [m.binary(), "list", "--showduplicates"]
+    /// The read-only probe, one command: prints `/etc/os-release` and the
+    /// repository file, then lists what the target minor's repository offers
+    /// through a copy of that file in `dir` (a fresh directory, removed when
+    /// the script ends or is signalled). The node's own repository file,
+    /// package lists, caches and package database are never written:
+    ///
+    /// * apt reads the copy as its only source list and keeps its lists in
+    ///   `dir` (`Dir::Etc::SourceList`, `Dir::Etc::SourceParts=-`,
+    ///   `Dir::State::Lists`; apt.conf(5)), with no binary caches
+    ///   (`Dir::Cache::pkgcache=`, `Dir::Cache::srcpkgcache=`);
+    /// * dnf, DNF5 and yum read the copy as their only repository directory
+    ///   and cache in `dir` (`--setopt=reposdir=`, `--setopt=cachedir=`;
+    ///   dnf.conf(5), yum.conf(5)); the copy keeps the repository id, so the
+    ///   `exclude=` line is lifted as for an install.
+    ///
+    /// Each stage exits with its own code ([`ProbeStage`]), so a refusal can
+    /// say which answer was missing. `dir` must be a plain absolute path.
+    pub fn probe(&self, to: Minor, dir: &str) -> Cmd {
+        let m = self.manager;
+        let file = m.repo_file();
+        let line = |words: &[&str], stage: Option<ProbeStage>| {
+            let mut l = shlex::try_join(words.iter().copied()).unwrap_or_default();
+            if let Some(s) = stage {
+                l.push_str(&format!(" || exit {}", s.code()));
+            }
+            l
+        };
+        let copy = match m {
+            PackageManager::Apt => format!("{dir}/sources.list"),
+            _ => format!("{dir}/kubernetes.repo"),
+        };
+        let expr = switch_expr(to);
+        let cleanup = format!("rm -rf {dir}");
+        let mut s = vec![
+            line(&["cat", "/etc/os-release"], Some(ProbeStage::OsRelease)),
+            // A file without a final newline must not hide the marker.
+            line(&["echo"], None),
+            line(&["echo", PROBE_REPO_MARK], None),
+            line(&["cat", file], Some(ProbeStage::RepoFile)),
+            line(&["echo"], None),
+            line(&["echo", PROBE_LIST_MARK], None),
+            line(&["mkdir", dir], Some(ProbeStage::Scratch)),
+            line(&["trap", &cleanup, "EXIT"], None),
+            // Without this, dash leaves on a signal without the EXIT trap.
+            line(&["trap", "exit 130", "HUP", "INT", "TERM"], None),
+        ];
+        let list_words: Vec<String>;
+        match m {
+            PackageManager::Apt => {
+                let lists = format!("{dir}/lists");
+                let partial = format!("{dir}/lists/partial");
+                s.push(line(&["mkdir", &lists, &partial], Some(ProbeStage::Scratch)));
+                s.push(line(&["cp", file, &copy], Some(ProbeStage::Scratch)));
+                s.push(line(&["sed", "-i", &expr, &copy], Some(ProbeStage::Scratch)));
+                let opts = [
+                    "-o".to_string(),
+                    format!("Dir::Etc::SourceList={copy}"),
+                    "-o".into(),
+                    "Dir::Etc::SourceParts=-".into(),
+                    "-o".into(),
+                    format!("Dir::State::Lists={lists}"),
+                    "-o".into(),
+                    "Dir::Cache::pkgcache=".into(),
+                    "-o".into(),
+                    "Dir::Cache::srcpkgcache=".into(),
+                ];
+                let update: Vec<String> = ["apt-get".to_string(), "-q".into()]
                     .into_iter()
-                    .chain(PACKAGES)
-                    .chain([m.disable_excludes()]),
-            ),
+                    .chain(opts.iter().cloned())
+                    .chain(["update".to_string()])
+                    .collect();
+                let u: Vec<&str> = update.iter().map(String::as_str).collect();
+                s.push(line(&u, Some(ProbeStage::Refresh)));
+                list_words = ["apt-cache".to_string()]
+                    .into_iter()
+                    .chain(opts)
+                    .chain(["madison".to_string()])
+                    .chain(PACKAGES.map(String::from))
+                    .collect();
+            }
+            _ => {
+                s.push(line(&["cp", file, &copy], Some(ProbeStage::Scratch)));
+                s.push(line(&["sed", "-i", &expr, &copy], Some(ProbeStage::Scratch)));
+                list_words = [
+                    m.binary().to_string(),
+                    "-q".into(),
+                    format!("--setopt=reposdir={dir}"),
+                    format!("--setopt=cachedir={dir}/cache"),
+                    m.disable_excludes().into(),
+                    "list".into(),
+                    "--showduplicates".into(),
+                ]
+                .into_iter()
+                .chain(PACKAGES.map(String::from))
+                .collect();
+            }
         }
+        let l: Vec<&str> = list_words.iter().map(String::as_str).collect();
+        s.push(line(&l, Some(ProbeStage::List)));
+        self.cmd(["sh".to_string(), "-c".to_string(), s.join("\n")])
     }
 
     /// Points the repository file at the target minor: the pkgs.k8s.io path
@@ -290,11 +371,8 @@ impl Recipe {
     /// minor. The second command verifies the file now names the target.
     pub fn repo_switch(&self, to: Minor) -> Vec<Cmd> {
         let file = self.manager.repo_file();
-        // `[.]` rather than `\.`: a bracket needs no backslash, so the
-        // quoted form stays a plain single-quoted word.
-        let expr = format!("s#/core:/stable:/v[0-9][0-9]*[.][0-9][0-9]*/#/core:/stable:/{to}/#g");
         vec![
-            self.cmd(["sed", "-i", expr.as_str(), file]),
+            self.cmd(["sed", "-i", switch_expr(to).as_str(), file]),
             self.cmd(["grep", "-F", format!("/core:/stable:/{to}/").as_str(), file]),
         ]
     }
@@ -378,6 +456,141 @@ impl Recipe {
             self.cmd(["systemctl", "restart", "kubelet"]),
         ]
     }
+}
+
+/// The sed expression pointing a pkgs.k8s.io repository file at `to`: the
+/// one rule for the real switch and for the probe's copy.
+fn switch_expr(to: Minor) -> String {
+    // `[.]` rather than `\.`: a bracket needs no backslash, so the quoted
+    // form stays a plain single-quoted word.
+    format!("s#/core:/stable:/v[0-9][0-9]*[.][0-9][0-9]*/#/core:/stable:/{to}/#g")
+}
+
+/// The line the probe prints before the repository file.
+pub const PROBE_REPO_MARK: &str = "--- upkeep: repository file";
+/// The line the probe prints before the listing.
+pub const PROBE_LIST_MARK: &str = "--- upkeep: versions";
+
+/// Where the probe script stopped, by its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeStage {
+    OsRelease,
+    RepoFile,
+    Scratch,
+    Refresh,
+    List,
+}
+
+impl ProbeStage {
+    const ALL: [ProbeStage; 5] = [
+        ProbeStage::OsRelease,
+        ProbeStage::RepoFile,
+        ProbeStage::Scratch,
+        ProbeStage::Refresh,
+        ProbeStage::List,
+    ];
+
+    /// Exit codes no tool the script runs uses for itself (apt 100, dnf 1/2).
+    pub fn code(self) -> i32 {
+        match self {
+            ProbeStage::OsRelease => 91,
+            ProbeStage::RepoFile => 92,
+            ProbeStage::Scratch => 93,
+            ProbeStage::Refresh => 94,
+            ProbeStage::List => 95,
+        }
+    }
+
+    /// For messages: what the stage does.
+    pub fn describe(self, m: PackageManager) -> String {
+        match self {
+            ProbeStage::OsRelease => "reading /etc/os-release".into(),
+            ProbeStage::RepoFile => format!("reading {}", m.repo_file()),
+            ProbeStage::Scratch => "preparing a scratch copy of the repository file under /tmp".into(),
+            ProbeStage::Refresh => "`apt-get update` on the scratch copy".into(),
+            ProbeStage::List => format!("listing the versions with {}", m.binary()),
+        }
+    }
+
+    fn from_code(code: i32) -> Option<ProbeStage> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+/// What the probe script answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeAnswer {
+    pub os_release: Option<String>,
+    /// The repository file, when it exists.
+    pub repo_file: Option<String>,
+    pub listing: Listing,
+}
+
+/// The target minor's repository, as the package manager saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listing {
+    Offered(Offered),
+    /// The repository does not exist: apt's missing Release file, dnf's and
+    /// yum's 404 on repomd.xml. The text is the manager's own words.
+    MinorMissing(String),
+    /// The script stopped at `stage`, for another reason.
+    Failed { stage: ProbeStage, detail: String },
+    /// Not reached (the OS or the repository file was missing).
+    NotRun,
+}
+
+/// Splits the probe's output (see [`Recipe::probe`]) into its answers.
+pub fn parse_probe(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeAnswer {
+    let (os, rest) = match stdout.split_once(&format!("{PROBE_REPO_MARK}\n")) {
+        Some((os, rest)) => (Some(os.to_string()), Some(rest)),
+        None => (None, None),
+    };
+    let (file, listing) = match rest.map(|r| r.split_once(&format!("{PROBE_LIST_MARK}\n"))) {
+        Some(Some((f, l))) => (Some(f.to_string()), l),
+        Some(None) => (rest.map(str::to_string), ""),
+        None => (None, ""),
+    };
+    let stage = code.and_then(ProbeStage::from_code);
+    let detail = || {
+        let mut t = listing.trim_end().to_string();
+        if !stderr.trim().is_empty() {
+            if !t.is_empty() {
+                t.push('\n');
+            }
+            t.push_str(stderr.trim_end());
+        }
+        t
+    };
+    let answer = |os: Option<String>, file: Option<String>, listing| ProbeAnswer {
+        os_release: os,
+        repo_file: file,
+        listing,
+    };
+    match (code, stage) {
+        (Some(0), _) => answer(os, file, Listing::Offered(parse_listing(listing))),
+        (_, Some(ProbeStage::OsRelease)) => answer(None, None, Listing::NotRun),
+        (_, Some(ProbeStage::RepoFile)) => answer(os, None, Listing::NotRun),
+        (_, Some(ProbeStage::Refresh | ProbeStage::List)) if repository_missing(&detail()) => {
+            answer(os, file, Listing::MinorMissing(detail()))
+        }
+        (_, Some(stage)) => answer(os, file, Listing::Failed { stage, detail: detail() }),
+        (_, None) => answer(
+            os,
+            file,
+            Listing::Failed {
+                stage: ProbeStage::List,
+                detail: detail(),
+            },
+        ),
+    }
+}
+
+/// Whether a package manager's failure says the repository is not there:
+/// apt-pkg's "does not have a Release file" (acquire-item.cc) after a 404,
+/// dnf's and yum's 404 on `repodata/repomd.xml`.
+fn repository_missing(text: &str) -> bool {
+    text.contains("does not have a Release file")
+        || (text.contains("404") && (text.contains("repomd.xml") || text.contains("Not Found")))
 }
 
 /// Which minor a repository file serves (`/core:/stable:/v1.33/`), if it
@@ -498,10 +711,8 @@ mod tests {
     fn full_recipe(m: PackageManager) -> String {
         let r = Recipe::new(m);
         let to = Release::new(1, 34, 1);
-        let mut out = vec![r.read_os_release(), r.read_repo_file()];
+        let mut out = vec![r.probe(to.minor_line(), "/tmp/upkeep-probe.1")];
         out.extend(r.repo_switch(to.minor_line()));
-        out.extend(r.refresh());
-        out.push(r.list_versions());
         out.extend(r.install(&["kubeadm"], to));
         out.push(r.kubeadm_version());
         out.push(r.kubeadm_plan(to));

@@ -21,7 +21,7 @@ use super::plan::{self, Action, NodePlan, PROGRESS_ANNOTATION, Progress, StepId}
 use super::preflight::{
     self, Backup, ClusterSnapshot, LeaseView, NodeFacts, NodeProbe, Probe, Report, Request,
 };
-use super::recipe::{Recipe, parse_listing, repo_minor};
+use super::recipe::{Listing, PackageManager, Recipe, parse_probe, repo_minor};
 use super::target::{Release, TargetSpec};
 use super::transport::{NodeTarget, Transport};
 
@@ -236,107 +236,127 @@ pub fn node_target(facts: &NodeFacts) -> NodeTarget {
     }
 }
 
-/// Asks the node what preflight needs, read-only. When the repository file
-/// serves another minor, it is pointed at the target minor to list what
-/// that repository offers, then pointed back.
+/// Asks the node what preflight needs, read-only, in one command (one ssh
+/// round trip, one pod with `--via pod`): its OS, its repository file and
+/// what the target minor's repository offers, listed through a scratch copy
+/// of the repository configuration ([`Recipe::probe`]). Nothing on the node
+/// is written but the scratch directory, which the command removes; the real
+/// repository switch is the plan's repo-switch step.
 pub async fn probe<T: Transport>(t: &T, facts: &NodeFacts, req: &Request) -> anyhow::Result<Probe> {
     if !t.captures_output() {
         return Ok(Probe::Unavailable);
     }
     let target = node_target(facts);
-    let base = Recipe {
-        manager: super::recipe::PackageManager::Apt,
-        sudo: req.sudo,
-    };
-    let os = t
-        .run(&target, &base.read_os_release())
-        .await
-        .with_context(|| {
-            format!(
-                "could not run a command on node {} through {}",
-                facts.name,
-                t.describe()
-            )
-        })?;
-    // Every Linux node has /etc/os-release: failing to read it means the
-    // transport does not work, not that the node lacks the file.
-    if !os.success() {
-        bail!(
-            "could not run `cat /etc/os-release` on node {} through {}; check the transport:\n{}",
+    let could_not_run = || {
+        format!(
+            "could not run a command on node {} through {}",
             facts.name,
-            t.describe(),
-            os.excerpt()
-        );
-    }
-    let os_release = Some(os.stdout.as_str());
-    let (manager, _warning) = preflight::decide_manager(req.manager, os_release, &facts.os_image);
-    let Some(manager) = manager else {
-        return Ok(Probe::Done(NodeProbe::default()));
+            t.describe()
+        )
     };
-    let recipe = Recipe {
-        manager,
-        sudo: req.sudo,
-    };
-    let file = t.run(&target, &recipe.read_repo_file()).await?;
-    if !file.success() {
-        return Ok(Probe::Done(NodeProbe {
-            manager: Some(manager),
-            ..NodeProbe::default()
-        }));
-    }
-    let current = repo_minor(&file.stdout);
-    let mut probe = NodeProbe {
-        manager: Some(manager),
-        repo_minor: current,
-        repo_file_found: true,
-        ..NodeProbe::default()
-    };
-    let Some(current) = current else {
-        return Ok(Probe::Done(probe));
-    };
-    let wanted = req.to.minor_line();
-    let switched = current != wanted;
-    let result = async {
-        if switched {
-            for c in recipe.repo_switch(wanted) {
-                let out = t.run(&target, &c).await?;
-                if !out.success() {
-                    bail!("could not point the repository at {wanted} to list its versions: `{c}` failed:\n{}", out.excerpt());
-                }
-            }
-        }
-        if let Some(c) = recipe.refresh() {
-            let out = t.run(&target, &c).await?;
-            if !out.success() {
-                bail!("`{c}` failed on node {}:\n{}", facts.name, out.excerpt());
-            }
-        }
-        let c = recipe.list_versions();
-        let out = t.run(&target, &c).await?;
-        if !out.success() {
-            bail!("`{c}` failed on node {}:\n{}", facts.name, out.excerpt());
-        }
-        Ok(parse_listing(&out.stdout))
-    }
-    .await;
-    if switched {
-        // Leave the file as it was found; the plan switches it for real.
-        let mut restore = recipe.repo_switch(current);
-        restore.extend(recipe.refresh());
-        for c in restore {
-            let out = t.run(&target, &c).await?;
-            if !out.success() {
+    // The flag or the Node's osImage picks the script; the node's own
+    // os-release, which the script prints first, has the last word.
+    let mut manager = match req.manager.or_else(|| PackageManager::from_os_image(&facts.os_image))
+    {
+        Some(m) => m,
+        None => {
+            let base = Recipe::new(PackageManager::Apt);
+            let base = Recipe {
+                sudo: req.sudo,
+                ..base
+            };
+            let os = t
+                .run(&target, &base.read_os_release())
+                .await
+                .with_context(could_not_run)?;
+            if !os.success() {
                 bail!(
-                    "could not point {} on node {} back at {current}: `{c}` failed:\n{}",
-                    manager.repo_file(),
+                    "could not run `cat /etc/os-release` on node {} through {}; check the transport:\n{}",
                     facts.name,
-                    out.excerpt()
+                    t.describe(),
+                    os.excerpt()
                 );
             }
+            match preflight::decide_manager(req.manager, Some(&os.stdout), &facts.os_image).0 {
+                Some(m) => m,
+                None => return Ok(Probe::Done(NodeProbe::default())),
+            }
         }
+    };
+    let wanted = req.to.minor_line();
+    for attempt in 0..2 {
+        let recipe = Recipe {
+            manager,
+            sudo: req.sudo,
+        };
+        let cmd = recipe.probe(wanted, &scratch_dir());
+        let out = t.run(&target, &cmd).await.with_context(could_not_run)?;
+        let answer = parse_probe(out.code, &out.stdout, &out.stderr);
+        // Every Linux node has /etc/os-release: failing to read it means the
+        // transport does not work, not that the node lacks the file.
+        let Some(os) = answer.os_release else {
+            bail!(
+                "could not run `cat /etc/os-release` on node {} through {}; check the transport:\n{}",
+                facts.name,
+                t.describe(),
+                out.excerpt()
+            );
+        };
+        let decided = preflight::decide_manager(req.manager, Some(&os), &facts.os_image).0;
+        let Some(decided) = decided else {
+            return Ok(Probe::Done(NodeProbe::default()));
+        };
+        if decided != manager && attempt == 0 {
+            manager = decided;
+            continue;
+        }
+        let Some(file) = answer.repo_file else {
+            return Ok(Probe::Done(NodeProbe {
+                manager: Some(manager),
+                ..NodeProbe::default()
+            }));
+        };
+        let mut probe = NodeProbe {
+            manager: Some(manager),
+            repo_minor: repo_minor(&file),
+            repo_file_found: true,
+            ..NodeProbe::default()
+        };
+        if probe.repo_minor.is_none() {
+            return Ok(Probe::Done(probe));
+        }
+        match answer.listing {
+            Listing::Offered(o) => probe.offered = o,
+            Listing::MinorMissing(why) => probe.minor_missing = Some(why),
+            Listing::NotRun => {}
+            Listing::Failed { stage, detail } => bail!(
+                "could not list the {wanted} packages on node {}: {} failed (nothing was changed on the node):\n{}",
+                facts.name,
+                stage.describe(manager),
+                indent(&detail)
+            ),
+        }
+        return Ok(Probe::Done(probe));
     }
-    probe.offered = result?;
-    Ok(Probe::Done(probe))
+    unreachable!("the second attempt always returns")
+}
+
+/// A fresh scratch directory name for one probe; the probe's `mkdir` fails
+/// rather than reuse a path that exists.
+fn scratch_dir() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("/tmp/upkeep-probe.{}.{nanos:08x}", std::process::id())
+}
+
+fn indent(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..]
+        .iter()
+        .map(|l| format!("    | {l}\n"))
+        .collect()
 }
 
 /// The preflight verdict for one node, with the drain's own plan.
@@ -667,6 +687,7 @@ pub struct RequestBase {
 mod tests {
     use super::*;
     use crate::upgrade::recipe::PackageManager;
+    use crate::upgrade::recipe::{PROBE_LIST_MARK, PROBE_REPO_MARK};
     use crate::upgrade::transport::{CmdOutput, Recording};
 
     fn facts() -> NodeFacts {
@@ -694,15 +715,24 @@ mod tests {
 
     const DEB: &str = "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.33/deb/ /\n";
 
+    /// What the probe script prints on a node with `file` as its repository
+    /// file and `listing` from the package manager.
+    fn probe_output(os: &str, file: &str, listing: &str) -> CmdOutput {
+        CmdOutput::ok(format!(
+            "{os}\n{PROBE_REPO_MARK}\n{file}\n{PROBE_LIST_MARK}\n{listing}"
+        ))
+    }
+
     #[tokio::test]
-    async fn probe_lists_the_target_repository_and_restores_the_file() {
-        let t = Recording::default()
-            .answer("cat /etc/os-release", CmdOutput::ok("ID=ubuntu\nVERSION_ID=\"24.04\"\n"))
-            .answer("cat /etc/apt/sources.list.d/kubernetes.list", CmdOutput::ok(DEB))
-            .answer(
-                "apt-cache madison",
-                CmdOutput::ok("kubeadm | 1.34.1-1.1 | x\nkubelet | 1.34.1-1.1 | x\nkubectl | 1.34.1-1.1 | x\n"),
-            );
+    async fn probe_is_one_read_only_command() {
+        let t = Recording::default().answer(
+            "sh -c",
+            probe_output(
+                "ID=ubuntu\nVERSION_ID=\"24.04\"",
+                DEB,
+                "kubeadm | 1.34.1-1.1 | x\nkubelet | 1.34.1-1.1 | x\nkubectl | 1.34.1-1.1 | x\n",
+            ),
+        );
         let Probe::Done(p) = probe(&t, &facts(), &req("v1.34")).await.unwrap() else {
             panic!("probed");
         };
@@ -710,51 +740,81 @@ mod tests {
         assert_eq!(p.repo_minor.unwrap().to_string(), "v1.33");
         assert_eq!(p.offered.kubeadm[0].text, "1.34.1-1.1");
         let cmds = t.commands();
-        let switches: Vec<&String> = cmds.iter().filter(|c| c.starts_with("sed -i")).collect();
-        assert_eq!(switches.len(), 2, "{cmds:#?}");
-        assert!(switches[0].contains("/core:/stable:/v1.34/#g"));
+        assert_eq!(cmds.len(), 1, "{cmds:#?}");
+        let script = &cmds[0];
+        // Only the scratch copy is edited; apt reads it and keeps its lists
+        // beside it.
+        for l in script.lines().filter(|l| l.contains("sed -i")) {
+            assert!(l.contains("/tmp/upkeep-probe."), "{l}");
+            assert!(!l.contains("/etc/apt"), "{l}");
+        }
+        for w in [
+            "Dir::Etc::SourceParts=-",
+            "Dir::State::Lists=/tmp/upkeep-probe.",
+            "/core:/stable:/v1.34/#g",
+        ] {
+            assert!(script.contains(w), "{w} in {script}");
+        }
         assert!(
-            switches[1].contains("/core:/stable:/v1.33/#g"),
-            "pointed back"
+            !script.contains("install") && !script.contains("apt-mark"),
+            "{script}"
         );
-        // Nothing installed, held or restarted.
-        assert!(cmds.iter().all(|c| !c.contains("install")
-            && !c.contains("apt-mark")
-            && !c.contains("systemctl")));
     }
 
     #[tokio::test]
-    async fn probe_within_the_minor_changes_nothing() {
+    async fn probe_on_an_rpm_node_uses_a_scratch_repository_directory() {
+        let mut f = facts();
+        f.os_image = "Rocky Linux 9.4 (Blue Onyx)".into();
+        let t = Recording::default().answer(
+            "sh -c",
+            probe_output(
+                "ID=rocky\nVERSION_ID=\"9.4\"",
+                "baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/",
+                "kubeadm.x86_64 1.34.1-150500.1.1 kubernetes\n",
+            ),
+        );
+        let Probe::Done(p) = probe(&t, &f, &req("v1.34.1")).await.unwrap() else {
+            panic!("probed");
+        };
+        assert_eq!(p.manager, Some(PackageManager::Dnf));
+        assert_eq!(p.offered.kubeadm.len(), 1);
+        let cmds = t.commands();
+        assert_eq!(cmds.len(), 1);
+        assert!(cmds[0].contains("dnf -q '--setopt=reposdir=/tmp/upkeep-probe."));
+    }
+
+    #[tokio::test]
+    async fn probe_follows_os_release_over_the_os_image() {
+        // osImage says Ubuntu, the node's os-release says Rocky: the apt
+        // script finds no kubernetes.list, so the dnf script runs next.
         let t = Recording::default()
             .answer(
-                "cat /etc/os-release",
-                CmdOutput::ok("ID=rocky\nVERSION_ID=\"9.4\"\n"),
+                "apt-get",
+                CmdOutput {
+                    code: Some(92),
+                    stdout: format!("ID=rocky\nVERSION_ID=9\n\n{PROBE_REPO_MARK}\n"),
+                    stderr: "cat: /etc/apt/sources.list.d/kubernetes.list: No such file or directory\n"
+                        .into(),
+                },
             )
             .answer(
-                "cat /etc/yum.repos.d/kubernetes.repo",
-                CmdOutput::ok("baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/\n"),
+                "dnf",
+                probe_output("ID=rocky", "baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/", ""),
             );
         let Probe::Done(p) = probe(&t, &facts(), &req("v1.34.1")).await.unwrap() else {
             panic!("probed");
         };
         assert_eq!(p.manager, Some(PackageManager::Dnf));
-        assert_eq!(
-            t.commands(),
-            [
-                "cat /etc/os-release",
-                "cat /etc/yum.repos.d/kubernetes.repo",
-                "dnf list --showduplicates kubeadm kubelet kubectl '--disableexcludes=kubernetes'"
-            ]
-        );
+        assert_eq!(t.commands().len(), 2);
     }
 
     #[tokio::test]
     async fn probe_notices_a_missing_repository_file() {
         let t = Recording::default().answer(
-            "kubernetes.list",
+            "sh -c",
             CmdOutput {
-                code: Some(1),
-                stdout: String::new(),
+                code: Some(92),
+                stdout: format!("ID=ubuntu\n\n{PROBE_REPO_MARK}\n"),
                 stderr: "cat: No such file or directory".into(),
             },
         );
@@ -762,7 +822,33 @@ mod tests {
             panic!("probed");
         };
         assert!(!p.repo_file_found);
-        assert_eq!(t.commands().len(), 2);
+        assert_eq!(t.commands().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn probe_tells_a_missing_minor_from_other_failures() {
+        let missing = CmdOutput {
+            code: Some(94),
+            stdout: format!(
+                "ID=ubuntu\n\n{PROBE_REPO_MARK}\n{DEB}\n{PROBE_LIST_MARK}\nErr:1 https://pkgs.k8s.io/core:/stable:/v1.40/deb  InRelease\n  404  Not Found\n"
+            ),
+            stderr: "E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.40/deb  Release' does not have a Release file.\n".into(),
+        };
+        let t = Recording::default().answer("sh -c", missing);
+        let Probe::Done(p) = probe(&t, &facts(), &req("v1.40.1")).await.unwrap() else {
+            panic!("probed");
+        };
+        assert!(p.minor_missing.unwrap().contains("does not have a Release file"));
+        let broken = CmdOutput {
+            code: Some(94),
+            stdout: format!("ID=ubuntu\n\n{PROBE_REPO_MARK}\n{DEB}\n{PROBE_LIST_MARK}\n"),
+            stderr: "E: Could not get lock /tmp/x/lists/lock\n".into(),
+        };
+        let t = Recording::default().answer("sh -c", broken);
+        let err = probe(&t, &facts(), &req("v1.34.1")).await.unwrap_err().to_string();
+        assert!(err.contains("apt-get update"), "{err}");
+        assert!(err.contains("Could not get lock"), "{err}");
+        assert!(err.contains("nothing was changed"), "{err}");
     }
 
     #[test]
