@@ -346,7 +346,10 @@ fn a_minor_the_repository_does_not_carry_is_refused_and_nothing_changes() {
     )
     .unwrap();
     let cut = text
-        .replace("    - minor: v1.35\n      versions: [1.35.0-1.1, 1.35.1-1.1, 1.35.2-1.1]\n", "")
+        .replace(
+            "    - minor: v1.35\n      versions: [1.35.0-1.1, 1.35.1-1.1, 1.35.2-1.1]\n",
+            "",
+        )
         .replace("name: cluster-upgrade", "name: cluster-upgrade-unpublished");
     assert_ne!(cut, text, "the scenario publishes v1.35");
     let dir = tempfile::tempdir().unwrap();

@@ -970,7 +970,10 @@ fn probe_script(family: OsFamily, to: &str) -> String {
             "/etc/apt/sources.list.d/kubernetes.list",
             "/tmp/p.1/sources.list",
         ),
-        _ => ("/etc/yum.repos.d/kubernetes.repo", "/tmp/p.1/kubernetes.repo"),
+        _ => (
+            "/etc/yum.repos.d/kubernetes.repo",
+            "/tmp/p.1/kubernetes.repo",
+        ),
     };
     let mut s = format!(
         "cat /etc/os-release || exit 91\necho\necho '--- upkeep: repository file'\ncat {file} || exit 92\necho\necho '--- upkeep: versions'\n\
@@ -1013,12 +1016,18 @@ fn the_probe_lists_another_minor_and_changes_nothing() {
         ok(&out);
         let (_, listing) = out.stdout.split_once("--- upkeep: versions\n").unwrap();
         let want = match family {
-            OsFamily::Apt => "   kubeadm | 1.35.1-2.1 | https://pkgs.k8s.io/core:/stable:/v1.35/deb  Packages",
+            OsFamily::Apt => {
+                "   kubeadm | 1.35.1-2.1 | https://pkgs.k8s.io/core:/stable:/v1.35/deb  Packages"
+            }
             _ => "1.35.1-150500.2.1",
         };
         assert!(listing.contains(want), "{family:?}: {listing}");
         assert!(!listing.contains("1.34.4"), "{family:?}: {listing}");
-        assert_eq!(node_state(&n), before, "{family:?}: the probe changed the node");
+        assert_eq!(
+            node_state(&n),
+            before,
+            "{family:?}: the probe changed the node"
+        );
 
         // A minor the repository does not carry: apt's and dnf's own 404, still nothing changed.
         let missing = n.argv(&["sh", "-c", &probe_script(family, "v1.36")]);
@@ -1032,6 +1041,10 @@ fn the_probe_lists_another_minor_and_changes_nothing() {
                 assert!(missing.stderr.contains("Status code: 404"));
             }
         }
-        assert_eq!(node_state(&n), before, "{family:?}: the failed probe changed the node");
+        assert_eq!(
+            node_state(&n),
+            before,
+            "{family:?}: the failed probe changed the node"
+        );
     }
 }

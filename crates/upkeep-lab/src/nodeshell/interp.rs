@@ -3,7 +3,8 @@
 //! [`Effect`]s recorded. Pure: no I/O, no clock (the time is passed in).
 //!
 //! Commands: `sh`/`bash -c`, `sudo`, `nsenter ... --`, `env`, `true`, `false`, `exit`, `export`,
-//! `set -e|-o pipefail`, `echo`, `printf`, `cat`, `tee`, `sed`, `grep`, `ls`, `mkdir`, `rm`,
+//! `set -e|-o pipefail`, `trap ... EXIT`, `echo`, `printf`, `cat`, `tee`, `sed`, `grep`, `ls`,
+//! `mkdir`, `cp`, `rm`,
 //! `hostname`, `uname`, `whoami`, `id`, `date`, `systemctl`, `kubelet --version`,
 //! `kubectl version --client`, `curl`/`gpg` for the repository key, the package managers
 //! ([`super::pkg`]) and kubeadm ([`super::kubeadm`]).
@@ -998,7 +999,10 @@ fn cp(host: &mut Host, args: &[String]) -> ExecOutput {
     let text = match read_file(host, src) {
         Ok(t) => t,
         Err("Is a directory") => {
-            return ExecOutput::fail(1, format!("cp: -r not specified; omitting directory '{src}'\n"));
+            return ExecOutput::fail(
+                1,
+                format!("cp: -r not specified; omitting directory '{src}'\n"),
+            );
         }
         Err(_) => {
             return ExecOutput::fail(

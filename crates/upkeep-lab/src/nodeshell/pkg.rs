@@ -106,7 +106,10 @@ impl AptDirs {
 }
 
 fn apt_lists_file(dir: &str, m: Minor) -> String {
-    format!("{dir}/pkgs.k8s.io_core:_stable:_v{}.{}_deb_Packages", m.0, m.1)
+    format!(
+        "{dir}/pkgs.k8s.io_core:_stable:_v{}.{}_deb_Packages",
+        m.0, m.1
+    )
 }
 
 /// The candidate: the highest version in the lists, or the installed one if it is higher.
@@ -197,7 +200,9 @@ fn apt_update(host: &mut Host, ctx: &Ctx, dirs: &AptDirs) -> ExecOutput {
         .source_list
         .as_ref()
         .map(|f| host.files.get(f).cloned().unwrap_or_default());
-    if !dirs.no_source_parts && let Some(t) = host.files.get(repo::APT_LIST_PATH) {
+    if !dirs.no_source_parts
+        && let Some(t) = host.files.get(repo::APT_LIST_PATH)
+    {
         text.get_or_insert_with(String::new).push_str(t);
     }
     let list_path = dirs
@@ -210,14 +215,17 @@ fn apt_update(host: &mut Host, ctx: &Ctx, dirs: &AptDirs) -> ExecOutput {
     {
         return ExecOutput::fail(
             100,
-            format!("E: List directory {d}/partial is missing. - Acquire (2: No such file or directory)\n"),
+            format!(
+                "E: List directory {d}/partial is missing. - Acquire (2: No such file or directory)\n"
+            ),
         );
     }
     let set = |host: &mut Host, m: Option<Minor>| match &dirs.lists {
         None => host.apt_lists = m,
         Some(d) => {
             let prefix = format!("{d}/");
-            host.files.retain(|k, _| !k.starts_with(&prefix) || k.ends_with("/lock"));
+            host.files
+                .retain(|k, _| !k.starts_with(&prefix) || k.ends_with("/lock"));
             if let Some(m) = m {
                 host.files.insert(apt_lists_file(d, m), String::new());
             }
@@ -831,11 +839,7 @@ fn yum_repo(host: &Host, reposdir: Option<&str>) -> Option<repo::YumRepo> {
 }
 
 /// dnf's view of one package version: visible, or hidden by the repository's `exclude=`.
-fn dnf_available(
-    host: &Host,
-    ctx: &Ctx,
-    o: &DnfOpts,
-) -> (Vec<NamedVersion>, Vec<NamedVersion>) {
+fn dnf_available(host: &Host, ctx: &Ctx, o: &DnfOpts) -> (Vec<NamedVersion>, Vec<NamedVersion>) {
     let disable_excludes = o.disable_excludes;
     let Some(r) = yum_repo(host, o.reposdir.as_deref()).filter(|r| r.enabled) else {
         return (Vec::new(), Vec::new());

@@ -309,14 +309,19 @@ impl Recipe {
             // Without this, dash leaves on a signal without the EXIT trap.
             line(&["trap", "exit 130", "HUP", "INT", "TERM"], None),
         ];
-        let list_words: Vec<String>;
-        match m {
+        let list_words: Vec<String> = match m {
             PackageManager::Apt => {
                 let lists = format!("{dir}/lists");
                 let partial = format!("{dir}/lists/partial");
-                s.push(line(&["mkdir", &lists, &partial], Some(ProbeStage::Scratch)));
+                s.push(line(
+                    &["mkdir", &lists, &partial],
+                    Some(ProbeStage::Scratch),
+                ));
                 s.push(line(&["cp", file, &copy], Some(ProbeStage::Scratch)));
-                s.push(line(&["sed", "-i", &expr, &copy], Some(ProbeStage::Scratch)));
+                s.push(line(
+                    &["sed", "-i", &expr, &copy],
+                    Some(ProbeStage::Scratch),
+                ));
                 let opts = [
                     "-o".to_string(),
                     format!("Dir::Etc::SourceList={copy}"),
@@ -336,17 +341,20 @@ impl Recipe {
                     .collect();
                 let u: Vec<&str> = update.iter().map(String::as_str).collect();
                 s.push(line(&u, Some(ProbeStage::Refresh)));
-                list_words = ["apt-cache".to_string()]
+                ["apt-cache".to_string()]
                     .into_iter()
                     .chain(opts)
                     .chain(["madison".to_string()])
                     .chain(PACKAGES.map(String::from))
-                    .collect();
+                    .collect()
             }
             _ => {
                 s.push(line(&["cp", file, &copy], Some(ProbeStage::Scratch)));
-                s.push(line(&["sed", "-i", &expr, &copy], Some(ProbeStage::Scratch)));
-                list_words = [
+                s.push(line(
+                    &["sed", "-i", &expr, &copy],
+                    Some(ProbeStage::Scratch),
+                ));
+                [
                     m.binary().to_string(),
                     "-q".into(),
                     format!("--setopt=reposdir={dir}"),
@@ -357,9 +365,9 @@ impl Recipe {
                 ]
                 .into_iter()
                 .chain(PACKAGES.map(String::from))
-                .collect();
+                .collect()
             }
-        }
+        };
         let l: Vec<&str> = list_words.iter().map(String::as_str).collect();
         s.push(line(&l, Some(ProbeStage::List)));
         self.cmd(["sh".to_string(), "-c".to_string(), s.join("\n")])
@@ -506,7 +514,9 @@ impl ProbeStage {
         match self {
             ProbeStage::OsRelease => "reading /etc/os-release".into(),
             ProbeStage::RepoFile => format!("reading {}", m.repo_file()),
-            ProbeStage::Scratch => "preparing a scratch copy of the repository file under /tmp".into(),
+            ProbeStage::Scratch => {
+                "preparing a scratch copy of the repository file under /tmp".into()
+            }
             ProbeStage::Refresh => "`apt-get update` on the scratch copy".into(),
             ProbeStage::List => format!("listing the versions with {}", m.binary()),
         }
@@ -534,7 +544,10 @@ pub enum Listing {
     /// yum's 404 on repomd.xml. The text is the manager's own words.
     MinorMissing(String),
     /// The script stopped at `stage`, for another reason.
-    Failed { stage: ProbeStage, detail: String },
+    Failed {
+        stage: ProbeStage,
+        detail: String,
+    },
     /// Not reached (the OS or the repository file was missing).
     NotRun,
 }
@@ -573,7 +586,14 @@ pub fn parse_probe(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeAnswer
         (_, Some(ProbeStage::Refresh | ProbeStage::List)) if repository_missing(&detail()) => {
             answer(os, file, Listing::MinorMissing(detail()))
         }
-        (_, Some(stage)) => answer(os, file, Listing::Failed { stage, detail: detail() }),
+        (_, Some(stage)) => answer(
+            os,
+            file,
+            Listing::Failed {
+                stage,
+                detail: detail(),
+            },
+        ),
         (_, None) => answer(
             os,
             file,

@@ -182,7 +182,7 @@ pub async fn run(
         cancel: cancel_rx.clone(),
     };
     // upgrade_all stops at a safe point once cancelled: the read-only probe
-    // finishes (and points a repository file back), a running step is dropped.
+    // finishes, a running step is dropped.
     let result = rollout.upgrade_all(&names, &mut report).await;
     interrupted.abort();
     transport.cleanup().await;

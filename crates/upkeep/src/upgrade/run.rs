@@ -256,7 +256,9 @@ pub async fn probe<T: Transport>(t: &T, facts: &NodeFacts, req: &Request) -> any
     };
     // The flag or the Node's osImage picks the script; the node's own
     // os-release, which the script prints first, has the last word.
-    let mut manager = match req.manager.or_else(|| PackageManager::from_os_image(&facts.os_image))
+    let mut manager = match req
+        .manager
+        .or_else(|| PackageManager::from_os_image(&facts.os_image))
     {
         Some(m) => m,
         None => {
@@ -793,13 +795,18 @@ mod tests {
                 CmdOutput {
                     code: Some(92),
                     stdout: format!("ID=rocky\nVERSION_ID=9\n\n{PROBE_REPO_MARK}\n"),
-                    stderr: "cat: /etc/apt/sources.list.d/kubernetes.list: No such file or directory\n"
-                        .into(),
+                    stderr:
+                        "cat: /etc/apt/sources.list.d/kubernetes.list: No such file or directory\n"
+                            .into(),
                 },
             )
             .answer(
                 "dnf",
-                probe_output("ID=rocky", "baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/", ""),
+                probe_output(
+                    "ID=rocky",
+                    "baseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/",
+                    "",
+                ),
             );
         let Probe::Done(p) = probe(&t, &facts(), &req("v1.34.1")).await.unwrap() else {
             panic!("probed");
@@ -838,14 +845,21 @@ mod tests {
         let Probe::Done(p) = probe(&t, &facts(), &req("v1.40.1")).await.unwrap() else {
             panic!("probed");
         };
-        assert!(p.minor_missing.unwrap().contains("does not have a Release file"));
+        assert!(
+            p.minor_missing
+                .unwrap()
+                .contains("does not have a Release file")
+        );
         let broken = CmdOutput {
             code: Some(94),
             stdout: format!("ID=ubuntu\n\n{PROBE_REPO_MARK}\n{DEB}\n{PROBE_LIST_MARK}\n"),
             stderr: "E: Could not get lock /tmp/x/lists/lock\n".into(),
         };
         let t = Recording::default().answer("sh -c", broken);
-        let err = probe(&t, &facts(), &req("v1.34.1")).await.unwrap_err().to_string();
+        let err = probe(&t, &facts(), &req("v1.34.1"))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("apt-get update"), "{err}");
         assert!(err.contains("Could not get lock"), "{err}");
         assert!(err.contains("nothing was changed"), "{err}");
