@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use super::budget;
-use super::capacity::{node_unschedulable, place};
+use super::capacity::{Cluster, node_unschedulable, place};
 use super::rules::{
     Finding, Rule, Severity, controller_ref, do_not_disrupt, is_critical, is_daemonset_pod,
     is_finished, is_mirror, is_ready, is_terminating, local_volumes, pod_key, safe_to_evict_false,
@@ -601,7 +601,14 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
         .filter(|p| p.action == Action::Evict)
         .filter_map(|p| by_key.get(&p.key()).copied())
         .collect();
-    for placement in place(&to_place, &snapshot.nodes, &snapshot.cluster_pods, &leaving) {
+    let cluster = Cluster {
+        nodes: &snapshot.nodes,
+        pods: &snapshot.cluster_pods,
+        pvcs: &snapshot.pvcs,
+        pvs: &snapshot.pvs,
+        leaving: &leaving,
+    };
+    for placement in place(&to_place, &cluster) {
         let p = &mut pods[index[&placement.pod]];
         match &placement.node {
             Some(n) => p.fits_on = Some(n.clone()),

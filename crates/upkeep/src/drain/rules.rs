@@ -106,7 +106,7 @@ impl Rule {
                 "single-replica workloads, or workloads with every ready replica here, warn (--no-downtime blocks)"
             }
             Rule::NoCapacity => {
-                "an evicted pod that fits on no remaining Ready, schedulable node blocks"
+                "an evicted pod that fits on no remaining Ready, schedulable node blocks, naming the scheduler filter that rejects each node"
             }
         }
     }
@@ -149,7 +149,7 @@ impl Rule {
                 "kubernetes/kubernetes#48307 (drain takes single-replica workloads down)"
             }
             Rule::NoCapacity => {
-                "kubernetes/autoscaler NoPlaceToMovePods; kube-scheduler NodeResourcesFit, TaintToleration, NodeAffinity"
+                "kubernetes/autoscaler NoPlaceToMovePods; kubernetes pkg/scheduler/framework/plugins: nodeunschedulable, tainttoleration, nodeaffinity, nodeports, noderesources, volumebinding, podtopologyspread, interpodaffinity"
             }
         }
     }

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{
+    Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -65,6 +67,9 @@ pub struct DrainSnapshot {
     /// Every pod of the cluster.
     pub cluster_pods: Vec<Pod>,
     pub pdbs: Vec<PodDisruptionBudget>,
+    /// Every PersistentVolumeClaim and PersistentVolume (volume node affinity).
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    pub pvs: Vec<PersistentVolume>,
     /// Keyed by owner uid.
     pub owners: BTreeMap<String, OwnerState>,
 }
@@ -138,6 +143,18 @@ pub async fn gather(
     )
     .await
     .context("could not list the PodDisruptionBudgets")?;
+    let pvcs = list_all(
+        &Api::<PersistentVolumeClaim>::all(client.clone()),
+        &ListParams::default(),
+    )
+    .await
+    .context("could not list the PersistentVolumeClaims")?;
+    let pvs = list_all(
+        &Api::<PersistentVolume>::all(client.clone()),
+        &ListParams::default(),
+    )
+    .await
+    .context("could not list the PersistentVolumes")?;
 
     let mut owners = BTreeMap::new();
     let mut seen = BTreeSet::new();
@@ -161,6 +178,8 @@ pub async fn gather(
         nodes,
         cluster_pods,
         pdbs,
+        pvcs,
+        pvs,
         owners,
     })
 }

@@ -291,6 +291,8 @@ fn snapshot(
         nodes,
         cluster_pods,
         pdbs: vec![],
+        pvcs: vec![],
+        pvs: vec![],
         owners: owners.into_iter().collect(),
     }
 }
@@ -1023,4 +1025,173 @@ fn the_record_keeps_earlier_runs_and_what_they_knew() {
             .all(|f| f.workload.as_deref() == Some("Deployment/web"))
     );
     assert_eq!(record::recorded(&s.node).len(), 2);
+}
+
+#[test]
+fn capacity_runs_the_schedulers_filters_and_names_the_one_that_rejects() {
+    use k8s_openapi::api::core::v1::{
+        Affinity, ContainerPort, PersistentVolume, PersistentVolumeClaim,
+        PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PersistentVolumeSpec,
+        PodAffinityTerm, PodAntiAffinity, TopologySpreadConstraint, VolumeNodeAffinity,
+    };
+    let nodes = vec![node("w1", "4"), node("w2", "4"), node("w3", "4")];
+    let sel = LabelSelector {
+        match_labels: Some(map(&[("app", "web")])),
+        match_expressions: None,
+    };
+    let web = |name: &str, on: &str, f: &dyn Fn(&mut PodSpec)| {
+        P::new("default", name, on)
+            .labels(&[("app", "web")])
+            .rs("web-1")
+            .spec(f)
+            .pod()
+    };
+    let owners = || {
+        vec![owner(
+            "default",
+            "ReplicaSet",
+            "web-1",
+            true,
+            Some(workload("default", "Deployment", "web", 3, "web")),
+        )]
+    };
+    let judge = |f: &dyn Fn(&mut PodSpec), extra: Vec<Pod>| {
+        let mut pods = vec![
+            web("web-a", "w1", f),
+            web("web-b", "w2", f),
+            web("web-c", "w3", f),
+        ];
+        pods.extend(extra);
+        plan(
+            &snapshot("w2", nodes.clone(), pods, owners()),
+            &DrainOptions::default(),
+        )
+    };
+
+    // One replica per worker (required anti-affinity on the hostname): Pending.
+    let anti = |s: &mut PodSpec| {
+        s.affinity = Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                    label_selector: Some(sel.clone()),
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    };
+    let p = judge(&anti, vec![]);
+    assert_eq!(p.verdict, Verdict::Refused);
+    let m = &blocker(&p, Rule::NoCapacity).message;
+    assert!(m.starts_with("default/web-b fits on no other node"), "{m}");
+    assert!(m.contains("w1: required pod anti-affinity on kubernetes.io/hostname against default/web-a [InterPodAffinity]"), "{m}");
+    // A fourth worker: it fits there.
+    let mut more = nodes.clone();
+    more.push(node("w4", "4"));
+    let pods = vec![
+        web("web-a", "w1", &anti),
+        web("web-b", "w2", &anti),
+        web("web-c", "w3", &anti),
+    ];
+    let p = plan(
+        &snapshot("w2", more, pods, owners()),
+        &DrainOptions::default(),
+    );
+    assert_eq!(pod_plan(&p, "web-b").fits_on.as_deref(), Some("w4"));
+
+    // The host port taken on every other node.
+    let port = |s: &mut PodSpec| {
+        s.containers[0].ports = Some(vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }])
+    };
+    let m = blocker(&judge(&port, vec![]), Rule::NoCapacity)
+        .message
+        .clone();
+    assert!(
+        m.contains("w3: host port 8080/TCP is taken by default/web-c [NodePorts]"),
+        "{m}"
+    );
+
+    // Spread over hostnames with maxSkew 1: the drained node's domain counts
+    // (a cordon is no taint for nodeTaintsPolicy Ignore), so w1 and w3 would
+    // reach 2 against its 0.
+    let spread = |s: &mut PodSpec| {
+        s.topology_spread_constraints = Some(vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".into(),
+            when_unsatisfiable: "DoNotSchedule".into(),
+            label_selector: Some(sel.clone()),
+            ..Default::default()
+        }])
+    };
+    let m = blocker(&judge(&spread, vec![]), Rule::NoCapacity)
+        .message
+        .clone();
+    assert!(m.contains("topology spread on kubernetes.io/hostname: skew 2 would exceed maxSkew 1 [PodTopologySpread]"), "{m}");
+    // ScheduleAnyway only scores.
+    let anyway = |s: &mut PodSpec| {
+        spread(s);
+        s.topology_spread_constraints.as_mut().unwrap()[0].when_unsatisfiable =
+            "ScheduleAnyway".into();
+    };
+    assert_eq!(judge(&anyway, vec![]).verdict, Verdict::Drain);
+
+    // A local PersistentVolume bound to w2.
+    let claim = |s: &mut PodSpec| {
+        s.volumes = Some(vec![Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: "data-web".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }])
+    };
+    let mut snap = snapshot(
+        "w2",
+        nodes.clone(),
+        vec![
+            web("web-a", "w1", &|_| {}),
+            web("web-b", "w2", &claim),
+            web("web-c", "w3", &|_| {}),
+        ],
+        owners(),
+    );
+    let mut pvc = PersistentVolumeClaim::default();
+    pvc.metadata.namespace = Some("default".into());
+    pvc.metadata.name = Some("data-web".into());
+    pvc.spec = Some(PersistentVolumeClaimSpec {
+        volume_name: Some("local-w2".into()),
+        ..Default::default()
+    });
+    let mut pv = PersistentVolume::default();
+    pv.metadata.name = Some("local-w2".into());
+    pv.spec = Some(PersistentVolumeSpec {
+        node_affinity: Some(VolumeNodeAffinity {
+            required: Some(k8s_openapi::api::core::v1::NodeSelector {
+                node_selector_terms: vec![k8s_openapi::api::core::v1::NodeSelectorTerm {
+                    match_expressions: Some(vec![
+                        k8s_openapi::api::core::v1::NodeSelectorRequirement {
+                            key: "kubernetes.io/hostname".into(),
+                            operator: "In".into(),
+                            values: Some(vec!["w2".into()]),
+                        },
+                    ]),
+                    ..Default::default()
+                }],
+            }),
+        }),
+        ..Default::default()
+    });
+    snap.pvcs = vec![pvc];
+    snap.pvs = vec![pv];
+    let p = plan(&snap, &DrainOptions::default());
+    let m = &blocker(&p, Rule::NoCapacity).message;
+    assert!(m.contains("w1: PersistentVolume local-w2 (claim data-web) has a node affinity this node does not match [VolumeBinding]"), "{m}");
+    assert_eq!(p.summary.blocked, 1, "the other pods are not blocked");
 }
