@@ -232,3 +232,35 @@ async fn a_controller_without_scale_fails_the_sync_safe() {
         "jobs.batch does not implement the scale subresource"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disrupted_pod_counts_again_at_two_minutes_not_at_the_next_resync() {
+    // real time: the resync is 30 s away, the entry expires 3 s from now
+    let t = start(&cluster(3, WORKLOADS), 1.0);
+    t.wait_ready("web ready", 20, "default", Some("app=web"), 3)
+        .await;
+    t.create(&resources::PDB, pdb("web", "web", "minAvailable", json!(1)));
+    assert_eq!(numbers(&status(&t, "web").await), (3, 1, 3, 2));
+    let victim = util::name(&t.pods_with("default", "app=web")[0]).to_string();
+    let evicted = (t.lab.clock.now() - jiff::SignedDuration::from_secs(117)).to_string();
+    t.lab
+        .store
+        .mutate(&resources::PDB, "default", "web", |p| {
+            p["status"]["disruptedPods"] = json!({victim.clone(): evicted});
+            Ok(())
+        })
+        .unwrap();
+    wait("the disrupted pod not counted", 5, || {
+        let p = t.get(&resources::PDB, "default", "web")?;
+        (p["status"]["currentHealthy"] == 2).then_some(())
+    })
+    .await;
+    // disruption.go enqueuePdbForRecheck: synced again when the entry expires
+    let s = wait("the entry expired and the pod counted again", 10, || {
+        let p = t.get(&resources::PDB, "default", "web")?;
+        (p["status"]["currentHealthy"] == 3).then(|| p["status"].clone())
+    })
+    .await;
+    assert!(s.get("disruptedPods").is_none(), "{s}");
+    assert_eq!(numbers(&s), (3, 1, 3, 2));
+}

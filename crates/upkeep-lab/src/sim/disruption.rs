@@ -2,8 +2,11 @@
 //! currentHealthy, desiredHealthy, disruptionsAllowed, expectedPods, observedGeneration,
 //! the DisruptionAllowed condition and expiry of `disruptedPods`.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use serde_json::{Map, Value, json};
 
@@ -197,6 +200,7 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
     // buildDisruptedPodMap: keep entries of pods that exist, are not being deleted and whose
     // 2 minutes have not passed (`expectedDeletion.Before(currentTime)` drops them).
     let mut disrupted = Map::new();
+    let mut recheck: Option<jiff::Timestamp> = None;
     if let Some(m) = pdb
         .pointer("/status/disruptedPods")
         .and_then(Value::as_object)
@@ -218,6 +222,11 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
                 ctx.event(p, "Warning", "NotDeleted", &msg, COMPONENT);
             } else {
                 disrupted.insert(util::name(p).to_string(), t.clone());
+                // the earliest expiry: when this budget must be looked at again
+                if let Some(at) = t.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
+                    let at = at + jiff::SignedDuration::from_secs_f64(DELETION_TIMEOUT_SECONDS);
+                    recheck = Some(recheck.map_or(at, |r| r.min(at)));
+                }
             }
         }
     }
@@ -237,6 +246,9 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             go_label_selector(pdb.pointer("/spec/selector"))
         );
         ctx.event(&pdb, "Warning", "UnmanagedPods", &msg, COMPONENT);
+    }
+    if let (Ok(_), Some(at)) = (&result, recheck) {
+        enqueue_for_recheck(ctx, key, at);
     }
     let generation = util::i(&pdb, "/metadata/generation").unwrap_or(0);
     let now_s = ctx.lab.clock.now_rfc3339();
@@ -287,6 +299,48 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
             }
         }
         Ok(())
+    });
+}
+
+/// PDBs waiting for a recheck, per simulation: (ctx address, key) -> when. Like upstream's
+/// delaying queue, one pending recheck per PDB, the earliest.
+static RECHECKS: LazyLock<Mutex<HashMap<(usize, Key), jiff::Timestamp>>> =
+    LazyLock::new(Default::default);
+
+/// disruption.go enqueuePdbForRecheck: sync `key` again when its first `disruptedPods`
+/// entry expires, not only at the next resync. Needs a tokio runtime (the simulation's).
+fn enqueue_for_recheck(ctx: &Arc<Ctx>, key: &Key, at: jiff::Timestamp) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let id = (Arc::as_ptr(ctx) as usize, key.clone());
+    {
+        let mut pending = RECHECKS.lock();
+        if pending.get(&id).is_some_and(|t| *t <= at) {
+            return;
+        }
+        pending.insert(id.clone(), at);
+    }
+    let ctx = ctx.clone();
+    rt.spawn(async move {
+        let wait = ctx
+            .lab
+            .clock
+            .now()
+            .duration_until(at)
+            .as_secs_f64()
+            .max(0.0);
+        // a little past the expiry: upstream drops entries strictly after 2 minutes
+        ctx.lab
+            .clock
+            .sleep(Duration::from_secs_f64(wait + 0.01))
+            .await;
+        let mut pending = RECHECKS.lock();
+        if pending.get(&id) == Some(&at) {
+            pending.remove(&id);
+        }
+        drop(pending);
+        ctx.q.disruption.add(id.1);
     });
 }
 
