@@ -8,11 +8,23 @@
 //!   `node.kubernetes.io/not-ready`, Ready=Unknown → `node.kubernetes.io/unreachable`
 //!   (NoSchedule and NoExecute), pressure conditions and `spec.unschedulable` → their
 //!   NoSchedule taints.
+//! * Disruption modes (handleDisruption, ComputeZoneState, setLimiterInZone): the NoExecute
+//!   `not-ready`/`unreachable` taints are added through a per-zone rate limiter. A zone with
+//!   more than 2 NotReady nodes and at least 55 % of them NotReady is partially disrupted:
+//!   in a zone of 50 nodes or fewer its rate is 0 (ReducedQPSFunc), so no node gets a new
+//!   NoExecute taint. When every zone is fully disrupted (no Ready node at all) the
+//!   controller enters "master disruption mode": it removes those taints from every node
+//!   (markNodeAsReachable) and evicts nothing. The normal rate (0.1 node/s) is not modelled.
 //! * The taint manager deletes pods that do not tolerate a NoExecute taint, at once or when
-//!   their smallest matching tolerationSeconds has passed since the taint was added.
+//!   their smallest matching tolerationSeconds has passed since the taint eviction controller
+//!   first saw the pod on a NoExecute-tainted node (taint_eviction.go processPodOnNode: the
+//!   scheduled eviction keeps its CreatedAt while taints stay, and is cancelled when they go).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use serde_json::{Value, json};
 
@@ -23,6 +35,112 @@ use super::{Ctx, util};
 
 /// --node-startup-grace-period
 const STARTUP_GRACE_SECONDS: f64 = 60.0;
+/// --unhealthy-zone-threshold
+const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+/// --large-cluster-size-threshold
+const LARGE_CLUSTER_THRESHOLD: usize = 50;
+
+/// A zone's state (node_lifecycle_controller.go ComputeZoneState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZoneState {
+    Normal,
+    PartialDisruption,
+    FullDisruption,
+}
+
+/// ComputeZoneState: no Ready node at all is full disruption; more than 2 NotReady nodes
+/// making at least 55 % of the zone is partial disruption.
+pub fn zone_state(ready: usize, not_ready: usize) -> ZoneState {
+    if ready == 0 && not_ready > 0 {
+        ZoneState::FullDisruption
+    } else if not_ready > 2
+        && not_ready as f64 / (not_ready + ready) as f64 >= UNHEALTHY_ZONE_THRESHOLD
+    {
+        ZoneState::PartialDisruption
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// What the NoExecute tainting of a zone's NotReady nodes may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tainting {
+    /// Taint at the zone's rate.
+    Allowed,
+    /// Rate 0: no node gets a new NoExecute taint; taints already there stay.
+    Frozen,
+    /// Master disruption mode: the NoExecute taints are removed from every node.
+    Lifted,
+}
+
+/// handleDisruption + setLimiterInZone, for every zone given as (ready, not ready).
+pub fn tainting(zones: &BTreeMap<String, (usize, usize)>) -> BTreeMap<String, Tainting> {
+    let states: BTreeMap<&String, ZoneState> = zones
+        .iter()
+        .map(|(z, (r, n))| (z, zone_state(*r, *n)))
+        .collect();
+    let all_full = !states.is_empty() && states.values().all(|s| *s == ZoneState::FullDisruption);
+    zones
+        .iter()
+        .map(|(z, (r, n))| {
+            let t = match states[z] {
+                _ if all_full => Tainting::Lifted,
+                // ReducedQPSFunc: 0 in clusters up to --large-cluster-size-threshold
+                ZoneState::PartialDisruption if r + n <= LARGE_CLUSTER_THRESHOLD => {
+                    Tainting::Frozen
+                }
+                // HealthyQPSFunc for a fully disrupted zone among healthy ones; the
+                // secondary rate (0.01/s) for large partially disrupted zones
+                _ => Tainting::Allowed,
+            };
+            (z.clone(), t)
+        })
+        .collect()
+}
+
+/// A node's zone key (k8s.io/component-helpers/node/topology GetZoneKey: region and zone).
+pub fn zone_key(n: &Value) -> String {
+    let get = |keys: [&str; 2]| {
+        keys.iter()
+            .find_map(|k| util::label(n, k))
+            .unwrap_or("")
+            .to_string()
+    };
+    let region = get([
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/region",
+    ]);
+    let zone = get([
+        "topology.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/zone",
+    ]);
+    if region.is_empty() && zone.is_empty() {
+        String::new()
+    } else {
+        format!("{region}:\x00:{zone}")
+    }
+}
+
+/// The controller's memory between passes: each zone's tainting, and when the taint
+/// eviction controller first saw each pod (by UID) on a NoExecute-tainted node.
+#[derive(Default)]
+pub struct LifecycleState {
+    zones: Mutex<BTreeMap<String, Tainting>>,
+    first_seen: Mutex<HashMap<String, jiff::Timestamp>>,
+}
+
+impl LifecycleState {
+    pub fn get(lab: &crate::lab::Lab) -> Arc<LifecycleState> {
+        lab.extension("sim.nodelifecycle", LifecycleState::default)
+    }
+    fn tainting(&self, zone: &str) -> Tainting {
+        self.zones
+            .lock()
+            .get(zone)
+            .copied()
+            .unwrap_or(Tainting::Allowed)
+    }
+}
 
 pub fn spawn(ctx: Arc<Ctx>) {
     tokio::spawn(async move {
@@ -90,9 +208,35 @@ pub fn monitor(ctx: &Ctx) {
                 mark_pods_not_ready(ctx, &name);
             }
         }
-        if let Some(n) = store.get(&resources::NODE, "", &name) {
-            reconcile_taints(ctx, &n, &now_s);
+    }
+    // handleDisruption: zone states from the Ready conditions, then the taints
+    let (nodes, _) = store.list(&resources::NODE, &Default::default());
+    let mut zones: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for n in &nodes {
+        let e = zones.entry(zone_key(n)).or_default();
+        if util::condition_status(n, "Ready") == "True" {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
         }
+    }
+    let modes = tainting(&zones);
+    let state = LifecycleState::get(&ctx.lab);
+    {
+        let mut known = state.zones.lock();
+        for (z, t) in &modes {
+            if known.get(z) != Some(t) {
+                tracing::info!(
+                    "node lifecycle: zone {z:?} ({} ready, {} not ready): NoExecute tainting {t:?}",
+                    zones[z].0,
+                    zones[z].1
+                );
+            }
+        }
+        *known = modes;
+    }
+    for n in &nodes {
+        reconcile_taints(ctx, n, &now_s);
     }
 }
 
@@ -149,6 +293,31 @@ pub fn desired_taints(n: &Value) -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// The NoExecute `not-ready`/`unreachable` taints under the zone's tainting: frozen keeps
+/// only those already on the node, lifted removes them. Removal when the node is Ready again
+/// is never limited (markNodeAsReachable).
+pub fn limit_no_execute(
+    want: Vec<(&'static str, &'static str)>,
+    have: &[Value],
+    mode: Tainting,
+) -> Vec<(&'static str, &'static str)> {
+    let rate_limited = |k: &str, e: &str| {
+        e == "NoExecute" && (k == util::TAINT_NOT_READY || k == util::TAINT_UNREACHABLE)
+    };
+    want.into_iter()
+        .filter(|(k, e)| match mode {
+            Tainting::Allowed => true,
+            Tainting::Lifted => !rate_limited(k, e),
+            Tainting::Frozen => {
+                !rate_limited(k, e)
+                    || have
+                        .iter()
+                        .any(|t| util::s(t, "/key") == *k && util::s(t, "/effect") == *e)
+            }
+        })
+        .collect()
+}
+
 const MANAGED: &[&str] = &[
     util::TAINT_NOT_READY,
     util::TAINT_UNREACHABLE,
@@ -160,7 +329,8 @@ const MANAGED: &[&str] = &[
 ];
 
 pub fn reconcile_taints(ctx: &Ctx, n: &Value, now: &str) {
-    let want = desired_taints(n);
+    let mode = LifecycleState::get(&ctx.lab).tainting(&zone_key(n));
+    let want = limit_no_execute(desired_taints(n), util::node_taints(n), mode);
     let have: Vec<(String, String)> = util::node_taints(n)
         .iter()
         .filter(|t| MANAGED.contains(&util::s(t, "/key")))
@@ -214,8 +384,14 @@ pub fn reconcile_taints(ctx: &Ctx, n: &Value, now: &str) {
         });
 }
 
-/// taint_eviction.go processPodOnNode: when must this pod go (None: never)?
-pub fn eviction_due(pod: &Value, taints: &[Value]) -> Option<Option<jiff::Timestamp>> {
+/// taint_eviction.go processPodOnNode: when must this pod go (None: never; Some(None): now)?
+/// `seen` is when the controller first saw the pod on a node with NoExecute taints: the
+/// smallest matching tolerationSeconds counts from then.
+pub fn eviction_due(
+    pod: &Value,
+    taints: &[Value],
+    seen: jiff::Timestamp,
+) -> Option<Option<jiff::Timestamp>> {
     let noexec: Vec<&Value> = taints
         .iter()
         .filter(|t| util::s(t, "/effect") == "NoExecute")
@@ -241,14 +417,28 @@ pub fn eviction_due(pod: &Value, taints: &[Value]) -> Option<Option<jiff::Timest
     if forever {
         return None;
     }
-    let added = noexec
-        .iter()
-        .filter_map(|t| ts(util::s(t, "/timeAdded")))
-        .max();
     let secs = min.unwrap_or(0).max(0);
-    Some(Some(added.map_or_else(jiff::Timestamp::now, |a| {
-        a + jiff::SignedDuration::from_secs(secs)
-    })))
+    Some(Some(seen + jiff::SignedDuration::from_secs(secs)))
+}
+
+/// When the controller would first have seen the pod on the tainted node: when the earliest
+/// NoExecute taint was added, or when the pod arrived on the node if later (the informer
+/// events that call processPodOnNode), never after `now`.
+fn first_seen(pod: &Value, taints: &[Value], now: jiff::Timestamp) -> jiff::Timestamp {
+    let tainted = taints
+        .iter()
+        .filter(|t| util::s(t, "/effect") == "NoExecute")
+        .filter_map(|t| ts(util::s(t, "/timeAdded")))
+        .min();
+    let arrived = util::condition(pod, "PodScheduled")
+        .and_then(|c| ts(util::s(c, "/lastTransitionTime")))
+        .or_else(|| ts(util::s(pod, "/metadata/creationTimestamp")));
+    [tainted, arrived]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(now)
+        .min(now)
 }
 
 /// The taint manager's pass over nodes with NoExecute taints.
@@ -257,6 +447,8 @@ pub fn evict(ctx: &Ctx) {
     let now = ctx.lab.clock.now();
     let now_s = ctx.lab.clock.now_rfc3339();
     let (nodes, _) = store.list(&resources::NODE, &Default::default());
+    let state = LifecycleState::get(&ctx.lab);
+    let mut still_tainted: HashMap<String, jiff::Timestamp> = HashMap::new();
     for n in nodes.iter().filter(|n| {
         util::node_taints(n)
             .iter()
@@ -270,7 +462,14 @@ pub fn evict(ctx: &Ctx) {
             if util::terminating(&p) {
                 continue;
             }
-            let due = match eviction_due(&p, util::node_taints(n)) {
+            let seen = state
+                .first_seen
+                .lock()
+                .get(util::uid(&p))
+                .copied()
+                .unwrap_or_else(|| first_seen(&p, util::node_taints(n), now));
+            still_tainted.insert(util::uid(&p).to_string(), seen);
+            let due = match eviction_due(&p, util::node_taints(n), seen) {
                 None => continue,
                 Some(None) => true,
                 Some(Some(t)) => t <= now,
@@ -302,5 +501,101 @@ pub fn evict(ctx: &Ctx) {
                 );
             }
         }
+    }
+    // pods no longer on a NoExecute-tainted node: their scheduled eviction is cancelled
+    *state.first_seen.lock() = still_tainted;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zones(list: &[(&str, usize, usize)]) -> BTreeMap<String, (usize, usize)> {
+        list.iter()
+            .map(|(z, r, n)| (z.to_string(), (*r, *n)))
+            .collect()
+    }
+
+    #[test]
+    fn zone_states_follow_compute_zone_state() {
+        assert_eq!(zone_state(3, 0), ZoneState::Normal);
+        assert_eq!(zone_state(0, 1), ZoneState::FullDisruption);
+        // at most 2 NotReady nodes is never partial disruption, whatever the share
+        assert_eq!(zone_state(1, 2), ZoneState::Normal);
+        // 3 of 5 = 60 % >= 55 %
+        assert_eq!(zone_state(2, 3), ZoneState::PartialDisruption);
+        // 3 of 6 = 50 % < 55 %
+        assert_eq!(zone_state(3, 3), ZoneState::Normal);
+    }
+
+    #[test]
+    fn disruption_modes_freeze_or_lift_the_no_execute_tainting() {
+        // every node NotReady: master disruption mode, taints lifted everywhere
+        let t = tainting(&zones(&[("", 0, 4)]));
+        assert_eq!(t[""], Tainting::Lifted);
+        // partial disruption in a small cluster: rate 0
+        let t = tainting(&zones(&[("", 2, 3)]));
+        assert_eq!(t[""], Tainting::Frozen);
+        // ... but not in a large one (secondary rate)
+        let t = tainting(&zones(&[("", 40, 60)]));
+        assert_eq!(t[""], Tainting::Allowed);
+        // one zone fully down among healthy ones: that zone is tainted at the normal rate
+        let t = tainting(&zones(&[("a", 0, 3), ("b", 3, 0)]));
+        assert_eq!((t["a"], t["b"]), (Tainting::Allowed, Tainting::Allowed));
+        // a single NotReady node among healthy ones
+        assert_eq!(tainting(&zones(&[("", 2, 1)]))[""], Tainting::Allowed);
+    }
+
+    #[test]
+    fn frozen_keeps_existing_taints_and_lifted_removes_them() {
+        let want = vec![
+            (util::TAINT_UNREACHABLE, "NoSchedule"),
+            (util::TAINT_UNREACHABLE, "NoExecute"),
+        ];
+        let none: Vec<Value> = vec![];
+        let had = vec![json!({"key": util::TAINT_UNREACHABLE, "effect": "NoExecute"})];
+        assert_eq!(
+            limit_no_execute(want.clone(), &none, Tainting::Allowed),
+            want
+        );
+        assert_eq!(
+            limit_no_execute(want.clone(), &none, Tainting::Frozen),
+            vec![(util::TAINT_UNREACHABLE, "NoSchedule")]
+        );
+        assert_eq!(limit_no_execute(want.clone(), &had, Tainting::Frozen), want);
+        assert_eq!(
+            limit_no_execute(want, &had, Tainting::Lifted),
+            vec![(util::TAINT_UNREACHABLE, "NoSchedule")]
+        );
+    }
+
+    #[test]
+    fn the_eviction_clock_starts_when_the_pod_is_seen_on_the_tainted_node() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let later = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+        let taints = vec![
+            json!({"key": util::TAINT_UNREACHABLE, "effect": "NoExecute",
+                                 "timeAdded": "2026-01-01T00:00:00Z"}),
+        ];
+        let pod = |scheduled: &str| {
+            json!({"metadata": {"creationTimestamp": scheduled},
+                   "spec": {"tolerations": [{"key": util::TAINT_UNREACHABLE, "operator": "Exists",
+                                             "effect": "NoExecute", "tolerationSeconds": 300}]},
+                   "status": {"conditions": [{"type": "PodScheduled", "status": "True",
+                                              "lastTransitionTime": scheduled}]}})
+        };
+        // on the node before the taint: 300 s from the taint
+        let old = pod("2025-12-31T23:00:00Z");
+        let seen = first_seen(&old, &taints, later(1000));
+        assert_eq!(seen, t0);
+        assert_eq!(eviction_due(&old, &taints, seen), Some(Some(later(300))));
+        // arrived 200 s after the taint: its own 300 s from then, not 100 s
+        let new = pod("2026-01-01T00:03:20Z");
+        let seen = first_seen(&new, &taints, later(1000));
+        assert_eq!(seen, later(200));
+        assert_eq!(eviction_due(&new, &taints, seen), Some(Some(later(500))));
+        // not tolerated: at once
+        let bare = json!({"metadata": {}, "spec": {}});
+        assert_eq!(eviction_due(&bare, &taints, t0), Some(None));
     }
 }
