@@ -57,8 +57,9 @@ pub struct KubeFlags {
     pub certificate_authority: Option<PathBuf>,
 }
 
-/// Which transient answers the client retries by itself (see [`crate::transient`]):
-/// connection refused always (the request was never sent), the rest as below.
+/// Which transient answers the client retries by itself (see [`crate::transient`]): a
+/// refused connection once the server has answered before (it is restarting; the request
+/// was never sent), the rest as below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retries {
     /// Reads and writes: 429/503 (and 5xx with Retry-After) for every verb; 500, 502, 504
@@ -237,11 +238,15 @@ fn client_for(config: &Config, retries: Retries) -> anyhow::Result<Client> {
         Retries::Silent => Scope::All,
         Retries::Explicit => Scope::ReadsOnly,
     };
+    // kubectl's --request-timeout bounds a whole request, retries included.
+    let budget = config.read_timeout;
     let builder = kube::client::ClientBuilder::try_from(config)
         .with_context(|| format!("could not create a client for {server}"))?;
     // Retry needs a cloneable service: the buffer makes one of kube's stack.
     let layers = tower::ServiceBuilder::new()
-        .layer(tower::retry::RetryLayer::new(RetryPolicy::new(scope)))
+        .layer(tower::retry::RetryLayer::new(RetryPolicy::new(
+            scope, budget,
+        )))
         .layer(tower::buffer::BufferLayer::new(1024));
     Ok(builder.with_layer(&layers).build())
 }

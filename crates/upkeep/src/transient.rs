@@ -3,8 +3,9 @@
 //!
 //! * [`RetryLayer`] wraps every client: a request that met a transient answer is sent again
 //!   with backoff, as client-go's `rest.Request` does (`request.go` `retryFn`/`IsNextRetry`:
-//!   429 and 5xx answers with `Retry-After`, connection resets on GETs). Which answers count
-//!   is [`transient`], a pure function.
+//!   429 and 5xx answers with `Retry-After`, connection resets on GETs) and, once the server
+//!   has answered, a refused connection (it is restarting). Which answers count is
+//!   [`transient`], a pure function; `--request-timeout` bounds a request's retries.
 //! * [`wait_for`] replaces kube-runtime's `await_condition`, which ends on the first watcher
 //!   error: it watches with `watcher`'s default backoff (reconnecting, re-listing after a
 //!   410) until the condition holds or its own deadline passes.
@@ -53,12 +54,20 @@ pub enum Scope {
 /// Whether to send a request again after `outcome`, and after how long at the least.
 /// (client-go `rest/request.go`: `checkWait` — 429 and any 5xx with `Retry-After`; kube's
 /// retry policy — 429, 503, 504; `IsNextRetry` — connection resets for GETs only.)
-pub fn transient(method: &Method, scope: Scope, outcome: Outcome) -> Option<Duration> {
+/// `reached`: the server has answered this client before. Until then a refused or broken
+/// connection is a wrong address or a server that is down, said at once as kubectl does;
+/// afterwards it is a server restarting (the apiserver during `kubeadm upgrade apply`).
+pub fn transient(
+    method: &Method,
+    scope: Scope,
+    outcome: Outcome,
+    reached: bool,
+) -> Option<Duration> {
     let read = matches!(*method, Method::GET | Method::HEAD);
     let server_delay = |after: Option<u64>| Duration::from_secs(after.unwrap_or(0));
     match outcome {
-        Outcome::Refused => Some(Duration::ZERO),
-        Outcome::Broken => read.then_some(Duration::ZERO),
+        Outcome::Refused => reached.then_some(Duration::ZERO),
+        Outcome::Broken => (reached && read).then_some(Duration::ZERO),
         Outcome::Status(code, after) => match code {
             429 | 503 if read || scope == Scope::All => Some(server_delay(after)),
             500 | 502 | 504 if read => Some(server_delay(after)),
@@ -78,15 +87,20 @@ pub struct RetryPolicy {
     budget: Duration,
     started: Option<Instant>,
     attempt: u32,
+    /// Shared by every request of one client: whether the server ever answered.
+    reached: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RetryPolicy {
-    pub fn new(scope: Scope) -> Self {
+    /// `budget`: how long one request keeps retrying ([`RETRY_BUDGET`] unless the user gave
+    /// a `--request-timeout`).
+    pub fn new(scope: Scope, budget: Option<Duration>) -> Self {
         RetryPolicy {
             scope,
-            budget: RETRY_BUDGET,
+            budget: budget.unwrap_or(RETRY_BUDGET),
             started: None,
             attempt: 0,
+            reached: Default::default(),
         }
     }
 
@@ -135,8 +149,14 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
         result: &mut Result<Response<B>, BoxError>,
     ) -> Option<Self::Future> {
         let outcome = match result {
-            Ok(res) if res.status().is_success() => return None,
-            Ok(res) => Outcome::Status(res.status().as_u16(), retry_after(res)),
+            Ok(res) => {
+                self.reached
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                if res.status().is_success() {
+                    return None;
+                }
+                Outcome::Status(res.status().as_u16(), retry_after(res))
+            }
             Err(e) => error_outcome(e.as_ref()),
         };
         if let Outcome::Status(code, _) = outcome
@@ -144,7 +164,8 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
         {
             return None;
         }
-        let least = transient(req.method(), self.scope, outcome)?;
+        let reached = self.reached.load(std::sync::atomic::Ordering::Relaxed);
+        let least = transient(req.method(), self.scope, outcome, reached)?;
         let started = *self.started.get_or_insert_with(Instant::now);
         let delay = least.max(self.backoff());
         if started.elapsed() + delay > self.budget {
@@ -257,28 +278,32 @@ mod tests {
         let patch = Method::PATCH;
         // nothing listened: never sent, safe for every verb (the apiserver restarting)
         assert_eq!(
-            transient(&post, Scope::ReadsOnly, Refused),
+            transient(&post, Scope::ReadsOnly, Refused, true),
             Some(Duration::ZERO)
         );
+        // ... but a server never reached is a wrong address or down: said at once
+        assert!(transient(&get, Scope::All, Refused, false).is_none());
+        assert!(transient(&get, Scope::All, Broken, false).is_none());
         // a broken connection: only reads (client-go IsNextRetry: GET only)
-        assert!(transient(&get, Scope::All, Broken).is_some());
-        assert!(transient(&patch, Scope::All, Broken).is_none());
+        assert!(transient(&get, Scope::All, Broken, true).is_some());
+        assert!(transient(&patch, Scope::All, Broken, true).is_none());
         // throttled or unavailable: reads always, writes when the caller does not handle them
-        assert!(transient(&get, Scope::ReadsOnly, Status(503, None)).is_some());
+        assert!(transient(&get, Scope::ReadsOnly, Status(503, None), true).is_some());
         assert!(
-            transient(&patch, Scope::All, Status(429, Some(3))) == Some(Duration::from_secs(3))
+            transient(&patch, Scope::All, Status(429, Some(3)), true)
+                == Some(Duration::from_secs(3))
         );
-        assert!(transient(&post, Scope::ReadsOnly, Status(429, None)).is_none());
+        assert!(transient(&post, Scope::ReadsOnly, Status(429, None), true).is_none());
         // a 500 may be a real refusal of a write (several PDBs): reads only
-        assert!(transient(&get, Scope::All, Status(500, None)).is_some());
-        assert!(transient(&post, Scope::All, Status(500, None)).is_none());
-        assert!(transient(&get, Scope::All, Status(504, None)).is_some());
+        assert!(transient(&get, Scope::All, Status(500, None), true).is_some());
+        assert!(transient(&post, Scope::All, Status(500, None), true).is_none());
+        assert!(transient(&get, Scope::All, Status(504, None), true).is_some());
         // ... unless the server asks to be asked again
-        assert!(transient(&post, Scope::All, Status(500, Some(1))).is_some());
+        assert!(transient(&post, Scope::All, Status(500, Some(1)), true).is_some());
         // never: client errors
         for code in [400, 403, 404, 409, 410, 422] {
             assert!(
-                transient(&get, Scope::All, Status(code, None)).is_none(),
+                transient(&get, Scope::All, Status(code, None), true).is_none(),
                 "{code}"
             );
         }
@@ -306,7 +331,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_its_cap() {
-        let mut p = RetryPolicy::new(Scope::All);
+        let mut p = RetryPolicy::new(Scope::All, None);
         assert_eq!(p.backoff(), MIN_DELAY);
         p.attempt = 30;
         assert_eq!(p.backoff(), MAX_DELAY);
