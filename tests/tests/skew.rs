@@ -370,6 +370,39 @@ fn a_forbidden_node_list_exits_2_naming_the_missing_permission() {
 }
 
 #[test]
+fn transient_server_errors_on_the_node_list_are_retried() {
+    let lab = lab("v1.31.2");
+    kubeadm_cluster(&lab, "v1.31.2", &[("w1", "v1.31.2")]);
+    // A 500 on the next node list: a read is sent again, as client-go does.
+    let fault = serde_json::json!({"rules": [
+        {"verb": "list", "resource": "nodes", "code": 500, "message": "injected", "count": 1}
+    ]});
+    lab.kubectl_stdin(
+        ["create", "--raw", "/lab/v1/faults", "-f", "-"],
+        &fault.to_string(),
+    )
+    .expect("inject the faults");
+    lab.kubectl_stdin(
+        ["create", "--raw", "/lab/v1/metrics/reset", "-f", "-"],
+        "{}",
+    )
+    .expect("reset the lab's request counters");
+    let out = skew(&lab, &["-o", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let metrics: Value =
+        serde_json::from_str(&lab.kubectl_ok(["get", "--raw", "/lab/v1/metrics"])).unwrap();
+    let answered = |code: u64| {
+        metrics["requests"].as_array().unwrap().iter().any(|r| {
+            r["verb"] == "list" && r["resource"] == "nodes" && r["code"].as_u64() == Some(code)
+        })
+    };
+    assert!(
+        answered(500) && answered(200),
+        "the faults were met, then the list succeeded: {metrics:#}"
+    );
+}
+
+#[test]
 fn an_unreachable_server_exits_2() {
     let lab = lab("v1.31.2");
     // A port that was free a moment ago and has nothing listening now.
