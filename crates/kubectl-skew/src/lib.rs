@@ -133,7 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 printer.note("checking upgrade readiness: removed APIs, drains, certificates");
                 let rsnap = readiness::gather::gather(
                     &conn.client,
-                    &config,
+                    Some(&config),
                     snapshot.clone(),
                     &removals,
                     &readiness::gather::GatherOptions::default(),

@@ -86,6 +86,11 @@ pub const RULES: &[Rule] = &[
         source: "kubernetes/website content/en/releases/version-skew-policy.md, via upkeep::skew RULES; kubernetes/kubernetes#127316 (HA: a new kubelet reaching an older apiserver)",
     },
     Rule {
+        id: "upgrade-readiness",
+        summary: "the first control-plane node of a minor upgrade refuses on the hop's blocking readiness findings (removed APIs still recorded, the etcd 3.6 gate, expiring certificates) and warns on the rest, exactly as `kubectl skew plan` reports them",
+        source: "upkeep::skew::readiness (one code path with kubectl skew plan)",
+    },
+    Rule {
         id: "etcd-backup",
         summary: "before kubeadm upgrade apply, a recent etcd snapshot (warning only)",
         source: "kubeadm-upgrade.md prerequisites: back up important components",
@@ -176,6 +181,8 @@ pub struct ClusterSnapshot {
     pub lease: Option<LeaseView>,
     /// Every component's version as the skew engine sees it (None: not collected).
     pub skew: Option<crate::skew::ClusterVersions>,
+    /// What `kubectl skew plan` judges a hop by (None: not collected).
+    pub readiness: Option<crate::skew::readiness::PreflightInput>,
 }
 
 impl ClusterSnapshot {
@@ -757,6 +764,34 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
             return r;
         }
     }
+    // The control plane moves to a new minor: the plan's readiness rules for
+    // that hop, from the same code as `kubectl skew plan`.
+    if let (Role::FirstControlPlane, Some(input)) = (role, &snap.readiness) {
+        let minor = |m: Minor| crate::version::MinorVersion::new(m.major.into(), m.minor.into());
+        let (from, to) = (minor(oldest.minor_line()), minor(target.minor_line()));
+        if to > from {
+            for f in crate::skew::readiness::hop_findings(input, from, to) {
+                let object = match (&f.namespace, f.name.is_empty()) {
+                    (Some(ns), _) => format!("{} {ns}/{}", f.kind, f.name),
+                    (None, false) => format!("{} {}", f.kind, f.name),
+                    (None, true) => f.kind.clone(),
+                };
+                let message = format!(
+                    "[{}] {object} ({}): {}; fix: {}",
+                    f.rule, f.source, f.message, f.fix
+                );
+                match f.severity {
+                    crate::skew::readiness::Severity::Block => {
+                        r.refuse("upgrade-readiness", message)
+                    }
+                    crate::skew::readiness::Severity::Warn => r.warn("upgrade-readiness", message),
+                }
+            }
+            if r.refused() {
+                return r;
+            }
+        }
+    }
     let mut warnings: Vec<String> = r
         .findings
         .iter()
@@ -885,6 +920,7 @@ mod tests {
             server_version: Some(v("v1.33.5")),
             lease: None,
             skew: None,
+            readiness: None,
         }
     }
 
@@ -931,6 +967,77 @@ mod tests {
         assert_eq!(d.role, Role::FirstControlPlane);
         assert_eq!(d.target, v("v1.34.1"));
         assert_eq!(d.revision.as_deref(), Some("1.1"));
+    }
+
+    #[test]
+    fn the_first_control_plane_refuses_on_the_hops_readiness_findings() {
+        use crate::skew::readiness::{
+            ApiUse, PreflightInput, ReadinessSnapshot, Removals, Settings,
+        };
+        let now: jiff::Timestamp = "2025-10-01T00:00:00Z".parse().unwrap();
+        let input = |uses: Vec<ApiUse>| PreflightInput {
+            snapshot: ReadinessSnapshot {
+                api_uses: uses,
+                ..Default::default()
+            },
+            removals: Removals::embedded(),
+            calendar: crate::skew::Calendar::embedded(),
+            settings: Settings {
+                as_of: jiff::civil::date(2025, 10, 1),
+                now,
+                upgrade_days: 0,
+            },
+        };
+        let flowschema = ApiUse {
+            api_version: "flowcontrol.apiserver.k8s.io/v1beta3".into(),
+            kind: "FlowSchema".into(),
+            namespace: None,
+            name: "batch".into(),
+            source: "annotation".into(),
+        };
+        // v1.32 removed v1beta3; the hop v1.33 -> v1.34 has nothing to say about it
+        // but that it can no longer be applied, so nothing refuses.
+        let mut c = cluster();
+        c.readiness = Some(input(vec![flowschema.clone()]));
+        let r = preflight(&c, &req("cp1", "v1.34.1"), &probe(V134, Some(M133)));
+        assert!(!r.refused(), "{:?}", r.findings);
+
+        // A removal in the hop itself refuses, naming the object and its fix.
+        let pdb = ApiUse {
+            api_version: "storage.k8s.io/v1beta1".into(),
+            kind: "CSIStorageCapacity".into(),
+            namespace: Some("kube-system".into()),
+            name: "cap".into(),
+            source: "annotation".into(),
+        };
+        let mut removals = Removals::embedded();
+        for r in &mut removals.removals {
+            if r.kind == "CSIStorageCapacity" {
+                r.removed_in = crate::version::MinorVersion::new(1, 34);
+            }
+        }
+        let mut i = input(vec![pdb]);
+        i.removals = removals;
+        c.readiness = Some(i);
+        let r = preflight(&c, &req("cp1", "v1.34.1"), &probe(V134, Some(M133)));
+        assert_eq!(rules(&r), ["upgrade-readiness"], "{:?}", r.findings);
+        let m = &r.refusals().next().unwrap().message;
+        assert!(
+            m.starts_with("[removed-api] CSIStorageCapacity kube-system/cap (annotation)"),
+            "{m}"
+        );
+        assert!(m.contains("fix: rewrite the manifest"), "{m}");
+        assert!(r.decided.is_none());
+        // Workers do not move the control plane: not theirs to check.
+        let mut w = c.clone();
+        w.apiservers = vec![("cp1".into(), v("v1.34.1")), ("cp2".into(), v("v1.34.1"))];
+        w.server_version = Some(v("v1.34.1"));
+        let r = preflight(&w, &req("w1", "v1.34.1"), &probe(V134, Some(M133)));
+        assert!(
+            !rules(&r).contains(&"upgrade-readiness"),
+            "{:?}",
+            r.findings
+        );
     }
 
     #[test]

@@ -101,12 +101,35 @@ pub async fn snapshot(client: &Client) -> anyhow::Result<ClusterSnapshot> {
             None
         }
     };
+    // What `kubectl skew plan` judges a hop by, for the first control-plane
+    // node of a minor upgrade. Drains are checked on the node itself.
+    let removals = crate::skew::readiness::Removals::embedded();
+    let gathered = crate::skew::readiness::gather::gather(
+        client,
+        None,
+        skew.clone().unwrap_or_default(),
+        &removals,
+        &crate::skew::readiness::gather::GatherOptions { skip_drains: true },
+    )
+    .await;
+    let now = jiff::Timestamp::now();
+    let readiness = Some(crate::skew::readiness::PreflightInput {
+        snapshot: gathered,
+        removals,
+        calendar: crate::skew::Calendar::embedded(),
+        settings: crate::skew::readiness::Settings {
+            as_of: now.to_zoned(jiff::tz::TimeZone::UTC).date(),
+            now,
+            upgrade_days: 0,
+        },
+    });
     Ok(ClusterSnapshot {
         nodes: nodes.iter().map(node_facts).collect(),
         apiservers,
         server_version,
         lease,
         skew,
+        readiness,
     })
 }
 

@@ -334,6 +334,37 @@ pub fn evaluate(
     }
 }
 
+/// What `kubectl upgrade-node` checks before a control-plane node moves the
+/// cluster from `from` to `to` (`kubeadm upgrade apply`): the same rules as
+/// the plan's hop, without the drains and the skew (upgrade-node applies
+/// safedrain and the skew engine to the node itself).
+#[derive(Debug, Clone)]
+pub struct PreflightInput {
+    pub snapshot: ReadinessSnapshot,
+    pub removals: Removals,
+    pub calendar: Calendar,
+    pub settings: Settings,
+}
+
+/// The findings of one hop, for upgrade-node's preflight (see [`PreflightInput`]).
+pub fn hop_findings(input: &PreflightInput, from: MinorVersion, to: MinorVersion) -> Vec<Finding> {
+    let snapshot = &input.snapshot;
+    let mut out = Vec::new();
+    removed_apis(snapshot, &input.removals, from, to, false, &mut out);
+    etcd_and_emulation(snapshot, from, to, &mut out);
+    certificates(snapshot, &input.settings, &mut out);
+    support(
+        &input.calendar,
+        input.settings.as_of,
+        from,
+        to,
+        false,
+        true,
+        &mut out,
+    );
+    out
+}
+
 fn verdict_of(findings: &[Finding], unreadable: bool) -> Level {
     if findings.iter().any(|f| f.severity == Severity::Block) {
         Level::NotReady
@@ -524,8 +555,17 @@ fn versions(snapshot: &ReadinessSnapshot, hop: &super::plan::Hop, out: &mut Vec<
             },
         });
     }
+    etcd_and_emulation(snapshot, hop.from, hop.to, out);
+}
+
+fn etcd_and_emulation(
+    snapshot: &ReadinessSnapshot,
+    from: MinorVersion,
+    to: MinorVersion,
+    out: &mut Vec<Finding>,
+) {
     // etcd: kubeadm moves to 3.6 at v1.34.
-    if hop.from < ETCD_36_FROM && hop.to >= ETCD_36_FROM {
+    if from < ETCD_36_FROM && to >= ETCD_36_FROM {
         for e in snapshot.versions.of(Component::Etcd) {
             let Some(v) = &e.version else { continue };
             if v.major == 3 && v.minor == 5 && v.patch < ETCD_36_MINIMUM_PATCH {
@@ -540,11 +580,11 @@ fn versions(snapshot: &ReadinessSnapshot, hop: &super::plan::Hop, out: &mut Vec<
                         "etcd on {} runs {}; the hop to {} brings etcd 3.6, which needs 3.5.{ETCD_36_MINIMUM_PATCH} or newer first, every member healthy",
                         e.node.as_deref().unwrap_or("?"),
                         e.shown_version(),
-                        hop.to
+                        to
                     ),
                     fix: format!(
                         "upgrade etcd to 3.5.{ETCD_36_MINIMUM_PATCH} or newer (the newest v{}.{} patch's kubeadm does) before the hop",
-                        hop.from.major, hop.from.minor
+                        from.major, from.minor
                     ),
                 });
             }
