@@ -6,6 +6,7 @@
 //! Every command runs under a deadline; assertions are about what a user
 //! sees: exit codes, messages, and the cluster and node hosts afterwards.
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -1030,12 +1031,71 @@ fn ctrl_c_at_a_manual_prompt_stops_and_records_where() {
     assert!(!lease_exists(&lab), "the lock is released");
 }
 
+const SNAPSHOT_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/etcd-3.4.23-snapshot.db"
+);
+
+#[test]
+fn an_etcd_backup_that_is_not_a_snapshot_is_named_so() {
+    let lab = lab();
+    let dir = lab.dir();
+    let empty = dir.join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = dir.join("garbage.db");
+    std::fs::write(&garbage, b"taken just now\n".repeat(40)).unwrap();
+    let mut bytes = std::fs::read(SNAPSHOT_FIXTURE).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    let corrupted = dir.join("corrupted.db");
+    std::fs::write(&corrupted, &bytes).unwrap();
+    let a_dir = dir.join("snapshots");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    let cases: [(&Path, &str); 5] = [
+        (Path::new("/dev/null"), "not a regular file"),
+        (&empty, "empty (0 bytes)"),
+        (&a_dir, "directory"),
+        (&garbage, "not a readable etcd database"),
+        (&corrupted, "corrupted"),
+    ];
+    for (path, why) in cases {
+        let out = upgrade(
+            &lab,
+            &[
+                "controlplane01",
+                "--to",
+                TARGET,
+                "--dry-run",
+                "--etcd-backup",
+                path.to_str().unwrap(),
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(code(&out), 0, "{}: {}", path.display(), show(&out));
+        let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let finding = doc["nodes"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == "etcd-backup")
+            .unwrap_or_else(|| panic!("{}: no etcd-backup finding: {doc}", path.display()))
+            .to_string();
+        assert!(
+            finding.contains(&format!("{} is not a usable etcd snapshot", path.display())),
+            "{finding}"
+        );
+        assert!(finding.contains(why), "{}: {finding}", path.display());
+    }
+}
+
 #[test]
 fn a_node_cordoned_before_stays_cordoned_and_a_fresh_backup_silences_the_warning() {
     let lab = lab();
     lab.kubectl_ok(["cordon", "controlplane01"]);
     let snapshot = lab.dir().join("etcd-snapshot.db");
-    std::fs::write(&snapshot, b"taken just now").unwrap();
+    // A real snapshot (etcdctl 3.4.23 `snapshot save`), copied so it is fresh.
+    std::fs::copy(SNAPSHOT_FIXTURE, &snapshot).unwrap();
     let out = upgrade(
         &lab,
         &[

@@ -5,12 +5,14 @@
 //! - [`skew`]: the version skew policy as data, the support calendar, the upgrade path planner.
 //! - [`drain`]: pod classification rules, the drain plan, the eviction engine.
 //! - [`upgrade`]: the node upgrade state machine, package recipes, remote-shell transports.
+//! - [`etcdsnap`]: etcd snapshot files: checksum, bbolt structure, status, read in bounded memory.
 //! - [`connect`]: the kubectl-standard flags resolved into a client.
 //! - [`output`]: the one printer (tables, `-o json|yaml`, progress on stderr), exit codes.
 
 pub mod complete;
 pub mod connect;
 pub mod drain;
+pub mod etcdsnap;
 pub mod output;
 pub mod skew;
 pub mod transient;

@@ -161,10 +161,16 @@ pub struct LeaseView {
 /// Evidence of an etcd backup.
 #[derive(Debug, Clone)]
 pub enum Backup {
-    /// A snapshot file and its age in seconds.
+    /// A snapshot file that checked out (as `kubectl backup etcd status`
+    /// checks it) and its age in seconds.
     Found {
         path: String,
         age_secs: u64,
+    },
+    /// A path that was named but is not a usable snapshot, and why.
+    Unusable {
+        path: String,
+        reason: String,
     },
     Missing,
 }
@@ -582,6 +588,10 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
                         r.warn("etcd-backup", format!("the etcd snapshot {path} is {} h old; take a fresh one (kubectl backup etcd save FILE) before kubeadm upgrade apply", age_secs / 3600));
                     }
                     Some(Backup::Found { .. }) => {}
+                    Some(Backup::Unusable { path, reason }) => r.warn(
+                        "etcd-backup",
+                        format!("{path} is not a usable etcd snapshot: {reason}; take one with `kubectl backup etcd save FILE` and check it with `kubectl backup etcd status FILE` before kubeadm upgrade apply"),
+                    ),
                     Some(Backup::Missing) | None => r.warn(
                         "etcd-backup",
                         "no recent etcd snapshot was named (--etcd-backup FILE): take one with `kubectl backup etcd save FILE` before kubeadm upgrade apply; kubeadm also keeps a copy of local etcd data under /etc/kubernetes/tmp/kubeadm-backup-etcd-*".to_string(),
@@ -1147,6 +1157,17 @@ mod tests {
         assert!(!r.refused());
         assert_eq!(r.findings[0].rule, "etcd-backup");
         assert!(r.decided.unwrap().warnings[0].contains("kubectl backup etcd save"));
+        q.backup = Some(Backup::Unusable {
+            path: "/dev/null".into(),
+            reason: "it is not a regular file".into(),
+        });
+        let r = preflight(&cluster(), &q, &probe(V134, Some(M133)));
+        assert_eq!(r.findings[0].rule, "etcd-backup");
+        let w = &r.decided.unwrap().warnings[0];
+        assert!(
+            w.contains("/dev/null is not a usable etcd snapshot: it is not a regular file"),
+            "{w}"
+        );
     }
 
     #[test]

@@ -266,20 +266,36 @@ async fn selected_nodes(
     Ok(snap.nodes.iter().map(|n| n.name.clone()).collect())
 }
 
-/// `--etcd-backup FILE`: how old the snapshot is (missing when not given).
+/// `--etcd-backup FILE`: checked as `kubectl backup etcd status` checks it
+/// (integrity, revision, keys; one implementation, [`crate::etcdsnap`]),
+/// then how old it is. Only a file that passes silences the "no recent etcd
+/// snapshot" warning; anything else is named as not a usable snapshot.
 pub fn backup_evidence(path: Option<&Path>) -> anyhow::Result<Option<Backup>> {
     let Some(path) = path else {
         return Ok(Some(Backup::Missing));
     };
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("--etcd-backup {}: cannot read it", path.display()))?;
-    let age = meta
-        .modified()
+    let shown = path.display().to_string();
+    let checked = crate::etcdsnap::status_of_file(path).and_then(|st| {
+        anyhow::ensure!(
+            st.integrity != crate::etcdsnap::Integrity::NoChecksum,
+            "it has no appended sha256 (a member/snap/db copied out of a data directory?), \
+             so its integrity cannot be verified and a restore would refuse it"
+        );
+        Ok(st)
+    });
+    if let Err(e) = checked {
+        return Ok(Some(Backup::Unusable {
+            path: shown,
+            reason: format!("{e:#}"),
+        }));
+    }
+    let age = std::fs::metadata(path)
         .ok()
+        .and_then(|m| m.modified().ok())
         .and_then(|m| m.elapsed().ok())
         .map_or(0, |d| d.as_secs());
     Ok(Some(Backup::Found {
-        path: path.display().to_string(),
+        path: shown,
         age_secs: age,
     }))
 }
