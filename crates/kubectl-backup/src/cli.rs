@@ -12,6 +12,7 @@ use upkeep::output::{self, Outcome, OutputFormat, Printer};
 
 use crate::etcd::{self, EtcdFlags, RestoreOptions};
 use crate::export::{self, ExportOptions};
+use crate::import;
 use crate::manifest::Change;
 use crate::snapshot::{Integrity, SnapshotStatus};
 
@@ -130,6 +131,10 @@ etcdctl. The snapshot is verified first; an existing data directory is refused."
 pub struct SaveArgs {
     /// Where to write the snapshot
     pub file: PathBuf,
+    /// Remove temporary `.FILE.*.part` files a killed save left beside FILE
+    /// (they are reported either way)
+    #[arg(long)]
+    pub remove_stale_parts: bool,
     #[command(flatten)]
     pub etcd: EtcdFlags,
 }
@@ -184,9 +189,13 @@ fn parse_wait(text: &str) -> Result<Duration, humantime::DurationError> {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ResourcesArgs {
+    #[command(subcommand)]
+    pub action: Option<ResourcesAction>,
     /// The directory to write into (created; must be empty unless --overwrite)
-    pub dir: PathBuf,
+    #[arg(required = true)]
+    pub dir: Option<PathBuf>,
     /// Export Secrets too (their files get mode 0600)
     #[arg(long)]
     pub include_secrets: bool,
@@ -198,6 +207,35 @@ pub struct ResourcesArgs {
 }
 
 /// Bytes as people read them (SI units, as etcdutl's table prints sizes).
+#[derive(Debug, Subcommand)]
+pub enum ResourcesAction {
+    /// Apply an export back: a server-side dry run of every object first,
+    /// then namespaces and cluster-scoped types before namespaced objects
+    #[command(after_help = "\
+Examples:
+  # Into a new or emptied cluster: existing objects are left alone
+  kubectl backup resources restore ./cluster-backup
+
+  # Replace objects that exist with the exported ones
+  kubectl backup resources restore ./cluster-backup --overwrite
+
+Objects a controller recreates (pods of a ReplicaSet, ReplicaSets of a
+Deployment, Endpoints, EndpointSlices) are left to it; Nodes and Events are not
+restored. The report counts, per kind, what was created, skipped, overwritten,
+left to controllers, not restorable and refused. Exit status 2 if the server
+refused any object.")]
+    Restore(ResourcesRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResourcesRestoreArgs {
+    /// An export written by `kubectl backup resources DIR`
+    pub dir: PathBuf,
+    /// Replace objects that already exist (otherwise they are skipped)
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
     if n < 1000 {
@@ -238,6 +276,25 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
 }
 
 async fn save(args: SaveArgs, printer: &Printer) -> Result<Outcome> {
+    if let Some(why) = etcd::target_refusal(&args.file) {
+        return Ok(refuse(format!("{why}; nothing was saved")));
+    }
+    for part in etcd::stale_parts(&args.file) {
+        if args.remove_stale_parts {
+            std::fs::remove_file(&part)
+                .with_context(|| format!("could not remove {}", part.display()))?;
+            printer.note(format!(
+                "removed {}, left by an earlier save",
+                part.display()
+            ));
+        } else {
+            printer.warn(format!(
+                "{} was left by an earlier save that was killed or is still running; \
+                 remove it, or pass --remove-stale-parts",
+                part.display()
+            ));
+        }
+    }
     let bar = printer.progress(0, &format!("saving a snapshot to {}", args.file.display()));
     let saved = etcd::save(&args.etcd, &args.file, |received, total| {
         bar.set_length(total);
@@ -314,6 +371,8 @@ struct RestoreReport {
     snapshot: String,
     data_dir: String,
     tool: String,
+    /// `--bump-revision --mark-compacted` were passed (etcd-io/etcd#16029).
+    revision_bumped: bool,
     command: String,
     status: SnapshotStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -372,7 +431,7 @@ async fn restore(args: RestoreArgs, printer: &Printer) -> Result<Outcome> {
         initial_advertise_peer_urls: args.initial_advertise_peer_urls.clone(),
     };
     let snapshot_path = absolute(&args.file)?;
-    let restore_args = etcd::restore_args(&snapshot_path, &data_dir, &opts);
+    let restore_args = etcd::restore_args(&snapshot_path, &data_dir, &opts, tool.bumps_revision);
     let command = format!("{} {}", tool.path.display(), restore_args.join(" "));
 
     // 2. A kubeadm control plane? Plan the manifest edit before acting.
@@ -489,6 +548,7 @@ async fn restore(args: RestoreArgs, printer: &Printer) -> Result<Outcome> {
         snapshot: snapshot_path.display().to_string(),
         data_dir: data_dir.display().to_string(),
         tool: tool.kind.clone(),
+        revision_bumped: tool.bumps_revision,
         command,
         status: st,
         control_plane,
@@ -545,13 +605,99 @@ fn restore_text(r: &RestoreReport, manifest: &Path) -> String {
     out
 }
 
+async fn resources_restore(
+    args: ResourcesRestoreArgs,
+    kube: &KubeFlags,
+    printer: &Printer,
+) -> Result<Outcome> {
+    if !args.dir.join("index.json").is_file() {
+        return Ok(refuse(format!(
+            "{} is not an export: it has no index.json (write one with `kubectl backup resources DIR`)",
+            args.dir.display()
+        )));
+    }
+    let conn = kube.connect().await?;
+    let report = import::restore(
+        &conn.client,
+        &conn.server,
+        &args.dir,
+        args.overwrite,
+        printer,
+    )
+    .await?;
+    printer.result(&report, || {
+        let mut t = output::table([
+            "RESOURCE",
+            "KIND",
+            "CREATED",
+            "SKIPPED",
+            "OVERWRITTEN",
+            "LEFT TO CONTROLLERS",
+            "NOT RESTORABLE",
+            "REFUSED",
+        ]);
+        for k in &report.kinds {
+            t.add_row([
+                k.resource.clone(),
+                k.kind.clone(),
+                k.created.to_string(),
+                k.skipped.to_string(),
+                k.overwritten.to_string(),
+                k.left_to_controllers.to_string(),
+                k.not_restorable.to_string(),
+                k.refused.to_string(),
+            ]);
+        }
+        let mut out = output::render(&t);
+        let sum = |f: fn(&import::KindCounts) -> usize| report.kinds.iter().map(f).sum::<usize>();
+        out.push_str(&format!(
+            "Restored {} into {}: {} created, {} skipped (already there), {} overwritten, \
+             {} left to controllers, {} not restorable, {} refused.\n",
+            report.directory,
+            report.server,
+            sum(|k| k.created),
+            sum(|k| k.skipped),
+            sum(|k| k.overwritten),
+            sum(|k| k.left_to_controllers),
+            sum(|k| k.not_restorable),
+            sum(|k| k.refused),
+        ));
+        for (why, n) in &report.left {
+            out.push_str(&format!("Not restored: {why} ({n})\n"));
+        }
+        for r in &report.refused {
+            out.push_str(&format!(
+                "Refused {}{}: {} ({})\n",
+                r.object,
+                r.code.map(|c| format!(" ({c})")).unwrap_or_default(),
+                r.reason,
+                r.file
+            ));
+        }
+        out
+    })?;
+    Ok(if report.refused.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    })
+}
+
 async fn resources(args: ResourcesArgs, printer: &Printer) -> Result<Outcome> {
-    if let Some(why) = export::directory_refusal(&args.dir, args.overwrite)? {
+    let dir = match args.action {
+        Some(ResourcesAction::Restore(r)) => {
+            return resources_restore(r, &args.kube, printer).await;
+        }
+        None => args
+            .dir
+            .context("name the export directory: kubectl backup resources DIR")?,
+    };
+    if let Some(why) = export::directory_refusal(&dir, args.overwrite)? {
         return Ok(refuse(why));
     }
     let conn = args.kube.connect().await?;
     let opts = ExportOptions {
-        dir: args.dir.clone(),
+        dir: dir.clone(),
         include_secrets: args.include_secrets,
         overwrite: args.overwrite,
     };

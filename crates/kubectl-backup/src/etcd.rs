@@ -141,9 +141,65 @@ pub struct Saved {
     pub key_revisions: u64,
 }
 
+/// Why `target` cannot receive a snapshot, checked before anything is
+/// streamed: a missing or unwritable directory, or a target that is a
+/// directory or not a regular file.
+pub fn target_refusal(target: &Path) -> Option<String> {
+    let dir = parent_dir(target);
+    if target.file_name().is_none() {
+        return Some(format!("{} is not a file path", target.display()));
+    }
+    if !dir.is_dir() {
+        return Some(format!(
+            "the directory {} does not exist: create it first",
+            dir.display()
+        ));
+    }
+    match std::fs::metadata(target) {
+        Ok(m) if m.is_dir() => Some(format!(
+            "{} is a directory: name a file, e.g. {}",
+            target.display(),
+            target.join("etcd-snapshot.db").display()
+        )),
+        Ok(m) if !m.is_file() => Some(format!(
+            "{} exists and is not a regular file: name another path",
+            target.display()
+        )),
+        _ => None,
+    }
+}
+
+fn parent_dir(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Temporary files a killed save left beside `target` (`.FILE.XXXX.part`).
+pub fn stale_parts(target: &Path) -> Vec<PathBuf> {
+    let Some(name) = target.file_name() else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(parent_dir(target))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(&prefix) && n.ends_with(".part")
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
 /// Streams a snapshot into `target`: a temporary file beside it (mode 0600),
-/// fsync, checks, rename, fsync of the directory. On any failure the
-/// temporary file is removed and `target` is untouched.
+/// fsync, checks, rename, fsync of the directory. On any failure, and on
+/// SIGINT or SIGTERM, the temporary file is removed and `target` is
+/// untouched.
 ///
 /// `progress(received, total)` is called after each chunk of the database.
 pub async fn save(
@@ -151,62 +207,83 @@ pub async fn save(
     target: &Path,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Saved> {
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Some(why) = target_refusal(target) {
+        bail!("{why}");
+    }
+    // Handlers installed explicitly: a shell running `cmd &` or nohup starts
+    // us with SIGINT ignored, and an ignored SIGINT would leave a stalled
+    // save running until --command-timeout.
+    let mut sigint = signal(SignalKind::interrupt()).context("could not handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("could not handle SIGTERM")?;
+    let dir = parent_dir(target);
     let file_name = target
         .file_name()
-        .with_context(|| format!("{} is not a file path", target.display()))?
+        .context("not a file path")?
         .to_string_lossy()
         .into_owned();
-    if !dir.is_dir() {
-        bail!(
-            "the directory {} does not exist: create it first",
-            dir.display()
-        );
-    }
-    let (mut client, endpoint, version) = flags.connect().await?;
+    // Created before etcd is asked for anything: an unwritable directory
+    // fails here, not after the whole database has been streamed.
     // tempfile creates the file with mode 0600: a snapshot holds every Secret.
     let mut part = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".part")
         .tempfile_in(&dir)
         .with_context(|| format!("could not create a temporary file in {}", dir.display()))?;
-    let transfer = async {
-        let mut stream = client
-            .snapshot()
-            .await
-            .with_context(|| format!("etcd at {endpoint} refused the snapshot request"))?;
-        let mut assembler = Assembler::new();
-        while let Some(msg) = stream
-            .message()
-            .await
-            .with_context(|| format!("the snapshot stream from {endpoint} failed"))?
-        {
-            let chunk = assembler.push(msg.blob(), msg.remaining_bytes())?;
-            part.write_all(msg.blob())
-                .context("could not write the snapshot")?;
-            if chunk == Chunk::Data {
-                let received = assembler.data_bytes();
-                progress(received, received + msg.remaining_bytes());
+    let part_path = part.path().to_path_buf();
+    let work = async {
+        let (mut client, endpoint, version) = flags.connect().await?;
+        let transfer = async {
+            let mut stream = client
+                .snapshot()
+                .await
+                .with_context(|| format!("etcd at {endpoint} refused the snapshot request"))?;
+            let mut assembler = Assembler::new();
+            while let Some(msg) = stream
+                .message()
+                .await
+                .with_context(|| format!("the snapshot stream from {endpoint} failed"))?
+            {
+                let chunk = assembler.push(msg.blob(), msg.remaining_bytes())?;
+                part.write_all(msg.blob())
+                    .context("could not write the snapshot")?;
+                if chunk == Chunk::Data {
+                    let received = assembler.data_bytes();
+                    progress(received, received + msg.remaining_bytes());
+                }
             }
-        }
-        assembler.finish()
+            assembler.finish()
+        };
+        let sha256 = tokio::time::timeout(flags.command_timeout, transfer)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the snapshot did not complete within {} (--command-timeout); nothing was written",
+                    humantime::format_duration(flags.command_timeout)
+                )
+            })??;
+        part.as_file()
+            .sync_all()
+            .context("could not fsync the snapshot")?;
+        // Read back in a streaming pass: memory stays bounded for any size.
+        let path = part_path.clone();
+        let status = tokio::task::spawn_blocking(move || snapshot::status_of_file(&path))
+            .await
+            .context("the snapshot check stopped")?
+            .context("the snapshot etcd sent does not check out")?;
+        anyhow::Ok((endpoint, version, sha256, status))
     };
-    let sha256 = tokio::time::timeout(flags.command_timeout, transfer)
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the snapshot did not complete within {} (--command-timeout); nothing was written",
-                humantime::format_duration(flags.command_timeout)
-            )
-        })??;
-    part.as_file()
-        .sync_all()
-        .context("could not fsync the snapshot")?;
-    let bytes = std::fs::read(part.path()).context("could not read the snapshot back")?;
-    let status = snapshot::status(&bytes).context("the snapshot etcd sent does not check out")?;
+    let interrupted = |signal: &str| {
+        anyhow::anyhow!(
+            "interrupted by {signal}: the partial snapshot was removed; {} was not touched",
+            target.display()
+        )
+    };
+    let (endpoint, version, sha256, status) = tokio::select! {
+        done = work => done?,
+        _ = sigint.recv() => return Err(interrupted("SIGINT")),
+        _ = sigterm.recv() => return Err(interrupted("SIGTERM")),
+    };
     part.persist(target).with_context(|| {
         format!(
             "could not move the snapshot into place at {}",
@@ -256,39 +333,68 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("could not fsync {}", dir.display()))
 }
 
-/// Reads and checks a snapshot file.
+/// Reads and checks a snapshot file in bounded memory. The inner error is a
+/// refusal: the path is not a usable snapshot, and says why.
 pub fn status_of(file: &Path) -> Result<Result<SnapshotStatus, anyhow::Error>> {
-    let bytes =
-        std::fs::read(file).with_context(|| format!("could not read {}", file.display()))?;
-    Ok(snapshot::status(&bytes)
-        .with_context(|| format!("{} failed the snapshot check", file.display())))
+    Ok(snapshot::status_of_file(file)
+        .with_context(|| format!("{} is not a usable etcd snapshot", file.display())))
 }
 
 /// The tool that rewrites a snapshot into a data directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestoreTool {
     pub path: PathBuf,
     /// `etcdutl` (etcd >= 3.5) or `etcdctl` (3.4 and earlier).
     pub kind: String,
+    /// Whether it takes `--bump-revision` and `--mark-compacted`.
+    pub bumps_revision: bool,
 }
 
 /// Finds etcdutl, else etcdctl, on PATH: `snapshot restore` moved to etcdutl
-/// in etcd 3.5 and was removed from etcdctl in 3.6.
+/// in etcd 3.5 and was removed from etcdctl in 3.6 (etcd `CHANGELOG-3.6.md`).
+/// For etcdutl, its own help says whether it can bump the revision.
 pub fn find_restore_tool() -> Option<RestoreTool> {
     let path = std::env::var_os("PATH")?;
     for kind in ["etcdutl", "etcdctl"] {
         for dir in std::env::split_paths(&path) {
             let candidate = dir.join(kind);
             if candidate.is_file() {
+                let bumps_revision = kind == "etcdutl"
+                    && Command::new(&candidate)
+                        .args(["snapshot", "restore", "--help"])
+                        .output()
+                        .map(|o| {
+                            supports_revision_bump(&format!(
+                                "{}{}",
+                                String::from_utf8_lossy(&o.stdout),
+                                String::from_utf8_lossy(&o.stderr)
+                            ))
+                        })
+                        .unwrap_or(false);
                 return Some(RestoreTool {
                     path: candidate,
                     kind: kind.into(),
+                    bumps_revision,
                 });
             }
         }
     }
     None
 }
+
+/// Whether `etcdutl snapshot restore --help` lists both flags of
+/// etcd-io/etcd#16029 (etcd 3.5.10+, 3.6): older etcdutl lacks them.
+pub fn supports_revision_bump(help: &str) -> bool {
+    help.contains("--bump-revision") && help.contains("--mark-compacted")
+}
+
+/// How far a restore moves the revision forward. Kubernetes' etcd task page
+/// (website `docs/tasks/administer-cluster/configure-upgrade-etcd.md`) uses
+/// 1,000,000,000: more than any cluster writes between a snapshot and its
+/// restore, so every resourceVersion a watcher holds is older than the
+/// restored data and, with `--mark-compacted`, answers 410 Gone and relists.
+pub const BUMP_REVISION: u64 = 1_000_000_000;
 
 /// Pass-through options of `snapshot restore`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -305,13 +411,22 @@ pub struct RestoreOptions {
 }
 
 /// The arguments of `etcdutl|etcdctl snapshot restore`.
-pub fn restore_args(snapshot: &Path, data_dir: &Path, opts: &RestoreOptions) -> Vec<String> {
+pub fn restore_args(
+    snapshot: &Path,
+    data_dir: &Path,
+    opts: &RestoreOptions,
+    bump_revision: bool,
+) -> Vec<String> {
     let mut args = vec![
         "snapshot".to_string(),
         "restore".to_string(),
         snapshot.display().to_string(),
         format!("--data-dir={}", data_dir.display()),
     ];
+    if bump_revision {
+        args.push(format!("--bump-revision={BUMP_REVISION}"));
+        args.push("--mark-compacted".to_string());
+    }
     let pairs = [
         ("--name", &opts.name),
         ("--initial-cluster", &opts.initial_cluster),
@@ -525,6 +640,7 @@ mod tests {
                 initial_advertise_peer_urls: Some("https://10.0.0.1:2380".into()),
                 initial_cluster_token: None,
             },
+            false,
         );
         assert_eq!(
             args,
@@ -537,6 +653,24 @@ mod tests {
                 "--initial-cluster=cp1=https://10.0.0.1:2380",
                 "--initial-advertise-peer-urls=https://10.0.0.1:2380",
             ]
+        );
+    }
+
+    #[test]
+    fn the_revision_is_bumped_only_where_etcdutl_can() {
+        let old = "      --data-dir string   Path to the output data directory\n      --skip-hash-check\n";
+        let new = "      --bump-revision uint   How much to increase the latest revision after restore\n      --mark-compacted   Mark the latest revision after restore as the point of scheduled compaction\n";
+        assert!(!supports_revision_bump(old));
+        assert!(supports_revision_bump(new));
+        let args = restore_args(
+            Path::new("/s.db"),
+            Path::new("/d"),
+            &RestoreOptions::default(),
+            true,
+        );
+        assert_eq!(
+            &args[4..],
+            ["--bump-revision=1000000000", "--mark-compacted"]
         );
     }
 
@@ -576,6 +710,21 @@ mod tests {
         assert!(actions[1].starts_with("restore"));
         assert!(actions[2].starts_with("point etcd"));
         assert!(actions[3].starts_with("start kube-apiserver"));
+    }
+
+    #[test]
+    fn targets_are_checked_and_leftovers_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let why = target_refusal(dir.path()).unwrap();
+        assert!(why.contains("is a directory"), "{why}");
+        let missing = dir.path().join("no/such/snap.db");
+        assert!(target_refusal(&missing).unwrap().contains("does not exist"));
+        let target = dir.path().join("snap.db");
+        assert!(target_refusal(&target).is_none());
+        std::fs::write(dir.path().join(".snap.db.a1b2.part"), "x").unwrap();
+        std::fs::write(dir.path().join(".other.db.a1b2.part"), "x").unwrap();
+        let parts = stale_parts(&target);
+        assert_eq!(parts, [dir.path().join(".snap.db.a1b2.part")]);
     }
 
     #[test]

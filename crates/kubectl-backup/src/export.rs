@@ -37,7 +37,7 @@ pub struct ResourceType {
 }
 
 impl ResourceType {
-    fn api_resource(&self) -> ApiResource {
+    pub(crate) fn api_resource(&self) -> ApiResource {
         ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk(&self.group, &self.version, &self.kind),
             &self.resource,
@@ -206,7 +206,7 @@ pub fn directory_refusal(dir: &Path, overwrite: bool) -> Result<Option<String>> 
     }
 }
 
-fn api_error(e: &kube::Error) -> (Option<u16>, String) {
+pub(crate) fn api_error(e: &kube::Error) -> (Option<u16>, String) {
     match e {
         kube::Error::Api(status) => (Some(status.code), status.message.clone()),
         other => (None, format!("{other:#}")),
@@ -327,9 +327,11 @@ pub async fn export(
     opts: &ExportOptions,
     printer: &Printer,
 ) -> Result<Index> {
+    // Nothing is created until discovery has succeeded: an unreachable
+    // server or a rejected token leaves no empty export directory behind.
+    let (types, mut failed) = discover(client).await?;
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("could not create {}", opts.dir.display()))?;
-    let (types, mut failed) = discover(client).await?;
     printer.note(format!(
         "exporting {} resource types from {server} to {}",
         types.len(),

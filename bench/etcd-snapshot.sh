@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Peak memory and time of `kubectl backup etcd save` and `etcd status` on a 1 GiB
+# snapshot, beside `etcdctl snapshot save` and `etcdutl snapshot status` in the same run.
+# Usage: bench/etcd-snapshot.sh   (BENCH_BACKUP_BIN: the kubectl-backup binary to measure,
+# default target/release/kubectl-backup; BENCH_ETCD_MB: keyspace size, default 1024)
+# Needs Debian's etcd 3.4 (etcd, etcdctl) and etcd 3.5.1's etcdutl from scripts/setup.sh.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BACKUP="${BENCH_BACKUP_BIN:-$ROOT/target/release/kubectl-backup}"
+ETCDUTL="${UPKEEP_ETCD35_BIN:-$ROOT/.etcd-3.5/bin}/etcdutl"
+MB="${BENCH_ETCD_MB:-1024}"
+[ -x "$BACKUP" ] || { echo "bench: missing $BACKUP (cargo build --release -p kubectl-backup)" >&2; exit 1; }
+[ -x "$ETCDUTL" ] || { echo "bench: missing $ETCDUTL (scripts/setup.sh installs it)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "bench: needs GNU time (apt-get install time)" >&2; exit 1; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/etcd-bench.XXXXXX")
+port=$((20000 + RANDOM % 20000))
+endpoint="http://127.0.0.1:$port"
+etcd --data-dir "$work/member" --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
+    --listen-peer-urls "http://127.0.0.1:$((port + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((port + 1))" \
+    --initial-cluster "default=http://127.0.0.1:$((port + 1))" \
+    --quota-backend-bytes $((8 * 1024 * 1024 * 1024)) >"$work/etcd.log" 2>&1 &
+etcd_pid=$!
+trap 'kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+export ETCDCTL_API=3
+for _ in $(seq 1 100); do
+    etcdctl --endpoints "$endpoint" endpoint health >/dev/null 2>&1 && break
+    sleep 0.1 # poll interval while etcd starts (bounded by the 100 tries)
+done
+etcdctl --endpoints "$endpoint" endpoint health >/dev/null
+echo "bench: writing $MB keys of 1 MiB" >&2
+head -c $((1024 * 1024 - 64)) /dev/urandom | base64 -w0 | head -c $((1024 * 1024 - 64)) >"$work/value"
+for i in $(seq 1 "$MB"); do
+    etcdctl --endpoints "$endpoint" put "/registry/bench/k$i" <"$work/value" >/dev/null
+done
+
+measure() { # LABEL CMD...: prints LABEL, wall seconds, peak RSS in MiB
+    local label="$1"
+    shift
+    /usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/err.txt" \
+        || { cat "$work/err.txt" >&2; exit 1; }
+    awk -v l="$label" -F': ' '
+        /Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i] }
+        /Maximum resident set size/ { kb = $2 }
+        END { printf "| %s | %.2f s | %.1f MiB |\n", l, s, kb / 1024 }' "$work/time.txt"
+}
+
+echo "| command | wall | peak RSS |"
+echo "|---|---|---|"
+measure "kubectl backup etcd save" "$BACKUP" etcd save "$work/ours.db" --endpoints "$endpoint"
+measure "etcdctl snapshot save (3.4.23)" etcdctl --endpoints "$endpoint" snapshot save "$work/theirs.db"
+measure "kubectl backup etcd status" "$BACKUP" etcd status "$work/ours.db"
+measure "etcdutl snapshot status (3.5.1)" "$ETCDUTL" snapshot status "$work/theirs.db"
+echo "snapshot: $(stat -c %s "$work/ours.db") bytes" >&2
