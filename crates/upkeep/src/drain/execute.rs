@@ -601,7 +601,7 @@ pub fn classify(err: &kube::Error) -> Answer {
     }
 }
 
-fn eviction_request(
+pub(crate) fn eviction_request(
     version: EvictionVersion,
     pod: &PodPlan,
     grace: Option<u32>,

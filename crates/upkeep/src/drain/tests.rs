@@ -1195,3 +1195,827 @@ fn capacity_runs_the_schedulers_filters_and_names_the_one_that_rejects() {
     assert!(m.contains("w1: PersistentVolume local-w2 (claim data-web) has a node affinity this node does not match [VolumeBinding]"), "{m}");
     assert_eq!(p.summary.blocked, 1, "the other pods are not blocked");
 }
+
+// ---------- kubectl drain's reference cases ----------
+//
+// The table of `lab-fidelity.md` ("kubectl drain reference cases": kubectl
+// `pkg/drain`, `pkg/cmd/drain`, kube-apiserver `eviction_test.go`), each row
+// with the outcome safedrain gives and what it observes: the plan's action
+// and rule, the engine's reading of the API answer, or a call against a fake
+// API. Where safedrain differs from kubectl on purpose, the row says so.
+
+mod reference {
+    use super::*;
+    use crate::drain::execute::{
+        AfterReread, Answer, EvictionVersion, PodNow, after_reread, classify, eviction_version,
+    };
+
+    /// The plan's verdict on one pod `p` on node n1 (n2 takes replacements).
+    fn judged(p: Pod, owners: Vec<(String, OwnerState)>, opts: DrainOptions) -> String {
+        let name = p.metadata.name.clone().unwrap();
+        let pdbs = PDBS.with(|b| b.borrow().clone());
+        let mut pods = vec![p];
+        if !pdbs.is_empty() {
+            // The budget's other two pods run on n2.
+            pods.extend(["web-x", "web-y"].map(|n| {
+                P::new("default", n, "n2")
+                    .labels(&[("app", "web")])
+                    .rs("web-1")
+                    .pod()
+            }));
+        }
+        let mut s = snapshot("n1", vec![node("n1", "4"), node("n2", "4")], pods, owners);
+        s.pdbs = pdbs;
+        let plan = plan(&s, &opts);
+        let pp = pod_plan(&plan, &name);
+        let pdb_notes: Vec<&str> = pp
+            .findings
+            .iter()
+            .filter(|f| matches!(f.rule, Rule::PdbBudget | Rule::PdbNeverAllows))
+            .map(|f| f.rule.name())
+            .collect();
+        let mut out = format!("{} [{}]", pp.action.as_str(), pp.rule.name());
+        if !pdb_notes.is_empty() {
+            out.push_str(&format!(" +{}", pdb_notes.join(",")));
+        }
+        out
+    }
+
+    thread_local! {
+        static PDBS: std::cell::RefCell<Vec<PodDisruptionBudget>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn with_pdb<T>(b: PodDisruptionBudget, f: impl FnOnce() -> T) -> T {
+        PDBS.with(|p| *p.borrow_mut() = vec![b]);
+        let out = f();
+        PDBS.with(|p| p.borrow_mut().clear());
+        out
+    }
+
+    fn rs_owner() -> Vec<(String, OwnerState)> {
+        vec![owner(
+            "default",
+            "ReplicaSet",
+            "web-1",
+            true,
+            Some(workload("default", "Deployment", "web", 3, "web")),
+        )]
+    }
+
+    fn web(name: &str) -> P {
+        P::new("default", name, "n1")
+            .labels(&[("app", "web")])
+            .rs("web-1")
+    }
+
+    fn empty_dir(p: P) -> P {
+        p.volume(Volume {
+            name: "scratch".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        })
+    }
+
+    fn terminating(p: P, seconds_ago: i64) -> P {
+        let mut pod = p.pod();
+        pod.metadata.deletion_timestamp = Some(Time(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(seconds_ago),
+        ));
+        P(pod)
+    }
+
+    fn force() -> DrainOptions {
+        DrainOptions::default()
+    }
+
+    fn unmanaged() -> DrainOptions {
+        DrainOptions {
+            delete_unmanaged: true,
+            ..Default::default()
+        }
+    }
+
+    fn status(code: u16, message: &str, cause: Option<(&str, &str)>) -> kube::Error {
+        let mut s = serde_json::json!({ "code": code, "message": message });
+        if let Some((reason, m)) = cause {
+            s["details"] = serde_json::json!({ "causes": [{ "reason": reason, "message": m }] });
+        }
+        kube::Error::Api(Box::new(serde_json::from_value(s).unwrap()))
+    }
+
+    /// The engine's step after an answer (re-reading the pod where it does).
+    fn answered(err: kube::Error, now: PodNow) -> String {
+        match classify(&err) {
+            Answer::AlreadyGone => "gone, no wait".into(),
+            Answer::Retry(_) => "paced: retried as the budget frees".into(),
+            Answer::Conflict(_) | Answer::NamespaceTerminating(_) => match after_reread(now) {
+                AfterReread::Gone => "re-read: gone".into(),
+                AfterReread::WaitDeletion => "re-read: wait for deletion".into(),
+                AfterReread::Retry => "re-read: retry".into(),
+            },
+            Answer::MultiplePdbs(_) => "stop, naming the PDBs".into(),
+            Answer::Fatal(_) => "stop, naming the pod".into(),
+            Answer::Transient(_) | Answer::Unreachable(_) => "transient: retried".into(),
+        }
+    }
+
+    /// A client whose API answers every path with `route(path)`.
+    fn fake(route: fn(&str) -> (u16, serde_json::Value)) -> kube::Client {
+        let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let (code, body) = route(req.uri().path());
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(code)
+                        .body(kube::client::Body::from(body.to_string().into_bytes()))
+                        .unwrap(),
+                )
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn discovery(with: Option<(&str, &str)>) -> serde_json::Value {
+        let mut resources = vec![serde_json::json!({
+            "name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": ["get", "list"]
+        })];
+        if let Some((group, version)) = with {
+            resources.push(serde_json::json!({
+                "name": "pods/eviction", "singularName": "", "namespaced": true, "kind": "Eviction",
+                "group": group, "version": version, "verbs": ["create"]
+            }));
+        }
+        serde_json::json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources })
+    }
+
+    fn version_offered(route: fn(&str) -> (u16, serde_json::Value)) -> String {
+        match block_on(async { eviction_version(&fake(route)).await }) {
+            Ok(EvictionVersion::V1) => "policy/v1".into(),
+            Ok(EvictionVersion::V1beta1) => "policy/v1beta1".into(),
+            Err(e) => format!("refused: {e:#}"),
+        }
+    }
+
+    fn request_for(grace: Option<u32>) -> serde_json::Value {
+        let pod = PodPlan {
+            namespace: "default".into(),
+            name: "web-a".into(),
+            uid: "u-1".into(),
+            owner: None,
+            workload: None,
+            action: Action::Evict,
+            rule: Rule::Replicated,
+            reason: String::new(),
+            critical: false,
+            pdbs: vec![],
+            fits_on: None,
+            findings: vec![],
+        };
+        let req =
+            crate::drain::execute::eviction_request(EvictionVersion::V1, &pod, grace).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(req.body()).unwrap();
+        serde_json::json!({ "uri": req.uri().to_string(), "body": body })
+    }
+
+    fn pdb_with(
+        min: IntOrString,
+        allowed: i32,
+        healthy: i32,
+        expected: i32,
+    ) -> PodDisruptionBudget {
+        let mut b = pdb("default", "web-pdb", "web", allowed, healthy, 0);
+        b.spec.as_mut().unwrap().min_available = Some(min);
+        let st = b.status.as_mut().unwrap();
+        st.expected_pods = Some(expected);
+        st.desired_healthy = Some(healthy - allowed);
+        b
+    }
+
+    #[test]
+    fn kubectl_drain_reference_cases() {
+        type Case = (u8, &'static str, &'static str, Box<dyn Fn() -> String>);
+        let cases: Vec<Case> = vec![
+            (
+                1,
+                "pod with RC controllerRef",
+                "evict [replicated]",
+                Box::new(|| {
+                    let p =
+                        P::new("default", "rc-a", "n1").owned("v1", "ReplicationController", "rc");
+                    judged(
+                        p.pod(),
+                        vec![owner(
+                            "default",
+                            "ReplicationController",
+                            "rc",
+                            true,
+                            Some(workload(
+                                "default",
+                                "ReplicationController",
+                                "rc",
+                                2,
+                                "rc-a",
+                            )),
+                        )],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                2,
+                "pod with RS controllerRef",
+                "evict [replicated]",
+                Box::new(|| judged(web("web-a").pod(), rs_owner(), force())),
+            ),
+            // kubectl: fatal without --ignore-daemonsets. safedrain always leaves them.
+            (
+                3,
+                "DaemonSet pod, Running",
+                "leave [daemonset-pod]",
+                Box::new(|| {
+                    judged(
+                        P::new("kube-system", "proxy-a", "n1")
+                            .owned("apps/v1", "DaemonSet", "proxy")
+                            .pod(),
+                        vec![],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                4,
+                "same, --ignore-daemonsets (safedrain: implied)",
+                "leave [daemonset-pod]",
+                Box::new(|| {
+                    judged(
+                        P::new("kube-system", "proxy-a", "n1")
+                            .owned("apps/v1", "DaemonSet", "proxy")
+                            .pod(),
+                        vec![],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                5,
+                "DaemonSet pod with emptyDir",
+                "leave [daemonset-pod]",
+                Box::new(|| {
+                    judged(
+                        empty_dir(P::new("kube-system", "proxy-a", "n1").owned(
+                            "apps/v1",
+                            "DaemonSet",
+                            "proxy",
+                        ))
+                        .pod(),
+                        vec![],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                6,
+                "DaemonSet pod, Succeeded",
+                "delete [finished-pod]",
+                Box::new(|| {
+                    judged(
+                        P::new("kube-system", "proxy-a", "n1")
+                            .owned("apps/v1", "DaemonSet", "proxy")
+                            .phase("Succeeded")
+                            .pod(),
+                        vec![],
+                        force(),
+                    )
+                }),
+            ),
+            // kubectl: NotFound error (deleted with --force). safedrain leaves DaemonSet pods without a lookup.
+            (
+                7,
+                "DaemonSet controllerRef NotFound",
+                "leave [daemonset-pod]",
+                Box::new(|| {
+                    judged(
+                        P::new("kube-system", "proxy-a", "n1")
+                            .owned("apps/v1", "DaemonSet", "gone")
+                            .pod(),
+                        vec![owner("kube-system", "DaemonSet", "gone", false, None)],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                8,
+                "same, --force",
+                "leave [daemonset-pod]",
+                Box::new(|| {
+                    judged(
+                        P::new("kube-system", "proxy-a", "n1")
+                            .owned("apps/v1", "DaemonSet", "gone")
+                            .pod(),
+                        vec![owner("kube-system", "DaemonSet", "gone", false, None)],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                9,
+                "pod without ownerReferences",
+                "BLOCK [unmanaged]",
+                Box::new(|| judged(P::new("default", "bare", "n1").pod(), vec![], force())),
+            ),
+            // kubectl --force evicts it for good; safedrain's --force does not, --delete-unmanaged does.
+            (
+                10,
+                "same, --force / --delete-unmanaged",
+                "BLOCK [unmanaged] / destroy [unmanaged]",
+                Box::new(|| {
+                    format!(
+                        "{} / {}",
+                        judged(P::new("default", "bare", "n1").pod(), vec![], force()),
+                        judged(P::new("default", "bare", "n1").pod(), vec![], unmanaged())
+                    )
+                }),
+            ),
+            (
+                11,
+                "bare pod with emptyDir, --delete-unmanaged",
+                "BLOCK [local-storage]",
+                Box::new(|| {
+                    judged(
+                        empty_dir(P::new("default", "bare", "n1")).pod(),
+                        vec![],
+                        unmanaged(),
+                    )
+                }),
+            ),
+            (
+                12,
+                "same, --delete-emptydir-data",
+                "destroy [unmanaged]",
+                Box::new(|| {
+                    judged(
+                        empty_dir(P::new("default", "bare", "n1")).pod(),
+                        vec![],
+                        DrainOptions {
+                            delete_emptydir_data: true,
+                            ..unmanaged()
+                        },
+                    )
+                }),
+            ),
+            (
+                13,
+                "bare pod with emptyDir, Failed",
+                "delete [finished-pod]",
+                Box::new(|| {
+                    judged(
+                        empty_dir(P::new("default", "bare", "n1"))
+                            .phase("Failed")
+                            .pod(),
+                        vec![],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                14,
+                "Job pod with emptyDir, --delete-emptydir-data",
+                "evict [replicated]",
+                Box::new(|| {
+                    judged(
+                        empty_dir(P::new("default", "job-a", "n1").owned("batch/v1", "Job", "job"))
+                            .pod(),
+                        vec![owner("default", "Job", "job", true, None)],
+                        DrainOptions {
+                            delete_emptydir_data: true,
+                            ..force()
+                        },
+                    )
+                }),
+            ),
+            (
+                15,
+                "Job pod with emptyDir, Succeeded",
+                "delete [finished-pod]",
+                Box::new(|| {
+                    judged(
+                        empty_dir(P::new("default", "job-a", "n1").owned("batch/v1", "Job", "job"))
+                            .phase("Succeeded")
+                            .pod(),
+                        vec![owner("default", "Job", "job", true, None)],
+                        force(),
+                    )
+                }),
+            ),
+            (
+                16,
+                "mirror pod",
+                "leave [mirror-pod]",
+                Box::new(|| {
+                    judged(
+                        P::new("kube-system", "etcd-n1", "n1")
+                            .annotate(rules::MIRROR, "x")
+                            .pod(),
+                        vec![],
+                        force(),
+                    )
+                }),
+            ),
+            // kubectl skips it with --skip-wait-for-delete-timeout=20; safedrain waits, bounded by --timeout.
+            (
+                17,
+                "deletionTimestamp 100 s old",
+                "wait [terminating]",
+                Box::new(|| judged(terminating(web("web-a"), 100).pod(), rs_owner(), force())),
+            ),
+            (
+                18,
+                "deletionTimestamp 0-1 s old",
+                "wait [terminating]",
+                Box::new(|| judged(terminating(web("web-a"), 0).pod(), rs_owner(), force())),
+            ),
+            (
+                19,
+                "empty node",
+                "drain, 0 pods",
+                Box::new(|| {
+                    let s = snapshot("n1", vec![node("n1", "4"), node("n2", "4")], vec![], vec![]);
+                    let p = plan(&s, &force());
+                    format!(
+                        "{}, {} pods",
+                        serde_json::to_value(p.verdict).unwrap().as_str().unwrap(),
+                        p.summary.pods
+                    )
+                }),
+            ),
+            (
+                20,
+                "pod list fails",
+                "error: could not list the pods",
+                Box::new(|| {
+                    fn route(path: &str) -> (u16, serde_json::Value) {
+                        match path {
+                            "/api/v1/nodes" => (
+                                200,
+                                serde_json::json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": [{"metadata": {"name": "n1"}}]}),
+                            ),
+                            _ => (
+                                500,
+                                serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "etcd down"}),
+                            ),
+                        }
+                    }
+                    match block_on(async { gather(&fake(route), "n1", None).await }) {
+                        Ok(_) => "gathered".into(),
+                        Err(e) => format!("error: {e}"),
+                    }
+                }),
+            ),
+            (
+                21,
+                "wait: same name, different uid",
+                "re-read: gone",
+                Box::new(|| {
+                    let mut other = web("web-a").pod();
+                    other.metadata.uid = Some("another".into());
+                    answered(
+                        status(409, "Precondition failed: UID in precondition", None),
+                        PodNow::of(Some(&other), "uid-web-a"),
+                    )
+                }),
+            ),
+            (
+                22,
+                "wait: NotFound / still there",
+                "re-read: gone / re-read: retry",
+                Box::new(|| {
+                    let here = web("web-a").pod();
+                    format!(
+                        "{} / {}",
+                        answered(status(409, "conflict", None), PodNow::of(None, "uid-web-a")),
+                        answered(
+                            status(409, "conflict", None),
+                            PodNow::of(Some(&here), "uid-web-a")
+                        )
+                    )
+                }),
+            ),
+            (
+                23,
+                "eviction 429",
+                "paced: retried as the budget frees",
+                Box::new(|| {
+                    answered(
+                        status(
+                            429,
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                            Some((
+                                "DisruptionBudget",
+                                "The disruption budget web-pdb needs 2 healthy pods and has 2 currently",
+                            )),
+                        ),
+                        PodNow::Gone,
+                    )
+                }),
+            ),
+            (
+                24,
+                "eviction 404",
+                "gone, no wait",
+                Box::new(|| answered(status(404, "pods \"web-a\" not found", None), PodNow::Gone)),
+            ),
+            (
+                25,
+                "403 NamespaceTerminating, pod terminating / not",
+                "re-read: wait for deletion / re-read: retry",
+                Box::new(|| {
+                    let forbidden = || {
+                        status(
+                            403,
+                            "pods \"web-a\" is forbidden: unable to create new content in namespace default because it is being terminated",
+                            Some((
+                                "NamespaceTerminating",
+                                "namespace default is being terminated",
+                            )),
+                        )
+                    };
+                    format!(
+                        "{} / {}",
+                        answered(forbidden(), PodNow::Present { terminating: true }),
+                        answered(forbidden(), PodNow::Present { terminating: false })
+                    )
+                }),
+            ),
+            (
+                26,
+                "500 several PDBs / other 403",
+                "stop, naming the PDBs / stop, naming the pod",
+                Box::new(|| {
+                    format!(
+                        "{} / {}",
+                        answered(
+                            status(
+                                500,
+                                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                                None
+                            ),
+                            PodNow::Gone
+                        ),
+                        answered(
+                            status(403, "pdb disruptions allowed is negative", None),
+                            PodNow::Gone
+                        )
+                    )
+                }),
+            ),
+            // kubectl falls back to DELETE without the subresource; safedrain refuses (PDBs would be bypassed).
+            (
+                27,
+                "discovery: policy/v1 / v1beta1 / absent",
+                "policy/v1 / policy/v1beta1 / refused",
+                Box::new(|| {
+                    let v1 = version_offered(|_| (200, discovery(Some(("policy", "v1")))));
+                    let beta = version_offered(|_| (200, discovery(Some(("policy", "v1beta1")))));
+                    let none = version_offered(|_| (200, discovery(None)));
+                    format!(
+                        "{v1} / {beta} / {}",
+                        if none.contains("offers no pods/eviction") {
+                            "refused"
+                        } else {
+                            none.as_str()
+                        }
+                    )
+                }),
+            ),
+            (
+                28,
+                "--grace-period -1 / 5",
+                "no gracePeriodSeconds / 5",
+                Box::new(|| {
+                    let none = request_for(None);
+                    let five = request_for(Some(5));
+                    format!(
+                        "{} / {}",
+                        if none["body"]["deleteOptions"]
+                            .get("gracePeriodSeconds")
+                            .is_none()
+                        {
+                            "no gracePeriodSeconds".to_string()
+                        } else {
+                            none.to_string()
+                        },
+                        five["body"]["deleteOptions"]["gracePeriodSeconds"]
+                    )
+                }),
+            ),
+            // kubectl --disable-eviction deletes through PDBs; safedrain has no such switch.
+            (
+                29,
+                "--disable-eviction (not offered)",
+                "POST pods/eviction",
+                Box::new(|| {
+                    let r = request_for(None);
+                    let uri = r["uri"].as_str().unwrap().to_string();
+                    if uri.ends_with("/pods/web-a/eviction") && r["body"]["kind"] == "Eviction" {
+                        "POST pods/eviction".into()
+                    } else {
+                        uri
+                    }
+                }),
+            ),
+            // safedrain's --dry-run is the plan, which reads a snapshot and writes nothing.
+            (
+                30,
+                "--dry-run",
+                "plan only",
+                Box::new(|| {
+                    let p = plan(
+                        &snapshot(
+                            "n1",
+                            vec![node("n1", "4"), node("n2", "4")],
+                            vec![web("web-a").pod()],
+                            rs_owner(),
+                        ),
+                        &force(),
+                    );
+                    if p.verdict == Verdict::Drain && p.summary.evict == 1 {
+                        "plan only".into()
+                    } else {
+                        format!("{:?}", p.verdict)
+                    }
+                }),
+            ),
+            (
+                31,
+                "--pod-selector app=web",
+                "web-a listed, db-a not",
+                Box::new(|| {
+                    let sel = crate::drain::snapshot::parse_selector("app=web").unwrap();
+                    let listed: Vec<String> = [
+                        web("web-a").pod(),
+                        P::new("default", "db-a", "n1")
+                            .labels(&[("app", "db")])
+                            .pod(),
+                    ]
+                    .iter()
+                    .filter(|p| {
+                        crate::drain::selector::label_selector_matches(
+                            &sel,
+                            p.metadata.labels.as_ref().unwrap(),
+                        )
+                    })
+                    .map(|p| p.metadata.name.clone().unwrap())
+                    .collect();
+                    if listed == ["web-a"] {
+                        "web-a listed, db-a not".into()
+                    } else {
+                        listed.join(",")
+                    }
+                }),
+            ),
+            // Server rows: what the plan expects of the answer it will get.
+            (
+                32,
+                "server: Running pod, PDB allows 0 (minAvailable 2 of 3)",
+                "evict [replicated] +pdb-budget",
+                Box::new(|| {
+                    with_pdb(pdb_with(IntOrString::Int(2), 0, 2, 3), || {
+                        judged(web("web-a").pod(), rs_owner(), force())
+                    })
+                }),
+            ),
+            (
+                33,
+                "server: Pending / Succeeded pod, PDB allows 0",
+                "evict [replicated] / delete [finished-pod]",
+                Box::new(|| {
+                    with_pdb(pdb_with(IntOrString::Int(2), 0, 2, 3), || {
+                        format!(
+                            "{} / {}",
+                            judged(
+                                web("web-a").phase("Pending").unready().pod(),
+                                rs_owner(),
+                                force()
+                            ),
+                            judged(web("web-a").phase("Succeeded").pod(), rs_owner(), force())
+                        )
+                    })
+                }),
+            ),
+            (
+                34,
+                "server: PDB allows 1",
+                "evict [replicated]",
+                Box::new(|| {
+                    with_pdb(pdb_with(IntOrString::Int(2), 1, 3, 3), || {
+                        judged(web("web-a").pod(), rs_owner(), force())
+                    })
+                }),
+            ),
+            (
+                35,
+                "server: unready pod, current 2 = desired 2, allowed 0",
+                "evict [replicated]",
+                Box::new(|| {
+                    with_pdb(pdb_with(IntOrString::Int(2), 0, 2, 3), || {
+                        judged(web("web-a").unready().pod(), rs_owner(), force())
+                    })
+                }),
+            ),
+            (
+                36,
+                "server: same, the delete conflicts (429 still being processed)",
+                "paced: retried as the budget frees",
+                Box::new(|| {
+                    answered(
+                        status(
+                            429,
+                            "Cannot evict pod as it would violate the pod's disruption budget.",
+                            Some((
+                                "DisruptionBudget",
+                                "The disruption budget web-pdb is still being processed by the server.",
+                            )),
+                        ),
+                        PodNow::Gone,
+                    )
+                }),
+            ),
+            (
+                37,
+                "server: ready pod, current = desired (minAvailable 3 of 3)",
+                "BLOCK [pdb-never-allows] +pdb-never-allows",
+                Box::new(|| {
+                    with_pdb(pdb_with(IntOrString::Int(3), 0, 3, 3), || {
+                        judged(web("web-a").pod(), rs_owner(), force())
+                    })
+                }),
+            ),
+            (
+                38,
+                "server: terminating pod, allowed 0",
+                "wait [terminating]",
+                Box::new(|| {
+                    with_pdb(pdb_with(IntOrString::Int(2), 0, 2, 2), || {
+                        judged(terminating(web("web-a"), 1).pod(), rs_owner(), force())
+                    })
+                }),
+            ),
+            (
+                39,
+                "server: name in URL differs from body",
+                "same name in URL and body",
+                Box::new(|| {
+                    let r = request_for(None);
+                    let name = r["body"]["metadata"]["name"].as_str().unwrap().to_string();
+                    if r["uri"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!("/pods/{name}/eviction"))
+                    {
+                        "same name in URL and body".into()
+                    } else {
+                        r.to_string()
+                    }
+                }),
+            ),
+            (
+                40,
+                "server: Pending pod, every delete conflicts (409)",
+                "re-read: retry",
+                Box::new(|| {
+                    let pending = web("web-a").phase("Pending").pod();
+                    answered(
+                        status(
+                            409,
+                            "Operation cannot be fulfilled on pods \"web-a\": the object has been modified",
+                            None,
+                        ),
+                        PodNow::of(Some(&pending), "uid-web-a"),
+                    )
+                }),
+            ),
+        ];
+        assert_eq!(cases.len(), 40, "every reference case has a row");
+        let mut wrong = Vec::new();
+        for (n, situation, want, observe) in &cases {
+            let got = observe();
+            let ok = if want.starts_with("error: ") {
+                got.starts_with(want)
+            } else {
+                got == *want
+            };
+            if !ok {
+                wrong.push(format!("#{n} {situation}: want {want:?}, got {got:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
