@@ -638,6 +638,37 @@ fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
 #[test]
 fn via_pod_runs_each_command_in_a_privileged_pod_and_cleans_up() {
     let lab = lab();
+    // A dry run asks the node in one pod, named in the output, and removes it.
+    let dry = upgrade(
+        &lab,
+        &[
+            "controlplane01",
+            "--to",
+            TARGET,
+            "--via",
+            "pod",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code(&dry), 0, "{}", show(&dry));
+    let named: Vec<String> = stderr(&dry)
+        .lines()
+        .filter(|l| l.starts_with("node controlplane01: pod kube-system/upkeep-upgrade-"))
+        .map(String::from)
+        .collect();
+    assert_eq!(named.len(), 1, "one probe pod: {}", show(&dry));
+    assert_eq!(
+        count(&history(&lab, "controlplane01"), "/tmp/upkeep-probe."),
+        1
+    );
+    let left = lab.get_json([
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/managed-by=upkeep-upgrade-node",
+    ]);
+    assert_eq!(left["items"].as_array().unwrap().len(), 0, "{left:#}");
     let out = upgrade(
         &lab,
         &[

@@ -194,6 +194,22 @@ impl Transport for PodShell {
             }
         }
         *self.current.lock().expect("pod name") = Some(name.clone());
+        // Named, so an operator can follow or find it; the probe is one pod.
+        let what = cmd
+            .argv()
+            .iter()
+            .find(|w| !matches!(w.as_str(), "sudo" | "sh" | "-c"))
+            .and_then(|w| w.lines().next())
+            .unwrap_or("");
+        let more = if cmd.argv().iter().any(|w| w.contains('\n')) {
+            " ..."
+        } else {
+            ""
+        };
+        eprintln!(
+            "node {}: pod {NAMESPACE}/{name} runs {what}{more}",
+            node.name
+        );
         let finished = transient::wait_for(api.clone(), &name, self.timeout, |p: Option<&Pod>| {
             p.is_none_or(ended)
         })

@@ -607,9 +607,11 @@ pub fn parse_probe(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeAnswer
 
 /// Whether a package manager's failure says the repository is not there:
 /// apt-pkg's "does not have a Release file" (acquire-item.cc) after a 404,
-/// dnf's and yum's 404 on `repodata/repomd.xml`.
+/// apt's "File not found" for a `file:` mirror without that minor, dnf's and
+/// yum's 404 on `repodata/repomd.xml`.
 fn repository_missing(text: &str) -> bool {
     text.contains("does not have a Release file")
+        || (text.contains("Failed to fetch") && text.contains("File not found"))
         || (text.contains("404") && (text.contains("repomd.xml") || text.contains("Not Found")))
 }
 
@@ -802,6 +804,70 @@ mod tests {
         let centos7 = "ID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"7\"\n";
         assert_eq!(PackageManager::from_os_release(centos7), Some(Yum));
         assert_eq!(PackageManager::from_os_release("ID=alpine\n"), None);
+    }
+
+    #[test]
+    fn probe_answers_from_real_apt() {
+        // Debian 12's apt 2.6 against a local mirror without the v1.36 directory.
+        let stdout = format!(
+            "ID=debian\n\n{PROBE_REPO_MARK}\ndeb [trusted=yes] file:///srv/mirror/core:/stable:/v1.34/deb/ /\n\n{PROBE_LIST_MARK}\nGet:3 file:/srv/mirror/core:/stable:/v1.36/deb  Packages\nErr:3 file:/srv/mirror/core:/stable:/v1.36/deb  Packages\n  File not found - /srv/mirror/core:/stable:/v1.36/deb/Packages (2: No such file or directory)\nReading package lists...\n"
+        );
+        let stderr = "E: Failed to fetch file:/srv/mirror/core:/stable:/v1.36/deb/Packages  File not found - /srv/mirror/core:/stable:/v1.36/deb/Packages (2: No such file or directory)\nE: Some index files failed to download. They have been ignored, or old ones used instead.\n";
+        let a = parse_probe(Some(94), &stdout, stderr);
+        assert_eq!(
+            repo_minor(a.repo_file.as_deref().unwrap())
+                .unwrap()
+                .to_string(),
+            "v1.34"
+        );
+        assert!(
+            matches!(a.listing, Listing::MinorMissing(ref t) if t.contains("File not found")),
+            "{a:?}"
+        );
+        // pkgs.k8s.io answers 404 for an unpublished minor.
+        let a = parse_probe(
+            Some(94),
+            &format!(
+                "ID=debian\n{PROBE_REPO_MARK}\ndeb x\n{PROBE_LIST_MARK}\nErr:2 https://pkgs.k8s.io/core:/stable:/v1.40/deb  Release\n  404  Not Found [IP: 1.2.3.4 443]\n"
+            ),
+            "E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.40/deb  Release' does not have a Release file.\n",
+        );
+        assert!(matches!(a.listing, Listing::MinorMissing(_)), "{a:?}");
+        // The same apt listing with the minor present.
+        let a = parse_probe(
+            Some(0),
+            &format!(
+                "ID=debian\n{PROBE_REPO_MARK}\ndeb x\n{PROBE_LIST_MARK}\n   kubeadm | 1.34.3-1.1 | file:/srv/mirror/core:/stable:/v1.34/deb  Packages\n"
+            ),
+            "",
+        );
+        assert!(
+            matches!(a.listing, Listing::Offered(ref o) if o.kubeadm.len() == 1),
+            "{a:?}"
+        );
+        // A lock or a full disk is not a missing minor.
+        let a = parse_probe(
+            Some(93),
+            &format!("ID=debian\n{PROBE_REPO_MARK}\ndeb x\n{PROBE_LIST_MARK}\n"),
+            "mkdir: cannot create directory: No space left on device\n",
+        );
+        assert!(
+            matches!(
+                a.listing,
+                Listing::Failed {
+                    stage: ProbeStage::Scratch,
+                    ..
+                }
+            ),
+            "{a:?}"
+        );
+        // The transport failed before the script printed anything.
+        let a = parse_probe(
+            Some(255),
+            "",
+            "ssh: connect to host 10.0.0.7 port 22: Connection refused\n",
+        );
+        assert_eq!(a.os_release, None);
     }
 
     #[test]
