@@ -354,11 +354,14 @@ impl Recipe {
                     &["sed", "-i", &expr, &copy],
                     Some(ProbeStage::Scratch),
                 ));
+                // Not -q: it hides the "Status code: 404" line that tells a
+                // missing minor from an unreachable repository.
                 [
                     m.binary().to_string(),
-                    "-q".into(),
                     format!("--setopt=reposdir={dir}"),
                     format!("--setopt=cachedir={dir}/cache"),
+                    // A repository that cannot be read is an error, not an empty list.
+                    "--setopt=skip_if_unavailable=False".into(),
                     m.disable_excludes().into(),
                     "list".into(),
                     "--showduplicates".into(),

@@ -805,7 +805,7 @@ mod tests {
         assert_eq!(p.offered.kubeadm.len(), 1);
         let cmds = t.commands();
         assert_eq!(cmds.len(), 1);
-        assert!(cmds[0].contains("dnf -q '--setopt=reposdir=/tmp/upkeep-probe."));
+        assert!(cmds[0].contains("dnf '--setopt=reposdir=/tmp/upkeep-probe."));
     }
 
     #[tokio::test]
