@@ -700,6 +700,18 @@ fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
     assert!(out.1.contains("stays cordoned"), "{}", out.1);
     assert!(out.1.contains("run the same command again"), "{}", out.1);
     assert!(unschedulable(&lab, "node02"));
+    // What the first run evicted: gone from node02 or terminating, by uid.
+    let running_there: BTreeSet<String> = lab
+        .pods_on("node02")
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(uid)
+        .collect();
+    let evicted_first: BTreeSet<String> = rs_before
+        .iter()
+        .map(uid)
+        .filter(|u| !running_there.contains(u))
+        .collect();
     let held_pod = lab.pods().into_iter().find(|p| name(p) == held);
     assert!(
         held_pod.is_some_and(|p| running_ready(&p)),
@@ -726,8 +738,13 @@ fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
         "the held pod is evicted by the second run"
     );
     assert!(
-        planned.len() < rs_before.len() || rs_before.len() == 1,
-        "pods already evicted are not evicted again: {planned:?}"
+        planned.is_disjoint(&evicted_first),
+        "pods the first run evicted are not evicted again: {planned:?} vs {evicted_first:?}"
+    );
+    // With nothing evicted by the first run the check above proves nothing.
+    assert!(
+        !evicted_first.is_empty() || rs_before.len() == 1,
+        "the first run evicted some pods before the held one: {rs_before:?}"
     );
     deployments_whole_off(&lab, "node02").unwrap();
     assert!(lab.pods().iter().any(|p| name(p) == "hr-app"));
@@ -742,6 +759,53 @@ fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
     for p in &rs_before {
         assert!(former.contains(&name(p)), "{} recorded", name(p));
     }
+}
+
+/// Every value is checked before the first request that changes anything:
+/// each bad input exits 2 naming the flag typed, and node02 stays as it was.
+#[test]
+fn bad_inputs_exit_2_naming_the_flag_and_change_nothing() {
+    let lab = os_upgrade();
+    let before = uids_on(&lab, "node02");
+    let cases: [(&[&str], &str); 9] = [
+        (&["--pod-selector", "==bad"], "--pod-selector"),
+        (&["--pod-selector", "a in (b"], "--pod-selector"),
+        (&["--timeout", "5"], "--timeout"),
+        (&["--timeout", "banana"], "--timeout"),
+        (&["--timeout", "-5s"], "--timeout"),
+        (&["--grace-period", "-7"], "--grace-period"),
+        (&["--concurrency", "0"], "--concurrency"),
+        (&["--max-unavailable", "-1"], "--max-unavailable"),
+        (&["--request-timeout", "soon"], "--request-timeout"),
+    ];
+    for (flags, flag) in cases {
+        let mut args = vec!["node02", "--yes"];
+        args.extend_from_slice(flags);
+        let out = safedrain(&lab, &args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", show(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("'{flag} ")),
+            "{args:?} names {flag}: {err}"
+        );
+        assert!(!err.contains("use '--"), "{args:?}: no clap tip: {err}");
+        assert_nothing_changed(&lab, "node02", &before, &out);
+    }
+    // A selector the API server rejects never reaches it.
+    let out = safedrain(&lab, &["-l", "==bad", "--yes"]);
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    assert!(stderr(&out).contains("'--selector "), "{}", show(&out));
+    assert_nothing_changed(&lab, "node02", &before, &out);
+    // A node that is not there could not be drained: exit 2, naming the nodes there are.
+    let out = safedrain(&lab, &["node99", "--yes"]);
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    assert!(
+        stderr(&out).contains("node \"node99\" not found (nodes: controlplane, node01, node02)"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stderr(&out).contains("Status {"), "{}", show(&out));
+    assert!(!stderr(&out).contains("kube_client"), "{}", show(&out));
 }
 
 // ---------- the same situations through real kubectl drain (README comparison) ----------

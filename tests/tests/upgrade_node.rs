@@ -384,30 +384,49 @@ fn refusals_change_nothing() {
         .chain(WORKERS.iter())
         .map(|n| host(&lab, n)["installed"].clone())
         .collect();
-    let cases: [(&[&str], &str); 5] = [
+    // Refused (exit 1): the request is understood, and the rules say no.
+    // Could not (exit 2): the input itself is wrong (a missing node, a
+    // target that is not a version), named before anything is asked of the node.
+    let cases: [(&[&str], &str, i32); 9] = [
+        (&["controlplane01", "--to", " v1.35.2"], "'--to ", 2),
+        (
+            &["node01", "--to", TARGET, "--drain-timeout", "5"],
+            "'--drain-timeout ",
+            2,
+        ),
+        (
+            &["--all", "--to", TARGET, "--max-unavailable", "-1"],
+            "'--max-unavailable ",
+            2,
+        ),
+        (&["-l", "==bad", "--to", TARGET], "'--selector ", 2),
         (
             &["controlplane01", "--to", "v1.36.0"],
             "one minor at a time",
+            1,
         ),
         (
             &["node01", "--to", TARGET],
             "upgrade the control-plane nodes first",
+            1,
         ),
-        (&["node99", "--to", TARGET], "does not exist"),
+        (&["node99", "--to", TARGET], "does not exist", 2),
         (
             &["controlplane01", "--to", "v1.35.9"],
             "kubeadm versions offered: 1.35.0-1.1, 1.35.1-1.1, 1.35.2-1.1",
+            1,
         ),
         (
             &["controlplane01", "--to", "v1.35.2;reboot"],
             "is not a version",
+            2,
         ),
     ];
-    for (args, why) in cases {
+    for (args, why, exit) in cases {
         let mut all = args.to_vec();
         all.push("--yes");
         let out = upgrade(&lab, &all);
-        assert_eq!(code(&out), 1, "{args:?}: {}", show(&out));
+        assert_eq!(code(&out), exit, "{args:?}: {}", show(&out));
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert!(
             text.contains(why),

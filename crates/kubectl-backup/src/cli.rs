@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
+use upkeep::cli::OutputArgs;
 use upkeep::connect::KubeFlags;
-use upkeep::output::{self, Outcome, OutputFormat, Printer};
+use upkeep::output::{self, Outcome, Printer};
 
 use crate::etcd::{self, EtcdFlags, RestoreOptions};
 use crate::export::{self, ExportOptions};
@@ -45,12 +46,8 @@ request, an export that missed some resource types).";
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table, global = true)]
-    pub output: OutputFormat,
-    /// No progress or notes on stderr
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -256,17 +253,13 @@ pub fn human_bytes(n: u64) -> String {
 
 /// Prints a refusal (nothing was changed) and returns exit status 1.
 fn refuse(message: impl AsRef<str>) -> Outcome {
-    let mut err = anstream::stderr();
-    let _ = std::io::Write::write_fmt(&mut err, format_args!("error: {}\n", message.as_ref()));
+    Printer::new(upkeep::output::OutputFormat::Table).refuse(message);
     Outcome::Refused
 }
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome> {
-    let printer = Printer {
-        format: cli.output,
-        quiet: cli.quiet,
-    };
+    let printer = cli.out.printer();
     match cli.command {
         Command::Etcd(EtcdCommand::Save(args)) => save(args, &printer).await,
         Command::Etcd(EtcdCommand::Status(args)) => status(args, &printer),

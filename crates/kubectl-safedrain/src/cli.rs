@@ -1,8 +1,9 @@
 //! The command line of `kubectl safedrain`: every flag and its help in one place.
 
+use upkeep::cli::{self, ConfirmArgs, DrainFlags, Limit, NodeSelection, OutputArgs};
 use upkeep::connect::KubeFlags;
-use upkeep::drain::{self, DrainOptions, PdbPolicy};
-use upkeep::output::{DryRun, OutputFormat};
+use upkeep::drain;
+use upkeep::output::DryRun;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -38,89 +39,46 @@ that takes --delete-unmanaged. DaemonSet pods are always left in place.";
     name = "kubectl-safedrain",
     bin_name = "kubectl safedrain",
     version,
-    override_usage = "kubectl safedrain [OPTIONS] NODE\n       kubectl safedrain [OPTIONS] -l SELECTOR",
+    override_usage = "kubectl safedrain [OPTIONS] NODE\n       kubectl safedrain [OPTIONS] (-l SELECTOR | --all)",
     after_help = EXAMPLES,
     after_long_help = long_help()
 )]
 pub struct Cli {
-    /// The node to drain (or with --uncordon, to return to service)
-    #[arg(
-        value_name = "NODE",
-        required_unless_present = "selector",
-        conflicts_with = "selector"
-    )]
-    pub node: Option<String>,
-
-    /// Drain the nodes matching this label selector, one batch after another
-    #[arg(short = 'l', long, value_name = "SELECTOR")]
-    pub selector: Option<String>,
-
-    /// With -l: how many nodes may be draining at once
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_unavailable: u32,
+    #[command(flatten)]
+    pub nodes: NodeSelection,
 
     #[command(flatten)]
     pub dry_run: DryRun,
 
-    /// Continue even if pods keep data in emptyDir or hostPath volumes (the data is deleted)
-    #[arg(long)]
-    pub delete_emptydir_data: bool,
-
-    /// Delete pods that nothing would recreate (bare pods, orphaned pods): they are lost for good.
-    /// The plan lists each of them first.
-    #[arg(long)]
-    pub delete_unmanaged: bool,
+    #[command(flatten)]
+    pub drain: DrainFlags,
 
     /// Accepted for kubectl compatibility. It does NOT delete pods without a controller
     /// (kubectl drain --force does): use --delete-unmanaged for that
     #[arg(long)]
     pub force: bool,
 
-    /// Seconds each pod gets to terminate; -1 uses the pod's own terminationGracePeriodSeconds
-    #[arg(long, value_name = "SECONDS", default_value_t = -1, allow_negative_numbers = true)]
-    pub grace_period: i64,
-
     /// Give up after this long for the whole run (e.g. 5m, 90s; 0 = no limit); the node stays cordoned
-    #[arg(long, value_name = "DURATION", default_value = "0")]
-    pub timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = cli::duration, allow_hyphen_values = true)]
+    pub timeout: Limit,
 
     /// Only these pods (label selector) are considered
-    #[arg(long, value_name = "SELECTOR")]
+    #[arg(long, value_name = "SELECTOR", value_parser = cli::label_selector)]
     pub pod_selector: Option<String>,
-
-    /// PodDisruptionBudgets without room for all of the node's pods at once: pace the
-    /// evictions as they free (refusing only a budget that never allows one), refuse, or
-    /// wait even for a budget that only a change can free
-    #[arg(long, value_enum, value_name = "POLICY", default_value_t = PdbPolicy::Pace)]
-    pub pdb: PdbPolicy,
-
-    /// The same as --pdb=wait
-    #[arg(long, conflicts_with = "pdb")]
-    pub wait_for_pdb: bool,
-
-    /// Refuse when a workload would have no ready replica during the drain (default: warn)
-    #[arg(long)]
-    pub no_downtime: bool,
 
     /// Do not wait for the evicted pods' workloads to be whole again
     #[arg(long)]
     pub no_wait_workloads: bool,
 
-    /// At most this many evictions in flight
-    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    pub concurrency: u32,
-
-    /// Do not ask for confirmation (required without a terminal)
-    #[arg(short = 'y', long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
 
     /// Return the node to service (and show where its former pods run now)
     #[arg(long, conflicts_with_all = ["dry_run", "delete_unmanaged", "delete_emptydir_data", "wait_for_pdb", "pdb"])]
     pub uncordon: bool,
 
-    /// Output format of the result on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub out: OutputArgs,
 
     #[command(flatten)]
     pub kube: KubeFlags,
@@ -129,20 +87,6 @@ pub struct Cli {
 impl Cli {
     pub fn dry_run(&self) -> bool {
         self.dry_run.enabled()
-    }
-
-    pub fn drain_options(&self, also_leaving: Vec<String>) -> DrainOptions {
-        DrainOptions {
-            delete_emptydir_data: self.delete_emptydir_data,
-            delete_unmanaged: self.delete_unmanaged,
-            pdb: if self.wait_for_pdb {
-                PdbPolicy::Wait
-            } else {
-                self.pdb
-            },
-            no_downtime: self.no_downtime,
-            also_leaving,
-        }
     }
 }
 

@@ -5,14 +5,13 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use clap::Parser as _;
 use kubectl_safedrain::cli::Cli;
 use serde::Serialize;
-use upkeep::connect::{Retries, parse_request_timeout};
+use upkeep::connect::Retries;
 use upkeep::drain::session::{self, NodeDrain, Session, SessionEvent, SessionOptions};
 use upkeep::drain::{DrainEvent, ExecOptions};
-use upkeep::output::{self, Outcome, OutputFormat, Printer};
+use upkeep::output::{self, Outcome, OutputFormat};
 
 /// The document printed with `-o json|yaml`.
 #[derive(Debug, Serialize)]
@@ -45,14 +44,18 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let timeout = parse_request_timeout(&cli.timeout).context("--timeout")?;
-    let printer = Printer::new(cli.output);
+    let timeout = cli.timeout.get();
+    let printer = cli.out.printer();
     // The eviction engine handles 429/503 itself (naming the PDB, reacting as
     // soon as it frees), so the client's own silent retry layer is turned off.
     let conn = cli.kube.connect_with(Retries::Explicit).await?;
     let client = conn.client.clone();
-    let names =
-        session::select_nodes(&client, cli.node.as_deref(), cli.selector.as_deref()).await?;
+    let names = session::select_nodes(
+        &client,
+        cli.nodes.node.as_deref(),
+        cli.nodes.selector.as_deref(),
+    )
+    .await?;
     if cli.uncordon {
         let reports = session::uncordon_all(&client, &names).await?;
         printer.result(&reports, || session::render_uncordoned(&reports))?;
@@ -69,18 +72,16 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     // 1. Plan every node first; with -l, the other selected nodes are not destinations.
     let options = SessionOptions {
         pod_selector: cli.pod_selector.clone(),
-        drain: cli.drain_options(Vec::new()),
+        drain: cli.drain.options(Vec::new()),
         exec: ExecOptions {
-            grace_period: u32::try_from(cli.grace_period).ok(),
-            concurrency: cli.concurrency as usize,
             wait_workloads: !cli.no_wait_workloads,
-            ..Default::default()
+            ..cli.drain.exec()
         },
-        max_unavailable: cli.max_unavailable as usize,
+        max_unavailable: cli.nodes.max_unavailable as usize,
         timeout,
     };
     let mut session = Session::plan(&client, &names, options, started).await?;
-    let table = cli.output == OutputFormat::Table;
+    let table = cli.out.output == OutputFormat::Table;
     if table {
         printer.text(&session.render_plans())?;
     }
@@ -108,7 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
     // 2. Confirm (never prompts without a terminal: --yes is required there).
     let question = format!("Drain {} in context {:?}?", names.join(", "), conn.context);
-    if !output::confirm(&question, cli.yes)? {
+    if !output::confirm(&question, cli.confirm.yes)? {
         printer.note("not drained: nothing was changed");
         finish("declined", &session.nodes)?;
         return Ok(Outcome::Refused);

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use upkeep::cli::OutputArgs;
 use upkeep::connect::KubeFlags;
-use upkeep::output::OutputFormat;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -70,9 +70,8 @@ pub struct Cli {
 /// Flags shared by the check and `plan`.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Output format
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table, global = true)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub out: OutputArgs,
 
     /// The day to judge the support window on (YYYY-MM-DD; default: today, UTC)
     #[arg(long, value_name = "DATE", global = true)]

@@ -7,9 +7,8 @@ pub mod cli;
 use anyhow::Context as _;
 use jiff::civil::Date;
 use serde::Serialize;
-use std::io::Write as _;
 
-use upkeep::output::{Outcome, OutputFormat, Printer, render, table};
+use upkeep::output::{Outcome, OutputFormat, render, table};
 use upkeep::skew::collect::{collect, local_kubectl};
 use upkeep::skew::readiness::{self, Level, Readiness, Removals};
 use upkeep::skew::{
@@ -66,7 +65,7 @@ pub struct PlanDocument {
 
 /// Runs the command line; the outcome is the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    let printer = Printer::new(cli.common.output);
+    let printer = cli.common.out.printer();
     if let Some(Command::Rules) = &cli.command {
         printer.result(&RULES, render_rules)?;
         return Ok(Outcome::Ok);
@@ -150,10 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
             match (&doc.reason, printer.format) {
                 // People read the refusal on stderr; scripts get the document.
-                (Some(reason), OutputFormat::Table) => {
-                    let mut err = std::io::stderr().lock();
-                    let _ = writeln!(err, "refused: {reason}");
-                }
+                (Some(reason), OutputFormat::Table) => printer.refuse(reason),
                 _ => printer.result(&doc, || render_plan(&doc))?,
             }
             Ok(if !doc.planned {

@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use upkeep::cli::{self, ConfirmArgs, DrainFlags, Limit, NodeSelection, OutputArgs};
 use upkeep::connect::KubeFlags;
-use upkeep::drain::PdbPolicy;
-use upkeep::output::{DryRun, OutputFormat};
-use upkeep::upgrade::PackageManager;
+use upkeep::output::DryRun;
 use upkeep::upgrade::transport::RemoteShell;
 use upkeep::upgrade::via::ViaKind;
+use upkeep::upgrade::{PackageManager, TargetSpec};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -55,40 +55,27 @@ pub enum Strategy {
     after_help = EXAMPLES
 )]
 pub struct Cli {
-    /// The node to upgrade
-    #[arg(value_name = "NODE", required_unless_present_any = ["all", "selector"], conflicts_with_all = ["all", "selector"])]
-    pub node: Option<String>,
+    /// Control-plane nodes go first, one at a time; --max-unavailable applies to the workers
+    #[command(flatten)]
+    pub nodes: NodeSelection,
 
     /// The target: vX.Y.Z, or vX.Y for the newest patch the node's repository offers
-    #[arg(long, value_name = "VERSION")]
-    pub to: String,
-
-    /// Every node: control-plane nodes first, one at a time, then the workers
-    #[arg(long)]
-    pub all: bool,
-
-    /// The nodes matching this label selector (control-plane nodes among them first)
-    #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with = "all")]
-    pub selector: Option<String>,
-
-    /// With --all/-l: how many workers may be upgraded at once
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_unavailable: u32,
+    #[arg(long, value_name = "VERSION", value_parser = cli::target)]
+    pub to: TargetSpec,
 
     /// in-place (default) or surge (print the replace-nodes plan)
     #[arg(long, value_enum, default_value_t = Strategy::InPlace)]
     pub strategy: Strategy,
 
     /// With --strategy surge: how many new nodes at a time
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = cli::at_least_one, allow_negative_numbers = true)]
     pub max_surge: u32,
 
     #[command(flatten)]
     pub dry_run: DryRun,
 
-    /// Do not ask for confirmation (required without a terminal)
-    #[arg(short = 'y', long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
 
     /// How commands reach the node
     #[arg(long, value_enum, default_value_t = ViaKind::Shell)]
@@ -116,64 +103,33 @@ pub struct Cli {
     pub etcd_backup: Option<PathBuf>,
 
     /// How old the etcd snapshot may be
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
-    pub backup_max_age: String,
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = cli::duration, allow_hyphen_values = true)]
+    pub backup_max_age: Limit,
 
-    /// Drain: continue even if pods keep data in emptyDir or hostPath volumes (the data is deleted)
-    #[arg(long)]
-    pub delete_emptydir_data: bool,
+    #[command(flatten)]
+    pub drain: DrainFlags,
 
-    /// Drain: delete pods that nothing would recreate; they are lost for good
-    #[arg(long)]
-    pub delete_unmanaged: bool,
-
-    /// Drain: PodDisruptionBudgets without room for all of a node's pods at once: pace the
-    /// evictions as they free (refusing only a budget that never allows one), refuse, or
-    /// wait even for a budget that only a change can free
-    #[arg(long, value_enum, value_name = "POLICY", default_value_t = PdbPolicy::Pace)]
-    pub pdb: PdbPolicy,
-
-    /// Drain: the same as --pdb=wait
-    #[arg(long, conflicts_with = "pdb")]
-    pub wait_for_pdb: bool,
-
-    /// Drain: refuse when a workload would have no ready replica
-    #[arg(long)]
-    pub no_downtime: bool,
-
-    /// Drain: give up after this long (0 = no limit)
-    #[arg(long, value_name = "DURATION", default_value = "0")]
-    pub drain_timeout: String,
+    /// Give up draining a node after this long (0 = no limit)
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = cli::duration, allow_hyphen_values = true, help_heading = "Drain")]
+    pub drain_timeout: Limit,
 
     /// How long to wait for the node to be Ready at the target after the kubelet restart
-    #[arg(long, value_name = "DURATION", default_value = "10m")]
-    pub ready_timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = cli::duration, allow_hyphen_values = true)]
+    pub ready_timeout: Limit,
 
     /// How long one node command may run (0 = no limit)
-    #[arg(long, value_name = "DURATION", default_value = "30m")]
-    pub command_timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = cli::duration, allow_hyphen_values = true)]
+    pub command_timeout: Limit,
 
     /// Seconds the cluster lock (Lease kube-system/upkeep-upgrade) lasts without renewal
     #[arg(long, value_name = "SECONDS", default_value_t = 60, hide = true)]
     pub lock_seconds: i32,
 
-    /// Output format of the result on stdout
-    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub out: OutputArgs,
 
     #[command(flatten)]
     pub kube: KubeFlags,
-}
-
-impl Cli {
-    /// `--pdb`, with `--wait-for-pdb` as its `wait`.
-    pub fn pdb_policy(&self) -> PdbPolicy {
-        if self.wait_for_pdb {
-            PdbPolicy::Wait
-        } else {
-            self.pdb
-        }
-    }
 }
 
 #[cfg(test)]

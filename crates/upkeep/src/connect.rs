@@ -35,8 +35,8 @@ pub struct KubeFlags {
     #[arg(short = 'n', long, value_name = "NAMESPACE", global = true)]
     pub namespace: Option<String>,
     /// Time to wait for a single server request ("0" means no timeout), e.g. 30s, 1m
-    #[arg(long, value_name = "DURATION", default_value = "0", global = true)]
-    pub request_timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "0", global = true, value_parser = crate::cli::request_timeout, allow_hyphen_values = true)]
+    pub request_timeout: crate::cli::Limit,
     /// Username to impersonate for the operation
     #[arg(long = "as", value_name = "USER", global = true)]
     pub as_user: Option<String>,
@@ -97,8 +97,8 @@ impl std::fmt::Debug for Connection {
 impl KubeFlags {
     /// Parses `--request-timeout` the way kubectl does: a bare number is
     /// seconds, otherwise a duration with units; zero means none.
-    pub fn request_timeout(&self) -> anyhow::Result<Option<Duration>> {
-        parse_request_timeout(&self.request_timeout)
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout.get()
     }
 
     /// Builds the client configuration from the kubeconfig (the flag wins over
@@ -187,7 +187,7 @@ impl KubeFlags {
         if !self.as_group.is_empty() {
             config.auth_info.impersonate_groups = Some(self.as_group.clone());
         }
-        if let Some(timeout) = self.request_timeout()? {
+        if let Some(timeout) = self.request_timeout() {
             config.read_timeout = Some(timeout);
             config.write_timeout = Some(timeout);
             config.connect_timeout = Some(timeout);
@@ -255,21 +255,6 @@ fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
-/// kubectl accepts "0", a bare number of seconds, or a Go-style duration.
-pub fn parse_request_timeout(text: &str) -> anyhow::Result<Option<Duration>> {
-    let text = text.trim();
-    if text.is_empty() || text == "0" {
-        return Ok(None);
-    }
-    let duration = match text.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(text).with_context(|| {
-            format!("--request-timeout {text:?} is not a duration (examples: 30s, 1m, 0)")
-        })?,
-    };
-    Ok((!duration.is_zero()).then_some(duration))
-}
-
 /// Splits a PEM bundle into DER certificates.
 fn pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
     use base64::Engine as _;
@@ -298,21 +283,6 @@ fn pem_certificates(pem: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_timeout_forms() {
-        assert_eq!(parse_request_timeout("0").unwrap(), None);
-        assert_eq!(
-            parse_request_timeout("30").unwrap(),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_request_timeout("1m").unwrap(),
-            Some(Duration::from_secs(60))
-        );
-        let err = parse_request_timeout("soon").unwrap_err();
-        assert!(format!("{err:#}").contains("\"soon\""));
-    }
 
     #[test]
     fn pem_bundle_splits() {

@@ -6,13 +6,17 @@
 //! - [`drain`]: pod classification rules, the drain plan, the eviction engine.
 //! - [`upgrade`]: the node upgrade state machine, package recipes, remote-shell transports.
 //! - [`etcdsnap`]: etcd snapshot files: checksum, bbolt structure, status, read in bounded memory.
+//! - [`cli`]: the argument groups and value parsers every plugin shares.
+//! - [`labels`]: label selectors parsed as the API server parses them.
 //! - [`connect`]: the kubectl-standard flags resolved into a client.
 //! - [`output`]: the one printer (tables, `-o json|yaml`, progress on stderr), exit codes.
 
+pub mod cli;
 pub mod complete;
 pub mod connect;
 pub mod drain;
 pub mod etcdsnap;
+pub mod labels;
 pub mod output;
 pub mod skew;
 pub mod transient;

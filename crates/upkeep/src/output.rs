@@ -122,6 +122,13 @@ impl Printer {
         write_stdout(text)
     }
 
+    /// A refusal on stderr, always shown, worded the same in every plugin:
+    /// `refused: ...`. The caller exits 1: nothing was changed.
+    pub fn refuse(&self, message: impl AsRef<str>) {
+        let mut err = anstream::stderr();
+        let _ = writeln!(err, "refused: {}", message.as_ref());
+    }
+
     /// A note for people on stderr (hidden with `quiet`).
     pub fn note(&self, message: impl AsRef<str>) {
         if !self.quiet {
@@ -142,10 +149,12 @@ impl Printer {
         let _ = writeln!(err, "error: {}", message.as_ref());
     }
 
-    /// Text for people on stderr as it is, always shown (a plan before its question).
-    pub fn show(&self, text: &str) {
-        let mut err = anstream::stderr();
-        let _ = err.write_all(text.as_bytes());
+    /// Text for people on stderr as it is, always shown (a plan before its
+    /// question, a prompt). stderr is locked only while writing.
+    pub fn show(&self, text: &str) -> std::io::Result<()> {
+        let mut err = anstream::stderr().lock();
+        err.write_all(text.as_bytes())?;
+        err.flush()
     }
 
     /// A progress bar on stderr, hidden when stderr is not a terminal.
@@ -202,7 +211,7 @@ pub fn render(table: &Table) -> String {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = anstream::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
@@ -228,7 +237,8 @@ pub fn confirm(question: &str, assume_yes: bool) -> anyhow::Result<bool> {
 }
 
 /// Runs a plugin's main future and turns its result into an exit code:
-/// errors print as `error: ...` with their context chain and exit 2.
+/// errors print as `error: ...` with their context chain (API errors as
+/// kubectl prints them, with what to do) and exit 2.
 pub fn finish(result: anyhow::Result<Outcome>) -> ExitCode {
     match result {
         Ok(outcome) => outcome.into(),
@@ -237,9 +247,69 @@ pub fn finish(result: anyhow::Result<Outcome>) -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let mut stderr = anstream::stderr();
-            let _ = writeln!(stderr, "error: {err:#}");
+            let _ = write!(stderr, "{}", describe(&err));
             Outcome::Error.into()
         }
+    }
+}
+
+/// An error for people. A Kubernetes API error reads as kubectl's
+/// (kubernetes/kubectl `pkg/cmd/util/helpers.go` `StandardErrorMessage`:
+/// `Error from server (Reason): message`), followed by what the plugin was
+/// doing and what to do about it; never as a debug dump of the Status.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut context = Vec::new();
+    for e in err.chain() {
+        let status = match e.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(s)) => Some(s.as_ref()),
+            _ => e.downcast_ref::<kube::core::Status>(),
+        };
+        if let Some(s) = status {
+            let mut out = server_error(s);
+            out.push('\n');
+            if !context.is_empty() {
+                out.push_str(&format!("  while: {}\n", context.join(": ")));
+            }
+            out.push_str(&format!("  fix: {}\n", fix_for(s)));
+            return out;
+        }
+        context.push(e.to_string());
+    }
+    format!("error: {}\n", context.join(": "))
+}
+
+fn server_error(s: &kube::core::Status) -> String {
+    if s.reason == "Unauthorized" || s.code == 401 {
+        let why = if s.message.is_empty() {
+            "Unauthorized"
+        } else {
+            &s.message
+        };
+        return format!("error: You must be logged in to the server ({why})");
+    }
+    if s.reason.is_empty() {
+        format!("Error from server: {}", s.message)
+    } else {
+        format!("Error from server ({}): {}", s.reason, s.message)
+    }
+}
+
+fn fix_for(s: &kube::core::Status) -> String {
+    let kind = s
+        .details
+        .as_ref()
+        .map(|d| d.kind.clone())
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| "the resource".into());
+    match s.code {
+        401 => "the credentials of this context were refused: check them with `kubectl config view --minify` and log in again".into(),
+        403 => "this user may not do that: see what it may do with `kubectl auth can-i --list`, or use a context with the rights (cluster-admin for maintenance)".into(),
+        404 => format!("check the name: `kubectl get {kind}` lists what exists"),
+        409 => "it changed while this ran: run the same command again".into(),
+        400 | 422 => "the server rejected a value of this request: check the flags given".into(),
+        429 => "the server asks to slow down: run the same command again in a moment".into(),
+        c if c >= 500 => "the API server failed to answer: check its health (`kubectl get --raw /readyz`) and run the same command again".into(),
+        _ => "run the same command again; if it persists, check the API server".into(),
     }
 }
 
@@ -250,10 +320,13 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Sets up logging on stderr: `RUST_LOG` wins, else warnings only.
+/// Sets up logging on stderr: `RUST_LOG` wins, else only this project's own
+/// warnings. Libraries' log lines (kube's client logs an ERROR for every
+/// failed request it then returns) never reach a user: the error they
+/// describe is reported once, by [`finish`].
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off,upkeep=warn"));
     // Colour only on a terminal and never under NO_COLOR (no-color.org).
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
@@ -286,6 +359,32 @@ mod tests {
         assert!(bare.dry_run.enabled());
         assert_eq!(bare.node.as_deref(), Some("node01"));
         assert!(Cli::try_parse_from(["p", "--dry-run=maybe"]).is_err());
+    }
+
+    #[test]
+    fn api_errors_read_as_kubectl_prints_them() {
+        let status = kube::core::Status {
+            status: Some(kube::core::response::StatusSummary::Failure),
+            code: 403,
+            message: "nodes \"node02\" is forbidden: User \"dev\" cannot get resource \"nodes\""
+                .into(),
+            reason: "Forbidden".into(),
+            ..Default::default()
+        };
+        let err = anyhow::Error::new(kube::Error::Api(Box::new(status)))
+            .context("could not read node/node02");
+        let text = describe(&err);
+        assert!(
+            text.starts_with(
+                "Error from server (Forbidden): nodes \"node02\" is forbidden: User \"dev\""
+            ),
+            "{text}"
+        );
+        assert!(text.contains("while: could not read node/node02"), "{text}");
+        assert!(text.contains("kubectl auth can-i --list"), "{text}");
+        assert!(!text.contains("Status {"), "{text}");
+        let plain = describe(&anyhow::anyhow!("boom").context("doing x"));
+        assert_eq!(plain, "error: doing x: boom\n");
     }
 
     #[test]

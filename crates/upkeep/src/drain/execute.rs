@@ -54,7 +54,7 @@ impl Default for ExecOptions {
     fn default() -> Self {
         Self {
             grace_period: None,
-            concurrency: 10,
+            concurrency: crate::cli::DEFAULT_CONCURRENCY as usize,
             wait_workloads: true,
             timeout: None,
             retry_after: Duration::from_secs(5),

@@ -184,66 +184,39 @@ pub async fn gather(
     })
 }
 
-/// Parses a `-l` style selector (`a=b,c!=d,e in (x,y),f,!g`) into a LabelSelector.
+/// Parses a `-l` style selector (`a=b,c!=d,e in (x,y),f,!g`) into a
+/// LabelSelector, with the API server's own grammar ([`crate::labels`]).
 pub fn parse_selector(text: &str) -> anyhow::Result<LabelSelector> {
+    use crate::labels::Op;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement as Req;
-    let mut sel = LabelSelector {
-        match_labels: Some(BTreeMap::new()),
-        match_expressions: Some(Vec::new()),
-    };
-    // Split on commas outside parentheses.
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0, 0);
-    for (i, c) in text.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&text[start..i]);
-                start = i + 1;
+    let reqs = crate::labels::parse(text)
+        .map_err(|e| anyhow::anyhow!("could not parse the label selector {text:?}: {e}"))?;
+    let mut labels = BTreeMap::new();
+    let mut exprs = Vec::new();
+    for r in reqs {
+        let operator = match r.op {
+            Op::Equals => {
+                labels.insert(r.key, r.values.into_iter().next().unwrap_or_default());
+                continue;
             }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    let req = |key: &str, op: &str, values: Vec<String>| Req {
-        key: key.trim().to_string(),
-        operator: op.to_string(),
-        values: Some(values),
-    };
-    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
-        let exprs = sel.match_expressions.as_mut().expect("set above");
-        let set = |rest: &str| -> anyhow::Result<Vec<String>> {
-            let inner = rest
-                .trim()
-                .strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .with_context(|| format!("selector {part:?}: expected a (value, ...) list"))?;
-            Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+            Op::NotEquals | Op::NotIn => "NotIn",
+            Op::In => "In",
+            Op::Exists => "Exists",
+            Op::DoesNotExist => "DoesNotExist",
+            Op::GreaterThan | Op::LessThan => anyhow::bail!(
+                "the label selector {text:?} compares numbers (> or <), which a pod selector cannot express"
+            ),
         };
-        if let Some((k, v)) = part.split_once("!=") {
-            exprs.push(req(k, "NotIn", vec![v.trim().to_string()]));
-        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-            sel.match_labels
-                .as_mut()
-                .expect("set above")
-                .insert(k.trim().to_string(), v.trim().to_string());
-        } else if let Some((k, rest)) = part.split_once(" notin ") {
-            exprs.push(req(k, "NotIn", set(rest)?));
-        } else if let Some((k, rest)) = part.split_once(" in ") {
-            exprs.push(req(k, "In", set(rest)?));
-        } else if let Some(k) = part.strip_prefix('!') {
-            exprs.push(req(k, "DoesNotExist", vec![]));
-        } else if part
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-        {
-            exprs.push(req(part, "Exists", vec![]));
-        } else {
-            anyhow::bail!("could not parse the label selector {text:?} at {part:?}");
-        }
+        exprs.push(Req {
+            key: r.key,
+            operator: operator.to_string(),
+            values: Some(r.values),
+        });
     }
-    Ok(sel)
+    Ok(LabelSelector {
+        match_labels: Some(labels),
+        match_expressions: Some(exprs),
+    })
 }
 
 fn replicated(

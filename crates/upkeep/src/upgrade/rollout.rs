@@ -41,6 +41,8 @@ pub struct RolloutOptions {
     pub base: RequestBase,
     /// The drain rules; the nodes leaving with each node are filled in per wave.
     pub drain: DrainOptions,
+    /// How the drain's evictions run (`--grace-period`, `--concurrency`).
+    pub evictions: crate::drain::ExecOptions,
     pub drain_timeout: Option<Duration>,
     pub ready_timeout: Duration,
     /// Seconds the cluster lock lasts without renewal.
@@ -168,6 +170,7 @@ pub async fn run(
     let settings = ExecSettings {
         drain_client: conn.client_with(Retries::Explicit)?,
         drain: opts.drain.clone(),
+        evictions: opts.evictions.clone(),
         drain_timeout: opts.drain_timeout,
         ready_timeout: opts.ready_timeout,
         cancel: Some(cancel_rx.clone()),
@@ -245,6 +248,14 @@ async fn selected_nodes(
     snap: &ClusterSnapshot,
 ) -> anyhow::Result<Vec<String>> {
     if let Some(node) = &opts.node {
+        // A name that is not there is a mistake in the input, not a refusal.
+        if snap.node(node).is_none() {
+            let names: Vec<&str> = snap.nodes.iter().map(|n| n.name.as_str()).collect();
+            bail!(
+                "node {node:?} does not exist; the cluster has: {} (`kubectl get nodes`)",
+                names.join(", ")
+            );
+        }
         return Ok(vec![node.clone()]);
     }
     if let Some(sel) = &opts.selector {
@@ -414,7 +425,7 @@ impl Rollout<'_> {
             }
             if !opts.yes {
                 for plan in &ready {
-                    printer.show(&plan.render());
+                    printer.show(&plan.render())?;
                 }
                 let names: Vec<&str> = ready.iter().map(|p| p.node.as_str()).collect();
                 let question = format!("Upgrade {} now?", names.join(", "));

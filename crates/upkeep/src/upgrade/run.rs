@@ -447,6 +447,8 @@ pub struct ExecSettings {
     /// retries, so a blocking PodDisruptionBudget is named and waited on.
     pub drain_client: Client,
     pub drain: drain::DrainOptions,
+    /// How the evictions run (grace period, concurrency).
+    pub evictions: drain::ExecOptions,
     pub drain_timeout: Option<Duration>,
     pub ready_timeout: Duration,
     pub cancel: Option<watch::Receiver<bool>>,
@@ -651,7 +653,7 @@ async fn drain_node(
     let opts = drain::ExecOptions {
         timeout: settings.drain_timeout,
         cancel: settings.cancel.clone(),
-        ..drain::ExecOptions::default()
+        ..settings.evictions.clone()
     };
     let node_name = node.to_string();
     let progress = move |e: &drain::DrainEvent| say(format!("[{node_name}]   {}", e.line()));

@@ -8,7 +8,6 @@
 //! replaced by validated values inside single words.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -236,11 +235,8 @@ impl Manual {
     fn ask(node: &NodeTarget, title: &str, cmds: &[Cmd]) -> anyhow::Result<bool> {
         // stderr is locked only while writing: the wait for the answer must
         // not keep other threads (an interrupt's message) from printing.
-        let say = |text: &str| -> std::io::Result<()> {
-            let mut err = std::io::stderr().lock();
-            err.write_all(text.as_bytes())?;
-            err.flush()
-        };
+        let printer = crate::output::Printer::new(crate::output::OutputFormat::Table);
+        let say = |text: &str| printer.show(text);
         let mut block = format!("\n== on node {}: {title}\n", node.name);
         for c in cmds {
             block.push_str(&format!("   {c}\n"));
