@@ -353,6 +353,9 @@ async fn run(
             name.to_string(),
             present_tx,
             opts.lost_after,
+            // On a NotReady node nothing confirms a deletion: a pod counts as
+            // gone once it is terminating (kubectl --skip-wait-for-delete-timeout).
+            !super::capacity::node_ready(node),
         )));
         // 3. Watch the PDBs involved, to retry the moment a budget frees.
         let (pdb_tx, pdb_rx) = watch::channel(BTreeMap::new());
@@ -880,6 +883,7 @@ async fn watch_node_pods(
     node: String,
     tx: watch::Sender<Option<BTreeSet<String>>>,
     lost_after: Duration,
+    terminating_is_gone: bool,
 ) {
     let api: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
@@ -899,14 +903,20 @@ async fn watch_node_pods(
         match event {
             watcher::Event::Init => building.clear(),
             watcher::Event::InitApply(p) => {
-                building.insert(uid(&p));
+                if !(terminating_is_gone && super::rules::is_terminating(&p)) {
+                    building.insert(uid(&p));
+                }
             }
             watcher::Event::InitDone => {
                 let _ = tx.send(Some(std::mem::take(&mut building)));
             }
             watcher::Event::Apply(p) => tx.send_modify(|s| {
                 if let Some(s) = s {
-                    s.insert(uid(&p));
+                    if terminating_is_gone && super::rules::is_terminating(&p) {
+                        s.remove(&uid(&p));
+                    } else {
+                        s.insert(uid(&p));
+                    }
                 }
             }),
             watcher::Event::Delete(p) => tx.send_modify(|s| {

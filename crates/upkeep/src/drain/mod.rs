@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod capacity;
 pub mod execute;
+pub mod lifecycle;
 mod plan;
 pub mod quantity;
 mod reach;

@@ -152,6 +152,10 @@ pub struct DrainPlan {
     /// What to do instead, or how to proceed.
     pub advice: Vec<String>,
     pub summary: Summary,
+    /// The node is not Ready: when its pods are evicted anyway, and that
+    /// the drain does not wait for them to vanish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_ready: Option<super::lifecycle::NotReady>,
 }
 
 impl DrainPlan {
@@ -206,6 +210,9 @@ impl DrainPlan {
         }
         for a in &self.advice {
             out.push_str(&format!("hint: {a}\n"));
+        }
+        if let Some(n) = &self.not_ready {
+            out.push_str(&format!("note: {}\n", n.render(&self.node)));
         }
         out.push_str(&match self.verdict {
             Verdict::Refused if self.already_cordoned => format!(
@@ -669,6 +676,7 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
         warnings,
         advice,
         summary,
+        not_ready: super::lifecycle::not_ready(&snapshot.node, &snapshot.pods, snapshot.taken_at),
     }
 }
 

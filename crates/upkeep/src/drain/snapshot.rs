@@ -70,6 +70,8 @@ pub struct DrainSnapshot {
     /// Every PersistentVolumeClaim and PersistentVolume (volume node affinity).
     pub pvcs: Vec<PersistentVolumeClaim>,
     pub pvs: Vec<PersistentVolume>,
+    /// When it was gathered (the NotReady countdown counts from it).
+    pub taken_at: jiff::Timestamp,
     /// Keyed by owner uid.
     pub owners: BTreeMap<String, OwnerState>,
 }
@@ -180,6 +182,7 @@ pub async fn gather(
         pdbs,
         pvcs,
         pvs,
+        taken_at: jiff::Timestamp::now(),
         owners,
     })
 }

@@ -293,6 +293,7 @@ fn snapshot(
         pdbs: vec![],
         pvcs: vec![],
         pvs: vec![],
+        taken_at: jiff::Timestamp::now(),
         owners: owners.into_iter().collect(),
     }
 }
@@ -2018,4 +2019,49 @@ mod reference {
         }
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
+}
+
+#[test]
+fn a_notready_node_shows_the_eviction_countdown_in_the_plan() {
+    let mut down = node("n1", "4");
+    down.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "Unknown".into();
+    down.spec.as_mut().unwrap().taints = Some(vec![Taint {
+        key: lifecycle::UNREACHABLE.into(),
+        effect: "NoExecute".into(),
+        time_added: Some(Time(jiff::Timestamp::now())),
+        ..Default::default()
+    }]);
+    let pods = vec![
+        P::new("default", "web-a", "n1")
+            .labels(&[("app", "web")])
+            .rs("web-1")
+            .pod(),
+    ];
+    let s = snapshot(
+        "n1",
+        vec![down, node("n2", "4")],
+        pods,
+        vec![owner(
+            "default",
+            "ReplicaSet",
+            "web-1",
+            true,
+            Some(workload("default", "Deployment", "web", 1, "web")),
+        )],
+    );
+    let p = plan(&s, &DrainOptions::default());
+    let n = p.not_ready.as_ref().expect("NotReady noted");
+    assert_eq!(n.toleration_seconds, Some(300));
+    assert!(
+        n.evicts_in_seconds.is_some_and(|s| s > 290 && s <= 300),
+        "{n:?}"
+    );
+    let text = p.render();
+    assert!(
+        text.contains(
+            "note: node/n1 is NotReady (taint node.kubernetes.io/unreachable:NoExecute since"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("does not wait"), "{text}");
 }
