@@ -1035,6 +1035,18 @@ fn an_unreachable_endpoint_fails_clearly_and_leaves_no_file() {
     );
     drop(silent);
 
+    // An unwritable directory (even root cannot create files in /proc) fails
+    // before etcd is contacted at all: the endpoint here would be refused.
+    let unwritable = Path::new("/proc/upkeep-snap.db");
+    let (out, _) = save_to(&pki, &refused, unwritable);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not create a temporary file in /proc"),
+        "{err}"
+    );
+    assert!(!err.contains("could not reach etcd"), "{err}");
+
     assert!(!file.exists());
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
