@@ -172,6 +172,32 @@ fn a_bare_pod_a_budget_at_its_replicas_and_a_certificate_ending_in_ten_days_stop
         "{cert:#}"
     );
 
+    // Without the drain plans the certificate still stops the hop, and a note says
+    // drains were not checked.
+    let out = plan(&lab, "v1.36", "v1.36.0", &["--no-drains", "-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    let findings = hop1(&doc, "NOT_READY");
+    assert!(
+        !findings.iter().any(|f| f["rule"] == "drain-blocked"),
+        "{findings:#?}"
+    );
+    find(
+        &findings,
+        "certificate-expiry",
+        "Certificate",
+        "kube-apiserver",
+    );
+    assert!(
+        doc["readiness"]["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "drains were not checked (--no-drains)"),
+        "{:#}",
+        doc["readiness"]
+    );
+
     // People get the same findings as a table per hop.
     let out = plan(&lab, "v1.36", "v1.36.0", &[]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));

@@ -113,6 +113,11 @@ pub struct PlanArgs {
     /// Only the path: skip the readiness checks (removed APIs, drains, certificates)
     #[arg(long)]
     pub no_readiness: bool,
+
+    /// Readiness without the per-node drain plans (they read every pod and cost
+    /// time on large clusters)
+    #[arg(long)]
+    pub no_drains: bool,
 }
 
 #[cfg(test)]

@@ -135,7 +135,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     Some(&config),
                     snapshot.clone(),
                     &removals,
-                    &readiness::gather::GatherOptions::default(),
+                    &readiness::gather::GatherOptions {
+                        skip_drains: args.no_drains,
+                    },
                 )
                 .await;
                 let settings = readiness::Settings {

@@ -48,9 +48,10 @@ pub async fn gather(
     version_info(client, &mut snap).await;
     objects(client, removals, &mut snap).await;
     metrics(client, &mut snap).await;
-    if !options.skip_drains
-        && let Err(e) = drains(client, &mut snap).await
-    {
+    if options.skip_drains {
+        snap.notes
+            .push("drains were not checked (--no-drains)".into());
+    } else if let Err(e) = drains(client, &mut snap).await {
         snap.unreadable.push(Unreadable {
             what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)".into(),
             error: format!("{e:#}"),
