@@ -810,6 +810,77 @@ fn via_pod_on_a_single_control_plane_survives_the_apiserver_restart() {
     assert_eq!(left["items"], json!([]), "{left:#}");
 }
 
+/// When the wait for a `--via pod` command gives up while the command still runs (kubeadm
+/// waiting for its restarted apiserver), the pod is left running, never deleted under it,
+/// and the run says how to follow it.
+#[test]
+fn via_pod_leaves_a_running_command_alone_when_its_wait_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("single-control-plane.yaml");
+    std::fs::write(&scenario, SINGLE_CONTROL_PLANE).unwrap();
+    // 20 lab seconds of outage at 2x: kubeadm runs about 12 s, the wait gives up after 3 s
+    let lab = Lab::with(LabOptions {
+        scenario: Some(scenario.to_string_lossy().into_owned()),
+        extra: ["--time-scale", "2"].map(String::from).to_vec(),
+        ..Default::default()
+    });
+    wait_for("both nodes Ready", Duration::from_secs(60), || {
+        let nodes = lab.get_json(["nodes"]);
+        let items = nodes["items"].as_array().cloned().unwrap_or_default();
+        (items.len() == 2 && items.iter().all(ready)).then_some(())
+    });
+    let out = upgrade(
+        &lab,
+        &[
+            "controlplane01",
+            "--to",
+            TARGET,
+            "--via",
+            "pod",
+            "--yes",
+            "--command-timeout",
+            "3s",
+            // checked while the API is still down: the pod's state is unknown
+            "--request-timeout",
+            "2s",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("was left in place"), "{text}");
+    assert!(
+        text.contains("kubectl logs -n kube-system -f upkeep-upgrade-controlplane01-"),
+        "{text}"
+    );
+    // kubeadm finishes in its pod, which nobody deleted
+    let pods = wait_for("the kubeadm pod Succeeded", Duration::from_secs(60), || {
+        let left = lab.kubectl([
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "app.kubernetes.io/managed-by=upkeep-upgrade-node",
+            "-o",
+            "json",
+        ]);
+        // kubectl prints an empty list when the API refuses: only a success counts
+        if !left.status.success() {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&left.stdout).ok()?;
+        let items = v["items"].as_array()?.clone();
+        items
+            .iter()
+            .all(|p| p["status"]["phase"] == "Succeeded")
+            .then_some(items)
+    });
+    assert_eq!(pods.len(), 1, "{text}\n{pods:#?}");
+    let record: Value =
+        serde_json::from_str(&lab.kubectl_ok(["get", "--raw", "/lab/v1/interruptions"])).unwrap();
+    assert_eq!(record["items"], json!([]), "{record:#}");
+}
+
 #[test]
 fn via_manual_prints_each_block_and_waits_for_the_operator() {
     let lab = lab();
