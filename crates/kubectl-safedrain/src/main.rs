@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 use kubectl_safedrain::cli::Cli;
 use serde::Serialize;
 use upkeep::connect::Retries;
@@ -25,17 +25,12 @@ struct Result<'a> {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) =
-        upkeep::complete::intercept(<kubectl_safedrain::cli::Cli as clap::CommandFactory>::command)
-    {
+    if let Some(code) = upkeep::complete::intercept(Cli::command) {
         return code;
     }
     let cli = Cli::parse();
     output::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return output::finish(Err(e.into())),
     };
