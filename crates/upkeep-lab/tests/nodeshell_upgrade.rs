@@ -338,7 +338,7 @@ async fn refusals_unknown_nodes_and_privileged_pods() {
     assert_eq!(r.code, 100);
     assert!(
         r.stderr
-            .contains("/v1.36/deb  InRelease' does not have a Release file."),
+            .contains("/v1.36/deb  Release' does not have a Release file."),
         "{}",
         r.stderr
     );

@@ -389,7 +389,7 @@ fn repositories_of_unreleased_minors_do_not_exist() {
     ok(&n.sh("sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list"));
     let up = n.argv(&["apt-get", "update"]);
     assert_eq!(up.code, 100);
-    assert!(up.stderr.starts_with("E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.36/deb  InRelease' does not have a Release file."), "{}", up.stderr);
+    assert!(up.stderr.starts_with("E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.36/deb  Release' does not have a Release file."), "{}", up.stderr);
     assert_eq!(n.argv(&["apt-cache", "madison", "kubeadm"]).stdout, "");
     let mut r = Node::new("w1", false, OsFamily::Dnf);
     ok(&r.sh("sed -i 's/v1.34/v1.36/g' /etc/yum.repos.d/kubernetes.repo"));

@@ -241,13 +241,13 @@ fn apt_update(host: &mut Host, ctx: &Ctx, dirs: &AptDirs) -> ExecOutput {
                 // apt-pkg: a source without a Release file is disabled (its lists go away).
                 set(host, None);
                 let url = apt_url(m);
+                // As apt 2.6 answers a 404: InRelease ignored, Release an error.
                 ExecOutput {
                     stdout: format!(
-                        "Err:1 {url}  InRelease\n  404  Not Found\nReading package lists...\n"
+                        "Ign:1 {url}  InRelease\nErr:2 {url}  Release\n  404  Not Found\nReading package lists...\n"
                     ),
                     stderr: format!(
-                        "E: The repository '{url}  InRelease' does not have a Release file.\n\
-                         N: Updating from such a repository can't be done securely, and is therefore disabled by default.\n"
+                        "E: The repository '{url}  Release' does not have a Release file.\n"
                     ),
                     code: 100,
                 }
