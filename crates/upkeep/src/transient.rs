@@ -26,6 +26,10 @@ use tower::BoxError;
 
 /// How long one request keeps retrying before its last answer is returned.
 pub const RETRY_BUDGET: Duration = Duration::from_secs(120);
+/// How long a server that answered before may stay out of reach (refusing or breaking
+/// connections) before requests stop waiting for it: the drain's own out-of-reach budget,
+/// so a caller's deadline is never outlived by retries beneath it.
+pub const OUT_OF_REACH: Duration = crate::drain::execute::LOST_AFTER;
 const MIN_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
@@ -89,6 +93,8 @@ pub struct RetryPolicy {
     attempt: u32,
     /// Shared by every request of one client: whether the server ever answered.
     reached: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Shared by every request of one client: since when no request has reached the server.
+    unreached_since: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl RetryPolicy {
@@ -101,6 +107,7 @@ impl RetryPolicy {
             started: None,
             attempt: 0,
             reached: Default::default(),
+            unreached_since: Default::default(),
         }
     }
 
@@ -138,6 +145,11 @@ fn retry_after<B>(res: &Response<B>) -> Option<u64> {
         .ok()
 }
 
+/// Whether a request to a server out of reach for `gone` is worth sending again after `delay`.
+fn still_waiting(gone: Duration, delay: Duration) -> bool {
+    gone + delay <= OUT_OF_REACH
+}
+
 type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPolicy {
@@ -152,6 +164,7 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
             Ok(res) => {
                 self.reached
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                *self.unreached_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 if res.status().is_success() {
                     return None;
                 }
@@ -170,6 +183,18 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
         let delay = least.max(self.backoff());
         if started.elapsed() + delay > self.budget {
             return None;
+        }
+        if matches!(outcome, Outcome::Refused | Outcome::Broken) {
+            // Counted across the client's requests: once the server has been gone for
+            // OUT_OF_REACH, every request says so at once and the caller decides.
+            let since = *self
+                .unreached_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Instant::now);
+            if !still_waiting(since.elapsed(), delay) {
+                return None;
+            }
         }
         self.attempt += 1;
         tracing::debug!(
@@ -327,6 +352,15 @@ mod tests {
         assert_eq!(error_outcome(&refused), Outcome::Refused);
         let reset = Wrap(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(error_outcome(&reset), Outcome::Broken);
+    }
+
+    #[test]
+    fn a_server_out_of_reach_is_waited_for_only_within_the_budget() {
+        assert!(still_waiting(Duration::ZERO, MAX_DELAY));
+        assert!(still_waiting(OUT_OF_REACH - MAX_DELAY, MAX_DELAY));
+        assert!(!still_waiting(OUT_OF_REACH, MIN_DELAY));
+        // far below the 120 s a single request may otherwise retry
+        assert!(OUT_OF_REACH < RETRY_BUDGET);
     }
 
     #[test]
