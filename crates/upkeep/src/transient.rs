@@ -164,7 +164,10 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
             Ok(res) => {
                 self.reached
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                *self.unreached_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *self
+                    .unreached_since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
                 if res.status().is_success() {
                     return None;
                 }
