@@ -1259,3 +1259,36 @@ fn a_node_cordoned_before_stays_cordoned_and_a_fresh_backup_silences_the_warning
         show(&out)
     );
 }
+
+/// Sets the lab's fault rules (`POST /lab/v1/faults`) through kubectl.
+fn set_api_faults(lab: &Lab, rules: Value) {
+    let path = lab.dir().join("faults.json");
+    std::fs::write(&path, json!({ "seed": 7, "rules": rules }).to_string()).unwrap();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        "/lab/v1/faults",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn server_errors_on_the_node_writes_are_retried_and_the_node_ends_uncordoned() {
+    let lab = lab();
+    // Two 500s on the node's first writes (the cordon, then its progress record).
+    set_api_faults(
+        &lab,
+        json!([{ "verb": "patch", "resource": "nodes", "name": "controlplane01", "code": 500, "count": 2 }]),
+    );
+    let out = upgrade(
+        &lab,
+        &["controlplane01", "--to", TARGET, "--yes", "--wait-for-pdb"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let cp1 = node(&lab, "controlplane01");
+    assert_eq!(kubelet(&cp1), TARGET);
+    assert!(!cordoned(&cp1), "uncordoned at the end");
+    assert!(progress(&cp1).is_none(), "the record is cleared");
+    assert!(!lease_exists(&lab));
+}

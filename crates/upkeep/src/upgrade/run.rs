@@ -482,6 +482,7 @@ impl Failure {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // Only a cordon that itself failed leaves the node untouched.
         let state = if self.step == StepId::Cordon && self.done.is_empty() {
             format!("Nothing was changed on node {}.", self.node)
         } else {
@@ -544,8 +545,7 @@ pub async fn execute<T: Transport>(
         match &step.action {
             Action::Cordon => {
                 let patch = json!({"spec": {"unschedulable": true}});
-                nodes
-                    .patch(&plan.node, &PatchParams::default(), &Patch::Merge(&patch))
+                write_progress(&nodes, &plan.node, &patch)
                     .await
                     .map_err(|e| fail(format!("could not cordon node {}: {e}", plan.node)))?;
             }
@@ -627,20 +627,54 @@ pub async fn execute<T: Transport>(
             };
             json!({"metadata": {"annotations": {PROGRESS_ANNOTATION: record.to_json()}}})
         };
-        nodes
-            .patch(&plan.node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| {
-                fail(format!(
-                    "step {} completed but could not be recorded on node {}: {e}",
-                    step.id, plan.node
-                ))
-            })?;
+        let recorded = write_progress(&nodes, &plan.node, &patch).await;
         let mut p = progressed.lock().expect("progress");
+        // The step is done whether or not its record could be written: say it.
         p.done.push(step.id);
         p.current = None;
+        drop(p);
+        if let Err(e) = recorded {
+            return Err(fail(format!(
+                "step {} completed but could not be recorded on node {} (annotation {PROGRESS_ANNOTATION}): {e}; the run stops here so that a re-run does not take this step's work for someone else's",
+                step.id, plan.node
+            )));
+        }
     }
     Ok(())
+}
+
+/// Whether a failed progress write is worth sending again: throttled, a server error, or
+/// no answer at all. The write is a merge patch of one annotation, so repeating it is safe.
+fn progress_write_retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        _ => true,
+    }
+}
+
+/// Writes the progress record (or the cordon, as idempotent), retrying transient failures a
+/// few times with backoff.
+async fn write_progress(
+    nodes: &Api<Node>,
+    node: &str,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 0;
+    loop {
+        match nodes
+            .patch(node, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt + 1 < ATTEMPTS && progress_write_retryable(&e) => {
+                tracing::debug!("recording progress on {node}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Cordon and drain with the drain core: the same rules and refusals as
@@ -923,6 +957,19 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("--to v1.34.1"), "{text}");
+        // The cordon was done but its record could not be written: never "nothing".
+        let unrecorded = Failure {
+            step: StepId::Cordon,
+            done: vec![StepId::Cordon],
+            ..f.clone()
+        }
+        .render();
+        assert!(!unrecorded.contains("Nothing was changed"), "{unrecorded}");
+        assert!(
+            unrecorded.contains("Done before it: cordon."),
+            "{unrecorded}"
+        );
+        assert!(unrecorded.contains("stays cordoned"), "{unrecorded}");
         let early = Failure {
             step: StepId::Cordon,
             done: vec![],
@@ -933,6 +980,23 @@ mod tests {
                 .render()
                 .contains("Nothing was changed on node node01.")
         );
+    }
+
+    #[test]
+    fn progress_writes_are_retried_through_transient_answers_only() {
+        let api = |code: u16| {
+            kube::Error::Api(
+                kube::core::Status::failure("injected", "InternalError")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        for code in [429, 500, 503, 504] {
+            assert!(progress_write_retryable(&api(code)), "{code}");
+        }
+        for code in [400, 403, 404, 409, 422] {
+            assert!(!progress_write_retryable(&api(code)), "{code}");
+        }
     }
 
     #[test]
