@@ -1292,3 +1292,24 @@ fn server_errors_on_the_node_writes_are_retried_and_the_node_ends_uncordoned() {
     assert!(progress(&cp1).is_none(), "the record is cleared");
     assert!(!lease_exists(&lab));
 }
+
+#[test]
+fn a_lock_that_could_not_be_released_is_reported_with_the_way_to_free_it() {
+    let lab = lab();
+    set_api_faults(
+        &lab,
+        json!([{ "verb": "delete", "resource": "leases", "code": 500, "count": 20 }]),
+    );
+    let out = upgrade(
+        &lab,
+        &["controlplane01", "--to", TARGET, "--yes", "--wait-for-pdb"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("could not release the lock Lease kube-system/upkeep-upgrade"),
+        "{text}"
+    );
+    assert!(text.contains("delete lease upkeep-upgrade"), "{text}");
+    assert!(lease_exists(&lab), "the release failed");
+}

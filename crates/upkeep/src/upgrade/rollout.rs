@@ -131,7 +131,12 @@ pub async fn run(
         None
     } else {
         match run::acquire_lock(&client, &opts.base.me, opts.lock_seconds).await? {
-            Ok(lock) => Some(lock),
+            Ok(lock) => {
+                if let Some(note) = &lock.took_over {
+                    printer.note(note);
+                }
+                Some(lock)
+            }
             Err(holder) => {
                 report.outcome = Outcome::Refused;
                 report.nodes = names
@@ -189,8 +194,10 @@ pub async fn run(
     let result = rollout.upgrade_all(&names, &mut report).await;
     interrupted.abort();
     transport.cleanup().await;
-    if let Some(lock) = lock {
-        lock.release().await;
+    if let Some(lock) = lock
+        && let Err(e) = lock.release().await
+    {
+        printer.warn(e);
     }
     if *cancel_rx.borrow() {
         report.outcome = Outcome::Error;

@@ -159,6 +159,9 @@ fn lease_view(l: &Lease) -> LeaseView {
 /// The lock, held while this run changes anything; renewed in the
 /// background, released on every way out.
 pub struct LockGuard {
+    /// Said when the lock still held was this identity's own (an earlier run that was
+    /// stopped): it is taken over.
+    pub took_over: Option<String>,
     client: Client,
     me: String,
     renew: tokio::task::JoinHandle<()>,
@@ -187,6 +190,7 @@ pub async fn acquire_lock(
             view.expires_in.max(0)
         )
     };
+    let mut took_over = None;
     match api.get_opt(LEASE_NAME).await? {
         None => match api.create(&PostParams::default(), &lease).await {
             Ok(_) => {}
@@ -200,6 +204,12 @@ pub async fn acquire_lock(
             let view = lease_view(&current);
             if view.holder != me && view.expires_in > 0 {
                 return Ok(Err(refusal(&view)));
+            }
+            if view.holder == me && view.expires_in > 0 {
+                took_over = Some(format!(
+                    "took over the lock {LEASE_NAMESPACE}/{LEASE_NAME} still held by this identity ({me:?}, {} s left): an earlier run of it stopped without releasing it",
+                    view.expires_in
+                ));
             }
             lease.metadata.resource_version = current.metadata.resource_version.clone();
             match api
@@ -232,6 +242,7 @@ pub async fn acquire_lock(
         })
     };
     Ok(Ok(LockGuard {
+        took_over,
         client: client.clone(),
         me: me.to_string(),
         renew,
@@ -239,14 +250,40 @@ pub async fn acquire_lock(
 }
 
 impl LockGuard {
-    pub async fn release(self) {
+    /// Deletes our own Lease, retrying transient failures a few times. An error says what
+    /// to do: until it expires, every other run is refused.
+    pub async fn release(self) -> Result<(), String> {
         self.renew.abort();
         let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
-        // Only our own lease: a takeover after expiry belongs to someone else.
-        if let Ok(Some(l)) = api.get_opt(LEASE_NAME).await
-            && l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(&self.me)
-        {
-            let _ = api.delete(LEASE_NAME, &DeleteParams::default()).await;
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 0;
+        loop {
+            let result = match api.get_opt(LEASE_NAME).await {
+                // Only our own lease: a takeover after expiry belongs to someone else.
+                Ok(Some(l))
+                    if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+                        == Some(&self.me) =>
+                {
+                    match api.delete(LEASE_NAME, &DeleteParams::default()).await {
+                        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                        r => r.map(|_| ()),
+                    }
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt + 1 < ATTEMPTS && progress_write_retryable(&e) => {
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "could not release the lock Lease {LEASE_NAMESPACE}/{LEASE_NAME}: {e}; other runs are refused until it expires, or delete it: kubectl -n {LEASE_NAMESPACE} delete lease {LEASE_NAME}"
+                    ));
+                }
+            }
         }
     }
 }
