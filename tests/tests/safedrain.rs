@@ -1125,3 +1125,71 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
     );
     assert!(!unschedulable(&lab, "node02"));
 }
+
+/// Fault campaign: each seed drains node02 with about 10 % of API requests failing
+/// (429, 500, 503), then, if that run stopped, runs the same command again on a healthy
+/// API. Figures for RELIABILITY.md: `cargo test -p upkeep-e2e --test safedrain
+/// fault_campaign -- --nocapture`.
+#[test]
+fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
+    const SEEDS: u64 = 6;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    let (mut first_ok, mut second_ok) = (0, 0);
+    for seed in 1..=SEEDS {
+        let lab = os_upgrade();
+        let bare: Vec<String> = lab
+            .pods()
+            .into_iter()
+            .filter(|p| node_of(p) != "node02" && owner_kind(p).is_empty())
+            .map(|p| name(&p))
+            .collect();
+        let rules = serde_json::json!([
+            { "verb": "*", "resource": "*", "code": 503, "rate": 0.04 },
+            { "verb": "*", "resource": "*", "code": 500, "rate": 0.03 },
+            { "verb": "*", "resource": "*", "code": 429, "rate": 0.03 },
+        ]);
+        let path = lab.dir().join("faults.json");
+        std::fs::write(
+            &path,
+            serde_json::json!({ "seed": seed, "rules": rules }).to_string(),
+        )
+        .unwrap();
+        lab.kubectl_ok([
+            "create",
+            "--raw",
+            "/lab/v1/faults",
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        let started = Instant::now();
+        let mut cmd = lab.plugin("kubectl-safedrain");
+        cmd.args(["node02", "--yes", "--timeout", "90s"]);
+        let first = run_bounded(cmd, TIMEOUT);
+        assert!(started.elapsed() < TIMEOUT, "seed {seed}: past its timeout");
+        set_faults(&lab, serde_json::json!([]));
+        if code(&first) == 0 {
+            first_ok += 1;
+        } else {
+            assert_eq!(code(&first), 2, "seed {seed}: {}", show(&first));
+            let mut cmd = lab.plugin("kubectl-safedrain");
+            cmd.args(["node02", "--yes", "--timeout", "90s"]);
+            let again = run_bounded(cmd, TIMEOUT);
+            assert_eq!(code(&again), 0, "seed {seed}, again: {}", show(&again));
+            second_ok += 1;
+        }
+        assert!(
+            unschedulable(&lab, "node02"),
+            "seed {seed}: the drained node stays cordoned"
+        );
+        wait_for("the workloads whole", Duration::from_secs(60), || {
+            deployments_whole_off(&lab, "node02").ok()
+        });
+        let now: BTreeSet<String> = lab.pods().iter().map(name).collect();
+        for b in &bare {
+            assert!(now.contains(b), "seed {seed}: bare pod {b} lost");
+        }
+    }
+    println!(
+        "fault campaign: {SEEDS} seeds, {first_ok} drained through the faults, {second_ok} finished by the same command again, 0 pods lost"
+    );
+}
