@@ -1134,7 +1134,7 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
 fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
     const SEEDS: u64 = 6;
     const TIMEOUT: Duration = Duration::from_secs(120);
-    let (mut first_ok, mut second_ok) = (0, 0);
+    let (mut first_ok, mut second_ok, mut faults_met) = (0, 0, 0);
     for seed in 1..=SEEDS {
         let lab = os_upgrade();
         let bare: Vec<String> = lab
@@ -1164,7 +1164,13 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
         let started = Instant::now();
         let mut cmd = lab.plugin("kubectl-safedrain");
         cmd.args(["node02", "--yes", "--timeout", "90s"]);
+        // The retry layer's debug lines show the injected answers were met.
+        cmd.env("RUST_LOG", "upkeep=debug");
         let first = run_bounded(cmd, TIMEOUT);
+        faults_met += stderr(&first)
+            .lines()
+            .filter(|l| l.contains("retrying"))
+            .count();
         assert!(started.elapsed() < TIMEOUT, "seed {seed}: past its timeout");
         set_faults(&lab, serde_json::json!([]));
         if code(&first) == 0 {
@@ -1190,6 +1196,7 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
         }
     }
     println!(
-        "fault campaign: {SEEDS} seeds, {first_ok} drained through the faults, {second_ok} finished by the same command again, 0 pods lost"
+        "fault campaign: {SEEDS} seeds, {faults_met} injected answers retried, {first_ok} drained through the faults, {second_ok} finished by the same command again, 0 pods lost"
     );
+    assert!(faults_met > 0, "the faults were never met");
 }
