@@ -8,7 +8,8 @@ set -euo pipefail
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$BENCH_DIR/.." && pwd)"
-REL="$ROOT/target/release"
+# BENCH_BIN_DIR: take the binaries from there instead (e.g. target/debug); no build then.
+REL="${BENCH_BIN_DIR:-$ROOT/target/release}"
 LAB_BIN="$REL/upkeep-lab"
 KUBECTL="${KUBECTL:-$ROOT/.venv/bin/kubectl}"
 SCEN="$BENCH_DIR/scenarios"
@@ -35,7 +36,7 @@ bench_setup() {
     fi
     [ -x "$KUBECTL" ] || "$ROOT/scripts/setup.sh"
     [ -x "$KUBECTL" ] || die "kubectl is missing at $KUBECTL (scripts/setup.sh installs it)"
-    if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+    if [ "${BENCH_NO_BUILD:-0}" != 1 ] && [ -z "${BENCH_BIN_DIR:-}" ]; then
         (cd "$ROOT" && nice cargo build --release --bins --locked >&2) || die "cargo build --release --bins failed"
     fi
     for b in upkeep-lab kubectl-skew kubectl-safedrain kubectl-upgrade_node; do
