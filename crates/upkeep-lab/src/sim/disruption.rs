@@ -262,6 +262,12 @@ pub fn sync(ctx: &Arc<Ctx>, key: &Key) {
         );
     }
     let _ = store.mutate(&resources::PDB, &key.0, &key.1, |o| {
+        // updatePdbStatus writes with the resourceVersion it read: when an eviction took a
+        // disruption meanwhile, the write is a Conflict and the changed PDB is synced again
+        // (its Modified event requeues it). Overwriting would hand the disruption back.
+        if o.pointer("/metadata/resourceVersion") != pdb.pointer("/metadata/resourceVersion") {
+            return Err(crate::error::ApiError::stale(&resources::PDB, &key.1));
+        }
         match &result {
             Ok(b) => {
                 // updatePdbStatus replaces the status, keeping only the conditions
