@@ -205,3 +205,24 @@ fn server_token_and_certificate_authority_flags_need_no_kubeconfig() {
     assert_eq!(code(&out), 2, "{}", show(&out));
     assert!(show(&out).contains("unauthorized"), "{}", show(&out));
 }
+
+/// A token that begins with `-` is a value, as in kubectl (pflag takes the next word
+/// whatever it starts with): the server judges it, the argument parser does not refuse it.
+#[test]
+fn a_token_beginning_with_a_dash_is_passed_to_the_server() {
+    let lab = lab();
+    let kc = kubeconfig(&lab);
+    let home = tempfile::tempdir().unwrap();
+    let out = skew(home.path())
+        .args(["--server", &server(&kc), "--token", "-Lnot-a-token"])
+        .arg("--insecure-skip-tls-verify")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    assert!(show(&out).contains("unauthorized"), "{}", show(&out));
+    assert!(
+        !show(&out).contains("unexpected argument"),
+        "{}",
+        show(&out)
+    );
+}

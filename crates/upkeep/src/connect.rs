@@ -15,45 +15,69 @@ use clap::Args;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-/// The kubectl-standard flags (names, short forms and meaning as in kubectl).
+/// The kubectl-standard flags (names, short forms and meaning as in kubectl). Values may
+/// begin with `-` (a token often does): pflag takes the next word as the value whatever it
+/// starts with (spf13/pflag flag.go `parseLongArg`), so `--token -abc` works there too.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Kubernetes connection (as kubectl)")]
 pub struct KubeFlags {
     /// Path to the kubeconfig file (wins over KUBECONFIG, which may list several merged files)
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(long, value_name = "PATH", global = true, allow_hyphen_values = true)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use
-    #[arg(long, value_name = "NAME", global = true)]
+    #[arg(long, value_name = "NAME", global = true, allow_hyphen_values = true)]
     pub context: Option<String>,
     /// The kubeconfig cluster to use
-    #[arg(long, value_name = "NAME", global = true)]
+    #[arg(long, value_name = "NAME", global = true, allow_hyphen_values = true)]
     pub cluster: Option<String>,
     /// The kubeconfig user to use
-    #[arg(long, value_name = "NAME", global = true)]
+    #[arg(long, value_name = "NAME", global = true, allow_hyphen_values = true)]
     pub user: Option<String>,
     /// The namespace scope for this request
-    #[arg(short = 'n', long, value_name = "NAMESPACE", global = true)]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NAMESPACE",
+        global = true,
+        allow_hyphen_values = true
+    )]
     pub namespace: Option<String>,
     /// Time to wait for a single server request ("0" means no timeout), e.g. 30s, 1m
     #[arg(long, value_name = "DURATION", default_value = "0", global = true, value_parser = crate::cli::request_timeout, allow_hyphen_values = true)]
     pub request_timeout: crate::cli::Limit,
     /// Username to impersonate for the operation
-    #[arg(long = "as", value_name = "USER", global = true)]
+    #[arg(
+        long = "as",
+        value_name = "USER",
+        global = true,
+        allow_hyphen_values = true
+    )]
     pub as_user: Option<String>,
     /// Group to impersonate (repeatable)
-    #[arg(long = "as-group", value_name = "GROUP", global = true)]
+    #[arg(
+        long = "as-group",
+        value_name = "GROUP",
+        global = true,
+        allow_hyphen_values = true
+    )]
     pub as_group: Vec<String>,
     /// The address and port of the Kubernetes API server
-    #[arg(short = 's', long, value_name = "URL", global = true)]
+    #[arg(
+        short = 's',
+        long,
+        value_name = "URL",
+        global = true,
+        allow_hyphen_values = true
+    )]
     pub server: Option<String>,
     /// Bearer token for authentication to the API server
-    #[arg(long, value_name = "TOKEN", global = true)]
+    #[arg(long, value_name = "TOKEN", global = true, allow_hyphen_values = true)]
     pub token: Option<String>,
     /// Do not check the server's certificate (insecure)
     #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
     /// Path to a CA certificate file for the server
-    #[arg(long, value_name = "PATH", global = true)]
+    #[arg(long, value_name = "PATH", global = true, allow_hyphen_values = true)]
     pub certificate_authority: Option<PathBuf>,
 }
 
