@@ -8,20 +8,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::json;
-use upkeep_lab::nodeshell::client::NodeShellClient;
-use upkeep_lab::server::{RunningServer, ServerOptions, start};
 use upkeep_lab::sim::controlplane::{Interruptions, REASON_INTERRUPTED};
-use upkeep_lab::{Lab, LabOptions, default_plugins};
 
-struct Harness {
-    srv: RunningServer,
-    kube: Client,
-    shell: NodeShellClient,
-    _dir: tempfile::TempDir,
-}
+mod served;
+use served::{Scenario, Served as Harness};
 
 /// One or two control-plane nodes and a worker at v1.34.3, the v1.35 repository published.
 fn scenario(control_planes: u32, restart_seconds: f64) -> String {
@@ -31,42 +22,11 @@ fn scenario(control_planes: u32, restart_seconds: f64) -> String {
 }
 
 async fn harness(control_planes: u32, restart_seconds: f64, scale: f64) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("restart.yaml");
-    std::fs::write(&file, scenario(control_planes, restart_seconds)).unwrap();
-    let lab = Lab::new(LabOptions {
-        time_scale: scale,
-        ..Default::default()
-    });
-    let plugins = default_plugins();
-    assert!(
-        lab.load_scenario(&plugins, file.to_str().unwrap())
-            .expect("scenario loads")
-    );
-    for p in &plugins {
-        p.start(&lab);
-    }
-    let srv = start(lab, ServerOptions::default(), &plugins)
-        .await
-        .expect("server starts");
-    let path = dir.path().join("kubeconfig");
-    srv.write_kubeconfig(&path).unwrap();
-    let cfg = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&path).unwrap(),
-        &KubeConfigOptions::default(),
+    served::serve(
+        Scenario::Document(&scenario(control_planes, restart_seconds)),
+        scale,
     )
     .await
-    .unwrap();
-    let kube = Client::try_from(cfg).unwrap();
-    let shell = NodeShellClient::from_kubeconfig(&path, None)
-        .await
-        .expect("node-shell client");
-    Harness {
-        srv,
-        kube,
-        shell,
-        _dir: dir,
-    }
 }
 
 const KUBEADM_PACKAGE: &str = "sed -i 's/v1.34/v1.35/' /etc/apt/sources.list.d/kubernetes.list && \

@@ -8,57 +8,15 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 use serde_json::json;
-use upkeep_lab::nodeshell::client::NodeShellClient;
 use upkeep_lab::nodeshell::http::ExecResponse;
-use upkeep_lab::server::{RunningServer, ServerOptions, start};
-use upkeep_lab::{Lab, LabOptions, default_plugins};
 
-struct Harness {
-    srv: RunningServer,
-    kube: Client,
-    shell: NodeShellClient,
-    _dir: tempfile::TempDir,
-}
+mod served;
+use served::{Scenario, Served as Harness};
+use upkeep_lab::{Lab, LabOptions};
 
 async fn harness() -> Harness {
-    let lab = Lab::new(LabOptions {
-        time_scale: 20.0,
-        ..Default::default()
-    });
-    let plugins = default_plugins();
-    assert!(
-        lab.load_scenario(&plugins, "cluster-upgrade")
-            .expect("scenario loads"),
-        "a plugin loads scenarios"
-    );
-    for p in &plugins {
-        p.start(&lab);
-    }
-    let srv = start(lab, ServerOptions::default(), &plugins)
-        .await
-        .expect("server starts");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kubeconfig");
-    srv.write_kubeconfig(&path).unwrap();
-    let cfg = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&path).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    let kube = Client::try_from(cfg).unwrap();
-    let shell = NodeShellClient::from_kubeconfig(&path, None)
-        .await
-        .expect("node-shell client");
-    Harness {
-        srv,
-        kube,
-        shell,
-        _dir: dir,
-    }
+    served::serve(Scenario::Builtin("cluster-upgrade"), 20.0).await
 }
 
 impl Harness {
@@ -425,7 +383,7 @@ async fn refusals_unknown_nodes_and_privileged_pods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_shell_command_line() {
     let h = harness().await;
-    let kc = h._dir.path().join("kubeconfig");
+    let kc = h.dir.path().join("kubeconfig");
     let run = |args: &[&str], stdin: &str| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_upkeep-lab"));
         cmd.arg("node-shell")
