@@ -6,8 +6,10 @@
 //! missing kubectl fails the test with a message saying how to get it.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -450,5 +452,71 @@ impl Lab {
             .into_iter()
             .filter(|p| node_of(p) == node)
             .collect()
+    }
+}
+
+/// A kubectl run in the background whose stdout and stderr are collected
+/// as they come, so a test can act on what kubectl has printed so far.
+pub struct Background {
+    child: Child,
+    text: Arc<Mutex<String>>,
+}
+
+impl Background {
+    pub fn start(lab: &Lab, args: &[&str]) -> Background {
+        let mut child = lab
+            .kubectl_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kubectl");
+        let text = Arc::new(Mutex::new(String::new()));
+        let mut pipes: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().expect("stdout")),
+            Box::new(child.stderr.take().expect("stderr")),
+        ];
+        for mut pipe in pipes.drain(..) {
+            let text = Arc::clone(&text);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.lock()
+                        .expect("output lock")
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Background { child, text }
+    }
+
+    pub fn text(&self) -> String {
+        self.text.lock().expect("output lock").clone()
+    }
+
+    /// Waits for kubectl to exit; returns its exit code and everything it printed.
+    pub fn finish(mut self, deadline: Duration) -> (Option<i32>, String) {
+        let status = wait_for("kubectl to exit", deadline, || {
+            self.child.try_wait().expect("try_wait")
+        });
+        // The reader threads end with the pipes; give them the same deadline.
+        let text = wait_for(
+            "kubectl's output to be read",
+            Duration::from_secs(5),
+            || {
+                let t = self.text();
+                (!t.is_empty() || status.success()).then_some(t)
+            },
+        );
+        (status.code(), text)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

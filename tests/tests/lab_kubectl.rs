@@ -7,14 +7,13 @@
 //! pod hr-app on node01); the API tests start an empty lab.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::process::{Child, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 use upkeep_e2e::{
-    Lab, LabOptions, name, node_of, owner_kind, running_ready, stderr, stdout, uid, wait_for,
+    Background, Lab, LabOptions, name, node_of, owner_kind, running_ready, stderr, stdout, uid,
+    wait_for,
 };
 
 /// How long a freshly started lab may take until its pods run.
@@ -248,72 +247,6 @@ fn wait_pdb(lab: &Lab, name: &str, allowed: i64) {
             (synced && p["status"]["disruptionsAllowed"].as_i64() == Some(allowed)).then_some(())
         },
     );
-}
-
-/// A kubectl run in the background whose stdout and stderr are collected
-/// as they come, so a test can act on what kubectl has printed so far.
-struct Background {
-    child: Child,
-    text: Arc<Mutex<String>>,
-}
-
-impl Background {
-    fn start(lab: &Lab, args: &[&str]) -> Background {
-        let mut child = lab
-            .kubectl_cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kubectl");
-        let text = Arc::new(Mutex::new(String::new()));
-        let mut pipes: Vec<Box<dyn Read + Send>> = vec![
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for mut pipe in pipes.drain(..) {
-            let text = Arc::clone(&text);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    text.lock()
-                        .expect("output lock")
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        Background { child, text }
-    }
-
-    fn text(&self) -> String {
-        self.text.lock().expect("output lock").clone()
-    }
-
-    /// Waits for kubectl to exit; returns its exit code and everything it printed.
-    fn finish(mut self, deadline: Duration) -> (Option<i32>, String) {
-        let status = wait_for("kubectl to exit", deadline, || {
-            self.child.try_wait().expect("try_wait")
-        });
-        // The reader threads end with the pipes; give them the same deadline.
-        let text = wait_for(
-            "kubectl's output to be read",
-            Duration::from_secs(5),
-            || {
-                let t = self.text();
-                (!t.is_empty() || status.success()).then_some(t)
-            },
-        );
-        (status.code(), text)
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1

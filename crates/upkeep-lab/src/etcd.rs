@@ -5,28 +5,40 @@
 //!   cluster's etcd would.
 //! * Values: the object as JSON without `metadata.resourceVersion`, as kube-apiserver stores
 //!   it with `--storage-media-type=application/json` (its default is protobuf).
-//! * resourceVersion = etcd revision: the store stays the lab's cache and the source of its
-//!   watches; every committed change becomes exactly one etcd put or delete, written in
+//! * resourceVersion = etcd revision: the store is the lab's cache (lists, gets, the
+//!   controllers); every committed change becomes exactly one etcd put or delete, written in
 //!   resourceVersion order by one task, so etcd's revision after the write equals the
-//!   resourceVersion the store gave the change (checked on each write). API requests answer
-//!   only once etcd holds every change made so far (see `server.rs`); controllers do not wait.
-//! * Watches are served from the store's own history, not from etcd's watch: the lab must be
-//!   the only writer of its etcd.
+//!   resourceVersion the store gave the change. API requests answer only once etcd holds
+//!   every change made so far (see `server.rs`); controllers do not wait.
+//! * Watches come from etcd's own watch, one per watch request, as kube-apiserver's etcd3
+//!   watcher opens them (see [`EtcdWatcher`]): a change someone else writes under
+//!   `/registry/` (etcdctl, a second lab) reaches every watcher, and a watch from a
+//!   compacted revision answers 410 Gone.
+//! * Other writers: one more etcd watch on `/registry/` brings their changes into the store
+//!   ([`crate::Store::follow`]) with etcd's revision, so lists, gets and the controllers see
+//!   them too and a list's resourceVersion is not older than etcd's. A foreign write that
+//!   lands while one of the lab's own writes is in flight shifts that write's revision: its
+//!   object then carries a resourceVersion one or more below etcd's until it changes again.
 //! * Start: every object under `/registry/` is loaded with its mod_revision as its
 //!   resourceVersion, and the etcd revision becomes the store's current resourceVersion.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use etcd_client::{Client, ConnectOptions, GetOptions, KvClient};
+use etcd_client::{
+    Client, ConnectOptions, EventType, GetOptions, KeyValue, KvClient, WatchOptions, WatchStream,
+};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use crate::error::ApiError;
 use crate::resources::{self, Resource};
-use crate::store::{Obj, Persist, Seed, meta_str};
+use crate::store::{EventKind, Obj, Persist, Seed, WatchEvent, meta_str};
 
 /// kube-apiserver's `--etcd-prefix` default (apiserver pkg/server/options/etcd.go
 /// `DefaultEtcdPathPrefix`).
@@ -93,16 +105,26 @@ struct Change {
     rv: u64,
 }
 
+/// The lab's own changes per key that etcd's watch has not shown yet: the follower skips
+/// those events and takes every other one as a foreign write.
+type Ours = Arc<Mutex<std::collections::HashMap<String, u32>>>;
+
+fn mine(ours: &Ours, key: &str) {
+    *ours.lock().entry(key.to_string()).or_default() += 1;
+}
+
 /// The store's [`Persist`] sink: hands changes to the writer task.
 struct Sink {
     tx: mpsc::UnboundedSender<Change>,
     durable: watch::Receiver<u64>,
+    ours: Ours,
 }
 
 impl Persist for Sink {
     fn put(&self, res: &'static Resource, obj: &Obj) {
         let rv = crate::store::rv_of(obj);
         let key = object_key(res, meta_str(obj, "namespace"), meta_str(obj, "name"));
+        mine(&self.ours, &key);
         let _ = self.tx.send(Change {
             key,
             obj: Some(obj.clone()),
@@ -110,11 +132,9 @@ impl Persist for Sink {
         });
     }
     fn delete(&self, res: &'static Resource, ns: &str, name: &str, rv: u64) {
-        let _ = self.tx.send(Change {
-            key: object_key(res, ns, name),
-            obj: None,
-            rv,
-        });
+        let key = object_key(res, ns, name);
+        mine(&self.ours, &key);
+        let _ = self.tx.send(Change { key, obj: None, rv });
     }
     fn durable(&self) -> watch::Receiver<u64> {
         self.durable.clone()
@@ -122,8 +142,9 @@ impl Persist for Sink {
 }
 
 /// Connect to the etcd at `endpoint` (plain http, as a lab's loopback etcd) and load what it
-/// holds. The returned seed's sink writes every later change back.
-pub async fn open(endpoint: &str) -> anyhow::Result<Seed> {
+/// holds. The returned seed's sink writes every later change back; the watcher serves the
+/// lab's watch requests from etcd (install it with [`EtcdWatcher::install`]).
+pub async fn open(endpoint: &str) -> anyhow::Result<(Seed, EtcdWatcher)> {
     let hint = "check that etcd runs there (--etcd-endpoints), or let the lab start one with --etcd-data-dir DIR";
     let opts = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
@@ -144,12 +165,349 @@ pub async fn open(endpoint: &str) -> anyhow::Result<Seed> {
     );
     let (tx, rx) = mpsc::unbounded_channel();
     let (durable_tx, durable) = watch::channel(rv);
-    tokio::spawn(write_loop(client.kv_client(), rx, durable_tx));
-    Ok(Seed {
-        persist: Arc::new(Sink { tx, durable }),
+    let durable_tx = Arc::new(durable_tx);
+    let ours = Ours::default();
+    tokio::spawn(write_loop(client.kv_client(), rx, durable_tx.clone()));
+    let seed = Seed {
+        persist: Arc::new(Sink {
+            tx,
+            durable,
+            ours: ours.clone(),
+        }),
         rv,
         objects,
-    })
+    };
+    let watcher = EtcdWatcher {
+        client,
+        follow: Mutex::new(Some(Follow {
+            ours,
+            durable: durable_tx,
+            from: rv,
+        })),
+    };
+    Ok((seed, watcher))
+}
+
+/// The lab's watch requests served by etcd's watch, as kube-apiserver serves them without
+/// its watch cache (apiserver pkg/storage/etcd3/watcher.go).
+pub struct EtcdWatcher {
+    client: Client,
+    /// What the follower of foreign writes needs; taken when it starts.
+    follow: Mutex<Option<Follow>>,
+}
+
+struct Follow {
+    ours: Ours,
+    durable: Arc<watch::Sender<u64>>,
+    /// The revision the store was loaded at.
+    from: u64,
+}
+
+/// The lab extension holding the [`EtcdWatcher`] of a lab on etcd.
+const WATCHER: &str = "etcd.watcher";
+
+impl EtcdWatcher {
+    /// Serve `lab`'s watch requests from this etcd from now on, and bring what other writers
+    /// change in etcd into its store.
+    pub fn install(self, lab: &Arc<crate::Lab>) {
+        if let Some(f) = self.follow.lock().take() {
+            tokio::spawn(follow(self.client.clone(), Arc::downgrade(lab), f));
+        }
+        lab.extensions.lock().insert(WATCHER, Arc::new(self));
+    }
+
+    /// The watcher of a lab on etcd (None: the in-memory store serves watches).
+    pub fn of(lab: &crate::Lab) -> Option<Arc<EtcdWatcher>> {
+        let ext = lab.extensions.lock().get(WATCHER).cloned()?;
+        ext.downcast::<EtcdWatcher>().ok()
+    }
+
+    /// A watch of `res` (in namespace `ns`, None: all), as watcher.go `startWatching`:
+    /// `after` None (resourceVersion "" or "0", or sendInitialEvents) first reads every object
+    /// at the latest revision as ADDED events (`sync`), then watches from that revision + 1;
+    /// `after` Some(rv) watches from rv + 1, the client's resourceVersion being the last
+    /// revision it has seen. Returns the initial events, the revision they are at, and the
+    /// stream of changes. A compacted start revision shows as 410 Gone from the stream.
+    pub async fn watch(
+        &self,
+        res: &'static Resource,
+        ns: Option<&str>,
+        after: Option<u64>,
+    ) -> Result<(Vec<WatchEvent>, u64, EtcdEvents), ApiError> {
+        let prefix = match ns.filter(|_| res.namespaced) {
+            Some(ns) => format!("{PREFIX}/{}/{ns}/", resource_prefix(res)),
+            None => format!("{PREFIX}/{}/", resource_prefix(res)),
+        };
+        let mut client = self.client.clone();
+        let unreachable =
+            |e: etcd_client::Error| ApiError::internal(format!("etcd watch on {prefix}: {e}"));
+        let (initial, rev) = match after {
+            Some(rv) => (Vec::new(), rv),
+            None => {
+                let resp = client
+                    .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+                    .await
+                    .map_err(unreachable)?;
+                let rev = resp.header().map_or(0, |h| h.revision());
+                let mut initial = Vec::new();
+                for kv in resp.kvs() {
+                    if let Some(ev) = created(res, kv)? {
+                        initial.push(ev);
+                    }
+                }
+                (initial, u64::try_from(rev).unwrap_or(0))
+            }
+        };
+        let start = i64::try_from(rev.saturating_add(1)).unwrap_or(i64::MAX);
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start)
+            .with_prev_key();
+        let stream = client
+            .watch(prefix.as_str(), Some(opts))
+            .await
+            .map_err(unreachable)?;
+        Ok((
+            initial,
+            rev,
+            EtcdEvents {
+                stream,
+                res,
+                pending: VecDeque::new(),
+            },
+        ))
+    }
+}
+
+/// The changes of one etcd watch, as the lab's watch events.
+pub struct EtcdEvents {
+    stream: WatchStream,
+    res: &'static Resource,
+    pending: VecDeque<WatchEvent>,
+}
+
+impl EtcdEvents {
+    /// The next change; Some(Err) ends the watch with that Status (410 Gone for a compacted
+    /// revision), None when etcd closed the stream.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent, ApiError>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            let resp = match self.stream.message().await {
+                Ok(Some(resp)) => resp,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(ApiError::internal(format!("etcd watch: {e}")))),
+            };
+            // etcd answers a watch from a compacted revision with compact_revision set (and
+            // cancels it); client-go's WatchResponse.Err gives ErrCompacted, which
+            // apiserver pkg/storage/etcd3/errors.go interpretWatchError turns into
+            // NewResourceExpired: 410, reason Expired, sent as an ERROR event
+            // (watcher.go transformErrorToEvent).
+            if resp.compact_revision() != 0 {
+                return Some(Err(ApiError::gone(
+                    "The resourceVersion for the provided watch is too old.",
+                )));
+            }
+            if resp.canceled() {
+                return Some(Err(ApiError::internal(format!(
+                    "etcd cancelled the watch: {}",
+                    resp.cancel_reason()
+                ))));
+            }
+            for e in resp.events() {
+                let Some(kv) = e.kv() else { continue };
+                let parsed = match e.event_type() {
+                    // apiserver pkg/storage/etcd3/event.go parseEvent: isCreated when the key
+                    // was created by this put (create revision = mod revision).
+                    EventType::Put if kv.create_revision() == kv.mod_revision() => {
+                        created(self.res, kv)
+                    }
+                    EventType::Put => modified(self.res, kv, e.prev_kv()),
+                    EventType::Delete => deleted(self.res, kv, e.prev_kv()),
+                };
+                match parsed {
+                    Ok(Some(ev)) => self.pending.push_back(ev),
+                    Ok(None) => {}
+                    Err(err) => return Some(Err(err)),
+                }
+            }
+        }
+    }
+}
+
+/// Take every change under `/registry/` that the lab did not write into its store, from the
+/// revision it was loaded at, until the lab is gone.
+async fn follow(mut client: Client, lab: std::sync::Weak<crate::Lab>, f: Follow) {
+    let mut rev = i64::try_from(f.from).unwrap_or(0);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(rev + 1)
+            .with_prev_key();
+        let mut stream = match client.watch(format!("{PREFIX}/"), Some(opts)).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("watching etcd for other writers failed (retrying): {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let resp = match stream.message().await {
+                Ok(Some(resp)) => resp,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("the etcd watch for other writers ended (resuming): {e}");
+                    break;
+                }
+            };
+            if resp.compact_revision() != 0 {
+                tracing::error!(
+                    "etcd compacted revision {} before the lab read what other writers changed \
+                     after {rev}; those changes are missing from the lab's lists until it \
+                     restarts",
+                    resp.compact_revision()
+                );
+                rev = resp.compact_revision() - 1;
+                break;
+            }
+            let Some(lab) = lab.upgrade() else { return };
+            for e in resp.events() {
+                let Some(kv) = e.kv() else { continue };
+                rev = kv.mod_revision();
+                let key = String::from_utf8_lossy(kv.key());
+                {
+                    let mut ours = f.ours.lock();
+                    if let Some(n) = ours.get_mut(key.as_ref()) {
+                        *n -= 1;
+                        if *n == 0 {
+                            ours.remove(key.as_ref());
+                        }
+                        continue;
+                    }
+                }
+                let Some((res, ns, name)) = parse_key(&key) else {
+                    continue;
+                };
+                let obj = match e.event_type() {
+                    EventType::Put => match decode_at(kv.key(), kv.value(), rev) {
+                        Ok(obj) => Some(obj),
+                        Err(err) => {
+                            tracing::warn!("{}; left out of the lab's store", err.message);
+                            continue;
+                        }
+                    },
+                    EventType::Delete => None,
+                };
+                let rv = u64::try_from(rev).unwrap_or(0);
+                lab.store.follow(res, &ns, &name, obj, rv);
+                f.durable.send_modify(|d| *d = (*d).max(rv));
+            }
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// The object stored in `value`, with `rev` as its resourceVersion (watcher.go `decodeObj`).
+fn decode_at(key: &[u8], value: &[u8], rev: i64) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(value).map_err(|e| {
+        ApiError::internal(format!(
+            "{} is not a JSON object ({e}): the lab reads objects stored as JSON",
+            String::from_utf8_lossy(key)
+        ))
+    })?;
+    if let Some(md) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        md.insert("resourceVersion".into(), json!(rev.to_string()));
+    }
+    Ok(obj)
+}
+
+/// The resource of `kv`'s key if it is `res` (a prefix watch may see other keys below it).
+fn is_of(res: &'static Resource, key: &[u8]) -> bool {
+    parse_key(&String::from_utf8_lossy(key)).is_some_and(|(r, _, _)| std::ptr::eq(r, res))
+}
+
+fn event(
+    res: &'static Resource,
+    kind: EventKind,
+    obj: Value,
+    old: Option<Value>,
+    rev: i64,
+) -> WatchEvent {
+    WatchEvent {
+        kind,
+        resource: res,
+        object: Arc::new(obj),
+        old: old.map(Arc::new),
+        rv: u64::try_from(rev).unwrap_or(0),
+    }
+}
+
+fn created(res: &'static Resource, kv: &KeyValue) -> Result<Option<WatchEvent>, ApiError> {
+    if !is_of(res, kv.key()) {
+        return Ok(None);
+    }
+    let obj = decode_at(kv.key(), kv.value(), kv.mod_revision())?;
+    Ok(Some(event(
+        res,
+        EventKind::Added,
+        obj,
+        None,
+        kv.mod_revision(),
+    )))
+}
+
+fn modified(
+    res: &'static Resource,
+    kv: &KeyValue,
+    prev: Option<&KeyValue>,
+) -> Result<Option<WatchEvent>, ApiError> {
+    if !is_of(res, kv.key()) {
+        return Ok(None);
+    }
+    let obj = decode_at(kv.key(), kv.value(), kv.mod_revision())?;
+    // The previous object (for selector transitions) at the event's revision, as
+    // watcher.go prepareObjs decodes it.
+    let old = prev
+        .map(|p| decode_at(p.key(), p.value(), kv.mod_revision()))
+        .transpose()?;
+    Ok(Some(event(
+        res,
+        EventKind::Modified,
+        obj,
+        old,
+        kv.mod_revision(),
+    )))
+}
+
+/// A DELETED event carries the last stored object at the deletion's revision (watcher.go
+/// prepareObjs); without the previous value (compacted) upstream fails the watch too.
+fn deleted(
+    res: &'static Resource,
+    kv: &KeyValue,
+    prev: Option<&KeyValue>,
+) -> Result<Option<WatchEvent>, ApiError> {
+    if !is_of(res, kv.key()) {
+        return Ok(None);
+    }
+    let Some(prev) = prev else {
+        return Err(ApiError::internal(format!(
+            "etcd event received with PrevKv=nil (key={})",
+            String::from_utf8_lossy(kv.key())
+        )));
+    };
+    let obj = decode_at(prev.key(), prev.value(), kv.mod_revision())?;
+    Ok(Some(event(
+        res,
+        EventKind::Deleted,
+        obj.clone(),
+        Some(obj),
+        kv.mod_revision(),
+    )))
 }
 
 /// Every lab object under `/registry/` at one revision, and that revision.
@@ -210,7 +568,7 @@ async fn load(client: &mut Client) -> anyhow::Result<(Vec<(&'static Resource, Va
 async fn write_loop(
     mut kv: KvClient,
     mut rx: mpsc::UnboundedReceiver<Change>,
-    durable: watch::Sender<u64>,
+    durable: Arc<watch::Sender<u64>>,
 ) {
     let diverged = AtomicBool::new(false);
     while let Some(c) = rx.recv().await {
@@ -230,15 +588,15 @@ async fn write_loop(
                 Ok(rev) => {
                     let rev = rev.and_then(|r| u64::try_from(r).ok()).unwrap_or(0);
                     if rev != c.rv && !diverged.swap(true, Ordering::Relaxed) {
-                        tracing::error!(
+                        tracing::warn!(
                             "etcd wrote {} at revision {rev}, the lab gave it resourceVersion {}: \
-                             something else writes to this etcd; from now on resourceVersions \
-                             differ from etcd revisions (give the lab an etcd of its own)",
+                             another client wrote to this etcd meanwhile; that object's \
+                             resourceVersion stays behind etcd's until it changes again",
                             c.key,
                             c.rv
                         );
                     }
-                    durable.send_replace(c.rv);
+                    durable.send_modify(|d| *d = (*d).max(c.rv));
                     break;
                 }
                 Err(e) => {

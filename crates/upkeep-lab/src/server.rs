@@ -512,13 +512,19 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
             p.log.display()
         );
     }
-    let seed = match &endpoint {
-        Some(url) => Some(crate::etcd::open(url).await?),
-        None => None,
+    let (seed, watcher) = match &endpoint {
+        Some(url) => {
+            let (seed, watcher) = crate::etcd::open(url).await?;
+            (Some(seed), Some(watcher))
+        }
+        None => (None, None),
     };
     // A lab on an etcd that already holds a cluster serves that cluster as it is.
     let restored = seed.as_ref().is_some_and(|s| !s.objects.is_empty());
     let lab = Lab::new_on(opts, seed);
+    if let Some(w) = watcher {
+        w.install(&lab);
+    }
     if restored {
         eprintln!(
             "upkeep-lab: serving the cluster found in etcd at {} (revision {}); --scenario is not applied to it",

@@ -836,6 +836,71 @@ impl Store {
         self.remove_locked(&mut inner, res, ns, name)
     }
 
+    /// Take a change another writer made to the backing database (etcd) at revision `rv`:
+    /// `obj` (carrying `rv` as its resourceVersion) replaces the object, or None removes it.
+    /// The change is not written back; the current resourceVersion moves up to `rv`, so
+    /// lists answer at a revision that includes it. Subscribers (the controllers) see it as
+    /// any other change. No cascade: a namespace removed this way leaves its objects, as an
+    /// etcd delete does.
+    pub fn follow(
+        &self,
+        res: &'static Resource,
+        ns: &str,
+        name: &str,
+        obj: Option<Value>,
+        rv: u64,
+    ) {
+        let ns = if res.namespaced { ns } else { "" };
+        let mut inner = self.inner.write();
+        inner.rv = inner.rv.max(rv);
+        let k = key(res, ns, name);
+        let new = obj.map(Arc::new);
+        let old = match &new {
+            Some(o) => inner.tables[idx(res)].insert(k.clone(), o.clone()),
+            None => inner.tables[idx(res)].remove(&k),
+        };
+        if res == &resources::POD {
+            if let Some(o) = &old
+                && let Some(set) = inner.pods_by_node.get_mut(node_of(o))
+            {
+                set.remove(&k);
+            }
+            if let Some(o) = &new {
+                inner
+                    .pods_by_node
+                    .entry(node_of(o).to_string())
+                    .or_default()
+                    .insert(k.clone());
+            }
+        }
+        let ev = match (new, old) {
+            (Some(object), old) => WatchEvent {
+                kind: if old.is_some() {
+                    EventKind::Modified
+                } else {
+                    EventKind::Added
+                },
+                resource: res,
+                object,
+                old,
+                rv,
+            },
+            (None, Some(old)) => {
+                let mut last = (*old).clone();
+                metadata_mut(&mut last).insert("resourceVersion".into(), json!(rv.to_string()));
+                WatchEvent {
+                    kind: EventKind::Deleted,
+                    resource: res,
+                    object: Arc::new(last),
+                    old: Some(old),
+                    rv,
+                }
+            }
+            (None, None) => return,
+        };
+        self.emit(&mut inner, ev);
+    }
+
     /// Insert many objects at once with minimal locking (scenario loading, benchmarks).
     /// Each goes through [`Store::create`]'s rules; errors are returned per object.
     pub fn create_many(&self, items: Vec<(&'static Resource, Value)>) -> Vec<ApiResult<Obj>> {
@@ -1467,6 +1532,57 @@ mod tests {
         })
         .unwrap();
         assert!(s.get(&resources::NAMESPACE, "", "doomed").is_none());
+    }
+
+    #[test]
+    fn another_writers_changes_are_followed_at_their_revision() {
+        let on_n1 = |s: &Store| {
+            let q = ListQuery::all().fields(FieldSelector::parse("spec.nodeName=n1").unwrap());
+            s.list(&resources::POD, &q).0.len()
+        };
+        let s = store();
+        let mut rx = s.subscribe();
+        let at = s.current_rv() + 5;
+        let pod = json!({"metadata": {"name": "p", "namespace": "default",
+                          "resourceVersion": at.to_string()},
+                          "spec": {"nodeName": "n1"}});
+        s.follow(&resources::POD, "default", "p", Some(pod), at);
+        assert_eq!(
+            s.current_rv(),
+            at,
+            "a list answers at the followed revision"
+        );
+        assert_eq!(
+            rv_of(&s.get_or_404(&resources::POD, "default", "p").unwrap()),
+            at
+        );
+        assert_eq!(on_n1(&s), 1, "the node index knows it");
+        let ev = rx.try_recv().expect("controllers see it");
+        assert_eq!((ev.kind, ev.rv), (EventKind::Added, at));
+        // The lab's next change comes after it.
+        let ns = s
+            .create(
+                &resources::NAMESPACE,
+                "",
+                json!({"metadata":{"name":"x"}}),
+                false,
+            )
+            .unwrap();
+        assert_eq!(rv_of(&ns), at + 1);
+        s.follow(&resources::POD, "default", "p", None, at + 3);
+        assert!(s.get(&resources::POD, "default", "p").is_none());
+        assert_eq!(on_n1(&s), 0);
+        let ev = rx.try_recv().expect("ADDED namespace x");
+        assert_eq!(ev.kind, EventKind::Added);
+        let ev = rx.try_recv().expect("DELETED p");
+        assert_eq!(
+            (ev.kind, ev.rv, ev.name()),
+            (EventKind::Deleted, at + 3, "p")
+        );
+        // Removing what is not there changes nothing but the revision.
+        s.follow(&resources::POD, "default", "gone", None, at + 4);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(s.current_rv(), at + 4);
     }
 
     #[test]

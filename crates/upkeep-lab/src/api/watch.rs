@@ -54,24 +54,40 @@ pub fn serve(
 
     let (tx, mut rx_body) = mpsc::channel::<Result<Bytes, Infallible>>(256);
     // Initial state: rv "" or "0" or sendInitialEvents → synthetic ADDED events.
-    let (initial, mut last_rv, rx, gone): (
+    let from_start = rv_param.is_empty() || rv_param == "0" || send_initial;
+    let from = rv_param.parse::<u64>().unwrap_or(0);
+    let etcd = crate::etcd::EtcdWatcher::of(&ctx.lab);
+    // A lab on etcd opens the etcd watch in the task below; the store answers at once.
+    let (mut initial, mut last_rv, mut source, mut gone): (
         Vec<WatchEvent>,
         u64,
-        Option<broadcast::Receiver<WatchEvent>>,
+        Option<Source>,
         Option<Value>,
-    ) = if rv_param.is_empty() || rv_param == "0" || send_initial {
+    ) = if etcd.is_some() {
+        (Vec::new(), from, None, None)
+    } else if from_start {
         let (evs, rv, rx) = store.watch_with_initial(res, &q);
-        (evs, rv, Some(rx), None)
+        (evs, rv, Some(Source::Store(rx)), None)
     } else {
-        let from = rv_param.parse::<u64>().unwrap_or(0);
         match store.watch_from(res, from) {
-            Ok((backlog, rx)) => (backlog, from, Some(rx), None),
+            Ok((backlog, rx)) => (backlog, from, Some(Source::Store(rx)), None),
             Err(e) => (Vec::new(), from, None, Some(e.to_status())),
         }
     };
 
     let ctx2 = ctx.clone();
     tokio::spawn(async move {
+        if let Some(etcd) = etcd {
+            let ns = q.namespace.as_deref();
+            match etcd.watch(res, ns, (!from_start).then_some(from)).await {
+                Ok((evs, rv, events)) => {
+                    initial = evs;
+                    last_rv = rv;
+                    source = Some(Source::Etcd(Box::new(events)));
+                }
+                Err(e) => gone = Some(e.to_status()),
+            }
+        }
         let clock = ctx2.lab.clock.clone();
         let encode = |ev: &WatchEvent, kind: EventKind| -> Bytes {
             let obj: Value = match repr {
@@ -96,7 +112,6 @@ pub fn serve(
             let _ = tx.send(Ok(line("ERROR", &st))).await;
             return;
         }
-        let is_initial_state = rv_param.is_empty() || rv_param == "0" || send_initial;
         for ev in &initial {
             if let Some(k) = filter(ev, &q) {
                 if tx.send(Ok(encode(ev, k))).await.is_err() {
@@ -115,8 +130,7 @@ pub fn serve(
                 return;
             }
         }
-        let _ = is_initial_state;
-        let Some(mut rx) = rx else { return };
+        let Some(mut rx) = source else { return };
         let deadline = tokio::time::Instant::now() + timeout;
         let mut tick = tokio::time::interval(BOOKMARK_EVERY);
         tick.tick().await;
@@ -134,8 +148,8 @@ pub fn serve(
                     if tx.send(Ok(line("BOOKMARK", &bm))).await.is_err() { return; }
                 }
                 _ = tx.closed() => return,
-                r = rx.recv() => match r {
-                    Ok(ev) => {
+                r = rx.next() => match r {
+                    Some(Ok(ev)) => {
                         if ev.rv <= last_rv || !std::ptr::eq(ev.resource, res) {
                             continue;
                         }
@@ -146,9 +160,15 @@ pub fn serve(
                             if cut_after.is_some_and(|n| sent >= n) { return; }
                         }
                     }
+                    // etcd ended the watch with a Status (410 Gone after a compaction):
+                    // the client sees it as an ERROR event, as watcher.go sends it.
+                    Some(Err(e)) => {
+                        let _ = tx.send(Ok(line("ERROR", &e.to_status()))).await;
+                        return;
+                    }
                     // Fell behind or the store went away: end the watch; the client resumes
                     // from its last resourceVersion (or re-lists on 410).
-                    Err(_) => return,
+                    None => return,
                 }
             }
         }
@@ -165,6 +185,22 @@ pub fn serve(
         HeaderValue::from_static("no-cache, private"),
     );
     Ok(r)
+}
+
+/// Where a watch's changes come from: the store's history (in memory) or etcd's watch (a lab
+/// on etcd).
+enum Source {
+    Store(broadcast::Receiver<WatchEvent>),
+    Etcd(Box<crate::etcd::EtcdEvents>),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<ApiResult<WatchEvent>> {
+        match self {
+            Source::Store(rx) => rx.recv().await.ok().map(Ok),
+            Source::Etcd(events) => events.next().await,
+        }
+    }
 }
 
 /// The event type a watcher with query `q` sees for `ev`, if any: an object that leaves the
