@@ -5,6 +5,8 @@
 //! - [`KubeVersion`]: `v1.31.2`, `1.31.2`, `v1.31.2-eks-1a2b3c`, `v1.29.1-gke.1589018`,
 //!   `v1.31.2+k3s1`, `v1.32.0-rc.1`. Parse with [`str::parse`] or [`KubeVersion::parse`].
 //!   Vendor suffixes are kept (shown back to people) but never change the skew maths.
+//! - [`Release`]: a plain `vMAJOR.MINOR.PATCH`, `Copy`, suffix dropped: what an upgrade
+//!   targets and compares ([`Release::parse_reported`] reads what a cluster reports).
 //! - [`MinorVersion`]: `(major, minor)`, what the skew policy compares; user input `v1.31`.
 //! - [`ImageVersion`]: what an image reference says about its version, including the
 //!   digest-only case where the version cannot be known ([`ImageVersion::parse`]).
@@ -199,6 +201,69 @@ impl FromStr for KubeVersion {
     type Err = VersionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+/// A release `vMAJOR.MINOR.PATCH` without any suffix: what an upgrade targets
+/// and compares. `Copy`, unlike [`KubeVersion`], which keeps vendor suffixes
+/// to show them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Release {
+    pub major: u64,
+    pub minor: u64,
+    pub patch: u64,
+}
+
+impl Release {
+    pub const fn new(major: u64, minor: u64, patch: u64) -> Self {
+        Self {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// Parses what a cluster reports: `v1.33.5`, `1.33.5`, `v1.33.5+k3s1`,
+    /// `v1.33.5-eks-1a2b`, an image tag. Pre-release builds are not upgrade
+    /// targets, so any suffix is dropped.
+    pub fn parse_reported(text: &str) -> Option<Release> {
+        KubeVersion::parse(text).ok().map(|v| Release::from(&v))
+    }
+
+    /// The minor line, `v1.34` of `v1.34.1`.
+    pub fn minor_line(self) -> MinorVersion {
+        MinorVersion::new(self.major, self.minor)
+    }
+
+    /// The package version form without the `v`: `1.34.1`.
+    pub fn bare(self) -> String {
+        format!("{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl From<&KubeVersion> for Release {
+    fn from(v: &KubeVersion) -> Self {
+        Release::new(v.major, v.minor, v.patch)
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl Serialize for Release {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Release {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Release::parse_reported(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a version vX.Y.Z")))
     }
 }
 
@@ -408,6 +473,13 @@ impl PackageVersion {
     }
 }
 
+impl PackageVersion {
+    /// The release without the packaging revision.
+    pub fn release(&self) -> Release {
+        Release::from(&self.version)
+    }
+}
+
 impl Ord for PackageVersion {
     fn cmp(&self, other: &Self) -> Ordering {
         self.version.cmp(&other.version).then_with(|| {
@@ -470,6 +542,24 @@ serde_as_string!(PackageVersion);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reported_releases_drop_the_suffix() {
+        assert_eq!(
+            Release::parse_reported("v1.33.5"),
+            Some(Release::new(1, 33, 5))
+        );
+        assert_eq!(
+            Release::parse_reported("v1.31.2+k3s1"),
+            Some(Release::new(1, 31, 2))
+        );
+        assert_eq!(
+            Release::parse_reported("v1.31.2-eks-1a2b"),
+            Some(Release::new(1, 31, 2))
+        );
+        assert_eq!(Release::parse_reported("v1.31"), None);
+        assert_eq!(Release::parse_reported("latest"), None);
+    }
 
     fn v(s: &str) -> KubeVersion {
         s.parse().unwrap()
@@ -612,6 +702,10 @@ mod tests {
             assert_eq!(p.version, v(version), "{input}");
             assert_eq!(p.revision.as_deref(), revision, "{input}");
         }
+        assert_eq!(
+            PackageVersion::parse("0:1.34.1-1.1").unwrap().release(),
+            Release::new(1, 34, 1)
+        );
         assert_eq!(
             PackageVersion::parse("1.20.0-00").unwrap().to_string(),
             "1.20.0-00"

@@ -25,4 +25,4 @@ pub mod via;
 
 pub use plan::{NodePlan, PROGRESS_ANNOTATION, Progress, Role, StepId};
 pub use recipe::{Cmd, PackageManager, Recipe};
-pub use target::{Minor, PackageVersion, Release, TargetSpec};
+pub use target::TargetSpec;

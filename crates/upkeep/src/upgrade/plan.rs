@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::recipe::{Cmd, KUBEADM_BACKUPS, PackageManager, Recipe};
-use super::target::{Minor, Release};
+use crate::version::{MinorVersion, Release};
 
 /// The steps, each written once: id, title, and what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -162,8 +162,8 @@ pub struct NodePlan {
 #[serde(rename_all = "camelCase")]
 pub struct RepoChange {
     pub file: String,
-    pub from: Option<Minor>,
-    pub to: Minor,
+    pub from: Option<MinorVersion>,
+    pub to: MinorVersion,
 }
 
 /// What the plan is built from; every field decided by preflight.
@@ -174,7 +174,7 @@ pub struct PlanInput {
     pub from: Release,
     pub target: Release,
     pub recipe: Recipe,
-    pub repo_minor: Option<Minor>,
+    pub repo_minor: Option<MinorVersion>,
     pub revision: Option<String>,
     pub progress: Option<Progress>,
     pub keep_cordoned: bool,
@@ -434,10 +434,7 @@ mod tests {
             from: Release::new(1, 33, 5),
             target: Release::new(1, 34, 1),
             recipe: Recipe::new(manager),
-            repo_minor: Some(Minor {
-                major: 1,
-                minor: 33,
-            }),
+            repo_minor: Some(MinorVersion::new(1, 33)),
             revision: Some("1.1".into()),
             progress: None,
             keep_cordoned: false,
@@ -490,10 +487,7 @@ mod tests {
     #[test]
     fn no_repo_switch_within_a_minor() {
         let mut i = input(Role::Worker, PackageManager::Apt);
-        i.repo_minor = Some(Minor {
-            major: 1,
-            minor: 34,
-        });
+        i.repo_minor = Some(MinorVersion::new(1, 34));
         let plan = build(i);
         assert_eq!(plan.steps[1].id, StepId::KubeadmPkg);
     }
@@ -506,10 +500,7 @@ mod tests {
             done: StepId::Drain,
             was_cordoned: false,
         });
-        i.repo_minor = Some(Minor {
-            major: 1,
-            minor: 34,
-        });
+        i.repo_minor = Some(MinorVersion::new(1, 34));
         let plan = build(i);
         assert_eq!(plan.steps[1].id, StepId::RepoSwitch, "kept, as done");
         assert!(plan.steps[1].done);

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::plan::{PlanInput, Progress, Role};
 use super::recipe::{Offered, PackageManager, Recipe};
-use super::target::{Minor, Release, TargetSpec};
+use super::target::TargetSpec;
+use crate::version::{MinorVersion, Release};
 
 /// One preflight rule.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -273,7 +274,7 @@ pub enum Probe {
 pub struct NodeProbe {
     pub manager: Option<PackageManager>,
     /// The repository file's minor, when it uses the pkgs.k8s.io layout.
-    pub repo_minor: Option<Minor>,
+    pub repo_minor: Option<MinorVersion>,
     /// Whether the repository file exists.
     pub repo_file_found: bool,
     /// The versions the target minor's repository offers.
@@ -376,9 +377,16 @@ pub fn role_of(snap: &ClusterSnapshot, node: &NodeFacts, spec: TargetSpec) -> Ro
     }
 }
 
+/// How many minors `a` is above `b`. Kubernetes has had one major; another
+/// major counts as far away in its direction.
+fn minors_above(a: MinorVersion, b: MinorVersion) -> i64 {
+    a.minus(b)
+        .unwrap_or(if a > b { i64::MAX } else { i64::MIN })
+}
+
 /// kubeadm's kubelet skew for `upgrade apply` to `target`: 3 minors from
 /// v1.29, 1 before (kubernetes PR #120825).
-pub fn kubeadm_kubelet_skew(target: Minor) -> i64 {
+pub fn kubeadm_kubelet_skew(target: MinorVersion) -> i64 {
     if target.major == 1 && target.minor < 29 {
         1
     } else {
@@ -488,7 +496,7 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
             ),
         );
     }
-    if target_minor.minus(kminor) > 1 {
+    if minors_above(target_minor, kminor) > 1 {
         r.refuse(
             "minor-skip",
             format!(
@@ -551,7 +559,7 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
             }
         }
         Role::FirstControlPlane => {
-            if target_minor.minus(oldest.minor_line()) > 1 {
+            if minors_above(target_minor, oldest.minor_line()) > 1 {
                 r.refuse(
                     "apply-too-far",
                     format!(
@@ -568,7 +576,8 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
                 .iter()
                 .filter_map(|n| {
                     let v = n.kubelet_version?;
-                    (target_minor.minus(v.minor_line()) > skew).then(|| format!("{} ({v})", n.name))
+                    (minors_above(target_minor, v.minor_line()) > skew)
+                        .then(|| format!("{} ({v})", n.name))
                 })
                 .collect();
             too_old.sort();
@@ -705,13 +714,16 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
                 None => vec!["kubeadm"],
             };
             if let (Some(t), true) = (t, missing.is_empty()) {
-                (t, offered.find("kubeadm", t).map(|v| v.revision.clone()))
+                (
+                    t,
+                    offered.find("kubeadm", t).and_then(|v| v.revision.clone()),
+                )
             } else {
                 let mut listed: Vec<String> = offered
                     .kubeadm
                     .iter()
-                    .filter(|v| v.release.minor_line() == target_minor)
-                    .map(|v| v.text.clone())
+                    .filter(|v| v.release().minor_line() == target_minor)
+                    .map(ToString::to_string)
                     .collect();
                 listed.sort();
                 listed.dedup();
@@ -777,7 +789,8 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
     // The control plane moves to a new minor: the plan's readiness rules for
     // that hop, from the same code as `kubectl skew plan`.
     if let (Role::FirstControlPlane, Some(input)) = (role, &snap.readiness) {
-        let minor = |m: Minor| crate::version::MinorVersion::new(m.major.into(), m.minor.into());
+        let minor =
+            |m: MinorVersion| crate::version::MinorVersion::new(m.major.into(), m.minor.into());
         let (from, to) = (minor(oldest.minor_line()), minor(target.minor_line()));
         if to > from {
             for f in crate::skew::readiness::hop_findings(input, from, to) {
@@ -949,7 +962,7 @@ mod tests {
         }
     }
 
-    fn probe(listing: &str, repo: Option<Minor>) -> Probe {
+    fn probe(listing: &str, repo: Option<MinorVersion>) -> Probe {
         Probe::Done(NodeProbe {
             manager: Some(PackageManager::Apt),
             repo_minor: repo,
@@ -960,10 +973,7 @@ mod tests {
     }
 
     const V134: &str = "kubeadm | 1.34.1-1.1 | x\nkubeadm | 1.34.0-2.1 | x\nkubelet | 1.34.1-1.1 | x\nkubelet | 1.34.0-2.1 | x\nkubectl | 1.34.1-1.1 | x\nkubectl | 1.34.0-2.1 | x\n";
-    const M133: Minor = Minor {
-        major: 1,
-        minor: 33,
-    };
+    const M133: MinorVersion = MinorVersion::new(1, 33);
 
     fn rules(r: &Report) -> Vec<&'static str> {
         r.refusals().map(|f| f.rule).collect()
@@ -1128,13 +1138,7 @@ mod tests {
                 .message
                 .contains("w1 (v1.30.2), w2 (v1.30.2), w3 (v1.30.2)")
         );
-        assert_eq!(
-            kubeadm_kubelet_skew(Minor {
-                major: 1,
-                minor: 28
-            }),
-            1
-        );
+        assert_eq!(kubeadm_kubelet_skew(MinorVersion::new(1, 28)), 1);
     }
 
     #[test]

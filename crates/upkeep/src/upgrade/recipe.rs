@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::target::{Minor, PackageVersion, Release};
+use crate::version::{MinorVersion, PackageVersion, Release};
 
 /// The packages kubeadm clusters install from pkgs.k8s.io.
 pub const PACKAGES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];
@@ -280,7 +280,7 @@ impl Recipe {
     ///
     /// Each stage exits with its own code ([`ProbeStage`]), so a refusal can
     /// say which answer was missing. `dir` must be a plain absolute path.
-    pub fn probe(&self, to: Minor, dir: &str) -> Cmd {
+    pub fn probe(&self, to: MinorVersion, dir: &str) -> Cmd {
         let m = self.manager;
         let file = m.repo_file();
         let line = |words: &[&str], stage: Option<ProbeStage>| {
@@ -380,7 +380,7 @@ impl Recipe {
     /// `/core:/stable:/vX.Y/` appears in the deb line, and in the rpm
     /// `baseurl=` and `gpgkey=` lines; the signing key is the same for every
     /// minor. The second command verifies the file now names the target.
-    pub fn repo_switch(&self, to: Minor) -> Vec<Cmd> {
+    pub fn repo_switch(&self, to: MinorVersion) -> Vec<Cmd> {
         let file = self.manager.repo_file();
         vec![
             self.cmd(["sed", "-i", switch_expr(to).as_str(), file]),
@@ -471,7 +471,7 @@ impl Recipe {
 
 /// The sed expression pointing a pkgs.k8s.io repository file at `to`: the
 /// one rule for the real switch and for the probe's copy.
-fn switch_expr(to: Minor) -> String {
+fn switch_expr(to: MinorVersion) -> String {
     // `[.]` rather than `\.`: a bracket needs no backslash, so the quoted
     // form stays a plain single-quoted word.
     format!("s#/core:/stable:/v[0-9][0-9]*[.][0-9][0-9]*/#/core:/stable:/{to}/#g")
@@ -620,7 +620,7 @@ fn repository_missing(text: &str) -> bool {
 
 /// Which minor a repository file serves (`/core:/stable:/v1.33/`), if it
 /// uses the pkgs.k8s.io layout at all.
-pub fn repo_minor(file: &str) -> Option<Minor> {
+pub fn repo_minor(file: &str) -> Option<MinorVersion> {
     let marker = "/core:/stable:/v";
     let mut found = None;
     for line in file.lines() {
@@ -632,10 +632,7 @@ pub fn repo_minor(file: &str) -> Option<Minor> {
             let rest = &line[i + marker.len()..];
             let end = rest.find('/')?;
             let (major, minor) = rest[..end].split_once('.')?;
-            found = Some(Minor {
-                major: major.parse().ok()?,
-                minor: minor.parse().ok()?,
-            });
+            found = Some(MinorVersion::new(major.parse().ok()?, minor.parse().ok()?));
             break;
         }
     }
@@ -664,15 +661,15 @@ impl Offered {
     pub fn find(&self, package: &str, release: Release) -> Option<&PackageVersion> {
         self.of(package)
             .iter()
-            .filter(|v| v.release == release)
+            .filter(|v| v.release() == release)
             .max_by(|a, b| a.revision.cmp(&b.revision))
     }
 
     /// The newest release of `minor` offered for all three packages.
-    pub fn newest_of(&self, minor: Minor, at_most: Option<Release>) -> Option<Release> {
+    pub fn newest_of(&self, minor: MinorVersion, at_most: Option<Release>) -> Option<Release> {
         self.kubeadm
             .iter()
-            .map(|v| v.release)
+            .map(PackageVersion::release)
             .filter(|r| r.minor_line() == minor)
             .filter(|r| at_most.is_none_or(|m| *r <= m))
             .filter(|r| PACKAGES.iter().all(|p| self.find(p, *r).is_some()))
@@ -706,7 +703,12 @@ pub fn parse_listing(text: &str) -> Offered {
                 _ => continue,
             }
         };
-        let Some(version) = PackageVersion::parse(version) else {
+        // A listed version always has its packaging revision; anything else
+        // is not a package line.
+        let Some(version) = PackageVersion::parse(version)
+            .ok()
+            .filter(|v| v.revision.is_some())
+        else {
             continue;
         };
         let list = match name.as_str() {
@@ -876,21 +878,9 @@ mod tests {
     #[test]
     fn repo_minor_from_files() {
         let deb = "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.33/deb/ /\n";
-        assert_eq!(
-            repo_minor(deb),
-            Some(Minor {
-                major: 1,
-                minor: 33
-            })
-        );
+        assert_eq!(repo_minor(deb), Some(MinorVersion::new(1, 33)));
         let rpm = "[kubernetes]\nname=Kubernetes\nbaseurl=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/\nenabled=1\ngpgcheck=1\ngpgkey=https://pkgs.k8s.io/core:/stable:/v1.34/rpm/repodata/repomd.xml.key\nexclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n";
-        assert_eq!(
-            repo_minor(rpm),
-            Some(Minor {
-                major: 1,
-                minor: 34
-            })
-        );
+        assert_eq!(repo_minor(rpm), Some(MinorVersion::new(1, 34)));
         let legacy = "deb https://apt.kubernetes.io/ kubernetes-xenial main\n";
         assert_eq!(repo_minor(legacy), None);
         let commented = "# https://pkgs.k8s.io/core:/stable:/v1.30/deb/\n";
@@ -904,12 +894,9 @@ mod tests {
         assert_eq!(o.kubeadm.len(), 2);
         assert_eq!(
             o.find("kubeadm", Release::new(1, 34, 0)).unwrap().revision,
-            "2.1"
+            Some("2.1".into())
         );
-        let minor = Minor {
-            major: 1,
-            minor: 34,
-        };
+        let minor = MinorVersion::new(1, 34);
         assert_eq!(o.newest_of(minor, None), Some(Release::new(1, 34, 1)));
         // kubectl 1.34.0 is missing, so 1.34.0 is not complete.
         assert_eq!(o.newest_of(minor, Some(Release::new(1, 34, 0))), None);
@@ -918,8 +905,13 @@ mod tests {
         let o = parse_listing(dnf);
         assert_eq!(
             o.find("kubelet", Release::new(1, 34, 1)).unwrap().revision,
-            "150500.1.1"
+            Some("150500.1.1".into())
         );
         assert_eq!(o.newest_of(minor, None), Some(Release::new(1, 34, 1)));
+
+        // A version without its packaging revision (or with an empty one) is
+        // not a package line: the revision is never assumed.
+        let o = parse_listing("   kubeadm | 1.34.2 | x\n   kubeadm | 1.34.3- | x\n");
+        assert!(o.kubeadm.is_empty(), "{o:?}");
     }
 }

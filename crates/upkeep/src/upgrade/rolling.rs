@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use super::preflight::NodeFacts;
-use super::target::Release;
+use crate::version::Release;
 
 /// The waves of a rolling upgrade: each inner list runs at once.
 pub fn waves(nodes: &[&NodeFacts], max_unavailable: usize) -> Vec<Vec<String>> {

@@ -18,12 +18,13 @@ use super::plan::{NodePlan, PROGRESS_ANNOTATION, Role};
 use super::preflight::{Backup, ClusterSnapshot, Finding, Severity};
 use super::rolling;
 use super::run::{self, ExecSettings, Failure, Progressed, RequestBase};
-use super::target::{Release, TargetSpec};
+use super::target::TargetSpec;
 use super::transport::Transport;
 use super::via::Via;
 use crate::connect::{Connection, Retries};
 use crate::drain::DrainOptions;
 use crate::output::{self, Outcome, Printer};
+use crate::version::Release;
 
 /// Which nodes, in what manner.
 #[derive(Debug, Clone)]

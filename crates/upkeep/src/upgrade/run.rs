@@ -22,8 +22,9 @@ use super::preflight::{
     self, Backup, ClusterSnapshot, LeaseView, NodeFacts, NodeProbe, Probe, Report, Request,
 };
 use super::recipe::{Listing, PackageManager, Recipe, parse_probe, repo_minor};
-use super::target::{Release, TargetSpec};
+use super::target::TargetSpec;
 use super::transport::{NodeTarget, Transport};
+use crate::version::Release;
 
 /// The cluster-wide lock.
 pub const LEASE_NAMESPACE: &str = "kube-system";
@@ -836,7 +837,7 @@ mod tests {
         };
         assert_eq!(p.manager, Some(PackageManager::Apt));
         assert_eq!(p.repo_minor.unwrap().to_string(), "v1.33");
-        assert_eq!(p.offered.kubeadm[0].text, "1.34.1-1.1");
+        assert_eq!(p.offered.kubeadm[0].to_string(), "1.34.1-1.1");
         let cmds = t.commands();
         assert_eq!(cmds.len(), 1, "{cmds:#?}");
         let script = &cmds[0];
