@@ -247,6 +247,12 @@ impl From<&KubeVersion> for Release {
     }
 }
 
+impl From<Release> for KubeVersion {
+    fn from(r: Release) -> Self {
+        KubeVersion::new(r.major, r.minor, r.patch)
+    }
+}
+
 impl fmt::Display for Release {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "v{}.{}.{}", self.major, self.minor, self.patch)

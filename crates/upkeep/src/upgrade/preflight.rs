@@ -226,11 +226,7 @@ impl ClusterSnapshot {
             }
         }
         if let Some(versions) = &mut s.skew {
-            let v = crate::version::KubeVersion::new(
-                u64::from(target.major),
-                u64::from(target.minor),
-                u64::from(target.patch),
-            );
+            let v = crate::version::KubeVersion::from(target);
             for o in &mut versions.components {
                 let moved = o.component == Component::Kubelet
                     || (control_plane
@@ -789,9 +785,7 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
     // The control plane moves to a new minor: the plan's readiness rules for
     // that hop, from the same code as `kubectl skew plan`.
     if let (Role::FirstControlPlane, Some(input)) = (role, &snap.readiness) {
-        let minor =
-            |m: MinorVersion| crate::version::MinorVersion::new(m.major.into(), m.minor.into());
-        let (from, to) = (minor(oldest.minor_line()), minor(target.minor_line()));
+        let (from, to) = (oldest.minor_line(), target.minor_line());
         if to > from {
             for f in crate::skew::readiness::hop_findings(input, from, to) {
                 let object = match (&f.namespace, f.name.is_empty()) {
@@ -883,11 +877,7 @@ pub fn new_skew_violations(
                         | Component::KubeScheduler
                 ))
     };
-    let v = crate::version::KubeVersion::new(
-        u64::from(target.major),
-        u64::from(target.minor),
-        u64::from(target.patch),
-    );
+    let v = crate::version::KubeVersion::from(target);
     for o in &mut projected.components {
         if o.node.as_deref() == Some(node) && moved(o.component) {
             o.reported = target.to_string();
