@@ -1377,6 +1377,23 @@ spec:
         !nowhere.exists(),
         "nothing is created before discovery succeeds"
     );
+    // A rejected token: the same.
+    let out = source
+        .plugin("kubectl-backup")
+        .args(["resources", nowhere.to_str().unwrap()])
+        .args(["--token", "not-a-token-the-lab-knows"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("401") || stderr(&out).to_lowercase().contains("unauthorized"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !nowhere.exists(),
+        "nothing is created when the token is rejected"
+    );
 
     let dir = source.dir().join("export");
     let index = json(
