@@ -161,7 +161,9 @@ pub fn serve(
                         }
                     }
                     // etcd ended the watch with a Status (410 Gone after a compaction):
-                    // the client sees it as an ERROR event, as watcher.go sends it.
+                    // watcher.go transformErrorToEvent makes it a watch.Error event, which
+                    // the handler (endpoints/handlers/watch.go) writes as an ERROR line in
+                    // the already-started 200 stream; clients relist on its 410.
                     Some(Err(e)) => {
                         let _ = tx.send(Ok(line("ERROR", &e.to_status()))).await;
                         return;
