@@ -744,13 +744,7 @@ async fn evict(
                             backoff(attempt)
                         };
                         attempt += 1;
-                        progress(&DrainEvent::Retry {
-                            namespace: pod.namespace.clone(),
-                            name: pod.name.clone(),
-                            after,
-                            message: m,
-                        });
-                        tokio::time::sleep(after).await;
+                        retry_in(progress, pod, after, m).await;
                     }
                 }
             }
@@ -813,16 +807,21 @@ async fn evict(
                 }
                 let after = backoff(attempt);
                 attempt += 1;
-                progress(&DrainEvent::Retry {
-                    namespace: pod.namespace.clone(),
-                    name: pod.name.clone(),
-                    after,
-                    message: m,
-                });
-                tokio::time::sleep(after).await;
+                retry_in(progress, pod, after, m).await;
             }
         }
     }
+}
+
+/// Says that `pod`'s eviction is asked again after `after`, and waits that long.
+async fn retry_in(progress: &Progress<'_>, pod: &PodPlan, after: Duration, message: String) {
+    progress(&DrainEvent::Retry {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        after,
+        message,
+    });
+    tokio::time::sleep(after).await;
 }
 
 /// One turn per PodDisruptionBudget: pods waiting on the same budget retry one at a time.
