@@ -195,6 +195,16 @@ impl Lab {
         cmd
     }
 
+    /// A `--remote-shell` template reaching this lab's node shells: like ssh,
+    /// the command arrives as one string for `sh -c`.
+    pub fn remote_shell(&self) -> String {
+        format!(
+            "'{}' node-shell --kubeconfig '{}' {{node}} -- sh -c",
+            bin("upkeep-lab").display(),
+            self.kubeconfig.display()
+        )
+    }
+
     /// A real-kubectl command against the lab.
     pub fn kubectl_cmd<I, S>(&self, args: I) -> Command
     where

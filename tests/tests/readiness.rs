@@ -211,6 +211,105 @@ fn a_bare_pod_a_budget_at_its_replicas_and_a_certificate_ending_in_ten_days_stop
 }
 
 #[test]
+fn kubeadm_certificates_on_control_plane_nodes_are_read_through_the_node_transport() {
+    let lab = Lab::scenario("readiness-drains");
+    let shell = lab.remote_shell();
+    let out = plan(
+        &lab,
+        "v1.36",
+        "v1.36.0",
+        &["--no-drains", "--remote-shell", &shell, "-o", "json"],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    let findings = hop1(&doc, "NOT_READY");
+    let apiserver = find(&findings, "certificate-expiry", "Certificate", "apiserver");
+    assert_eq!(
+        apiserver["source"],
+        "kubeadm certs check-expiration on node controlplane"
+    );
+    let message = apiserver["message"].as_str().unwrap();
+    assert!(
+        message.contains("kubeadm certificate (apiserver) on node controlplane")
+            && (message.contains("in 9 days") || message.contains("in 10 days")),
+        "{message}"
+    );
+    assert!(
+        apiserver["fix"]
+            .as_str()
+            .unwrap()
+            .contains("kubeadm certs renew apiserver"),
+        "{apiserver:#}"
+    );
+    let ca = find(&findings, "certificate-expiry", "Certificate", "ca");
+    assert!(
+        ca["message"]
+            .as_str()
+            .unwrap()
+            .contains("kubeadm certificate authority (ca) on node controlplane"),
+        "{ca:#}"
+    );
+    // Certificates a year away are not findings; workers are not asked.
+    for name in ["admin.conf", "etcd-server", "etcd-ca"] {
+        assert!(
+            !findings.iter().any(|f| f["name"] == name),
+            "{name}: {findings:#?}"
+        );
+    }
+    let notes = doc["readiness"]["notes"].as_array().unwrap();
+    assert!(
+        !notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("were not checked: no node transport")),
+        "{notes:#?}"
+    );
+
+    // Without a transport the plan says so instead of staying silent.
+    let out = plan(&lab, "v1.36", "v1.36.0", &["--no-drains", "-o", "json"]);
+    let doc = json(&out);
+    let findings = hop1(&doc, "NOT_READY");
+    assert!(
+        !findings.iter().any(|f| f["name"] == "apiserver"),
+        "{findings:#?}"
+    );
+    let notes = doc["readiness"]["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            == "certificates on the control-plane nodes were not checked: no node transport (pass --via or --remote-shell, as for kubectl upgrade-node)"),
+        "{notes:#?}"
+    );
+    let out = plan(&lab, "v1.36", "v1.36.0", &["--no-drains"]);
+    assert!(
+        stdout(&out).contains("Note: certificates on the control-plane nodes were not checked"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A node whose kubeadm cannot answer: the report could not tell, and names it.
+    let out = plan(
+        &lab,
+        "v1.36",
+        "v1.36.0",
+        &[
+            "--no-drains",
+            "--remote-shell",
+            "false {node}",
+            "-o",
+            "json",
+        ],
+    );
+    let doc = json(&out);
+    let unreadable = doc["readiness"]["unreadable"].as_array().unwrap();
+    assert!(
+        unreadable
+            .iter()
+            .any(|u| u["what"] == "kubeadm certs check-expiration on node controlplane"),
+        "{unreadable:#?}"
+    );
+}
+
+#[test]
 fn a_healthy_cluster_is_ready_at_every_hop_with_no_finding() {
     let lab = Lab::scenario("readiness-healthy");
     let out = plan(&lab, "v1.36", "v1.36.0", &["-o", "json"]);
@@ -261,5 +360,48 @@ fn a_forbidden_list_means_it_could_not_tell_and_names_what() {
     assert!(
         unreadable.iter().any(|u| u["what"] == "list secrets"),
         "{unreadable:#?}"
+    );
+}
+
+/// `kubectl upgrade-node` on the first control-plane node of a minor upgrade refuses with
+/// the hop's findings, kubeadm's certificates on the node among them, from the same code.
+#[test]
+fn upgrade_node_refuses_the_first_control_plane_with_the_same_certificate_findings() {
+    let lab = Lab::scenario("readiness-drains");
+    let out = lab
+        .plugin("kubectl-upgrade_node")
+        .args(["controlplane", "--to", "v1.36.0", "--dry-run", "-o", "json"])
+        .arg("--remote-shell")
+        .arg(lab.remote_shell())
+        .output()
+        .expect("run kubectl-upgrade_node");
+    assert_eq!(code(&out), 1, "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    let node = &doc["nodes"][0];
+    assert_eq!(node["node"], "controlplane", "{doc:#}");
+    assert_eq!(node["result"], "refused", "{doc:#}");
+    let messages: Vec<&str> = node["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "upgrade-readiness" && f["severity"] == "refuse")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    let has = |needle: &str| messages.iter().any(|m| m.contains(needle));
+    assert!(
+        has(
+            "[certificate-expiry] Certificate apiserver (kubeadm certs check-expiration on node controlplane)"
+        ),
+        "{messages:#?}"
+    );
+    assert!(
+        has("kubeadm certificate authority (ca) on node controlplane"),
+        "{messages:#?}"
+    );
+    assert!(
+        has(
+            "[certificate-expiry] Certificate kube-apiserver (TLS handshake with https://127.0.0.1:"
+        ),
+        "the API server's own certificate too: {messages:#?}"
     );
 }

@@ -328,8 +328,16 @@ fn dry_run_prints_every_step_with_its_commands_and_changes_nothing() {
     let h = host(&lab, "controlplane01");
     assert_eq!(h["repository"], "v1.34", "{h:#}");
     assert_eq!(h["installed"]["kubeadm"], json!("1.34.3-1.1"), "{h:#}");
+    // Read-only: one probe per dry run, and (the first control-plane node of a minor
+    // upgrade) kubeadm's certificate report for the readiness findings.
     let hist = history(&lab, "controlplane01");
-    assert_eq!(hist.len(), 2, "one probe per dry run: {hist:#?}");
+    assert_eq!(count(&hist, "/tmp/upkeep-probe."), 2, "{hist:#?}");
+    assert_eq!(
+        count(&hist, "kubeadm certs check-expiration -o json"),
+        2,
+        "{hist:#?}"
+    );
+    assert_eq!(hist.len(), 4, "nothing else ran: {hist:#?}");
     for line in hist.iter().flat_map(|h| h.lines()) {
         assert!(
             !(line.contains("sed -i") && line.contains("/etc/apt")),
@@ -675,7 +683,12 @@ fn via_pod_runs_each_command_in_a_privileged_pod_and_cleans_up() {
         .filter(|l| l.starts_with("node controlplane01: pod kube-system/upkeep-upgrade-"))
         .map(String::from)
         .collect();
-    assert_eq!(named.len(), 1, "one probe pod: {}", show(&dry));
+    assert_eq!(
+        named.len(),
+        2,
+        "one probe pod, one for kubeadm's certificate report: {}",
+        show(&dry)
+    );
     assert_eq!(
         count(&history(&lab, "controlplane01"), "/tmp/upkeep-probe."),
         1

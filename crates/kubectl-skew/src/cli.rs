@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use upkeep::cli::OutputArgs;
+use upkeep::cli::{NodeTransportArgs, OutputArgs};
 use upkeep::connect::KubeFlags;
 
 const EXAMPLES: &str = "\
@@ -37,10 +37,15 @@ Examples:
   # A specific patch for the last hop, as JSON
   kubectl skew plan --to v1.33.4 -o json
 
+  # Also the kubeadm certificates of every control-plane node, over ssh as a sudoer
+  kubectl skew plan --to v1.33 --remote-shell 'ssh -o BatchMode=yes admin@{address}' --sudo
+
 Every hop gets a readiness verdict (READY, WARN, NOT READY) from findings:
 removed APIs still recorded in the cluster (last-applied-configuration,
 managedFields, Helm release Secrets, /metrics), nodes whose drain would be
-refused, skew and etcd gates, expiring certificates, the support window.
+refused, skew and etcd gates, expiring certificates (the API server's, the
+kubeconfig's and, with a node transport, kubeadm's on every control-plane
+node), the support window.
 
 Exit codes: 0 every hop READY or WARN, 1 a hop is NOT READY (or the plan was
 refused: downgrades are refused with what is allowed instead), 2 it could not
@@ -118,6 +123,11 @@ pub struct PlanArgs {
     /// time on large clusters)
     #[arg(long)]
     pub no_drains: bool,
+
+    /// With --via or --remote-shell: `kubeadm certs check-expiration` runs on each
+    /// control-plane node (without them, those certificates are not checked)
+    #[command(flatten)]
+    pub node_access: NodeTransportArgs,
 }
 
 #[cfg(test)]

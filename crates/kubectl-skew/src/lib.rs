@@ -15,6 +15,7 @@ use upkeep::skew::{
     ApiserverSummary, Calendar, Check, ClusterVersions, Component, Finding, Observed, RULES,
     SkewReport, Support, SupportStatus, Target, UpgradePlan, Verdict, evaluate, plan,
 };
+use upkeep::upgrade::transport::Transport as _;
 
 use crate::cli::{Cli, Command, Common, PlanArgs};
 
@@ -62,6 +63,9 @@ pub struct PlanDocument {
     /// Per hop: the verdict and its findings (absent with --no-readiness or a refused plan).
     pub readiness: Option<Readiness>,
 }
+
+/// How long one node command (`kubeadm certs check-expiration`) may take.
+const NODE_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Runs the command line; the outcome is the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
@@ -130,7 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 };
                 let (config, _) = cli.kube.config().await?;
                 printer.note("checking upgrade readiness: removed APIs, drains, certificates");
-                let rsnap = readiness::gather::gather(
+                let mut rsnap = readiness::gather::gather(
                     &conn.client,
                     Some(&config),
                     snapshot.clone(),
@@ -140,6 +144,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                     },
                 )
                 .await;
+                let via = if args.node_access.given() {
+                    Some(
+                        args.node_access
+                            .transport(&conn.client, Some(NODE_COMMAND_TIMEOUT))?,
+                    )
+                } else {
+                    None
+                };
+                readiness::gather::node_certificates(
+                    &conn.client,
+                    via.as_ref().map(|v| (v, args.node_access.sudo)),
+                    &mut rsnap,
+                )
+                .await;
+                if let Some(v) = &via {
+                    v.cleanup().await;
+                }
                 let settings = readiness::Settings {
                     as_of,
                     now: jiff::Timestamp::now(),

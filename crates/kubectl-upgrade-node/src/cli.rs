@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use upkeep::cli::{self, ConfirmArgs, DrainFlags, Limit, NodeSelection, OutputArgs};
+use upkeep::cli::{
+    self, ConfirmArgs, DrainFlags, Limit, NodeSelection, NodeTransportArgs, OutputArgs,
+};
 use upkeep::connect::KubeFlags;
 use upkeep::output::DryRun;
-use upkeep::upgrade::transport::RemoteShell;
-use upkeep::upgrade::via::ViaKind;
 use upkeep::upgrade::{PackageManager, TargetSpec};
 
 const EXAMPLES: &str = "\
@@ -77,22 +77,8 @@ pub struct Cli {
     #[command(flatten)]
     pub confirm: ConfirmArgs,
 
-    /// How commands reach the node
-    #[arg(long, value_enum, default_value_t = ViaKind::Shell)]
-    pub via: ViaKind,
-
-    /// The command that runs a command on a node; {node} and {address} (InternalIP) are filled in,
-    /// and the command to run is appended as one quoted argument
-    #[arg(long, value_name = "TEMPLATE", default_value = RemoteShell::DEFAULT)]
-    pub remote_shell: String,
-
-    /// Prefix every node command with sudo
-    #[arg(long)]
-    pub sudo: bool,
-
-    /// With --via pod: the image of the privileged pod (needs nsenter)
-    #[arg(long, value_name = "IMAGE", default_value = "busybox:1.36")]
-    pub pod_image: String,
+    #[command(flatten)]
+    pub node_access: NodeTransportArgs,
 
     /// The node's package manager, when it cannot be told from the node
     #[arg(long, value_enum, value_name = "NAME")]

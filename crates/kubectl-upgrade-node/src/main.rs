@@ -10,7 +10,6 @@ use kubectl_upgrade_node::cli::{Cli, Strategy};
 use upkeep::output::{self, Outcome};
 use upkeep::upgrade::rollout::{self, RolloutOptions};
 use upkeep::upgrade::run::RequestBase;
-use upkeep::upgrade::via::Via;
 
 fn main() -> ExitCode {
     if let Some(code) = upkeep::complete::intercept(
@@ -34,13 +33,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let printer = cli.out.printer();
     let conn = cli.kube.connect().await?;
     let command_timeout = cli.command_timeout.get();
-    let transport = Via::new(
-        cli.via,
-        &conn.client,
-        &cli.remote_shell,
-        &cli.pod_image,
-        command_timeout,
-    )?;
+    let transport = cli.node_access.transport(&conn.client, command_timeout)?;
     let options = RolloutOptions {
         to: cli.to,
         node: cli.nodes.node.clone(),
@@ -51,7 +44,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         yes: cli.confirm.yes,
         base: RequestBase {
             manager: cli.package_manager,
-            sudo: cli.sudo,
+            sudo: cli.node_access.sudo,
             me: rollout::identity(),
             backup: rollout::backup_evidence(cli.etcd_backup.as_deref())?,
             max_backup_age_secs: cli.backup_max_age.get().map_or(u64::MAX, |d| d.as_secs()),

@@ -9,6 +9,8 @@ use clap::Args;
 
 use crate::drain::PdbPolicy;
 use crate::output::{OutputFormat, Printer};
+use crate::upgrade::transport::RemoteShell;
+use crate::upgrade::via::{Via, ViaKind};
 
 /// `-o/--output` and `-q/--quiet`.
 #[derive(Debug, Clone, Default, Args)]
@@ -62,6 +64,61 @@ pub struct NodeSelection {
     /// With --all or -l: how many nodes may be out of service at once
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one, allow_negative_numbers = true)]
     pub max_unavailable: u32,
+}
+
+/// How commands reach a node: `--via`, `--remote-shell`, `--sudo`, `--pod-image`.
+/// `kubectl upgrade-node` runs its steps through them; `kubectl skew plan` reads
+/// each control-plane node's certificates through them.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Node access")]
+pub struct NodeTransportArgs {
+    /// How commands reach a node: shell (--remote-shell), pod (a privileged pod with nsenter),
+    /// manual (print them, wait for you) or local (this machine is the node) [default: shell]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub via: Option<ViaKind>,
+
+    /// The command that runs a command on a node; {node} and {address} (InternalIP) are filled in,
+    /// and the command to run is appended as one quoted argument
+    /// [default: ssh -o BatchMode=yes {address}]
+    #[arg(long, value_name = "TEMPLATE", allow_hyphen_values = true)]
+    pub remote_shell: Option<String>,
+
+    /// Prefix every node command with sudo
+    #[arg(long)]
+    pub sudo: bool,
+
+    /// With --via pod: the image of the privileged pod (needs nsenter)
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_POD_IMAGE)]
+    pub pod_image: String,
+}
+
+/// The default of `--pod-image`.
+pub const DEFAULT_POD_IMAGE: &str = "busybox:1.36";
+
+impl NodeTransportArgs {
+    /// Whether a way to reach the nodes was asked for (`--via` or `--remote-shell`).
+    pub fn given(&self) -> bool {
+        self.via.is_some() || self.remote_shell.is_some()
+    }
+
+    /// The transport these flags choose (shell over ssh when nothing is said);
+    /// `timeout` bounds one command.
+    pub fn transport(
+        &self,
+        client: &kube::Client,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<Via> {
+        let template = self.remote_shell.as_deref().unwrap_or(RemoteShell::DEFAULT);
+        let kind = self.via.unwrap_or(ViaKind::Shell);
+        if self.remote_shell.is_some() && kind != ViaKind::Shell {
+            anyhow::bail!(
+                "--remote-shell is used only with --via shell, not --via {}: drop one of them",
+                clap::ValueEnum::to_possible_value(&kind)
+                    .map_or_else(String::new, |v| v.get_name().to_string())
+            );
+        }
+        Via::new(kind, client, template, &self.pod_image, timeout)
+    }
 }
 
 /// The default of `--concurrency`: evictions in flight at once.

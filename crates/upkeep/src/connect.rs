@@ -245,6 +245,11 @@ impl KubeFlags {
 }
 
 impl Connection {
+    /// The resolved configuration (server, TLS, credentials) the client uses.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Another client for the same, already resolved, context: e.g. one with
     /// explicit retries for an eviction engine beside a reading client.
     pub fn client_with(&self, retries: Retries) -> anyhow::Result<Client> {

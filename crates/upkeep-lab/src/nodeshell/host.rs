@@ -215,6 +215,8 @@ pub struct Host {
     pub faults: Vec<ShellFault>,
     /// Every command line run on this node, for tests and `history`.
     pub history: Vec<String>,
+    /// kubeadm's certificates (control-plane nodes; empty on workers).
+    pub pki: super::pki::Pki,
 }
 
 impl Host {
@@ -308,6 +310,7 @@ impl Host {
             units_changed: false,
             faults: Vec::new(),
             history: Vec::new(),
+            pki: Default::default(),
         }
     }
 

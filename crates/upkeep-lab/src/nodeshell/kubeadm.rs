@@ -200,13 +200,21 @@ pub fn kubeadm(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> 
         ["upgrade", "plan", rest @ ..] => plan(host, ctx, &kv, rest.first().copied()),
         ["upgrade", "apply", ..] => apply(host, ctx, &kv, args, stdin),
         ["upgrade", "node", ..] => node(host, ctx, &kv, args),
+        ["certs", "check-expiration", ..] => {
+            let now = ctx.now.parse().unwrap_or_else(|_| jiff::Timestamp::now());
+            super::pki::check_expiration(
+                &host.pki,
+                now,
+                flag_value(args, "--output", Some("-o")).as_deref(),
+            )
+        }
         ["upgrade"] | ["upgrade", ..] => ExecOutput::fail(
             1,
             "Error: unknown command for \"kubeadm upgrade\"\nAvailable Commands: apply, diff, node, plan\n",
         ),
         _ => ExecOutput::fail(
             1,
-            "The lab's kubeadm knows: kubeadm version, kubeadm upgrade plan|apply|node\n"
+            "The lab's kubeadm knows: kubeadm version, kubeadm upgrade plan|apply|node, kubeadm certs check-expiration\n"
                 .to_string(),
         ),
     }
@@ -501,6 +509,12 @@ fn upgrade_static_pods(host: &mut Host, ctx: &mut Ctx, target: &KubeVersion) -> 
             continue;
         }
         moved(host, c, format!("registry.k8s.io/{c}:{target}"), &mut log);
+    }
+    if let Ok(now) = ctx.now.parse() {
+        super::pki::renew_on_upgrade(&mut host.pki, now);
+        log.push_str(
+            "[upgrade/staticpods] Renewing the certificates of the control-plane components\n",
+        );
     }
     ctx.effect(Effect::StaticPods {
         node: host.node.clone(),

@@ -26,6 +26,7 @@ pub mod http;
 pub mod interp;
 pub mod kubeadm;
 pub mod pkg;
+pub mod pki;
 pub mod repo;
 pub mod script;
 pub mod version;
@@ -59,6 +60,9 @@ pub struct NodeHostConfig {
     pub os_image: Option<String>,
     #[serde(default)]
     pub faults: Vec<ShellFault>,
+    /// kubeadm's certificates on a control-plane node.
+    #[serde(default)]
+    pub certificates: Option<pki::PkiSpec>,
 }
 
 /// The node-shell part of a scenario's lab document.
@@ -167,6 +171,9 @@ impl NodeShells {
             }
             if !faults.is_empty() {
                 cfg.nodes.entry(n.name.clone()).or_default().faults = faults;
+            }
+            if let Some(c) = &n.template.certificates {
+                cfg.nodes.entry(n.name.clone()).or_default().certificates = Some(c.clone());
             }
         }
         drop(sc);
@@ -306,6 +313,9 @@ impl NodeShells {
         };
         let mut h = Host::new(&spec, &self.repos.read());
         h.faults = ncfg.faults;
+        if control_plane {
+            h.pki = pki::issue(&ncfg.certificates.unwrap_or_default(), lab.clock.now());
+        }
         h
     }
 

@@ -27,6 +27,10 @@
 //!     unschedulable: false
 //!     kubelet: running          # running | notReady | stopped
 //!     shellFaults: []           # for the node shell (its ShellFault shape)
+//!     certificates:             # kubeadm's PKI on a control-plane node (days from first use)
+//!       expiresInDays: 365      # every certificate; caExpiresInDays: 3650 for the CAs
+//!       days: {apiserver: 10}   # per certificate or CA name
+//!       missing: [super-admin.conf]
 //!   packages:                   # pkgs.k8s.io repositories the node shells can reach
 //!     repositories:
 //!     - minor: v1.34
@@ -148,6 +152,9 @@ pub struct NodeTemplate {
     pub kubelet: Option<KubeletMode>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shell_faults: Vec<Value>,
+    /// kubeadm's certificates on a control-plane node, for `kubeadm certs check-expiration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<crate::nodeshell::pki::PkiSpec>,
 }
 
 fn one() -> u32 {
@@ -457,6 +464,10 @@ pub fn apply_spec(lab: &Arc<Lab>, name: &str, spec: &ScenarioSpec) -> anyhow::Re
             };
             if !seen.insert(n.clone()) {
                 bail!("scenario {name}: node {n} is declared twice");
+            }
+            if let Some(c) = &t.certificates {
+                c.validate()
+                    .map_err(|e| anyhow::anyhow!("scenario {name}: node {n}: {e}"))?;
             }
             nodes.push(ScenarioNode {
                 name: n,

@@ -107,7 +107,7 @@ pub async fn run(
         nodes: Vec::new(),
         surge: Vec::new(),
     };
-    let snap = run::snapshot(&client).await?;
+    let snap = run::snapshot(&client, Some(conn.config())).await?;
     let names = selected_nodes(opts, &client, &snap).await?;
 
     if let Some(max_surge) = opts.surge {
@@ -183,6 +183,7 @@ pub async fn run(
     };
     let rollout = Rollout {
         client: &client,
+        config: conn.config(),
         transport,
         opts,
         printer,
@@ -340,6 +341,8 @@ type Tracker = Arc<Mutex<Vec<(String, Arc<Mutex<Progressed>>)>>>;
 /// One run across its waves.
 struct Rollout<'a> {
     client: &'a Client,
+    /// The connection's configuration, for the readiness certificate checks.
+    config: &'a kube::Config,
     transport: &'a Via,
     opts: &'a RolloutOptions,
     printer: &'a Printer,
@@ -351,7 +354,7 @@ struct Rollout<'a> {
 impl Rollout<'_> {
     async fn upgrade_all(&self, names: &[String], report: &mut Report) -> anyhow::Result<()> {
         let (opts, printer, client, cancel) = (self.opts, self.printer, self.client, &self.cancel);
-        let snap = run::snapshot(client).await?;
+        let snap = run::snapshot(client, Some(self.config)).await?;
         let facts: Vec<_> = names.iter().filter_map(|n| snap.node(n)).collect();
         let waves = if names.len() == 1 {
             vec![names.to_vec()]
@@ -377,7 +380,7 @@ impl Rollout<'_> {
                 let live = if opts.dry_run {
                     projected.clone()
                 } else {
-                    run::snapshot(client).await?
+                    run::snapshot(client, Some(self.config)).await?
                 };
                 let req = run::request(name, opts.to, &opts.base);
                 let drain = leaving_with(&opts.drain, wave, name);

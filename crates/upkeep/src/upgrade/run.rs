@@ -67,8 +67,13 @@ pub fn node_facts(node: &Node) -> NodeFacts {
 }
 
 /// Reads the cluster: nodes, every kube-apiserver instance (static-pod image
-/// tags, as kubeadm's versiongetter does), `/version`, the lock.
-pub async fn snapshot(client: &Client) -> anyhow::Result<ClusterSnapshot> {
+/// tags, as kubeadm's versiongetter does), `/version`, the lock. `config` is
+/// the connection's, for the readiness rules' certificate checks (the API
+/// server's serving certificate, the kubeconfig's client certificate).
+pub async fn snapshot(
+    client: &Client,
+    config: Option<&kube::Config>,
+) -> anyhow::Result<ClusterSnapshot> {
     let nodes: Api<Node> = Api::all(client.clone());
     let nodes = drain::snapshot::list_all(&nodes, &ListParams::default())
         .await
@@ -107,7 +112,7 @@ pub async fn snapshot(client: &Client) -> anyhow::Result<ClusterSnapshot> {
     let removals = crate::skew::readiness::Removals::embedded();
     let gathered = crate::skew::readiness::gather::gather(
         client,
-        None,
+        config,
         skew.clone().unwrap_or_default(),
         &removals,
         &crate::skew::readiness::gather::GatherOptions { skip_drains: true },
@@ -446,6 +451,27 @@ pub async fn prepare<T: Transport>(
             drain: None,
         });
     }
+    // The first control-plane node of a minor upgrade is judged by the hop's
+    // readiness findings: its certificates include kubeadm's on every
+    // control-plane node, read through the same transport and code as
+    // `kubectl skew plan --via/--remote-shell`.
+    let with_node_certs;
+    let snap = match (&report.role, &snap.readiness) {
+        (Some(plan::Role::FirstControlPlane), Some(_)) if moves_minor(snap, req.to) => {
+            let mut s = snap.clone();
+            if let Some(input) = s.readiness.as_mut() {
+                crate::skew::readiness::gather::node_certificates(
+                    client,
+                    Some((t, req.sudo)),
+                    &mut input.snapshot,
+                )
+                .await;
+            }
+            with_node_certs = s;
+            &with_node_certs
+        }
+        _ => snap,
+    };
     let facts = snap.node(&req.node).expect("preflight found the node");
     let probe = probe(t, facts, req).await?;
     let mut report = preflight::preflight(snap, req, &probe);
@@ -476,6 +502,12 @@ pub async fn prepare<T: Transport>(
         plan: Some(plan),
         drain: drain_plan,
     })
+}
+
+/// Whether `to` takes the control plane to another minor.
+fn moves_minor(snap: &ClusterSnapshot, to: TargetSpec) -> bool {
+    snap.oldest_apiserver()
+        .is_some_and(|oldest| to.minor_line() > oldest.minor_line())
 }
 
 /// How the steps are carried out.

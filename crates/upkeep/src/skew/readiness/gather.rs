@@ -23,6 +23,8 @@ use crate::drain::snapshot::lookup_owner;
 use crate::drain::{DrainOptions, DrainSnapshot, plan as drain_plan};
 use crate::skew::collect::for_each_page;
 use crate::skew::snapshot::ClusterVersions;
+use crate::upgrade::Cmd;
+use crate::upgrade::transport::{NodeTarget, Transport};
 use crate::version::MinorVersion;
 
 /// What to gather.
@@ -258,6 +260,100 @@ async fn drains(client: &Client, snap: &mut ReadinessSnapshot) -> anyhow::Result
         snap.drains.push(NodeDrain::from_plan(&plan));
     }
     Ok(())
+}
+
+/// `kubeadm certs check-expiration -o json` on every control-plane node,
+/// through `access` (the node transport and whether to prefix `sudo`): every
+/// certificate and CA it reports joins the snapshot's certificates. Without a
+/// transport a note says they were not checked. A node that cannot be asked,
+/// or whose answer is not kubeadm's, is [`Unreadable`]: the verdict cannot be
+/// READY without it.
+pub async fn node_certificates<T: Transport>(
+    client: &Client,
+    access: Option<(&T, bool)>,
+    snap: &mut ReadinessSnapshot,
+) {
+    let Some((t, sudo)) = access else {
+        snap.notes.push(
+            "certificates on the control-plane nodes were not checked: no node transport (pass --via or --remote-shell, as for kubectl upgrade-node)"
+                .into(),
+        );
+        return;
+    };
+    if !t.captures_output() {
+        snap.notes.push(format!(
+            "certificates on the control-plane nodes were not checked: {} cannot read a command's output (use --via shell, pod or local)",
+            t.describe()
+        ));
+        return;
+    }
+    let nodes = match control_plane_targets(client).await {
+        Ok(n) => n,
+        Err(e) => {
+            snap.unreadable.push(Unreadable {
+                what: "the control-plane nodes (for kubeadm certs check-expiration)".into(),
+                error: format!("{e:#}"),
+            });
+            return;
+        }
+    };
+    if nodes.is_empty() {
+        snap.notes.push(
+            "certificates on the control-plane nodes were not checked: no node carries the control-plane role label (managed control plane?)"
+                .into(),
+        );
+        return;
+    }
+    let cmd = Cmd::new(certs::CHECK_EXPIRATION.iter().copied());
+    let cmd = if sudo { cmd.with_sudo() } else { cmd };
+    for node in &nodes {
+        let result = match t.run(node, &cmd).await {
+            Ok(out) if out.success() => certs::parse_check_expiration(&node.name, &out.stdout),
+            Ok(out) => Err(anyhow::anyhow!(
+                "exited with {}:\n{}",
+                out.code
+                    .map_or("a signal".to_string(), |c| format!("code {c}")),
+                out.excerpt()
+            )),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(found) => {
+                snap.certificates.extend(found.certificates);
+                if !found.missing.is_empty() {
+                    snap.notes.push(format!(
+                        "node {}: kubeadm reports no {} (nothing to check)",
+                        node.name,
+                        found.missing.join(", ")
+                    ));
+                }
+            }
+            Err(e) => snap.unreadable.push(Unreadable {
+                what: format!("kubeadm certs check-expiration on node {}", node.name),
+                error: format!("{e:#}"),
+            }),
+        }
+    }
+}
+
+/// The control-plane nodes and their addresses, for [`node_certificates`].
+async fn control_plane_targets(client: &Client) -> anyhow::Result<Vec<NodeTarget>> {
+    use anyhow::Context as _;
+    let nodes =
+        crate::drain::snapshot::list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
+            .await
+            .context("could not list the nodes")?;
+    let mut out: Vec<NodeTarget> = nodes
+        .iter()
+        .map(crate::upgrade::run::node_facts)
+        .filter(|f| f.control_plane)
+        .map(|f| NodeTarget {
+            name: f.name,
+            address: f.internal_ip,
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// The API server's serving certificate (from a TLS handshake) and the

@@ -289,6 +289,8 @@ fn certificates_within_thirty_days_or_the_upgrade_block() {
         subject: "kube-apiserver".into(),
         source: "TLS".into(),
         not_after: now + jiff::SignedDuration::from_hours(24 * days),
+        node: None,
+        externally_managed: false,
     };
     let f = certs::expiry_finding(&cert(10), now, 30).unwrap();
     assert!(f.message.contains("in 10 days"), "{}", f.message);
@@ -306,6 +308,92 @@ fn certificates_within_thirty_days_or_the_upgrade_block() {
     let r = run(&snap, "v1.36", date(2026, 12, 5));
     assert_eq!(rules(&r, 0), [CERTIFICATE_EXPIRY]);
     assert_eq!(r.verdict, Level::NotReady);
+}
+
+/// `kubeadm certs check-expiration -o json` as kubeadm v1.31 prints it on a control-plane
+/// node that joined (no super-admin.conf): metav1.Time for a missing certificate is `null`.
+const CHECK_EXPIRATION_JSON: &str = r#"{
+    "kind": "CertificateExpirationInfo",
+    "apiVersion": "output.kubeadm.k8s.io/v1alpha3",
+    "certificates": [
+        {"name": "admin.conf", "expirationDate": "2027-11-20T09:03:00Z", "residualTime": 30000000, "externallyManaged": false, "caName": "ca", "missing": false},
+        {"name": "apiserver", "expirationDate": "2026-12-15T09:03:00Z", "residualTime": 896580, "externallyManaged": false, "caName": "ca", "missing": false},
+        {"name": "front-proxy-client", "expirationDate": "2026-12-20T00:00:00Z", "residualTime": 1296000, "externallyManaged": true, "caName": "front-proxy-ca", "missing": false},
+        {"name": "super-admin.conf", "expirationDate": null, "residualTime": 0, "externallyManaged": false, "missing": true}
+    ],
+    "certificateAuthorities": [
+        {"name": "ca", "expirationDate": "2026-12-25T00:00:00Z", "residualTime": 1728000, "externallyManaged": false, "missing": false},
+        {"name": "etcd-ca", "expirationDate": "2035-11-18T09:03:00Z", "residualTime": 283000000, "externallyManaged": false, "missing": false}
+    ]
+}"#;
+
+#[test]
+fn kubeadm_check_expiration_names_node_certificate_and_days_left() {
+    let parsed = certs::parse_check_expiration("cp1", CHECK_EXPIRATION_JSON).unwrap();
+    assert_eq!(parsed.missing, ["super-admin.conf"]);
+    let names: Vec<&str> = parsed
+        .certificates
+        .iter()
+        .map(|c| c.subject.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "admin.conf",
+            "apiserver",
+            "front-proxy-client",
+            "ca",
+            "etcd-ca"
+        ]
+    );
+    assert!(parsed.certificates[2].externally_managed);
+    assert_eq!(parsed.certificates[3].role, "kubeadm certificate authority");
+
+    let snap = ReadinessSnapshot {
+        versions: cluster("v1.35.2", "3.6.5-0"),
+        certificates: parsed.certificates,
+        ..Default::default()
+    };
+    let r = run(&snap, "v1.36", date(2026, 12, 5));
+    let f: Vec<&Finding> = r.hops[0]
+        .findings
+        .iter()
+        .filter(|f| f.rule == CERTIFICATE_EXPIRY)
+        .collect();
+    let named: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(named, ["apiserver", "ca", "front-proxy-client"], "{f:#?}");
+    let apiserver = f[0];
+    assert_eq!(
+        apiserver.source,
+        "kubeadm certs check-expiration on node cp1"
+    );
+    assert!(
+        apiserver.message.contains("(apiserver) on node cp1")
+            && apiserver.message.contains("in 10 days"),
+        "{}",
+        apiserver.message
+    );
+    assert!(
+        apiserver.fix.contains("kubeadm certs renew apiserver"),
+        "{}",
+        apiserver.fix
+    );
+    assert!(f[1].fix.contains("does not renew a CA"), "{}", f[1].fix);
+    assert!(f[2].fix.contains("external CA"), "{}", f[2].fix);
+    assert_eq!(r.verdict, Level::NotReady);
+
+    // Not kubeadm's output: an error naming the node, never an empty list.
+    let e = certs::parse_check_expiration("cp1", "CERTIFICATE EXPIRES\n").unwrap_err();
+    assert!(format!("{e:#}").contains("on node cp1"), "{e:#}");
+    let e = certs::parse_check_expiration(
+        "cp1",
+        r#"{"kind":"Images","apiVersion":"output.kubeadm.k8s.io/v1alpha3"}"#,
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("not a CertificateExpirationInfo"),
+        "{e:#}"
+    );
 }
 
 #[test]
@@ -360,6 +448,8 @@ fn what_could_not_be_read_makes_the_verdict_unknown_unless_something_blocks() {
         subject: "admin".into(),
         source: "kubeconfig".into(),
         not_after: "2026-12-06T00:00:00Z".parse().unwrap(),
+        node: None,
+        externally_managed: false,
     });
     let r = run(&snap, "v1.36", date(2026, 12, 5));
     assert_eq!(r.exit_code(), 1);
