@@ -1066,6 +1066,63 @@ fn deleting_a_bound_pod_with_a_grace_period_shows_terminating_then_it_is_gone() 
     kubectl_fails(&lab, &["get", "pod", "nowhere"], 1);
 }
 
+/// Under the realistic profile an evicted pod with a 5 s grace period is still there 5 s after
+/// the eviction. The API rounds deletionTimestamp down to the second (metav1.Time), but the
+/// kubelet counts the grace period from when it sees the deletion (pkg/kubelet/kuberuntime
+/// killContainer), so an eviction late in a second must not end the pod early.
+#[test]
+fn an_evicted_pod_is_gone_no_earlier_than_its_grace_period() {
+    let lab = settled(Lab::with(LabOptions {
+        scenario: Some("os-upgrade".into()),
+        extra: ["--profile", "realistic", "--time-scale", "1"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    }));
+    let f = file(
+        &lab,
+        "slow.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: slow\nspec:\n  nodeName: node01\n  terminationGracePeriodSeconds: 5\n  containers:\n  - name: c\n    image: nginx\n",
+    );
+    lab.kubectl_ok(["create", "-f", &f]);
+    wait_for("slow running", SETTLE, || {
+        Some(lab.get_json(["pod", "slow"])).filter(running_ready)
+    });
+    let ev = file(
+        &lab,
+        "evict.json",
+        r#"{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "slow", "namespace": "default"}}"#,
+    );
+    // The lab clock runs at the wall clock's pace from the wall clock's time (time scale 1):
+    // start the eviction late enough in a second that a deadline rounded down to the second
+    // would end the pod about half a second early.
+    wait_for("the clock half-way through a second", SETTLE, || {
+        let sub = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .subsec_millis();
+        (450..650).contains(&sub).then_some(())
+    });
+    // Taken before the request, so the measured time is never shorter than the real one.
+    let asked = std::time::Instant::now();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/pods/slow/eviction",
+        "-f",
+        &ev,
+    ]);
+    let got = lab.get_json(["pod", "slow"]);
+    assert_eq!(got["metadata"]["deletionGracePeriodSeconds"], 5, "{got:#}");
+    lab.kubectl_ok(["wait", "--for=delete", "pod/slow", "--timeout=30s"]);
+    let gone = asked.elapsed().as_secs_f64();
+    assert!(
+        (5.0..8.0).contains(&gone),
+        "gone {gone:.2} s after the eviction with a 5 s grace period (deletionTimestamp {})",
+        got["metadata"]["deletionTimestamp"]
+    );
+}
+
 // ---------------------------------------------------------------------------
 // kubectl drain
 // ---------------------------------------------------------------------------

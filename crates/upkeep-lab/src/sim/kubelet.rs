@@ -57,6 +57,26 @@ pub struct Kubelet {
     ip_seq: AtomicU64,
     /// Host commands still running, by pod UID (their pod completes when they end).
     host_running: Mutex<HashMap<String, HostRun>>,
+    /// Pods being killed, by UID: when their containers will have stopped.
+    killing: Mutex<HashMap<String, Kill>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillChange {
+    Started,
+    Shortened,
+    Unchanged,
+}
+
+/// A kill in progress (pkg/kubelet/pod_workers.go, kuberuntime killContainer). The kubelet
+/// counts the grace period from when it starts killing, with sub-second precision; it does
+/// not read the deletionTimestamp, which the API rounds to whole seconds.
+#[derive(Debug, Clone, Copy)]
+struct Kill {
+    /// The effective grace period (calculateEffectiveGracePeriod: it only ever decreases).
+    grace: i64,
+    /// Lab time at which the containers have stopped and the pod may be removed.
+    done_at: jiff::Timestamp,
 }
 
 /// Lab seconds a host command runs on once the API is back (kubeadm's phases after the
@@ -230,13 +250,9 @@ impl Kubelet {
             )
         };
         if util::terminating(&pod) {
-            let left = util::s(&pod, "/metadata/deletionTimestamp")
-                .parse::<jiff::Timestamp>()
-                .map(|t| t.duration_since(ctx.lab.clock.now()).as_secs_f64())
-                .unwrap_or(0.0);
-            let wait = cfg.termination_seconds(left);
             self.kill_host_command(ctx, &pod, &node);
-            if !self.pending.lock().contains(&job(Stage::Remove)) {
+            let (done_at, kill) = self.kill(ctx, &pod);
+            if kill == KillChange::Started {
                 for c in util::arr(&pod, "/spec/containers") {
                     ctx.events.record(
                         &ctx.lab,
@@ -249,6 +265,11 @@ impl Kubelet {
                     );
                 }
             }
+            if kill == KillChange::Shortened {
+                // the timer already set is too late: set another (the late one finds the pod gone)
+                self.pending.lock().remove(&job(Stage::Remove));
+            }
+            let wait = done_at.duration_since(ctx.lab.clock.now()).as_secs_f64();
             self.stage(ctx, job(Stage::Remove), wait);
             return;
         }
@@ -277,6 +298,46 @@ impl Kubelet {
                     self.accept(ctx, &pod, &node);
                 }
                 self.stage(ctx, job(Stage::Start), cfg.pod_start_seconds);
+            }
+        }
+    }
+
+    /// Start or shorten the kill of a terminating pod; returns when its containers will have
+    /// stopped, and whether the kill started or was shortened now. The grace period is the pod's
+    /// deletionGracePeriodSeconds, counted from the moment the kubelet sees the deletion
+    /// (kuberuntime_container.go killContainer: `gracePeriod = *pod.DeletionGracePeriodSeconds`,
+    /// then StopContainer(gracePeriod)). A later, shorter grace period cancels the running
+    /// kill and starts a new one with it (pod_workers.go UpdatePod `wasGracePeriodShortened`,
+    /// calculateEffectiveGracePeriod), so the end moves earlier, never later.
+    fn kill(&self, ctx: &Ctx, pod: &Value) -> (jiff::Timestamp, KillChange) {
+        let now = ctx.lab.clock.now();
+        let grace = pod
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .max(0);
+        let ends = |g: i64| {
+            now + jiff::SignedDuration::from_secs_f64(ctx.cfg().termination_seconds(g as f64))
+        };
+        let mut killing = self.killing.lock();
+        match killing.get_mut(util::uid(pod)) {
+            Some(k) => {
+                if grace < k.grace {
+                    k.grace = grace;
+                    if ends(grace) < k.done_at {
+                        k.done_at = ends(grace);
+                        return (k.done_at, KillChange::Shortened);
+                    }
+                }
+                (k.done_at, KillChange::Unchanged)
+            }
+            None => {
+                let k = Kill {
+                    grace,
+                    done_at: ends(grace),
+                };
+                killing.insert(util::uid(pod).to_string(), k);
+                (k.done_at, KillChange::Started)
             }
         }
     }
@@ -351,6 +412,7 @@ impl Kubelet {
             .get(&resources::POD, ns, name)
             .filter(|p| util::uid(p) == uid)
         else {
+            self.killing.lock().remove(uid.as_str());
             return;
         };
         let node = util::node_name(&pod).to_string();
@@ -360,6 +422,16 @@ impl Kubelet {
         let now = ctx.lab.clock.now_rfc3339();
         match stage {
             Stage::Remove => {
+                // a shortened grace period or a slower clock: not yet
+                let done_at = self.killing.lock().get(uid.as_str()).map(|k| k.done_at);
+                if let Some(left) = done_at
+                    .map(|t| t.duration_since(ctx.lab.clock.now()).as_secs_f64())
+                    .filter(|l| *l > 0.0 && !self.instant.load(Ordering::SeqCst))
+                {
+                    self.schedule(ctx, job.clone(), left);
+                    return;
+                }
+                self.killing.lock().remove(uid.as_str());
                 // kubelet status_manager: once containers stopped, delete with grace 0
                 let _ = store.delete(
                     &resources::POD,
