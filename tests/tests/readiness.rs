@@ -405,3 +405,54 @@ fn upgrade_node_refuses_the_first_control_plane_with_the_same_certificate_findin
         "the API server's own certificate too: {messages:#?}"
     );
 }
+
+/// A client that still calls `policy/v1beta1` on a v1.24 cluster: the API server's
+/// `apiserver_requested_deprecated_apis` gauge says so, and the hop to v1.25 names it.
+#[test]
+fn a_client_requesting_a_deprecated_version_is_named_from_the_metric() {
+    let lab = Lab::scenario("readiness-removed-apis");
+    let requested = |doc: &Value| -> Vec<Value> {
+        doc["readiness"]["hops"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "deprecated-api-requested")
+            .cloned()
+            .collect()
+    };
+    let before = json(&plan(
+        &lab,
+        "v1.25",
+        "v1.25.0",
+        &["--no-drains", "-o", "json"],
+    ));
+    assert_eq!(requested(&before), Vec::<Value>::new());
+
+    let listed = lab.kubectl_ok([
+        "get",
+        "--raw",
+        "/apis/policy/v1beta1/namespaces/default/poddisruptionbudgets",
+    ]);
+    assert!(listed.contains("\"web\""), "{listed}");
+    let metrics = lab.kubectl_ok(["get", "--raw", "/metrics"]);
+    assert!(
+        metrics.contains("apiserver_requested_deprecated_apis{group=\"policy\",removed_release=\"1.25\",resource=\"poddisruptionbudgets\",subresource=\"\",version=\"v1beta1\"} 1"),
+        "{metrics}"
+    );
+
+    let out = plan(&lab, "v1.25", "v1.25.0", &["--no-drains", "-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let after = requested(&json(&out));
+    assert_eq!(after.len(), 1, "{after:#?}");
+    let f = &after[0];
+    assert_eq!(f["kind"], "poddisruptionbudgets");
+    assert_eq!(f["source"], "/metrics apiserver_requested_deprecated_apis");
+    assert_eq!(f["severity"], "block");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy/v1beta1, which v1.25 removes"),
+        "{f:#}"
+    );
+}

@@ -12,9 +12,14 @@ use serde_json::{Value, json};
 /// (verb, resource, subresource, code)
 pub type MetricKey = (String, String, String, u16);
 
+/// (group, version, resource, subresource, removed_release)
+pub type DeprecatedKey = (String, String, String, String, String);
+
 #[derive(Default)]
 pub struct Metrics {
     counts: Mutex<BTreeMap<MetricKey, u64>>,
+    /// Deprecated API versions requested since start (see `crate::api::deprecation`).
+    deprecated: Mutex<std::collections::BTreeSet<DeprecatedKey>>,
 }
 
 impl Metrics {
@@ -33,8 +38,28 @@ impl Metrics {
             .or_insert(0) += 1;
     }
 
+    /// A request to a deprecated version: the gauge for its labels is 1 from now on
+    /// (metrics.go `MonitorRequest`).
+    pub fn record_deprecated(
+        &self,
+        group: &str,
+        version: &str,
+        resource: &str,
+        subresource: &str,
+        removed_release: &str,
+    ) {
+        self.deprecated.lock().insert((
+            group.to_string(),
+            version.to_string(),
+            resource.to_string(),
+            subresource.to_string(),
+            removed_release.to_string(),
+        ));
+    }
+
     pub fn reset(&self) {
         self.counts.lock().clear();
+        self.deprecated.lock().clear();
     }
 
     /// Total requests matching verb/resource ("" = any).
@@ -71,6 +96,15 @@ impl Metrics {
             out.push_str(&format!(
                 "apiserver_request_total{{code=\"{c}\",resource=\"{r}\",subresource=\"{s}\",verb=\"{}\"}} {n}\n",
                 v.to_uppercase()
+            ));
+        }
+        // metrics.go `deprecatedRequestGauge` (STABLE).
+        out.push_str(
+            "# HELP apiserver_requested_deprecated_apis [STABLE] Gauge of deprecated APIs that have been requested, broken out by API group, version, resource, subresource, and removed_release.\n# TYPE apiserver_requested_deprecated_apis gauge\n",
+        );
+        for (g, v, r, s, removed) in self.deprecated.lock().iter() {
+            out.push_str(&format!(
+                "apiserver_requested_deprecated_apis{{group=\"{g}\",removed_release=\"{removed}\",resource=\"{r}\",subresource=\"{s}\",version=\"{v}\"}} 1\n"
             ));
         }
         out

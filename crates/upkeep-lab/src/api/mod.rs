@@ -1,6 +1,7 @@
 //! The Kubernetes REST API over the store: routing, authentication and authorisation,
 //! resource verbs, subresources, Table responses, faults and metrics.
 
+pub mod deprecation;
 pub mod discovery;
 pub mod eviction;
 pub mod openapi;
@@ -270,7 +271,15 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
         );
         return r;
     }
-    let rr = match request::parse(&method, &path, parts.uri.query()) {
+    // A deprecated version the server still serves: answered as the stored version,
+    // its use recorded for `apiserver_requested_deprecated_apis` (deprecation.rs).
+    let version = lab.version();
+    let number = |s: &str| s.trim_end_matches('+').parse::<u32>().unwrap_or(0);
+    let deprecated = deprecation::rewrite(&path, (number(&version.major), number(&version.minor)));
+    let served_path = deprecated
+        .as_ref()
+        .map_or(path.as_str(), |(p, _)| p.as_str());
+    let rr = match request::parse(&method, served_path, parts.uri.query()) {
         Ok(Some(rr)) => rr,
         Ok(None) => return error_response(&ApiError::no_route()),
         Err(e) => {
@@ -356,10 +365,22 @@ pub async fn handle(Extension(ctx): Extension<Arc<ApiContext>>, req: Request) ->
     } else {
         serve_resource(&ctx, &rr, &parts.headers, body, fault.cut_watch_after).await
     };
-    let resp = match result {
+    let mut resp = match result {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    if let Some((_, d)) = deprecated {
+        lab.metrics.record_deprecated(
+            d.group,
+            d.version,
+            d.resource,
+            &rr.subresource,
+            &d.removed_release(),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", d.warning())) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
     lab.metrics.record(
         rr.verb,
         rr.res.plural,
