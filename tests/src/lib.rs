@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+pub mod realnode;
+
 /// The workspace root (this package lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -115,6 +117,8 @@ pub struct LabOptions {
     pub version: Option<String>,
     /// Extra arguments for `upkeep-lab serve`.
     pub extra: Vec<String>,
+    /// `--listen` (default `127.0.0.1:0`).
+    pub listen: Option<String>,
 }
 
 impl Lab {
@@ -137,7 +141,7 @@ impl Lab {
         let mut cmd = Command::new(bin("upkeep-lab"));
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(opts.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--kubeconfig")
             .arg(&kubeconfig);
         if let Some(s) = &opts.scenario {

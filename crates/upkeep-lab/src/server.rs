@@ -270,7 +270,14 @@ pub async fn start(
         .certificates
         .clone()
         .unwrap_or_default();
-    let credentials = Credentials::generate_with(&[], &validity)?;
+    // The kubeconfig names the listen address, so the serving certificate must too when it
+    // is not loopback (a lab serving real nodes in network namespaces listens on their bridge).
+    let ip = opts.listen.ip();
+    let extra_sans: Vec<String> = (!ip.is_loopback() && !ip.is_unspecified())
+        .then(|| ip.to_string())
+        .into_iter()
+        .collect();
+    let credentials = Credentials::generate_with(&extra_sans, &validity)?;
     let mut tokens = HashMap::new();
     tokens.insert(credentials.admin_token.clone(), "admin".to_string());
     tokens.insert(credentials.readonly_token.clone(), "readonly".to_string());

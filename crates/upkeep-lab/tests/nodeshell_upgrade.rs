@@ -556,3 +556,61 @@ async fn stopping_the_kubelet_makes_the_node_not_ready() {
     );
     h.srv.shutdown();
 }
+
+/// A real node reports what its dpkg installed: the lab's kubeadm and kubelet then act as
+/// those packages would (the kubeadm version kubeadm's policy reads, the kubelet version a
+/// restart brings), and a version that is not one is refused, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_node_reports_its_installed_packages() {
+    let h = harness().await;
+    let installed: std::collections::BTreeMap<String, String> = [
+        ("kubeadm".to_string(), "1.35.2-1.1".to_string()),
+        ("kubelet".to_string(), "1.34.4-1.1".to_string()),
+    ]
+    .into();
+    let argv = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let r = h
+        .shell
+        .exec_reporting(
+            "node01",
+            &argv(&["kubeadm", "version", "-o", "short"]),
+            "",
+            installed.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.code, r.stdout.as_str()), (0, "v1.35.2\n"), "{r:?}");
+    let r = h
+        .shell
+        .exec_reporting(
+            "node01",
+            &argv(&["systemctl", "restart", "kubelet"]),
+            "",
+            installed,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
+    let nodes: Api<Node> = Api::all(h.kube.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = nodes.get("node01").await.unwrap();
+        let v = n
+            .status
+            .and_then(|s| s.node_info)
+            .map(|i| i.kubelet_version);
+        if v.as_deref() == Some("v1.34.4") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kubelet still reports {v:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bad: std::collections::BTreeMap<String, String> =
+        [("kubeadm".to_string(), "latest".to_string())].into();
+    let err = h
+        .shell
+        .exec_reporting("node01", &argv(&["kubeadm", "version"]), "", bad)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("kubeadm=\"latest\""), "{err:#}");
+}

@@ -3,6 +3,7 @@
 //! a shell line (`sh -c`, as ssh runs its remote command); several are an argv. Without CMD,
 //! read command lines from stdin (each runs as `sh -c LINE`) until end of input or `exit`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -19,6 +20,11 @@ pub struct NodeShellArgs {
     /// Kubeconfig context (default: the current one).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// For a real node whose kubeadm, kubelet, kubectl and systemctl are stand-ins calling
+    /// this command: send the versions of those packages this machine's dpkg (else rpm)
+    /// database holds, so the lab's kubeadm and kubelet act as the installed packages would.
+    #[arg(long)]
+    pub report_installed: bool,
     /// The node to run on.
     pub node: String,
     /// The command and its arguments (after `--`); a single word is a shell line, like
@@ -66,9 +72,22 @@ impl NodeShellClient {
         argv: &[String],
         stdin: &str,
     ) -> anyhow::Result<ExecResponse> {
+        self.exec_reporting(node, argv, stdin, BTreeMap::new())
+            .await
+    }
+
+    /// Run `argv` on `node`, after reporting a real node's installed package versions.
+    pub async fn exec_reporting(
+        &self,
+        node: &str,
+        argv: &[String],
+        stdin: &str,
+        installed: BTreeMap<String, String>,
+    ) -> anyhow::Result<ExecResponse> {
         let body = serde_json::to_vec(&ExecRequest {
             argv: argv.to_vec(),
             stdin: stdin.to_string(),
+            installed,
         })?;
         let req = http::Request::post(format!("/lab/v1/nodes/{node}/exec"))
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -103,7 +122,14 @@ pub async fn run(args: NodeShellArgs) -> anyhow::Result<i32> {
             [line] => vec!["sh".to_string(), "-c".to_string(), line.clone()],
             many => many.to_vec(),
         };
-        let r = client.exec(&args.node, &argv, "").await?;
+        let installed = if args.report_installed {
+            installed_packages()?
+        } else {
+            BTreeMap::new()
+        };
+        let r = client
+            .exec_reporting(&args.node, &argv, "", installed)
+            .await?;
         print_output(&r);
         return Ok(r.code);
     }
@@ -138,6 +164,41 @@ pub async fn run(args: NodeShellArgs) -> anyhow::Result<i32> {
         last = r.code;
     }
     Ok(last)
+}
+
+/// The Kubernetes packages this machine's package database holds: `dpkg-query` where dpkg
+/// is the package manager, else `rpm -q`. Packages not installed are left out.
+fn installed_packages() -> anyhow::Result<BTreeMap<String, String>> {
+    const PACKAGES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];
+    let dpkg = std::path::Path::new("/var/lib/dpkg/status").exists();
+    let out = if dpkg {
+        std::process::Command::new("dpkg-query")
+            .args(["-W", "-f", "${db:Status-Status} ${Package} ${Version}\n"])
+            .args(PACKAGES)
+            .output()
+    } else {
+        std::process::Command::new("rpm")
+            .args(["-q", "--qf", "installed %{NAME} %{VERSION}-%{RELEASE}\n"])
+            .args(PACKAGES)
+            .output()
+    }
+    .with_context(|| {
+        format!(
+            "reading the installed package versions with {} (is this a real node root?)",
+            if dpkg { "dpkg-query" } else { "rpm" }
+        )
+    })?;
+    // Both exit non-zero when one of the packages is absent; the others are still listed.
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next(), w.next()) {
+                (Some("installed"), Some(p), Some(v)) => Some((p.to_string(), v.to_string())),
+                _ => None,
+            }
+        })
+        .collect())
 }
 
 fn print_output(r: &ExecResponse) {

@@ -2,7 +2,8 @@
 //! the read-only user may only read):
 //!
 //! * `POST /lab/v1/nodes/{node}/exec` — body `{"argv": ["apt-get", "update"], "stdin": ""}`,
-//!   answer `{"stdout": "...", "stderr": "...", "code": 0}`.
+//!   answer `{"stdout": "...", "stderr": "...", "code": 0}`. A real node's stand-in binaries
+//!   add `"installed": {"kubeadm": "1.35.2-1.1", ...}` (see [`ExecRequest::installed`]).
 //! * `GET /lab/v1/nodes/{node}/host` — the host's state ([`super::HostSummary`]).
 //! * `GET|POST|DELETE /lab/v1/nodes/{node}/faults` — list, add (`{"fail": "kubeadm upgrade
 //!   node", "times": 1}`), clear the node's injected command failures.
@@ -32,6 +33,12 @@ pub struct ExecRequest {
     pub argv: Vec<String>,
     #[serde(default)]
     pub stdin: String,
+    /// From a real node whose kubeadm, kubelet and systemctl are the lab's stand-ins: the
+    /// package versions its own dpkg or rpm database holds (`{"kubeadm": "1.35.2-1.1"}`).
+    /// They replace the simulated ones before the command runs, so kubeadm's version policy
+    /// and the kubelet restart see what the real package manager installed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub installed: std::collections::BTreeMap<String, String>,
 }
 
 /// The answer of an exec request.
@@ -128,7 +135,15 @@ async fn exec(
             "invalid exec request: argv is empty; pass the command and its arguments".into(),
         );
     }
-    match NodeShells::get(&lab).exec(&lab, &node, &req.argv, &req.stdin) {
+    let shells = NodeShells::get(&lab);
+    if !req.installed.is_empty() {
+        match shells.report_installed(&lab, &node, &req.installed) {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => return bad_request(msg),
+            Err(e) => return not_found(e),
+        }
+    }
+    match shells.exec(&lab, &node, &req.argv, &req.stdin) {
         Ok(out) => {
             // A command that restarted the only kube-apiserver returns once the API is back,
             // as kubeadm waits for its new static pods through the API. The node shell is the

@@ -319,6 +319,32 @@ impl NodeShells {
         h
     }
 
+    /// A real node reports what its package database holds (see
+    /// [`http::ExecRequest::installed`]): those versions replace the simulated ones.
+    /// Inner Err: a version that does not parse, named.
+    pub fn report_installed(
+        &self,
+        lab: &Lab,
+        node: &str,
+        installed: &BTreeMap<String, String>,
+    ) -> Result<Result<(), String>, ShellError> {
+        let mut parsed = BTreeMap::new();
+        for (pkg, v) in installed {
+            match version::PkgVersion::parse(v) {
+                Some(p) => {
+                    parsed.insert(pkg.clone(), p);
+                }
+                None => {
+                    return Ok(Err(format!(
+                        "installed {pkg}={v:?} is not a package version such as 1.35.2-1.1"
+                    )));
+                }
+            }
+        }
+        self.with_host(lab, node, |h| h.installed.extend(parsed))
+            .map(Ok)
+    }
+
     /// Run `argv` on `node` with `stdin`; the cluster sees the effects before this returns.
     pub fn exec(
         &self,

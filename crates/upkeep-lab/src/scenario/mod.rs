@@ -31,6 +31,7 @@
 //!       expiresInDays: 365      # every certificate; caExpiresInDays: 3650 for the CAs
 //!       days: {apiserver: 10}   # per certificate or CA name
 //!       missing: [super-admin.conf]
+//!     internalIP: 198.18.0.11   # one node only; default a loopback address from its index
 //!   packages:                   # pkgs.k8s.io repositories the node shells can reach
 //!     repositories:
 //!     - minor: v1.34
@@ -155,6 +156,15 @@ pub struct NodeTemplate {
     /// kubeadm's certificates on a control-plane node, for `kubeadm certs check-expiration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<crate::nodeshell::pki::PkiSpec>,
+    /// The node's InternalIP (a template of one node only). Default: a loopback address
+    /// derived from the node's index, so a transport dialling it stays on this machine; a
+    /// real node behind the lab (a network namespace with sshd) needs its own address here.
+    #[serde(
+        default,
+        rename = "internalIP",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub internal_ip: Option<std::net::IpAddr>,
 }
 
 fn one() -> u32 {
@@ -456,6 +466,13 @@ pub fn apply_spec(lab: &Arc<Lab>, name: &str, spec: &ScenarioSpec) -> anyhow::Re
     let mut nodes = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for t in &spec.nodes {
+        if t.internal_ip.is_some() && t.count != 1 {
+            bail!(
+                "scenario {name}: node {} has internalIP and count {}: an address names one node; declare each node on its own",
+                t.name,
+                t.count
+            );
+        }
         for i in 0..t.count {
             let n = if t.count == 1 && !t.name.contains("{index") {
                 t.name.clone()
@@ -541,7 +558,10 @@ fn node_object(name: &str, t: &NodeTemplate, version: &str, idx: usize) -> Value
         .unwrap_or_else(|| version.to_string());
     // Node addresses are loopback ones: a transport that dials a lab node by
     // its InternalIP (ssh, say) is refused locally instead of leaving the machine.
-    let ip = format!("127.10.{}.{}", 10 + idx / 250, idx % 250 + 2);
+    let ip = t
+        .internal_ip
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| format!("127.10.{}.{}", 10 + idx / 250, idx % 250 + 2));
     let mut spec = json!({"podCIDR": format!("10.244.{}.0/24", idx % 256), "podCIDRs": [format!("10.244.{}.0/24", idx % 256)]});
     if !taints.is_empty() {
         spec["taints"] = json!(taints);

@@ -1,0 +1,803 @@
+//! Real test nodes: a lab cluster whose nodes are real Debian roots with real apt and dpkg,
+//! reached over real ssh, so `kubectl upgrade-node`'s commands meet a real package manager.
+//!
+//! What one [`RealCluster`] is made of:
+//! * **A Debian root** made once with `debootstrap --variant=minbase` for this machine's own
+//!   release (its `VERSION_CODENAME`, from the mirror this machine's apt configuration names),
+//!   cached under `target/realnode/` and copied (`cp -a --reflink=auto`) for every node.
+//! * **A package mirror laid out like pkgs.k8s.io** (`core:/stable:/v1.N/deb/`, `Packages` from
+//!   `dpkg-scanpackages`, `Release` from `apt-ftparchive`), copied into each root at
+//!   `/srv/mirror` and named by a `file:` line in `/etc/apt/sources.list.d/kubernetes.list`.
+//!   It carries stand-in kubeadm, kubelet and kubectl `.deb`s built with `dpkg-deb` for the
+//!   versions the cluster publishes. Their binaries are two-line shell scripts: they run
+//!   `upkeep-lab node-shell --report-installed NODE -- kubeadm ARGS...`, so the lab applies
+//!   `kubeadm upgrade apply|node`, `kubeadm upgrade plan` and the kubelet's version as its
+//!   simulated node shell does, with the versions the real dpkg database holds.
+//! * **No systemd runs in a root**: `/usr/local/bin/systemctl` is the same kind of stand-in,
+//!   so `systemctl restart kubelet` makes the lab's kubelet report the installed version.
+//! * **A network namespace per node** holding the node's InternalIP (the lab's scenario
+//!   names it), a veth to a bridge on this machine, and Debian's `sshd` listening on that
+//!   address; every session runs in the node's root (`ForceCommand chroot ROOT sh -c
+//!   "$SSH_ORIGINAL_COMMAND"`). The lab listens on the bridge address.
+//! * **The test's own ssh configuration**: a directory holding an `ssh` that runs
+//!   `ssh -F CONFIG`, put first on the plugin's PATH (ssh reads `~/.ssh` from the password
+//!   database, not from `$HOME`), so the default transport (`ssh -o BatchMode=yes
+//!   {address}`) works with no `--remote-shell`.
+//!
+//! Bridges, namespaces and veths are named `upk<K>...`, K being the first free index
+//! (creating the bridge is the claim), and removed when the cluster is dropped, on failure
+//! too. Addresses come from 198.18.K.0/24 (RFC 2544's benchmarking range).
+//!
+//! Needs root and debootstrap, openssh-server, dpkg-dev, apt-utils and iproute2
+//! (`scripts/setup.sh` installs them); a missing piece fails the test, it never skips.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::{Lab, LabOptions, bin, wait_for};
+
+/// The packages the stand-in mirror carries (those `kubectl upgrade-node` installs).
+pub const PACKAGES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];
+
+/// One node of a [`RealCluster`].
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    pub control_plane: bool,
+    /// The installed (and held) package version, e.g. `1.34.3-1.1`.
+    pub installed: String,
+}
+
+/// What a [`RealCluster`] is started with.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub nodes: Vec<NodeSpec>,
+    /// What each minor repository publishes: `("v1.35", ["1.35.2-1.1"])`.
+    pub published: Vec<(String, Vec<String>)>,
+    /// Extra `upkeep-lab serve` arguments (e.g. `--time-scale`).
+    pub lab_args: Vec<String>,
+}
+
+/// Runs a command that must succeed; panics with its output otherwise.
+pub fn must(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: could not run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ip(args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip (iproute2: scripts/setup.sh installs it)")
+}
+
+fn require_root() {
+    let uid = must(Command::new("id").arg("-u"), "id -u");
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "real-node tests need root (network namespaces, debootstrap, chroot): run them as root, \
+         as scripts/test.sh does in CI"
+    );
+    for tool in [
+        "debootstrap",
+        "/usr/sbin/sshd",
+        "ssh",
+        "ssh-keygen",
+        "dpkg-deb",
+        "dpkg-scanpackages",
+        "apt-ftparchive",
+        "ip",
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "{tool} is missing: run scripts/setup.sh, which installs debootstrap, openssh-server, \
+             dpkg-dev, apt-utils and iproute2"
+        );
+    }
+}
+
+/// The directory real-node data lives in: `target/realnode` (beside the built binaries).
+fn cache_root() -> PathBuf {
+    let target = crate::bin_dir()
+        .parent()
+        .expect("target/<profile> has a parent")
+        .to_path_buf();
+    target.join("realnode")
+}
+
+/// This machine's release codename and the apt mirror its configuration uses for it.
+pub fn host_release() -> (String, String) {
+    let os = std::fs::read_to_string("/etc/os-release").expect("read /etc/os-release");
+    let suite = os
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|s| s.trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
+        .expect("/etc/os-release names no VERSION_CODENAME: real-node tests need a Debian or Ubuntu machine");
+    let mut texts = Vec::new();
+    if let Ok(t) = std::fs::read_to_string("/etc/apt/sources.list") {
+        texts.push((false, t));
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for p in paths {
+            let name = p.to_string_lossy().into_owned();
+            if (name.ends_with(".sources") || name.ends_with(".list"))
+                && let Ok(t) = std::fs::read_to_string(&p)
+            {
+                texts.push((name.ends_with(".sources"), t));
+            }
+        }
+    }
+    for (deb822, text) in &texts {
+        if let Some(uri) = if *deb822 {
+            deb822_uri(text, &suite)
+        } else {
+            one_line_uri(text, &suite)
+        } {
+            return (suite, uri);
+        }
+    }
+    panic!(
+        "this machine's apt configuration names no mirror for {suite} (deb lines in \
+         /etc/apt/sources.list or /etc/apt/sources.list.d): debootstrap needs one"
+    )
+}
+
+fn one_line_uri(text: &str, suite: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let l = l.trim();
+        let rest = l.strip_prefix("deb ")?;
+        let rest = match rest.trim_start().strip_prefix('[') {
+            Some(r) => r.split_once(']')?.1,
+            None => rest,
+        };
+        let mut w = rest.split_whitespace();
+        let (uri, s) = (w.next()?, w.next()?);
+        (s == suite).then(|| uri.to_string())
+    })
+}
+
+fn deb822_uri(text: &str, suite: &str) -> Option<String> {
+    text.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().to_string())
+            })
+        };
+        let types = field("Types")?;
+        let suites = field("Suites")?;
+        let enabled = field("Enabled").is_none_or(|e| e != "no");
+        (enabled
+            && types.split_whitespace().any(|t| t == "deb")
+            && suites.split_whitespace().any(|s| s == suite))
+        .then(|| field("URIs"))
+        .flatten()
+        .and_then(|u| u.split_whitespace().next().map(str::to_string))
+    })
+}
+
+/// The cached minbase root for this machine's release, made on first use. Callers copy it.
+pub fn debian_base() -> PathBuf {
+    require_root();
+    let (suite, mirror) = host_release();
+    let root = cache_root();
+    std::fs::create_dir_all(&root).expect("create target/realnode");
+    let base = root.join(format!("debian-{suite}-minbase"));
+    let ready = base.join(".upkeep-ready");
+    // One test (or test process) makes it while the others wait on the lock.
+    let lock = std::fs::File::create(root.join(format!(".{suite}.lock"))).expect("lock file");
+    lock.lock().expect("lock the base root");
+    if ready.exists() {
+        return base;
+    }
+    let tmp = root.join(format!("debian-{suite}-minbase.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(&base);
+    must(
+        Command::new("debootstrap")
+            .args(["--variant=minbase", &suite])
+            .arg(&tmp)
+            .arg(&mirror),
+        &format!("debootstrap --variant=minbase {suite} from {mirror}"),
+    );
+    // The nodes have no route to the outside: only the Kubernetes repository stays.
+    let _ = std::fs::remove_file(tmp.join("etc/apt/sources.list"));
+    let _ = std::fs::remove_file(tmp.join("etc/apt/sources.list.d/debian.sources"));
+    must(
+        Command::new("chroot").arg(&tmp).args(["apt-get", "clean"]),
+        "apt-get clean in the new root",
+    );
+    if let Ok(lists) = std::fs::read_dir(tmp.join("var/lib/apt/lists")) {
+        for e in lists.flatten() {
+            if e.path().is_file() && e.file_name() != "lock" {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    std::fs::write(tmp.join(".upkeep-ready"), "").expect("mark the root ready");
+    std::fs::rename(&tmp, &base).expect("move the new root in place");
+    base
+}
+
+/// The stand-in for a node binary: the lab runs it, told what dpkg or rpm installed.
+fn stand_in(name: &str) -> String {
+    format!(
+        "#!/bin/sh\n# Stand-in {name} for upkeep's real-node tests: the lab applies what {name} would do.\n\
+         exec /usr/local/lib/upkeep/upkeep-lab node-shell --kubeconfig /etc/upkeep/lab.kubeconfig \
+         --report-installed \"$(cat /etc/upkeep/node)\" -- {name} \"$@\"\n"
+    )
+}
+
+/// Builds the pkgs.k8s.io-shaped deb mirror in `dir` (`dir/core:/stable:/v1.N/deb/`).
+pub fn build_deb_mirror(dir: &Path, published: &[(String, Vec<String>)]) {
+    let arch = must(
+        Command::new("dpkg").arg("--print-architecture"),
+        "dpkg --print-architecture",
+    );
+    let arch = arch.trim();
+    let work = dir.join(".build");
+    for (minor, versions) in published {
+        let repo = dir.join(format!("core:/stable:/{minor}/deb"));
+        std::fs::create_dir_all(&repo).expect("mirror dir");
+        for v in versions {
+            for pkg in PACKAGES {
+                let d = work.join(format!("{pkg}-{v}"));
+                std::fs::create_dir_all(d.join("DEBIAN")).unwrap();
+                std::fs::create_dir_all(d.join("usr/bin")).unwrap();
+                std::fs::write(
+                    d.join("DEBIAN/control"),
+                    format!(
+                        "Package: {pkg}\nVersion: {v}\nArchitecture: {arch}\nMaintainer: upkeep tests <tests@upkeep.invalid>\n\
+                         Section: admin\nPriority: optional\nDescription: stand-in {pkg} for upkeep's real-node tests\n"
+                    ),
+                )
+                .unwrap();
+                let exe = d.join(format!("usr/bin/{pkg}"));
+                std::fs::write(&exe, stand_in(pkg)).unwrap();
+                must(Command::new("chmod").arg("755").arg(&exe), "chmod");
+                must(
+                    Command::new("dpkg-deb")
+                        .args(["--root-owner-group", "-b"])
+                        .arg(&d)
+                        .arg(repo.join(format!("{pkg}_{v}_{arch}.deb"))),
+                    "dpkg-deb -b",
+                );
+            }
+        }
+        let packages = must(
+            Command::new("dpkg-scanpackages")
+                .args(["-m", "."])
+                .current_dir(&repo),
+            "dpkg-scanpackages",
+        );
+        std::fs::write(repo.join("Packages"), packages).unwrap();
+        let release = must(
+            Command::new("apt-ftparchive")
+                .args(["release", "."])
+                .current_dir(&repo),
+            "apt-ftparchive release",
+        );
+        std::fs::write(repo.join("Release"), release).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The network of one cluster: a bridge on this machine and a namespace per node.
+/// Dropping it removes them.
+pub struct Net {
+    pub index: u32,
+    pub bridge: String,
+    namespaces: Vec<String>,
+}
+
+impl Net {
+    /// Claims the first free `upk<K>br` and gives it 198.18.K.1/24.
+    pub fn create() -> Net {
+        let start = std::process::id() % 200;
+        for i in 0..200 {
+            let k = (start + i) % 200 + 20;
+            let bridge = format!("upk{k}br");
+            if ip(&["link", "add", &bridge, "type", "bridge"])
+                .status
+                .success()
+            {
+                let net = Net {
+                    index: k,
+                    bridge: bridge.clone(),
+                    namespaces: Vec::new(),
+                };
+                must(
+                    Command::new("ip").args([
+                        "addr",
+                        "add",
+                        &format!("{}/24", net.gateway()),
+                        "dev",
+                        &bridge,
+                    ]),
+                    "address the bridge",
+                );
+                must(
+                    Command::new("ip").args(["link", "set", &bridge, "up"]),
+                    "bridge up",
+                );
+                return net;
+            }
+        }
+        panic!("no free upk<K>br bridge name among 200: remove stale ones with `ip link del`")
+    }
+
+    /// This machine's address on the bridge (where the lab listens).
+    pub fn gateway(&self) -> String {
+        format!("198.18.{}.1", self.index)
+    }
+
+    /// The address of node number `i`.
+    pub fn address(&self, i: usize) -> String {
+        format!("198.18.{}.{}", self.index, 11 + i)
+    }
+
+    /// A namespace for node `i` holding its address, reached through a veth on the bridge.
+    pub fn add_node(&mut self, i: usize) -> String {
+        let ns = format!("upk{}n{i}", self.index);
+        let host_end = format!("upk{}v{i}", self.index);
+        must(
+            Command::new("ip").args(["netns", "add", &ns]),
+            "ip netns add",
+        );
+        self.namespaces.push(ns.clone());
+        must(
+            Command::new("ip").args([
+                "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]),
+            "veth pair",
+        );
+        must(
+            Command::new("ip").args(["link", "set", &host_end, "master", &self.bridge, "up"]),
+            "veth on the bridge",
+        );
+        let addr = format!("{}/24", self.address(i));
+        for args in [
+            vec!["addr", "add", addr.as_str(), "dev", "eth0"],
+            vec!["link", "set", "eth0", "up"],
+            vec!["link", "set", "lo", "up"],
+        ] {
+            let mut full = vec!["-n", ns.as_str()];
+            full.extend(args);
+            must(
+                Command::new("ip").args(&full),
+                "configure the node namespace",
+            );
+        }
+        ns
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            // Deleting the namespace deletes its veth end, and so the pair.
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// A child process killed when dropped (sshd).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One real node: its root, address and sshd.
+pub struct RealNode {
+    pub name: String,
+    pub address: String,
+    pub root: PathBuf,
+    pub namespace: String,
+    _sshd: Daemon,
+}
+
+impl RealNode {
+    /// Runs `argv` inside the node's root (`chroot`), as the test's own look at the node.
+    pub fn chroot(&self, argv: &[&str]) -> Output {
+        Command::new("chroot")
+            .arg(&self.root)
+            .args(argv)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run chroot")
+    }
+
+    /// Like [`RealNode::chroot`]; the command must succeed. Returns stdout.
+    pub fn chroot_ok(&self, argv: &[&str]) -> String {
+        let out = self.chroot(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} in node {} failed ({}):\nstdout: {}\nstderr: {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Installed versions of [`PACKAGES`] by dpkg (`""` when not installed).
+    pub fn installed(&self) -> BTreeMap<String, String> {
+        let out = self.chroot(
+            &[
+                &["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"][..],
+                &PACKAGES[..],
+            ]
+            .concat(),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (p, v) = l.split_once(' ')?;
+                Some((p.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// `apt-mark showhold`, sorted.
+    pub fn holds(&self) -> Vec<String> {
+        let mut h: Vec<String> = self
+            .chroot_ok(&["apt-mark", "showhold"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        h.sort();
+        h
+    }
+
+    /// The repository file the node's apt reads.
+    pub fn repo_file(&self) -> String {
+        std::fs::read_to_string(self.root.join("etc/apt/sources.list.d/kubernetes.list"))
+            .unwrap_or_default()
+    }
+
+    /// Path, inode, mtime and content of every file and directory under the package
+    /// manager's configuration and state (`/etc/apt`, `/var/lib/apt/lists`,
+    /// `/var/lib/dpkg/status`): equal snapshots mean the node was not written, not even
+    /// rewritten with the same bytes.
+    pub fn package_state(&self) -> BTreeMap<String, (u64, i64, i64, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        for top in ["etc/apt", "var/lib/apt/lists", "var/lib/dpkg/status"] {
+            walk(&self.root, &self.root.join(top), &mut out);
+        }
+        out
+    }
+}
+
+fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, (u64, i64, i64, Vec<u8>)>) {
+    let Ok(meta) = std::fs::symlink_metadata(p) else {
+        return;
+    };
+    let content = if meta.is_file() {
+        std::fs::read(p).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let rel = p.strip_prefix(root).unwrap_or(p).display().to_string();
+    out.insert(rel, (meta.ino(), meta.mtime(), meta.mtime_nsec(), content));
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for e in entries {
+            walk(root, &e, out);
+        }
+    }
+}
+
+/// A lab whose nodes are real apt nodes over ssh. Dropping it stops the lab and the sshds
+/// and removes the network and the roots.
+pub struct RealCluster {
+    pub lab: Lab,
+    pub nodes: Vec<RealNode>,
+    /// Holds `ssh` (the wrapper using [`RealCluster::ssh_config`]) for the plugin's PATH.
+    pub ssh_bin: PathBuf,
+    pub ssh_config: PathBuf,
+    net: Net,
+    dir: tempfile::TempDir,
+}
+
+impl RealCluster {
+    pub fn start(spec: &ClusterSpec) -> RealCluster {
+        let base = debian_base();
+        let runs = cache_root().join("run");
+        std::fs::create_dir_all(&runs).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("cluster-")
+            .tempdir_in(&runs)
+            .expect("cluster dir");
+        let mut net = Net::create();
+
+        // The lab, its scenario naming each node's address.
+        let os_image = std::fs::read_to_string(base.join("etc/os-release"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|s| s.trim_matches('"').to_string())
+            .unwrap_or_else(|| "Debian GNU/Linux".into());
+        let version_of = |pkg: &str| format!("v{}", pkg.split('-').next().unwrap_or(pkg));
+        let api_version = spec
+            .nodes
+            .iter()
+            .find(|n| n.control_plane)
+            .map(|n| version_of(&n.installed))
+            .expect("a control-plane node");
+        let mut scenario = format!(
+            "apiVersion: lab.upkeep.dev/v1alpha1\nkind: LabScenario\nmetadata: {{name: real-nodes}}\n\
+             spec:\n  version: {api_version}\n  kubeadm: true\n  nodes:\n"
+        );
+        for (i, n) in spec.nodes.iter().enumerate() {
+            let v = version_of(&n.installed);
+            scenario.push_str(&format!(
+                "  - name: {}\n    role: {}\n    kubeletVersion: {v}\n{}    osImage: {os_image}\n    internalIP: {}\n",
+                n.name,
+                if n.control_plane { "control-plane" } else { "worker" },
+                if n.control_plane {
+                    format!("    controlPlaneVersion: {v}\n")
+                } else {
+                    String::new()
+                },
+                net.address(i)
+            ));
+        }
+        scenario.push_str("  packages:\n    repositories:\n");
+        for (minor, versions) in &spec.published {
+            scenario.push_str(&format!(
+                "    - minor: {minor}\n      versions: [{}]\n",
+                versions.join(", ")
+            ));
+        }
+        let scenario_file = dir.path().join("scenario.yaml");
+        std::fs::write(&scenario_file, &scenario).unwrap();
+        let lab = Lab::with(LabOptions {
+            scenario: Some(scenario_file.display().to_string()),
+            listen: Some(format!("{}:0", net.gateway())),
+            extra: spec.lab_args.clone(),
+            ..Default::default()
+        });
+
+        // The mirror, once per cluster.
+        let mirror = dir.path().join("mirror");
+        build_deb_mirror(&mirror, &spec.published);
+
+        // ssh: one host key and one client key for the cluster, the test's own config.
+        let ssh = dir.path().join("ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+        for key in ["host_key", "client_key"] {
+            must(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(ssh.join(key)),
+                "ssh-keygen",
+            );
+        }
+        std::fs::copy(ssh.join("client_key.pub"), ssh.join("authorized_keys")).unwrap();
+        let ssh_config = ssh.join("config");
+        std::fs::write(
+            &ssh_config,
+            format!(
+                "Host *\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  \
+                 UserKnownHostsFile /dev/null\n  LogLevel ERROR\n  ConnectTimeout 10\n",
+                ssh.join("client_key").display()
+            ),
+        )
+        .unwrap();
+        let ssh_bin = ssh.join("bin");
+        std::fs::create_dir_all(&ssh_bin).unwrap();
+        std::fs::write(
+            ssh_bin.join("ssh"),
+            format!(
+                "#!/bin/sh\nexec /usr/bin/ssh -F '{}' \"$@\"\n",
+                ssh_config.display()
+            ),
+        )
+        .unwrap();
+        must(
+            Command::new("chmod").arg("755").arg(ssh_bin.join("ssh")),
+            "chmod",
+        );
+        // sshd's privilege separation directory on this machine.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+
+        let lab_exe = bin("upkeep-lab");
+        let mut nodes = Vec::new();
+        for (i, n) in spec.nodes.iter().enumerate() {
+            let root = dir.path().join(format!("root-{}", n.name));
+            must(
+                Command::new("cp")
+                    .args(["-a", "--reflink=auto"])
+                    .arg(&base)
+                    .arg(&root),
+                "copy the base root",
+            );
+            let upkeep_dir = root.join("usr/local/lib/upkeep");
+            std::fs::create_dir_all(&upkeep_dir).unwrap();
+            if std::fs::hard_link(&lab_exe, upkeep_dir.join("upkeep-lab")).is_err() {
+                std::fs::copy(&lab_exe, upkeep_dir.join("upkeep-lab")).unwrap();
+            }
+            std::fs::create_dir_all(root.join("etc/upkeep")).unwrap();
+            std::fs::write(root.join("etc/upkeep/node"), format!("{}\n", n.name)).unwrap();
+            std::fs::copy(&lab.kubeconfig, root.join("etc/upkeep/lab.kubeconfig")).unwrap();
+            let systemctl = root.join("usr/local/bin/systemctl");
+            std::fs::write(&systemctl, stand_in("systemctl")).unwrap();
+            must(Command::new("chmod").arg("755").arg(&systemctl), "chmod");
+            must(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(&mirror)
+                    .arg(root.join("srv/mirror")),
+                "copy the mirror into the root",
+            );
+            let minor = format!(
+                "v{}",
+                n.installed
+                    .splitn(3, '.')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(".")
+            );
+            std::fs::write(
+                root.join("etc/apt/sources.list.d/kubernetes.list"),
+                format!("deb [trusted=yes] file:/srv/mirror/core:/stable:/{minor}/deb/ /\n"),
+            )
+            .unwrap();
+            let pins: Vec<String> = PACKAGES
+                .iter()
+                .map(|p| format!("{p}={}", n.installed))
+                .collect();
+            let address = net.address(i);
+            let namespace = net.add_node(i);
+            let sshd = start_sshd(&n.name, &address, &namespace, &root, &ssh);
+            let node = RealNode {
+                name: n.name.clone(),
+                address,
+                namespace,
+                _sshd: sshd,
+                root,
+            };
+            node.chroot_ok(&["apt-get", "-q", "update"]);
+            let mut install = vec!["apt-get", "-q", "install", "-y"];
+            install.extend(pins.iter().map(String::as_str));
+            node.chroot_ok(&install);
+            let mut hold = vec!["apt-mark", "hold"];
+            hold.extend(PACKAGES);
+            node.chroot_ok(&hold);
+            nodes.push(node);
+        }
+        let cluster = RealCluster {
+            lab,
+            nodes,
+            ssh_bin,
+            ssh_config,
+            net,
+            dir,
+        };
+        for n in &cluster.nodes {
+            wait_for(
+                &format!("sshd of {} at {}", n.name, n.address),
+                Duration::from_secs(30),
+                || cluster.ssh(n, "true").status.success().then_some(()),
+            );
+        }
+        cluster
+    }
+
+    /// Runs `line` on `node` over ssh, as the plugin does.
+    pub fn ssh(&self, node: &RealNode, line: &str) -> Output {
+        Command::new(self.ssh_bin.join("ssh"))
+            .args(["-o", "BatchMode=yes", &node.address, line])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh")
+    }
+
+    pub fn node(&self, name: &str) -> &RealNode {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no real node {name}"))
+    }
+
+    /// `kubectl upgrade-node` against the lab with the test's ssh first on PATH and no
+    /// `--remote-shell`: the default transport.
+    pub fn upgrade_node(&self, args: &[&str]) -> Command {
+        let mut cmd = self.lab.plugin("kubectl-upgrade_node");
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", self.ssh_bin.display()))
+            .args(args);
+        cmd
+    }
+
+    /// The bridge index (names and addresses carry it).
+    pub fn net_index(&self) -> u32 {
+        self.net.index
+    }
+
+    /// The cluster's scratch directory (roots, mirror, ssh keys).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Starts Debian's sshd in the node's namespace, every session in the node's root.
+fn start_sshd(name: &str, address: &str, namespace: &str, root: &Path, ssh: &Path) -> Daemon {
+    {
+        let config = ssh.join(format!("sshd_config-{name}"));
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {addr}:22\nHostKey {hk}\nPidFile none\nAuthorizedKeysFile {ak}\n\
+                 StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 PermitRootLogin prohibit-password\n\
+                 ForceCommand exec /usr/sbin/chroot {root} /usr/bin/env -i \
+                 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+                 /bin/sh -c \"${{SSH_ORIGINAL_COMMAND:-exec /bin/bash -l}}\"\n",
+                addr = address,
+                hk = ssh.join("host_key").display(),
+                ak = ssh.join("authorized_keys").display(),
+                root = root.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(ssh.join(format!("sshd-{name}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                namespace,
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+            ])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        Daemon(child)
+    }
+}

@@ -1,0 +1,152 @@
+//! `kubectl upgrade-node` against real nodes: Debian roots with real apt and dpkg, reached
+//! by real sshd in network namespaces through the plugin's default transport (ssh to the
+//! node's InternalIP, BatchMode, no --remote-shell). See `upkeep_e2e::realnode`.
+//!
+//! Needs root and the packages scripts/setup.sh installs; a missing piece fails, never skips.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use upkeep_e2e::realnode::{ClusterSpec, NodeSpec, RealCluster};
+use upkeep_e2e::{code, run_bounded, show};
+
+const FROM: &str = "1.34.3-1.1";
+const TO: &str = "1.35.2-1.1";
+
+fn spec(published: &[(&str, &[&str])]) -> ClusterSpec {
+    ClusterSpec {
+        nodes: vec![
+            NodeSpec {
+                name: "controlplane01".into(),
+                control_plane: true,
+                installed: FROM.into(),
+            },
+            NodeSpec {
+                name: "node01".into(),
+                control_plane: false,
+                installed: FROM.into(),
+            },
+        ],
+        published: published
+            .iter()
+            .map(|(m, vs)| (m.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect(),
+        // The only kube-apiserver is away for 20 lab seconds during `kubeadm upgrade apply`.
+        lab_args: vec!["--time-scale".into(), "10".into()],
+    }
+}
+
+fn ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The whole cluster to the next minor over ssh: packages at the target and held by the
+/// real dpkg, the repository file on the new minor, every node Ready at the target and
+/// uncordoned as real kubectl reads them.
+#[test]
+fn upgrade_node_all_over_ssh_on_real_apt_nodes() {
+    let cluster = RealCluster::start(&spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]));
+    let out = run_bounded(
+        cluster.upgrade_node(&["--all", "--to", "v1.35", "--yes"]),
+        Duration::from_secs(240),
+    );
+    assert_eq!(code(&out), 0, "{}\n{}", show(&out), cluster.lab.log());
+    for n in &cluster.nodes {
+        let installed = n.installed();
+        for p in upkeep_e2e::realnode::PACKAGES {
+            assert_eq!(
+                installed.get(p).map(String::as_str),
+                Some(TO),
+                "{} {p}: {installed:?}",
+                n.name
+            );
+        }
+        assert_eq!(n.holds(), ["kubeadm", "kubectl", "kubelet"], "{}", n.name);
+        assert!(
+            n.repo_file().contains("/core:/stable:/v1.35/"),
+            "{}: {}",
+            n.name,
+            n.repo_file()
+        );
+        let node = cluster.lab.get_json(["node", &n.name]);
+        assert!(ready(&node), "{} not Ready: {node:#}", n.name);
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.35.2");
+        assert!(
+            node["spec"]["unschedulable"].is_null() || node["spec"]["unschedulable"] == false,
+            "{} still cordoned",
+            n.name
+        );
+    }
+    let version: Value =
+        serde_json::from_str(&cluster.lab.kubectl_ok(["version", "-o", "json"])).unwrap();
+    assert_eq!(version["serverVersion"]["gitVersion"], "v1.35.2");
+}
+
+/// `--dry-run` and a refusal leave every node as it was, byte for byte and inode for inode;
+/// a minor the mirror does not carry is refused (exit 1) with the real apt's answer.
+#[test]
+fn dry_run_and_missing_minor_leave_real_apt_nodes_untouched() {
+    let cluster = RealCluster::start(&spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]));
+    let before: Vec<_> = cluster.nodes.iter().map(|n| n.package_state()).collect();
+
+    let out = run_bounded(
+        cluster.upgrade_node(&["--all", "--to", "v1.35", "--dry-run"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code(&out), 0, "{}\n{}", show(&out), cluster.lab.log());
+    assert!(
+        upkeep_e2e::stdout(&out).contains("1.35.2"),
+        "the dry run names the target the real repository offers:\n{}",
+        show(&out)
+    );
+    for (n, b) in cluster.nodes.iter().zip(&before) {
+        assert_same(&n.name, b, &n.package_state());
+    }
+
+    let out = run_bounded(
+        cluster.upgrade_node(&["--all", "--to", "v1.36", "--yes"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    assert!(text.contains("v1.36"), "{text}");
+    for (n, b) in cluster.nodes.iter().zip(&before) {
+        assert_same(&n.name, b, &n.package_state());
+        assert_eq!(n.installed().get("kubeadm").map(String::as_str), Some(FROM));
+    }
+    for n in &cluster.nodes {
+        let node = cluster.lab.get_json(["node", &n.name]);
+        assert!(
+            node["spec"]["unschedulable"].is_null(),
+            "{} cordoned",
+            n.name
+        );
+    }
+}
+
+type State = std::collections::BTreeMap<String, (u64, i64, i64, Vec<u8>)>;
+
+fn assert_same(node: &str, before: &State, after: &State) {
+    let mut diffs = Vec::new();
+    for (path, b) in before {
+        match after.get(path) {
+            None => diffs.push(format!("removed {path}")),
+            Some(a) if a.0 != b.0 => diffs.push(format!("{path}: inode {} -> {}", b.0, a.0)),
+            Some(a) if (a.1, a.2) != (b.1, b.2) => diffs.push(format!("{path}: mtime changed")),
+            Some(a) if a.3 != b.3 => diffs.push(format!("{path}: content changed")),
+            _ => {}
+        }
+    }
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        diffs.push(format!("created {path}"));
+    }
+    assert!(
+        diffs.is_empty(),
+        "node {node} changed:\n{}",
+        diffs.join("\n")
+    );
+}
