@@ -44,7 +44,10 @@ step kubectl safedrain node02 --uncordon --yes
 # like a kubeadm node would.
 shell="upkeep-lab node-shell --kubeconfig $KUBECONFIG {node} --"
 step kubectl upgrade-node node01 --to v1.35 --dry-run --remote-shell "$shell"
+# skew plan was NOT READY above for node01's bare pod: it upgrades every node. Upgrading the
+# control plane alone is not stopped by node01's drain; --all is, before anything changes.
 step kubectl upgrade-node controlplane --to v1.35 --dry-run --remote-shell "$shell"
+step kubectl upgrade-node --all --to v1.35 --dry-run --remote-shell "$shell"
 step kubectl backup resources "$work/export"
 
 # The seeds' "Backup and Restore Methods" practice on a lab that keeps its objects in a real

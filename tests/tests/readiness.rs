@@ -456,3 +456,55 @@ fn a_client_requesting_a_deprecated_version_is_named_from_the_metric() {
         "{f:#}"
     );
 }
+
+/// The demo's cluster: hr-app on node01 has no controller. `kubectl skew plan` upgrades
+/// every node, so node01's refused drain stops the hop. `kubectl upgrade-node controlplane`
+/// upgrades only the control plane: node01's drain is not its concern (it is refused when
+/// node01 is upgraded). `--all` takes node01 too, so the first control-plane node is
+/// refused before anything changes. One rule decides all three (readiness Finding::concerns).
+#[test]
+fn findings_about_one_nodes_drain_stop_only_the_upgrades_that_include_that_node() {
+    let lab = Lab::scenario("os-upgrade");
+    let out = plan(&lab, "v1.35", "v1.35.0", &["-o", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    let findings = hop1(&doc, "NOT_READY");
+    let hr = find(&findings, "drain-blocked", "Pod", "hr-app");
+    assert_eq!(hr["node"], "node01", "{hr:#}");
+
+    let upgrade = |args: &[&str]| {
+        lab.plugin("kubectl-upgrade_node")
+            .args(args)
+            .args(["--to", "v1.35", "--dry-run", "-o", "json", "--remote-shell"])
+            .arg(lab.remote_shell())
+            .output()
+            .expect("run kubectl-upgrade_node")
+    };
+    let out = upgrade(&["controlplane"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+
+    let out = upgrade(&["--all"]);
+    assert_eq!(code(&out), 1, "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    let first = &doc["nodes"][0];
+    assert_eq!(first["node"], "controlplane", "{doc:#}");
+    assert_eq!(first["result"], "refused", "{doc:#}");
+    let refusals: Vec<&str> = first["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "upgrade-readiness" && f["severity"] == "refuse")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        refusals.iter().any(
+            |m| m.starts_with("[drain-blocked] Pod default/hr-app (drain plan of node node01)")
+        ),
+        "{refusals:#?}"
+    );
+    assert_eq!(
+        doc["nodes"].as_array().unwrap().len(),
+        1,
+        "stops there: {doc:#}"
+    );
+}

@@ -997,6 +997,7 @@ mod tests {
                 now,
                 upgrade_days: 0,
             },
+            selection: Vec::new(),
         };
         let flowschema = ApiUse {
             api_version: "flowcontrol.apiserver.k8s.io/v1beta3".into(),

@@ -384,7 +384,8 @@ impl Rollout<'_> {
                 };
                 let req = run::request(name, opts.to, &opts.base);
                 let drain = leaving_with(&opts.drain, wave, name);
-                let prepared = run::prepare(client, self.transport, &live, &req, &drain).await?;
+                let prepared =
+                    run::prepare(client, self.transport, &live, &req, &drain, names).await?;
                 let r = &prepared.report;
                 let mut result = NodeResult {
                     node: name.clone(),

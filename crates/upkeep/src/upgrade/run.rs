@@ -128,6 +128,7 @@ pub async fn snapshot(
             now,
             upgrade_days: 0,
         },
+        selection: Vec::new(),
     });
     Ok(ClusterSnapshot {
         nodes: nodes.iter().map(node_facts).collect(),
@@ -436,12 +437,15 @@ pub struct Prepared {
 
 /// Everything before the first change: cluster checks, the node's answers,
 /// the drain plan. Refuses exactly as `kubectl safedrain` would.
+/// `selection` is every node this run upgrades: the first control-plane node of
+/// a minor upgrade is refused on the drains of the others, before anything changes.
 pub async fn prepare<T: Transport>(
     client: &Client,
     t: &T,
     snap: &ClusterSnapshot,
     req: &Request,
     drain_opts: &drain::DrainOptions,
+    selection: &[String],
 ) -> anyhow::Result<Prepared> {
     let report = preflight::preflight(snap, req, &Probe::NotYet);
     if report.refused() || report.nothing_to_do {
@@ -460,12 +464,23 @@ pub async fn prepare<T: Transport>(
         (Some(plan::Role::FirstControlPlane), Some(_)) if moves_minor(snap, req.to) => {
             let mut s = snap.clone();
             if let Some(input) = s.readiness.as_mut() {
-                crate::skew::readiness::gather::node_certificates(
-                    client,
-                    Some((t, req.sudo)),
-                    &mut input.snapshot,
-                )
-                .await;
+                use crate::skew::readiness::gather;
+                gather::node_certificates(client, Some((t, req.sudo)), &mut input.snapshot).await;
+                // The node's own drain is its `drain` rule; the others' are the hop's.
+                input.selection = selection
+                    .iter()
+                    .filter(|n| **n != req.node)
+                    .cloned()
+                    .collect();
+                if !input.selection.is_empty() {
+                    gather::drains(
+                        client,
+                        Some(&input.selection),
+                        drain_opts,
+                        &mut input.snapshot,
+                    )
+                    .await;
+                }
             }
             with_node_certs = s;
             &with_node_certs

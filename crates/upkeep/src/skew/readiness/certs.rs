@@ -188,7 +188,10 @@ pub fn expiry_finding(cert: &Certificate, now: Timestamp, window_days: i64) -> O
         None if cert.role.contains("client") => "renew the client certificate (on a kubeadm control-plane node: `kubeadm kubeconfig user` or `kubeadm certs renew admin.conf`) and update the kubeconfig".into(),
         None => "renew it before the upgrade: `kubeadm certs renew apiserver` on each control-plane node (or `kubeadm certs renew all`), then restart kube-apiserver".into(),
     };
+    // A certificate on one control-plane node still concerns the hop: the control plane
+    // upgrade as a whole needs it valid.
     Some(Finding {
+        node: None,
         kind: "Certificate".into(),
         namespace: None,
         name: cert.subject.clone(),

@@ -53,11 +53,8 @@ pub async fn gather(
     if options.skip_drains {
         snap.notes
             .push("drains were not checked (--no-drains)".into());
-    } else if let Err(e) = drains(client, &mut snap).await {
-        snap.unreadable.push(Unreadable {
-            what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)".into(),
-            error: format!("{e:#}"),
-        });
+    } else {
+        drains(client, None, &DrainOptions::default(), &mut snap).await;
     }
     match config {
         Some(config) => certificates(config, &mut snap).await,
@@ -189,9 +186,30 @@ async fn metrics(client: &Client, snap: &mut ReadinessSnapshot) {
     }
 }
 
-/// Every node's drain as safedrain plans it, from one listing of nodes, pods
-/// and PodDisruptionBudgets (each node's own pods and owners swapped in turn).
-async fn drains(client: &Client, snap: &mut ReadinessSnapshot) -> anyhow::Result<()> {
+/// Every node's drain (or only the nodes in `only`) as safedrain plans it
+/// with `options`, into the snapshot; what cannot be read is [`Unreadable`].
+pub async fn drains(
+    client: &Client,
+    only: Option<&[String]>,
+    options: &DrainOptions,
+    snap: &mut ReadinessSnapshot,
+) {
+    if let Err(e) = drain_plans(client, only, options, snap).await {
+        snap.unreadable.push(Unreadable {
+            what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)".into(),
+            error: format!("{e:#}"),
+        });
+    }
+}
+
+/// From one listing of nodes, pods and PodDisruptionBudgets (each node's own
+/// pods and owners swapped in turn).
+async fn drain_plans(
+    client: &Client,
+    only: Option<&[String]>,
+    options: &DrainOptions,
+    snap: &mut ReadinessSnapshot,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let nodes =
         crate::drain::snapshot::list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
@@ -224,6 +242,7 @@ async fn drains(client: &Client, snap: &mut ReadinessSnapshot) -> anyhow::Result
         .nodes
         .iter()
         .filter_map(|n| n.metadata.name.clone())
+        .filter(|n| only.is_none_or(|o| o.contains(n)))
         .collect();
     for name in names {
         let node = shared
@@ -256,7 +275,7 @@ async fn drains(client: &Client, snap: &mut ReadinessSnapshot) -> anyhow::Result
         shared.node = node;
         shared.pods = pods;
         shared.owners = owners;
-        let plan = drain_plan(&shared, &DrainOptions::default());
+        let plan = drain_plan(&shared, options);
         snap.drains.push(NodeDrain::from_plan(&plan));
     }
     Ok(())

@@ -61,6 +61,11 @@ pub enum Severity {
 /// One thing a hop would break, naming its object and where it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// The node whose own upgrade this stops (a drain, a lagging kubelet); absent when
+    /// it concerns the whole hop (removed APIs, etcd, certificates, the calendar).
+    /// See [`Finding::concerns`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The object's kind (`PodDisruptionBudget`, `Pod`, `Node`, `Certificate`, ...).
     pub kind: String,
     pub namespace: Option<String>,
@@ -74,6 +79,20 @@ pub struct Finding {
     pub message: String,
     /// What to do about it.
     pub fix: String,
+}
+
+impl Finding {
+    /// Whether this finding stops an upgrade of the nodes in `selection`: a finding
+    /// about one node's own upgrade (its drain, its kubelet) only when that node is
+    /// selected; a finding about the hop always, since the hop starts with the first
+    /// control-plane node whatever else is selected. `kubectl skew plan` plans every
+    /// node (no selection); `kubectl upgrade-node` passes the nodes it was given.
+    pub fn concerns(&self, selection: Option<&[String]>) -> bool {
+        match (&self.node, selection) {
+            (Some(node), Some(selected)) => selected.iter().any(|s| s == node),
+            _ => true,
+        }
+    }
 }
 
 /// Something the report could not read, so its verdict is not known.
@@ -344,13 +363,18 @@ pub struct PreflightInput {
     pub removals: Removals,
     pub calendar: Calendar,
     pub settings: Settings,
+    /// The other nodes this run upgrades (their drains are in the snapshot): findings
+    /// about any other node's own upgrade are left to that node ([`Finding::concerns`]).
+    pub selection: Vec<String>,
 }
 
-/// The findings of one hop, for upgrade-node's preflight (see [`PreflightInput`]).
+/// The findings of one hop, for upgrade-node's preflight (see [`PreflightInput`]):
+/// those that concern the hop, and the drains of the other selected nodes.
 pub fn hop_findings(input: &PreflightInput, from: MinorVersion, to: MinorVersion) -> Vec<Finding> {
     let snapshot = &input.snapshot;
     let mut out = Vec::new();
     removed_apis(snapshot, &input.removals, from, to, false, &mut out);
+    drains(snapshot, &mut out);
     etcd_and_emulation(snapshot, from, to, &mut out);
     certificates(snapshot, &input.settings, &mut out);
     support(
@@ -362,6 +386,7 @@ pub fn hop_findings(input: &PreflightInput, from: MinorVersion, to: MinorVersion
         true,
         &mut out,
     );
+    out.retain(|f| f.concerns(Some(&input.selection)));
     out
 }
 
@@ -398,6 +423,7 @@ fn removed_apis(
         };
         if r.removed_in > from && r.removed_in <= to {
             out.push(Finding {
+                node: None,
                 kind: u.kind.clone(),
                 namespace: u.namespace.clone(),
                 name: u.name.clone(),
@@ -420,6 +446,7 @@ fn removed_apis(
             });
         } else if first && r.removed_in <= from {
             out.push(Finding {
+                node: None,
                 kind: u.kind.clone(),
                 namespace: u.namespace.clone(),
                 name: u.name.clone(),
@@ -441,6 +468,7 @@ fn removed_apis(
         if removed > from && removed <= to {
             let gv = d.group_version();
             out.push(Finding {
+                node: None,
                 kind: d.resource.clone(),
                 namespace: None,
                 name: String::new(),
@@ -492,6 +520,7 @@ fn drains(snapshot: &ReadinessSnapshot, out: &mut Vec<Finding>) {
                 };
                 for (namespace, name) in objects {
                     out.push(Finding {
+                        node: Some(d.node.clone()),
                         kind: if namespace.is_some() { "Pod" } else { "Node" }.into(),
                         namespace,
                         name,
@@ -516,6 +545,7 @@ fn versions(snapshot: &ReadinessSnapshot, hop: &super::plan::Hop, out: &mut Vec<
         };
         for node in nodes {
             out.push(Finding {
+                node: (!node.is_empty()).then(|| node.clone()),
                 kind: "Node".into(),
                 namespace: None,
                 name: node,
@@ -534,6 +564,7 @@ fn versions(snapshot: &ReadinessSnapshot, hop: &super::plan::Hop, out: &mut Vec<
     for v in &hop.projected.violations {
         let kubectl = v.component == Component::Kubectl;
         out.push(Finding {
+            node: v.node.clone().filter(|_| !kubectl),
             kind: v.component.to_string(),
             namespace: None,
             name: v.node.clone().unwrap_or_default(),
@@ -570,6 +601,7 @@ fn etcd_and_emulation(
             let Some(v) = &e.version else { continue };
             if v.major == 3 && v.minor == 5 && v.patch < ETCD_36_MINIMUM_PATCH {
                 out.push(Finding {
+                    node: None,
                     kind: "Pod".into(),
                     namespace: Some("kube-system".into()),
                     name: format!("etcd-{}", e.node.as_deref().unwrap_or("?")),
@@ -594,6 +626,7 @@ fn etcd_and_emulation(
         && e != b
     {
         out.push(Finding {
+            node: None,
             kind: "APIServer".into(),
             namespace: None,
             name: String::new(),
@@ -628,6 +661,7 @@ fn support(
     out: &mut Vec<Finding>,
 ) {
     let finding = |minor: MinorVersion, severity, message: String, fix: String| Finding {
+        node: None,
         kind: "Release".into(),
         namespace: None,
         name: minor.to_string(),

@@ -428,6 +428,30 @@ fn drains_refused_block_and_downtime_warns() {
     assert_eq!(f[0].source, "drain plan of node w1");
     assert_eq!(f[1].rule, DRAIN_WARNING);
     assert_eq!(f[1].severity, Severity::Warn);
+
+    // The plan upgrades every node: w1's drain stops the hop. An upgrade of other
+    // nodes is not stopped by it; one that also upgrades w1 is, before anything moves.
+    assert_eq!(f[0].node.as_deref(), Some("w1"));
+    assert!(f[0].concerns(None));
+    let mut input = PreflightInput {
+        snapshot: snap,
+        removals: Removals::embedded(),
+        calendar: Calendar::embedded(),
+        settings: settings(date(2026, 12, 5)),
+        selection: Vec::new(),
+    };
+    let hop = |input: &PreflightInput| -> Vec<&'static str> {
+        hop_findings(input, m(35), m(36))
+            .iter()
+            .map(|f| f.rule)
+            .filter(|r| r.starts_with("drain"))
+            .collect()
+    };
+    assert!(hop(&input).is_empty());
+    input.selection = vec!["w2".into()];
+    assert!(hop(&input).is_empty());
+    input.selection = vec!["w1".into(), "w2".into()];
+    assert_eq!(hop(&input), [DRAIN_BLOCKED, DRAIN_WARNING]);
 }
 
 #[test]
