@@ -23,8 +23,6 @@ use upkeep::output::Printer;
 pub const CLUSTER_SCOPED: &str = "_cluster";
 /// The directory name of the core ("") group.
 pub const CORE_GROUP: &str = "core";
-/// kubectl's default `--chunk-size`.
-pub const PAGE_SIZE: u32 = 500;
 
 /// A resource type found by discovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -275,26 +273,27 @@ pub async fn discover(client: &Client) -> Result<(Vec<ResourceType>, Vec<Failed>
     Ok((found, failed))
 }
 
-/// Lists one resource type across all namespaces, page by page.
+/// Lists one resource type across all namespaces, page by page; each object
+/// is turned into JSON as its page arrives.
 async fn list_all(client: &Client, rt: &ResourceType) -> Result<Vec<Value>, kube::Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &rt.api_resource());
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut params = ListParams::default().limit(PAGE_SIZE);
-        if let Some(t) = &token {
-            params = params.continue_token(t);
-        }
-        let page = api.list(&params).await?;
-        for item in page.items {
-            out.push(serde_json::to_value(item).map_err(kube::Error::SerdeError)?);
-        }
-        match page.metadata.continue_ {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => break,
-        }
+    let mut bad = None;
+    upkeep::list::for_each_page(
+        &api,
+        &ListParams::default(),
+        |item| match serde_json::to_value(item) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                bad.get_or_insert(e);
+            }
+        },
+    )
+    .await?;
+    match bad {
+        Some(e) => Err(kube::Error::SerdeError(e)),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 fn write_object(root: &Path, relative: &Path, text: &str, private: bool) -> Result<()> {

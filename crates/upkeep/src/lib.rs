@@ -9,6 +9,7 @@
 //! - [`cli`]: the argument groups and value parsers every plugin shares.
 //! - [`labels`]: label selectors parsed as the API server parses them.
 //! - [`connect`]: the kubectl-standard flags resolved into a client.
+//! - [`list`]: the one pager (`limit` plus `continue`), streaming or whole.
 //! - [`output`]: the one printer (tables, `-o json|yaml`, progress on stderr), exit codes.
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod connect;
 pub mod drain;
 pub mod etcdsnap;
 pub mod labels;
+pub mod list;
 pub mod output;
 pub mod skew;
 pub mod transient;

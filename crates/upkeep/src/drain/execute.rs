@@ -327,7 +327,7 @@ async fn run(
     {
         params = params.labels(sel);
     }
-    let now = super::snapshot::list_all(&Api::<Pod>::all(client.clone()), &params)
+    let now = crate::list::list_all(&Api::<Pod>::all(client.clone()), &params)
         .await
         .with_context(|| format!("could not list the pods on node/{name}"))?;
     let unplanned: Vec<String> = now

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{Action, PodPlan};
 use super::rules::is_ready;
-use super::snapshot::list_all;
+use crate::list::list_all;
 
 /// The node annotation holding the former pods (JSON).
 pub const DRAINED_PODS: &str = "upkeep.dev/drained-pods";

@@ -18,6 +18,7 @@ use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
 
 use super::rules::{controller_ref, is_daemonset_pod, is_mirror};
+use crate::list::list_all;
 
 /// A replicated workload: what must be whole again after the drain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,26 +80,6 @@ pub struct DrainSnapshot {
 impl DrainSnapshot {
     pub fn node_name(&self) -> &str {
         self.node.metadata.name.as_deref().unwrap_or_default()
-    }
-}
-
-/// How many objects one list page holds (kubectl's `--chunk-size` default).
-const PAGE: u32 = 500;
-
-/// Lists every object matching `params`, following continue tokens.
-pub async fn list_all<K>(api: &Api<K>, params: &ListParams) -> kube::Result<Vec<K>>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let mut items = Vec::new();
-    let mut params = params.clone().limit(PAGE);
-    loop {
-        let page = api.list(&params).await?;
-        items.extend(page.items);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(items),
-        }
     }
 }
 

@@ -5,21 +5,17 @@
 //! keyed to `spec.nodeName`; `node.status.nodeInfo.kubeletVersion`; and the
 //! kube-proxy pods (`k8s-app=kube-proxy`), else the kube-proxy DaemonSet image.
 //!
-//! Lists are paged (`limit=500` plus `continue`) and each page is reduced to
-//! the few strings kept before the next is fetched, so memory stays flat on
-//! large clusters.
+//! Lists are paged ([`crate::list::for_each_page`]) and each page is reduced
+//! to the few strings kept before the next is fetched, so memory stays flat
+//! on large clusters.
 
 use anyhow::{Context as _, anyhow};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, ObjectList};
-use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
+use kube::Client;
+use kube::api::{Api, ListParams};
 
 use super::snapshot::{ClusterVersions, Component, Observed};
-
-/// Page size for every list, as `kubectl --chunk-size` defaults to.
-pub const PAGE_SIZE: u32 = 500;
 
 const KUBE_SYSTEM: &str = "kube-system";
 
@@ -48,39 +44,35 @@ pub async fn collect(
     // Control-plane static pods, one list for all five components.
     let pods: Api<Pod> = Api::namespaced(client.clone(), KUBE_SYSTEM);
     let params = ListParams::default().labels("tier=control-plane");
-    for_each_page(
-        &pods,
-        params,
-        "list pods in namespace kube-system",
-        |pod: Pod| {
-            let labels = pod.metadata.labels.as_ref();
-            let Some(component) = labels
-                .and_then(|l| l.get("component"))
-                .and_then(|c| Component::from_static_pod_label(c))
-            else {
-                return;
-            };
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let spec = pod.spec.as_ref();
-            let node = spec.and_then(|s| s.node_name.as_deref());
-            let image = spec
-                .and_then(|s| s.containers.first())
-                .and_then(|c| c.image.as_deref())
-                .unwrap_or("");
-            snapshot.components.push(Observed::from_image(
-                component,
-                node,
-                image,
-                format!("pod {KUBE_SYSTEM}/{name} image"),
-            ));
-            if component == Component::KubeApiserver
-                && let Some(n) = node
-            {
-                snapshot.control_plane_nodes.push(n.to_string());
-            }
-        },
-    )
-    .await?;
+    crate::list::for_each_page(&pods, &params, |pod: Pod| {
+        let labels = pod.metadata.labels.as_ref();
+        let Some(component) = labels
+            .and_then(|l| l.get("component"))
+            .and_then(|c| Component::from_static_pod_label(c))
+        else {
+            return;
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let node = spec.and_then(|s| s.node_name.as_deref());
+        let image = spec
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.as_deref())
+            .unwrap_or("");
+        snapshot.components.push(Observed::from_image(
+            component,
+            node,
+            image,
+            format!("pod {KUBE_SYSTEM}/{name} image"),
+        ));
+        if component == Component::KubeApiserver
+            && let Some(n) = node
+        {
+            snapshot.control_plane_nodes.push(n.to_string());
+        }
+    })
+    .await
+    .map_err(|e| api_error(e, "list pods in namespace kube-system"))?;
     let visible = snapshot.of(Component::KubeApiserver).next().is_some();
     snapshot.control_plane_visible = visible;
     if !snapshot.control_plane_visible
@@ -92,7 +84,7 @@ pub async fn collect(
 
     // Kubelets.
     let nodes: Api<Node> = Api::all(client.clone());
-    for_each_page(&nodes, ListParams::default(), "list nodes", |node: Node| {
+    crate::list::for_each_page(&nodes, &ListParams::default(), |node: Node| {
         let name = node.metadata.name.clone().unwrap_or_default();
         let is_cp = node.metadata.labels.as_ref().is_some_and(|l| {
             l.contains_key("node-role.kubernetes.io/control-plane")
@@ -120,40 +112,37 @@ pub async fn collect(
         }
         snapshot.components.push(kubelet);
     })
-    .await?;
+    .await
+    .map_err(|e| api_error(e, "list nodes"))?;
     snapshot.control_plane_nodes.sort();
     snapshot.control_plane_nodes.dedup();
 
     // kube-proxy pods, else the DaemonSet.
     let mut proxies = 0usize;
     let params = ListParams::default().labels("k8s-app=kube-proxy");
-    for_each_page(
-        &pods,
-        params,
-        "list pods in namespace kube-system",
-        |pod: Pod| {
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let spec = pod.spec.as_ref();
-            let node = spec.and_then(|s| s.node_name.as_deref());
-            let image = spec
-                .and_then(|s| {
-                    s.containers
-                        .iter()
-                        .find(|c| c.name == "kube-proxy")
-                        .or_else(|| s.containers.first())
-                })
-                .and_then(|c| c.image.as_deref())
-                .unwrap_or("");
-            proxies += 1;
-            snapshot.components.push(Observed::from_image(
-                Component::KubeProxy,
-                node,
-                image,
-                format!("pod {KUBE_SYSTEM}/{name} image"),
-            ));
-        },
-    )
-    .await?;
+    crate::list::for_each_page(&pods, &params, |pod: Pod| {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let node = spec.and_then(|s| s.node_name.as_deref());
+        let image = spec
+            .and_then(|s| {
+                s.containers
+                    .iter()
+                    .find(|c| c.name == "kube-proxy")
+                    .or_else(|| s.containers.first())
+            })
+            .and_then(|c| c.image.as_deref())
+            .unwrap_or("");
+        proxies += 1;
+        snapshot.components.push(Observed::from_image(
+            Component::KubeProxy,
+            node,
+            image,
+            format!("pod {KUBE_SYSTEM}/{name} image"),
+        ));
+    })
+    .await
+    .map_err(|e| api_error(e, "list pods in namespace kube-system"))?;
     if proxies == 0 {
         let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), KUBE_SYSTEM);
         let ds = daemonsets
@@ -184,34 +173,6 @@ pub async fn collect(
         snapshot.components.push(k);
     }
     Ok(snapshot)
-}
-
-/// Lists every page of `api` and hands each object to `each`, dropping the
-/// page before fetching the next.
-pub async fn for_each_page<K>(
-    api: &Api<K>,
-    params: ListParams,
-    permission: &str,
-    mut each: impl FnMut(K),
-) -> anyhow::Result<()>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let mut params = params.limit(PAGE_SIZE);
-    loop {
-        let page: ObjectList<K> = api
-            .list(&params)
-            .await
-            .map_err(|e| api_error(e, permission))?;
-        let next = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-        for item in page.items {
-            each(item);
-        }
-        match next {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(()),
-        }
-    }
 }
 
 /// Turns an API error into one that names what was being done and, on 401

@@ -75,7 +75,7 @@ pub async fn snapshot(
     config: Option<&kube::Config>,
 ) -> anyhow::Result<ClusterSnapshot> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let nodes = drain::snapshot::list_all(&nodes, &ListParams::default())
+    let nodes = crate::list::list_all(&nodes, &ListParams::default())
         .await
         .context("could not list the nodes")?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");

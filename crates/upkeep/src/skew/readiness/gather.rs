@@ -21,7 +21,8 @@ use super::certs;
 use super::{NodeDrain, ReadinessSnapshot, Unreadable};
 use crate::drain::snapshot::lookup_owner;
 use crate::drain::{DrainOptions, DrainSnapshot, plan as drain_plan};
-use crate::skew::collect::for_each_page;
+use crate::list::{for_each_page, list_all};
+use crate::skew::collect::api_error;
 use crate::skew::snapshot::ClusterVersions;
 use crate::upgrade::Cmd;
 use crate::upgrade::transport::{NodeTarget, Transport};
@@ -138,7 +139,7 @@ async fn objects(client: &Client, removals: &Removals, snap: &mut ReadinessSnaps
             let is_secret = ar.group.is_empty() && ar.kind == "Secret";
             let mut uses = Vec::new();
             let mut helm_errors = Vec::new();
-            let result = for_each_page(&api, ListParams::default(), &what, |obj: DynamicObject| {
+            let result = for_each_page(&api, &ListParams::default(), |obj: DynamicObject| {
                 uses.extend(uses_in_object(&obj.metadata, &ar.kind, removals));
                 if is_secret
                     && obj.data.get("type").and_then(|t| t.as_str()) == Some(HELM_RELEASE_TYPE)
@@ -157,7 +158,8 @@ async fn objects(client: &Client, removals: &Removals, snap: &mut ReadinessSnaps
                     }
                 }
             })
-            .await;
+            .await
+            .map_err(|e| api_error(e, &what));
             snap.api_uses.extend(uses);
             for e in helm_errors {
                 snap.notes
@@ -211,15 +213,13 @@ async fn drain_plans(
     snap: &mut ReadinessSnapshot,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let nodes =
-        crate::drain::snapshot::list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
-            .await
-            .context("could not list the nodes")?;
-    let cluster_pods =
-        crate::drain::snapshot::list_all(&Api::<Pod>::all(client.clone()), &ListParams::default())
-            .await
-            .context("could not list the pods")?;
-    let pdbs = crate::drain::snapshot::list_all(
+    let nodes = list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
+        .await
+        .context("could not list the nodes")?;
+    let cluster_pods = list_all(&Api::<Pod>::all(client.clone()), &ListParams::default())
+        .await
+        .context("could not list the pods")?;
+    let pdbs = list_all(
         &Api::<PodDisruptionBudget>::all(client.clone()),
         &ListParams::default(),
     )
