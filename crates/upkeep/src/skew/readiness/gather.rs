@@ -358,10 +358,9 @@ pub async fn node_certificates<T: Transport>(
 /// The control-plane nodes and their addresses, for [`node_certificates`].
 async fn control_plane_targets(client: &Client) -> anyhow::Result<Vec<NodeTarget>> {
     use anyhow::Context as _;
-    let nodes =
-        crate::drain::snapshot::list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
-            .await
-            .context("could not list the nodes")?;
+    let nodes = list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
+        .await
+        .context("could not list the nodes")?;
     let mut out: Vec<NodeTarget> = nodes
         .iter()
         .map(crate::upgrade::run::node_facts)
