@@ -569,6 +569,162 @@ fn a_pod_that_fits_nowhere_else_is_refused_naming_what_is_missing() {
     );
 }
 
+/// A two-replica Deployment `app` with `spec` (a pod template spec fragment) spread over
+/// node01 and node02, Running and Ready.
+fn on_both_workers(lab: &Lab, app: &str, spec: &str) {
+    lab.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {app}\n  namespace: default\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: {app}\n  template:\n    metadata:\n      labels:\n        app: {app}\n    spec:\n{spec}"
+    ));
+    wait_for(&format!("{app} on node01 and node02"), SETTLE, || {
+        let on: BTreeSet<String> = lab
+            .pods()
+            .iter()
+            .filter(|p| name(p).starts_with(app) && running_ready(p))
+            .map(node_of)
+            .collect();
+        (on == BTreeSet::from(["node01".to_string(), "node02".to_string()])).then_some(())
+    });
+}
+
+/// The scheduler's filters beyond resources and selectors (InterPodAffinity, NodePorts): the
+/// replacements could go nowhere, so the drain is refused before it touches the node, naming
+/// each pod and the filter that keeps it out
+/// (pkg/scheduler/framework/plugins/interpodaffinity, nodeports).
+#[test]
+fn pods_that_anti_affinity_or_a_host_port_keep_off_every_other_node_refuse_the_drain() {
+    let lab = os_upgrade();
+    on_both_workers(
+        &lab,
+        "solo",
+        "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - topologyKey: kubernetes.io/hostname\n            labelSelector:\n              matchLabels:\n                app: solo\n      containers:\n      - name: main\n        image: nginx\n",
+    );
+    on_both_workers(
+        &lab,
+        "porty",
+        "      containers:\n      - name: main\n        image: nginx\n        ports:\n        - containerPort: 80\n          hostPort: 8080\n",
+    );
+    refused_with(
+        &lab,
+        "no-capacity",
+        &[
+            "solo-",
+            "required pod anti-affinity on kubernetes.io/hostname against default/solo-",
+            "[InterPodAffinity]",
+            "porty-",
+            "host port 8080/TCP is taken by default/porty-",
+            "[NodePorts]",
+        ],
+    );
+}
+
+/// A namespace being deleted while its pod is drained: the eviction is refused with 403
+/// NamespaceTerminating (the namespace lifecycle admission plugin,
+/// k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle admission.go), the namespace
+/// controller is already deleting the pod, and the drain waits for it to go as kubectl does
+/// (kubernetes/kubectl pkg/drain/drain.go evictPods, TestEvictDuringNamespaceTerminating)
+/// instead of stopping.
+#[test]
+fn an_eviction_refused_because_the_namespace_is_terminating_waits_for_the_pod() {
+    let lab = os_upgrade();
+    // A ConfigMap with a finalizer keeps the namespace Terminating after its pods are gone.
+    lab.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: closing\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: closing\n  finalizers:\n  - example.com/hold\n");
+    lab.kubectl_ok(["cordon", "node01"]);
+    lab.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: leaving\n  namespace: closing\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: leaving\n  template:\n    metadata:\n      labels:\n        app: leaving\n    spec:\n      containers:\n      - name: main\n        image: nginx\n");
+    let pod = wait_for("leaving Running and Ready on node02", SETTLE, || {
+        lab.pods()
+            .into_iter()
+            .find(|p| name(p).starts_with("leaving-") && node_of(p) == "node02" && running_ready(p))
+    });
+    lab.kubectl_ok(["uncordon", "node01"]);
+    // A finalizer keeps the pod Terminating until the test has seen what the drain says.
+    lab.kubectl_ok([
+        "patch",
+        "pod",
+        &name(&pod),
+        "-n",
+        "closing",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    // Its eviction is held on the way in until the namespace is being deleted.
+    set_faults(
+        &lab,
+        serde_json::json!([{ "verb": "create", "resource": "pods/eviction", "namespace": "closing",
+                             "latencyMs": 4000, "count": 1 }]),
+    );
+    let log = lab.dir().join("closing.stderr");
+    let out_file = lab.dir().join("closing.stdout");
+    let mut child = lab
+        .plugin("kubectl-safedrain")
+        .args(["node02", "--yes", "--timeout", "120s"])
+        .stdout(std::fs::File::create(&out_file).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("node02 cordoned by the drain", SETTLE, || {
+        unschedulable(&lab, "node02").then_some(())
+    });
+    lab.kubectl_ok(["delete", "namespace", "closing", "--wait=false"]);
+    let said = format!("pod/{} -n closing is already being deleted (", name(&pod));
+    let line = wait_for("the drain to say why it waits", SETTLE, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(&said))
+            .map(str::to_string)
+    });
+    assert!(
+        line.contains("because it is being terminated"),
+        "the 403's own words: {line}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the drain waits for the Terminating pod"
+    );
+    lab.kubectl_ok([
+        "patch",
+        "pod",
+        &name(&pod),
+        "-n",
+        "closing",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    let status = wait_for("the drain to end", Duration::from_secs(150), || {
+        child.try_wait().unwrap()
+    });
+    let text = format!(
+        "stdout:\n{}\nstderr:\n{}",
+        std::fs::read_to_string(&out_file).unwrap_or_default(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("closing/Deployment/leaving: deleted, its pods are not coming back"),
+        "the deleted Deployment is not waited for:\n{text}"
+    );
+    let metrics = lab.kubectl_ok(["get", "--raw", "/metrics"]);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("apiserver_request_total{")
+                && l.to_lowercase().contains(r#"verb="create""#)
+                && l.contains(r#"subresource="eviction""#)
+                && l.contains(r#"code="403""#)),
+        "the eviction met the terminating namespace (a 403):\n{metrics}\n{text}"
+    );
+    assert!(
+        !lab.pods().iter().any(|p| uid(p) == uid(&pod)),
+        "{} is gone\n{text}",
+        name(&pod)
+    );
+    let ns = lab.get_json(["namespace", "closing"]);
+    assert_eq!(ns["status"]["phase"], "Terminating", "{ns:#}");
+    deployments_whole_off(&lab, "node02").unwrap_or_else(|e| panic!("{e}\n{text}"));
+}
+
 // ---------- faults ----------
 
 #[test]

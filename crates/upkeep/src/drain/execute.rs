@@ -79,6 +79,13 @@ pub enum DrainEvent {
     Deleting {
         pod: String,
     },
+    /// The eviction was refused (409, or 403 NamespaceTerminating) but the pod is already
+    /// being deleted: it is waited for like an evicted pod.
+    AlreadyDeleting {
+        namespace: String,
+        name: String,
+        message: String,
+    },
     /// kubectl's wording: `error when evicting pods/"p" -n "ns" (will retry after 5s): ...`.
     Retry {
         namespace: String,
@@ -120,6 +127,13 @@ impl DrainEvent {
                 "error when evicting pods/{name:?} -n {namespace:?} (will retry after {}): {message}",
                 humantime::format_duration(*after)
             ),
+            DrainEvent::AlreadyDeleting {
+                namespace,
+                name,
+                message,
+            } => format!(
+                "pod/{name} -n {namespace} is already being deleted ({message}): waiting for it to go"
+            ),
             DrainEvent::Gone {
                 pod,
                 action: Action::Delete,
@@ -132,6 +146,10 @@ impl DrainEvent {
             DrainEvent::WaitingWorkloads { workloads } => {
                 format!("waiting for {} to be whole again", workloads.join(", "))
             }
+            DrainEvent::Workload(w) if w.deleted => format!(
+                "{}/{}: deleted, its pods are not coming back: nothing to wait for",
+                w.namespace, w.workload
+            ),
             DrainEvent::Workload(w) => format!(
                 "{}/{}: {}/{} ready elsewhere{}",
                 w.namespace,
@@ -186,7 +204,7 @@ impl DrainReport {
             .iter()
             .map(|p| format!("pod {p} still on the node"))
             .collect();
-        v.extend(self.workloads.iter().filter(|w| !w.whole).map(|w| {
+        v.extend(self.workloads.iter().filter(|w| !w.settled()).map(|w| {
             format!(
                 "{}/{} has {}/{} ready replicas",
                 w.namespace, w.workload, w.ready, w.replicas
@@ -734,7 +752,14 @@ async fn evict(
                 };
                 match after_reread(now) {
                     AfterReread::Gone => return Ok(Evicted::Gone),
-                    AfterReread::WaitDeletion => return Ok(Evicted::Requested),
+                    AfterReread::WaitDeletion => {
+                        progress(&DrainEvent::AlreadyDeleting {
+                            namespace: pod.namespace.clone(),
+                            name: pod.name.clone(),
+                            message: m,
+                        });
+                        return Ok(Evicted::Requested);
+                    }
                     AfterReread::Retry => {
                         // kubectl retries a terminating namespace after its
                         // retry delay; a conflict clears in moments.
