@@ -1326,3 +1326,61 @@ fn a_lock_that_could_not_be_released_is_reported_with_the_way_to_free_it() {
     assert!(text.contains("delete lease upkeep-upgrade"), "{text}");
     assert!(lease_exists(&lab), "the release failed");
 }
+
+/// A run killed outright (SIGKILL: no chance to release the lock) leaves its Lease behind. The
+/// same user on the same host runs the command again at once: the Lease names a process that
+/// is gone, so the new run takes it over, says so, and finishes the node (client-go's leader
+/// election renews a record holding its own identity at once; tryAcquireOrRenew).
+#[test]
+fn a_killed_run_leaves_its_lock_and_the_next_run_on_this_host_takes_it_over() {
+    let lab = lab();
+    // Hold the first run at its cordon: the connection hangs, then drops.
+    set_api_faults(
+        &lab,
+        json!([{ "verb": "patch", "resource": "nodes", "name": "controlplane01",
+                 "timeout": true, "latencyMs": 120000, "count": 1 }]),
+    );
+    let log = lab.dir().join("killed.log");
+    let mut child = plugin(
+        &lab,
+        &["controlplane01", "--to", TARGET, "--yes", "--wait-for-pdb"],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    wait_for("the first run to hold the lock", Duration::from_secs(60), || {
+        lease_exists(&lab).then_some(())
+    });
+    let holder = lab.get_json(["lease", "-n", "kube-system", "upkeep-upgrade"])["spec"]
+        ["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        holder.ends_with(&format!(", pid {}", child.id())),
+        "the Lease names the run's process: {holder:?}"
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(lease_exists(&lab), "a killed run cannot release its lock");
+    set_api_faults(&lab, json!([]));
+
+    let again = upgrade(
+        &lab,
+        &["controlplane01", "--to", TARGET, "--yes", "--wait-for-pdb"],
+    );
+    assert_eq!(code(&again), 0, "{}", show(&again));
+    let text = format!("{}{}", stdout(&again), stderr(&again));
+    assert!(
+        text.contains(&format!(
+            "took over the lock kube-system/upkeep-upgrade from {holder:?}"
+        )) && text.contains("that earlier run on this host is no longer running"),
+        "{}",
+        show(&again)
+    );
+    let cp1 = node(&lab, "controlplane01");
+    assert_eq!(kubelet(&cp1), TARGET);
+    assert!(!cordoned(&cp1));
+    assert!(!lease_exists(&lab), "released at the end");
+}

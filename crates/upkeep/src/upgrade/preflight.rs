@@ -157,6 +157,47 @@ pub struct LeaseView {
     pub holder: String,
     /// Seconds until it expires (negative: expired).
     pub expires_in: i64,
+    /// The holder is an earlier run of this user on this host whose process is no longer
+    /// running (killed, or its machine restarted): it will never release the lock.
+    pub holder_gone: bool,
+}
+
+/// What a run may do with the lock as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockVerdict {
+    /// Absent or expired: take it.
+    Free,
+    /// Still valid but this run's own to take, with the note to print.
+    TakeOver(String),
+    /// Another run holds it: the refusal.
+    Held(String),
+}
+
+/// client-go `tools/leaderelection/leaderelection.go` tryAcquireOrRenew: a valid record is
+/// refused unless its holderIdentity is the candidate's own, which renews it at once. An
+/// identity here names user, host and process; an earlier run of the same user on the same
+/// host whose process is gone is this run's own too, so a killed run does not lock everyone
+/// out until the Lease expires.
+pub fn lock_verdict(lease: Option<&LeaseView>, me: &str) -> LockVerdict {
+    let Some(l) = lease.filter(|l| l.expires_in > 0) else {
+        return LockVerdict::Free;
+    };
+    if l.holder == me {
+        LockVerdict::TakeOver(format!(
+            "took over the lock kube-system/upkeep-upgrade still held by this identity ({me:?}, {} s left): an earlier run of it stopped without releasing it",
+            l.expires_in
+        ))
+    } else if l.holder_gone {
+        LockVerdict::TakeOver(format!(
+            "took over the lock kube-system/upkeep-upgrade from {:?} ({} s left): that earlier run on this host is no longer running",
+            l.holder, l.expires_in
+        ))
+    } else {
+        LockVerdict::Held(format!(
+            "another upgrade holds the lock kube-system/upkeep-upgrade: {:?} (expires in {} s unless renewed); wait for it to finish, or delete the Lease if that run is gone",
+            l.holder, l.expires_in
+        ))
+    }
 }
 
 /// Evidence of an etcd backup.
@@ -431,17 +472,8 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
         );
         return r;
     };
-    if let Some(lease) = &snap.lease
-        && lease.expires_in > 0
-        && lease.holder != req.me
-    {
-        r.refuse(
-            "upgrade-lock",
-            format!(
-                "another upgrade holds the lock kube-system/upkeep-upgrade: {:?} (expires in {} s unless renewed); wait for it to finish",
-                lease.holder, lease.expires_in
-            ),
-        );
+    if let LockVerdict::Held(why) = lock_verdict(snap.lease.as_ref(), &req.me) {
+        r.refuse("upgrade-lock", why);
     }
     let progress = match &node.progress {
         None => None,
@@ -1105,6 +1137,7 @@ mod tests {
         c.lease = Some(LeaseView {
             holder: "alice@bastion pid 42".into(),
             expires_in: 30,
+            holder_gone: false,
         });
         let r = preflight(&c, &req("cp1", "v1.34.1"), &Probe::NotYet);
         assert_eq!(rules(&r), ["upgrade-lock"]);
@@ -1112,6 +1145,44 @@ mod tests {
         // An expired lease is taken over.
         c.lease.as_mut().unwrap().expires_in = -1;
         assert!(!preflight(&c, &req("cp1", "v1.34.1"), &Probe::NotYet).refused());
+    }
+
+    #[test]
+    fn a_lock_is_taken_over_from_this_identity_or_a_gone_earlier_run_only() {
+        let me = "kubectl upgrade-node, bob@jump, pid 7";
+        let held = |holder: &str, expires_in, holder_gone| LeaseView {
+            holder: holder.into(),
+            expires_in,
+            holder_gone,
+        };
+        assert_eq!(lock_verdict(None, me), LockVerdict::Free);
+        let other = held("kubectl upgrade-node, alice@bastion, pid 42", 30, false);
+        assert!(
+            matches!(lock_verdict(Some(&other), me), LockVerdict::Held(m) if m.contains("alice@bastion"))
+        );
+        // expired: free for anyone
+        let expired = held("kubectl upgrade-node, alice@bastion, pid 42", 0, false);
+        assert_eq!(lock_verdict(Some(&expired), me), LockVerdict::Free);
+        // the same identity renews at once, as client-go's leader election does
+        let mine = held(me, 50, false);
+        assert!(
+            matches!(lock_verdict(Some(&mine), me), LockVerdict::TakeOver(m) if m.contains("50 s left"))
+        );
+        // an earlier run of this user on this host, still running: refused (two runs at once)
+        let sibling = held("kubectl upgrade-node, bob@jump, pid 6", 50, false);
+        assert!(matches!(
+            lock_verdict(Some(&sibling), me),
+            LockVerdict::Held(_)
+        ));
+        // the same, its process gone: taken over, saying from whom
+        let gone = held("kubectl upgrade-node, bob@jump, pid 6", 50, true);
+        assert!(
+            matches!(lock_verdict(Some(&gone), me), LockVerdict::TakeOver(m) if m.contains("pid 6") && m.contains("no longer running"))
+        );
+        let mut c = cluster();
+        c.lease = Some(gone);
+        let r = preflight(&c, &req("cp1", "v1.34.1"), &Probe::NotYet);
+        assert!(!rules(&r).contains(&"upgrade-lock"), "{:?}", rules(&r));
     }
 
     #[test]

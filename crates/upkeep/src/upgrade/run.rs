@@ -19,7 +19,8 @@ use crate::drain;
 
 use super::plan::{self, Action, NodePlan, PROGRESS_ANNOTATION, Progress, StepId};
 use super::preflight::{
-    self, Backup, ClusterSnapshot, LeaseView, NodeFacts, NodeProbe, Probe, Report, Request,
+    self, Backup, ClusterSnapshot, LeaseView, LockVerdict, NodeFacts, NodeProbe, Probe, Report,
+    Request, lock_verdict,
 };
 use super::recipe::{Listing, PackageManager, Recipe, parse_probe, repo_minor};
 use super::target::TargetSpec;
@@ -149,6 +150,26 @@ async fn read_lease(client: &Client) -> anyhow::Result<Option<LeaseView>> {
     Ok(lease.map(|l| lease_view(&l)))
 }
 
+/// The holder is an earlier run of this user on this host (identity `..., user@host, pid N`,
+/// see `rollout::identity`) and process N no longer runs an upgrade-node: killed, or a zombie
+/// not yet reaped (its cmdline is empty). Where /proc cannot tell, it is taken as running.
+fn holder_gone(holder: &str) -> bool {
+    let mine = super::rollout::identity();
+    let (Some((who, pid)), Some((my_who, my_pid))) =
+        (holder.rsplit_once(", pid "), mine.rsplit_once(", pid "))
+    else {
+        return false;
+    };
+    if who != my_who || pid == my_pid || !std::path::Path::new("/proc/self/cmdline").exists() {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    !std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("upgrade"))
+}
+
 fn lease_view(l: &Lease) -> LeaseView {
     let spec = l.spec.clone().unwrap_or_default();
     let renewed = spec
@@ -157,8 +178,10 @@ fn lease_view(l: &Lease) -> LeaseView {
         .map(|t| t.0)
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let expires = renewed.as_second() + i64::from(spec.lease_duration_seconds.unwrap_or(0));
+    let holder = spec.holder_identity.unwrap_or_default();
     LeaseView {
-        holder: spec.holder_identity.unwrap_or_default(),
+        holder_gone: holder_gone(&holder),
+        holder,
         expires_in: expires - jiff::Timestamp::now().as_second(),
     }
 }
@@ -172,6 +195,17 @@ pub struct LockGuard {
     client: Client,
     me: String,
     renew: tokio::task::JoinHandle<()>,
+}
+
+/// The refusal for a Lease another run wrote first (a create or replace that conflicted).
+fn held_by(current: &Lease, me: &str) -> String {
+    match lock_verdict(Some(&lease_view(current)), me) {
+        LockVerdict::Held(why) => why,
+        _ => format!(
+            "another upgrade took the lock {LEASE_NAMESPACE}/{LEASE_NAME} at the same moment: {:?}; run again once it is done",
+            lease_view(current).holder
+        ),
+    }
 }
 
 /// Takes the lock, or says who holds it.
@@ -190,33 +224,21 @@ pub async fn acquire_lock(
         spec.acquire_time = Some(now.clone());
         spec.renew_time = Some(now);
     }
-    let refusal = |view: &LeaseView| {
-        format!(
-            "another upgrade holds the lock {LEASE_NAMESPACE}/{LEASE_NAME}: {:?} (expires in {} s unless renewed); wait for it to finish, or delete the Lease if that run is gone",
-            view.holder,
-            view.expires_in.max(0)
-        )
-    };
     let mut took_over = None;
     match api.get_opt(LEASE_NAME).await? {
         None => match api.create(&PostParams::default(), &lease).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 let current = api.get(LEASE_NAME).await?;
-                return Ok(Err(refusal(&lease_view(&current))));
+                return Ok(Err(held_by(&current, me)));
             }
             Err(e) => return Err(e).context("could not create the lock Lease"),
         },
         Some(current) => {
-            let view = lease_view(&current);
-            if view.holder != me && view.expires_in > 0 {
-                return Ok(Err(refusal(&view)));
-            }
-            if view.holder == me && view.expires_in > 0 {
-                took_over = Some(format!(
-                    "took over the lock {LEASE_NAMESPACE}/{LEASE_NAME} still held by this identity ({me:?}, {} s left): an earlier run of it stopped without releasing it",
-                    view.expires_in
-                ));
+            match lock_verdict(Some(&lease_view(&current)), me) {
+                LockVerdict::Held(why) => return Ok(Err(why)),
+                LockVerdict::TakeOver(note) => took_over = Some(note),
+                LockVerdict::Free => {}
             }
             lease.metadata.resource_version = current.metadata.resource_version.clone();
             match api
@@ -226,7 +248,7 @@ pub async fn acquire_lock(
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     let current = api.get(LEASE_NAME).await?;
-                    return Ok(Err(refusal(&lease_view(&current))));
+                    return Ok(Err(held_by(&current, me)));
                 }
                 Err(e) => return Err(e).context("could not take over the expired lock Lease"),
             }
