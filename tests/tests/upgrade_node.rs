@@ -1349,14 +1349,16 @@ fn a_killed_run_leaves_its_lock_and_the_next_run_on_this_host_takes_it_over() {
     .stderr(std::fs::File::create(&log).unwrap())
     .spawn()
     .unwrap();
-    wait_for("the first run to hold the lock", Duration::from_secs(60), || {
-        lease_exists(&lab).then_some(())
-    });
-    let holder = lab.get_json(["lease", "-n", "kube-system", "upkeep-upgrade"])["spec"]
-        ["holderIdentity"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    wait_for(
+        "the first run to hold the lock",
+        Duration::from_secs(60),
+        || lease_exists(&lab).then_some(()),
+    );
+    let holder =
+        lab.get_json(["lease", "-n", "kube-system", "upkeep-upgrade"])["spec"]["holderIdentity"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
     assert!(
         holder.ends_with(&format!(", pid {}", child.id())),
         "the Lease names the run's process: {holder:?}"
