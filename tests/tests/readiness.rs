@@ -502,6 +502,19 @@ fn findings_about_one_nodes_drain_stop_only_the_upgrades_that_include_that_node(
         ),
         "{refusals:#?}"
     );
+    // The same finding, structured: no reader has to take the message apart.
+    assert!(
+        first["findings"].as_array().unwrap().iter().any(|f| {
+            let r = &f["readiness"];
+            f["rule"] == "upgrade-readiness"
+                && r["rule"] == "drain-blocked"
+                && r["kind"] == "Pod"
+                && r["namespace"] == "default"
+                && r["name"] == "hr-app"
+                && r["node"] == "node01"
+        }),
+        "{first:#}"
+    );
     assert_eq!(
         doc["nodes"].as_array().unwrap().len(),
         1,

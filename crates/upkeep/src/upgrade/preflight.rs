@@ -135,6 +135,22 @@ pub struct Finding {
     pub rule: &'static str,
     pub severity: Severity,
     pub message: String,
+    /// On `upgrade-readiness`: the readiness finding itself (its rule, object,
+    /// source and fix, as `kubectl skew plan` reports it), so a reader never
+    /// has to take `message` apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<crate::skew::readiness::Finding>,
+}
+
+impl Finding {
+    pub fn new(rule: &'static str, severity: Severity, message: String) -> Self {
+        Finding {
+            rule,
+            severity,
+            message,
+            readiness: None,
+        }
+    }
 }
 
 /// One node as preflight sees it.
@@ -366,21 +382,20 @@ impl Report {
     }
 
     fn refuse(&mut self, rule: &'static str, message: String) {
-        debug_assert!(RULES.iter().any(|r| r.id == rule), "{rule}");
-        self.findings.push(Finding {
-            rule,
-            severity: Severity::Refuse,
-            message,
-        });
+        self.push(Finding::new(rule, Severity::Refuse, message));
     }
 
     fn warn(&mut self, rule: &'static str, message: String) {
-        debug_assert!(RULES.iter().any(|r| r.id == rule), "{rule}");
-        self.findings.push(Finding {
-            rule,
-            severity: Severity::Warn,
-            message,
-        });
+        self.push(Finding::new(rule, Severity::Warn, message));
+    }
+
+    fn push(&mut self, finding: Finding) {
+        debug_assert!(
+            RULES.iter().any(|r| r.id == finding.rule),
+            "{}",
+            finding.rule
+        );
+        self.findings.push(finding);
     }
 }
 
@@ -829,12 +844,14 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
                     "[{}] {object} ({}): {}; fix: {}",
                     f.rule, f.source, f.message, f.fix
                 );
-                match f.severity {
-                    crate::skew::readiness::Severity::Block => {
-                        r.refuse("upgrade-readiness", message)
-                    }
-                    crate::skew::readiness::Severity::Warn => r.warn("upgrade-readiness", message),
-                }
+                let severity = match f.severity {
+                    crate::skew::readiness::Severity::Block => Severity::Refuse,
+                    crate::skew::readiness::Severity::Warn => Severity::Warn,
+                };
+                r.push(Finding {
+                    readiness: Some(f),
+                    ..Finding::new("upgrade-readiness", severity, message)
+                });
             }
             if r.refused() {
                 return r;
@@ -1064,7 +1081,33 @@ mod tests {
         c.readiness = Some(i);
         let r = preflight(&c, &req("cp1", "v1.34.1"), &probe(V134, Some(M133)));
         assert_eq!(rules(&r), ["upgrade-readiness"], "{:?}", r.findings);
-        let m = &r.refusals().next().unwrap().message;
+        let refusal = r.refusals().next().unwrap();
+        let found = refusal
+            .readiness
+            .as_ref()
+            .expect("the readiness finding, structured");
+        assert_eq!(
+            (
+                found.rule,
+                found.kind.as_str(),
+                found.namespace.as_deref(),
+                found.name.as_str(),
+                found.source.as_str()
+            ),
+            (
+                "removed-api",
+                "CSIStorageCapacity",
+                Some("kube-system"),
+                "cap",
+                "annotation"
+            )
+        );
+        assert!(
+            found.fix.starts_with("rewrite the manifest"),
+            "{}",
+            found.fix
+        );
+        let m = &refusal.message;
         assert!(
             m.starts_with("[removed-api] CSIStorageCapacity kube-system/cap (annotation)"),
             "{m}"

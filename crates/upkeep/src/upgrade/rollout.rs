@@ -147,11 +147,11 @@ pub async fn run(
                         result: NodeStatus::Refused,
                         role: None,
                         target: None,
-                        findings: vec![Finding {
-                            rule: "upgrade-lock",
-                            severity: Severity::Refuse,
-                            message: holder.clone(),
-                        }],
+                        findings: vec![Finding::new(
+                            "upgrade-lock",
+                            Severity::Refuse,
+                            holder.clone(),
+                        )],
                         plan: None,
                         failure: None,
                     })
