@@ -1386,3 +1386,75 @@ fn a_killed_run_leaves_its_lock_and_the_next_run_on_this_host_takes_it_over() {
     assert!(!cordoned(&cp1));
     assert!(!lease_exists(&lab), "released at the end");
 }
+
+/// A node already at the target: the same command again changes nothing and exits 0. A node
+/// at the target that still carries the record of a run killed before its last steps (cordoned,
+/// `done: restart-kubelet`, what a run killed while waiting for Ready leaves) is finished: Ready
+/// checked, uncordoned, the record removed, no package or kubeadm command run again.
+#[test]
+fn a_rerun_on_a_node_already_at_the_target_redoes_nothing_and_finishes_what_is_left() {
+    let lab = lab();
+    let args = ["controlplane01", "--to", TARGET, "--yes", "--wait-for-pdb"];
+    let out = upgrade(&lab, &args);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let after_first = history(&lab, "controlplane01");
+    assert_eq!(count(&after_first, "kubeadm upgrade apply"), 1);
+
+    let again = upgrade(&lab, &args);
+    assert_eq!(code(&again), 0, "{}", show(&again));
+    assert!(
+        stderr(&again).contains(&format!(
+            "node controlplane01 already runs {TARGET}: nothing to do"
+        )),
+        "{}",
+        show(&again)
+    );
+    assert_eq!(
+        history(&lab, "controlplane01"),
+        after_first,
+        "nothing ran on the node"
+    );
+    assert!(!cordoned(&node(&lab, "controlplane01")));
+
+    lab.kubectl_ok(["cordon", "controlplane01"]);
+    lab.kubectl_ok([
+        "annotate",
+        "node",
+        "controlplane01",
+        &format!(r#"upkeep.dev/upgrade={{"target":"{TARGET}","done":"restart-kubelet"}}"#),
+    ]);
+    let finish = upgrade(&lab, &args);
+    assert_eq!(code(&finish), 0, "{}", show(&finish));
+    let notes = stderr(&finish);
+    for step in [
+        "cordon",
+        "kubeadm-upgrade",
+        "kubelet-pkg",
+        "restart-kubelet",
+    ] {
+        assert!(
+            notes.contains(&format!("{step}: done in an earlier run")),
+            "{step}: {}",
+            show(&finish)
+        );
+    }
+    // Only the read-only probes ran (the package probe, kubeadm's certificate check).
+    let read_only = |c: &String| {
+        c.contains("--- upkeep: repository file") || c.contains("kubeadm certs check-expiration")
+    };
+    let ran: Vec<String> = history(&lab, "controlplane01")[after_first.len()..]
+        .iter()
+        .filter(|c| !read_only(c))
+        .cloned()
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "no step done before ran again: {ran:#?}\n{}",
+        show(&finish)
+    );
+    let cp1 = node(&lab, "controlplane01");
+    assert_eq!(kubelet(&cp1), TARGET);
+    assert!(!cordoned(&cp1), "uncordoned: {}", show(&finish));
+    assert!(progress(&cp1).is_none(), "the record is removed");
+    assert!(!lease_exists(&lab));
+}
