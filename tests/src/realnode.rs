@@ -47,9 +47,25 @@ pub const PACKAGES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];
 pub struct NodeSpec {
     pub name: String,
     pub control_plane: bool,
+    pub family: Family,
     /// The installed (and held) package version, e.g. `1.34.3-1.1`.
     pub installed: String,
 }
+
+/// A node's package manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// The Debian root: apt and dpkg, the repository a `file:` mirror.
+    Apt,
+    /// The RPM root ([`dnf_base`]): dnf and rpm, `/etc/os-release` of Rocky Linux 9, the
+    /// repository served over HTTP from this machine.
+    Dnf,
+}
+
+/// `/etc/os-release` of an RPM node, so that tools pick dnf as they would on Rocky Linux.
+pub const ROCKY_OS_RELEASE: &str = "NAME=\"Rocky Linux\"\nVERSION=\"9.6 (Blue Onyx)\"\nID=\"rocky\"\n\
+ID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.6\"\nPLATFORM_ID=\"platform:el9\"\n\
+PRETTY_NAME=\"Rocky Linux 9.6 (Blue Onyx)\"\n";
 
 /// What a [`RealCluster`] is started with.
 #[derive(Debug, Clone)]
@@ -102,6 +118,8 @@ fn require_root() {
         "dpkg-scanpackages",
         "apt-ftparchive",
         "ip",
+        "rpmbuild",
+        "createrepo_c",
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
@@ -110,7 +128,7 @@ fn require_root() {
         assert!(
             found,
             "{tool} is missing: run scripts/setup.sh, which installs debootstrap, openssh-server, \
-             dpkg-dev, apt-utils and iproute2"
+             dpkg-dev, apt-utils, iproute2, rpm (rpmbuild) and createrepo-c"
         );
     }
 }
@@ -202,43 +220,105 @@ fn deb822_uri(text: &str, suite: &str) -> Option<String> {
 pub fn debian_base() -> PathBuf {
     require_root();
     let (suite, mirror) = host_release();
-    let root = cache_root();
-    std::fs::create_dir_all(&root).expect("create target/realnode");
-    let base = root.join(format!("debian-{suite}-minbase"));
-    let ready = base.join(".upkeep-ready");
-    // One test (or test process) makes it while the others wait on the lock.
-    let lock = std::fs::File::create(root.join(format!(".{suite}.lock"))).expect("lock file");
-    lock.lock().expect("lock the base root");
-    if ready.exists() {
-        return base;
-    }
-    let tmp = root.join(format!("debian-{suite}-minbase.partial"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let _ = std::fs::remove_dir_all(&base);
+    cached(&format!("debian-{suite}-minbase"), |tmp| {
+        must(
+            Command::new("debootstrap")
+                .args(["--variant=minbase", &suite])
+                .arg(tmp)
+                .arg(&mirror),
+            &format!("debootstrap --variant=minbase {suite} from {mirror}"),
+        );
+        offline(tmp);
+    })
+}
+
+/// The root of an RPM node: the minbase root with Debian's dnf and rpm (installed from this
+/// machine's mirror), rpm's database at `/var/lib/rpm` as on RHEL (Debian's rpm defaults to
+/// `~/.rpmdb`), and no apt sources. Made once, cached beside [`debian_base`].
+pub fn dnf_base() -> PathBuf {
+    let base = debian_base();
+    let (suite, mirror) = host_release();
+    cached(&format!("debian-{suite}-minbase-dnf"), |tmp| {
+        must(
+            Command::new("cp")
+                .args(["-a", "--reflink=auto", "-T"])
+                .arg(&base)
+                .arg(tmp),
+            "copy the base root",
+        );
+        std::fs::write(
+            tmp.join("etc/apt/sources.list"),
+            format!("deb {mirror} {suite} main\n"),
+        )
+        .unwrap();
+        must(
+            Command::new("chroot")
+                .arg(tmp)
+                .args(["apt-get", "-q", "update"]),
+            "apt-get update in the dnf root",
+        );
+        must(
+            Command::new("chroot")
+                .arg(tmp)
+                .args([
+                    "apt-get",
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "dnf",
+                    "rpm",
+                ])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            "apt-get install dnf rpm in the dnf root",
+        );
+        std::fs::create_dir_all(tmp.join("etc/rpm")).unwrap();
+        std::fs::write(tmp.join("etc/rpm/macros"), "%_dbpath /var/lib/rpm\n").unwrap();
+        std::fs::create_dir_all(tmp.join("var/lib/rpm")).unwrap();
+        must(
+            Command::new("chroot").arg(tmp).args(["rpm", "--initdb"]),
+            "rpm --initdb",
+        );
+        std::fs::create_dir_all(tmp.join("etc/yum.repos.d")).unwrap();
+        offline(tmp);
+    })
+}
+
+/// No apt sources and no package lists: the nodes have no route to the outside.
+fn offline(root: &Path) {
+    let _ = std::fs::remove_file(root.join("etc/apt/sources.list"));
+    let _ = std::fs::remove_file(root.join("etc/apt/sources.list.d/debian.sources"));
     must(
-        Command::new("debootstrap")
-            .args(["--variant=minbase", &suite])
-            .arg(&tmp)
-            .arg(&mirror),
-        &format!("debootstrap --variant=minbase {suite} from {mirror}"),
-    );
-    // The nodes have no route to the outside: only the Kubernetes repository stays.
-    let _ = std::fs::remove_file(tmp.join("etc/apt/sources.list"));
-    let _ = std::fs::remove_file(tmp.join("etc/apt/sources.list.d/debian.sources"));
-    must(
-        Command::new("chroot").arg(&tmp).args(["apt-get", "clean"]),
+        Command::new("chroot").arg(root).args(["apt-get", "clean"]),
         "apt-get clean in the new root",
     );
-    if let Ok(lists) = std::fs::read_dir(tmp.join("var/lib/apt/lists")) {
+    if let Ok(lists) = std::fs::read_dir(root.join("var/lib/apt/lists")) {
         for e in lists.flatten() {
             if e.path().is_file() && e.file_name() != "lock" {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
+}
+
+/// `target/realnode/NAME`, made by `make` in a scratch directory on first use; one test (or
+/// test process) makes it while the others wait on a lock.
+fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
+    let root = cache_root();
+    std::fs::create_dir_all(&root).expect("create target/realnode");
+    let done = root.join(name);
+    let lock = std::fs::File::create(root.join(format!(".{name}.lock"))).expect("lock file");
+    lock.lock().expect("lock the cached root");
+    if done.join(".upkeep-ready").exists() {
+        return done;
+    }
+    let tmp = root.join(format!("{name}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_dir_all(&done);
+    make(&tmp);
     std::fs::write(tmp.join(".upkeep-ready"), "").expect("mark the root ready");
-    std::fs::rename(&tmp, &base).expect("move the new root in place");
-    base
+    std::fs::rename(&tmp, &done).expect("move the new root in place");
+    done
 }
 
 /// The stand-in for a node binary: the lab runs it, told what dpkg or rpm installed.
@@ -302,6 +382,116 @@ pub fn build_deb_mirror(dir: &Path, published: &[(String, Vec<String>)]) {
         std::fs::write(repo.join("Release"), release).unwrap();
     }
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The RPM version of a published version: pkgs.k8s.io's RPMs carry OBS release numbers
+/// (`1.35.2-150500.1.1`) where the debs have `1.35.2-1.1`, as the lab's repositories do.
+pub fn rpm_version(published: &str) -> String {
+    let upstream = published.split('-').next().unwrap_or(published);
+    format!("{upstream}-150500.1.1")
+}
+
+/// Builds the pkgs.k8s.io-shaped RPM mirror in `dir` (`dir/core:/stable:/v1.N/rpm/`, with
+/// `repodata/` from `createrepo_c`), stand-in packages built with `rpmbuild`.
+pub fn build_rpm_mirror(dir: &Path, published: &[(String, Vec<String>)]) {
+    let top = dir.join(".rpmbuild");
+    for (minor, versions) in published {
+        let repo = dir.join(format!("core:/stable:/{minor}/rpm"));
+        std::fs::create_dir_all(&repo).expect("mirror dir");
+        for v in versions {
+            let rv = rpm_version(v);
+            let (version, release) = rv.split_once('-').expect("version-release");
+            for pkg in PACKAGES {
+                let spec = top.join(format!("{pkg}-{rv}.spec"));
+                std::fs::create_dir_all(&top).unwrap();
+                let script = stand_in(pkg).replace('%', "%%");
+                std::fs::write(
+                    &spec,
+                    format!(
+                        "Name: {pkg}\nVersion: {version}\nRelease: {release}\nSummary: stand-in {pkg} for upkeep's real-node tests\n\
+                         License: Apache-2.0\nBuildArch: noarch\nAutoReqProv: no\n%description\nstand-in {pkg}\n\
+                         %install\nmkdir -p %{{buildroot}}/usr/bin\ncat > %{{buildroot}}/usr/bin/{pkg} <<'UPKEEP_EOF'\n{script}UPKEEP_EOF\n\
+                         chmod 755 %{{buildroot}}/usr/bin/{pkg}\n%files\n/usr/bin/{pkg}\n"
+                    ),
+                )
+                .unwrap();
+                must(
+                    Command::new("rpmbuild")
+                        .arg("--define")
+                        .arg(format!("_topdir {}", top.display()))
+                        .arg("--define")
+                        .arg(format!("_rpmdir {}", repo.display()))
+                        .arg("--define")
+                        .arg("_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm")
+                        .arg("-bb")
+                        .arg(&spec),
+                    "rpmbuild -bb",
+                );
+            }
+        }
+        must(
+            Command::new("createrepo_c").arg("-q").arg(&repo),
+            "createrepo_c",
+        );
+    }
+    let _ = std::fs::remove_dir_all(&top);
+}
+
+/// A static file server on `addr` (port 0: any) for the RPM mirror, as pkgs.k8s.io answers
+/// over HTTP: the file, or 404 for a path it does not have (dnf's "Status code: 404").
+/// Runs until the process ends; returns the bound address.
+pub fn serve_dir(dir: &Path, addr: &str) -> std::net::SocketAddr {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let listener = std::net::TcpListener::bind(addr).expect("bind the mirror server");
+    let bound = listener.local_addr().unwrap();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(match conn.try_clone() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                });
+                let mut conn = conn;
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut header = String::new();
+                    while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                        header.clear();
+                    }
+                    let mut words = request.split_whitespace();
+                    let (method, target) =
+                        (words.next().unwrap_or(""), words.next().unwrap_or("/"));
+                    let path = target
+                        .split('?')
+                        .next()
+                        .unwrap_or("/")
+                        .replace("%3A", ":")
+                        .replace("%3a", ":");
+                    let file = dir.join(path.trim_start_matches('/'));
+                    let safe = !path.split('/').any(|c| c == "..");
+                    let (status, body) = match std::fs::read(&file) {
+                        Ok(b) if safe && file.is_file() => ("200 OK", b),
+                        _ => ("404 Not Found", b"404 page not found\n".to_vec()),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                        body.len()
+                    );
+                    if conn.write_all(head.as_bytes()).is_err()
+                        || (method != "HEAD" && conn.write_all(&body).is_err())
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    bound
 }
 
 /// The network of one cluster: a bridge on this machine and a namespace per node.
@@ -417,6 +607,7 @@ impl Drop for Daemon {
 /// One real node: its root, address and sshd.
 pub struct RealNode {
     pub name: String,
+    pub family: Family,
     pub address: String,
     pub root: PathBuf,
     pub namespace: String,
@@ -454,20 +645,31 @@ impl RealNode {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Installed versions of [`PACKAGES`] by dpkg (`""` when not installed).
+    /// Installed versions of [`PACKAGES`] by dpkg or rpm (absent when not installed).
     pub fn installed(&self) -> BTreeMap<String, String> {
-        let out = self.chroot(
-            &[
-                &["dpkg-query", "-W", "-f", "${Package} ${Version}\\n"][..],
-                &PACKAGES[..],
-            ]
-            .concat(),
-        );
+        let query: &[&str] = match self.family {
+            Family::Apt => &[
+                "dpkg-query",
+                "-W",
+                "-f",
+                "${db:Status-Status} ${Package} ${Version}\\n",
+            ],
+            Family::Dnf => &[
+                "rpm",
+                "-q",
+                "--qf",
+                "installed %{NAME} %{VERSION}-%{RELEASE}\\n",
+            ],
+        };
+        let out = self.chroot(&[query, &PACKAGES[..]].concat());
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
-                let (p, v) = l.split_once(' ')?;
-                Some((p.to_string(), v.to_string()))
+                let mut w = l.split_whitespace();
+                match (w.next(), w.next(), w.next()) {
+                    (Some("installed"), Some(p), Some(v)) => Some((p.to_string(), v.to_string())),
+                    _ => None,
+                }
             })
             .collect()
     }
@@ -483,19 +685,27 @@ impl RealNode {
         h
     }
 
-    /// The repository file the node's apt reads.
+    /// The repository file the node's package manager reads.
     pub fn repo_file(&self) -> String {
-        std::fs::read_to_string(self.root.join("etc/apt/sources.list.d/kubernetes.list"))
-            .unwrap_or_default()
+        let path = match self.family {
+            Family::Apt => "etc/apt/sources.list.d/kubernetes.list",
+            Family::Dnf => "etc/yum.repos.d/kubernetes.repo",
+        };
+        std::fs::read_to_string(self.root.join(path)).unwrap_or_default()
     }
 
     /// Path, inode, mtime and content of every file and directory under the package
     /// manager's configuration and state (`/etc/apt`, `/var/lib/apt/lists`,
-    /// `/var/lib/dpkg/status`): equal snapshots mean the node was not written, not even
-    /// rewritten with the same bytes.
+    /// `/var/lib/dpkg/status`; dnf: `/etc/yum.repos.d`, `/etc/dnf`, the rpm database, dnf's
+    /// history): equal snapshots mean the node was not written, not even rewritten with the
+    /// same bytes. SQLite's `*-shm` wal-index files are left out (see [`walk`]).
     pub fn package_state(&self) -> BTreeMap<String, (u64, i64, i64, Vec<u8>)> {
         let mut out = BTreeMap::new();
-        for top in ["etc/apt", "var/lib/apt/lists", "var/lib/dpkg/status"] {
+        let tops: &[&str] = match self.family {
+            Family::Apt => &["etc/apt", "var/lib/apt/lists", "var/lib/dpkg/status"],
+            Family::Dnf => &["etc/yum.repos.d", "etc/dnf", "var/lib/rpm", "var/lib/dnf"],
+        };
+        for top in tops {
             walk(&self.root, &self.root.join(top), &mut out);
         }
         out
@@ -512,6 +722,11 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, (u64, i64, i64, Vec<u8
         Vec::new()
     };
     let rel = p.strip_prefix(root).unwrap_or(p).display().to_string();
+    // SQLite's wal-index (`*-shm`, the rpm and dnf databases) is shared memory that every
+    // reader maps and writes; it holds no database content (sqlite.org/walformat.html).
+    if rel.ends_with("-shm") {
+        return;
+    }
     out.insert(rel, (meta.ino(), meta.mtime(), meta.mtime_nsec(), content));
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
@@ -542,6 +757,11 @@ pub struct RealCluster {
 impl RealCluster {
     pub fn start(spec: &ClusterSpec) -> RealCluster {
         let base = debian_base();
+        let rpm_base = spec
+            .nodes
+            .iter()
+            .any(|n| n.family == Family::Dnf)
+            .then(dnf_base);
         let runs = cache_root().join("run");
         std::fs::create_dir_all(&runs).unwrap();
         let dir = tempfile::Builder::new()
@@ -571,13 +791,17 @@ impl RealCluster {
         for (i, n) in spec.nodes.iter().enumerate() {
             let v = version_of(&n.installed);
             scenario.push_str(&format!(
-                "  - name: {}\n    role: {}\n    kubeletVersion: {v}\n{}    osImage: {os_image}\n    internalIP: {}\n",
+                "  - name: {}\n    role: {}\n    kubeletVersion: {v}\n{}    osImage: {}\n    internalIP: {}\n",
                 n.name,
                 if n.control_plane { "control-plane" } else { "worker" },
                 if n.control_plane {
                     format!("    controlPlaneVersion: {v}\n")
                 } else {
                     String::new()
+                },
+                match n.family {
+                    Family::Apt => os_image.as_str(),
+                    Family::Dnf => "Rocky Linux 9.6 (Blue Onyx)",
                 },
                 net.address(i)
             ));
@@ -601,6 +825,11 @@ impl RealCluster {
         // The mirror, once per cluster.
         let mirror = dir.path().join("mirror");
         build_deb_mirror(&mirror, &spec.published);
+        let rpm_mirror = rpm_base.as_ref().map(|_| {
+            let d = dir.path().join("rpm-mirror");
+            build_rpm_mirror(&d, &spec.published);
+            serve_dir(&d, &format!("{}:0", net.gateway()))
+        });
 
         // ssh: one host key and one client key for the cluster, the test's own config.
         let ssh = dir.path().join("ssh");
@@ -645,10 +874,14 @@ impl RealCluster {
         let mut nodes = Vec::new();
         for (i, n) in spec.nodes.iter().enumerate() {
             let root = dir.path().join(format!("root-{}", n.name));
+            let node_base = match n.family {
+                Family::Apt => &base,
+                Family::Dnf => rpm_base.as_ref().expect("made above"),
+            };
             must(
                 Command::new("cp")
                     .args(["-a", "--reflink=auto"])
-                    .arg(&base)
+                    .arg(node_base)
                     .arg(&root),
                 "copy the base root",
             );
@@ -663,13 +896,6 @@ impl RealCluster {
             let systemctl = root.join("usr/local/bin/systemctl");
             std::fs::write(&systemctl, stand_in("systemctl")).unwrap();
             must(Command::new("chmod").arg("755").arg(&systemctl), "chmod");
-            must(
-                Command::new("cp")
-                    .arg("-a")
-                    .arg(&mirror)
-                    .arg(root.join("srv/mirror")),
-                "copy the mirror into the root",
-            );
             let minor = format!(
                 "v{}",
                 n.installed
@@ -678,32 +904,75 @@ impl RealCluster {
                     .collect::<Vec<_>>()
                     .join(".")
             );
-            std::fs::write(
-                root.join("etc/apt/sources.list.d/kubernetes.list"),
-                format!("deb [trusted=yes] file:/srv/mirror/core:/stable:/{minor}/deb/ /\n"),
-            )
-            .unwrap();
-            let pins: Vec<String> = PACKAGES
-                .iter()
-                .map(|p| format!("{p}={}", n.installed))
-                .collect();
+            match n.family {
+                Family::Apt => {
+                    must(
+                        Command::new("cp")
+                            .arg("-a")
+                            .arg(&mirror)
+                            .arg(root.join("srv/mirror")),
+                        "copy the mirror into the root",
+                    );
+                    std::fs::write(
+                        root.join("etc/apt/sources.list.d/kubernetes.list"),
+                        format!(
+                            "deb [trusted=yes] file:/srv/mirror/core:/stable:/{minor}/deb/ /\n"
+                        ),
+                    )
+                    .unwrap();
+                }
+                Family::Dnf => {
+                    let os_release = root.join("etc/os-release");
+                    let _ = std::fs::remove_file(&os_release);
+                    std::fs::write(&os_release, ROCKY_OS_RELEASE).unwrap();
+                    let served = rpm_mirror.expect("served above");
+                    std::fs::write(
+                        root.join("etc/yum.repos.d/kubernetes.repo"),
+                        format!(
+                            "[kubernetes]\nname=Kubernetes\nbaseurl=http://{served}/core:/stable:/{minor}/rpm/\n\
+                             enabled=1\ngpgcheck=0\nexclude=kubelet kubeadm kubectl cri-tools kubernetes-cni\n"
+                        ),
+                    )
+                    .unwrap();
+                }
+            }
             let address = net.address(i);
             let namespace = net.add_node(i);
             let sshd = start_sshd(&n.name, &address, &namespace, &root, &ssh);
             let node = RealNode {
                 name: n.name.clone(),
+                family: n.family,
                 address,
                 namespace,
                 _sshd: sshd,
                 root,
             };
-            node.chroot_ok(&["apt-get", "-q", "update"]);
-            let mut install = vec!["apt-get", "-q", "install", "-y"];
-            install.extend(pins.iter().map(String::as_str));
-            node.chroot_ok(&install);
-            let mut hold = vec!["apt-mark", "hold"];
-            hold.extend(PACKAGES);
-            node.chroot_ok(&hold);
+            match n.family {
+                Family::Apt => {
+                    let pins: Vec<String> = PACKAGES
+                        .iter()
+                        .map(|p| format!("{p}={}", n.installed))
+                        .collect();
+                    node.chroot_ok(&["apt-get", "-q", "update"]);
+                    let mut install = vec!["apt-get", "-q", "install", "-y"];
+                    install.extend(pins.iter().map(String::as_str));
+                    node.chroot_ok(&install);
+                    let mut hold = vec!["apt-mark", "hold"];
+                    hold.extend(PACKAGES);
+                    node.chroot_ok(&hold);
+                }
+                Family::Dnf => {
+                    // The repository's exclude= is the hold; the install lifts it.
+                    let pins: Vec<String> = PACKAGES
+                        .iter()
+                        .map(|p| format!("{p}-{}", rpm_version(&n.installed)))
+                        .collect();
+                    let mut install = vec!["dnf", "-q", "install", "-y"];
+                    install.extend(pins.iter().map(String::as_str));
+                    install.push("--disableexcludes=kubernetes");
+                    node.chroot_ok(&install);
+                }
+            }
             nodes.push(node);
         }
         let cluster = RealCluster {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use upkeep_e2e::realnode::{ClusterSpec, NodeSpec, RealCluster};
+use upkeep_e2e::realnode::{ClusterSpec, Family, NodeSpec, RealCluster, rpm_version};
 use upkeep_e2e::{code, run_bounded, show};
 
 const FROM: &str = "1.34.3-1.1";
@@ -19,11 +19,19 @@ fn spec(published: &[(&str, &[&str])]) -> ClusterSpec {
             NodeSpec {
                 name: "controlplane01".into(),
                 control_plane: true,
+                family: Family::Apt,
                 installed: FROM.into(),
             },
             NodeSpec {
                 name: "node01".into(),
                 control_plane: false,
+                family: Family::Apt,
+                installed: FROM.into(),
+            },
+            NodeSpec {
+                name: "node02".into(),
+                control_plane: false,
+                family: Family::Dnf,
                 installed: FROM.into(),
             },
         ],
@@ -44,9 +52,10 @@ fn ready(node: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// The whole cluster to the next minor over ssh: packages at the target and held by the
-/// real dpkg, the repository file on the new minor, every node Ready at the target and
-/// uncordoned as real kubectl reads them.
+/// The whole cluster (a control plane and a worker on apt, a worker on dnf) to the next
+/// minor over ssh: packages at the target in the real dpkg and rpm databases and held
+/// (`apt-mark showhold`; the dnf repository's `exclude=`), the repository files on the new
+/// minor, every node Ready at the target and uncordoned as real kubectl reads them.
 #[test]
 fn upgrade_node_all_over_ssh_on_real_apt_nodes() {
     let cluster = RealCluster::start(&spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]));
@@ -57,15 +66,28 @@ fn upgrade_node_all_over_ssh_on_real_apt_nodes() {
     assert_eq!(code(&out), 0, "{}\n{}", show(&out), cluster.lab.log());
     for n in &cluster.nodes {
         let installed = n.installed();
+        let want = match n.family {
+            Family::Apt => TO.to_string(),
+            Family::Dnf => rpm_version(TO),
+        };
         for p in upkeep_e2e::realnode::PACKAGES {
             assert_eq!(
-                installed.get(p).map(String::as_str),
-                Some(TO),
+                installed.get(p),
+                Some(&want),
                 "{} {p}: {installed:?}",
                 n.name
             );
         }
-        assert_eq!(n.holds(), ["kubeadm", "kubectl", "kubelet"], "{}", n.name);
+        match n.family {
+            Family::Apt => assert_eq!(n.holds(), ["kubeadm", "kubectl", "kubelet"], "{}", n.name),
+            Family::Dnf => assert!(
+                n.repo_file()
+                    .contains("exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni"),
+                "{}: {}",
+                n.name,
+                n.repo_file()
+            ),
+        }
         assert!(
             n.repo_file().contains("/core:/stable:/v1.35/"),
             "{}: {}",
@@ -86,8 +108,10 @@ fn upgrade_node_all_over_ssh_on_real_apt_nodes() {
     assert_eq!(version["serverVersion"]["gitVersion"], "v1.35.2");
 }
 
-/// `--dry-run` and a refusal leave every node as it was, byte for byte and inode for inode;
-/// a minor the mirror does not carry is refused (exit 1) with the real apt's answer.
+/// `--dry-run` and a refusal leave every node as it was, byte for byte and inode for inode
+/// (apt: `/etc/apt`, `/var/lib/apt/lists`, `/var/lib/dpkg/status`; dnf: `/etc/yum.repos.d`,
+/// `/etc/dnf`, the rpm database, `/var/lib/dnf`); a minor the mirror does not carry is
+/// refused (exit 1) from the real apt's and the real dnf's answers.
 #[test]
 fn dry_run_and_missing_minor_leave_real_apt_nodes_untouched() {
     let cluster = RealCluster::start(&spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]));
@@ -116,8 +140,24 @@ fn dry_run_and_missing_minor_leave_real_apt_nodes_untouched() {
     assert!(text.contains("v1.36"), "{text}");
     for (n, b) in cluster.nodes.iter().zip(&before) {
         assert_same(&n.name, b, &n.package_state());
-        assert_eq!(n.installed().get("kubeadm").map(String::as_str), Some(FROM));
+        assert!(
+            n.installed()
+                .get("kubeadm")
+                .is_some_and(|v| v.starts_with("1.34.3-")),
+            "{}",
+            n.name
+        );
     }
+    // The dnf node alone: dnf's own 404 for the missing minor's repomd.xml.
+    let out = run_bounded(
+        cluster.upgrade_node(&["node02", "--to", "v1.36", "--yes"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    assert!(text.contains("v1.36"), "{text}");
+    let dnf = cluster.node("node02");
+    assert_same(&dnf.name, &before[2], &dnf.package_state());
     for n in &cluster.nodes {
         let node = cluster.lab.get_json(["node", &n.name]);
         assert!(

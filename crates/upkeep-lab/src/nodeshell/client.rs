@@ -166,39 +166,47 @@ pub async fn run(args: NodeShellArgs) -> anyhow::Result<i32> {
     Ok(last)
 }
 
-/// The Kubernetes packages this machine's package database holds: `dpkg-query` where dpkg
-/// is the package manager, else `rpm -q`. Packages not installed are left out.
+/// The Kubernetes packages this machine's package databases hold: dpkg's (`dpkg-query`),
+/// then rpm's (`rpm -q`), each where that tool exists; a machine may carry both (Debian's
+/// rpm on a Debian root), so the answers are merged. Packages not installed are left out.
 fn installed_packages() -> anyhow::Result<BTreeMap<String, String>> {
     const PACKAGES: [&str; 3] = ["kubeadm", "kubelet", "kubectl"];
-    let dpkg = std::path::Path::new("/var/lib/dpkg/status").exists();
-    let out = if dpkg {
-        std::process::Command::new("dpkg-query")
-            .args(["-W", "-f", "${db:Status-Status} ${Package} ${Version}\n"])
+    let queries: [(&str, &[&str]); 2] = [
+        (
+            "dpkg-query",
+            &["-W", "-f", "${db:Status-Status} ${Package} ${Version}\\n"],
+        ),
+        (
+            "rpm",
+            &["-q", "--qf", "installed %{NAME} %{VERSION}-%{RELEASE}\\n"],
+        ),
+    ];
+    let mut found = BTreeMap::new();
+    let mut ran = Vec::new();
+    for (tool, args) in queries {
+        // Both exit non-zero when one of the packages is absent; the others are still listed.
+        let Ok(out) = std::process::Command::new(tool)
+            .args(args)
             .args(PACKAGES)
+            .stderr(std::process::Stdio::null())
             .output()
-    } else {
-        std::process::Command::new("rpm")
-            .args(["-q", "--qf", "installed %{NAME} %{VERSION}-%{RELEASE}\n"])
-            .args(PACKAGES)
-            .output()
-    }
-    .with_context(|| {
-        format!(
-            "reading the installed package versions with {} (is this a real node root?)",
-            if dpkg { "dpkg-query" } else { "rpm" }
-        )
-    })?;
-    // Both exit non-zero when one of the packages is absent; the others are still listed.
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
+        else {
+            continue;
+        };
+        ran.push(tool);
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
             let mut w = l.split_whitespace();
-            match (w.next(), w.next(), w.next()) {
-                (Some("installed"), Some(p), Some(v)) => Some((p.to_string(), v.to_string())),
-                _ => None,
+            if let (Some("installed"), Some(p), Some(v)) = (w.next(), w.next(), w.next()) {
+                found.entry(p.to_string()).or_insert_with(|| v.to_string());
             }
-        })
-        .collect())
+        }
+    }
+    if ran.is_empty() {
+        anyhow::bail!(
+            "--report-installed: neither dpkg-query nor rpm runs here; it reads a real node's package database"
+        );
+    }
+    Ok(found)
 }
 
 fn print_output(r: &ExecResponse) {

@@ -992,7 +992,7 @@ fn probe_script(family: OsFamily, to: &str) -> String {
         }
         _ => s.push_str(&format!(
             "cp {file} {copy} || exit 93\n{sed}\
-             dnf '--setopt=reposdir=/tmp/p.1' '--setopt=cachedir=/tmp/p.1/cache' '--setopt=skip_if_unavailable=False' '--disableexcludes=kubernetes' list --showduplicates kubeadm kubelet kubectl || exit 95"
+             dnf '--setopt=reposdir=/tmp/p.1' '--setopt=cachedir=/tmp/p.1/cache' '--setopt=persistdir=/tmp/p.1/persist' '--setopt=skip_if_unavailable=False' '--disableexcludes=kubernetes' list --showduplicates kubeadm kubelet kubectl || exit 95"
         )),
     }
     s

@@ -274,8 +274,9 @@ impl Recipe {
     ///   `Dir::State::Lists`; apt.conf(5)), with no binary caches
     ///   (`Dir::Cache::pkgcache=`, `Dir::Cache::srcpkgcache=`);
     /// * dnf, DNF5 and yum read the copy as their only repository directory
-    ///   and cache in `dir` (`--setopt=reposdir=`, `--setopt=cachedir=`;
-    ///   dnf.conf(5), yum.conf(5)); the copy keeps the repository id, so the
+    ///   and cache and keep their history in `dir` (`--setopt=reposdir=`,
+    ///   `--setopt=cachedir=`, `--setopt=persistdir=`; dnf.conf(5), yum.conf(5));
+    ///   the copy keeps the repository id, so the
     ///   `exclude=` line is lifted as for an install.
     ///
     /// Each stage exits with its own code ([`ProbeStage`]), so a refusal can
@@ -360,6 +361,9 @@ impl Recipe {
                     m.binary().to_string(),
                     format!("--setopt=reposdir={dir}"),
                     format!("--setopt=cachedir={dir}/cache"),
+                    // dnf opens its history database in persistdir (/var/lib/dnf) even to
+                    // list, and sqlite writes it on close: measured on a real dnf 4 root.
+                    format!("--setopt=persistdir={dir}/persist"),
                     // A repository that cannot be read is an error, not an empty list.
                     "--setopt=skip_if_unavailable=False".into(),
                     m.disable_excludes().into(),
