@@ -9,12 +9,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{
-    Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, TopologySpreadConstraint,
-};
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, PodSpec, TopologySpreadConstraint};
 
+use super::index::{ClusterIndex, Interner, SlimPod, cpu};
 use super::quantity::{human, milli};
-use super::rules::{is_finished, is_terminating, pod_key};
+use super::rules::pod_key;
 use super::selector::{label_selector_matches, node_selector_term_matches, tolerates};
 
 /// The scheduler filters the simulation runs, in the default profile's order.
@@ -55,11 +54,8 @@ impl Filter {
 
 /// The cluster as the simulation sees it.
 pub struct Cluster<'a> {
-    pub nodes: &'a [Node],
-    /// Every pod of the cluster.
-    pub pods: &'a [Pod],
-    pub pvcs: &'a [PersistentVolumeClaim],
-    pub pvs: &'a [PersistentVolume],
+    /// Every node and pod of the cluster, indexed.
+    pub index: &'a ClusterIndex,
     /// Nodes being drained: not destinations.
     pub leaving: &'a BTreeSet<String>,
 }
@@ -159,8 +155,11 @@ fn static_misfit(pod: &Pod, node: &Node) -> Option<(Filter, String)> {
 }
 
 fn untolerated(pod: &Pod, node: &Node) -> Option<String> {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let tolerations = spec.tolerations.unwrap_or_default();
+    let tolerations: &[_] = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default();
     for taint in node
         .spec
         .as_ref()
@@ -188,10 +187,12 @@ fn untolerated(pod: &Pod, node: &Node) -> Option<String> {
 
 /// nodeSelector and required node affinity (NodeAffinity).
 fn node_affinity_misfit(pod: &Pod, node: &Node) -> Option<String> {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let Some(spec) = pod.spec.as_ref() else {
+        return None;
+    };
+    let labels = node.metadata.labels.as_ref();
     for (k, v) in spec.node_selector.iter().flatten() {
-        if labels.get(k) != Some(v) {
+        if labels.and_then(|l| l.get(k)) != Some(v) {
             return Some(format!("nodeSelector {k}={v} not matched"));
         }
     }
@@ -214,7 +215,7 @@ fn node_affinity_misfit(pod: &Pod, node: &Node) -> Option<String> {
     None
 }
 
-fn allocatable(node: &Node) -> Resources {
+pub(crate) fn allocatable(node: &Node) -> Resources {
     node.status
         .as_ref()
         .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
@@ -235,9 +236,8 @@ fn label<'a>(node: &'a Node, key: &str) -> Option<&'a String> {
 }
 
 /// The host ports a pod asks for: (protocol, hostIP, port).
-fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
-    pod.spec
-        .iter()
+fn host_ports(spec: Option<&PodSpec>) -> Vec<(String, String, i32)> {
+    spec.into_iter()
         .flat_map(|s| s.containers.iter())
         .flat_map(|c| c.ports.iter().flatten())
         .filter_map(|p| {
@@ -255,14 +255,17 @@ fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
 /// NodePorts: a wanted host port conflicts with one in use on the node when
 /// protocol and port are equal and either address is the wildcard or both
 /// are the same (nodeports/node_ports.go fitsPorts, HostPortInfo.CheckConflict).
-fn port_conflict(pod: &Pod, here: &[&Pod]) -> Option<String> {
-    let wanted = host_ports(pod);
+fn port_conflict<'a>(pod: &Pod, here: impl Iterator<Item = &'a SlimPod>) -> Option<String> {
+    let wanted = host_ports(pod.spec.as_ref());
+    if wanted.is_empty() {
+        return None;
+    }
     for other in here {
-        for (proto, ip, port) in host_ports(other) {
+        for (proto, ip, port) in host_ports(Some(&other.spec)) {
             if let Some((p, _, n)) = wanted.iter().find(|(p, wip, n)| {
                 *p == proto && *n == port && (wip == "0.0.0.0" || ip == "0.0.0.0" || *wip == ip)
             }) {
-                return Some(format!("host port {n}/{p} is taken by {}", pod_key(other)));
+                return Some(format!("host port {n}/{p} is taken by {}", other.key()));
             }
         }
     }
@@ -278,6 +281,7 @@ fn volume_misfit(pod: &Pod, node: &Node, cluster: &Cluster) -> Option<String> {
             continue;
         };
         let pv_name = cluster
+            .index
             .pvcs
             .iter()
             .find(|c| {
@@ -288,6 +292,7 @@ fn volume_misfit(pod: &Pod, node: &Node, cluster: &Cluster) -> Option<String> {
             .and_then(|s| s.volume_name.as_deref());
         let Some(pv) = pv_name.and_then(|n| {
             cluster
+                .index
                 .pvs
                 .iter()
                 .find(|pv| pv.metadata.name.as_deref() == Some(n))
@@ -315,19 +320,69 @@ fn volume_misfit(pod: &Pod, node: &Node, cluster: &Cluster) -> Option<String> {
     None
 }
 
+/// The pods that stay where they are during the drain (unfinished, not
+/// terminating, bound, not being moved), in cluster order, then each
+/// replacement placed so far: what the filters count.
+struct Staying<'a> {
+    index: &'a ClusterIndex,
+    moving: &'a BTreeSet<String>,
+    /// The nodes the moving pods are bound to (only there can a pod be moving).
+    moving_nodes: BTreeSet<&'a str>,
+    added: Vec<(String, SlimPod)>,
+}
+
+impl<'a> Staying<'a> {
+    fn counts(&self, p: &SlimPod) -> bool {
+        let Some(on) = p.node.as_deref() else {
+            return false;
+        };
+        !p.finished
+            && !p.terminating
+            && !(self.moving_nodes.contains(on) && self.moving.contains(&p.key()))
+    }
+
+    fn all(&self) -> impl Iterator<Item = (&str, &SlimPod)> + '_ {
+        self.index
+            .pods
+            .iter()
+            .filter(|p| self.counts(p))
+            .map(|p| (p.node.as_deref().unwrap_or_default(), p))
+            .chain(self.added.iter().map(|(n, p)| (n.as_str(), p)))
+    }
+
+    fn on<'s>(&'s self, node: &'s str) -> impl Iterator<Item = &'s SlimPod> + 's {
+        self.index.bound_to(node).filter(|p| self.counts(p)).chain(
+            self.added
+                .iter()
+                .filter(move |(n, _)| n == node)
+                .map(|(_, p)| p),
+        )
+    }
+
+    /// Those with required anti-affinity terms.
+    fn with_anti(&self) -> impl Iterator<Item = (&str, &SlimPod)> + '_ {
+        self.index
+            .anti_affinity_pods()
+            .filter(|p| self.counts(p))
+            .map(|p| (p.node.as_deref().unwrap_or_default(), p))
+            .chain(
+                self.added
+                    .iter()
+                    .filter(|(_, p)| p.has_required_anti_affinity())
+                    .map(|(n, p)| (n.as_str(), p)),
+            )
+    }
+}
+
 /// PodTopologySpread with whenUnsatisfiable DoNotSchedule: placing the pod
 /// on `node` must keep its domain within maxSkew of the least loaded
 /// eligible domain (podtopologyspread/filtering.go Filter; nodes count when
 /// they match the pod's node affinity, nodeAffinityPolicy Honor, and their
 /// taints only with nodeTaintsPolicy Honor, a cordon counting as a taint).
-fn spread_misfit(
-    pod: &Pod,
-    node: &Node,
-    cluster: &Cluster,
-    staying: &[(String, Pod)],
-) -> Option<String> {
+fn spread_misfit(pod: &Pod, node: &Node, cluster: &Cluster, staying: &Staying) -> Option<String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let own = pod.metadata.labels.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let own = pod.metadata.labels.as_ref().unwrap_or(&empty);
     let constraints: Vec<&TopologySpreadConstraint> = pod
         .spec
         .iter()
@@ -347,12 +402,14 @@ fn spread_misfit(
                     || (untolerated(pod, n).is_none() && !cordon_untolerated(pod, n)))
         };
         let mut counts: BTreeMap<&str, i32> = cluster
+            .index
             .nodes
             .iter()
             .filter(|n| eligible(n))
             .filter_map(|n| label(n, key).map(|v| (v.as_str(), 0)))
             .collect();
         let domain_of: BTreeMap<&str, &str> = cluster
+            .index
             .nodes
             .iter()
             .filter(|n| eligible(n))
@@ -363,14 +420,14 @@ fn spread_misfit(
                 .as_ref()
                 .is_some_and(|s| label_selector_matches(s, labels))
         };
-        for (on, p) in staying {
-            if p.metadata.namespace.as_deref() != Some(ns) {
+        for (on, p) in staying.all() {
+            if p.ns() != ns {
                 continue;
             }
-            if !selects(&p.metadata.labels.clone().unwrap_or_default()) {
+            if !selects(&p.labels) {
                 continue;
             }
-            if let Some(d) = domain_of.get(on.as_str()) {
+            if let Some(d) = domain_of.get(on) {
                 *counts.entry(d).or_default() += 1;
             }
         }
@@ -378,7 +435,7 @@ fn spread_misfit(
         if c.min_domains.is_some_and(|m| (counts.len() as i32) < m) {
             min = 0;
         }
-        let here = counts.get(value.as_str()).copied().unwrap_or(0) + i32::from(selects(&own));
+        let here = counts.get(value.as_str()).copied().unwrap_or(0) + i32::from(selects(own));
         if here - min > c.max_skew {
             return Some(format!(
                 "topology spread on {key}: skew {} would exceed maxSkew {}",
@@ -406,23 +463,49 @@ fn cordon_untolerated(pod: &Pod, node: &Node) -> bool {
         .any(|t| tolerates(t, &taint))
 }
 
-/// Whether `term` (written in a pod of `owner_ns`) selects `other`: its
-/// namespaces (empty: the owner's; an empty namespaceSelector: all) and its
-/// label selector (none selects nothing). interpodaffinity: framework.AffinityTerm.Matches.
-fn term_selects(term: &PodAffinityTerm, owner_ns: &str, other: &Pod) -> bool {
-    let ns = other.metadata.namespace.as_deref().unwrap_or("default");
-    let listed = term.namespaces.clone().unwrap_or_default();
+/// Whether `term` (written in a pod of `owner_ns`) selects a pod of
+/// namespace `ns` with `labels`: its namespaces (empty: the owner's; an empty
+/// namespaceSelector: all) and its label selector (none selects nothing).
+/// interpodaffinity: framework.AffinityTerm.Matches.
+fn term_selects(
+    term: &PodAffinityTerm,
+    owner_ns: &str,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let in_ns = if term.namespace_selector.is_some() {
         true
-    } else if listed.is_empty() {
-        ns == owner_ns
     } else {
-        listed.iter().any(|n| n == ns)
+        match term.namespaces.as_deref() {
+            None | Some([]) => ns == owner_ns,
+            Some(listed) => listed.iter().any(|n| n == ns),
+        }
     };
     in_ns
-        && term.label_selector.as_ref().is_some_and(|s| {
-            label_selector_matches(s, &other.metadata.labels.clone().unwrap_or_default())
-        })
+        && term
+            .label_selector
+            .as_ref()
+            .is_some_and(|s| label_selector_matches(s, labels))
+}
+
+fn required_terms(spec: Option<&PodSpec>, anti: bool) -> &[PodAffinityTerm] {
+    let affinity = spec.and_then(|s| s.affinity.as_ref());
+    let terms = if anti {
+        affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_deref()
+            })
+    } else {
+        affinity
+            .and_then(|a| a.pod_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_deref()
+            })
+    };
+    terms.unwrap_or_default()
 }
 
 /// InterPodAffinity: the pod's required affinity terms each need a matching
@@ -434,42 +517,30 @@ fn term_selects(term: &PodAffinityTerm, owner_ns: &str, other: &Pod) -> bool {
 fn interpod_misfit(
     pod: &Pod,
     node: &Node,
-    by_name: &BTreeMap<&str, &Node>,
-    staying: &[(String, Pod)],
+    index: &ClusterIndex,
+    staying: &Staying,
 ) -> Option<String> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let empty = BTreeMap::new();
+    let own = pod.metadata.labels.as_ref().unwrap_or(&empty);
     let same_domain = |key: &str, on: &str| {
         let here = label(node, key);
-        here.is_some() && by_name.get(on).and_then(|n| label(n, key)) == here
+        here.is_some() && index.node(on).and_then(|n| label(n, key)) == here
     };
-    let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
-    let required = |terms: Option<&Vec<PodAffinityTerm>>| terms.cloned().unwrap_or_default();
-    let affinity_terms = required(
-        affinity
-            .and_then(|a| a.pod_affinity.as_ref())
-            .and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            }),
-    );
-    let anti_terms = required(
-        affinity
-            .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            }),
-    );
+    let affinity_terms = required_terms(pod.spec.as_ref(), false);
+    let anti_terms = required_terms(pod.spec.as_ref(), true);
     if !affinity_terms.is_empty() {
-        let none_anywhere = affinity_terms
-            .iter()
-            .all(|t| !staying.iter().any(|(_, p)| term_selects(t, ns, p)));
-        let matches_itself = affinity_terms.iter().all(|t| term_selects(t, ns, pod));
+        let none_anywhere = affinity_terms.iter().all(|t| {
+            !staying
+                .all()
+                .any(|(_, p)| term_selects(t, ns, p.ns(), &p.labels))
+        });
+        let matches_itself = affinity_terms.iter().all(|t| term_selects(t, ns, ns, own));
         if !(none_anywhere && matches_itself) {
-            for t in &affinity_terms {
-                let met = staying
-                    .iter()
-                    .any(|(on, p)| same_domain(&t.topology_key, on) && term_selects(t, ns, p));
+            for t in affinity_terms {
+                let met = staying.all().any(|(on, p)| {
+                    same_domain(&t.topology_key, on) && term_selects(t, ns, p.ns(), &p.labels)
+                });
                 if !met {
                     return Some(format!(
                         "required pod affinity on {}: no matching pod in this node's domain",
@@ -479,34 +550,23 @@ fn interpod_misfit(
             }
         }
     }
-    for t in &anti_terms {
-        if let Some((_, p)) = staying
-            .iter()
-            .find(|(on, p)| same_domain(&t.topology_key, on) && term_selects(t, ns, p))
-        {
+    for t in anti_terms {
+        if let Some((_, p)) = staying.all().find(|(on, p)| {
+            same_domain(&t.topology_key, on) && term_selects(t, ns, p.ns(), &p.labels)
+        }) {
             return Some(format!(
                 "required pod anti-affinity on {} against {}",
                 t.topology_key,
-                pod_key(p)
+                p.key()
             ));
         }
     }
-    for (on, p) in staying {
-        let p_ns = p.metadata.namespace.as_deref().unwrap_or("default");
-        let terms = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.affinity.as_ref())
-            .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            });
-        for t in terms.into_iter().flatten() {
-            if same_domain(&t.topology_key, on) && term_selects(t, p_ns, pod) {
+    for (on, p) in staying.with_anti() {
+        for t in required_terms(Some(&p.spec), true) {
+            if same_domain(&t.topology_key, on) && term_selects(t, p.ns(), ns, own) {
                 return Some(format!(
                     "{}'s required pod anti-affinity on {} excludes it",
-                    pod_key(p),
+                    p.key(),
                     t.topology_key
                 ));
             }
@@ -520,41 +580,29 @@ fn interpod_misfit(
 /// unfinished pods already bound there, through every [`Filter`]. The pods
 /// being placed no longer count where they run now; each placement counts
 /// for the next.
+///
+/// Each pod goes to the node with the most CPU left that passes every
+/// filter (LeastAllocated; ties to the earlier node): nodes are tried in
+/// that order and the first that passes is taken, so a cluster of
+/// thousands of nodes is not filtered whole for every pod. Only a pod that
+/// fits nowhere is tried against every node (to say why on each).
 pub fn place(pods: &[&Pod], cluster: &Cluster) -> Vec<Placement> {
+    let index = cluster.index;
     let moving: BTreeSet<String> = pods.iter().map(|p| pod_key(p)).collect();
-    let mut staying: Vec<(String, Pod)> = cluster
-        .pods
-        .iter()
-        .filter(|p| !is_finished(p) && !is_terminating(p) && !moving.contains(&pod_key(p)))
-        .filter_map(|p| Some((node_of(p)?.to_string(), p.clone())))
-        .collect();
-    let by_name: BTreeMap<&str, &Node> = cluster
-        .nodes
-        .iter()
-        .filter_map(|n| Some((n.metadata.name.as_deref()?, n)))
-        .collect();
-    let candidates: Vec<&Node> = cluster
-        .nodes
-        .iter()
-        .filter(|n| {
-            let name = n.metadata.name.clone().unwrap_or_default();
-            !cluster.leaving.contains(&name)
-        })
-        .collect();
-    let mut free: BTreeMap<String, Resources> = candidates
-        .iter()
-        .map(|n| (n.metadata.name.clone().unwrap_or_default(), allocatable(n)))
-        .collect();
-    for p in cluster.pods.iter().filter(|p| !is_finished(p)) {
-        let Some(bound) = node_of(p) else {
-            continue;
-        };
-        if let Some(f) = free.get_mut(bound) {
-            for (k, v) in pod_requests(p) {
-                *f.entry(k).or_default() -= v;
-            }
-        }
-    }
+    let mut staying = Staying {
+        index,
+        moving: &moving,
+        moving_nodes: pods.iter().filter_map(|p| node_of(p)).collect(),
+        added: Vec::new(),
+    };
+    let mut interner = Interner::default();
+    // Free resources of the nodes that received a replacement (the others: the index's).
+    let mut touched: BTreeMap<usize, Resources> = BTreeMap::new();
+    let leaving = |i: usize| {
+        cluster
+            .leaving
+            .contains(index.nodes[i].metadata.name.as_deref().unwrap_or_default())
+    };
     let mut order: Vec<&Pod> = pods.to_vec();
     order.sort_by_key(|p| {
         let r = pod_requests(p);
@@ -566,12 +614,37 @@ pub fn place(pods: &[&Pod], cluster: &Cluster) -> Vec<Placement> {
     let mut placements = BTreeMap::new();
     for pod in order {
         let need = pod_requests(pod);
-        let mut why_not = Vec::new();
-        let mut best: Option<(String, i128)> = None;
-        for node in &candidates {
-            let name = node.metadata.name.clone().unwrap_or_default();
+        let mut rejected: Vec<(usize, String)> = Vec::new();
+        let mut best: Option<usize> = None;
+        // Candidates by (most free CPU, node order): the index's order for
+        // untouched nodes, merged with the touched ones.
+        let mut over: Vec<(std::cmp::Reverse<i128>, usize)> = touched
+            .iter()
+            .map(|(&i, r)| (std::cmp::Reverse(cpu(r)), i))
+            .collect();
+        over.sort();
+        let mut over = over.into_iter().peekable();
+        let mut base = index
+            .by_score()
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|i| !touched.contains_key(i))
+            .map(|i| (std::cmp::Reverse(cpu(index.free(i))), i))
+            .peekable();
+        loop {
+            let next = match (base.peek(), over.peek()) {
+                (Some(b), Some(o)) if o < b => over.next(),
+                (Some(_), _) => base.next(),
+                (None, _) => over.next(),
+            };
+            let Some((_, ni)) = next else { break };
+            if leaving(ni) {
+                continue;
+            }
+            let node = &index.nodes[ni];
+            let name = node.metadata.name.as_deref().unwrap_or_default();
             let mut reject = |filter: Filter, why: String| {
-                why_not.push((name.clone(), format!("{why} [{}]", filter.name())));
+                rejected.push((ni, format!("{why} [{}]", filter.name())));
             };
             if !node_ready(node) {
                 reject(Filter::NodeUnschedulable, "not Ready".into());
@@ -585,16 +658,11 @@ pub fn place(pods: &[&Pod], cluster: &Cluster) -> Vec<Placement> {
                 reject(filter, why);
                 continue;
             }
-            let here: Vec<&Pod> = staying
-                .iter()
-                .filter(|(on, _)| *on == name)
-                .map(|(_, p)| p)
-                .collect();
-            if let Some(why) = port_conflict(pod, &here) {
+            if let Some(why) = port_conflict(pod, staying.on(name)) {
                 reject(Filter::NodePorts, why);
                 continue;
             }
-            let have = &free[&name];
+            let have = touched.get(&ni).unwrap_or_else(|| index.free(ni));
             let short: Vec<String> = need
                 .iter()
                 .filter(|(k, v)| **v > 0 && have.get(*k).copied().unwrap_or(0) < **v)
@@ -623,24 +691,23 @@ pub fn place(pods: &[&Pod], cluster: &Cluster) -> Vec<Placement> {
                 reject(Filter::PodTopologySpread, why);
                 continue;
             }
-            if let Some(why) = interpod_misfit(pod, node, &by_name, &staying) {
+            if let Some(why) = interpod_misfit(pod, node, index, &staying) {
                 reject(Filter::InterPodAffinity, why);
                 continue;
             }
-            // Prefer the node with the most CPU left (LeastAllocated).
-            let score = have.get("cpu").copied().unwrap_or(0);
-            if best.as_ref().is_none_or(|(_, s)| score > *s) {
-                best = Some((name, score));
-            }
+            best = Some(ni);
+            break;
         }
         let key = pod_key(pod);
         match best {
-            Some((name, _)) => {
-                let f = free.get_mut(&name).expect("candidate");
+            Some(ni) => {
+                let name = index.nodes[ni].metadata.name.clone().unwrap_or_default();
+                let f = touched.entry(ni).or_insert_with(|| index.free(ni).clone());
                 for (k, v) in &need {
                     *f.entry(k.clone()).or_default() -= v;
                 }
-                staying.push((name.clone(), (*pod).clone()));
+                let (slim, _) = interner.slim((*pod).clone());
+                staying.added.push((name.clone(), slim));
                 placements.insert(
                     key.clone(),
                     Placement {
@@ -651,6 +718,16 @@ pub fn place(pods: &[&Pod], cluster: &Cluster) -> Vec<Placement> {
                 );
             }
             None => {
+                rejected.sort_by_key(|(i, _)| *i);
+                let why_not = rejected
+                    .into_iter()
+                    .map(|(i, why)| {
+                        (
+                            index.nodes[i].metadata.name.clone().unwrap_or_default(),
+                            why,
+                        )
+                    })
+                    .collect();
                 placements.insert(
                     key.clone(),
                     Placement {

@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod capacity;
 pub mod execute;
+pub mod index;
 pub mod lifecycle;
 mod plan;
 pub mod quantity;
@@ -27,7 +28,11 @@ pub mod workloads;
 mod tests;
 
 pub use execute::{DrainEvent, DrainOutcome, DrainReport, ExecOptions, execute};
-pub use plan::{Action, DrainOptions, DrainPlan, PdbPolicy, PodPlan, Summary, Verdict, plan};
+pub use index::ClusterIndex;
+pub use plan::{
+    Action, DrainOptions, DrainPlan, NodePods, PdbPolicy, PodPlan, Summary, Verdict, plan,
+    plan_node,
+};
 pub use rules::{Finding, Rule, Severity};
 pub use session::{NodeDrain, Session, SessionEnd, SessionEvent, SessionOptions};
 pub use snapshot::{DrainSnapshot, OwnerState, Workload, gather};

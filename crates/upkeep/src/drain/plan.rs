@@ -9,12 +9,13 @@ use serde::Serialize;
 
 use super::budget;
 use super::capacity::{Cluster, node_unschedulable, place};
+use super::index::ClusterIndex;
 use super::rules::{
     Finding, Rule, Severity, controller_ref, do_not_disrupt, is_critical, is_daemonset_pod,
     is_finished, is_mirror, is_ready, is_terminating, local_volumes, pod_key, safe_to_evict_false,
 };
 use super::selector::label_selector_matches;
-use super::snapshot::{DrainSnapshot, Workload};
+use super::snapshot::{DrainSnapshot, OwnerState, Workload};
 
 /// The overrides and strictness switches, as the flags set them.
 #[derive(Debug, Clone, Default)]
@@ -241,13 +242,11 @@ fn pdb_key(pdb: &k8s_openapi::api::policy::v1::PodDisruptionBudget) -> String {
 /// of the namespace; no selector selects none.
 /// kube-apiserver `pkg/registry/core/pod/storage/eviction.go` getPodDisruptionBudgets.
 fn pdbs_for<'a>(
-    snapshot: &'a DrainSnapshot,
+    pdbs: &'a [k8s_openapi::api::policy::v1::PodDisruptionBudget],
     pod: &Pod,
 ) -> Vec<&'a k8s_openapi::api::policy::v1::PodDisruptionBudget> {
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    snapshot
-        .pdbs
-        .iter()
+    pdbs.iter()
         .filter(|b| b.metadata.namespace == pod.metadata.namespace)
         .filter(|b| {
             b.spec
@@ -276,9 +275,42 @@ fn warn(rule: Rule, message: String, pods: Vec<String>) -> Finding {
     }
 }
 
-/// Computes the plan. Every rule of [`Rule`] is applied here, once.
+/// Computes the plan. Every rule of [`Rule`] is applied in [`plan_node`], once.
 pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
-    let node = snapshot.node_name().to_string();
+    let index = ClusterIndex::of(
+        &snapshot.nodes,
+        &snapshot.cluster_pods,
+        &snapshot.pdbs,
+        &snapshot.pvcs,
+        &snapshot.pvs,
+    );
+    let node = NodePods {
+        node: &snapshot.node,
+        pods: &snapshot.pods,
+        owners: &snapshot.owners,
+        taken_at: snapshot.taken_at,
+    };
+    plan_node(&node, &index, options)
+}
+
+/// One node's half of a drain plan: the node, its pods, their controllers.
+#[derive(Debug, Clone, Copy)]
+pub struct NodePods<'a> {
+    pub node: &'a k8s_openapi::api::core::v1::Node,
+    /// The node's pods (after `--pod-selector`).
+    pub pods: &'a [Pod],
+    /// Keyed by owner uid; at least the controllers of `pods`.
+    pub owners: &'a BTreeMap<String, OwnerState>,
+    /// When it was gathered (the NotReady countdown counts from it).
+    pub taken_at: jiff::Timestamp,
+}
+
+/// Computes the plan of one node against the cluster's [`ClusterIndex`]
+/// (built once for any number of nodes). Every rule of [`Rule`] is applied
+/// here, once.
+pub fn plan_node(input: &NodePods, cluster: &ClusterIndex, options: &DrainOptions) -> DrainPlan {
+    let snapshot = input;
+    let node = snapshot.node.metadata.name.clone().unwrap_or_default();
     let mut pods: Vec<PodPlan> = Vec::new();
     let mut blockers: Vec<Finding> = Vec::new();
     let mut warnings: Vec<Finding> = Vec::new();
@@ -385,7 +417,7 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
             )
         };
         let moving = matches!(action, Action::Evict | Action::Destroy | Action::Block);
-        let matching = pdbs_for(snapshot, pod);
+        let matching = pdbs_for(&cluster.pdbs, pod);
         if moving {
             let volumes = local_volumes(pod);
             if !volumes.is_empty() {
@@ -461,7 +493,7 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
     // 2. PodDisruptionBudgets jointly: the node's healthy pods a PDB selects
     // go as fast as its disruptionsAllowed frees; a budget that can never
     // free refuses (unless --pdb=wait), as does any shortfall with --pdb=refuse.
-    for pdb in &snapshot.pdbs {
+    for (pdb_ix, pdb) in cluster.pdbs.iter().enumerate() {
         let key = pdb_key(pdb);
         let always_allow = pdb
             .spec
@@ -485,12 +517,8 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
             .filter(|(_, ready)| *ready)
             .map(|(p, _)| p.key())
             .collect();
-        let selected = snapshot
-            .cluster_pods
-            .iter()
-            .filter(|p| !is_finished(p))
-            .filter(|p| pdbs_for(snapshot, p).iter().any(|b| pdb_key(b) == key))
-            .count() as i32;
+        // The unfinished pods of the cluster it selects.
+        let selected = cluster.pdb_selected(pdb_ix);
         let status = pdb.status.clone().unwrap_or_default();
         let allowed = status.disruptions_allowed.unwrap_or(0);
         let need = healthy.len() as i32;
@@ -557,23 +585,10 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
         }
     }
     for (w, names) in by_workload.values() {
-        let ready_elsewhere = snapshot
-            .cluster_pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(w.namespace.as_str()))
-            .filter(|p| {
-                label_selector_matches(
-                    &w.label_selector,
-                    &p.metadata.labels.clone().unwrap_or_default(),
-                )
-            })
-            .filter(|p| is_ready(p) && !is_terminating(p))
-            .filter(|p| {
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.as_ref())
-                    .is_some_and(|n| !leaving.contains(n))
-            })
+        let ready_elsewhere = cluster
+            .selected(&w.namespace, &w.label_selector)
+            .filter(|p| p.ready && !p.terminating)
+            .filter(|p| p.node.as_deref().is_some_and(|n| !leaving.contains(n)))
             .count();
         let what = format!("{} {}/{}", w.kind, w.namespace, w.name);
         let message = if w.replicas <= 1 {
@@ -609,10 +624,7 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
         .filter_map(|p| by_key.get(&p.key()).copied())
         .collect();
     let cluster = Cluster {
-        nodes: &snapshot.nodes,
-        pods: &snapshot.cluster_pods,
-        pvcs: &snapshot.pvcs,
-        pvs: &snapshot.pvs,
+        index: cluster,
         leaving: &leaving,
     };
     for placement in place(&to_place, &cluster) {
@@ -670,13 +682,13 @@ pub fn plan(snapshot: &DrainSnapshot, options: &DrainOptions) -> DrainPlan {
     DrainPlan {
         node,
         verdict,
-        already_cordoned: node_unschedulable(&snapshot.node),
+        already_cordoned: node_unschedulable(snapshot.node),
         pods,
         blockers,
         warnings,
         advice,
         summary,
-        not_ready: super::lifecycle::not_ready(&snapshot.node, &snapshot.pods, snapshot.taken_at),
+        not_ready: super::lifecycle::not_ready(snapshot.node, snapshot.pods, snapshot.taken_at),
     }
 }
 

@@ -226,13 +226,53 @@ fn same_uid<K: Resource>(obj: &Option<K>, uid: &str) -> bool {
         .is_some_and(|o| o.meta().uid.as_deref() == Some(uid))
 }
 
-/// Looks up one controller: does it exist (same uid), and which replicated
-/// workload sits on top of it.
-pub async fn lookup_owner(
-    client: &Client,
-    ns: &str,
-    owner: &OwnerReference,
-) -> anyhow::Result<OwnerState> {
+/// Which lookup a controller reference needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    ReplicaSet,
+    StatefulSet,
+    ReplicationController,
+    /// Jobs, DaemonSets and any other controller: existence only.
+    Other,
+}
+
+pub fn owner_kind(owner: &OwnerReference) -> OwnerKind {
+    let group = owner.api_version.split('/').next().unwrap_or_default();
+    match (group, owner.kind.as_str()) {
+        ("apps", "ReplicaSet") => OwnerKind::ReplicaSet,
+        ("apps", "StatefulSet") => OwnerKind::StatefulSet,
+        ("v1", "ReplicationController") => OwnerKind::ReplicationController,
+        _ => OwnerKind::Other,
+    }
+}
+
+/// The Deployment a ReplicaSet's controller reference names.
+pub fn deployment_ref(rs: &ReplicaSet) -> Option<&OwnerReference> {
+    rs.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "Deployment")
+}
+
+/// What the cluster holds under a controller reference's kind and name (a
+/// GET, or a listing): for a ReplicaSet also the Deployment of the name its
+/// own controller reference gives.
+#[derive(Debug, Clone)]
+pub enum FoundOwner {
+    ReplicaSet {
+        rs: Option<ReplicaSet>,
+        deployment: Option<Deployment>,
+    },
+    StatefulSet(Option<StatefulSet>),
+    ReplicationController(Option<ReplicationController>),
+    /// The uid of the object of that kind and name.
+    Other(Option<String>),
+}
+
+/// Decides one controller from what was found: does it exist (same uid),
+/// and which replicated workload sits on top of it.
+pub fn owner_state(ns: &str, owner: &OwnerReference, found: FoundOwner) -> OwnerState {
     let mut state = OwnerState {
         namespace: ns.to_string(),
         kind: owner.kind.clone(),
@@ -241,28 +281,15 @@ pub async fn lookup_owner(
         exists: false,
         workload: None,
     };
-    let group = owner.api_version.split('/').next().unwrap_or_default();
-    match (group, owner.kind.as_str()) {
-        ("apps", "ReplicaSet") => {
-            let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
-                .get_opt(&owner.name)
-                .await?;
+    match found {
+        FoundOwner::ReplicaSet { rs, deployment } => {
             state.exists = same_uid(&rs, &owner.uid);
             if let Some(rs) = rs.filter(|_| state.exists) {
-                let spec = rs.spec.clone();
-                let deploy_ref = rs
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .find(|o| o.controller == Some(true) && o.kind == "Deployment");
-                let deploy = match deploy_ref {
-                    Some(d) => Api::<Deployment>::namespaced(client.clone(), ns)
-                        .get_opt(&d.name)
-                        .await?
-                        .filter(|dep| dep.metadata.uid.as_deref() == Some(d.uid.as_str())),
-                    None => None,
-                };
+                let deploy = deployment.filter(|dep| {
+                    deployment_ref(&rs)
+                        .is_some_and(|d| dep.metadata.uid.as_deref() == Some(d.uid.as_str()))
+                });
+                let spec = rs.spec;
                 state.workload = Some(match deploy {
                     Some(d) => {
                         let ds = d.spec;
@@ -284,10 +311,7 @@ pub async fn lookup_owner(
                 });
             }
         }
-        ("apps", "StatefulSet") => {
-            let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .get_opt(&owner.name)
-                .await?;
+        FoundOwner::StatefulSet(sts) => {
             state.exists = same_uid(&sts, &owner.uid);
             if let Some(s) = sts.filter(|_| state.exists) {
                 let spec = s.spec;
@@ -300,10 +324,7 @@ pub async fn lookup_owner(
                 ));
             }
         }
-        ("v1", "ReplicationController") => {
-            let rc = Api::<ReplicationController>::namespaced(client.clone(), ns)
-                .get_opt(&owner.name)
-                .await?;
+        FoundOwner::ReplicationController(rc) => {
             state.exists = same_uid(&rc, &owner.uid);
             if let Some(rc) = rc.filter(|_| state.exists) {
                 let spec = rc.spec.unwrap_or_default();
@@ -320,8 +341,43 @@ pub async fn lookup_owner(
                 ));
             }
         }
-        _ => {
-            // Jobs, DaemonSets and any other controller: existence only.
+        FoundOwner::Other(uid) => state.exists = uid.as_deref() == Some(owner.uid.as_str()),
+    }
+    state
+}
+
+/// Looks up one controller (GETs) and decides it with [`owner_state`].
+pub async fn lookup_owner(
+    client: &Client,
+    ns: &str,
+    owner: &OwnerReference,
+) -> anyhow::Result<OwnerState> {
+    let found = match owner_kind(owner) {
+        OwnerKind::ReplicaSet => {
+            let rs = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+                .get_opt(&owner.name)
+                .await?;
+            let deployment = match rs.as_ref().and_then(deployment_ref) {
+                Some(d) => {
+                    Api::<Deployment>::namespaced(client.clone(), ns)
+                        .get_opt(&d.name)
+                        .await?
+                }
+                None => None,
+            };
+            FoundOwner::ReplicaSet { rs, deployment }
+        }
+        OwnerKind::StatefulSet => FoundOwner::StatefulSet(
+            Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .get_opt(&owner.name)
+                .await?,
+        ),
+        OwnerKind::ReplicationController => FoundOwner::ReplicationController(
+            Api::<ReplicationController>::namespaced(client.clone(), ns)
+                .get_opt(&owner.name)
+                .await?,
+        ),
+        OwnerKind::Other => {
             let (group, version) = match owner.api_version.split_once('/') {
                 Some((g, v)) => (g, v),
                 None => ("", owner.api_version.as_str()),
@@ -335,12 +391,10 @@ pub async fn lookup_owner(
                 Err(kube::Error::Api(s)) if s.code == 404 => None,
                 Err(e) => return Err(e.into()),
             };
-            state.exists = obj
-                .as_ref()
-                .is_some_and(|o| o.metadata.uid.as_deref() == Some(owner.uid.as_str()));
+            FoundOwner::Other(obj.and_then(|o| o.metadata.uid))
         }
-    }
-    Ok(state)
+    };
+    Ok(owner_state(ns, owner, found))
 }
 
 #[cfg(test)]

@@ -4,12 +4,11 @@
 //! not the cluster's size. What cannot be read is recorded as [`Unreadable`],
 //! and the report carries on with the rest.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{Discovery, verbs};
 use kube::{Client, Config};
@@ -18,9 +17,9 @@ use super::apis::{
     HELM_RELEASE_TYPE, Removals, helm_release_uses, parse_deprecated_metrics, uses_in_object,
 };
 use super::certs;
-use super::{NodeDrain, ReadinessSnapshot, Unreadable};
-use crate::drain::snapshot::lookup_owner;
-use crate::drain::{DrainOptions, DrainSnapshot, plan as drain_plan};
+use super::drains::DrainCollector;
+use super::{ReadinessSnapshot, Unreadable};
+use crate::drain::DrainOptions;
 use crate::list::{for_each_page, list_all};
 use crate::skew::collect::api_error;
 use crate::skew::snapshot::ClusterVersions;
@@ -49,13 +48,15 @@ pub async fn gather(
         ..Default::default()
     };
     version_info(client, &mut snap).await;
-    objects(client, removals, &mut snap).await;
+    // The drain plans read the same listing as the removed-API search.
+    let mut drains = (!options.skip_drains).then(DrainCollector::default);
+    objects(client, removals, &mut snap, drains.as_mut()).await;
     metrics(client, &mut snap).await;
-    if options.skip_drains {
-        snap.notes
-            .push("drains were not checked (--no-drains)".into());
-    } else {
-        drains(client, None, &DrainOptions::default(), &mut snap).await;
+    match drains {
+        None => snap
+            .notes
+            .push("drains were not checked (--no-drains)".into()),
+        Some(c) => plan_into(c, None, &DrainOptions::default(), &mut snap),
     }
     match config {
         Some(config) => certificates(config, &mut snap).await,
@@ -100,7 +101,14 @@ async fn version_info(client: &Client, snap: &mut ReadinessSnapshot) {
 
 /// Every object of every listable kind (discovery's preferred version of each
 /// group), for recorded API versions; Helm release Secrets decoded on the way.
-async fn objects(client: &Client, removals: &Removals, snap: &mut ReadinessSnapshot) {
+/// Each object also goes to `drains` (the drain plans' material), so nothing
+/// is listed twice.
+async fn objects(
+    client: &Client,
+    removals: &Removals,
+    snap: &mut ReadinessSnapshot,
+    mut drains: Option<&mut DrainCollector>,
+) {
     let discovery = match Discovery::new(client.clone()).run().await {
         Ok(d) => d,
         Err(e) => {
@@ -157,9 +165,17 @@ async fn objects(client: &Client, removals: &Removals, snap: &mut ReadinessSnaps
                         Err(e) => helm_errors.push(format!("Secret {ns}/{name}: {e:#}")),
                     }
                 }
+                if let Some(d) = drains.as_deref_mut() {
+                    d.offer(&ar, obj);
+                }
             })
             .await
             .map_err(|e| api_error(e, &what));
+            if result.is_ok()
+                && let Some(d) = drains.as_deref_mut()
+            {
+                d.listed(what.trim_start_matches("list "));
+            }
             snap.api_uses.extend(uses);
             for e in helm_errors {
                 snap.notes
@@ -190,95 +206,39 @@ async fn metrics(client: &Client, snap: &mut ReadinessSnapshot) {
 
 /// Every node's drain (or only the nodes in `only`) as safedrain plans it
 /// with `options`, into the snapshot; what cannot be read is [`Unreadable`].
+/// Lists what the plans read (nodes, pods, PodDisruptionBudgets, volumes,
+/// the replicated controllers) once, for any number of nodes.
 pub async fn drains(
     client: &Client,
     only: Option<&[String]>,
     options: &DrainOptions,
     snap: &mut ReadinessSnapshot,
 ) {
-    if let Err(e) = drain_plans(client, only, options, snap).await {
+    let mut c = DrainCollector::default();
+    if let Err(e) = c.list(client).await {
         snap.unreadable.push(Unreadable {
             what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)".into(),
             error: format!("{e:#}"),
         });
+        return;
     }
+    plan_into(c, only, options, snap);
 }
 
-/// From one listing of nodes, pods and PodDisruptionBudgets (each node's own
-/// pods and owners swapped in turn).
-async fn drain_plans(
-    client: &Client,
+/// Plans the collected drains into the snapshot.
+fn plan_into(
+    c: DrainCollector,
     only: Option<&[String]>,
     options: &DrainOptions,
     snap: &mut ReadinessSnapshot,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let nodes = list_all(&Api::<Node>::all(client.clone()), &ListParams::default())
-        .await
-        .context("could not list the nodes")?;
-    let cluster_pods = list_all(&Api::<Pod>::all(client.clone()), &ListParams::default())
-        .await
-        .context("could not list the pods")?;
-    let pdbs = list_all(
-        &Api::<PodDisruptionBudget>::all(client.clone()),
-        &ListParams::default(),
-    )
-    .await
-    .context("could not list the PodDisruptionBudgets")?;
-    let mut by_node: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, p) in cluster_pods.iter().enumerate() {
-        if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-            by_node.entry(n.to_string()).or_default().push(i);
-        }
+) {
+    match c.plan(only, options) {
+        Ok(d) => snap.drains.extend(d),
+        Err(e) => snap.unreadable.push(Unreadable {
+            what: "the drain plans (nodes, pods, PodDisruptionBudgets, their controllers)".into(),
+            error: format!("{e:#}"),
+        }),
     }
-    let mut owners_cache = BTreeMap::new();
-    let mut shared = DrainSnapshot {
-        nodes,
-        cluster_pods,
-        pdbs,
-        ..Default::default()
-    };
-    let names: Vec<String> = shared
-        .nodes
-        .iter()
-        .filter_map(|n| n.metadata.name.clone())
-        .filter(|n| only.is_none_or(|o| o.contains(n)))
-        .collect();
-    for name in names {
-        let node = shared
-            .nodes
-            .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(name.as_str()))
-            .cloned()
-            .unwrap_or_default();
-        let pods: Vec<Pod> = by_node
-            .get(&name)
-            .map(|ix| ix.iter().map(|&i| shared.cluster_pods[i].clone()).collect())
-            .unwrap_or_default();
-        let mut owners = BTreeMap::new();
-        for pod in &pods {
-            let Some(owner) = crate::drain::rules::controller_ref(pod) else {
-                continue;
-            };
-            if crate::drain::rules::is_mirror(pod) || crate::drain::rules::is_daemonset_pod(pod) {
-                continue;
-            }
-            if !owners_cache.contains_key(&owner.uid) {
-                let ns = pod.metadata.namespace.clone().unwrap_or_default();
-                let state = lookup_owner(client, &ns, owner).await.with_context(|| {
-                    format!("could not look up {} {ns}/{}", owner.kind, owner.name)
-                })?;
-                owners_cache.insert(owner.uid.clone(), state);
-            }
-            owners.insert(owner.uid.clone(), owners_cache[&owner.uid].clone());
-        }
-        shared.node = node;
-        shared.pods = pods;
-        shared.owners = owners;
-        let plan = drain_plan(&shared, options);
-        snap.drains.push(NodeDrain::from_plan(&plan));
-    }
-    Ok(())
 }
 
 /// `kubeadm certs check-expiration -o json` on every control-plane node,

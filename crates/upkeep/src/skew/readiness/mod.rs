@@ -12,6 +12,7 @@
 
 pub mod apis;
 pub mod certs;
+pub mod drains;
 pub mod gather;
 
 use std::fmt;
