@@ -187,9 +187,7 @@ fn untolerated(pod: &Pod, node: &Node) -> Option<String> {
 
 /// nodeSelector and required node affinity (NodeAffinity).
 fn node_affinity_misfit(pod: &Pod, node: &Node) -> Option<String> {
-    let Some(spec) = pod.spec.as_ref() else {
-        return None;
-    };
+    let spec = pod.spec.as_ref()?;
     let labels = node.metadata.labels.as_ref();
     for (k, v) in spec.node_selector.iter().flatten() {
         if labels.and_then(|l| l.get(k)) != Some(v) {
@@ -336,9 +334,8 @@ impl<'a> Staying<'a> {
         let Some(on) = p.node.as_deref() else {
             return false;
         };
-        !p.finished
-            && !p.terminating
-            && !(self.moving_nodes.contains(on) && self.moving.contains(&p.key()))
+        let moving = self.moving_nodes.contains(on) && self.moving.contains(&p.key());
+        !(p.finished || p.terminating || moving)
     }
 
     fn all(&self) -> impl Iterator<Item = (&str, &SlimPod)> + '_ {

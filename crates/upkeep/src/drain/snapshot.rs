@@ -221,7 +221,7 @@ fn replicated(
     }
 }
 
-fn same_uid<K: Resource>(obj: &Option<K>, uid: &str) -> bool {
+fn same_uid<K: Resource>(obj: &Option<Box<K>>, uid: &str) -> bool {
     obj.as_ref()
         .is_some_and(|o| o.meta().uid.as_deref() == Some(uid))
 }
@@ -261,11 +261,11 @@ pub fn deployment_ref(rs: &ReplicaSet) -> Option<&OwnerReference> {
 #[derive(Debug, Clone)]
 pub enum FoundOwner {
     ReplicaSet {
-        rs: Option<ReplicaSet>,
-        deployment: Option<Deployment>,
+        rs: Option<Box<ReplicaSet>>,
+        deployment: Option<Box<Deployment>>,
     },
-    StatefulSet(Option<StatefulSet>),
-    ReplicationController(Option<ReplicationController>),
+    StatefulSet(Option<Box<StatefulSet>>),
+    ReplicationController(Option<Box<ReplicationController>>),
     /// The uid of the object of that kind and name.
     Other(Option<String>),
 }
@@ -365,17 +365,22 @@ pub async fn lookup_owner(
                 }
                 None => None,
             };
-            FoundOwner::ReplicaSet { rs, deployment }
+            FoundOwner::ReplicaSet {
+                rs: rs.map(Box::new),
+                deployment: deployment.map(Box::new),
+            }
         }
         OwnerKind::StatefulSet => FoundOwner::StatefulSet(
             Api::<StatefulSet>::namespaced(client.clone(), ns)
                 .get_opt(&owner.name)
-                .await?,
+                .await?
+                .map(Box::new),
         ),
         OwnerKind::ReplicationController => FoundOwner::ReplicationController(
             Api::<ReplicationController>::namespaced(client.clone(), ns)
                 .get_opt(&owner.name)
-                .await?,
+                .await?
+                .map(Box::new),
         ),
         OwnerKind::Other => {
             let (group, version) = match owner.api_version.split_once('/') {

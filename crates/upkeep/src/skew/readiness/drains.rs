@@ -144,17 +144,20 @@ impl DrainCollector {
         let key = (ns.to_string(), owner.name.clone());
         match owner_kind(owner) {
             OwnerKind::ReplicaSet => {
-                let rs = self.replicasets.get(&key).cloned();
+                let rs = self.replicasets.get(&key).cloned().map(Box::new);
                 let deployment = rs
-                    .as_ref()
+                    .as_deref()
                     .and_then(deployment_ref)
                     .and_then(|d| self.deployments.get(&(ns.to_string(), d.name.clone())))
-                    .cloned();
+                    .cloned()
+                    .map(Box::new);
                 FoundOwner::ReplicaSet { rs, deployment }
             }
-            OwnerKind::StatefulSet => FoundOwner::StatefulSet(self.statefulsets.get(&key).cloned()),
+            OwnerKind::StatefulSet => {
+                FoundOwner::StatefulSet(self.statefulsets.get(&key).cloned().map(Box::new))
+            }
             OwnerKind::ReplicationController => {
-                FoundOwner::ReplicationController(self.rcs.get(&key).cloned())
+                FoundOwner::ReplicationController(self.rcs.get(&key).cloned().map(Box::new))
             }
             OwnerKind::Other => {
                 FoundOwner::Other(self.uids.contains(&owner.uid).then(|| owner.uid.clone()))
@@ -579,13 +582,17 @@ mod tests {
                                 .find(|x| named(&x.metadata, &d.name))
                                 .cloned()
                         });
-                        FoundOwner::ReplicaSet { rs, deployment }
+                        FoundOwner::ReplicaSet {
+                            rs: rs.map(Box::new),
+                            deployment: deployment.map(Box::new),
+                        }
                     }
                     OwnerKind::StatefulSet => FoundOwner::StatefulSet(
                         g.statefulsets
                             .iter()
                             .find(|s| named(&s.metadata, &owner.name))
-                            .cloned(),
+                            .cloned()
+                            .map(Box::new),
                     ),
                     OwnerKind::ReplicationController => FoundOwner::ReplicationController(None),
                     OwnerKind::Other => FoundOwner::Other(
