@@ -171,27 +171,36 @@ impl DrainCollector {
     /// ones) are looked up one by one, as safedrain does.
     pub async fn list(&mut self, client: &Client) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        async fn each<K>(c: &mut DrainCollector, client: &Client, what: &str) -> anyhow::Result<()>
+        /// Lists `K` into the collector; a kind the server does not serve
+        /// (404) holds nothing, unless it is `required`.
+        async fn each<K>(
+            c: &mut DrainCollector,
+            client: &Client,
+            what: &str,
+            required: bool,
+        ) -> anyhow::Result<()>
         where
             K: kube::Resource<DynamicType = ()>,
         {
             let ar = ApiResource::erase::<K>(&());
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-            for_each_page(&api, &ListParams::default(), |obj| c.offer(&ar, obj))
-                .await
-                .map_err(|e| api_error(e, &format!("list {what}")))?;
+            match for_each_page(&api, &ListParams::default(), |obj| c.offer(&ar, obj)).await {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 && !required => {}
+                Err(e) => return Err(api_error(e, &format!("list {what}"))),
+            }
             c.listed(what);
             Ok(())
         }
-        each::<Node>(self, client, "nodes").await?;
-        each::<Pod>(self, client, "pods").await?;
-        each::<PodDisruptionBudget>(self, client, "poddisruptionbudgets.policy").await?;
-        each::<PersistentVolumeClaim>(self, client, "persistentvolumeclaims").await?;
-        each::<PersistentVolume>(self, client, "persistentvolumes").await?;
-        each::<ReplicaSet>(self, client, "replicasets.apps").await?;
-        each::<Deployment>(self, client, "deployments.apps").await?;
-        each::<StatefulSet>(self, client, "statefulsets.apps").await?;
-        each::<ReplicationController>(self, client, "replicationcontrollers").await?;
+        each::<Node>(self, client, "nodes", true).await?;
+        each::<Pod>(self, client, "pods", true).await?;
+        each::<PodDisruptionBudget>(self, client, "poddisruptionbudgets.policy", true).await?;
+        each::<PersistentVolumeClaim>(self, client, "persistentvolumeclaims", false).await?;
+        each::<PersistentVolume>(self, client, "persistentvolumes", false).await?;
+        each::<ReplicaSet>(self, client, "replicasets.apps", false).await?;
+        each::<Deployment>(self, client, "deployments.apps", false).await?;
+        each::<StatefulSet>(self, client, "statefulsets.apps", false).await?;
+        each::<ReplicationController>(self, client, "replicationcontrollers", false).await?;
         let mut others: BTreeMap<String, (String, OwnerReference)> = BTreeMap::new();
         for p in self.pods.pods() {
             if let Some(o) = p
