@@ -687,3 +687,65 @@ fn the_labs_skew_violations_scenario() {
     );
     assert_eq!(doc["readiness"]["hops"][1]["verdict"], "WARN");
 }
+
+/// A node that stops reporting Ready: the node lifecycle controller taints it
+/// `node.kubernetes.io/not-ready:NoExecute` (pkg/controller/nodelifecycle
+/// doNoExecuteTaintingPass) and the taint manager evicts its pods once their toleration runs
+/// out: 300 s, given to every pod by the DefaultTolerationSeconds admission plugin
+/// (plugin/pkg/admission/defaulttolerationseconds). `kubectl skew` says so beside the versions.
+#[test]
+fn a_not_ready_node_is_named_with_its_eviction_countdown() {
+    let lab = upkeep_e2e::Lab::scenario("os-upgrade");
+    upkeep_e2e::wait_for(
+        "node02 running pods",
+        std::time::Duration::from_secs(60),
+        || (!lab.pods_on("node02").is_empty()).then_some(()),
+    );
+    let body = lab.dir().join("not-ready.json");
+    std::fs::write(&body, r#"{"ready": false}"#).unwrap();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        "/lab/v1/nodes/node02/kubelet",
+        "-f",
+        body.to_str().unwrap(),
+    ]);
+    upkeep_e2e::wait_for(
+        "node02 tainted not-ready:NoExecute",
+        std::time::Duration::from_secs(60),
+        || {
+            let n = lab.get_json(["node", "node02"]);
+            n["spec"]["taints"]
+                .as_array()?
+                .iter()
+                .any(|t| t["key"] == "node.kubernetes.io/not-ready" && t["effect"] == "NoExecute")
+                .then_some(())
+        },
+    );
+    let out = lab
+        .plugin("kubectl-skew")
+        .output()
+        .expect("run kubectl-skew");
+    let text = stdout(&out);
+    let note = text
+        .lines()
+        .find(|l| l.starts_with("Note: node/node02 is NotReady"))
+        .unwrap_or_else(|| panic!("no NotReady note:\n{text}\n{}", stderr(&out)));
+    assert!(
+        note.contains("(taint node.kubernetes.io/not-ready:NoExecute since ")
+            && note.contains("(tolerationSeconds 300)")
+            && note.contains(": the taint manager evicts its pods in "),
+        "{note}"
+    );
+    let left: i64 = note
+        .split("evicts its pods in ")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a number of seconds: {note}"));
+    assert!((200..=300).contains(&left), "{note}");
+    assert!(
+        !text.contains("node/node01 is NotReady"),
+        "only the NotReady node is named:\n{text}"
+    );
+}

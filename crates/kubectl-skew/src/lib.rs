@@ -245,6 +245,9 @@ pub fn check_document(
     if let Some(n) = kubectl_note {
         notes.push(n);
     }
+    for (node, down) in &snapshot.not_ready {
+        notes.push(down.summary(node));
+    }
     let support = apiserver.oldest.map(|minor| calendar.support(minor, as_of));
     if let Some(s) = &support
         && matches!(
@@ -576,6 +579,7 @@ mod tests {
                 kubelet("w2", "v1.27.1"),
                 Observed::from_version(Component::Kubectl, None, "v1.32.0", "--kubectl-version"),
             ],
+            ..Default::default()
         }
     }
 

@@ -865,8 +865,20 @@ pub fn routes() -> axum::Router<Arc<Lab>> {
     async fn set_mode(
         State(lab): State<Arc<Lab>>,
         Path(node): Path<String>,
-        axum::Json(body): axum::Json<KubeletBody>,
+        body: axum::body::Bytes,
     ) -> (http::StatusCode, axum::Json<Value>) {
+        // Any content type: `kubectl create --raw -f` sends none that axum's Json accepts.
+        let body: KubeletBody = match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    http::StatusCode::BAD_REQUEST,
+                    axum::Json(
+                        json!({"error": format!("expected {{\"running\": bool}} or {{\"ready\": bool}}: {e}")}),
+                    ),
+                );
+            }
+        };
         if lab.store.get(&resources::NODE, "", &node).is_none() {
             return (
                 http::StatusCode::NOT_FOUND,

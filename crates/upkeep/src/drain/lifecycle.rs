@@ -11,7 +11,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::capacity::node_ready;
 use super::rules::{is_daemonset_pod, is_finished, is_mirror};
@@ -24,7 +24,7 @@ pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
 /// The node is not Ready: what that means for its pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotReady {
     /// The NoExecute taint on it (`key:NoExecute`), if the controller set one yet.
@@ -42,6 +42,13 @@ pub struct NotReady {
 
 impl NotReady {
     pub fn render(&self, node: &str) -> String {
+        let mut out = self.summary(node);
+        out.push_str("; its pods cannot finish terminating until the kubelet answers: the drain reports them and does not wait");
+        out
+    }
+
+    /// Since when, and when the taint manager evicts its pods.
+    pub fn summary(&self, node: &str) -> String {
         let mut out = format!("node/{node} is NotReady");
         if let (Some(t), Some(since)) = (&self.taint, &self.since) {
             out.push_str(&format!(" (taint {t} since {since})"));
@@ -55,7 +62,6 @@ impl NotReady {
             )),
             _ => {}
         }
-        out.push_str("; its pods cannot finish terminating until the kubelet answers: the drain reports them and does not wait");
         out
     }
 }

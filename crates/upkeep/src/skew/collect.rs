@@ -84,8 +84,12 @@ pub async fn collect(
 
     // Kubelets.
     let nodes: Api<Node> = Api::all(client.clone());
+    let mut down: Vec<Node> = Vec::new();
     crate::list::for_each_page(&nodes, &ListParams::default(), |node: Node| {
         let name = node.metadata.name.clone().unwrap_or_default();
+        if !crate::drain::capacity::node_ready(&node) {
+            down.push(node.clone());
+        }
         let is_cp = node.metadata.labels.as_ref().is_some_and(|l| {
             l.contains_key("node-role.kubernetes.io/control-plane")
                 || l.contains_key("node-role.kubernetes.io/master")
@@ -116,6 +120,22 @@ pub async fn collect(
     .map_err(|e| api_error(e, "list nodes"))?;
     snapshot.control_plane_nodes.sort();
     snapshot.control_plane_nodes.dedup();
+
+    // A NotReady node: when the taint manager evicts its pods (their tolerations decide).
+    // Only these nodes' pods are read, so a healthy cluster costs no pod list.
+    for node in down {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let all: Api<Pod> = Api::all(client.clone());
+        let on = all
+            .list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
+            .await
+            .map_err(|e| api_error(e, "list pods (on a NotReady node)"))?;
+        if let Some(n) =
+            crate::drain::lifecycle::not_ready(&node, &on.items, jiff::Timestamp::now())
+        {
+            snapshot.not_ready.push((name, n));
+        }
+    }
 
     // kube-proxy pods, else the DaemonSet.
     let mut proxies = 0usize;

@@ -168,6 +168,9 @@ pub struct ClusterVersions {
     pub control_plane_nodes: Vec<String>,
     /// Every observed instance of every component.
     pub components: Vec<Observed>,
+    /// Nodes that are not Ready, with the node lifecycle's eviction countdown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ready: Vec<(String, crate::drain::lifecycle::NotReady)>,
 }
 
 impl ClusterVersions {

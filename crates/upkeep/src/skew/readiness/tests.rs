@@ -28,6 +28,7 @@ fn cluster(version: &str, etcd: &str) -> ClusterVersions {
             Observed::from_version(Component::Kubelet, Some("cp"), version, "node"),
             Observed::from_version(Component::Kubelet, Some("w1"), version, "node"),
         ],
+        ..Default::default()
     }
 }
 
