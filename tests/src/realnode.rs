@@ -75,6 +75,9 @@ pub struct ClusterSpec {
     pub published: Vec<(String, Vec<String>)>,
     /// Extra `upkeep-lab serve` arguments (e.g. `--time-scale`).
     pub lab_args: Vec<String>,
+    /// Nodes only the lab's simulated node shell serves (no root, no sshd), with the same
+    /// osImage as a real node of their family: the other side of a conformance comparison.
+    pub simulated: Vec<NodeSpec>,
 }
 
 /// Runs a command that must succeed; panics with its output otherwise.
@@ -804,6 +807,17 @@ impl RealCluster {
                     Family::Dnf => "Rocky Linux 9.6 (Blue Onyx)",
                 },
                 net.address(i)
+            ));
+        }
+        for n in &spec.simulated {
+            let v = version_of(&n.installed);
+            scenario.push_str(&format!(
+                "  - name: {}\n    kubeletVersion: {v}\n    osImage: {}\n",
+                n.name,
+                match n.family {
+                    Family::Apt => os_image.as_str(),
+                    Family::Dnf => "Rocky Linux 9.6 (Blue Onyx)",
+                },
             ));
         }
         scenario.push_str("  packages:\n    repositories:\n");

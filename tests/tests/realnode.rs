@@ -41,6 +41,7 @@ fn spec(published: &[(&str, &[&str])]) -> ClusterSpec {
             .collect(),
         // The only kube-apiserver is away for 20 lab seconds during `kubeadm upgrade apply`.
         lab_args: vec!["--time-scale".into(), "10".into()],
+        simulated: Vec::new(),
     }
 }
 
@@ -189,4 +190,117 @@ fn assert_same(node: &str, before: &State, after: &State) {
         "node {node} changed:\n{}",
         diffs.join("\n")
     );
+}
+
+/// The simulated node shell held honest: every command of upgrade-node's recipe for a
+/// worker (the read-only probe of a missing and of an offered minor, the repository switch,
+/// the kubeadm package with its hold, `kubeadm version`, the kubelet and kubectl packages,
+/// the kubelet restart) runs on a real node over ssh and on a simulated node of the same OS;
+/// exit codes, installed versions, holds and the repository's minor must agree.
+fn conformance(family: Family) {
+    use upkeep::upgrade::{PackageManager, Recipe};
+    use upkeep::version::{MinorVersion, Release};
+    let mut spec = spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]);
+    spec.nodes.retain(|n| n.control_plane || n.family == family);
+    let real_name = spec
+        .nodes
+        .iter()
+        .find(|n| !n.control_plane)
+        .unwrap()
+        .name
+        .clone();
+    spec.simulated = vec![NodeSpec {
+        name: "sim01".into(),
+        control_plane: false,
+        family,
+        installed: FROM.into(),
+    }];
+    let cluster = RealCluster::start(&spec);
+    let real = cluster.node(&real_name);
+    let r = Recipe::new(match family {
+        Family::Apt => PackageManager::Apt,
+        Family::Dnf => PackageManager::Dnf,
+    });
+    let to = MinorVersion::new(1, 35);
+    let release = Release::new(1, 35, 2);
+    let mut cmds = vec![
+        r.probe(MinorVersion::new(1, 36), "/tmp/upkeep-conformance"),
+        r.probe(to, "/tmp/upkeep-conformance"),
+    ];
+    cmds.extend(r.repo_switch(to));
+    cmds.extend(r.install(&["kubeadm"], release));
+    cmds.push(r.kubeadm_version());
+    cmds.extend(r.install(&["kubelet", "kubectl"], release));
+    cmds.extend(r.restart_kubelet());
+    let lab_bin = upkeep_e2e::bin("upkeep-lab");
+    let mut diffs = Vec::new();
+    for cmd in &cmds {
+        let line = cmd.shell_line().unwrap();
+        let on_real = cluster.ssh(real, &line);
+        let on_sim = std::process::Command::new(&lab_bin)
+            .arg("node-shell")
+            .arg("--kubeconfig")
+            .arg(&cluster.lab.kubeconfig)
+            .args(["sim01", "--", &line])
+            .output()
+            .unwrap();
+        if on_real.status.code() != on_sim.status.code() {
+            diffs.push(format!(
+                "{line}\n  real: {}\n  simulated: {}",
+                show(&on_real),
+                show(&on_sim)
+            ));
+        }
+    }
+    let host: Value =
+        serde_json::from_str(
+            &cluster
+                .lab
+                .kubectl_ok(["get", "--raw", "/lab/v1/nodes/sim01/host"]),
+        )
+        .unwrap();
+    let sim_installed: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(host["installed"].clone()).unwrap();
+    let real_installed = real.installed();
+    if sim_installed != real_installed {
+        diffs.push(format!(
+            "installed: real {real_installed:?}, simulated {sim_installed:?}"
+        ));
+    }
+    if family == Family::Apt {
+        let mut sim_holds: Vec<String> = serde_json::from_value(host["holds"].clone()).unwrap();
+        sim_holds.sort();
+        if sim_holds != real.holds() {
+            diffs.push(format!(
+                "holds: real {:?}, simulated {sim_holds:?}",
+                real.holds()
+            ));
+        }
+    }
+    let real_minor = real
+        .repo_file()
+        .contains("/core:/stable:/v1.35/")
+        .then_some("v1.35");
+    if host["repository"].as_str() != real_minor {
+        diffs.push(format!(
+            "repository: real {real_minor:?}, simulated {}",
+            host["repository"]
+        ));
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
+    let want = match family {
+        Family::Apt => TO.to_string(),
+        Family::Dnf => rpm_version(TO),
+    };
+    assert_eq!(real_installed.get("kubelet"), Some(&want));
+}
+
+#[test]
+fn conformance_simulated_apt_shell_matches_a_real_apt_node() {
+    conformance(Family::Apt);
+}
+
+#[test]
+fn conformance_simulated_dnf_shell_matches_a_real_dnf_node() {
+    conformance(Family::Dnf);
 }
