@@ -9,12 +9,14 @@
 //! - [`cli`]: the argument groups and value parsers every plugin shares.
 //! - [`labels`]: label selectors parsed as the API server parses them.
 //! - [`connect`]: the kubectl-standard flags resolved into a client.
+//! - [`controlplane`]: which nodes are the control plane, and which is upgraded first.
 //! - [`list`]: the one pager (`limit` plus `continue`), streaming or whole.
 //! - [`output`]: the one printer (tables, `-o json|yaml`, progress on stderr), exit codes.
 
 pub mod cli;
 pub mod complete;
 pub mod connect;
+pub mod controlplane;
 pub mod drain;
 pub mod etcdsnap;
 pub mod labels;

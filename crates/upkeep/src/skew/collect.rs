@@ -90,10 +90,11 @@ pub async fn collect(
         if !crate::drain::capacity::node_ready(&node) {
             down.push(node.clone());
         }
-        let is_cp = node.metadata.labels.as_ref().is_some_and(|l| {
-            l.contains_key("node-role.kubernetes.io/control-plane")
-                || l.contains_key("node-role.kubernetes.io/master")
-        });
+        let is_cp = node
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(crate::controlplane::is_control_plane);
         if is_cp {
             snapshot.control_plane_nodes.push(name.clone());
         }

@@ -483,21 +483,15 @@ fn plan_hop(
     }
 }
 
-/// Control-plane nodes, the first being where `kubeadm upgrade apply` runs:
-/// one already on the newest apiserver minor if the upgrade is under way,
-/// else the first by name.
+/// Control-plane nodes (labelled, or running a kube-apiserver) in upgrade
+/// order, by [`crate::controlplane::control_plane_order`] on their
+/// kube-apiserver versions: the first is where `kubeadm upgrade apply` runs.
 fn control_plane_order(state: &ClusterVersions) -> Vec<String> {
-    let mut nodes: Vec<String> = state.control_plane_nodes.clone();
-    for o in state.of(Component::KubeApiserver) {
-        if let Some(n) = &o.node
-            && !nodes.contains(n)
-        {
-            nodes.push(n.clone());
-        }
-    }
-    nodes.sort();
-    nodes.dedup();
-    nodes
+    let labelled = state.control_plane_nodes.iter().map(|n| (n.clone(), None));
+    let apiservers = state
+        .of(Component::KubeApiserver)
+        .filter_map(|o| Some((o.node.clone()?, o.version.clone())));
+    crate::controlplane::control_plane_order(labelled.chain(apiservers))
 }
 
 fn nodes_of(observed: &[&Observed]) -> Vec<String> {

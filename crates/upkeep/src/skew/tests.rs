@@ -693,6 +693,35 @@ fn plan_one_minor_at_a_time_in_order() {
 }
 
 #[test]
+fn the_plans_first_control_plane_is_the_one_the_rollout_takes_first() {
+    // The newest kube-apiserver goes first (an interrupted run applied there),
+    // by the same rule `kubectl upgrade-node --all` orders its waves by.
+    let c = Cluster::new()
+        .control_plane("cp1", "v1.30.2")
+        .control_plane("cp2", "v1.30.4");
+    let p = plan(&c.0, &Target::parse("v1.31").unwrap()).unwrap();
+    let first: Vec<_> = p.hops[0]
+        .steps
+        .iter()
+        .filter(|s| s.action == StepAction::UpgradeFirstControlPlane)
+        .map(|s| s.node.as_deref())
+        .collect();
+    assert_eq!(first, [Some("cp2")]);
+    let cp1 = crate::upgrade::preflight::NodeFacts {
+        name: "cp1".into(),
+        control_plane: true,
+        kubelet_version: crate::version::Release::parse_reported("v1.30.2"),
+        ..Default::default()
+    };
+    let cp2 = crate::upgrade::preflight::NodeFacts {
+        name: "cp2".into(),
+        kubelet_version: crate::version::Release::parse_reported("v1.30.4"),
+        ..cp1.clone()
+    };
+    assert_eq!(crate::upgrade::rolling::waves(&[&cp1, &cp2], 1)[0], ["cp2"]);
+}
+
+#[test]
 fn plan_names_lagging_nodes_as_preconditions() {
     let c = Cluster::new()
         .control_plane("cp1", "v1.31.2")

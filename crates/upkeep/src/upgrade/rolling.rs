@@ -15,17 +15,15 @@ use crate::version::Release;
 /// The waves of a rolling upgrade: each inner list runs at once.
 pub fn waves(nodes: &[&NodeFacts], max_unavailable: usize) -> Vec<Vec<String>> {
     let max = max_unavailable.max(1);
-    let mut cps: Vec<&NodeFacts> = nodes.iter().copied().filter(|n| n.control_plane).collect();
+    let cps = crate::controlplane::control_plane_order(
+        nodes
+            .iter()
+            .filter(|n| n.control_plane)
+            .map(|n| (n.name.clone(), n.kubelet_version)),
+    );
     let mut workers: Vec<&NodeFacts> = nodes.iter().copied().filter(|n| !n.control_plane).collect();
-    // A control-plane node already at the newest version (an interrupted
-    // earlier run) goes first: it is the one that applied.
-    cps.sort_by(|a, b| {
-        b.kubelet_version
-            .cmp(&a.kubelet_version)
-            .then_with(|| a.name.cmp(&b.name))
-    });
     workers.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out: Vec<Vec<String>> = cps.iter().map(|n| vec![n.name.clone()]).collect();
+    let mut out: Vec<Vec<String>> = cps.into_iter().map(|n| vec![n]).collect();
     for chunk in workers.chunks(max) {
         out.push(chunk.iter().map(|n| n.name.clone()).collect());
     }

@@ -31,9 +31,6 @@ use crate::version::Release;
 pub const LEASE_NAMESPACE: &str = "kube-system";
 pub const LEASE_NAME: &str = "upkeep-upgrade";
 
-const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
-const LEGACY_MASTER_LABEL: &str = "node-role.kubernetes.io/master";
-
 /// Reads a node into what preflight needs.
 pub fn node_facts(node: &Node) -> NodeFacts {
     let labels = node.labels();
@@ -49,8 +46,7 @@ pub fn node_facts(node: &Node) -> NodeFacts {
         .map(|a| a.address.clone());
     NodeFacts {
         name: node.name_any(),
-        control_plane: labels.contains_key(CONTROL_PLANE_LABEL)
-            || labels.contains_key(LEGACY_MASTER_LABEL),
+        control_plane: crate::controlplane::is_control_plane(labels),
         ready,
         unschedulable: node
             .spec
