@@ -1370,3 +1370,77 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
     );
     assert!(faults_met > 0, "the faults were never met");
 }
+
+/// A StatefulSet pod on a node whose kubelet stopped: evicted, it stays Terminating (nothing on
+/// the node confirms the deletion), and the StatefulSet controller creates a pod under the same
+/// name only once the old one is gone (pkg/controller/statefulset stateful_set_control.go
+/// updateStatefulSet: a terminating replica is waited for, not replaced). The drain does not
+/// wait on the pod itself, waits for the StatefulSet to its --timeout, and says why and what
+/// frees it.
+#[test]
+fn a_statefulset_pod_on_a_stopped_node_holds_the_drain_to_its_timeout_and_it_says_why() {
+    let lab = os_upgrade();
+    lab.kubectl_ok(["cordon", "node01"]);
+    lab.apply("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: default\nspec:\n  serviceName: db\n  replicas: 1\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      containers:\n      - name: main\n        image: postgres\n");
+    wait_for("db-0 Running and Ready on node02", SETTLE, || {
+        lab.pods()
+            .iter()
+            .any(|p| name(p) == "db-0" && node_of(p) == "node02" && running_ready(p))
+            .then_some(())
+    });
+    lab.kubectl_ok(["uncordon", "node01"]);
+    let body = lab.dir().join("stop.json");
+    std::fs::write(&body, r#"{"running": false}"#).unwrap();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        "/lab/v1/nodes/node02/kubelet",
+        "-f",
+        body.to_str().unwrap(),
+    ]);
+    // Past the node monitor's grace period (40 s) on the lab clock, short of the 300 s the
+    // taint manager gives the pods.
+    let clock = lab.dir().join("clock.json");
+    std::fs::write(&clock, r#"{"advanceSeconds": 45}"#).unwrap();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        "/lab/v1/clock",
+        "-f",
+        clock.to_str().unwrap(),
+    ]);
+    wait_for("node02 not Ready", Duration::from_secs(120), || {
+        let n = lab.get_json(["node", "node02"]);
+        n["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] != "True")
+            .then_some(())
+    });
+    let started = Instant::now();
+    let out = safedrain(&lab, &["node02", "--yes", "--timeout", "15s"]);
+    let took = started.elapsed();
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    assert!(
+        took < Duration::from_secs(45),
+        "--timeout 15s took {took:?}"
+    );
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("node/node02 is NotReady"), "{}", show(&out));
+    assert!(
+        text.contains("default/StatefulSet/db has 0/1 ready replicas"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        text.contains("db-0 is still Terminating on NotReady node node02")
+            && text.contains("kubectl delete pod db-0 -n default --force --grace-period=0"),
+        "the drain says why it waited and what frees it:\n{}",
+        show(&out)
+    );
+    let db0 = lab.get_json(["pod", "db-0"]);
+    assert!(
+        db0["metadata"]["deletionTimestamp"].is_string(),
+        "evicted, Terminating: {db0:#}"
+    );
+}

@@ -101,6 +101,11 @@ pub enum DrainEvent {
     WaitingWorkloads {
         workloads: Vec<String>,
     },
+    /// A workload that cannot be whole again until the operator acts, and why.
+    Held {
+        workload: String,
+        why: String,
+    },
     Workload(WorkloadState),
 }
 
@@ -143,6 +148,7 @@ impl DrainEvent {
                 action: Action::Wait,
             } => format!("pod/{} terminated", short(pod)),
             DrainEvent::Gone { pod, .. } => format!("pod/{} evicted", short(pod)),
+            DrainEvent::Held { workload, why } => format!("{workload}: {why}"),
             DrainEvent::WaitingWorkloads { workloads } => {
                 format!("waiting for {} to be whole again", workloads.join(", "))
             }
@@ -191,6 +197,9 @@ pub struct DrainReport {
     /// Pods still on the node that this drain should have moved.
     pub left: Vec<String>,
     pub workloads: Vec<WorkloadState>,
+    /// Workloads that cannot be whole again until the operator acts: why, and what frees them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub seconds: f64,
@@ -205,10 +214,13 @@ impl DrainReport {
             .map(|p| format!("pod {p} still on the node"))
             .collect();
         v.extend(self.workloads.iter().filter(|w| !w.settled()).map(|w| {
-            format!(
-                "{}/{} has {}/{} ready replicas",
-                w.namespace, w.workload, w.ready, w.replicas
-            )
+            let key = format!("{}/{}", w.namespace, w.workload);
+            let why = self
+                .held
+                .get(&key)
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default();
+            format!("{key} has {}/{} ready replicas{why}", w.ready, w.replicas)
         }));
         v
     }
@@ -219,6 +231,7 @@ struct State {
     cordoned: bool,
     gone: BTreeMap<String, Action>,
     workloads: BTreeMap<String, WorkloadState>,
+    held: BTreeMap<String, String>,
 }
 
 /// Executes a plan that was not refused. Never panics on cluster errors:
@@ -244,6 +257,9 @@ pub async fn execute(
                 DrainEvent::Workload(w) => {
                     s.workloads
                         .insert(format!("{}/{}", w.namespace, w.workload), w.clone());
+                }
+                DrainEvent::Held { workload, why } => {
+                    s.held.insert(workload.clone(), why.clone());
                 }
                 _ => {}
             }
@@ -297,6 +313,7 @@ pub async fn execute(
             .filter(|k| !s.gone.contains_key(k))
             .collect(),
         workloads: s.workloads.values().cloned().collect(),
+        held: s.held.clone(),
         error,
         seconds: started.elapsed().as_secs_f64(),
     }
@@ -457,6 +474,11 @@ async fn run(
                 .map(|w| format!("{}/{}", w.namespace, w.id()))
                 .collect(),
         });
+        if plan.not_ready.is_some() {
+            for (workload, why) in super::lifecycle::statefulset_waits(&plan.node, &plan.pods) {
+                progress(&DrainEvent::Held { workload, why });
+            }
+        }
         let mut leaving = vec![name.to_string()];
         leaving.extend(opts.also_leaving.iter().cloned());
         let report = |w: &WorkloadState| progress(&DrainEvent::Workload(w.clone()));

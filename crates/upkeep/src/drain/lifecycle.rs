@@ -125,6 +125,28 @@ pub fn not_ready(node: &Node, pods: &[Pod], now: Timestamp) -> Option<NotReady> 
     })
 }
 
+/// StatefulSet pods this drain moves off a NotReady node, by workload (`ns/StatefulSet/name`),
+/// with why their StatefulSet cannot be whole again: the pod stays Terminating while its kubelet
+/// is silent, and the StatefulSet controller creates a pod of that name again only once the old
+/// one is gone (pkg/controller/statefulset stateful_set_control.go: a terminating replica is
+/// waited for; its identity is never doubled). Deleting it with grace 0 frees it, which only
+/// the operator can decide (the node may still run it).
+pub fn statefulset_waits(node: &str, pods: &[super::plan::PodPlan]) -> Vec<(String, String)> {
+    pods.iter()
+        .filter(|p| p.action.moves())
+        .filter_map(|p| {
+            let w = p.workload.as_ref().filter(|w| w.kind == "StatefulSet")?;
+            Some((
+                format!("{}/{}", w.namespace, w.id()),
+                format!(
+                    "{} is still Terminating on NotReady node {node}, and the StatefulSet controller creates {} again only once it is gone; once you know {node} is down (or its pod stopped), free it with `kubectl delete pod {} -n {} --force --grace-period=0`",
+                    p.name, p.name, p.name, p.namespace
+                ),
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
