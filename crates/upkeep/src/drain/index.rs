@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Node, NodeSpec, NodeStatus, PersistentVolume, PersistentVolumeClaim,
-    Pod, PodCondition, PodSpec, PodStatus, ResourceRequirements, Volume,
+    Container, ContainerPort, Node, NodeCondition, NodeSpec, NodeStatus, PersistentVolume,
+    PersistentVolumeClaim, Pod, PodCondition, PodSpec, PodStatus, ResourceRequirements, Volume,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -42,14 +42,14 @@ const KEPT_ANNOTATIONS: [&str; 4] = [
 /// rules a [`Pod`] again, so each rule stays written once, over `Pod`.
 #[derive(Debug, Clone)]
 pub struct SlimPod {
-    pub name: String,
+    pub name: Box<str>,
     pub namespace: Option<Arc<str>>,
-    pub uid: Option<String>,
+    pub uid: Option<Box<str>>,
     pub node: Option<Arc<str>>,
     pub labels: Arc<Labels>,
     annotations: Option<Arc<Labels>>,
     owner_references: Option<Arc<Vec<OwnerReference>>>,
-    deletion_timestamp: Option<Time>,
+    deletion_timestamp: Option<Box<Time>>,
     /// The spec without `nodeName` (that is [`SlimPod::node`]), shared by the
     /// pods of one template.
     pub spec: Arc<PodSpec>,
@@ -78,13 +78,13 @@ impl SlimPod {
         spec.node_name = self.node.as_deref().map(str::to_string);
         Pod {
             metadata: ObjectMeta {
-                name: Some(self.name.clone()),
+                name: Some(self.name.to_string()),
                 namespace: self.namespace.as_deref().map(str::to_string),
-                uid: self.uid.clone(),
+                uid: self.uid.as_deref().map(str::to_string),
                 labels: Some((*self.labels).clone()).filter(|l| !l.is_empty()),
                 annotations: self.annotations.as_deref().cloned(),
                 owner_references: self.owner_references.as_deref().cloned(),
-                deletion_timestamp: self.deletion_timestamp.clone(),
+                deletion_timestamp: self.deletion_timestamp.as_deref().cloned(),
                 ..Default::default()
             },
             spec: Some(spec),
@@ -198,14 +198,14 @@ impl Interner {
             .find(|c| c.type_ == "Ready")
             .map(|c| self.str(&c.status));
         let slim = SlimPod {
-            name: metadata.name.unwrap_or_default(),
+            name: metadata.name.unwrap_or_default().into_boxed_str(),
             namespace: metadata.namespace.map(|n| self.str(&n)),
-            uid: metadata.uid,
+            uid: metadata.uid.map(String::into_boxed_str),
             node,
             labels,
             annotations: (!annotations.is_empty()).then(|| Arc::new(annotations)),
             owner_references,
-            deletion_timestamp: metadata.deletion_timestamp,
+            deletion_timestamp: metadata.deletion_timestamp.map(Box::new),
             spec,
             phase: status.phase.map(|p| self.str(&p)),
             ready_status,
@@ -273,7 +273,7 @@ fn strip_spec(spec: PodSpec) -> PodSpec {
 }
 
 /// A node reduced to what the drain rules read (name, labels, taints,
-/// unschedulable, allocatable, capacity, conditions).
+/// unschedulable, allocatable, capacity, the Ready condition's status).
 pub fn slim_node(node: Node) -> Node {
     let Node {
         metadata,
@@ -295,7 +295,16 @@ pub fn slim_node(node: Node) -> Node {
         status: status.map(|s| NodeStatus {
             allocatable: s.allocatable,
             capacity: s.capacity,
-            conditions: s.conditions,
+            conditions: s.conditions.map(|c| {
+                c.into_iter()
+                    .filter(|c| c.type_ == "Ready")
+                    .map(|c| NodeCondition {
+                        type_: c.type_,
+                        status: c.status,
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             ..Default::default()
         }),
     }

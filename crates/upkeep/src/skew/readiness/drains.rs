@@ -8,12 +8,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, ReplicaSet, ReplicaSetSpec, StatefulSet, StatefulSetSpec,
+};
 use k8s_openapi::api::core::v1::{
     Node, PersistentVolume, PersistentVolumeClaim, Pod, PodSpec, PodStatus, ReplicationController,
+    ReplicationControllerSpec,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::ApiResource;
@@ -58,6 +61,17 @@ fn typed<K: DeserializeOwned>(obj: DynamicObject) -> anyhow::Result<K> {
     Ok(serde_json::from_value(serde_json::to_value(obj)?)?)
 }
 
+/// A controller's identity and owner references: what owner_state reads.
+fn controller_meta(m: ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        owner_references: m.owner_references,
+        ..Default::default()
+    }
+}
+
 fn key_of(obj: &DynamicObject) -> Key {
     (
         obj.metadata.namespace.clone().unwrap_or_default(),
@@ -72,7 +86,6 @@ impl DrainCollector {
         let result: anyhow::Result<()> = (|| {
             match (ar.group.as_str(), ar.kind.as_str()) {
                 ("", "Pod") => {
-                    // Only spec and status: the rest of the object is never read.
                     let spec: Option<PodSpec> = match obj.data.get_mut("spec") {
                         Some(v) => Some(serde_json::from_value(v.take())?),
                         None => None,
@@ -81,10 +94,8 @@ impl DrainCollector {
                         Some(v) => Some(serde_json::from_value(v.take())?),
                         None => None,
                     };
-                    let mut metadata = obj.metadata;
-                    metadata.managed_fields = None;
-                    self.pods.add_pod(Pod {
-                        metadata,
+                    self.add_pod(Pod {
+                        metadata: obj.metadata,
                         spec,
                         status,
                     });
@@ -95,32 +106,59 @@ impl DrainCollector {
                 ("policy", "PodDisruptionBudget") => self.pdbs.push(typed(obj.clone())?),
                 ("", "PersistentVolumeClaim") => self.pvcs.push(typed(obj.clone())?),
                 ("", "PersistentVolume") => self.pvs.push(typed(obj.clone())?),
+                // The controllers: what owner_state reads (identity, owner
+                // references, replicas, selector), nothing else.
                 ("apps", "ReplicaSet") => {
-                    let mut rs: ReplicaSet = typed(obj.clone())?;
-                    rs.spec.template = None;
-                    rs.metadata.managed_fields = None;
-                    self.replicasets.insert(key_of(&obj), rs);
+                    let rs: ReplicaSet = typed(obj.clone())?;
+                    let slim = ReplicaSet {
+                        metadata: controller_meta(rs.metadata),
+                        spec: ReplicaSetSpec {
+                            replicas: rs.spec.replicas,
+                            selector: rs.spec.selector,
+                            ..Default::default()
+                        },
+                        status: None,
+                    };
+                    self.replicasets.insert(key_of(&obj), slim);
                 }
                 ("apps", "Deployment") => {
-                    let mut d: Deployment = typed(obj.clone())?;
-                    d.spec.template = Default::default();
-                    d.metadata.managed_fields = None;
-                    self.deployments.insert(key_of(&obj), d);
+                    let d: Deployment = typed(obj.clone())?;
+                    let slim = Deployment {
+                        metadata: controller_meta(d.metadata),
+                        spec: DeploymentSpec {
+                            replicas: d.spec.replicas,
+                            selector: d.spec.selector,
+                            ..Default::default()
+                        },
+                        status: None,
+                    };
+                    self.deployments.insert(key_of(&obj), slim);
                 }
                 ("apps", "StatefulSet") => {
-                    let mut s: StatefulSet = typed(obj.clone())?;
-                    s.spec.template = Default::default();
-                    s.spec.volume_claim_templates = None;
-                    s.metadata.managed_fields = None;
-                    self.statefulsets.insert(key_of(&obj), s);
+                    let s: StatefulSet = typed(obj.clone())?;
+                    let slim = StatefulSet {
+                        metadata: controller_meta(s.metadata),
+                        spec: StatefulSetSpec {
+                            replicas: s.spec.replicas,
+                            selector: s.spec.selector,
+                            ..Default::default()
+                        },
+                        status: None,
+                    };
+                    self.statefulsets.insert(key_of(&obj), slim);
                 }
                 ("", "ReplicationController") => {
-                    let mut rc: ReplicationController = typed(obj.clone())?;
-                    if let Some(s) = rc.spec.as_mut() {
-                        s.template = None;
-                    }
-                    rc.metadata.managed_fields = None;
-                    self.rcs.insert(key_of(&obj), rc);
+                    let rc: ReplicationController = typed(obj.clone())?;
+                    let slim = ReplicationController {
+                        metadata: controller_meta(rc.metadata),
+                        spec: rc.spec.map(|s| ReplicationControllerSpec {
+                            replicas: s.replicas,
+                            selector: s.selector,
+                            ..Default::default()
+                        }),
+                        status: None,
+                    };
+                    self.rcs.insert(key_of(&obj), slim);
                 }
                 _ => {}
             }
@@ -132,6 +170,12 @@ impl DrainCollector {
         if let Err(e) = result {
             self.errors.push(format!("{what}: {e:#}"));
         }
+    }
+
+    /// Takes one listed pod (reduced at once to what the rules read).
+    pub fn add_pod(&mut self, mut pod: Pod) {
+        pod.metadata.managed_fields = None;
+        self.pods.add_pod(pod);
     }
 
     /// Marks the listing of `what` (`nodes`, `pods`, `poddisruptionbudgets.policy`) complete.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{Discovery, verbs};
 use kube::{Client, Config};
@@ -147,29 +147,44 @@ async fn objects(
             let is_secret = ar.group.is_empty() && ar.kind == "Secret";
             let mut uses = Vec::new();
             let mut helm_errors = Vec::new();
-            let result = for_each_page(&api, &ListParams::default(), |obj: DynamicObject| {
-                uses.extend(uses_in_object(&obj.metadata, &ar.kind, removals));
-                if is_secret
-                    && obj.data.get("type").and_then(|t| t.as_str()) == Some(HELM_RELEASE_TYPE)
-                    && let Some(wire) = obj.data.pointer("/data/release").and_then(|r| r.as_str())
-                {
-                    let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
-                    let name = obj.metadata.name.as_deref().unwrap_or_default();
-                    // The API's own base64 first, then Helm's.
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(wire)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|bytes| helm_release_uses(ns, name, &bytes, removals));
-                    match decoded {
-                        Ok(found) => uses.extend(found),
-                        Err(e) => helm_errors.push(format!("Secret {ns}/{name}: {e:#}")),
+            let is_pod = ar.group.is_empty() && ar.kind == "Pod";
+            let result = if is_pod {
+                // Pods read typed: the most numerous kind, parsed once into
+                // what the drain plans keep.
+                let pods: Api<Pod> = Api::all(client.clone());
+                for_each_page(&pods, &ListParams::default(), |pod: Pod| {
+                    uses.extend(uses_in_object(&pod.metadata, &ar.kind, removals));
+                    if let Some(d) = drains.as_deref_mut() {
+                        d.add_pod(pod);
                     }
-                }
-                if let Some(d) = drains.as_deref_mut() {
-                    d.offer(&ar, obj);
-                }
-            })
-            .await
+                })
+                .await
+            } else {
+                for_each_page(&api, &ListParams::default(), |obj: DynamicObject| {
+                    uses.extend(uses_in_object(&obj.metadata, &ar.kind, removals));
+                    if is_secret
+                        && obj.data.get("type").and_then(|t| t.as_str()) == Some(HELM_RELEASE_TYPE)
+                        && let Some(wire) =
+                            obj.data.pointer("/data/release").and_then(|r| r.as_str())
+                    {
+                        let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
+                        let name = obj.metadata.name.as_deref().unwrap_or_default();
+                        // The API's own base64 first, then Helm's.
+                        let decoded = base64::engine::general_purpose::STANDARD
+                            .decode(wire)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|bytes| helm_release_uses(ns, name, &bytes, removals));
+                        match decoded {
+                            Ok(found) => uses.extend(found),
+                            Err(e) => helm_errors.push(format!("Secret {ns}/{name}: {e:#}")),
+                        }
+                    }
+                    if let Some(d) = drains.as_deref_mut() {
+                        d.offer(&ar, obj);
+                    }
+                })
+                .await
+            }
             .map_err(|e| api_error(e, &what));
             if result.is_ok()
                 && let Some(d) = drains.as_deref_mut()
