@@ -1302,10 +1302,12 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
 /// fault_campaign -- --nocapture`.
 #[test]
 fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
-    const SEEDS: u64 = 6;
-    const TIMEOUT: Duration = Duration::from_secs(120);
-    let (mut first_ok, mut second_ok, mut faults_met) = (0, 0, 0);
-    for seed in 1..=SEEDS {
+    let seeds = campaign_seeds();
+    const TIMEOUT: Duration = Duration::from_secs(90);
+    // A run may overrun its --timeout by the time it takes to stop and report.
+    const BOUND: Duration = Duration::from_secs(105);
+    let (mut first_ok, mut interrupted, mut second_ok, mut faults_met) = (0, 0, 0, 0);
+    for seed in 1..=seeds {
         let lab = os_upgrade();
         let bare: Vec<String> = lab
             .pods()
@@ -1313,15 +1315,11 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
             .filter(|p| node_of(p) != "node02" && owner_kind(p).is_empty())
             .map(|p| name(&p))
             .collect();
-        let rules = serde_json::json!([
-            { "verb": "*", "resource": "*", "code": 503, "rate": 0.04 },
-            { "verb": "*", "resource": "*", "code": 500, "rate": 0.03 },
-            { "verb": "*", "resource": "*", "code": 429, "rate": 0.03 },
-        ]);
+        let on_node: BTreeSet<String> = uids_on(&lab, "node02");
         let path = lab.dir().join("faults.json");
         std::fs::write(
             &path,
-            serde_json::json!({ "seed": seed, "rules": rules }).to_string(),
+            serde_json::json!({ "seed": seed, "rules": campaign_faults() }).to_string(),
         )
         .unwrap();
         lab.kubectl_ok([
@@ -1331,31 +1329,106 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
             "-f",
             path.to_str().unwrap(),
         ]);
+        // SIGINT at a step chosen by the seed: right after the cordon, once a pod has left
+        // the node, or never.
+        let step = seed % 3;
+        let log = lab.dir().join("first.stderr");
         let started = Instant::now();
-        let mut cmd = lab.plugin("kubectl-safedrain");
-        cmd.args(["node02", "--yes", "--timeout", "90s"]);
-        // The retry layer's debug lines show the injected answers were met.
-        cmd.env("RUST_LOG", "upkeep=debug");
-        let first = run_bounded(cmd, TIMEOUT);
-        faults_met += stderr(&first)
-            .lines()
-            .filter(|l| l.contains("retrying"))
-            .count();
-        assert!(started.elapsed() < TIMEOUT, "seed {seed}: past its timeout");
-        set_faults(&lab, serde_json::json!([]));
-        if code(&first) == 0 {
-            first_ok += 1;
-        } else {
-            assert_eq!(code(&first), 2, "seed {seed}: {}", show(&first));
-            let mut cmd = lab.plugin("kubectl-safedrain");
-            cmd.args(["node02", "--yes", "--timeout", "90s"]);
-            let again = run_bounded(cmd, TIMEOUT);
-            assert_eq!(code(&again), 0, "seed {seed}, again: {}", show(&again));
-            second_ok += 1;
+        let mut child = lab
+            .plugin("kubectl-safedrain")
+            .args(["node02", "--yes", "--timeout", "90s"])
+            // The retry layer's debug lines show the injected answers were met.
+            .env("RUST_LOG", "upkeep=debug")
+            .stdout(std::fs::File::create(lab.dir().join("first.stdout")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        if step != 0 {
+            let reached = wait_for("the step to interrupt at", BOUND, || {
+                if child.try_wait().unwrap().is_some() {
+                    return Some(false);
+                }
+                let at_step = match step {
+                    1 => std::fs::read_to_string(&log)
+                        .unwrap_or_default()
+                        .contains("node/node02 cordoned"),
+                    // Read through the same faults: a failed read just tries again.
+                    _ => {
+                        let out = lab.kubectl([
+                            "get",
+                            "pods",
+                            "-A",
+                            "-o",
+                            "json",
+                            "--field-selector",
+                            "spec.nodeName=node02",
+                        ]);
+                        let now: Option<BTreeSet<String>> = out
+                            .status
+                            .success()
+                            .then(|| serde_json::from_slice::<Value>(&out.stdout).ok())
+                            .flatten()
+                            .map(|v| {
+                                v["items"]
+                                    .as_array()
+                                    .into_iter()
+                                    .flatten()
+                                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                                    .map(uid)
+                                    .collect()
+                            });
+                        now.is_some_and(|now| on_node.iter().any(|u| !now.contains(u)))
+                    }
+                };
+                at_step.then_some(true)
+            });
+            if reached {
+                let status = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .expect("kill -INT");
+                assert!(status.success());
+            }
         }
+        let status = wait_for("the first run to end", BOUND, || child.try_wait().unwrap());
+        let text = std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(lab.dir().join("first.stdout")).unwrap_or_default();
         assert!(
-            unschedulable(&lab, "node02"),
-            "seed {seed}: the drained node stays cordoned"
+            started.elapsed() < BOUND,
+            "seed {seed}: past its timeout\n{text}"
+        );
+        faults_met += text.lines().filter(|l| l.contains("retrying")).count();
+        set_faults(&lab, serde_json::json!([]));
+        match status.code() {
+            Some(0) => first_ok += 1,
+            Some(2) => {
+                if text.contains("interrupted") {
+                    interrupted += 1;
+                } else {
+                    let why: Vec<&str> = text
+                        .lines()
+                        .filter(|l| l.contains("error") || l.contains("NOT drained"))
+                        .collect();
+                    println!("seed {seed}: stopped by the faults: {why:?}");
+                }
+                let mut cmd = lab.plugin("kubectl-safedrain");
+                cmd.args(["node02", "--yes", "--timeout", "90s"]);
+                let started = Instant::now();
+                let again = run_bounded(cmd, BOUND);
+                assert!(
+                    started.elapsed() < BOUND,
+                    "seed {seed}, again: past its timeout"
+                );
+                assert_eq!(code(&again), 0, "seed {seed}, again: {}", show(&again));
+                second_ok += 1;
+            }
+            other => panic!("seed {seed}: exit {other:?}\n{text}"),
+        }
+        let n = lab.get_json(["node", "node02"]);
+        assert!(
+            n["spec"]["unschedulable"] == true
+                && n["metadata"]["annotations"]["upkeep.dev/drained-pods"].is_string(),
+            "seed {seed}: the drained node stays cordoned, with the drain's record: {n:#}"
         );
         wait_for("the workloads whole", Duration::from_secs(60), || {
             deployments_whole_off(&lab, "node02").ok()
@@ -1366,9 +1439,29 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
         }
     }
     println!(
-        "fault campaign: {SEEDS} seeds, {faults_met} injected answers retried, {first_ok} drained through the faults, {second_ok} finished by the same command again, 0 pods lost"
+        "fault campaign: {seeds} seeds, {faults_met} injected answers retried, {first_ok} drained through the faults, {interrupted} interrupted by SIGINT, {second_ok} finished by the same command again, 0 pods lost, no run past its bound"
     );
     assert!(faults_met > 0, "the faults were never met");
+}
+
+/// Seeds per fault campaign: 6 in the suite, `UPKEEP_CAMPAIGN_SEEDS` for the full one.
+fn campaign_seeds() -> u64 {
+    std::env::var("UPKEEP_CAMPAIGN_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+}
+
+/// About 10 % of requests fail: 503, 500, 429 (with Retry-After), connections that hang and
+/// drop; and half the watches are cut after a few events.
+fn campaign_faults() -> Value {
+    serde_json::json!([
+        { "verb": "*", "resource": "*", "code": 503, "rate": 0.03 },
+        { "verb": "*", "resource": "*", "code": 500, "rate": 0.03 },
+        { "verb": "*", "resource": "*", "code": 429, "rate": 0.03 },
+        { "verb": "*", "resource": "*", "timeout": true, "latencyMs": 1500, "rate": 0.01 },
+        { "verb": "watch", "resource": "*", "cutWatchAfter": 3, "rate": 0.5 },
+    ])
 }
 
 /// A StatefulSet pod on a node whose kubelet stopped: evicted, it stays Terminating (nothing on

@@ -3,8 +3,9 @@
 //!
 //! * [`RetryLayer`] wraps every client: a request that met a transient answer is sent again
 //!   with backoff, as client-go's `rest.Request` does (`request.go` `retryFn`/`IsNextRetry`:
-//!   429 and 5xx answers with `Retry-After`, connection resets on GETs) and, once the server
-//!   has answered, a refused connection (it is restarting). Which answers count is
+//!   429 and 5xx answers with `Retry-After`, connection resets on GETs, a few times even
+//!   before any answer) and, once the server has answered, a refused connection (it is
+//!   restarting). Which answers count is
 //!   [`transient`], a pure function; `--request-timeout` bounds a request's retries.
 //! * [`wait_for`] replaces kube-runtime's `await_condition`, which ends on the first watcher
 //!   error: it watches with `watcher`'s default backoff (reconnecting, re-listing after a
@@ -30,6 +31,8 @@ pub const RETRY_BUDGET: Duration = Duration::from_secs(120);
 /// connections) before requests stop waiting for it: the drain's own out-of-reach budget,
 /// so a caller's deadline is never outlived by retries beneath it.
 pub const OUT_OF_REACH: Duration = crate::drain::execute::LOST_AFTER;
+/// Retries of a read whose connection broke before this client had any answer.
+pub const BROKEN_BEFORE_ANSWER: u32 = 2;
 const MIN_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
@@ -71,7 +74,11 @@ pub fn transient(
     let server_delay = |after: Option<u64>| Duration::from_secs(after.unwrap_or(0));
     match outcome {
         Outcome::Refused => reached.then_some(Duration::ZERO),
-        Outcome::Broken => (reached && read).then_some(Duration::ZERO),
+        // A read whose connection broke: the server took it (nothing refused it), so it is
+        // there; client-go retries such GETs on the first request too. Before any answer the
+        // policy allows only BROKEN_BEFORE_ANSWER attempts (a server that always drops stays
+        // an error said soon).
+        Outcome::Broken => read.then_some(Duration::ZERO),
         Outcome::Status(code, after) => match code {
             429 | 503 if read || scope == Scope::All => Some(server_delay(after)),
             500 | 502 | 504 if read => Some(server_delay(after)),
@@ -182,6 +189,9 @@ impl<B> tower::retry::Policy<Request<Body>, Response<B>, BoxError> for RetryPoli
         }
         let reached = self.reached.load(std::sync::atomic::Ordering::Relaxed);
         let least = transient(req.method(), self.scope, outcome, reached)?;
+        if outcome == Outcome::Broken && !reached && self.attempt >= BROKEN_BEFORE_ANSWER {
+            return None;
+        }
         let started = *self.started.get_or_insert_with(Instant::now);
         let delay = least.max(self.backoff());
         if started.elapsed() + delay > self.budget {
@@ -311,8 +321,9 @@ mod tests {
         );
         // ... but a server never reached is a wrong address or down: said at once
         assert!(transient(&get, Scope::All, Refused, false).is_none());
-        assert!(transient(&get, Scope::All, Broken, false).is_none());
-        // a broken connection: only reads (client-go IsNextRetry: GET only)
+        // a broken connection: only reads (client-go IsNextRetry: GET only), before any
+        // answer too (the policy caps those attempts at BROKEN_BEFORE_ANSWER)
+        assert!(transient(&get, Scope::All, Broken, false).is_some());
         assert!(transient(&get, Scope::All, Broken, true).is_some());
         assert!(transient(&patch, Scope::All, Broken, true).is_none());
         // throttled or unavailable: reads always, writes when the caller does not handle them
