@@ -1303,7 +1303,6 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
 #[test]
 fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
     let seeds = campaign_seeds();
-    const TIMEOUT: Duration = Duration::from_secs(90);
     // A run may overrun its --timeout by the time it takes to stop and report.
     const BOUND: Duration = Duration::from_secs(105);
     let (mut first_ok, mut interrupted, mut second_ok, mut faults_met) = (0, 0, 0, 0);
