@@ -6,6 +6,7 @@
 //! Every command runs under a deadline; assertions are about what a user
 //! sees: exit codes, messages, and the cluster and node hosts afterwards.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -1457,4 +1458,157 @@ fn a_rerun_on_a_node_already_at_the_target_redoes_nothing_and_finishes_what_is_l
     assert!(!cordoned(&cp1), "uncordoned: {}", show(&finish));
     assert!(progress(&cp1).is_none(), "the record is removed");
     assert!(!lease_exists(&lab));
+}
+
+/// Seeds per fault campaign: 3 in the suite, `UPKEEP_CAMPAIGN_SEEDS` for the full one.
+fn campaign_seeds() -> u64 {
+    std::env::var("UPKEEP_CAMPAIGN_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+/// Nodes as JSON through the faults: None when the read itself failed.
+fn nodes_through_faults(lab: &Lab) -> Option<Vec<Value>> {
+    let out = lab.kubectl(["get", "nodes", "-o", "json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).ok()?;
+    out.status
+        .success()
+        .then(|| doc["items"].as_array().cloned())
+        .flatten()
+}
+
+/// `upgrade-node --all` through about 10 % of requests failing (503, 500, 429, hung and
+/// dropped connections) and cut watches, SIGINT at a step chosen by the seed, then the same
+/// command again: every node at the target and uncordoned, no pod lost, no run past its bound,
+/// and while interrupted no node cordoned without the run's record on it.
+#[test]
+fn fault_campaign_upgrade_all_then_the_same_command_finishes() {
+    let seeds = campaign_seeds();
+    const BOUND: Duration = Duration::from_secs(300);
+    let (mut first_ok, mut interrupted, mut stopped, mut again_ok) = (0, 0, 0, 0);
+    for seed in 1..=seeds {
+        let lab = lab();
+        let kept: BTreeSet<String> = lab
+            .pods()
+            .iter()
+            .filter(|p| {
+                !matches!(
+                    p["metadata"]["ownerReferences"][0]["kind"].as_str(),
+                    // recreated under new names: by their ReplicaSet, by the Job, and
+                    // kube-proxy's DaemonSet, which kubeadm upgrade apply rolls
+                    Some("ReplicaSet" | "Job" | "DaemonSet")
+                )
+            })
+            .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+            .collect();
+        let path = lab.dir().join("faults.json");
+        std::fs::write(
+            &path,
+            json!({ "seed": seed, "rules": [
+                { "verb": "*", "resource": "*", "code": 503, "rate": 0.03 },
+                { "verb": "*", "resource": "*", "code": 500, "rate": 0.03 },
+                { "verb": "*", "resource": "*", "code": 429, "rate": 0.03 },
+                { "verb": "*", "resource": "*", "timeout": true, "latencyMs": 1500, "rate": 0.01 },
+                { "verb": "watch", "resource": "*", "cutWatchAfter": 3, "rate": 0.5 },
+            ]})
+            .to_string(),
+        )
+        .unwrap();
+        lab.kubectl_ok([
+            "create",
+            "--raw",
+            "/lab/v1/faults",
+            "-f",
+            path.to_str().unwrap(),
+        ]);
+        let args = ["--all", "--to", "v1.35", "--yes"];
+        let log = lab.dir().join("first.log");
+        let started = std::time::Instant::now();
+        let mut child = plugin(&lab, &args)
+            .stdout(std::fs::File::create(lab.dir().join("first.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // SIGINT once a node records a step (seed % 3 == 1), once a worker is cordoned
+        // (seed % 3 == 2), or never.
+        let step = seed % 3;
+        if step != 0 {
+            let reached = wait_for("the step to interrupt at", BOUND, || {
+                if child.try_wait().unwrap().is_some() {
+                    return Some(false);
+                }
+                let nodes = nodes_through_faults(&lab)?;
+                let hit = nodes.iter().any(|n| match step {
+                    1 => progress(n).is_some(),
+                    _ => {
+                        WORKERS.contains(&n["metadata"]["name"].as_str().unwrap_or_default())
+                            && cordoned(n)
+                    }
+                });
+                hit.then_some(true)
+            });
+            if reached {
+                let ok = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .expect("kill -INT")
+                    .success();
+                assert!(ok);
+            }
+        }
+        let status = wait_for("the first run to end", BOUND, || child.try_wait().unwrap());
+        let text = std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(lab.dir().join("first.out")).unwrap_or_default();
+        assert!(
+            started.elapsed() < BOUND,
+            "seed {seed}: past its bound\n{text}"
+        );
+        lab.kubectl_ok(["delete", "--raw", "/lab/v1/faults"]);
+        if status.code() == Some(0) {
+            first_ok += 1;
+        } else {
+            assert_eq!(status.code(), Some(2), "seed {seed}: {text}");
+            if text.contains("interrupted") {
+                interrupted += 1;
+            } else {
+                stopped += 1;
+                let why: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains("error") || l.contains("failed"))
+                    .collect();
+                println!("seed {seed}: stopped by the faults: {why:?}");
+            }
+            for n in lab.get_json(["nodes"])["items"].as_array().unwrap() {
+                assert!(
+                    !cordoned(n) || progress(n).is_some(),
+                    "seed {seed}: {} cordoned without the run's record\n{text}",
+                    n["metadata"]["name"]
+                );
+            }
+            let again = upgrade(&lab, &args);
+            assert_eq!(code(&again), 0, "seed {seed}, again: {}", show(&again));
+            again_ok += 1;
+        }
+        for n in CONTROL_PLANES.iter().chain(WORKERS.iter()) {
+            let node = node(&lab, n);
+            assert_eq!(kubelet(&node), TARGET, "seed {seed}: {n}");
+            assert!(!cordoned(&node), "seed {seed}: {n} uncordoned");
+            assert!(progress(&node).is_none(), "seed {seed}: {n} record removed");
+        }
+        assert!(!lease_exists(&lab), "seed {seed}: the lock is released");
+        wait_for("the workloads whole", Duration::from_secs(60), || {
+            workloads_whole(&lab).ok()
+        });
+        let now: BTreeSet<String> = lab
+            .pods()
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+            .collect();
+        let lost: Vec<&String> = kept.difference(&now).collect();
+        assert!(lost.is_empty(), "seed {seed}: pods lost: {lost:?}");
+    }
+    println!(
+        "upgrade-node --all fault campaign: {seeds} seeds, {first_ok} upgraded through the faults, {interrupted} interrupted by SIGINT, {stopped} stopped by the faults, {again_ok} finished by the same command again, 0 pods lost, no run past its bound"
+    );
 }
