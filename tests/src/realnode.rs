@@ -62,6 +62,10 @@ pub enum Family {
     Dnf,
 }
 
+/// The label every real node carries in the lab (`-l upkeep.dev/real-node=true` selects
+/// them, leaving out [`ClusterSpec::simulated`] nodes, which have no sshd).
+pub const REAL_NODE_LABEL: &str = "upkeep.dev/real-node";
+
 /// `/etc/os-release` of an RPM node, so that tools pick dnf as they would on Rocky Linux.
 pub const ROCKY_OS_RELEASE: &str = "NAME=\"Rocky Linux\"\nVERSION=\"9.6 (Blue Onyx)\"\nID=\"rocky\"\n\
 ID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"9.6\"\nPLATFORM_ID=\"platform:el9\"\n\
@@ -333,6 +337,14 @@ fn stand_in(name: &str) -> String {
     )
 }
 
+/// The stand-in debs' postinst: it waits while [`INSTALL_GATE`] exists in the root, so a
+/// test can interrupt a real `apt-get install` while dpkg is configuring the package.
+pub const INSTALL_GATE_SCRIPT: &str = "#!/bin/sh\n# upkeep tests: hold the configuration while the gate file exists (never on a real node).\n\
+while [ -e /etc/upkeep/hold-install ]; do sleep 0.1; done\nexit 0\n";
+
+/// The gate file [`INSTALL_GATE_SCRIPT`] waits on, relative to a node's root.
+pub const INSTALL_GATE: &str = "etc/upkeep/hold-install";
+
 /// Builds the pkgs.k8s.io-shaped deb mirror in `dir` (`dir/core:/stable:/v1.N/deb/`).
 pub fn build_deb_mirror(dir: &Path, published: &[(String, Vec<String>)]) {
     let arch = must(
@@ -360,6 +372,9 @@ pub fn build_deb_mirror(dir: &Path, published: &[(String, Vec<String>)]) {
                 let exe = d.join(format!("usr/bin/{pkg}"));
                 std::fs::write(&exe, stand_in(pkg)).unwrap();
                 must(Command::new("chmod").arg("755").arg(&exe), "chmod");
+                let postinst = d.join("DEBIAN/postinst");
+                std::fs::write(&postinst, INSTALL_GATE_SCRIPT).unwrap();
+                must(Command::new("chmod").arg("755").arg(&postinst), "chmod");
                 must(
                     Command::new("dpkg-deb")
                         .args(["--root-owner-group", "-b"])
@@ -677,6 +692,32 @@ impl RealNode {
             .collect()
     }
 
+    /// Processes running in this node's root whose command line contains `needle`.
+    pub fn processes(&self, needle: &str) -> Vec<u32> {
+        let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == root)
+                    && std::fs::read(format!("/proc/{pid}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+            })
+            .collect()
+    }
+
+    /// `dpkg --audit`: empty when dpkg's database is consistent.
+    pub fn dpkg_audit(&self) -> String {
+        let out = self.chroot(&["dpkg", "--audit"]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     /// `apt-mark showhold`, sorted.
     pub fn holds(&self) -> Vec<String> {
         let mut h: Vec<String> = self
@@ -794,7 +835,7 @@ impl RealCluster {
         for (i, n) in spec.nodes.iter().enumerate() {
             let v = version_of(&n.installed);
             scenario.push_str(&format!(
-                "  - name: {}\n    role: {}\n    kubeletVersion: {v}\n{}    osImage: {}\n    internalIP: {}\n",
+                "  - name: {}\n    role: {}\n    kubeletVersion: {v}\n{}    osImage: {}\n    internalIP: {}\n    labels: {{{REAL_NODE_LABEL}: \"true\"}}\n",
                 n.name,
                 if n.control_plane { "control-plane" } else { "worker" },
                 if n.control_plane {

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use upkeep_e2e::realnode::{ClusterSpec, Family, NodeSpec, RealCluster, rpm_version};
+use upkeep_e2e::realnode::{
+    ClusterSpec, Family, NodeSpec, REAL_NODE_LABEL, RealCluster, rpm_version,
+};
 use upkeep_e2e::{code, run_bounded, show};
 
 const FROM: &str = "1.34.3-1.1";
@@ -114,12 +116,28 @@ fn upgrade_node_all_over_ssh_on_real_apt_nodes() {
 /// `/etc/dnf`, the rpm database, `/var/lib/dnf`); a minor the mirror does not carry is
 /// refused (exit 1) from the real apt's and the real dnf's answers.
 #[test]
-fn dry_run_and_missing_minor_leave_real_apt_nodes_untouched() {
-    let cluster = RealCluster::start(&spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]));
+fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_conforms() {
+    let mut spec = spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]);
+    spec.simulated = vec![
+        NodeSpec {
+            name: "sim01".into(),
+            control_plane: false,
+            family: Family::Apt,
+            installed: FROM.into(),
+        },
+        NodeSpec {
+            name: "sim02".into(),
+            control_plane: false,
+            family: Family::Dnf,
+            installed: FROM.into(),
+        },
+    ];
+    let cluster = RealCluster::start(&spec);
+    let real_nodes = format!("{REAL_NODE_LABEL}=true");
     let before: Vec<_> = cluster.nodes.iter().map(|n| n.package_state()).collect();
 
     let out = run_bounded(
-        cluster.upgrade_node(&["--all", "--to", "v1.35", "--dry-run"]),
+        cluster.upgrade_node(&["-l", &real_nodes, "--to", "v1.35", "--dry-run"]),
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 0, "{}\n{}", show(&out), cluster.lab.log());
@@ -133,7 +151,7 @@ fn dry_run_and_missing_minor_leave_real_apt_nodes_untouched() {
     }
 
     let out = run_bounded(
-        cluster.upgrade_node(&["--all", "--to", "v1.36", "--yes"]),
+        cluster.upgrade_node(&["-l", &real_nodes, "--to", "v1.36", "--yes"]),
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 1, "{}", show(&out));
@@ -159,6 +177,10 @@ fn dry_run_and_missing_minor_leave_real_apt_nodes_untouched() {
     assert!(text.contains("v1.36"), "{text}");
     let dnf = cluster.node("node02");
     assert_same(&dnf.name, &before[2], &dnf.package_state());
+
+    // Then the simulated node shell against the real nodes, command by command.
+    conformance(&cluster, "node01", "sim01", Family::Apt);
+    conformance(&cluster, "node02", "sim02", Family::Dnf);
     for n in &cluster.nodes {
         let node = cluster.lab.get_json(["node", &n.name]);
         assert!(
@@ -197,26 +219,10 @@ fn assert_same(node: &str, before: &State, after: &State) {
 /// the kubeadm package with its hold, `kubeadm version`, the kubelet and kubectl packages,
 /// the kubelet restart) runs on a real node over ssh and on a simulated node of the same OS;
 /// exit codes, installed versions, holds and the repository's minor must agree.
-fn conformance(family: Family) {
+fn conformance(cluster: &RealCluster, real: &str, sim: &str, family: Family) {
     use upkeep::upgrade::{PackageManager, Recipe};
     use upkeep::version::{MinorVersion, Release};
-    let mut spec = spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]);
-    spec.nodes.retain(|n| n.control_plane || n.family == family);
-    let real_name = spec
-        .nodes
-        .iter()
-        .find(|n| !n.control_plane)
-        .unwrap()
-        .name
-        .clone();
-    spec.simulated = vec![NodeSpec {
-        name: "sim01".into(),
-        control_plane: false,
-        family,
-        installed: FROM.into(),
-    }];
-    let cluster = RealCluster::start(&spec);
-    let real = cluster.node(&real_name);
+    let real = cluster.node(real);
     let r = Recipe::new(match family {
         Family::Apt => PackageManager::Apt,
         Family::Dnf => PackageManager::Dnf,
@@ -241,7 +247,7 @@ fn conformance(family: Family) {
             .arg("node-shell")
             .arg("--kubeconfig")
             .arg(&cluster.lab.kubeconfig)
-            .args(["sim01", "--", &line])
+            .args([sim, "--", &line])
             .output()
             .unwrap();
         if on_real.status.code() != on_sim.status.code() {
@@ -252,13 +258,12 @@ fn conformance(family: Family) {
             ));
         }
     }
-    let host: Value =
-        serde_json::from_str(
-            &cluster
-                .lab
-                .kubectl_ok(["get", "--raw", "/lab/v1/nodes/sim01/host"]),
-        )
-        .unwrap();
+    let host: Value = serde_json::from_str(&cluster.lab.kubectl_ok([
+        "get",
+        "--raw",
+        &format!("/lab/v1/nodes/{sim}/host"),
+    ]))
+    .unwrap();
     let sim_installed: std::collections::BTreeMap<String, String> =
         serde_json::from_value(host["installed"].clone()).unwrap();
     let real_installed = real.installed();
@@ -287,7 +292,7 @@ fn conformance(family: Family) {
             host["repository"]
         ));
     }
-    assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
+    assert!(diffs.is_empty(), "{family:?}: {}", diffs.join("\n\n"));
     let want = match family {
         Family::Apt => TO.to_string(),
         Family::Dnf => rpm_version(TO),
@@ -295,12 +300,89 @@ fn conformance(family: Family) {
     assert_eq!(real_installed.get("kubelet"), Some(&want));
 }
 
+/// Ctrl-C while the worker's real `apt-get install` has dpkg configuring kubeadm (its
+/// postinst held on a gate), reaching the plugin and the node's apt-get, dpkg and postinst
+/// (as through `ssh -t`), so dpkg leaves kubeadm half-configured; then the same command
+/// again: it finishes, every package at the target and held, and dpkg is consistent
+/// (`dpkg --audit` empty).
 #[test]
-fn conformance_simulated_apt_shell_matches_a_real_apt_node() {
-    conformance(Family::Apt);
-}
-
-#[test]
-fn conformance_simulated_dnf_shell_matches_a_real_dnf_node() {
-    conformance(Family::Dnf);
+fn ctrl_c_during_a_real_apt_get_install_then_rerun_finishes() {
+    let mut spec = spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]);
+    spec.nodes.retain(|n| n.family == Family::Apt);
+    let cluster = RealCluster::start(&spec);
+    let worker = cluster.node("node01");
+    let gate = worker.root.join(upkeep_e2e::realnode::INSTALL_GATE);
+    std::fs::write(&gate, "").unwrap();
+    let args = ["--all", "--to", "v1.35", "--yes"];
+    let mut child = cluster
+        .upgrade_node(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    upkeep_e2e::wait_for(
+        "dpkg configuring kubeadm on node01",
+        Duration::from_secs(180),
+        || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("upgrade-node ended before the install: {status}");
+            }
+            (!worker.processes("postinst").is_empty()).then_some(())
+        },
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let first = upkeep_e2e::wait_for("upgrade-node to stop", Duration::from_secs(60), || {
+        child.try_wait().unwrap()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !first.success(),
+        "interrupted run succeeded: {}",
+        show(&out)
+    );
+    // Without a terminal the node's apt-get outlives the session that started it; a Ctrl-C
+    // typed into `ssh -t` reaches it. Do that: SIGINT to apt-get, dpkg and the postinst.
+    for pid in ["apt-get", "dpkg", "postinst"]
+        .iter()
+        .flat_map(|p| worker.processes(p))
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+    }
+    upkeep_e2e::wait_for("dpkg on node01 to end", Duration::from_secs(60), || {
+        worker.processes("dpkg").is_empty().then_some(())
+    });
+    std::fs::remove_file(&gate).unwrap();
+    let audit = worker.dpkg_audit();
+    assert!(
+        audit.contains("kubeadm"),
+        "the interrupted install left kubeadm unconfigured, as dpkg --audit says: {audit:?}"
+    );
+    let again = run_bounded(cluster.upgrade_node(&args), Duration::from_secs(240));
+    assert_eq!(
+        code(&again),
+        0,
+        "interrupted run:\n{}\nrerun:\n{}\n{}",
+        show(&out),
+        show(&again),
+        cluster.lab.log()
+    );
+    assert_eq!(worker.dpkg_audit(), "", "dpkg --audit on node01");
+    for n in &cluster.nodes {
+        let installed = n.installed();
+        for p in upkeep_e2e::realnode::PACKAGES {
+            assert_eq!(
+                installed.get(p).map(String::as_str),
+                Some(TO),
+                "{} {p}",
+                n.name
+            );
+        }
+        assert_eq!(n.holds(), ["kubeadm", "kubectl", "kubelet"], "{}", n.name);
+    }
 }

@@ -393,13 +393,20 @@ impl Recipe {
     }
 
     /// Installs `packages` at `release`, lifting and restoring the hold
-    /// (apt-mark) or the repository's `exclude=` (rpm).
+    /// (apt-mark) or the repository's `exclude=` (rpm); on apt, first finishes
+    /// what an interrupted dpkg left (`dpkg --configure -a`).
     pub fn install(&self, packages: &[&str], release: Release) -> Vec<Cmd> {
         let m = self.manager;
         let pins = packages.iter().map(|p| m.pin(p, release));
         match m {
             PackageManager::Apt => {
                 let mut out = vec![
+                    // An install interrupted earlier (Ctrl-C, a lost session) leaves dpkg
+                    // half done, and apt-get refuses every install until it is finished:
+                    // "E: dpkg was interrupted, you must manually run 'dpkg --configure -a'"
+                    // (apt-pkg deb/debsystem.cc). With nothing pending it does nothing.
+                    // Found on a real node: tests/tests/realnode.rs.
+                    self.cmd(["dpkg", "--configure", "-a"]),
                     self.cmd(
                         ["apt-mark", "unhold"]
                             .into_iter()
@@ -782,8 +789,9 @@ mod tests {
         };
         let cmds = r.install(&["kubeadm"], Release::new(1, 34, 1));
         assert!(cmds.iter().all(|c| c.argv()[0] == "sudo"));
+        assert_eq!(cmds[0].shell_line().unwrap(), "sudo dpkg --configure -a");
         assert_eq!(
-            cmds[2].shell_line().unwrap(),
+            cmds[3].shell_line().unwrap(),
             "sudo apt-get install -y 'kubeadm=1.34.1-*'"
         );
     }
