@@ -4,7 +4,7 @@
 # real kubectl against the lab, real etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --real-nodes
 export UPKEEP_KUBECTL="$PWD/.venv/bin/kubectl"
 
 cargo fmt --all --check
