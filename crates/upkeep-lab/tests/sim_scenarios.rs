@@ -336,3 +336,47 @@ fn a_kubeadm_cluster_of_a_thousand_nodes_runs_one_kube_proxy_pod_per_node() {
         started.elapsed()
     );
 }
+
+/// A node may name its InternalIP (a real node behind the lab is reached there); an address
+/// on a template of several nodes is refused, naming the node.
+#[test]
+fn a_scenario_node_may_name_its_internal_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("addressed.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: lab.upkeep.dev/v1alpha1\nkind: LabScenario\nmetadata: {name: addressed}\nspec:\n  nodes:\n  - name: node01\n    internalIP: 198.18.7.11\n  - name: node02\n",
+    )
+    .unwrap();
+    let lab = load(file.to_str().unwrap());
+    let address = |name: &str| {
+        let n = lab.store.get(&resources::NODE, "", name).unwrap();
+        n.pointer("/status/addresses/0/address")
+            .and_then(|a| a.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(address("node01"), "198.18.7.11");
+    assert!(
+        address("node02").starts_with("127."),
+        "{}",
+        address("node02")
+    );
+
+    std::fs::write(
+        &file,
+        "apiVersion: lab.upkeep.dev/v1alpha1\nkind: LabScenario\nmetadata: {name: addressed}\nspec:\n  nodes:\n  - name: node{index:02}\n    count: 2\n    internalIP: 198.18.7.11\n",
+    )
+    .unwrap();
+    let lab = Lab::new(LabOptions::default());
+    let err = format!(
+        "{:#}",
+        Sim::default()
+            .load_scenario(&lab, file.to_str().unwrap())
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("internalIP") && err.contains("node{index:02}"),
+        "{err}"
+    );
+}
