@@ -16,7 +16,7 @@ trap 'lab_stop; rm -rf "$work"' EXIT
 header "readiness: kubectl skew plan -o json vs kubectl get (the same kinds) -o json, $SCENARIO"
 LAB_START_TIMEOUT=600 lab_start "$SCENARIO" "$work"
 echo "   lab ready in ${LAB_READY_SECONDS} s"
-server=$(kc version -o json | jq -r '.serverVersion.minor' | tr -dc '0-9')
+server=$(kc version -o json 2>/dev/null | jq -r '.serverVersion.minor' | tr -dc '0-9')
 to="v1.$((server + 1))"
 # The kinds the report lists: discovery's listable kinds (events.k8s.io Events are the
 # core Events again: the report lists them once, so does this).
