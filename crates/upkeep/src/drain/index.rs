@@ -326,6 +326,8 @@ pub struct ClusterIndex {
     by_node: HashMap<Arc<str>, Vec<u32>>,
     groups: Vec<Group>,
     groups_by_ns: HashMap<Arc<str>, Vec<u32>>,
+    /// Groups by namespace and one of their labels (`ns`, `key`, `value`).
+    groups_by_label: HashMap<(Arc<str>, String, String), Vec<u32>>,
     /// Unfinished, not terminating pods with required anti-affinity terms.
     anti: Vec<u32>,
     pub pdbs: Vec<PodDisruptionBudget>,
@@ -383,6 +385,7 @@ impl IndexBuilder {
         let mut group_ix: HashMap<(Arc<str>, *const Labels), u32> = HashMap::new();
         let mut groups: Vec<Group> = Vec::new();
         let mut groups_by_ns: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+        let mut groups_by_label: HashMap<(Arc<str>, String, String), Vec<u32>> = HashMap::new();
         let mut anti = Vec::new();
         for (i, (p, req)) in pods.iter().zip(&requests).enumerate() {
             let i = i as u32;
@@ -405,6 +408,12 @@ impl IndexBuilder {
                         pods: Vec::new(),
                     });
                     let g = (groups.len() - 1) as u32;
+                    for (k, v) in p.labels.iter() {
+                        groups_by_label
+                            .entry((ns.clone(), k.clone(), v.clone()))
+                            .or_default()
+                            .push(g);
+                    }
                     groups_by_ns.entry(ns).or_default().push(g);
                     g
                 });
@@ -422,6 +431,7 @@ impl IndexBuilder {
             by_node,
             groups,
             groups_by_ns,
+            groups_by_label,
             anti,
             pdbs,
             pdb_selected: Vec::new(),
@@ -491,8 +501,15 @@ impl ClusterIndex {
         ns: &str,
         selector: &'a LabelSelector,
     ) -> impl Iterator<Item = &'a SlimPod> + 'a {
-        self.groups_by_ns
-            .get(ns)
+        // A required label narrows the candidates to the groups carrying it;
+        // the whole selector is still matched against each.
+        let candidates = match selector.match_labels.as_ref().and_then(|m| m.iter().next()) {
+            Some((k, v)) => self
+                .groups_by_label
+                .get(&(Arc::from(ns), k.clone(), v.clone())),
+            None => self.groups_by_ns.get(ns),
+        };
+        candidates
             .into_iter()
             .flatten()
             .map(|&g| &self.groups[g as usize])
