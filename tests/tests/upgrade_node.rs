@@ -1612,3 +1612,31 @@ fn fault_campaign_upgrade_all_then_the_same_command_finishes() {
         "upgrade-node --all fault campaign: {seeds} seeds, {first_ok} upgraded through the faults, {interrupted} interrupted by SIGINT, {stopped} stopped by the faults, {again_ok} finished by the same command again, 0 pods lost, no run past its bound"
     );
 }
+
+/// Server errors on the uncordon, the last step: it is retried like the progress record, and
+/// the run ends with the node uncordoned (a fault campaign seed stopped here with exit 2).
+#[test]
+fn server_errors_on_the_uncordon_are_retried() {
+    let lab = lab();
+    let args = ["controlplane01", "--to", TARGET, "--yes", "--wait-for-pdb"];
+    let out = upgrade(&lab, &args);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    // What a run stopped after wait-ready leaves: cordoned, its record; the next node write
+    // is the uncordon.
+    lab.kubectl_ok(["cordon", "controlplane01"]);
+    lab.kubectl_ok([
+        "annotate",
+        "node",
+        "controlplane01",
+        &format!(r#"upkeep.dev/upgrade={{"target":"{TARGET}","done":"wait-ready"}}"#),
+    ]);
+    set_api_faults(
+        &lab,
+        json!([{ "verb": "patch", "resource": "nodes", "name": "controlplane01", "code": 500, "count": 2 }]),
+    );
+    let finish = upgrade(&lab, &args);
+    assert_eq!(code(&finish), 0, "{}", show(&finish));
+    let cp1 = node(&lab, "controlplane01");
+    assert!(!cordoned(&cp1), "uncordoned: {}", show(&finish));
+    assert!(progress(&cp1).is_none(), "the record is removed");
+}

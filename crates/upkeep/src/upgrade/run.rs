@@ -711,7 +711,7 @@ pub async fn execute<T: Transport>(
                 }
             }
             Action::Uncordon => {
-                let report = drain::record::uncordon(client, &plan.node)
+                let report = uncordon_retrying(client, &plan.node)
                     .await
                     .map_err(|e| fail(format!("{e:#}")))?;
                 for line in report.render().lines() {
@@ -752,6 +752,32 @@ fn progress_write_retryable(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(s) => s.code == 429 || s.code >= 500,
         _ => true,
+    }
+}
+
+/// Uncordons the node, retrying transient failures as a progress write is retried: the
+/// uncordon is a merge patch that sets the same fields each time, as safe to send again.
+async fn uncordon_retrying(
+    client: &Client,
+    node: &str,
+) -> anyhow::Result<drain::record::UncordonReport> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 0;
+    loop {
+        match drain::record::uncordon(client, node).await {
+            Ok(r) => return Ok(r),
+            Err(e)
+                if attempt + 1 < ATTEMPTS
+                    && e.chain()
+                        .find_map(|c| c.downcast_ref::<kube::Error>())
+                        .is_some_and(progress_write_retryable) =>
+            {
+                tracing::debug!("uncordoning {node}: {e:#}; retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
