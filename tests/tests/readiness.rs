@@ -46,6 +46,17 @@ fn hop1(doc: &Value, verdict: &str) -> Vec<Value> {
     hop["findings"].as_array().unwrap().clone()
 }
 
+/// The messages of an upgrade-node report's refusals that come from the readiness findings.
+fn readiness_refusals(node: &Value) -> Vec<&str> {
+    node["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "upgrade-readiness" && f["severity"] == "refuse")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect()
+}
+
 /// The finding with this rule about this object, or a panic listing all.
 fn find<'a>(findings: &'a [Value], rule: &str, kind: &str, name: &str) -> &'a Value {
     findings
@@ -380,13 +391,7 @@ fn upgrade_node_refuses_the_first_control_plane_with_the_same_certificate_findin
     let node = &doc["nodes"][0];
     assert_eq!(node["node"], "controlplane", "{doc:#}");
     assert_eq!(node["result"], "refused", "{doc:#}");
-    let messages: Vec<&str> = node["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == "upgrade-readiness" && f["severity"] == "refuse")
-        .map(|f| f["message"].as_str().unwrap())
-        .collect();
+    let messages = readiness_refusals(node);
     let has = |needle: &str| messages.iter().any(|m| m.contains(needle));
     assert!(
         has(
@@ -489,13 +494,7 @@ fn findings_about_one_nodes_drain_stop_only_the_upgrades_that_include_that_node(
     let first = &doc["nodes"][0];
     assert_eq!(first["node"], "controlplane", "{doc:#}");
     assert_eq!(first["result"], "refused", "{doc:#}");
-    let refusals: Vec<&str> = first["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == "upgrade-readiness" && f["severity"] == "refuse")
-        .map(|f| f["message"].as_str().unwrap())
-        .collect();
+    let refusals = readiness_refusals(first);
     assert!(
         refusals.iter().any(
             |m| m.starts_with("[drain-blocked] Pod default/hr-app (drain plan of node node01)")
