@@ -534,3 +534,12 @@ impl Drop for Background {
         let _ = self.child.wait();
     }
 }
+
+/// Seeds per fault campaign: `in_suite` in the test suite, `UPKEEP_CAMPAIGN_SEEDS` for the
+/// full campaign (RELIABILITY.md).
+pub fn campaign_seeds(in_suite: u64) -> u64 {
+    std::env::var("UPKEEP_CAMPAIGN_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(in_suite)
+}

@@ -1302,7 +1302,7 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
 /// fault_campaign -- --nocapture`.
 #[test]
 fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
-    let seeds = campaign_seeds();
+    let seeds = upkeep_e2e::campaign_seeds(6);
     // A run may overrun its --timeout by the time it takes to stop and report.
     const BOUND: Duration = Duration::from_secs(105);
     let (mut first_ok, mut interrupted, mut second_ok, mut faults_met) = (0, 0, 0, 0);
@@ -1441,14 +1441,6 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
         "fault campaign: {seeds} seeds, {faults_met} injected answers retried, {first_ok} drained through the faults, {interrupted} interrupted by SIGINT, {second_ok} finished by the same command again, 0 pods lost, no run past its bound"
     );
     assert!(faults_met > 0, "the faults were never met");
-}
-
-/// Seeds per fault campaign: 6 in the suite, `UPKEEP_CAMPAIGN_SEEDS` for the full one.
-fn campaign_seeds() -> u64 {
-    std::env::var("UPKEEP_CAMPAIGN_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6)
 }
 
 /// About 10 % of requests fail: 503, 500, 429 (with Retry-After), connections that hang and

@@ -1460,14 +1460,6 @@ fn a_rerun_on_a_node_already_at_the_target_redoes_nothing_and_finishes_what_is_l
     assert!(!lease_exists(&lab));
 }
 
-/// Seeds per fault campaign: 3 in the suite, `UPKEEP_CAMPAIGN_SEEDS` for the full one.
-fn campaign_seeds() -> u64 {
-    std::env::var("UPKEEP_CAMPAIGN_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
-}
-
 /// Nodes as JSON through the faults: None when the read itself failed.
 fn nodes_through_faults(lab: &Lab) -> Option<Vec<Value>> {
     let out = lab.kubectl(["get", "nodes", "-o", "json"]);
@@ -1484,7 +1476,7 @@ fn nodes_through_faults(lab: &Lab) -> Option<Vec<Value>> {
 /// and while interrupted no node cordoned without the run's record on it.
 #[test]
 fn fault_campaign_upgrade_all_then_the_same_command_finishes() {
-    let seeds = campaign_seeds();
+    let seeds = upkeep_e2e::campaign_seeds(3);
     const BOUND: Duration = Duration::from_secs(300);
     let (mut first_ok, mut interrupted, mut stopped, mut again_ok) = (0, 0, 0, 0);
     for seed in 1..=seeds {
