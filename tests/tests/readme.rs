@@ -1,0 +1,336 @@
+//! The READMEs' transcripts, run against the built binaries: every fenced block whose
+//! first line is `$ COMMAND` is a transcript, and its output must be what the
+//! binaries print today, so the READMEs cannot drift from them.
+//!
+//! A transcript block says what it runs against in an HTML comment on the line
+//! before its fence (blocks without one continue on the previous block's setup):
+//!
+//! - `<!-- transcript: lab SCENARIO -->`: a fresh `upkeep-lab serve --scenario
+//!   SCENARIO`, `KUBECONFIG` pointing at it, the plugins and real kubectl on `PATH`;
+//! - `<!-- transcript: not run: REASON -->`: shown, not run (a real kubeadm node,
+//!   say). The test prints each one with its reason, and a transcript with neither
+//!   marker nor a previous setup fails the test: nothing is skipped silently.
+//!
+//! Each command runs with `sh -c` (stdout and stderr into one pipe, as a terminal
+//! shows them) after a `(exit N)` that restores the previous command's exit code
+//! for a `$ echo $?`. A line `(exit code N)` after a command's output is its
+//! expected non-zero exit code. Before comparing, both sides go through the same
+//! filters (`FILTERS`): the lab's port, random name suffixes, durations.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use regex::Regex;
+use upkeep_e2e::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
+
+/// The README files whose transcripts are checked.
+const READMES: &[&str] = &["README.md"];
+
+/// What both the README and the binaries' output go through before comparing:
+/// what differs from run to run, and nothing else.
+const FILTERS: &[(&str, &str)] = &[
+    // The lab listens on a free port.
+    (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+    // Generated names: a ReplicaSet's pod-template hash and the random suffix of
+    // generateName (both from the apiserver's alphabet: no vowels, no 0, 1, 3).
+    (
+        r"\b([a-z][a-z0-9-]*?)-([bcdfghjklmnpqrstvwxz2456789]{9,10}-)?[bcdfghjklmnpqrstvwxz2456789]{5}\b",
+        "$1-[ID]",
+    ),
+    // How long a drain took.
+    (r"\bin \d+(\.\d+)?(ms|s)\b", "in [DURATION]"),
+];
+
+/// Output that comes in whatever order concurrent work finishes: each maximal run of
+/// consecutive lines matching one of these is compared as a set (sorted), as is a
+/// comma-separated list of `pod@node` (where a workload's pods run now).
+const UNORDERED: &[&str] = &[
+    // Evictions run concurrently (`--concurrency`).
+    r"^(evicting pod \S+|pod/\S+ evicted)$",
+    // Workloads become whole in the order their replacements turn Ready.
+    r"^\S+/\S+/\S+: \d+/\d+ ready elsewhere",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+enum Setup {
+    Lab(String),
+    NotRun(String),
+}
+
+#[derive(Debug)]
+struct Step {
+    line: usize,
+    command: String,
+    expected: String,
+    exit: i32,
+}
+
+#[derive(Debug)]
+struct Transcript {
+    file: String,
+    line: usize,
+    /// `None`: continues on the previous transcript's setup.
+    setup: Option<Setup>,
+    steps: Vec<Step>,
+}
+
+fn parse(file: &str, text: &str) -> Vec<Transcript> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let fence = lines[i].trim_start();
+        if !fence.starts_with("```") || !lines.get(i + 1).is_some_and(|l| l.starts_with("$ ")) {
+            i += 1;
+            continue;
+        }
+        let setup = i
+            .checked_sub(1)
+            .and_then(|p| lines[p].trim().strip_prefix("<!-- transcript:"))
+            .and_then(|m| m.strip_suffix("-->"))
+            .map(|m| {
+                let m = m.trim();
+                if let Some(reason) = m.strip_prefix("not run:") {
+                    Setup::NotRun(reason.trim().to_string())
+                } else if let Some(scenario) = m.strip_prefix("lab ") {
+                    Setup::Lab(scenario.trim().to_string())
+                } else {
+                    panic!("{file}:{i}: unknown transcript marker {m:?}")
+                }
+            });
+        let start = i + 1;
+        let mut end = start;
+        while end < lines.len() && !lines[end].trim_start().starts_with("```") {
+            end += 1;
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        for (n, l) in lines[start..end].iter().enumerate() {
+            if let Some(cmd) = l.strip_prefix("$ ") {
+                steps.push(Step {
+                    line: start + n + 1,
+                    command: cmd.to_string(),
+                    expected: String::new(),
+                    exit: 0,
+                });
+            } else {
+                let step = steps.last_mut().expect("a transcript starts with `$ `");
+                step.expected.push_str(l);
+                step.expected.push('\n');
+            }
+        }
+        for step in &mut steps {
+            let mut body: Vec<&str> = step.expected.lines().collect();
+            while body.last().is_some_and(|l| l.trim().is_empty()) {
+                body.pop();
+            }
+            if let Some(code) = body
+                .last()
+                .and_then(|l| l.strip_prefix("(exit code "))
+                .and_then(|l| l.strip_suffix(')'))
+            {
+                step.exit = code.parse().expect("(exit code N)");
+                body.pop();
+                while body.last().is_some_and(|l| l.trim().is_empty()) {
+                    body.pop();
+                }
+            }
+            step.expected = body.iter().map(|l| format!("{l}\n")).collect();
+        }
+        out.push(Transcript {
+            file: file.to_string(),
+            line: i + 1,
+            setup,
+            steps,
+        });
+        i = end + 1;
+    }
+    out
+}
+
+fn filtered(text: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    for (pattern, with) in FILTERS {
+        text = Regex::new(pattern)
+            .expect("filter")
+            .replace_all(&text, *with)
+            .into_owned();
+    }
+    let placements = Regex::new(r"\S+@\S+(, \S+@\S+)+").expect("placements");
+    let text = placements.replace_all(&text, |c: &regex::Captures| {
+        let mut items: Vec<&str> = c[0].split(", ").collect();
+        items.sort_unstable();
+        items.join(", ")
+    });
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for pattern in UNORDERED {
+        let re = Regex::new(pattern).expect("unordered pattern");
+        let mut i = 0;
+        while i < lines.len() {
+            let run = lines[i..].iter().take_while(|l| re.is_match(l)).count();
+            lines[i..i + run].sort_unstable();
+            i += run.max(1);
+        }
+    }
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// A directory holding only what the transcripts run: the plugins, the lab and real
+/// kubectl (kubectl treats every `kubectl-*` on PATH as a plugin).
+fn path_dir(dir: &Path) -> PathBuf {
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).expect("bin dir");
+    for b in [
+        "upkeep-lab",
+        "kubectl-skew",
+        "kubectl-safedrain",
+        "kubectl-upgrade_node",
+        "kubectl-backup",
+    ] {
+        std::os::unix::fs::symlink(bin(b), bin_dir.join(b)).expect("link a binary");
+    }
+    std::os::unix::fs::symlink(kubectl_path(), bin_dir.join("kubectl")).expect("link kubectl");
+    bin_dir
+}
+
+/// A lab for the transcripts, its pods Ready as the README shows them.
+fn start_lab(scenario: &str) -> Lab {
+    let lab = Lab::scenario(scenario);
+    wait_for(
+        "the scenario's pods to be Ready",
+        Duration::from_secs(60),
+        || {
+            let pods = lab.pods();
+            (!pods.is_empty() && pods.iter().all(upkeep_e2e::running_ready)).then_some(())
+        },
+    );
+    lab
+}
+
+fn run_step(lab: &Lab, path: &Path, prev_exit: i32, step: &Step) -> (i32, String) {
+    let script = format!("exec 2>&1\n(exit {prev_exit})\n{}", step.command);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .current_dir(lab.dir())
+        .env("PATH", format!("{}:/usr/bin:/bin", path.display()))
+        .env("KUBECONFIG", &lab.kubeconfig)
+        .env("NO_COLOR", "1")
+        .env_remove("KUBECTL_EXTERNAL_DIFF")
+        .stdin(Stdio::null());
+    let out = run_bounded(cmd, Duration::from_secs(120));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_readme_transcripts_are_what_the_binaries_print() {
+    let root = workspace_root();
+    let mut transcripts = Vec::new();
+    for file in READMES {
+        let text = std::fs::read_to_string(root.join(file)).expect("read a README");
+        transcripts.extend(parse(file, &text));
+    }
+    assert!(
+        transcripts.len() >= 6,
+        "the READMEs' transcripts were not found: {transcripts:?}"
+    );
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let path = path_dir(scratch.path());
+    let mut lab: Option<Lab> = None;
+    let mut current: Option<Setup> = None;
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for t in &transcripts {
+        if t.setup.is_some() {
+            current = t.setup.clone();
+            lab = match &current {
+                Some(Setup::Lab(scenario)) => Some(start_lab(scenario)),
+                _ => None,
+            };
+        }
+        let at = format!("{}:{}", t.file, t.line);
+        match &current {
+            None => panic!(
+                "{at}: a transcript without a setup: put `<!-- transcript: lab SCENARIO -->` \
+                 or `<!-- transcript: not run: REASON -->` on the line before its fence"
+            ),
+            Some(Setup::NotRun(reason)) => {
+                eprintln!("{at}: not run: {reason}");
+                continue;
+            }
+            Some(Setup::Lab(_)) => {}
+        }
+        let lab = lab.as_ref().expect("a lab");
+        let mut prev_exit = 0;
+        for step in &t.steps {
+            let (exit, output) = run_step(lab, &path, prev_exit, step);
+            prev_exit = exit;
+            ran += 1;
+            let (want, got) = (filtered(&step.expected), filtered(&output));
+            if exit != step.exit || want != got {
+                failures.push(format!(
+                    "{}:{}: $ {}\n--- README (exit {}, filtered)\n{want}--- binaries (exit {exit}, filtered)\n{got}",
+                    t.file, step.line, step.command, step.exit
+                ));
+            }
+        }
+    }
+    assert!(ran > 0, "no transcript ran");
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} README commands print something else today (fix the README to the \
+         binaries' output, or the binaries):\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_filters_hide_only_what_changes_between_runs_and_the_order_of_concurrent_work() {
+    assert_eq!(
+        filtered(
+            "context \"upkeep-lab\" (server https://127.0.0.1:40125/)\n \
+             default  blue-7499c9d699-9rghn  ReplicaSet/blue-7499c9d699  evict\n \
+             kube-proxy-6vwc8 coredns-697ffcd56b-w5pgk node01 hr-app\n\
+             drained in 4.1s  \n\
+             evicting pod default/b\n\
+             pod/b evicted\n\
+             evicting pod default/a\n\
+             x/Deployment/b: 1/1 ready elsewhere (whole)\n\
+             x/Deployment/a: 1/1 ready elsewhere (whole)\n\
+             default  blue-7499c9d699-9rghn  Deployment/blue  y@node02, x@node01\n"
+        ),
+        "context \"upkeep-lab\" (server https://127.0.0.1:[PORT]/)\n \
+         default  blue-[ID]  ReplicaSet/blue-7499c9d699  evict\n \
+         kube-proxy-[ID] coredns-[ID] node01 hr-app\n\
+         drained in [DURATION]\n\
+         evicting pod default/a\n\
+         evicting pod default/b\n\
+         pod/b evicted\n\
+         x/Deployment/a: 1/1 ready elsewhere (whole)\n\
+         x/Deployment/b: 1/1 ready elsewhere (whole)\n\
+         default  blue-[ID]  Deployment/blue  x@node01, y@node02\n"
+    );
+}
+
+#[test]
+fn transcripts_are_parsed_with_their_exit_codes_and_markers() {
+    let md = "text\n<!-- transcript: lab os-upgrade -->\n```\n$ kubectl skew\nA\n\n(exit code 1)\n\n$ echo $?\n1\n```\n```sh\nnot a transcript\n```\n```\n$ true\n```\n";
+    let t = parse("X.md", md);
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].setup, Some(Setup::Lab("os-upgrade".into())));
+    assert_eq!(t[0].steps[0].command, "kubectl skew");
+    assert_eq!(t[0].steps[0].expected, "A\n");
+    assert_eq!(t[0].steps[0].exit, 1);
+    assert_eq!(t[0].steps[1].expected, "1\n");
+    assert_eq!(t[0].steps[1].exit, 0);
+    assert_eq!(t[1].setup, None);
+}
