@@ -13,8 +13,8 @@
 //!
 //! Each command runs with `sh -c` (stdout and stderr into one pipe, as a terminal
 //! shows them) after a `(exit N)` that restores the previous command's exit code
-//! for a `$ echo $?`. A line `(exit code N)` after a command's output is its
-//! expected non-zero exit code. Before comparing, both sides go through the same
+//! for a `$ echo $?`. A line `(exit code N)` after a command's output, or the
+//! output of a `$ echo $?` after it, is its expected non-zero exit code. Before comparing, both sides go through the same
 //! filters (`FILTERS`): the lab's port, random name suffixes, durations.
 
 use std::path::{Path, PathBuf};
@@ -25,7 +25,7 @@ use regex::Regex;
 use upkeep_e2e::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
 
 /// The README files whose transcripts are checked.
-const READMES: &[&str] = &["README.md"];
+const READMES: &[&str] = &["README.md", "crates/kubectl-safedrain/README.md"];
 
 /// What both the README and the binaries' output go through before comparing:
 /// what differs from run to run, and nothing else.
@@ -136,6 +136,16 @@ fn parse(file: &str, text: &str) -> Vec<Transcript> {
                 }
             }
             step.expected = body.iter().map(|l| format!("{l}\n")).collect();
+        }
+        // `$ echo $?` shows the previous command's exit code.
+        for n in 1..steps.len() {
+            if steps[n].command.trim() == "echo $?" {
+                steps[n - 1].exit = steps[n]
+                    .expected
+                    .trim()
+                    .parse()
+                    .expect("`echo $?` prints a code");
+            }
         }
         out.push(Transcript {
             file: file.to_string(),
@@ -276,9 +286,19 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
             ran += 1;
             let (want, got) = (filtered(&step.expected), filtered(&output));
             if exit != step.exit || want != got {
+                let first = want
+                    .lines()
+                    .zip(got.lines().chain(std::iter::repeat("<end>")))
+                    .position(|(w, g)| w != g)
+                    .unwrap_or(want.lines().count());
                 failures.push(format!(
-                    "{}:{}: $ {}\n--- README (exit {}, filtered)\n{want}--- binaries (exit {exit}, filtered)\n{got}",
-                    t.file, step.line, step.command, step.exit
+                    "{}:{}: $ {}\n--- README (exit {}, filtered)\n{want}--- binaries (exit {exit}, filtered)\n{got}\
+                     --- first difference at output line {}\n",
+                    t.file,
+                    step.line,
+                    step.command,
+                    step.exit,
+                    first + 1
                 ));
             }
         }
@@ -330,6 +350,8 @@ fn transcripts_are_parsed_with_their_exit_codes_and_markers() {
     assert_eq!(t[0].steps[0].command, "kubectl skew");
     assert_eq!(t[0].steps[0].expected, "A\n");
     assert_eq!(t[0].steps[0].exit, 1);
+    let shown = parse("Y.md", "```\n$ false\n$ echo $?\n1\n```\n");
+    assert_eq!(shown[0].steps[0].exit, 1, "`echo $?` shows the exit code");
     assert_eq!(t[0].steps[1].expected, "1\n");
     assert_eq!(t[0].steps[1].exit, 0);
     assert_eq!(t[1].setup, None);
