@@ -6,7 +6,8 @@
 //! before its fence (blocks without one continue on the previous block's setup):
 //!
 //! - `<!-- transcript: lab SCENARIO -->`: a fresh `upkeep-lab serve --scenario
-//!   SCENARIO`, `KUBECONFIG` pointing at it, the plugins and real kubectl on `PATH`;
+//!   SCENARIO` (a built-in name, or a file's path from the workspace root),
+//!   `KUBECONFIG` pointing at it, the plugins and real kubectl on `PATH`;
 //! - `<!-- transcript: not run: REASON -->`: shown, not run (a real kubeadm node,
 //!   say). The test prints each one with its reason, and a transcript with neither
 //!   marker nor a previous setup fails the test: nothing is skipped silently.
@@ -25,7 +26,11 @@ use regex::Regex;
 use upkeep_e2e::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
 
 /// The README files whose transcripts are checked.
-const READMES: &[&str] = &["README.md", "crates/kubectl-safedrain/README.md"];
+const READMES: &[&str] = &[
+    "README.md",
+    "crates/kubectl-safedrain/README.md",
+    "crates/kubectl-skew/README.md",
+];
 
 /// What both the README and the binaries' output go through before comparing:
 /// what differs from run to run, and nothing else.
@@ -38,6 +43,8 @@ const FILTERS: &[(&str, &str)] = &[
         r"\b([a-z][a-z0-9-]*?)-([bcdfghjklmnpqrstvwxz2456789]{9,10}-)?[bcdfghjklmnpqrstvwxz2456789]{5}\b",
         "$1-[ID]",
     ),
+    // Certificates the lab issues when it starts, valid for a number of days from then.
+    (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "YYYY-MM-DD hh:mm UTC"),
     // How long a drain took.
     (r"\bin \d+(\.\d+)?(ms|s)\b", "in [DURATION]"),
 ];
@@ -60,7 +67,10 @@ enum Setup {
 
 #[derive(Debug)]
 struct Step {
+    /// 1-based line of the `$ ` command; its output follows, up to `end`.
     line: usize,
+    /// 0-based index of the first line after the output (next command or fence).
+    end: usize,
     command: String,
     expected: String,
     exit: i32,
@@ -109,12 +119,14 @@ fn parse(file: &str, text: &str) -> Vec<Transcript> {
             if let Some(cmd) = l.strip_prefix("$ ") {
                 steps.push(Step {
                     line: start + n + 1,
+                    end: start + n + 1,
                     command: cmd.to_string(),
                     expected: String::new(),
                     exit: 0,
                 });
             } else {
                 let step = steps.last_mut().expect("a transcript starts with `$ `");
+                step.end = start + n + 1;
                 step.expected.push_str(l);
                 step.expected.push('\n');
             }
@@ -209,7 +221,12 @@ fn path_dir(dir: &Path) -> PathBuf {
 
 /// A lab for the transcripts, its pods Ready as the README shows them.
 fn start_lab(scenario: &str) -> Lab {
-    let lab = Lab::scenario(scenario);
+    // A built-in scenario's name, or a scenario file's path from the workspace root.
+    let lab = if scenario.contains('/') {
+        Lab::scenario(&workspace_root().join(scenario).display().to_string())
+    } else {
+        Lab::scenario(scenario)
+    };
     wait_for(
         "the scenario's pods to be Ready",
         Duration::from_secs(60),
@@ -258,6 +275,8 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
     let mut current: Option<Setup> = None;
     let mut failures = Vec::new();
     let mut ran = 0;
+    // (file, step line) -> what the binaries printed, for UPKEEP_README_BLESS.
+    let mut actual: Vec<(String, usize, i32, String)> = Vec::new();
     for t in &transcripts {
         if t.setup.is_some() {
             current = t.setup.clone();
@@ -286,6 +305,7 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
             ran += 1;
             let (want, got) = (filtered(&step.expected), filtered(&output));
             if exit != step.exit || want != got {
+                actual.push((t.file.clone(), step.line, exit, output.clone()));
                 let first = want
                     .lines()
                     .zip(got.lines().chain(std::iter::repeat("<end>")))
@@ -304,13 +324,62 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
         }
     }
     assert!(ran > 0, "no transcript ran");
+    if std::env::var_os("UPKEEP_README_BLESS").is_some() {
+        bless(&root, &transcripts, &actual);
+    }
     assert!(
         failures.is_empty(),
         "{} of {ran} README commands print something else today (fix the README to the \
-         binaries' output, or the binaries):\n\n{}",
+         binaries' output, or the binaries; UPKEEP_README_BLESS=1 writes their output \
+         into the READMEs):\n\n{}",
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Writes what the binaries printed into the READMEs, in place of the transcripts
+/// that differ (UPKEEP_README_BLESS=1); review the diff before committing it.
+fn bless(root: &Path, transcripts: &[Transcript], actual: &[(String, usize, i32, String)]) {
+    for file in READMES {
+        let path = root.join(file);
+        let text = std::fs::read_to_string(&path).expect("read a README");
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let steps = transcripts
+            .iter()
+            .filter(|t| t.file == *file)
+            .flat_map(|t| {
+                t.steps
+                    .iter()
+                    .zip(t.steps.iter().skip(1).map(Some).chain([None]))
+            });
+        let mut edits: Vec<(usize, usize, Vec<String>)> = Vec::new();
+        for (step, next) in steps {
+            let Some((_, _, exit, output)) = actual
+                .iter()
+                .find(|(f, line, _, _)| f == file && *line == step.line)
+            else {
+                continue;
+            };
+            let mut new: Vec<String> = output.lines().map(|l| l.trim_end().to_string()).collect();
+            while new.last().is_some_and(|l| l.is_empty()) {
+                new.pop();
+            }
+            let echoed = next.is_some_and(|n| n.command.trim() == "echo $?");
+            if *exit != 0 && !echoed {
+                new.push(format!("(exit code {exit})"));
+            }
+            if step.end > step.line && lines[step.end - 1].trim().is_empty() {
+                new.push(String::new());
+            }
+            edits.push((step.line, step.end, new));
+        }
+        for (start, end, new) in edits.into_iter().rev() {
+            lines.splice(start..end, new);
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, text).expect("write a README");
+    }
 }
 
 #[test]
