@@ -30,6 +30,7 @@ const READMES: &[&str] = &[
     "README.md",
     "crates/kubectl-safedrain/README.md",
     "crates/kubectl-skew/README.md",
+    "crates/kubectl-upgrade-node/README.md",
 ];
 
 /// What both the README and the binaries' output go through before comparing:
