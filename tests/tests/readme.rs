@@ -15,8 +15,12 @@
 //! Each command runs with `sh -c` (stdout and stderr into one pipe, as a terminal
 //! shows them) after a `(exit N)` that restores the previous command's exit code
 //! for a `$ echo $?`. A line `(exit code N)` after a command's output, or the
-//! output of a `$ echo $?` after it, is its expected non-zero exit code. Before comparing, both sides go through the same
-//! filters (`FILTERS`): the lab's port, random name suffixes, durations.
+//! output of a `$ echo $?` after it, is its expected non-zero exit code; a line
+//! `...` stands for any number of lines (output shortened by hand). Before
+//! comparing, both sides go through the same filters (`FILTERS`): the lab's port,
+//! random name suffixes, durations, and the order of what runs concurrently
+//! (`UNORDERED`). `UPKEEP_README_BLESS=1` writes what the binaries print into the
+//! READMEs in place of the transcripts that differ.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,13 +29,19 @@ use std::time::Duration;
 use regex::Regex;
 use upkeep_e2e::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
 
-/// The README files whose transcripts are checked.
-const READMES: &[&str] = &[
-    "README.md",
-    "crates/kubectl-safedrain/README.md",
-    "crates/kubectl-skew/README.md",
-    "crates/kubectl-upgrade-node/README.md",
-];
+/// The README files whose transcripts are checked: the workspace's and every crate's.
+fn readmes(root: &Path) -> Vec<String> {
+    let mut files = vec!["README.md".to_string()];
+    let mut crates: Vec<String> = std::fs::read_dir(root.join("crates"))
+        .expect("read crates/")
+        .filter_map(|e| e.ok())
+        .map(|e| format!("crates/{}/README.md", e.file_name().to_string_lossy()))
+        .filter(|f| root.join(f).is_file())
+        .collect();
+    crates.sort();
+    files.extend(crates);
+    files
+}
 
 /// What both the README and the binaries' output go through before comparing:
 /// what differs from run to run, and nothing else.
@@ -46,6 +56,8 @@ const FILTERS: &[(&str, &str)] = &[
     ),
     // Certificates the lab issues when it starts, valid for a number of days from then.
     (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "YYYY-MM-DD hh:mm UTC"),
+    // An Event's name: its object's name and a hex suffix (kubectl's recorder).
+    (r"\.[0-9a-f]{16}\b", ".[EVENT]"),
     // How long a drain took.
     (r"\bin \d+(\.\d+)?(ms|s)\b", "in [DURATION]"),
 ];
@@ -202,6 +214,21 @@ fn filtered(text: &str) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// `want` (a README's output, filtered) against `got`: line for line, where a line
+/// `...` in `want` stands for any number of lines (output shortened by hand).
+fn matches(want: &str, got: &str) -> bool {
+    fn lines(want: &[&str], got: &[&str]) -> bool {
+        match want.split_first() {
+            None => got.is_empty(),
+            Some((&"...", rest)) => (0..=got.len()).any(|k| lines(rest, &got[k..])),
+            Some((w, rest)) => got.first() == Some(w) && lines(rest, &got[1..]),
+        }
+    }
+    let want: Vec<&str> = want.lines().collect();
+    let got: Vec<&str> = got.lines().collect();
+    lines(&want, &got)
+}
+
 /// A directory holding only what the transcripts run: the plugins, the lab and real
 /// kubectl (kubectl treats every `kubectl-*` on PATH as a plugin).
 fn path_dir(dir: &Path) -> PathBuf {
@@ -261,7 +288,8 @@ fn run_step(lab: &Lab, path: &Path, prev_exit: i32, step: &Step) -> (i32, String
 fn the_readme_transcripts_are_what_the_binaries_print() {
     let root = workspace_root();
     let mut transcripts = Vec::new();
-    for file in READMES {
+    let files = readmes(&root);
+    for file in &files {
         let text = std::fs::read_to_string(root.join(file)).expect("read a README");
         transcripts.extend(parse(file, &text));
     }
@@ -278,7 +306,14 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
     let mut ran = 0;
     // (file, step line) -> what the binaries printed, for UPKEEP_README_BLESS.
     let mut actual: Vec<(String, usize, i32, String)> = Vec::new();
+    let mut file = "";
     for t in &transcripts {
+        // A README's first transcript names its setup: nothing carries over from another file.
+        if t.file != file {
+            file = &t.file;
+            current = None;
+            lab = None;
+        }
         if t.setup.is_some() {
             current = t.setup.clone();
             lab = match &current {
@@ -305,7 +340,7 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
             prev_exit = exit;
             ran += 1;
             let (want, got) = (filtered(&step.expected), filtered(&output));
-            if exit != step.exit || want != got {
+            if exit != step.exit || !matches(&want, &got) {
                 actual.push((t.file.clone(), step.line, exit, output.clone()));
                 let first = want
                     .lines()
@@ -326,7 +361,7 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
     }
     assert!(ran > 0, "no transcript ran");
     if std::env::var_os("UPKEEP_README_BLESS").is_some() {
-        bless(&root, &transcripts, &actual);
+        bless(&root, &files, &transcripts, &actual);
     }
     assert!(
         failures.is_empty(),
@@ -340,8 +375,13 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
 
 /// Writes what the binaries printed into the READMEs, in place of the transcripts
 /// that differ (UPKEEP_README_BLESS=1); review the diff before committing it.
-fn bless(root: &Path, transcripts: &[Transcript], actual: &[(String, usize, i32, String)]) {
-    for file in READMES {
+fn bless(
+    root: &Path,
+    files: &[String],
+    transcripts: &[Transcript],
+    actual: &[(String, usize, i32, String)],
+) {
+    for file in files {
         let path = root.join(file);
         let text = std::fs::read_to_string(&path).expect("read a README");
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
@@ -409,6 +449,14 @@ fn the_filters_hide_only_what_changes_between_runs_and_the_order_of_concurrent_w
          x/Deployment/b: 1/1 ready elsewhere (whole)\n\
          default  blue-[ID]  Deployment/blue  x@node01, y@node02\n"
     );
+}
+
+#[test]
+fn an_ellipsis_line_stands_for_any_lines() {
+    assert!(matches("a\n...\nd\n", "a\nb\nc\nd\n"));
+    assert!(matches("a\n...\nd\n", "a\nd\n"));
+    assert!(!matches("a\n...\nd\n", "a\nb\n"));
+    assert!(!matches("a\nd\n", "a\nb\nd\n"));
 }
 
 #[test]
