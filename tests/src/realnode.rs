@@ -82,6 +82,19 @@ pub struct ClusterSpec {
     /// Nodes only the lab's simulated node shell serves (no root, no sshd), with the same
     /// osImage as a real node of their family: the other side of a conformance comparison.
     pub simulated: Vec<NodeSpec>,
+    /// Site packages on simulated nodes (the scenario's `sitePackages`); on a real node,
+    /// [`RealNode::install_site_package`] installs the same package for real.
+    pub site_packages: Vec<SitePackage>,
+}
+
+/// A package beside kubeadm's three that requires `pins` at exactly the node's installed
+/// versions, as a site meta-package does (`Depends: kubeadm (= 1.34.3-1.1)`; rpm
+/// `Requires: kubeadm = 1.34.3-150500.1.1`): it stands in the way of an upgrade.
+#[derive(Debug, Clone)]
+pub struct SitePackage {
+    pub node: String,
+    pub name: String,
+    pub pins: Vec<String>,
 }
 
 /// Runs a command that must succeed; panics with its output otherwise.
@@ -692,6 +705,93 @@ impl RealNode {
             .collect()
     }
 
+    /// Installs [`SitePackage`] `name` (version 1.0) requiring `pins` at exactly the versions
+    /// installed now: a `.deb` from `dpkg-deb` installed with `dpkg -i`, or an `.rpm` from
+    /// `rpmbuild` installed with `rpm -i`.
+    pub fn install_site_package(&self, name: &str, pins: &[&str]) {
+        let installed = self.installed();
+        let version = |p: &str| {
+            installed
+                .get(p)
+                .unwrap_or_else(|| panic!("{p} is not installed on {}", self.name))
+                .clone()
+        };
+        let work = tempfile::tempdir().expect("build dir");
+        let file = match self.family {
+            Family::Apt => {
+                let d = work.path().join("pkg");
+                std::fs::create_dir_all(d.join("DEBIAN")).unwrap();
+                let depends: Vec<String> = pins
+                    .iter()
+                    .map(|p| format!("{p} (= {})", version(p)))
+                    .collect();
+                std::fs::write(
+                    d.join("DEBIAN/control"),
+                    format!(
+                        "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: upkeep tests <tests@upkeep.invalid>\n\
+                         Depends: {}\nDescription: site package pinning {} for upkeep's real-node tests\n",
+                        depends.join(", "),
+                        pins.join(", ")
+                    ),
+                )
+                .unwrap();
+                let deb = work.path().join(format!("{name}_1.0_all.deb"));
+                must(
+                    Command::new("dpkg-deb")
+                        .args(["--root-owner-group", "-b"])
+                        .arg(&d)
+                        .arg(&deb),
+                    "dpkg-deb -b",
+                );
+                deb
+            }
+            Family::Dnf => {
+                let requires: String = pins
+                    .iter()
+                    .map(|p| format!("Requires: {p} = {}\n", version(p)))
+                    .collect();
+                let spec = work.path().join(format!("{name}.spec"));
+                std::fs::write(
+                    &spec,
+                    format!(
+                        "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: site package for upkeep's real-node tests\n\
+                         License: Apache-2.0\nBuildArch: noarch\nAutoReqProv: no\n{requires}%description\nsite package\n%files\n"
+                    ),
+                )
+                .unwrap();
+                must(
+                    Command::new("rpmbuild")
+                        .arg("--define")
+                        .arg(format!("_topdir {}", work.path().join("top").display()))
+                        .arg("--define")
+                        .arg(format!("_rpmdir {}", work.path().display()))
+                        .arg("--define")
+                        .arg("_build_name_fmt %%{NAME}.rpm")
+                        .arg("-bb")
+                        .arg(&spec),
+                    "rpmbuild -bb",
+                );
+                work.path().join(format!("{name}.rpm"))
+            }
+        };
+        let inside = format!("tmp/{}", file.file_name().unwrap().to_string_lossy());
+        std::fs::copy(&file, self.root.join(&inside)).unwrap();
+        let path = format!("/{inside}");
+        match self.family {
+            Family::Apt => self.chroot_ok(&["dpkg", "-i", &path]),
+            Family::Dnf => self.chroot_ok(&["rpm", "-i", &path]),
+        };
+        let _ = std::fs::remove_file(self.root.join(&inside));
+    }
+
+    /// Removes a package [`RealNode::install_site_package`] installed.
+    pub fn remove_site_package(&self, name: &str) {
+        match self.family {
+            Family::Apt => self.chroot_ok(&["dpkg", "-r", name]),
+            Family::Dnf => self.chroot_ok(&["rpm", "-e", name]),
+        };
+    }
+
     /// Processes running in this node's root whose command line contains `needle`.
     pub fn processes(&self, needle: &str) -> Vec<u32> {
         let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
@@ -860,6 +960,15 @@ impl RealCluster {
                     Family::Dnf => "Rocky Linux 9.6 (Blue Onyx)",
                 },
             ));
+            let site: Vec<String> = spec
+                .site_packages
+                .iter()
+                .filter(|s| s.node == n.name)
+                .map(|s| format!("{{name: {}, pins: [{}]}}", s.name, s.pins.join(", ")))
+                .collect();
+            if !site.is_empty() {
+                scenario.push_str(&format!("    sitePackages: [{}]\n", site.join(", ")));
+            }
         }
         scenario.push_str("  packages:\n    repositories:\n");
         for (minor, versions) in &spec.published {

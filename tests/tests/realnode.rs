@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use upkeep_e2e::realnode::{
-    ClusterSpec, Family, NodeSpec, REAL_NODE_LABEL, RealCluster, rpm_version,
+    ClusterSpec, Family, NodeSpec, REAL_NODE_LABEL, RealCluster, RealNode, SitePackage, rpm_version,
 };
 use upkeep_e2e::{code, run_bounded, show};
 
@@ -44,6 +44,7 @@ fn spec(published: &[(&str, &[&str])]) -> ClusterSpec {
         // The only kube-apiserver is away for 20 lab seconds during `kubeadm upgrade apply`.
         lab_args: vec!["--time-scale".into(), "10".into()],
         simulated: Vec::new(),
+        site_packages: Vec::new(),
     }
 }
 
@@ -131,7 +132,26 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
             family: Family::Dnf,
             installed: FROM.into(),
         },
+        NodeSpec {
+            name: "sim03".into(),
+            control_plane: false,
+            family: Family::Apt,
+            installed: FROM.into(),
+        },
+        NodeSpec {
+            name: "sim04".into(),
+            control_plane: false,
+            family: Family::Dnf,
+            installed: FROM.into(),
+        },
     ];
+    spec.site_packages = ["sim03", "sim04"]
+        .map(|node| SitePackage {
+            node: node.into(),
+            name: SITE.into(),
+            pins: vec!["kubeadm".into(), "kubelet".into()],
+        })
+        .to_vec();
     let cluster = RealCluster::start(&spec);
     let real_nodes = format!("{REAL_NODE_LABEL}=true");
     let before: Vec<_> = cluster.nodes.iter().map(|n| n.package_state()).collect();
@@ -178,6 +198,8 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
     let dnf = cluster.node("node02");
     assert_same(&dnf.name, &before[2], &dnf.package_state());
 
+    pinned_packages_are_refused(&cluster, &real_nodes);
+
     // Then the simulated node shell against the real nodes, command by command.
     conformance(&cluster, "node01", "sim01", Family::Apt);
     conformance(&cluster, "node02", "sim02", Family::Dnf);
@@ -189,6 +211,106 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
             n.name
         );
     }
+}
+
+/// The site package [`pinned_packages_are_refused`] installs.
+const SITE: &str = "site-kubernetes";
+
+/// A site package requiring kubeadm and kubelet at exactly the installed versions stands in
+/// the way: real apt would remove it (`apt-get install -y` does, exit 0) and real dnf refuses
+/// the install. upgrade-node's probe reads it from dpkg's and rpm's databases and refuses
+/// (exit 1) naming the package and what it requires, the node unchanged: on the apt control
+/// plane for real, on the dnf worker in the rolling dry run that reaches it. The probe's
+/// answer on a simulated node with the same package is the same.
+fn pinned_packages_are_refused(cluster: &RealCluster, real_nodes: &str) {
+    let cp = cluster.node("controlplane01");
+    let dnf = cluster.node("node02");
+    cp.install_site_package(SITE, &["kubeadm", "kubelet"]);
+    dnf.install_site_package(SITE, &["kubeadm", "kubelet"]);
+    probe_conforms(cluster, cp, "sim03", Family::Apt);
+    probe_conforms(cluster, dnf, "sim04", Family::Dnf);
+    let before = [cp.package_state(), dnf.package_state()];
+
+    let out = run_bounded(
+        cluster.upgrade_node(&["controlplane01", "--to", "v1.35", "--yes"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    for want in [
+        "site-kubernetes 1.0 requires kubeadm (= 1.34.3-1.1) (the upgrade installs kubeadm 1.35.2-1.1)",
+        "site-kubernetes 1.0 requires kubelet (= 1.34.3-1.1)",
+        "apt-get install -y would remove them",
+        "Nothing was changed",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    assert_same(&cp.name, &before[0], &cp.package_state());
+    cp.remove_site_package(SITE);
+
+    // node02 comes after the control plane: a rolling dry run plans it as it would be then.
+    let out = run_bounded(
+        cluster.upgrade_node(&["-l", real_nodes, "--to", "v1.35", "--dry-run"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    let rpm_from = rpm_version(FROM);
+    for want in [
+        format!("site-kubernetes 1.0-1 requires kubeadm = {rpm_from}"),
+        "dnf install would refuse".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want:?} in:\n{text}");
+    }
+    assert_same(&dnf.name, &before[1], &dnf.package_state());
+    dnf.remove_site_package(SITE);
+}
+
+/// upgrade-node's probe on a real node and on a simulated one: the same exit code and the
+/// same installed dependencies read from the package database.
+fn probe_conforms(cluster: &RealCluster, real: &RealNode, sim: &str, family: Family) {
+    use upkeep::upgrade::recipe::parse_probe;
+    use upkeep::upgrade::{PackageManager, Recipe};
+    let r = Recipe::new(match family {
+        Family::Apt => PackageManager::Apt,
+        Family::Dnf => PackageManager::Dnf,
+    });
+    let line = r
+        .probe(
+            upkeep::version::MinorVersion::new(1, 35),
+            "/tmp/upkeep-conformance",
+        )
+        .shell_line()
+        .unwrap();
+    let on_real = cluster.ssh(real, &line);
+    let on_sim = on_sim(cluster, sim, &line);
+    let answer = |o: &std::process::Output| {
+        parse_probe(
+            o.status.code(),
+            &String::from_utf8_lossy(&o.stdout),
+            &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let (a, b) = (answer(&on_real), answer(&on_sim));
+    assert_eq!(
+        (on_real.status.code(), &a.dependents),
+        (on_sim.status.code(), &b.dependents),
+        "{family:?} probe\n  real: {}\n  simulated: {}",
+        show(&on_real),
+        show(&on_sim)
+    );
+    assert_eq!(a.dependents.len(), 2, "{:?}", a.dependents);
+}
+
+/// `line` on a simulated node, through `upkeep-lab node-shell`.
+fn on_sim(cluster: &RealCluster, sim: &str, line: &str) -> std::process::Output {
+    std::process::Command::new(upkeep_e2e::bin("upkeep-lab"))
+        .arg("node-shell")
+        .arg("--kubeconfig")
+        .arg(&cluster.lab.kubeconfig)
+        .args([sim, "--", line])
+        .output()
+        .unwrap()
 }
 
 type State = std::collections::BTreeMap<String, (u64, i64, i64, Vec<u8>)>;
@@ -238,18 +360,11 @@ fn conformance(cluster: &RealCluster, real: &str, sim: &str, family: Family) {
     cmds.push(r.kubeadm_version());
     cmds.extend(r.install(&["kubelet", "kubectl"], release));
     cmds.extend(r.restart_kubelet());
-    let lab_bin = upkeep_e2e::bin("upkeep-lab");
     let mut diffs = Vec::new();
     for cmd in &cmds {
         let line = cmd.shell_line().unwrap();
         let on_real = cluster.ssh(real, &line);
-        let on_sim = std::process::Command::new(&lab_bin)
-            .arg("node-shell")
-            .arg("--kubeconfig")
-            .arg(&cluster.lab.kubeconfig)
-            .args([sim, "--", &line])
-            .output()
-            .unwrap();
+        let on_sim = on_sim(cluster, sim, &line);
         if on_real.status.code() != on_sim.status.code() {
             diffs.push(format!(
                 "{line}\n  real: {}\n  simulated: {}",

@@ -1048,3 +1048,75 @@ fn the_probe_lists_another_minor_and_changes_nothing() {
         );
     }
 }
+
+/// A site package requiring kubeadm and kubelet at the node's versions, as a real node answers
+/// for it: the probe's dependency query (dpkg-query, rpm's query format) names it; apt-get
+/// removes it on `install -y` of another kubeadm (real apt 2.6 does, exit 0); dnf refuses
+/// (real dnf 4.14, exit 1), changing nothing.
+#[test]
+fn a_site_package_pinning_kubeadm_as_real_apt_and_dnf_treat_it() {
+    use super::host::SitePackageSpec;
+    let site = [SitePackageSpec {
+        name: "site-kubernetes".into(),
+        version: "1.0".into(),
+        pins: vec!["kubeadm".into(), "kubelet".into()],
+    }];
+    let query = "mkdir /tmp/p && dpkg-query -W -f '${db:Status-Status} ${Package} ${Version} ${Depends}, ${Pre-Depends}\\n' > /tmp/p/deps || exit 96\n\
+                 grep -E ' (kubeadm|kubelet|kubectl) [(<>=]' /tmp/p/deps || test $? = 1 || exit 96";
+    let mut n = Node::new("w1", false, OsFamily::Apt);
+    // Without one, grep finds nothing and the script goes on (status 0).
+    let none = n.sh(query);
+    ok(&none);
+    assert_eq!(none.stdout, "");
+    n.host.add_site_packages(&site);
+    ok(&n.sh("rm -rf /tmp/p"));
+    let found = n.sh(query);
+    ok(&found);
+    assert_eq!(
+        found.stdout,
+        "installed site-kubernetes 1.0 kubeadm (= 1.34.3-1.1), kubelet (= 1.34.3-1.1), \n"
+    );
+    ok(&n.sh("sed -i 's/v1.34/v1.35/' /etc/apt/sources.list.d/kubernetes.list && apt-get update && apt-mark unhold kubeadm"));
+    let sim = n.sh("apt-get install -s 'kubeadm=1.35.2-*'");
+    ok(&sim);
+    assert!(
+        sim.stdout
+            .contains("The following packages will be REMOVED:\n  site-kubernetes\n"),
+        "{}",
+        sim.stdout
+    );
+    assert!(
+        sim.stdout.contains("Remv site-kubernetes [1.0]"),
+        "{}",
+        sim.stdout
+    );
+    assert_eq!(n.host.site_packages.len(), 1, "-s changes nothing");
+    let up = n.sh("apt-get install -y 'kubeadm=1.35.2-*'");
+    ok(&up);
+    assert!(
+        up.stdout.contains("Removing site-kubernetes (1.0) ..."),
+        "{}",
+        up.stdout
+    );
+    assert!(n.host.site_packages.is_empty());
+    assert_eq!(n.installed("kubeadm"), "1.35.2-1.1");
+
+    let mut n = Node::new("w2", false, OsFamily::Dnf);
+    n.host.add_site_packages(&site);
+    let q = n.sh("rpm -qa --qf '[%{=NAME} %{=VERSION}-%{=RELEASE} %{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\\n]' | grep -E ' (kubeadm|kubelet|kubectl) [(<>=]'");
+    ok(&q);
+    assert_eq!(
+        q.stdout,
+        "site-kubernetes 1.0-1 kubeadm = 1.34.3-150500.1.1\nsite-kubernetes 1.0-1 kubelet = 1.34.3-150500.1.1\n"
+    );
+    ok(&n.sh("sed -i 's/v1.34/v1.35/g' /etc/yum.repos.d/kubernetes.repo"));
+    let up = n.sh("dnf install -y 'kubeadm-1.35.2-*' --disableexcludes=kubernetes");
+    assert_eq!(up.code, 1, "{}\n{}", up.stdout, up.stderr);
+    assert!(
+        up.stderr.contains("package site-kubernetes-1.0-1.x86_64 requires kubeadm = 1.34.3-150500.1.1, but none of the providers can be installed"),
+        "{}",
+        up.stderr
+    );
+    assert_eq!(n.installed("kubeadm"), "1.34.3-150500.1.1");
+    assert_eq!(n.host.site_packages.len(), 1);
+}

@@ -92,7 +92,10 @@ impl OsFamily {
     /// The package-manager commands this family has.
     pub fn has_command(self, cmd: &str) -> bool {
         match self {
-            OsFamily::Apt => matches!(cmd, "apt-get" | "apt" | "apt-cache" | "apt-mark" | "dpkg"),
+            OsFamily::Apt => matches!(
+                cmd,
+                "apt-get" | "apt" | "apt-cache" | "apt-mark" | "dpkg" | "dpkg-query"
+            ),
             OsFamily::Dnf => matches!(cmd, "dnf" | "yum" | "rpm"),
             OsFamily::Dnf5 => matches!(cmd, "dnf" | "dnf5" | "yum" | "rpm"),
             OsFamily::Yum => matches!(cmd, "yum" | "rpm"),
@@ -188,6 +191,52 @@ pub const MANIFESTS_DIR: &str = "/etc/kubernetes/manifests";
 pub const KUBEADM_TMP_DIR: &str = "/etc/kubernetes/tmp";
 pub const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
 
+/// A package beside kubeadm's three that requires some of them at exactly the versions the
+/// node had when it was set up: a site meta-package (`sitePackages` of a scenario node).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SitePackageSpec {
+    pub name: String,
+    /// Its own version (default `1.0`; rpm: release `1`).
+    #[serde(default = "site_version")]
+    pub version: String,
+    /// The packages it requires at their installed versions (`kubeadm`, `kubelet`, `kubectl`).
+    pub pins: Vec<String>,
+}
+
+fn site_version() -> String {
+    "1.0".to_string()
+}
+
+/// An installed site package: what it requires, exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SitePackage {
+    pub name: String,
+    pub version: String,
+    pub requires: Vec<(String, PkgVersion)>,
+}
+
+impl SitePackage {
+    /// The version as the package database shows it: `1.0` (dpkg), `1.0-1` (rpm).
+    pub fn shown_version(&self, family: OsFamily) -> String {
+        match family {
+            OsFamily::Apt => self.version.clone(),
+            _ => format!("{}-1", self.version),
+        }
+    }
+
+    /// The installed packages whose new version (in `changes`) it does not accept.
+    pub fn broken_by<'a>(
+        &self,
+        changes: &'a [(String, PkgVersion)],
+    ) -> Vec<&'a (String, PkgVersion)> {
+        changes
+            .iter()
+            .filter(|(p, v)| self.requires.iter().any(|(rp, rv)| rp == p && rv != v))
+            .collect()
+    }
+}
+
 /// One node's host.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -202,6 +251,8 @@ pub struct Host {
     pub dirs: BTreeSet<String>,
     /// Installed Kubernetes packages.
     pub installed: BTreeMap<String, PkgVersion>,
+    /// Installed site packages requiring some of them (see [`SitePackageSpec`]).
+    pub site_packages: Vec<SitePackage>,
     /// apt-mark holds.
     pub holds: BTreeSet<String>,
     /// The minor whose package lists `apt-get update` last fetched (apt only; dnf reads the
@@ -303,6 +354,7 @@ impl Host {
                 .iter()
                 .map(|p| (p.to_string(), pkg.clone()))
                 .collect(),
+            site_packages: Vec::new(),
             holds,
             apt_lists: Some(minor),
             kubelet_running: spec.kubelet_version.clone(),
@@ -311,6 +363,22 @@ impl Host {
             faults: Vec::new(),
             history: Vec::new(),
             pki: Default::default(),
+        }
+    }
+
+    /// Installs the site packages of `specs`, each requiring its pins at their installed versions.
+    pub fn add_site_packages(&mut self, specs: &[SitePackageSpec]) {
+        for s in specs {
+            let requires = s
+                .pins
+                .iter()
+                .filter_map(|p| Some((p.clone(), self.installed.get(p)?.clone())))
+                .collect();
+            self.site_packages.push(SitePackage {
+                name: s.name.clone(),
+                version: s.version.clone(),
+                requires,
+            });
         }
     }
 

@@ -188,6 +188,11 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
     match name.as_str() {
         "sh" | "bash" | "dash" => shell(host, ctx, &name, args, stdin),
         "true" | ":" => ExecOutput::ok(""),
+        "test" => test(host, args),
+        "[" => match args.split_last() {
+            Some((last, rest)) if last == "]" => test(host, rest),
+            _ => ExecOutput::fail(2, "sh: 1: [: missing ]\n"),
+        },
         "false" => ExecOutput::fail(1, ""),
         "exit" => {
             let code = args.first().and_then(|a| a.parse().ok()).unwrap_or(0);
@@ -253,6 +258,45 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
         "kubeadm" => kubeadm::kubeadm(host, ctx, args, stdin),
         n if host.family.has_command(n) => pkg::run(host, ctx, n, args, stdin),
         _ => not_found(&name),
+    }
+}
+
+/// `test EXPR` (POSIX test; dash's builtin): string `=` / `!=`, integer `-eq` / `-ne`,
+/// `-n` / `-z`, and `-e` / `-f` / `-d` on the host's files; `!` negates. Status 0 true,
+/// 1 false, 2 for an expression it cannot read.
+fn test(host: &Host, args: &[String]) -> ExecOutput {
+    let (negate, args) = match args.split_first() {
+        Some((first, rest)) if first == "!" => (true, rest),
+        _ => (false, args),
+    };
+    let int = |a: &str| a.trim().parse::<i64>().ok();
+    let truth = match args {
+        [] => Some(false),
+        [one] => Some(!one.is_empty()),
+        [op, a] => match op.as_str() {
+            "-n" => Some(!a.is_empty()),
+            "-z" => Some(a.is_empty()),
+            "-e" => Some(host.files.contains_key(a.as_str()) || host.is_dir(a)),
+            "-f" => Some(host.files.contains_key(a.as_str())),
+            "-d" => Some(host.is_dir(a)),
+            _ => None,
+        },
+        [a, op, b] => match op.as_str() {
+            "=" => Some(a == b),
+            "!=" => Some(a != b),
+            "-eq" => int(a).zip(int(b)).map(|(x, y)| x == y),
+            "-ne" => int(a).zip(int(b)).map(|(x, y)| x != y),
+            _ => None,
+        },
+        _ => None,
+    };
+    match truth {
+        Some(t) if t != negate => ExecOutput::ok(""),
+        Some(_) => ExecOutput::fail(1, ""),
+        None => ExecOutput::fail(
+            2,
+            format!("sh: 1: test: {}: unexpected operator\n", args.join(" ")),
+        ),
     }
 }
 

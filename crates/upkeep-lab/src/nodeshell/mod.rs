@@ -63,6 +63,9 @@ pub struct NodeHostConfig {
     /// kubeadm's certificates on a control-plane node.
     #[serde(default)]
     pub certificates: Option<pki::PkiSpec>,
+    /// Installed packages that require kubeadm, kubelet or kubectl at their versions.
+    #[serde(default)]
+    pub site_packages: Vec<host::SitePackageSpec>,
 }
 
 /// The node-shell part of a scenario's lab document.
@@ -174,6 +177,10 @@ impl NodeShells {
             }
             if let Some(c) = &n.template.certificates {
                 cfg.nodes.entry(n.name.clone()).or_default().certificates = Some(c.clone());
+            }
+            if !n.template.site_packages.is_empty() {
+                cfg.nodes.entry(n.name.clone()).or_default().site_packages =
+                    n.template.site_packages.clone();
             }
         }
         drop(sc);
@@ -313,6 +320,7 @@ impl NodeShells {
         };
         let mut h = Host::new(&spec, &self.repos.read());
         h.faults = ncfg.faults;
+        h.add_site_packages(&ncfg.site_packages);
         if control_plane {
             h.pki = pki::issue(&ncfg.certificates.unwrap_or_default(), lab.clock.now());
         }

@@ -16,6 +16,7 @@ pub fn run(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &s
         "apt-mark" => apt_mark(host, args),
         "apt-cache" => apt_cache(host, ctx, args),
         "dpkg" => dpkg(host, args),
+        "dpkg-query" => dpkg_query(host, args),
         "rpm" => rpm(host, args),
         _ => dnf(host, ctx, cmd, args, stdin),
     }
@@ -398,6 +399,22 @@ fn apt_install(
         .filter(|(p, _)| !host.installed.contains_key(p))
         .map(|(p, _)| p.as_str())
         .collect();
+    // The resolver removes an installed package whose exact dependency the new versions break,
+    // and -y does not ask about it: only essential packages stop -y (apt-private
+    // private-install.cc InstallPackages). Seen on a real Debian 12 node: a site package
+    // depending on `kubeadm (= 1.34.3-1.1)` is removed by `apt-get install -y kubeadm=1.35.2-*`.
+    let removing: Vec<String> = host
+        .site_packages
+        .iter()
+        .filter(|s| !s.broken_by(&changes).is_empty())
+        .map(|s| s.name.clone())
+        .collect();
+    if !removing.is_empty() {
+        out.stdout.push_str(&format!(
+            "The following packages will be REMOVED:\n  {}\n",
+            removing.join(" ")
+        ));
+    }
     if !kept_back.is_empty() {
         out.stdout.push_str(&format!(
             "The following packages have been kept back:\n  {}\n",
@@ -429,10 +446,11 @@ fn apt_install(
         ));
     }
     out.stdout.push_str(&format!(
-        "{} upgraded, {} newly installed, {} downgraded, 0 to remove and {} not upgraded.\n",
+        "{} upgraded, {} newly installed, {} downgraded, {} to remove and {} not upgraded.\n",
         upgrades.len(),
         new.len(),
         downgrades.len(),
+        removing.len(),
         kept_back.len()
     ));
     if changes.is_empty() {
@@ -453,6 +471,14 @@ fn apt_install(
         return out;
     }
     if o.simulate {
+        for s in host
+            .site_packages
+            .iter()
+            .filter(|s| removing.contains(&s.name))
+        {
+            out.stdout
+                .push_str(&format!("Remv {} [{}]\n", s.name, s.version));
+        }
         for (p, v) in &changes {
             out.stdout.push_str(&format!(
                 "Inst {p} [{}] ({v} {})\n",
@@ -480,6 +506,15 @@ fn apt_install(
             .push_str(&format!("Get:{} {url}  {p} {v} [11.2 MB]\n", n + 1));
     }
     out.stdout.push_str("Fetched 33.6 MB in 1s (33.6 MB/s)\n(Reading database ... 74321 files and directories currently installed.)\n");
+    for s in host
+        .site_packages
+        .iter()
+        .filter(|s| removing.contains(&s.name))
+    {
+        out.stdout
+            .push_str(&format!("Removing {} ({}) ...\n", s.name, s.version));
+    }
+    host.site_packages.retain(|s| !removing.contains(&s.name));
     for (p, v) in &changes {
         out.stdout
             .push_str(&format!("Preparing to unpack .../{p}_{v}_amd64.deb ...\n"));
@@ -784,11 +819,191 @@ fn dpkg(host: &Host, args: &[String]) -> ExecOutput {
     ExecOutput::ok(out)
 }
 
+/// `dpkg-query -W [-f FORMAT] [PACKAGE...]` (dpkg-query(1) --show): one line per package by
+/// name, `${Field}` from its status record (unknown fields empty), `\n` / `\t` escapes. The
+/// default format is `${binary:Package}\t${Version}\n`.
+fn dpkg_query(host: &Host, args: &[String]) -> ExecOutput {
+    let mut format = "${binary:Package}\t${Version}\n".to_string();
+    let mut show = false;
+    let mut pats = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        match a {
+            "-W" | "--show" => show = true,
+            "-f" | "--showformat" => {
+                format = args.get(i + 1).cloned().unwrap_or_default();
+                i += 1;
+            }
+            _ if a.starts_with("--showformat=") => format = a["--showformat=".len()..].to_string(),
+            _ if a.starts_with('-') => {}
+            _ => pats.push(a),
+        }
+        i += 1;
+    }
+    if !show {
+        return ExecOutput::fail(2, "dpkg-query: error: need an action option\n");
+    }
+    let format = format.replace("\\n", "\n").replace("\\t", "\t");
+    let mut rows: Vec<(String, String, String, String)> = host
+        .installed
+        .iter()
+        .map(|(p, v)| {
+            let status = if host.holds.contains(p) {
+                "hold"
+            } else {
+                "install"
+            };
+            (p.clone(), v.to_string(), status.to_string(), String::new())
+        })
+        .collect();
+    for s in &host.site_packages {
+        let depends = s
+            .requires
+            .iter()
+            .map(|(p, v)| format!("{p} (= {v})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push((s.name.clone(), s.version.clone(), "install".into(), depends));
+    }
+    rows.sort();
+    let mut out = ExecOutput::default();
+    let mut unmatched: Vec<&str> = pats.clone();
+    for (p, v, want, depends) in rows {
+        if !pats.is_empty() && !pats.iter().any(|pat| glob_match(pat, &p)) {
+            continue;
+        }
+        unmatched.retain(|pat| !glob_match(pat, &p));
+        let mut line = String::new();
+        let mut rest = format.as_str();
+        while let Some(start) = rest.find("${") {
+            line.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            let field = &rest[start + 2..start + end];
+            line.push_str(&match field {
+                "Package" | "binary:Package" => p.clone(),
+                "Version" => v.clone(),
+                "db:Status-Status" => "installed".into(),
+                "db:Status-Want" => want.clone(),
+                "db:Status-Abbrev" => format!("{}i  ", &want[..1]),
+                "Status" => format!("{want} ok installed"),
+                "Depends" => depends.clone(),
+                "Architecture" => "amd64".into(),
+                _ => String::new(),
+            });
+            rest = &rest[start + end + 1..];
+        }
+        line.push_str(rest);
+        out.stdout.push_str(&line);
+    }
+    for pat in unmatched {
+        out.stderr
+            .push_str(&format!("dpkg-query: no packages found matching {pat}\n"));
+        out.code = 1;
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // dnf / yum / DNF5
 
 fn rpm_name(p: &str, v: &PkgVersion) -> String {
     format!("{p}-{v}.x86_64")
+}
+
+/// One installed package as rpm's query format sees it: name, version, release, Requires.
+struct RpmHeader {
+    name: String,
+    version: String,
+    release: String,
+    /// (name, depflags, version) of each Requires entry.
+    requires: Vec<(String, String, String)>,
+}
+
+fn rpm_headers(host: &Host) -> Vec<RpmHeader> {
+    let mut out: Vec<RpmHeader> = host
+        .installed
+        .iter()
+        .map(|(p, v)| RpmHeader {
+            name: p.clone(),
+            version: v.upstream.plain(),
+            release: v.revision.clone(),
+            requires: Vec::new(),
+        })
+        .collect();
+    for s in &host.site_packages {
+        out.push(RpmHeader {
+            name: s.name.clone(),
+            version: s.version.clone(),
+            release: "1".into(),
+            requires: s
+                .requires
+                .iter()
+                .map(|(p, v)| (p.clone(), "=".to_string(), v.to_string()))
+                .collect(),
+        });
+    }
+    out
+}
+
+/// rpm's query format (rpm(8) "Query formats"; rpm lib/headerfmt.c): `%{TAG}`,
+/// `%{=TAG}` (a scalar repeated inside an array), `%{TAG:depflags}`, `[...]` iterating the
+/// Requires array, and `\n` / `\t` escapes. Tags the lab does not model print `(none)`,
+/// as rpm prints an absent tag.
+fn rpm_format(fmt: &str, h: &RpmHeader) -> String {
+    let fmt = fmt.replace("\\n", "\n").replace("\\t", "\t");
+    let tag = |name: &str, i: Option<usize>| -> String {
+        let name = name.trim_start_matches('=');
+        let (name, _format) = name.split_once(':').unwrap_or((name, ""));
+        let req = |k: usize| {
+            i.and_then(|i| h.requires.get(i))
+                .map(|r| match k {
+                    0 => r.0.clone(),
+                    1 => r.1.clone(),
+                    _ => r.2.clone(),
+                })
+                .unwrap_or_default()
+        };
+        match name.to_ascii_uppercase().as_str() {
+            "NAME" => h.name.clone(),
+            "VERSION" => h.version.clone(),
+            "RELEASE" => h.release.clone(),
+            "ARCH" => "x86_64".into(),
+            "REQUIRENAME" => req(0),
+            "REQUIREFLAGS" => req(1),
+            "REQUIREVERSION" => req(2),
+            _ => "(none)".into(),
+        }
+    };
+    let expand = |text: &str, i: Option<usize>| -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("%{") {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            out.push_str(&tag(&rest[start + 2..start + end], i));
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
+    };
+    let mut out = String::new();
+    let mut rest = fmt.as_str();
+    while let Some(open) = rest.find('[') {
+        out.push_str(&expand(&rest[..open], None));
+        let close = rest[open..].find(']').map_or(rest.len(), |c| open + c);
+        let body = &rest[open + 1..close];
+        for i in 0..h.requires.len() {
+            out.push_str(&expand(body, Some(i)));
+        }
+        rest = rest.get(close + 1..).unwrap_or("");
+    }
+    out.push_str(&expand(rest, None));
+    out
 }
 
 fn rpm(host: &Host, args: &[String]) -> ExecOutput {
@@ -797,14 +1012,26 @@ fn rpm(host: &Host, args: &[String]) -> ExecOutput {
         return ExecOutput::fail(1, "rpm: no operation specified\n");
     }
     let all = args.iter().any(|a| a == "-qa" || a == "-a" || a == "--all");
+    let qf = args
+        .iter()
+        .position(|a| a == "--qf" || a == "--queryformat")
+        .and_then(|i| args.get(i + 1));
     let mut out = ExecOutput::default();
     if all {
-        for (p, v) in &host.installed {
-            out.stdout.push_str(&format!("{}\n", rpm_name(p, v)));
+        for h in rpm_headers(host) {
+            match qf {
+                Some(f) => out.stdout.push_str(&rpm_format(f, &h)),
+                None => out
+                    .stdout
+                    .push_str(&format!("{}-{}-{}.x86_64\n", h.name, h.version, h.release)),
+            }
         }
         return out;
     }
-    for p in args.iter().filter(|a| !a.starts_with('-')) {
+    for p in args
+        .iter()
+        .filter(|a| !a.starts_with('-') && Some(*a) != qf)
+    {
         match host.installed.get(p.as_str()) {
             Some(v) => out.stdout.push_str(&format!("{}\n", rpm_name(p, v))),
             None => {
@@ -1142,6 +1369,35 @@ fn dnf_install(
             "Error: Unable to find a match: {}\n",
             missing.join(" ")
         ));
+        out.code = 1;
+        return out;
+    }
+    // libsolv's problem report for an installed package whose exact Requires the new version
+    // breaks: dnf removes nothing without --allowerasing and exits 1 (seen on a real dnf 4.14
+    // node, the same words).
+    let broken: Vec<String> = host
+        .site_packages
+        .iter()
+        .flat_map(|s| {
+            s.broken_by(&changes).into_iter().map(move |(p, v)| {
+                let old = s
+                    .requires
+                    .iter()
+                    .find(|(rp, _)| rp == p)
+                    .map(|(_, rv)| rv.to_string())
+                    .unwrap_or_default();
+                let site = format!("{}-{}.x86_64", s.name, s.shown_version(OsFamily::Dnf));
+                format!(
+                    " Problem: cannot install both {} and {}-{old}.x86_64\n  - package {site} requires {p} = {old}, but none of the providers can be installed\n  - conflicting requests\n  - problem with installed package {site}\n",
+                    rpm_name(p, v),
+                    p
+                )
+            })
+        })
+        .collect();
+    if !broken.is_empty() {
+        out.stderr = format!("Error: \n{}", broken.concat());
+        out.stdout.push_str("(try to add '--allowerasing' to command line to replace conflicting packages or '--skip-broken' to skip uninstallable packages)\n");
         out.code = 1;
         return out;
     }

@@ -27,6 +27,7 @@
 //!     unschedulable: false
 //!     kubelet: running          # running | notReady | stopped
 //!     shellFaults: []           # for the node shell (its ShellFault shape)
+//!     sitePackages: [{name: site-kubernetes, pins: [kubeadm, kubelet]}]  # require those versions
 //!     certificates:             # kubeadm's PKI on a control-plane node (days from first use)
 //!       expiresInDays: 365      # every certificate; caExpiresInDays: 3650 for the CAs
 //!       days: {apiserver: 10}   # per certificate or CA name
@@ -153,6 +154,10 @@ pub struct NodeTemplate {
     pub kubelet: Option<KubeletMode>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shell_faults: Vec<Value>,
+    /// Packages installed beside kubeadm's three that require some of them at the node's
+    /// versions (a site meta-package), for the node shell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub site_packages: Vec<crate::nodeshell::host::SitePackageSpec>,
     /// kubeadm's certificates on a control-plane node, for `kubeadm certs check-expiration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<crate::nodeshell::pki::PkiSpec>,

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::plan::{PlanInput, Progress, Role};
-use super::recipe::{Offered, PackageManager, Recipe};
+use super::recipe::{Dependent, Offered, PackageManager, Recipe, VersionOp};
 use super::target::TargetSpec;
 use crate::version::{MinorVersion, Release};
 
@@ -120,6 +120,11 @@ pub const RULES: &[Rule] = &[
         id: "package-not-offered",
         summary: "kubeadm, kubelet and kubectl at the target must be offered by the node's repository",
         source: "kubeadm-upgrade.md (apt-cache madison / yum list --showduplicates)",
+    },
+    Rule {
+        id: "package-pinned",
+        summary: "no installed package may require kubeadm, kubelet or kubectl at a version other than the target (apt-get install -y would remove it, dnf install refuses)",
+        source: "deb-control(5) Depends and apt-get(8) (the resolver removes what the install breaks); rpm Requires and dnf's problem report",
     },
 ];
 
@@ -335,6 +340,8 @@ pub struct NodeProbe {
     /// The target minor's repository does not exist (404), in the package
     /// manager's words.
     pub minor_missing: Option<String>,
+    /// Installed packages with a versioned dependency on kubeadm, kubelet or kubectl.
+    pub dependents: Vec<Dependent>,
 }
 
 /// The request.
@@ -444,6 +451,128 @@ pub fn kubeadm_kubelet_skew(target: MinorVersion) -> i64 {
     } else {
         3
     }
+}
+
+/// The installed packages the install of `installing` (package, full
+/// version) breaks: each a dependency none of whose alternatives the new
+/// version satisfies, described for the refusal. Pure: the probe's parsed
+/// answer in, the verdict out.
+pub fn pinning(dependents: &[Dependent], installing: &[(&str, String)], rpm: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in dependents {
+        let broken = d.alternatives.iter().all(|c| {
+            installing
+                .iter()
+                .find(|(p, _)| *p == c.package)
+                .is_some_and(|(_, new)| !satisfies(new, c.op, &c.version, rpm))
+        });
+        if broken {
+            let new: Vec<String> = d
+                .alternatives
+                .iter()
+                .filter_map(|c| installing.iter().find(|(p, _)| *p == c.package))
+                .map(|(p, v)| format!("{p} {v}"))
+                .collect();
+            out.push(format!(
+                "{} {} requires {} (the upgrade installs {})",
+                d.package,
+                d.version,
+                d.requires,
+                new.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// Whether `version` meets `op wanted`. rpm compares the release only when
+/// the requirement names one (rpm's rpmdsCompare); dpkg always compares the
+/// whole version.
+fn satisfies(version: &str, op: VersionOp, wanted: &str, rpm: bool) -> bool {
+    let version = if rpm && !wanted.contains('-') {
+        version.split_once('-').map_or(version, |(v, _)| v)
+    } else {
+        version
+    };
+    let order = compare_package_versions(version, wanted);
+    match op {
+        VersionOp::Less => order.is_lt(),
+        VersionOp::LessEq => order.is_le(),
+        VersionOp::Eq => order.is_eq(),
+        VersionOp::GreaterEq => order.is_ge(),
+        VersionOp::Greater => order.is_gt(),
+    }
+}
+
+/// Orders two package versions `[epoch:]upstream[-revision]` as dpkg does
+/// (dpkg lib/dpkg/version.c dpkg_version_compare, verrevcmp): epochs
+/// numerically, then upstream and revision by alternating non-digit runs
+/// (`~` first, then the end, letters, other characters) and digit runs
+/// (numerically). rpm's rpmvercmp orders the versions kubeadm packages carry
+/// (digits and dots) the same way.
+pub fn compare_package_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    fn split(v: &str) -> (u64, &str, &str) {
+        let (epoch, rest) = match v.split_once(':') {
+            Some((e, r)) if e.bytes().all(|c| c.is_ascii_digit()) => (e.parse().unwrap_or(0), r),
+            _ => (0, v),
+        };
+        match rest.rsplit_once('-') {
+            Some((u, r)) => (epoch, u, r),
+            None => (epoch, rest, ""),
+        }
+    }
+    fn order(c: Option<u8>) -> i32 {
+        match c {
+            None => 0,
+            Some(b'~') => -1,
+            Some(c) if c.is_ascii_digit() => 0,
+            Some(c) if c.is_ascii_alphabetic() => i32::from(c),
+            Some(c) => i32::from(c) + 256,
+        }
+    }
+    fn verrevcmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+        let (mut i, mut j) = (0, 0);
+        let digit = |s: &[u8], k: usize| s.get(k).is_some_and(u8::is_ascii_digit);
+        while i < a.len() || j < b.len() {
+            while (i < a.len() && !digit(a, i)) || (j < b.len() && !digit(b, j)) {
+                let (ac, bc) = (order(a.get(i).copied()), order(b.get(j).copied()));
+                if ac != bc {
+                    return ac.cmp(&bc);
+                }
+                i += 1;
+                j += 1;
+            }
+            while a.get(i) == Some(&b'0') {
+                i += 1;
+            }
+            while b.get(j) == Some(&b'0') {
+                j += 1;
+            }
+            let mut first_diff = std::cmp::Ordering::Equal;
+            while digit(a, i) && digit(b, j) {
+                if first_diff.is_eq() {
+                    first_diff = a[i].cmp(&b[j]);
+                }
+                i += 1;
+                j += 1;
+            }
+            if digit(a, i) {
+                return std::cmp::Ordering::Greater;
+            }
+            if digit(b, j) {
+                return std::cmp::Ordering::Less;
+            }
+            if !first_diff.is_eq() {
+                return first_diff;
+            }
+        }
+        std::cmp::Ordering::Equal
+    }
+    let (ea, ua, ra) = split(a);
+    let (eb, ub, rb) = split(b);
+    ea.cmp(&eb)
+        .then_with(|| verrevcmp(ua.as_bytes(), ub.as_bytes()))
+        .then_with(|| verrevcmp(ra.as_bytes(), rb.as_bytes()))
 }
 
 /// Decides the package manager: the node's own /etc/os-release wins over
@@ -792,6 +921,30 @@ pub fn preflight(snap: &ClusterSnapshot, req: &Request, probe: &Probe) -> Report
         r.nothing_to_do = true;
         return r;
     }
+    if let (Probe::Done(p), Some(offered)) = (probe, offered) {
+        let installing: Vec<(&str, String)> = super::recipe::PACKAGES
+            .iter()
+            .filter_map(|pkg| Some((*pkg, offered.find(pkg, target)?.to_string())))
+            .collect();
+        let rpm = manager != PackageManager::Apt;
+        let pins = pinning(&p.dependents, &installing, rpm);
+        if !pins.is_empty() {
+            let what = if rpm {
+                format!("{} install would refuse", manager)
+            } else {
+                "apt-get install -y would remove them".to_string()
+            };
+            r.refuse(
+                "package-pinned",
+                format!(
+                    "on node {}, installed packages require another version than {target}: {}. The upgrade would break them ({what}). Upgrade those packages to versions that allow {target}, or remove them, first; then retry. Nothing was changed on the node",
+                    node.name,
+                    pins.join("; ")
+                ),
+            );
+            return r;
+        }
+    }
     if role == Role::Worker && target > oldest {
         r.refuse(
             "worker-above-apiserver",
@@ -1008,6 +1161,7 @@ mod tests {
             repo_file_found: true,
             offered: parse_listing(listing),
             minor_missing: None,
+            dependents: Vec::new(),
         })
     }
 
@@ -1307,6 +1461,7 @@ mod tests {
             repo_file_found: true,
             offered: Offered::default(),
             minor_missing: Some("E: The repository 'https://pkgs.k8s.io/core:/stable:/v1.34/deb  Release' does not have a Release file.".into()),
+            dependents: Vec::new(),
         });
         let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &p);
         assert_eq!(rules(&r), ["minor-not-published"]);
@@ -1317,6 +1472,77 @@ mod tests {
     }
 
     #[test]
+    fn a_package_pinning_the_old_version_is_refused() {
+        let deps = crate::upgrade::recipe::parse_dependents(
+            "installed site-kubernetes 1.0 kubeadm (= 1.33.5-1.1), kubelet (= 1.33.5-1.1), coreutils, \n",
+        );
+        let p = Probe::Done(NodeProbe {
+            dependents: deps.clone(),
+            ..match probe(V134, Some(M133)) {
+                Probe::Done(p) => p,
+                _ => unreachable!(),
+            }
+        });
+        let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &p);
+        assert_eq!(rules(&r), ["package-pinned"]);
+        let msg = &r.findings[0].message;
+        assert!(
+            msg.contains("site-kubernetes 1.0 requires kubeadm (= 1.33.5-1.1) (the upgrade installs kubeadm 1.34.1-1.1)"),
+            "{msg}"
+        );
+        assert!(msg.contains("kubelet (= 1.33.5-1.1)"), "{msg}");
+        assert!(
+            msg.contains("apt-get install -y would remove them"),
+            "{msg}"
+        );
+        assert!(msg.contains("Nothing was changed"), "{msg}");
+        assert!(r.decided.is_none());
+        // A range the target falls in is no pin.
+        let ok = crate::upgrade::recipe::parse_dependents(
+            "installed agent 2 kubelet (>= 1.33), kubelet (<< 1.35~), \n",
+        );
+        assert!(pinning(&ok, &[("kubelet", "1.34.1-1.1".into())], false).is_empty());
+        assert_eq!(
+            pinning(&ok, &[("kubelet", "1.35.0-1.1".into())], false).len(),
+            1
+        );
+        // rpm: a requirement without a release compares the version only.
+        let rpm = crate::upgrade::recipe::parse_dependents(
+            "site 1.0-1 kubelet = 1.34.1\nsite 1.0-1 kubeadm = 1.34.1-150500.1.1\n",
+        );
+        assert!(
+            pinning(
+                &rpm,
+                &[
+                    ("kubelet", "1.34.1-150500.2.1".into()),
+                    ("kubeadm", "1.34.1-150500.1.1".into())
+                ],
+                true
+            )
+            .is_empty()
+        );
+        let broken = pinning(&rpm, &[("kubelet", "1.35.2-150500.1.1".into())], true);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+    }
+
+    #[test]
+    fn package_versions_order_as_dpkg_orders_them() {
+        use std::cmp::Ordering::*;
+        for (a, b, want) in [
+            ("1.34.3-1.1", "1.34.3-1.1", Equal),
+            ("1.34.10-1.1", "1.34.9-1.1", Greater),
+            ("1.35.0~rc.1-1.1", "1.35.0-1.1", Less),
+            ("1.35.0-1.1", "1.35~", Greater),
+            ("1:1.0-1", "2.0-1", Greater),
+            ("1.34.3", "1.34.3-1.1", Less),
+            ("1.34.3-2.1", "1.34.3-10.1", Less),
+            ("1.0a", "1.0", Greater),
+        ] {
+            assert_eq!(compare_package_versions(a, b), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
     fn missing_or_legacy_repository() {
         let p = Probe::Done(NodeProbe {
             manager: Some(PackageManager::Apt),
@@ -1324,6 +1550,7 @@ mod tests {
             repo_file_found: true,
             offered: Offered::default(),
             minor_missing: None,
+            dependents: Vec::new(),
         });
         let r = preflight(&cluster(), &req("cp1", "v1.34.1"), &p);
         assert_eq!(rules(&r), ["repository"]);

@@ -304,12 +304,55 @@ impl Recipe {
             line(&["echo", PROBE_REPO_MARK], None),
             line(&["cat", file], Some(ProbeStage::RepoFile)),
             line(&["echo"], None),
-            line(&["echo", PROBE_LIST_MARK], None),
             line(&["mkdir", dir], Some(ProbeStage::Scratch)),
             line(&["trap", &cleanup, "EXIT"], None),
             // Without this, dash leaves on a signal without the EXIT trap.
             line(&["trap", "exit 130", "HUP", "INT", "TERM"], None),
+            line(&["echo", PROBE_DEPENDENTS_MARK], None),
         ];
+        // The installed packages' versioned dependencies on the three packages, one
+        // line each, read from the package database (never written): what an
+        // install at the target would break. Kept in the scratch directory and
+        // filtered there, so a node with thousands of packages sends a few lines.
+        let deps_file = format!("{dir}/dependencies");
+        let query: Vec<String> = match m {
+            // dpkg-query(1) --showformat; db:Status-Status tells installed
+            // packages from removed ones whose configuration files remain.
+            PackageManager::Apt => [
+                "dpkg-query",
+                "-W",
+                "-f",
+                "${db:Status-Status} ${Package} ${Version} ${Depends}, ${Pre-Depends}\\n",
+            ]
+            .map(String::from)
+            .to_vec(),
+            // rpm's query format: one line per Requires entry (`[...]` iterates
+            // the Requires array, `%{=TAG}` repeats a scalar on each line; rpm(8)
+            // "Query formats"), the comparison by the depflags formatter.
+            _ => [
+                "rpm",
+                "-qa",
+                "--qf",
+                "[%{=NAME} %{=VERSION}-%{=RELEASE} %{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\\n]",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let q: Vec<&str> = query.iter().map(String::as_str).collect();
+        let mut query_line = line(&q, None);
+        query_line = format!(
+            "{query_line} > {} || exit {}",
+            shlex::try_quote(&deps_file).unwrap_or_default(),
+            ProbeStage::Installed.code()
+        );
+        s.push(query_line);
+        // grep exits 1 when no line matches: that is the usual answer.
+        s.push(format!(
+            "{} || test $? = 1 || exit {}",
+            line(&["grep", "-E", DEPENDENCY_PATTERN, &deps_file], None),
+            ProbeStage::Installed.code()
+        ));
+        s.push(line(&["echo", PROBE_LIST_MARK], None));
         let list_words: Vec<String> = match m {
             PackageManager::Apt => {
                 let lists = format!("{dir}/lists");
@@ -492,6 +535,11 @@ fn switch_expr(to: MinorVersion) -> String {
 pub const PROBE_REPO_MARK: &str = "--- upkeep: repository file";
 /// The line the probe prints before the listing.
 pub const PROBE_LIST_MARK: &str = "--- upkeep: versions";
+/// The line the probe prints before the installed packages' dependencies.
+pub const PROBE_DEPENDENTS_MARK: &str = "--- upkeep: dependencies";
+/// A versioned dependency on one of [`PACKAGES`] in the probe's query output:
+/// `kubelet (= 1.34.3-1.1)` (dpkg) or `kubelet = 1.34.3-150500.1.1` (rpm).
+pub const DEPENDENCY_PATTERN: &str = " (kubeadm|kubelet|kubectl) [(<>=]";
 
 /// Where the probe script stopped, by its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,15 +547,17 @@ pub enum ProbeStage {
     OsRelease,
     RepoFile,
     Scratch,
+    Installed,
     Refresh,
     List,
 }
 
 impl ProbeStage {
-    const ALL: [ProbeStage; 5] = [
+    const ALL: [ProbeStage; 6] = [
         ProbeStage::OsRelease,
         ProbeStage::RepoFile,
         ProbeStage::Scratch,
+        ProbeStage::Installed,
         ProbeStage::Refresh,
         ProbeStage::List,
     ];
@@ -520,6 +570,7 @@ impl ProbeStage {
             ProbeStage::Scratch => 93,
             ProbeStage::Refresh => 94,
             ProbeStage::List => 95,
+            ProbeStage::Installed => 96,
         }
     }
 
@@ -531,6 +582,12 @@ impl ProbeStage {
             ProbeStage::Scratch => {
                 "preparing a scratch copy of the repository file under /tmp".into()
             }
+            ProbeStage::Installed => match m {
+                PackageManager::Apt => {
+                    "reading the installed packages' dependencies with dpkg-query".into()
+                }
+                _ => "reading the installed packages' dependencies with rpm -qa".into(),
+            },
             ProbeStage::Refresh => "`apt-get update` on the scratch copy".into(),
             ProbeStage::List => format!("listing the versions with {}", m.binary()),
         }
@@ -547,6 +604,8 @@ pub struct ProbeAnswer {
     pub os_release: Option<String>,
     /// The repository file, when it exists.
     pub repo_file: Option<String>,
+    /// Installed packages with a versioned dependency on kubeadm, kubelet or kubectl.
+    pub dependents: Vec<Dependent>,
     pub listing: Listing,
 }
 
@@ -572,11 +631,17 @@ pub fn parse_probe(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeAnswer
         Some((os, rest)) => (Some(os.to_string()), Some(rest)),
         None => (None, None),
     };
-    let (file, listing) = match rest.map(|r| r.split_once(&format!("{PROBE_LIST_MARK}\n"))) {
-        Some(Some((f, l))) => (Some(f.to_string()), l),
-        Some(None) => (rest.map(str::to_string), ""),
+    let (before, listing) = match rest.map(|r| r.split_once(&format!("{PROBE_LIST_MARK}\n"))) {
+        Some(Some((b, l))) => (Some(b), l),
+        Some(None) => (rest, ""),
         None => (None, ""),
     };
+    let (file, dependents) =
+        match before.map(|b| b.split_once(&format!("{PROBE_DEPENDENTS_MARK}\n"))) {
+            Some(Some((f, d))) => (Some(f.to_string()), parse_dependents(d)),
+            Some(None) => (before.map(str::to_string), Vec::new()),
+            None => (None, Vec::new()),
+        };
     let stage = code.and_then(ProbeStage::from_code);
     let detail = || {
         let mut t = listing.trim_end().to_string();
@@ -591,6 +656,7 @@ pub fn parse_probe(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeAnswer
     let answer = |os: Option<String>, file: Option<String>, listing| ProbeAnswer {
         os_release: os,
         repo_file: file,
+        dependents: dependents.clone(),
         listing,
     };
     match (code, stage) {
@@ -617,6 +683,156 @@ pub fn parse_probe(code: Option<i32>, stdout: &str, stderr: &str) -> ProbeAnswer
             },
         ),
     }
+}
+
+/// An installed package with a versioned dependency on kubeadm, kubelet or
+/// kubectl (a site meta-package, an agent built for one release): an install
+/// at a version it does not accept breaks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dependent {
+    pub package: String,
+    pub version: String,
+    /// The dependency as the package database states it, for messages:
+    /// `kubelet (= 1.34.3-1.1)`, `kubelet = 1.34.3-150500.1.1`.
+    pub requires: String,
+    /// The alternatives that satisfy it (one unless dpkg's `a | b`); each a
+    /// versioned constraint on one of [`PACKAGES`].
+    pub alternatives: Vec<Constraint>,
+}
+
+/// `package op version`, with the operator's meaning already settled
+/// (dpkg's deprecated `<` and `>` mean `<=` and `>=`, rpm's are strict).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Constraint {
+    pub package: String,
+    pub op: VersionOp,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum VersionOp {
+    Less,
+    LessEq,
+    Eq,
+    GreaterEq,
+    Greater,
+}
+
+impl VersionOp {
+    fn parse(text: &str, rpm: bool) -> Option<VersionOp> {
+        // deb-control(5): `<` and `>` are deprecated spellings of `<=` and `>=`;
+        // rpm's are strict.
+        Some(match (text, rpm) {
+            ("<<", _) | ("<", true) => VersionOp::Less,
+            ("<=", _) | ("<", false) => VersionOp::LessEq,
+            ("=", _) | ("==", _) => VersionOp::Eq,
+            (">=", _) | (">", false) => VersionOp::GreaterEq,
+            (">>", _) | (">", true) => VersionOp::Greater,
+            _ => return None,
+        })
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            VersionOp::Less => "<",
+            VersionOp::LessEq => "<=",
+            VersionOp::Eq => "=",
+            VersionOp::GreaterEq => ">=",
+            VersionOp::Greater => ">",
+        }
+    }
+}
+
+/// Parses the probe's dependency lines: dpkg-query's
+/// `installed site-k8s 1.0 kubeadm (= 1.34.3-1.1), kubelet (>= 1.34), coreutils, `
+/// and rpm's `site-k8s 1.0-1 kubelet = 1.34.3-150500.1.1`. The packages
+/// themselves and dependencies that any version satisfies are left out.
+pub fn parse_dependents(text: &str) -> Vec<Dependent> {
+    let mut out: Vec<Dependent> = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let found: Vec<Dependent> = match words.first() {
+            // dpkg: status, package, version, then the Depends and Pre-Depends text.
+            Some(&status) if DPKG_STATUSES.contains(&status) && words.len() >= 3 => {
+                // Only unpacked or configured packages count; `config-files` and
+                // `not-installed` are gone.
+                if matches!(status, "config-files" | "not-installed") {
+                    continue;
+                }
+                let (package, version) = (words[1], words[2]);
+                let deps = line.splitn(4, ' ').nth(3).unwrap_or_default();
+                deps.split(',')
+                    .map(str::trim)
+                    .filter(|g| !g.is_empty())
+                    .filter_map(|group| {
+                        let alternatives: Option<Vec<Constraint>> =
+                            group.split('|').map(|a| deb_constraint(a.trim())).collect();
+                        Some(Dependent {
+                            package: package.to_string(),
+                            version: version.to_string(),
+                            requires: group.to_string(),
+                            alternatives: alternatives?,
+                        })
+                    })
+                    .collect()
+            }
+            // rpm: name, version-release, required name, comparison, version.
+            Some(_) if words.len() == 5 => {
+                let op = VersionOp::parse(words[3], true);
+                match op {
+                    Some(op) if PACKAGES.contains(&words[2]) => vec![Dependent {
+                        package: words[0].to_string(),
+                        version: words[1].to_string(),
+                        requires: words[2..].join(" "),
+                        alternatives: vec![Constraint {
+                            package: words[2].to_string(),
+                            op,
+                            version: words[4].to_string(),
+                        }],
+                    }],
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        for d in found {
+            if !PACKAGES.contains(&d.package.as_str()) && !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// dpkg's package states (dpkg-query(1), `db:Status-Status`).
+const DPKG_STATUSES: [&str; 8] = [
+    "installed",
+    "unpacked",
+    "half-configured",
+    "half-installed",
+    "triggers-awaited",
+    "triggers-pending",
+    "config-files",
+    "not-installed",
+];
+
+/// One dpkg alternative, `kubelet (= 1.34.3-1.1)` or `kubelet:amd64 (>= 1.34)`,
+/// when it constrains one of [`PACKAGES`] by version.
+fn deb_constraint(text: &str) -> Option<Constraint> {
+    let (name, rest) = text.split_once('(')?;
+    let name = name.trim();
+    let name = name.split_once(':').map_or(name, |(n, _arch)| n);
+    if !PACKAGES.contains(&name) {
+        return None;
+    }
+    let rest = rest.trim_end().strip_suffix(')')?.trim();
+    let split = rest.find(|c: char| !matches!(c, '<' | '>' | '='))?;
+    let (op, version) = rest.split_at(split);
+    Some(Constraint {
+        package: name.to_string(),
+        op: VersionOp::parse(op.trim(), false)?,
+        version: version.trim().to_string(),
+    })
 }
 
 /// Whether a package manager's failure says the repository is not there:
@@ -885,6 +1101,58 @@ mod tests {
             "ssh: connect to host 10.0.0.7 port 22: Connection refused\n",
         );
         assert_eq!(a.os_release, None);
+    }
+
+    #[test]
+    fn dependents_from_real_dpkg_query_and_rpm() {
+        // Debian 12's dpkg-query 1.21 on a node with a site meta-package, the
+        // probe's grep applied (an installed package that only names
+        // kubelet without a version is no pin).
+        let deb = "installed site-kubernetes 1.0 kubeadm (= 1.34.3-1.1), kubelet (= 1.34.3-1.1), coreutils, \n\
+                   config-files old-agent 0.9 kubelet (<< 1.30), \n\
+                   installed agent 2.1 kubelet (>= 1.34) | kubelet-compat, kubectl (<< 1.36~), \n";
+        let d = parse_dependents(deb);
+        assert_eq!(
+            d.iter()
+                .map(|d| (d.package.as_str(), d.requires.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("site-kubernetes", "kubeadm (= 1.34.3-1.1)"),
+                ("site-kubernetes", "kubelet (= 1.34.3-1.1)"),
+                ("agent", "kubectl (<< 1.36~)"),
+            ]
+        );
+        assert_eq!(
+            d[0].alternatives,
+            [Constraint {
+                package: "kubeadm".into(),
+                op: VersionOp::Eq,
+                version: "1.34.3-1.1".into()
+            }]
+        );
+        assert_eq!(d[2].alternatives[0].op, VersionOp::Less);
+        // Debian 12's rpm 4.18 (`rpm -qa --qf '[%{=NAME} ...]'`) on the dnf node.
+        let rpm = "site-kubernetes 1.0-1 kubeadm = 1.34.3-150500.1.1\n\
+                   site-kubernetes 1.0-1 kubelet = 1.34.3\n\
+                   cni-plugin 1.0-1 kubelet < 1.35\n";
+        let d = parse_dependents(rpm);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(d[1].requires, "kubelet = 1.34.3");
+        assert_eq!(
+            d[2].alternatives[0].op,
+            VersionOp::Less,
+            "rpm's < is strict"
+        );
+        // The packages themselves are never their own pins.
+        assert!(parse_dependents("installed kubeadm 1.34.3-1.1 kubelet (>= 1.34), \n").is_empty());
+        // The whole probe: the section between its marks.
+        let stdout = format!(
+            "ID=debian\n\n{PROBE_REPO_MARK}\ndeb x\n\n{PROBE_DEPENDENTS_MARK}\n{deb}{PROBE_LIST_MARK}\n   kubeadm | 1.35.2-1.1 | file:/srv/mirror/core:/stable:/v1.35/deb  Packages\n"
+        );
+        let a = parse_probe(Some(0), &stdout, "");
+        assert_eq!(a.dependents.len(), 3);
+        assert_eq!(a.repo_file.as_deref(), Some("deb x\n\n"));
+        assert!(matches!(a.listing, Listing::Offered(ref o) if o.kubeadm.len() == 1));
     }
 
     #[test]

@@ -407,6 +407,7 @@ pub async fn probe<T: Transport>(t: &T, facts: &NodeFacts, req: &Request) -> any
             manager: Some(manager),
             repo_minor: repo_minor(&file),
             repo_file_found: true,
+            dependents: answer.dependents,
             ..NodeProbe::default()
         };
         if probe.repo_minor.is_none() {
