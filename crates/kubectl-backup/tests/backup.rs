@@ -9,7 +9,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use upkeep_e2e::{Lab, bin, running_ready, stderr, stdout, wait_for};
+use upkeep_testkit::{Lab, bin, running_ready, stderr, stdout, wait_for};
+
+/// This package's own binary, built by cargo for these tests.
+const BACKUP: &str = env!("CARGO_BIN_EXE_kubectl-backup");
 
 const INSTALL: &str = "install etcd with `apt-get install etcd-server etcd-client` \
                        (the README test command does)";
@@ -228,7 +231,7 @@ fn backup_with_tools(args: &[&str], tools: &Path) -> Output {
 }
 
 fn backup_cmd(args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin("kubectl-backup"));
+    let mut cmd = Command::new(bin(BACKUP));
     cmd.args(args)
         .env("NO_COLOR", "1")
         .env_remove("ETCDCTL_ENDPOINTS")
@@ -655,7 +658,7 @@ fn restore_apply_switches_a_kubeadm_control_plane_in_order() {
 
 #[test]
 fn restore_goes_through_etcdutl_on_etcd_3_5() {
-    let tools = upkeep_e2e::etcd35_bin();
+    let tools = upkeep_testkit::etcd35_bin();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let pki = Pki::generate(root);
@@ -876,10 +879,10 @@ fn an_interrupted_or_cut_save_leaves_no_file_and_the_older_snapshot_intact() {
             let mut c = Command::new("sh");
             c.arg("-c")
                 .arg("trap '' INT; exec \"$0\" \"$@\"")
-                .arg(bin("kubectl-backup"));
+                .arg(bin(BACKUP));
             c
         } else {
-            Command::new(bin("kubectl-backup"))
+            Command::new(bin(BACKUP))
         };
         cmd.args(&args)
             .env("NO_COLOR", "1")
@@ -1113,7 +1116,7 @@ spec:
 
     let dir = lab.dir().join("export");
     let out = lab
-        .plugin("kubectl-backup")
+        .plugin(BACKUP)
         .args(["resources", dir.to_str().unwrap(), "-o", "json"])
         .output()
         .unwrap();
@@ -1204,7 +1207,7 @@ spec:
 
     // A non-empty directory is refused unless --overwrite.
     let again = lab
-        .plugin("kubectl-backup")
+        .plugin(BACKUP)
         .args(["resources", dir.to_str().unwrap()])
         .output()
         .unwrap();
@@ -1224,7 +1227,7 @@ spec:
     .expect("inject a 403 for listing configmaps");
     let partial = lab.dir().join("export-partial");
     let out = lab
-        .plugin("kubectl-backup")
+        .plugin(BACKUP)
         .args(["resources", partial.to_str().unwrap(), "-o", "json"])
         .output()
         .unwrap();
@@ -1250,7 +1253,7 @@ spec:
     // With --include-secrets: the Secret, mode 0600.
     let with_secrets = lab.dir().join("export-secrets");
     let out = lab
-        .plugin("kubectl-backup")
+        .plugin(BACKUP)
         .args([
             "resources",
             with_secrets.to_str().unwrap(),
@@ -1367,7 +1370,7 @@ spec:
     // Unreachable server: exits with an error and creates nothing.
     let nowhere = source.dir().join("nowhere");
     let out = source
-        .plugin("kubectl-backup")
+        .plugin(BACKUP)
         .args(["resources", nowhere.to_str().unwrap()])
         .args(["--server", &format!("https://127.0.0.1:{}", free_port())])
         .output()
@@ -1379,7 +1382,7 @@ spec:
     );
     // A rejected token: the same.
     let out = source
-        .plugin("kubectl-backup")
+        .plugin(BACKUP)
         .args(["resources", nowhere.to_str().unwrap()])
         .args(["--token", "not-a-token-the-lab-knows"])
         .output()
@@ -1398,7 +1401,7 @@ spec:
     let dir = source.dir().join("export");
     let index = json(
         &source
-            .plugin("kubectl-backup")
+            .plugin(BACKUP)
             .args(["resources", dir.to_str().unwrap(), "-o", "json"])
             .output()
             .unwrap(),
@@ -1407,7 +1410,7 @@ spec:
     let (_t, target) = lab_with_nodes();
     assert_eq!(web_running(&target), 0, "the target starts empty");
     let out = target
-        .plugin("kubectl-backup")
+        .plugin(BACKUP)
         .args(["resources", "restore", dir.to_str().unwrap(), "-o", "json"])
         .output()
         .unwrap();
@@ -1471,7 +1474,7 @@ spec:
     // Again: everything is there now, so nothing is created.
     let again = json(
         &target
-            .plugin("kubectl-backup")
+            .plugin(BACKUP)
             .args(["resources", "restore", dir.to_str().unwrap(), "-o", "json"])
             .output()
             .unwrap(),

@@ -4,14 +4,12 @@
 use std::ffi::OsString;
 use std::process::{Command, Output, Stdio};
 
-use upkeep_e2e::{Lab, bin, bin_dir, code, kubectl_path, show, stdout};
+use upkeep_testkit::{Lab, bin, bin_dir, code, kubectl_path, show, stdout};
 
 /// `kubectl __complete PLUGIN WORDS...` with the built completion binaries
 /// first on PATH and the lab as the current kubeconfig.
 fn complete(lab: &Lab, words: &[&str]) -> Output {
-    let mut path = OsString::from(bin_dir());
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let path = completion_path();
     Command::new(kubectl_path())
         .env("PATH", path)
         .env("KUBECONFIG", &lab.kubeconfig)
@@ -20,6 +18,18 @@ fn complete(lab: &Lab, words: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run kubectl")
+}
+
+/// PATH with the directory of the four `kubectl_complete-*` binaries first
+/// (the other packages' are built when missing).
+fn completion_path() -> OsString {
+    for plugin in ["skew", "safedrain", "upgrade_node", "backup"] {
+        bin(&format!("kubectl_complete-{plugin}"));
+    }
+    let mut path = OsString::from(bin_dir());
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
 }
 
 /// The candidate words (before any tab) and the directive line.
@@ -60,9 +70,7 @@ fn kubectl_completes_node_names_from_the_cluster() {
 #[test]
 fn the_connection_flags_typed_on_the_line_are_used() {
     let lab = Lab::scenario("os-upgrade");
-    let mut path = OsString::from(bin_dir());
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let path = completion_path();
     // No usable KUBECONFIG: only the typed --kubeconfig reaches the lab.
     let out = Command::new(kubectl_path())
         .env("PATH", path)

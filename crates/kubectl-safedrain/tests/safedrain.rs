@@ -9,17 +9,20 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use upkeep_e2e::{
+use upkeep_testkit::{
     Lab, code, name, node_of, owner_kind, run_bounded, running_ready, show, stderr, stdout, uid,
     wait_for,
 };
+
+/// This package's own binary, built by cargo for these tests.
+const SAFEDRAIN: &str = env!("CARGO_BIN_EXE_kubectl-safedrain");
 
 const SETTLE: Duration = Duration::from_secs(60);
 
 // ---------- helpers ----------
 
 fn safedrain(lab: &Lab, args: &[&str]) -> Output {
-    let mut cmd = lab.plugin("kubectl-safedrain");
+    let mut cmd = lab.plugin(SAFEDRAIN);
     cmd.args(args);
     run_bounded(cmd, Duration::from_secs(180))
 }
@@ -340,7 +343,7 @@ fn a_full_pdb_is_refused_by_name_and_wait_for_pdb_completes_after_a_scale_up() {
         .count() as i64;
     let log = lab.dir().join("wait-for-pdb.stderr");
     let mut child: Child = lab
-        .plugin("kubectl-safedrain")
+        .plugin(SAFEDRAIN)
         .args(["node02", "--wait-for-pdb", "--yes", "--timeout", "150s"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -656,7 +659,7 @@ fn an_eviction_refused_because_the_namespace_is_terminating_waits_for_the_pod() 
     let log = lab.dir().join("closing.stderr");
     let out_file = lab.dir().join("closing.stdout");
     let mut child = lab
-        .plugin("kubectl-safedrain")
+        .plugin(SAFEDRAIN)
         .args(["node02", "--yes", "--timeout", "120s"])
         .stdout(std::fs::File::create(&out_file).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -822,7 +825,7 @@ fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
     );
     let log = lab.dir().join("interrupted.stderr");
     let child = lab
-        .plugin("kubectl-safedrain")
+        .plugin(SAFEDRAIN)
         .args(["node02", "--yes", "--timeout", "120s"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -1121,7 +1124,7 @@ fn a_lost_api_server_ends_the_drain_with_the_node_cordoned_and_a_way_to_resume()
     );
     let log = lab.dir().join("lost.stderr");
     let mut child = lab
-        .plugin("kubectl-safedrain")
+        .plugin(SAFEDRAIN)
         .args(["node02", "--yes"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -1154,7 +1157,7 @@ fn a_lost_api_server_ends_the_drain_with_the_node_cordoned_and_a_way_to_resume()
 
 #[test]
 fn help_reads_as_a_kubectl_plugin_and_lists_the_rules() {
-    let out = Command::new(upkeep_e2e::bin("kubectl-safedrain"))
+    let out = Command::new(upkeep_testkit::bin(SAFEDRAIN))
         .arg("--help")
         .output()
         .unwrap();
@@ -1180,7 +1183,7 @@ fn help_reads_as_a_kubectl_plugin_and_lists_the_rules() {
         text.contains("does NOT delete pods without a controller"),
         "{text}"
     );
-    let missing = Command::new(upkeep_e2e::bin("kubectl-safedrain"))
+    let missing = Command::new(upkeep_testkit::bin(SAFEDRAIN))
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "a node or -l is required");
@@ -1298,11 +1301,11 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
 
 /// Fault campaign: each seed drains node02 with about 10 % of API requests failing
 /// (429, 500, 503), then, if that run stopped, runs the same command again on a healthy
-/// API. Figures for RELIABILITY.md: `cargo test -p upkeep-e2e --test safedrain
+/// API. Figures for RELIABILITY.md: `cargo test -p kubectl-safedrain --test safedrain
 /// fault_campaign -- --nocapture`.
 #[test]
 fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
-    let seeds = upkeep_e2e::campaign_seeds(6);
+    let seeds = upkeep_testkit::campaign_seeds(6);
     // A run may overrun its --timeout by the time it takes to stop and report.
     const BOUND: Duration = Duration::from_secs(105);
     let (mut first_ok, mut interrupted, mut second_ok, mut faults_met) = (0, 0, 0, 0);
@@ -1334,7 +1337,7 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
         let log = lab.dir().join("first.stderr");
         let started = Instant::now();
         let mut child = lab
-            .plugin("kubectl-safedrain")
+            .plugin(SAFEDRAIN)
             .args(["node02", "--yes", "--timeout", "90s"])
             // The retry layer's debug lines show the injected answers were met.
             .env("RUST_LOG", "upkeep=debug")
@@ -1410,7 +1413,7 @@ fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
                         .collect();
                     println!("seed {seed}: stopped by the faults: {why:?}");
                 }
-                let mut cmd = lab.plugin("kubectl-safedrain");
+                let mut cmd = lab.plugin(SAFEDRAIN);
                 cmd.args(["node02", "--yes", "--timeout", "90s"]);
                 let started = Instant::now();
                 let again = run_bounded(cmd, BOUND);

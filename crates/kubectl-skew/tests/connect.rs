@@ -9,7 +9,10 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 use serde_json::Value;
-use upkeep_e2e::{Lab, LabOptions, bin, code, show, stdout};
+use upkeep_testkit::{Lab, LabOptions, bin, code, show, stdout};
+
+/// This package's own binary, built by cargo for these tests.
+const SKEW: &str = env!("CARGO_BIN_EXE_kubectl-skew");
 
 const VERSION: &str = "v1.34.1";
 
@@ -23,7 +26,7 @@ fn lab() -> Lab {
 /// kubectl-skew with no kubeconfig of its own: HOME and KUBECONFIG are the
 /// caller's to set, so nothing on this machine leaks in.
 fn skew(home: &Path) -> Command {
-    let mut cmd = Command::new(bin("kubectl-skew"));
+    let mut cmd = Command::new(bin(SKEW));
     cmd.env_clear()
         .env("HOME", home)
         .env("NO_COLOR", "1")

@@ -5,11 +5,14 @@
 use std::process::Output;
 
 use serde_json::Value;
-use upkeep_e2e::{Lab, LabOptions, stderr, stdout, workspace_root};
+use upkeep_testkit::{Lab, LabOptions, stderr, stdout, workspace_root};
+
+/// This package's own binary, built by cargo for these tests.
+const SKEW: &str = env!("CARGO_BIN_EXE_kubectl-skew");
 
 /// Runs `kubectl skew plan --to <to>` on a fixed day with a kubectl in range.
 fn plan(lab: &Lab, to: &str, kubectl: &str, extra: &[&str]) -> Output {
-    lab.plugin("kubectl-skew")
+    lab.plugin(SKEW)
         .args([
             "plan",
             "--to",

@@ -5,7 +5,10 @@
 use std::process::Output;
 
 use serde_json::Value;
-use upkeep_e2e::{Lab, LabOptions, stderr, stdout};
+use upkeep_testkit::{Lab, LabOptions, stderr, stdout};
+
+/// This package's own binary, built by cargo for these tests.
+const SKEW: &str = env!("CARGO_BIN_EXE_kubectl-skew");
 
 /// A lab whose `/version` reports `version`.
 fn lab(version: &str) -> Lab {
@@ -95,7 +98,7 @@ fn kubeadm_cluster(lab: &Lab, control_plane: &str, workers: &[(&str, &str)]) {
 /// Runs the plugin with a fixed kubectl version and day, so the result does
 /// not depend on the machine's kubectl or the date.
 fn skew(lab: &Lab, args: &[&str]) -> Output {
-    lab.plugin("kubectl-skew")
+    lab.plugin(SKEW)
         .args(["--kubectl-version", "v1.31.0", "--as-of", "2025-05-01"])
         .args(args)
         .output()
@@ -549,7 +552,7 @@ fn plan_refuses_a_downgrade() {
 
 #[test]
 fn help_reads_as_a_kubectl_plugin() {
-    let out = std::process::Command::new(upkeep_e2e::bin("kubectl-skew"))
+    let out = std::process::Command::new(upkeep_testkit::bin(SKEW))
         .arg("--help")
         .output()
         .unwrap();
@@ -561,11 +564,11 @@ fn help_reads_as_a_kubectl_plugin() {
 #[test]
 fn the_kubectl_on_path_is_checked() {
     // Real kubectl (1.37) against a v1.36 lab: within one minor. Against v1.35: too far.
-    let kubectl_dir = upkeep_e2e::kubectl_path()
+    let kubectl_dir = upkeep_testkit::kubectl_path()
         .parent()
         .expect("kubectl lives in a directory")
         .to_path_buf();
-    let real = std::process::Command::new(upkeep_e2e::kubectl_path())
+    let real = std::process::Command::new(upkeep_testkit::kubectl_path())
         .args(["version", "--client", "-o", "json"])
         .output()
         .expect("run kubectl version");
@@ -583,7 +586,7 @@ fn the_kubectl_on_path_is_checked() {
     for (server_minor, expected) in [(minor - 1, 0), (minor - 2, 1)] {
         let lab = lab(&format!("v1.{server_minor}.0"));
         let out = lab
-            .plugin("kubectl-skew")
+            .plugin(SKEW)
             .env("PATH", &kubectl_dir)
             .args(["--as-of", "2025-05-01", "-o", "json"])
             .output()
@@ -606,7 +609,7 @@ fn a_newer_calendar_can_be_supplied() {
     )
     .unwrap();
     let run = |extra: &[&str]| {
-        lab.plugin("kubectl-skew")
+        lab.plugin(SKEW)
             .args([
                 "--kubectl-version",
                 "v1.31.0",
@@ -695,8 +698,8 @@ fn the_labs_skew_violations_scenario() {
 /// (plugin/pkg/admission/defaulttolerationseconds). `kubectl skew` says so beside the versions.
 #[test]
 fn a_not_ready_node_is_named_with_its_eviction_countdown() {
-    let lab = upkeep_e2e::Lab::scenario("os-upgrade");
-    upkeep_e2e::wait_for(
+    let lab = upkeep_testkit::Lab::scenario("os-upgrade");
+    upkeep_testkit::wait_for(
         "node02 running pods",
         std::time::Duration::from_secs(60),
         || (!lab.pods_on("node02").is_empty()).then_some(()),
@@ -710,7 +713,7 @@ fn a_not_ready_node_is_named_with_its_eviction_countdown() {
         "-f",
         body.to_str().unwrap(),
     ]);
-    upkeep_e2e::wait_for(
+    upkeep_testkit::wait_for(
         "node02 tainted not-ready:NoExecute",
         std::time::Duration::from_secs(60),
         || {
@@ -722,10 +725,7 @@ fn a_not_ready_node_is_named_with_its_eviction_countdown() {
                 .then_some(())
         },
     );
-    let out = lab
-        .plugin("kubectl-skew")
-        .output()
-        .expect("run kubectl-skew");
+    let out = lab.plugin(SKEW).output().expect("run kubectl-skew");
     let text = stdout(&out);
     let note = text
         .lines()

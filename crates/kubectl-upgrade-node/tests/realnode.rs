@@ -1,16 +1,16 @@
 //! `kubectl upgrade-node` against real nodes: Debian roots with real apt and dpkg, reached
 //! by real sshd in network namespaces through the plugin's default transport (ssh to the
-//! node's InternalIP, BatchMode, no --remote-shell). See `upkeep_e2e::realnode`.
+//! node's InternalIP, BatchMode, no --remote-shell). See `upkeep_testkit::realnode`.
 //!
 //! Needs root and the packages scripts/setup.sh installs; a missing piece fails, never skips.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use upkeep_e2e::realnode::{
+use upkeep_testkit::realnode::{
     ClusterSpec, Family, NodeSpec, REAL_NODE_LABEL, RealCluster, RealNode, SitePackage, rpm_version,
 };
-use upkeep_e2e::{code, run_bounded, show};
+use upkeep_testkit::{code, run_bounded, show};
 
 const FROM: &str = "1.34.3-1.1";
 const TO: &str = "1.35.2-1.1";
@@ -74,7 +74,7 @@ fn upgrade_node_all_over_ssh_on_real_apt_nodes() {
             Family::Apt => TO.to_string(),
             Family::Dnf => rpm_version(TO),
         };
-        for p in upkeep_e2e::realnode::PACKAGES {
+        for p in upkeep_testkit::realnode::PACKAGES {
             assert_eq!(
                 installed.get(p),
                 Some(&want),
@@ -162,7 +162,7 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
     );
     assert_eq!(code(&out), 0, "{}\n{}", show(&out), cluster.lab.log());
     assert!(
-        upkeep_e2e::stdout(&out).contains("1.35.2"),
+        upkeep_testkit::stdout(&out).contains("1.35.2"),
         "the dry run names the target the real repository offers:\n{}",
         show(&out)
     );
@@ -175,7 +175,11 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    let text = format!(
+        "{}{}",
+        upkeep_testkit::stdout(&out),
+        upkeep_testkit::stderr(&out)
+    );
     assert!(text.contains("v1.36"), "{text}");
     for (n, b) in cluster.nodes.iter().zip(&before) {
         assert_same(&n.name, b, &n.package_state());
@@ -193,7 +197,11 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    let text = format!(
+        "{}{}",
+        upkeep_testkit::stdout(&out),
+        upkeep_testkit::stderr(&out)
+    );
     assert!(text.contains("v1.36"), "{text}");
     let dnf = cluster.node("node02");
     assert_same(&dnf.name, &before[2], &dnf.package_state());
@@ -236,7 +244,7 @@ fn pinned_packages_are_refused(cluster: &RealCluster, real_nodes: &str) {
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    let text = format!("{}{}", upkeep_testkit::stdout(&out), upkeep_testkit::stderr(&out));
     for want in [
         "site-kubernetes 1.0 requires kubeadm (= 1.34.3-1.1) (the upgrade installs kubeadm 1.35.2-1.1)",
         "site-kubernetes 1.0 requires kubelet (= 1.34.3-1.1)",
@@ -254,7 +262,7 @@ fn pinned_packages_are_refused(cluster: &RealCluster, real_nodes: &str) {
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!("{}{}", upkeep_e2e::stdout(&out), upkeep_e2e::stderr(&out));
+    let text = format!("{}{}", upkeep_testkit::stdout(&out), upkeep_testkit::stderr(&out));
     let rpm_from = rpm_version(FROM);
     for want in [
         format!("site-kubernetes 1.0-1 requires kubeadm = {rpm_from}"),
@@ -304,7 +312,7 @@ fn probe_conforms(cluster: &RealCluster, real: &RealNode, sim: &str, family: Fam
 
 /// `line` on a simulated node, through `upkeep-lab node-shell`.
 fn on_sim(cluster: &RealCluster, sim: &str, line: &str) -> std::process::Output {
-    std::process::Command::new(upkeep_e2e::bin("upkeep-lab"))
+    std::process::Command::new(upkeep_testkit::bin("upkeep-lab"))
         .arg("node-shell")
         .arg("--kubeconfig")
         .arg(&cluster.lab.kubeconfig)
@@ -426,7 +434,7 @@ fn ctrl_c_during_a_real_apt_get_install_then_rerun_finishes() {
     spec.nodes.retain(|n| n.family == Family::Apt);
     let cluster = RealCluster::start(&spec);
     let worker = cluster.node("node01");
-    let gate = worker.root.join(upkeep_e2e::realnode::INSTALL_GATE);
+    let gate = worker.root.join(upkeep_testkit::realnode::INSTALL_GATE);
     std::fs::write(&gate, "").unwrap();
     let args = ["--all", "--to", "v1.35", "--yes"];
     let mut child = cluster
@@ -435,7 +443,7 @@ fn ctrl_c_during_a_real_apt_get_install_then_rerun_finishes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    upkeep_e2e::wait_for(
+    upkeep_testkit::wait_for(
         "dpkg configuring kubeadm on node01",
         Duration::from_secs(180),
         || {
@@ -450,7 +458,7 @@ fn ctrl_c_during_a_real_apt_get_install_then_rerun_finishes() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let first = upkeep_e2e::wait_for("upgrade-node to stop", Duration::from_secs(60), || {
+    let first = upkeep_testkit::wait_for("upgrade-node to stop", Duration::from_secs(60), || {
         child.try_wait().unwrap()
     });
     let out = child.wait_with_output().unwrap();
@@ -469,7 +477,7 @@ fn ctrl_c_during_a_real_apt_get_install_then_rerun_finishes() {
             .args(["-INT", &pid.to_string()])
             .status();
     }
-    upkeep_e2e::wait_for("dpkg on node01 to end", Duration::from_secs(60), || {
+    upkeep_testkit::wait_for("dpkg on node01 to end", Duration::from_secs(60), || {
         worker.processes("dpkg").is_empty().then_some(())
     });
     std::fs::remove_file(&gate).unwrap();
@@ -490,7 +498,7 @@ fn ctrl_c_during_a_real_apt_get_install_then_rerun_finishes() {
     assert_eq!(worker.dpkg_audit(), "", "dpkg --audit on node01");
     for n in &cluster.nodes {
         let installed = n.installed();
-        for p in upkeep_e2e::realnode::PACKAGES {
+        for p in upkeep_testkit::realnode::PACKAGES {
             assert_eq!(
                 installed.get(p).map(String::as_str),
                 Some(TO),

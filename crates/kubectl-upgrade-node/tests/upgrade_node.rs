@@ -12,10 +12,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use upkeep_e2e::{Lab, LabOptions, bin, code, run_bounded, show, stderr, stdout, wait_for};
+use upkeep_testkit::{Lab, LabOptions, bin, code, run_bounded, show, stderr, stdout, wait_for};
 
 const TARGET: &str = "v1.35.2";
-const PLUGIN: &str = "kubectl-upgrade_node";
+/// This package's own binary, built by cargo for these tests.
+const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-upgrade_node");
 const CONTROL_PLANES: [&str; 2] = ["controlplane01", "controlplane02"];
 const WORKERS: [&str; 3] = ["node01", "node02", "node03"];
 
@@ -352,7 +353,7 @@ fn dry_run_prints_every_step_with_its_commands_and_changes_nothing() {
 fn a_minor_the_repository_does_not_carry_is_refused_and_nothing_changes() {
     // The cluster-upgrade scenario without its v1.35 repository.
     let text = std::fs::read_to_string(
-        upkeep_e2e::workspace_root().join("crates/upkeep-lab/scenarios/cluster-upgrade.yaml"),
+        upkeep_testkit::workspace_root().join("crates/upkeep-lab/scenarios/cluster-upgrade.yaml"),
     )
     .unwrap();
     let cut = text
@@ -783,7 +784,7 @@ fn via_pod_on_a_single_control_plane_survives_the_apiserver_restart() {
         (items.len() == 2 && items.iter().all(ready)).then_some(())
     });
     let apiserver = "kube-apiserver-controlplane01";
-    let before = upkeep_e2e::uid(&lab.get_json(["pod", "-n", "kube-system", apiserver]));
+    let before = upkeep_testkit::uid(&lab.get_json(["pod", "-n", "kube-system", apiserver]));
     let out = upgrade(
         &lab,
         &["controlplane01", "--to", TARGET, "--via", "pod", "--yes"],
@@ -800,7 +801,7 @@ fn via_pod_on_a_single_control_plane_survives_the_apiserver_restart() {
     let outages = record["apiserverOutages"].as_array().unwrap();
     assert_eq!(outages.len(), 1, "{record:#}");
     assert_eq!(outages[0]["seconds"], 20.0, "{record:#}");
-    let after = upkeep_e2e::uid(&lab.get_json(["pod", "-n", "kube-system", apiserver]));
+    let after = upkeep_testkit::uid(&lab.get_json(["pod", "-n", "kube-system", apiserver]));
     assert_ne!(
         before, after,
         "the kube-apiserver mirror pod was not replaced"
@@ -1166,10 +1167,9 @@ fn ctrl_c_at_a_manual_prompt_stops_and_records_where() {
     assert!(!lease_exists(&lab), "the lock is released");
 }
 
-const SNAPSHOT_FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/fixtures/etcd-3.4.23-snapshot.db"
-);
+fn snapshot_fixture() -> std::path::PathBuf {
+    upkeep_testkit::fixture("etcd-3.4.23-snapshot.db")
+}
 
 #[test]
 fn an_etcd_backup_that_is_not_a_snapshot_is_named_so() {
@@ -1179,7 +1179,7 @@ fn an_etcd_backup_that_is_not_a_snapshot_is_named_so() {
     std::fs::write(&empty, b"").unwrap();
     let garbage = dir.join("garbage.db");
     std::fs::write(&garbage, b"taken just now\n".repeat(40)).unwrap();
-    let mut bytes = std::fs::read(SNAPSHOT_FIXTURE).unwrap();
+    let mut bytes = std::fs::read(snapshot_fixture()).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x5a;
     let corrupted = dir.join("corrupted.db");
@@ -1230,7 +1230,7 @@ fn a_node_cordoned_before_stays_cordoned_and_a_fresh_backup_silences_the_warning
     lab.kubectl_ok(["cordon", "controlplane01"]);
     let snapshot = lab.dir().join("etcd-snapshot.db");
     // A real snapshot (etcdctl 3.4.23 `snapshot save`), copied so it is fresh.
-    std::fs::copy(SNAPSHOT_FIXTURE, &snapshot).unwrap();
+    std::fs::copy(snapshot_fixture(), &snapshot).unwrap();
     let out = upgrade(
         &lab,
         &[
@@ -1476,7 +1476,7 @@ fn nodes_through_faults(lab: &Lab) -> Option<Vec<Value>> {
 /// and while interrupted no node cordoned without the run's record on it.
 #[test]
 fn fault_campaign_upgrade_all_then_the_same_command_finishes() {
-    let seeds = upkeep_e2e::campaign_seeds(3);
+    let seeds = upkeep_testkit::campaign_seeds(3);
     const BOUND: Duration = Duration::from_secs(300);
     let (mut first_ok, mut interrupted, mut stopped, mut again_ok) = (0, 0, 0, 0);
     for seed in 1..=seeds {

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use upkeep_e2e::{Background, Lab, LabOptions, bin, show, stdout, wait_for};
+use upkeep_testkit::{Background, Lab, LabOptions, bin, show, stdout, wait_for};
 
 const INSTALL: &str = "install etcd with `apt-get install etcd-server etcd-client` \
                        (the README test command does)";
@@ -139,7 +139,7 @@ fn backup_and_restore_practice_on_the_lab_etcd_3_4() {
 
 #[test]
 fn backup_and_restore_practice_on_the_lab_etcd_3_5() {
-    let dir = upkeep_e2e::etcd35_bin();
+    let dir = upkeep_testkit::etcd35_bin();
     practice(Etcd { dir: Some(&dir) }, "etcdutl");
 }
 
@@ -302,7 +302,7 @@ fn practice(etcd: Etcd, restore_tool: &str) {
                 .unwrap_or("")
                 .starts_with("blue-")
         })
-        .filter(|p| upkeep_e2e::running_ready(p))
+        .filter(|p| upkeep_testkit::running_ready(p))
         .count();
     assert_eq!(blue_ready, 3);
 }
@@ -321,7 +321,7 @@ fn watches_come_from_etcd_3_4() {
 
 #[test]
 fn watches_come_from_etcd_3_5() {
-    let dir = upkeep_e2e::etcd35_bin();
+    let dir = upkeep_testkit::etcd35_bin();
     watches_from_etcd(Etcd { dir: Some(&dir) });
 }
 

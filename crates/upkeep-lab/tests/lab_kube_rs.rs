@@ -12,7 +12,7 @@ use kube::api::{
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use upkeep_e2e::{Lab, LabOptions};
+use upkeep_testkit::{Lab, LabOptions};
 
 /// A client for `context` of the lab's kubeconfig.
 async fn client(lab: &Lab, context: &str) -> Client {

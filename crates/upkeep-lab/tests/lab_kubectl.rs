@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use upkeep_e2e::{
+use upkeep_testkit::{
     Background, Lab, LabOptions, name, node_of, owner_kind, running_ready, stderr, stdout, uid,
     wait_for,
 };
@@ -998,7 +998,8 @@ fn pod_tables_and_describe_on_os_upgrade() {
 fn deleting_a_bound_pod_with_a_grace_period_shows_terminating_then_it_is_gone() {
     // os-upgrade caps termination at 2 lab seconds; let this lab honour 5 s
     // grace periods so that Terminating can be seen.
-    let scenario = upkeep_e2e::workspace_root().join("crates/upkeep-lab/scenarios/os-upgrade.yaml");
+    let scenario =
+        upkeep_testkit::workspace_root().join("crates/upkeep-lab/scenarios/os-upgrade.yaml");
     let text = std::fs::read_to_string(&scenario).expect("read the os-upgrade scenario");
     assert!(
         text.contains("terminationCapSeconds: 2\n"),

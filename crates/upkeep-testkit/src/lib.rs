@@ -17,12 +17,20 @@ use serde_json::Value;
 
 pub mod realnode;
 
-/// The workspace root (this package lives in `tests/`).
+/// The workspace root (this package lives in `crates/upkeep-testkit`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
+        .ancestors()
+        .nth(2)
+        .expect("crates/upkeep-testkit has a workspace root two levels up")
         .to_path_buf()
+}
+
+/// A file under the kit's `fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// The directory holding the workspace's built binaries (`target/debug`),
@@ -36,17 +44,84 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// A built workspace binary, e.g. `bin("kubectl-skew")`. Panics with the fix
-/// when it has not been built: the README test command builds them first.
+/// The package building each workspace binary a test may run.
+const BINARIES: &[(&str, &str)] = &[
+    ("kubectl-skew", "kubectl-skew"),
+    ("kubectl_complete-skew", "kubectl-skew"),
+    ("kubectl-safedrain", "kubectl-safedrain"),
+    ("kubectl_complete-safedrain", "kubectl-safedrain"),
+    ("kubectl-upgrade_node", "kubectl-upgrade-node"),
+    ("kubectl_complete-upgrade_node", "kubectl-upgrade-node"),
+    ("kubectl-backup", "kubectl-backup"),
+    ("kubectl_complete-backup", "kubectl-backup"),
+    ("upkeep-lab", "upkeep-lab"),
+];
+
+/// A workspace binary. An absolute path (a test's own binary, from
+/// `env!("CARGO_BIN_EXE_…")`) is taken as it is; a name, e.g. `bin("upkeep-lab")`,
+/// is looked up beside the test executable. Cargo builds only the binaries of
+/// the package under test, so a missing one from another package is built
+/// here, once ([`build_missing`]): `cargo test -p PLUGIN` needs no prior
+/// `cargo build`.
 pub fn bin(name: &str) -> PathBuf {
+    if Path::new(name).is_absolute() {
+        return PathBuf::from(name);
+    }
     let path = bin_dir().join(name);
+    if !path.exists() {
+        build_missing(name);
+    }
     assert!(
         path.exists(),
-        "{} is missing: build the workspace binaries first (cargo build --workspace --bins), \
-         or run the README test command, which does",
+        "{} is missing after building it",
         path.display()
     );
     path
+}
+
+/// Builds the missing workspace binary `name` with the cargo running the tests
+/// (`$CARGO`) into the same target directory and profile, under an exclusive
+/// lock on `target/<profile>/.upkeep-testkit-build.lock` so that parallel tests
+/// build it once (cargo's own build-directory lock is free while tests run).
+/// A binary that exists is not rebuilt here: after changing another package,
+/// `cargo build --workspace --bins` (the README test command runs it) brings
+/// every binary up to date.
+pub fn build_missing(name: &str) {
+    let package = BINARIES
+        .iter()
+        .find(|(bin, _)| *bin == name)
+        .map(|(_, package)| *package)
+        .unwrap_or_else(|| panic!("{name} is not a binary of this workspace"));
+    let dir = bin_dir();
+    let lock = std::fs::File::create(dir.join(".upkeep-testkit-build.lock"))
+        .expect("create the build lock file");
+    lock.lock().expect("lock the build lock file");
+    if dir.join(name).exists() {
+        return; // another test built it while this one waited
+    }
+    let profile = dir
+        .file_name()
+        .and_then(OsStr::to_str)
+        .expect("target/<profile>")
+        .to_string();
+    let target = dir.parent().expect("target/<profile> has a parent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "upkeep-testkit: {name} is not built yet; building it once with \
+         `cargo build -p {package} --bin {name}`"
+    );
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(workspace_root())
+        .env("CARGO_TARGET_DIR", target)
+        .args(["build", "--quiet", "-p", package, "--bin", name]);
+    if profile != "debug" {
+        cmd.args(["--profile", &profile]);
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {name} failed ({status}); run it by hand to see why"
+    );
 }
 
 /// Real kubectl: `UPKEEP_KUBECTL`, else the project's `.venv/bin/kubectl`

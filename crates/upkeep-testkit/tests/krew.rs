@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use upkeep_e2e::workspace_root;
+use upkeep_testkit::workspace_root;
 
 const API_VERSION: &str = "krew.googlecontainertools.github.com/v1alpha2";
 // validate.go: names Windows reserves for devices cannot be plugin names.

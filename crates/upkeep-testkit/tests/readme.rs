@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use regex::Regex;
-use upkeep_e2e::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
+use upkeep_testkit::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
 
 /// The README files whose transcripts are checked: the workspace's and every crate's.
 fn readmes(root: &Path) -> Vec<String> {
@@ -260,7 +260,7 @@ fn start_lab(scenario: &str) -> Lab {
         Duration::from_secs(60),
         || {
             let pods = lab.pods();
-            (!pods.is_empty() && pods.iter().all(upkeep_e2e::running_ready)).then_some(())
+            (!pods.is_empty() && pods.iter().all(upkeep_testkit::running_ready)).then_some(())
         },
     );
     lab

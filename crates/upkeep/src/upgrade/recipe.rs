@@ -448,7 +448,7 @@ impl Recipe {
                     // half done, and apt-get refuses every install until it is finished:
                     // "E: dpkg was interrupted, you must manually run 'dpkg --configure -a'"
                     // (apt-pkg deb/debsystem.cc). With nothing pending it does nothing.
-                    // Found on a real node: tests/tests/realnode.rs.
+                    // Found on a real node: crates/kubectl-upgrade-node/tests/realnode.rs.
                     self.cmd(["dpkg", "--configure", "-a"]),
                     self.cmd(
                         ["apt-mark", "unhold"]
