@@ -244,7 +244,11 @@ fn pinned_packages_are_refused(cluster: &RealCluster, real_nodes: &str) {
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!("{}{}", upkeep_testkit::stdout(&out), upkeep_testkit::stderr(&out));
+    let text = format!(
+        "{}{}",
+        upkeep_testkit::stdout(&out),
+        upkeep_testkit::stderr(&out)
+    );
     for want in [
         "site-kubernetes 1.0 requires kubeadm (= 1.34.3-1.1) (the upgrade installs kubeadm 1.35.2-1.1)",
         "site-kubernetes 1.0 requires kubelet (= 1.34.3-1.1)",
@@ -262,7 +266,11 @@ fn pinned_packages_are_refused(cluster: &RealCluster, real_nodes: &str) {
         Duration::from_secs(120),
     );
     assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!("{}{}", upkeep_testkit::stdout(&out), upkeep_testkit::stderr(&out));
+    let text = format!(
+        "{}{}",
+        upkeep_testkit::stdout(&out),
+        upkeep_testkit::stderr(&out)
+    );
     let rpm_from = rpm_version(FROM);
     for want in [
         format!("site-kubernetes 1.0-1 requires kubeadm = {rpm_from}"),
