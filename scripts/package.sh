@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 version=${1:?usage: scripts/package.sh VERSION}
 os=$(uname -s | tr '[:upper:]' '[:lower:]')
 case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64|arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
-cargo build --release --locked --bins
+# Only the plugins' packages: built together with the lab, cargo would unify the lab's
+# features (tracing-subscriber's env-filter and its regex engine) into the plugins.
+cargo build --release --locked --bins \
+    -p kubectl-skew -p kubectl-safedrain -p kubectl-upgrade-node -p kubectl-backup
 stage=$(mktemp -d)
 for b in kubectl-skew kubectl-safedrain kubectl-upgrade_node kubectl-backup; do
     cp "target/release/$b" "$stage/"

@@ -18,7 +18,6 @@ pub mod complete;
 pub mod connect;
 pub mod controlplane;
 pub mod drain;
-pub mod etcdsnap;
 pub mod labels;
 pub mod list;
 pub mod output;
@@ -26,3 +25,6 @@ pub mod skew;
 pub mod transient;
 pub mod upgrade;
 pub mod version;
+
+/// etcd snapshot files (its own crate: see its Cargo.toml for why).
+pub use upkeep_etcdsnap as etcdsnap;

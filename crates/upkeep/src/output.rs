@@ -324,15 +324,24 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// warnings. Libraries' log lines (kube's client logs an ERROR for every
 /// failed request it then returns) never reach a user: the error they
 /// describe is reported once, by [`finish`].
+///
+/// `RUST_LOG` takes `target=level` directives (`kube=debug,upkeep=trace`), read
+/// by `tracing_subscriber::filter::Targets`: the span and field filters of
+/// `EnvFilter` would link a regex engine into every plugin for no user's need.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off,upkeep=warn"));
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_target("upkeep", LevelFilter::WARN));
     // Colour only on a terminal and never under NO_COLOR (no-color.org).
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(ansi)
+        .with_ansi(ansi);
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
         .try_init();
 }
 
