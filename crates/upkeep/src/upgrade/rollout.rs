@@ -14,7 +14,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::plan::{NodePlan, PROGRESS_ANNOTATION, Role};
+use super::plan::{NodePlan, PROGRESS_ANNOTATION, Role, StepId};
 use super::preflight::{Backup, ClusterSnapshot, Finding, Severity};
 use super::rolling;
 use super::run::{self, ExecSettings, Failure, Progressed, RequestBase};
@@ -107,7 +107,7 @@ pub async fn run(
         nodes: Vec::new(),
         surge: Vec::new(),
     };
-    let snap = run::snapshot(&client, Some(conn.config())).await?;
+    let snap = run::snapshot(&client).await?;
     let names = selected_nodes(opts, &client, &snap).await?;
 
     if let Some(max_surge) = opts.surge {
@@ -225,8 +225,14 @@ fn interrupt_summary(tracker: &Tracker, report: &mut Report) -> Vec<String> {
             n.result = NodeStatus::Interrupted;
         }
         let done: Vec<&str> = p.done.iter().map(|s| s.as_str()).collect();
+        // The cordon and its record are one write: it happened whole or not at all.
+        let state = if step == StepId::Cordon && done.is_empty() {
+            "it is either untouched or cordoned with that record"
+        } else {
+            "it stays cordoned"
+        };
         lines.push(format!(
-            "interrupted: node {node} during step {step} (done: {}). The completed steps are recorded on the node (annotation {}); it stays cordoned. Run the same command again to resume at {step}.",
+            "interrupted: node {node} during step {step} (done: {}). The completed steps are recorded on the node (annotation {}); {state}. Run the same command again to resume at {step}.",
             if done.is_empty() { "nothing".to_string() } else { done.join(", ") },
             PROGRESS_ANNOTATION,
         ));
@@ -354,7 +360,7 @@ struct Rollout<'a> {
 impl Rollout<'_> {
     async fn upgrade_all(&self, names: &[String], report: &mut Report) -> anyhow::Result<()> {
         let (opts, printer, client, cancel) = (self.opts, self.printer, self.client, &self.cancel);
-        let snap = run::snapshot(client, Some(self.config)).await?;
+        let snap = run::snapshot(client).await?;
         let facts: Vec<_> = names.iter().filter_map(|n| snap.node(n)).collect();
         let waves = if names.len() == 1 {
             vec![names.to_vec()]
@@ -377,11 +383,14 @@ impl Rollout<'_> {
                 if *cancel.borrow() {
                     return Ok(());
                 }
-                let live = if opts.dry_run {
+                let mut live = if opts.dry_run {
                     projected.clone()
                 } else {
-                    run::snapshot(client, Some(self.config)).await?
+                    run::snapshot(client).await?
                 };
+                if run::needs_readiness(&live, name, opts.to) {
+                    run::add_readiness(client, Some(self.config), &mut live).await;
+                }
                 let req = run::request(name, opts.to, &opts.base);
                 let drain = leaving_with(&opts.drain, wave, name);
                 let prepared =

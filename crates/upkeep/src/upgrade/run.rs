@@ -64,13 +64,10 @@ pub fn node_facts(node: &Node) -> NodeFacts {
 }
 
 /// Reads the cluster: nodes, every kube-apiserver instance (static-pod image
-/// tags, as kubeadm's versiongetter does), `/version`, the lock. `config` is
-/// the connection's, for the readiness rules' certificate checks (the API
-/// server's serving certificate, the kubeconfig's client certificate).
-pub async fn snapshot(
-    client: &Client,
-    config: Option<&kube::Config>,
-) -> anyhow::Result<ClusterSnapshot> {
+/// tags, as kubeadm's versiongetter does), `/version`, the lock, the skew
+/// engine's view. Not the readiness listing: [`add_readiness`] reads it for
+/// the nodes that need it.
+pub async fn snapshot(client: &Client) -> anyhow::Result<ClusterSnapshot> {
     let nodes: Api<Node> = Api::all(client.clone());
     let nodes = crate::list::list_all(&nodes, &ListParams::default())
         .await
@@ -104,19 +101,43 @@ pub async fn snapshot(
             None
         }
     };
-    // What `kubectl skew plan` judges a hop by, for the first control-plane
-    // node of a minor upgrade. Drains are checked on the node itself.
+    Ok(ClusterSnapshot {
+        nodes: nodes.iter().map(node_facts).collect(),
+        apiservers,
+        server_version,
+        lease,
+        skew,
+        readiness: None,
+    })
+}
+
+/// Whether preflight may judge `node` by the readiness rules: they apply to the first
+/// control-plane node of a minor upgrade (preflight's `upgrade-readiness`), which only the
+/// node's probe settles (`--to vX.Y` picks the patch), so every control-plane node while the
+/// control plane moves to another minor. Their listing of every kind is read only then.
+pub fn needs_readiness(snap: &ClusterSnapshot, node: &str, to: TargetSpec) -> bool {
+    snap.node(node).is_some_and(|n| n.control_plane) && moves_minor(snap, to)
+}
+
+/// Adds what `kubectl skew plan` judges a hop by: every listable kind, `/metrics`, the
+/// certificates (`config` is the connection's: the API server's serving certificate, the
+/// kubeconfig's client certificate). Drains are checked on the node itself.
+pub async fn add_readiness(
+    client: &Client,
+    config: Option<&kube::Config>,
+    snap: &mut ClusterSnapshot,
+) {
     let removals = crate::skew::readiness::Removals::embedded();
     let gathered = crate::skew::readiness::gather::gather(
         client,
         config,
-        skew.clone().unwrap_or_default(),
+        snap.skew.clone().unwrap_or_default(),
         &removals,
         &crate::skew::readiness::gather::GatherOptions { skip_drains: true },
     )
     .await;
     let now = jiff::Timestamp::now();
-    let readiness = Some(crate::skew::readiness::PreflightInput {
+    snap.readiness = Some(crate::skew::readiness::PreflightInput {
         snapshot: gathered,
         removals,
         calendar: crate::skew::Calendar::embedded(),
@@ -127,14 +148,6 @@ pub async fn snapshot(
         },
         selection: Vec::new(),
     });
-    Ok(ClusterSnapshot {
-        nodes: nodes.iter().map(node_facts).collect(),
-        apiservers,
-        server_version,
-        lease,
-        skew,
-        readiness,
-    })
 }
 
 async fn read_lease(client: &Client) -> anyhow::Result<Option<LeaseView>> {
@@ -204,6 +217,70 @@ fn held_by(current: &Lease, me: &str) -> String {
     }
 }
 
+/// One attempt at the lock: Ok(Ok(takeover note)) when taken, Ok(Err(why)) when another run
+/// holds it, Err with what failed. `again`: an earlier attempt may have written it.
+async fn take_lock(
+    api: &Api<Lease>,
+    lease: &Lease,
+    me: &str,
+    again: bool,
+) -> Result<Result<Option<String>, String>, (kube::Error, &'static str)> {
+    const READ: &str = "could not read the lock Lease";
+    match api.get_opt(LEASE_NAME).await.map_err(|e| (e, READ))? {
+        None => match api.create(&PostParams::default(), lease).await {
+            Ok(_) => Ok(Ok(None)),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let current = api.get(LEASE_NAME).await.map_err(|e| (e, READ))?;
+                Ok(if ours(&current, me, again) {
+                    Ok(None)
+                } else {
+                    Err(held_by(&current, me))
+                })
+            }
+            Err(e) => Err((e, "could not create the lock Lease")),
+        },
+        Some(current) => {
+            let took_over = if ours(&current, me, again) {
+                None
+            } else {
+                match lock_verdict(Some(&lease_view(&current)), me) {
+                    LockVerdict::Held(why) => return Ok(Err(why)),
+                    LockVerdict::TakeOver(note) => Some(note),
+                    LockVerdict::Free => None,
+                }
+            };
+            let mut lease = lease.clone();
+            lease.metadata.resource_version = current.metadata.resource_version.clone();
+            match api
+                .replace(LEASE_NAME, &PostParams::default(), &lease)
+                .await
+            {
+                Ok(_) => Ok(Ok(took_over)),
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    let current = api.get(LEASE_NAME).await.map_err(|e| (e, READ))?;
+                    Ok(if ours(&current, me, again) {
+                        Ok(None)
+                    } else {
+                        Err(held_by(&current, me))
+                    })
+                }
+                Err(e) => Err((e, "could not take over the expired lock Lease")),
+            }
+        }
+    }
+}
+
+/// The Lease is this run's own, written by an earlier attempt of this acquisition whose
+/// answer was lost (same identity, pid included).
+fn ours(current: &Lease, me: &str, again: bool) -> bool {
+    again
+        && current
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            == Some(me)
+}
+
 /// Takes the lock, or says who holds it.
 pub async fn acquire_lock(
     client: &Client,
@@ -220,36 +297,22 @@ pub async fn acquire_lock(
         spec.acquire_time = Some(now.clone());
         spec.renew_time = Some(now);
     }
-    let mut took_over = None;
-    match api.get_opt(LEASE_NAME).await? {
-        None => match api.create(&PostParams::default(), &lease).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                let current = api.get(LEASE_NAME).await?;
-                return Ok(Err(held_by(&current, me)));
+    // A write whose answer was lost may have taken the lock: tried again, the Lease then
+    // holds this very run's identity (its pid included), and is ours.
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 0;
+    let took_over = loop {
+        match take_lock(&api, &lease, me, attempt > 0).await {
+            Ok(Ok(took_over)) => break took_over,
+            Ok(Err(held)) => return Ok(Err(held)),
+            Err((e, what)) if attempt + 1 < ATTEMPTS && progress_write_retryable(&e) => {
+                tracing::debug!("{what}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
             }
-            Err(e) => return Err(e).context("could not create the lock Lease"),
-        },
-        Some(current) => {
-            match lock_verdict(Some(&lease_view(&current)), me) {
-                LockVerdict::Held(why) => return Ok(Err(why)),
-                LockVerdict::TakeOver(note) => took_over = Some(note),
-                LockVerdict::Free => {}
-            }
-            lease.metadata.resource_version = current.metadata.resource_version.clone();
-            match api
-                .replace(LEASE_NAME, &PostParams::default(), &lease)
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    let current = api.get(LEASE_NAME).await?;
-                    return Ok(Err(held_by(&current, me)));
-                }
-                Err(e) => return Err(e).context("could not take over the expired lock Lease"),
-            }
+            Err((e, what)) => return Err(e).context(what),
         }
-    }
+    };
     let renew = {
         let api = api.clone();
         let period = Duration::from_secs((seconds.max(3) / 3) as u64);
@@ -646,12 +709,30 @@ pub async fn execute<T: Transport>(
                 hint: plan::recovery_hint(plan, step.id),
             }
         };
+        let last = i + 1 == total;
+        let record = if last {
+            json!({"metadata": {"annotations": {PROGRESS_ANNOTATION: null}}})
+        } else {
+            let record = Progress {
+                target: plan.target,
+                done: step.id,
+                was_cordoned: plan.keep_cordoned,
+            };
+            json!({"metadata": {"annotations": {PROGRESS_ANNOTATION: record.to_json()}}})
+        };
         match &step.action {
             Action::Cordon => {
-                let patch = json!({"spec": {"unschedulable": true}});
+                // The cordon and its record in one write: an interrupt or a failed write
+                // never leaves the node cordoned without the record that says why.
+                let mut patch = record.clone();
+                patch["spec"] = json!({"unschedulable": true});
                 write_progress(&nodes, &plan.node, &patch)
                     .await
                     .map_err(|e| fail(format!("could not cordon node {}: {e}", plan.node)))?;
+                let mut p = progressed.lock().expect("progress");
+                p.done.push(step.id);
+                p.current = None;
+                continue;
             }
             Action::Node { commands } => {
                 let run = t
@@ -720,18 +801,7 @@ pub async fn execute<T: Transport>(
                 }
             }
         }
-        let last = i + 1 == total;
-        let patch = if last {
-            json!({"metadata": {"annotations": {PROGRESS_ANNOTATION: null}}})
-        } else {
-            let record = Progress {
-                target: plan.target,
-                done: step.id,
-                was_cordoned: plan.keep_cordoned,
-            };
-            json!({"metadata": {"annotations": {PROGRESS_ANNOTATION: record.to_json()}}})
-        };
-        let recorded = write_progress(&nodes, &plan.node, &patch).await;
+        let recorded = write_progress(&nodes, &plan.node, &record).await;
         let mut p = progressed.lock().expect("progress");
         // The step is done whether or not its record could be written: say it.
         p.done.push(step.id);
