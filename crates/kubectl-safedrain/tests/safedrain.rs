@@ -1300,150 +1300,198 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
 }
 
 /// Fault campaign: each seed drains node02 with about 10 % of API requests failing
-/// (429, 500, 503), then, if that run stopped, runs the same command again on a healthy
-/// API. Figures for RELIABILITY.md: `cargo test -p kubectl-safedrain --test safedrain
-/// fault_campaign -- --nocapture`.
+/// (429, 500, 503, hung and dropped connections, cut watches) and SIGINT at a step chosen by
+/// the seed, then, if that run stopped, runs the same command again on a healthy API. 20
+/// seeds, each on its own lab, a few at once. Figures for RELIABILITY.md: `cargo test -p
+/// kubectl-safedrain --test safedrain fault_campaign -- --nocapture`.
 #[test]
 fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
-    let seeds = upkeep_testkit::campaign_seeds(6);
-    // A run may overrun its --timeout by the time it takes to stop and report.
-    const BOUND: Duration = Duration::from_secs(105);
-    let (mut first_ok, mut interrupted, mut second_ok, mut faults_met) = (0, 0, 0, 0);
-    for seed in 1..=seeds {
-        let lab = os_upgrade();
-        let bare: Vec<String> = lab
-            .pods()
-            .into_iter()
-            .filter(|p| node_of(p) != "node02" && owner_kind(p).is_empty())
-            .map(|p| name(&p))
-            .collect();
-        let on_node: BTreeSet<String> = uids_on(&lab, "node02");
-        let path = lab.dir().join("faults.json");
-        std::fs::write(
-            &path,
-            serde_json::json!({ "seed": seed, "rules": campaign_faults() }).to_string(),
-        )
-        .unwrap();
-        lab.kubectl_ok([
-            "create",
-            "--raw",
-            "/lab/v1/faults",
-            "-f",
-            path.to_str().unwrap(),
-        ]);
-        // SIGINT at a step chosen by the seed: right after the cordon, once a pod has left
-        // the node, or never.
-        let step = seed % 3;
-        let log = lab.dir().join("first.stderr");
-        let started = Instant::now();
-        let mut child = lab
-            .plugin(SAFEDRAIN)
-            .args(["node02", "--yes", "--timeout", "90s"])
-            // The retry layer's debug lines show the injected answers were met.
-            .env("RUST_LOG", "upkeep=debug")
-            .stdout(std::fs::File::create(lab.dir().join("first.stdout")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        if step != 0 {
-            let reached = wait_for("the step to interrupt at", BOUND, || {
-                if child.try_wait().unwrap().is_some() {
-                    return Some(false);
-                }
-                let at_step = match step {
-                    1 => std::fs::read_to_string(&log)
-                        .unwrap_or_default()
-                        .contains("node/node02 cordoned"),
-                    // Read through the same faults: a failed read just tries again.
-                    _ => {
-                        let out = lab.kubectl([
-                            "get",
-                            "pods",
-                            "-A",
-                            "-o",
-                            "json",
-                            "--field-selector",
-                            "spec.nodeName=node02",
-                        ]);
-                        let now: Option<BTreeSet<String>> = out
-                            .status
-                            .success()
-                            .then(|| serde_json::from_slice::<Value>(&out.stdout).ok())
-                            .flatten()
-                            .map(|v| {
-                                v["items"]
-                                    .as_array()
-                                    .into_iter()
-                                    .flatten()
-                                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                                    .map(uid)
-                                    .collect()
-                            });
-                        now.is_some_and(|now| on_node.iter().any(|u| !now.contains(u)))
-                    }
-                };
-                at_step.then_some(true)
-            });
-            if reached {
-                let status = Command::new("kill")
-                    .args(["-INT", &child.id().to_string()])
-                    .status()
-                    .expect("kill -INT");
-                assert!(status.success());
-            }
-        }
-        let status = wait_for("the first run to end", BOUND, || child.try_wait().unwrap());
-        let text = std::fs::read_to_string(&log).unwrap_or_default()
-            + &std::fs::read_to_string(lab.dir().join("first.stdout")).unwrap_or_default();
-        assert!(
-            started.elapsed() < BOUND,
-            "seed {seed}: past its timeout\n{text}"
+    let seeds = upkeep_testkit::campaign_seeds(20);
+    let results = upkeep_testkit::run_campaign(&seeds, drain_campaign_seed);
+    let count = |f: &dyn Fn(&DrainSeed) -> bool| results.iter().filter(|(_, r)| f(r)).count();
+    let first_ok = count(&|r| r.first == Some(0));
+    let interrupted = count(&|r| r.interrupted);
+    let stopped = count(&|r| r.first != Some(0) && !r.interrupted);
+    let second_ok = count(&|r| r.again == Some(0));
+    let faults_met: usize = results.iter().map(|(_, r)| r.faults_met).sum();
+    for (seed, r) in &results {
+        println!(
+            "seed {seed}: first run exit {:?} in {:.1} s{}{}",
+            r.first,
+            r.first_took.as_secs_f64(),
+            if r.interrupted { " (SIGINT)" } else { "" },
+            r.again.map_or(String::new(), |c| format!(
+                ", again exit {c} in {:.1} s",
+                r.again_took.as_secs_f64()
+            ))
         );
-        faults_met += text.lines().filter(|l| l.contains("retrying")).count();
-        set_faults(&lab, serde_json::json!([]));
-        match status.code() {
-            Some(0) => first_ok += 1,
-            Some(2) => {
-                if text.contains("interrupted") {
-                    interrupted += 1;
-                } else {
-                    let why: Vec<&str> = text
-                        .lines()
-                        .filter(|l| l.contains("error") || l.contains("NOT drained"))
-                        .collect();
-                    println!("seed {seed}: stopped by the faults: {why:?}");
-                }
-                let mut cmd = lab.plugin(SAFEDRAIN);
-                cmd.args(["node02", "--yes", "--timeout", "90s"]);
-                let started = Instant::now();
-                let again = run_bounded(cmd, BOUND);
-                assert!(
-                    started.elapsed() < BOUND,
-                    "seed {seed}, again: past its timeout"
-                );
-                assert_eq!(code(&again), 0, "seed {seed}, again: {}", show(&again));
-                second_ok += 1;
-            }
-            other => panic!("seed {seed}: exit {other:?}\n{text}"),
-        }
-        let n = lab.get_json(["node", "node02"]);
-        assert!(
-            n["spec"]["unschedulable"] == true
-                && n["metadata"]["annotations"]["upkeep.dev/drained-pods"].is_string(),
-            "seed {seed}: the drained node stays cordoned, with the drain's record: {n:#}"
-        );
-        wait_for("the workloads whole", Duration::from_secs(60), || {
-            deployments_whole_off(&lab, "node02").ok()
-        });
-        let now: BTreeSet<String> = lab.pods().iter().map(name).collect();
-        for b in &bare {
-            assert!(now.contains(b), "seed {seed}: bare pod {b} lost");
-        }
     }
     println!(
-        "fault campaign: {seeds} seeds, {faults_met} injected answers retried, {first_ok} drained through the faults, {interrupted} interrupted by SIGINT, {second_ok} finished by the same command again, 0 pods lost, no run past its bound"
+        "fault campaign: {} seeds, {faults_met} injected answers retried, {first_ok} drained through the faults, {interrupted} interrupted by SIGINT, {stopped} stopped by the faults, {second_ok} finished by the same command again, 0 pods lost, no node cordoned without the drain's record, no run past its bound",
+        seeds.len()
     );
     assert!(faults_met > 0, "the faults were never met");
+}
+
+/// What one campaign seed did.
+#[derive(Debug)]
+struct DrainSeed {
+    first: Option<i32>,
+    first_took: Duration,
+    interrupted: bool,
+    again: Option<i32>,
+    again_took: Duration,
+    /// Injected answers the first run met and retried (the retry layer's debug lines).
+    faults_met: usize,
+}
+
+fn drain_campaign_seed(seed: u64) -> DrainSeed {
+    // A run may overrun its --timeout by the time it takes to stop and report.
+    const BOUND: Duration = Duration::from_secs(105);
+    let lab = os_upgrade();
+    let bare: Vec<String> = lab
+        .pods()
+        .into_iter()
+        .filter(|p| node_of(p) != "node02" && owner_kind(p).is_empty())
+        .map(|p| name(&p))
+        .collect();
+    let on_node: BTreeSet<String> = uids_on(&lab, "node02");
+    let path = lab.dir().join("faults.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({ "seed": seed, "rules": campaign_faults() }).to_string(),
+    )
+    .unwrap();
+    lab.kubectl_ok([
+        "create",
+        "--raw",
+        "/lab/v1/faults",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    // SIGINT at a step chosen by the seed: right after the cordon, once a pod has left
+    // the node, or never.
+    let step = seed % 3;
+    let log = lab.dir().join("first.stderr");
+    let started = Instant::now();
+    let mut child = lab
+        .plugin(SAFEDRAIN)
+        .args(["node02", "--yes", "--timeout", "90s"])
+        // The retry layer's debug lines show the injected answers were met.
+        .env("RUST_LOG", "upkeep=debug")
+        .stdout(std::fs::File::create(lab.dir().join("first.stdout")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    if step != 0 {
+        let reached = wait_for("the step to interrupt at", BOUND, || {
+            if child.try_wait().unwrap().is_some() {
+                return Some(false);
+            }
+            let at_step = match step {
+                1 => std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("node/node02 cordoned"),
+                // Read through the same faults: a failed read just tries again.
+                _ => {
+                    let out = lab.kubectl([
+                        "get",
+                        "pods",
+                        "-A",
+                        "-o",
+                        "json",
+                        "--field-selector",
+                        "spec.nodeName=node02",
+                    ]);
+                    let now: Option<BTreeSet<String>> = out
+                        .status
+                        .success()
+                        .then(|| serde_json::from_slice::<Value>(&out.stdout).ok())
+                        .flatten()
+                        .map(|v| {
+                            v["items"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                                .map(uid)
+                                .collect()
+                        });
+                    now.is_some_and(|now| on_node.iter().any(|u| !now.contains(u)))
+                }
+            };
+            at_step.then_some(true)
+        });
+        if reached {
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill -INT");
+            assert!(status.success());
+        }
+    }
+    let status = wait_for("the first run to end", BOUND, || child.try_wait().unwrap());
+    let first_took = started.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default()
+        + &std::fs::read_to_string(lab.dir().join("first.stdout")).unwrap_or_default();
+    assert!(
+        started.elapsed() < BOUND,
+        "seed {seed}: past its timeout\n{text}"
+    );
+    let mut result = DrainSeed {
+        first: status.code(),
+        first_took,
+        interrupted: false,
+        again: None,
+        again_took: Duration::ZERO,
+        faults_met: text.lines().filter(|l| l.contains("retrying")).count(),
+    };
+    set_faults(&lab, serde_json::json!([]));
+    let n = lab.get_json(["node", "node02"]);
+    assert!(
+        n["spec"]["unschedulable"] != true
+            || n["metadata"]["annotations"]["upkeep.dev/drained-pods"].is_string(),
+        "seed {seed}: node02 cordoned without the drain's record\n{text}"
+    );
+    match status.code() {
+        Some(0) => {}
+        Some(2) => {
+            result.interrupted = text.contains("interrupted");
+            if !result.interrupted {
+                let why: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains("error") || l.contains("NOT drained"))
+                    .collect();
+                println!("seed {seed}: stopped by the faults: {why:?}");
+            }
+            let mut cmd = lab.plugin(SAFEDRAIN);
+            cmd.args(["node02", "--yes", "--timeout", "90s"]);
+            let started = Instant::now();
+            let again = run_bounded(cmd, BOUND);
+            result.again_took = started.elapsed();
+            assert!(
+                result.again_took < BOUND,
+                "seed {seed}, again: past its timeout"
+            );
+            assert_eq!(code(&again), 0, "seed {seed}, again: {}", show(&again));
+            result.again = Some(0);
+        }
+        other => panic!("seed {seed}: exit {other:?}\n{text}"),
+    }
+    let n = lab.get_json(["node", "node02"]);
+    assert!(
+        n["spec"]["unschedulable"] == true
+            && n["metadata"]["annotations"]["upkeep.dev/drained-pods"].is_string(),
+        "seed {seed}: the drained node stays cordoned, with the drain's record: {n:#}"
+    );
+    wait_for("the workloads whole", Duration::from_secs(60), || {
+        deployments_whole_off(&lab, "node02").ok()
+    });
+    let now: BTreeSet<String> = lab.pods().iter().map(name).collect();
+    for b in &bare {
+        assert!(now.contains(b), "seed {seed}: bare pod {b} lost");
+    }
+    result
 }
 
 /// About 10 % of requests fail: 503, 500, 429 (with Retry-After), connections that hang and

@@ -610,11 +610,115 @@ impl Drop for Background {
     }
 }
 
-/// Seeds per fault campaign: `in_suite` in the test suite, `UPKEEP_CAMPAIGN_SEEDS` for the
-/// full campaign (RELIABILITY.md).
-pub fn campaign_seeds(in_suite: u64) -> u64 {
-    std::env::var("UPKEEP_CAMPAIGN_SEEDS")
+/// The seeds of a fault campaign: `1..=in_suite` in the test suite; `UPKEEP_CAMPAIGN_SEEDS=N`
+/// runs seeds 1 to N, and a list or range picks seeds (`UPKEEP_CAMPAIGN_SEEDS=16`
+/// is seeds 1 to 16, `=16..16` seed 16 alone, `=11,16,30..40` those).
+pub fn campaign_seeds(in_suite: u64) -> Vec<u64> {
+    let spec = std::env::var("UPKEEP_CAMPAIGN_SEEDS").unwrap_or_default();
+    parse_seeds(&spec).unwrap_or_else(|| (1..=in_suite).collect())
+}
+
+fn parse_seeds(spec: &str) -> Option<Vec<u64>> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return None;
+    }
+    if let Ok(n) = spec.parse::<u64>() {
+        return Some((1..=n).collect());
+    }
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        match part.split_once("..") {
+            Some((a, b)) => {
+                let (a, b) = (
+                    a.trim().parse::<u64>(),
+                    b.trim().trim_start_matches('=').parse(),
+                );
+                match (a, b) {
+                    (Ok(a), Ok(b)) => out.extend(a..=b),
+                    _ => panic!("UPKEEP_CAMPAIGN_SEEDS: cannot read {part:?} as a range A..B"),
+                }
+            }
+            None => out.push(part.parse().unwrap_or_else(|_| {
+                panic!("UPKEEP_CAMPAIGN_SEEDS: cannot read {part:?} as a seed")
+            })),
+        }
+    }
+    Some(out)
+}
+
+/// How many seeds of a campaign run at once, each on its own lab: `UPKEEP_CAMPAIGN_JOBS`,
+/// default 4 (a seed mostly waits on the lab's clock and the plugin's backoff, not a CPU).
+pub fn campaign_jobs() -> usize {
+    std::env::var("UPKEEP_CAMPAIGN_JOBS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(in_suite)
+        .filter(|&n| n > 0)
+        .unwrap_or(4)
+}
+
+/// Runs `one` for every seed, [`campaign_jobs`] at a time, and returns each seed's result in
+/// seed order. Every seed runs even when another fails; then the test fails naming each
+/// failed seed and its message.
+pub fn run_campaign<T: Send>(seeds: &[u64], one: impl Fn(u64) -> T + Sync) -> Vec<(u64, T)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(u64, std::thread::Result<T>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..campaign_jobs().min(seeds.len()) {
+            s.spawn(|| {
+                while let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let started = Instant::now();
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one(seed)));
+                    println!(
+                        "seed {seed}: {} in {:.0?}",
+                        if r.is_ok() { "passed" } else { "FAILED" },
+                        started.elapsed()
+                    );
+                    results.lock().expect("results").push((seed, r));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(seed, _)| *seed);
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for (seed, r) in results {
+        match r {
+            Ok(v) => ok.push((seed, v)),
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failed.push(format!("seed {seed}: {msg}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} seeds failed:\n{}",
+        failed.len(),
+        seeds.len(),
+        failed.join("\n")
+    );
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seeds;
+
+    #[test]
+    fn campaign_seeds_are_a_count_a_list_or_ranges() {
+        assert_eq!(parse_seeds(""), None);
+        assert_eq!(parse_seeds("3"), Some(vec![1, 2, 3]));
+        assert_eq!(parse_seeds("16..16"), Some(vec![16]));
+        assert_eq!(
+            parse_seeds("11, 16,30..=32"),
+            Some(vec![11, 16, 30, 31, 32])
+        );
+    }
 }
