@@ -105,3 +105,25 @@ pub struct ServeArgs {
 fn upkeep_lab_default_history() -> usize {
     crate::store::DEFAULT_HISTORY
 }
+
+impl ServeArgs {
+    /// What `upkeep-lab serve` runs (also how the tests' kit starts a lab in-process).
+    pub fn into_command(self) -> crate::server::ServeCommand {
+        use crate::server::EtcdTarget;
+        crate::server::ServeCommand {
+            scenario: self.scenario,
+            version: self.version,
+            listen: self.listen,
+            tls: !self.insecure_http,
+            kubeconfig: self.kubeconfig,
+            time_scale: self.time_scale,
+            profile: self.profile,
+            watch_history: self.watch_history,
+            etcd: match (self.etcd_endpoints, self.etcd_data_dir) {
+                (Some(url), _) => Some(EtcdTarget::Endpoint(url)),
+                (None, Some(dir)) => Some(EtcdTarget::DataDir(dir, self.etcd_binary)),
+                (None, None) => None,
+            },
+        }
+    }
+}

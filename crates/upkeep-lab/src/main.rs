@@ -20,24 +20,7 @@ async fn main() -> std::process::ExitCode {
             };
         }
         Command::Serve(a) => {
-            let cmd = upkeep_lab::server::ServeCommand {
-                scenario: a.scenario,
-                version: a.version,
-                listen: a.listen,
-                tls: !a.insecure_http,
-                kubeconfig: a.kubeconfig,
-                time_scale: a.time_scale,
-                profile: a.profile,
-                watch_history: a.watch_history,
-                etcd: match (a.etcd_endpoints, a.etcd_data_dir) {
-                    (Some(url), _) => Some(upkeep_lab::server::EtcdTarget::Endpoint(url)),
-                    (None, Some(dir)) => {
-                        Some(upkeep_lab::server::EtcdTarget::DataDir(dir, a.etcd_binary))
-                    }
-                    (None, None) => None,
-                },
-            };
-            upkeep_lab::server::run_serve(cmd, upkeep_lab::default_plugins()).await
+            upkeep_lab::server::run_serve(a.into_command(), upkeep_lab::default_plugins()).await
         }
     };
     match result {

@@ -493,6 +493,52 @@ pub enum EtcdTarget {
 /// `upkeep-lab serve`: build the lab, load the scenario, start plugins, serve, write the
 /// kubeconfig, then run until SIGINT or SIGTERM.
 pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> anyhow::Result<()> {
+    let serving = start_serve(&cmd, plugins).await?;
+    eprintln!(
+        "upkeep-lab: serving {} (Kubernetes {}); kubeconfig written to {}\n  try: kubectl --kubeconfig {} get nodes",
+        serving.server.url(),
+        serving.server.lab.version().git_version,
+        cmd.kubeconfig.display(),
+        cmd.kubeconfig.display()
+    );
+    shutdown_signal().await;
+    eprintln!("upkeep-lab: shutting down");
+    serving.stop().await;
+    Ok(())
+}
+
+/// A lab being served as `upkeep-lab serve` serves it (the tests' kit runs one in-process).
+pub struct Serving {
+    pub server: RunningServer,
+    etcd_process: Option<crate::etcd::EtcdProcess>,
+    /// Kept for the lab's lifetime, as `run_serve` keeps them.
+    _plugins: Vec<Box<dyn LabPlugin>>,
+}
+
+impl Serving {
+    /// Stops serving, writes the last changes to etcd and stops an etcd it started.
+    pub async fn stop(self) {
+        self.server.shutdown();
+        let lab = self.server.lab.clone();
+        self.server.join().await;
+        if !crate::etcd::flush(&lab.store, Duration::from_secs(30)).await {
+            eprintln!(
+                "upkeep-lab: etcd did not take the last changes within 30 s; they are lost (resourceVersion {})",
+                lab.store.current_rv()
+            );
+        }
+        if let Some(p) = self.etcd_process {
+            p.stop().await;
+        }
+    }
+}
+
+/// Everything `upkeep-lab serve` does before it waits for a signal: build the lab, load the
+/// scenario, start plugins, serve, write the kubeconfig.
+pub async fn start_serve(
+    cmd: &ServeCommand,
+    plugins: Vec<Box<dyn LabPlugin>>,
+) -> anyhow::Result<Serving> {
     let mut opts = LabOptions::default();
     if let Some(v) = &cmd.version {
         opts.version = ServerVersion::parse(v)?;
@@ -573,28 +619,11 @@ pub async fn run_serve(cmd: ServeCommand, plugins: Vec<Box<dyn LabPlugin>>) -> a
     )
     .await?;
     server.write_kubeconfig(&cmd.kubeconfig)?;
-    eprintln!(
-        "upkeep-lab: serving {} (Kubernetes {}); kubeconfig written to {}\n  try: kubectl --kubeconfig {} get nodes",
-        server.url(),
-        server.lab.version().git_version,
-        cmd.kubeconfig.display(),
-        cmd.kubeconfig.display()
-    );
-    shutdown_signal().await;
-    eprintln!("upkeep-lab: shutting down");
-    server.shutdown();
-    let lab = server.lab.clone();
-    server.join().await;
-    if !crate::etcd::flush(&lab.store, Duration::from_secs(30)).await {
-        eprintln!(
-            "upkeep-lab: etcd did not take the last changes within 30 s; they are lost (resourceVersion {})",
-            lab.store.current_rv()
-        );
-    }
-    if let Some(p) = etcd_process {
-        p.stop().await;
-    }
-    Ok(())
+    Ok(Serving {
+        server,
+        etcd_process,
+        _plugins: plugins,
+    })
 }
 
 /// A persisted lab answers once etcd holds everything the answer may show (kube-apiserver

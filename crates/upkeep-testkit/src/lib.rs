@@ -1,6 +1,6 @@
-//! Shared harness for the end-to-end tests: start `upkeep-lab serve` on a free
-//! port, run the built plugins and real kubectl against it, wait on
-//! conditions with deadlines.
+//! Shared harness for the end-to-end tests: start a lab on a free port (in this
+//! process, as `upkeep-lab serve` runs it), run the built plugins and real
+//! kubectl against it, wait on conditions with deadlines.
 //!
 //! Required components are never skipped silently: a missing binary or a
 //! missing kubectl fails the test with a message saying how to get it.
@@ -174,13 +174,31 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Op
     }
 }
 
-/// A running lab: a child `upkeep-lab serve` process and its kubeconfig.
+/// A running lab and its kubeconfig.
 pub struct Lab {
-    child: Child,
-    /// Started with `--etcd-data-dir`: stopped with SIGTERM so that its etcd stops too.
-    etcd: bool,
+    runner: Runner,
     dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+}
+
+/// Where a lab runs.
+enum Runner {
+    /// `upkeep_lab::server::start_serve`, as `upkeep-lab serve` runs it, on a thread of its
+    /// own with its own tokio runtime: no process to start and no kubeconfig file to poll for.
+    /// Stopped on Drop (the sender dropped) or by [`Lab::stop`].
+    InProcess {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    /// A separate `upkeep-lab serve` process, for what an in-process lab cannot show: a lab
+    /// on its own etcd is stopped by SIGTERM so that it writes its last changes and stops
+    /// that etcd (a real signal to a real process, as Ctrl-C or a service manager sends it),
+    /// and a lab that a test kills or restarts on the same data directory.
+    Process {
+        child: Child,
+        /// Started with `--etcd-data-dir`: stopped with SIGTERM so that its etcd stops too.
+        etcd: bool,
+    },
 }
 
 /// How to start a lab.
@@ -194,6 +212,9 @@ pub struct LabOptions {
     pub extra: Vec<String>,
     /// `--listen` (default `127.0.0.1:0`).
     pub listen: Option<String>,
+    /// Run `upkeep-lab serve` as a separate process (see [`Lab::stop`]); always so on etcd
+    /// (`--etcd-data-dir`, `--etcd-endpoints`).
+    pub process: bool,
 }
 
 impl Lab {
@@ -213,19 +234,89 @@ impl Lab {
     pub fn with(opts: LabOptions) -> Lab {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        let mut cmd = Command::new(bin("upkeep-lab"));
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(opts.listen.as_deref().unwrap_or("127.0.0.1:0"))
-            .arg("--kubeconfig")
-            .arg(&kubeconfig);
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--listen".into(),
+            opts.listen.clone().unwrap_or_else(|| "127.0.0.1:0".into()),
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+        ];
         if let Some(s) = &opts.scenario {
-            cmd.arg("--scenario").arg(s);
+            args.extend(["--scenario".into(), s.clone()]);
         }
         if let Some(v) = &opts.version {
-            cmd.arg("--version").arg(v);
+            args.extend(["--version".into(), v.clone()]);
         }
-        cmd.args(&opts.extra)
+        args.extend(opts.extra.iter().cloned());
+        let etcd = opts
+            .extra
+            .iter()
+            .any(|a| a == "--etcd-data-dir" || a == "--etcd-endpoints");
+        if opts.process || etcd {
+            Lab::process(args, dir, kubeconfig, etcd)
+        } else {
+            Lab::in_process(args, dir, kubeconfig)
+        }
+    }
+
+    fn in_process(args: Vec<String>, dir: tempfile::TempDir, kubeconfig: PathBuf) -> Lab {
+        use clap::Parser as _;
+        let cli = upkeep_lab::cli::Cli::try_parse_from(
+            std::iter::once("upkeep-lab".to_string()).chain(args.iter().cloned()),
+        )
+        .unwrap_or_else(|e| panic!("upkeep-lab {}: {e}", args.join(" ")));
+        let upkeep_lab::cli::Command::Serve(serve) = cli.command else {
+            unreachable!("the arguments start with serve")
+        };
+        let cmd = serve.into_command();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("upkeep-lab".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("upkeep-lab")
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime for the lab");
+                rt.block_on(async move {
+                    match upkeep_lab::server::start_serve(&cmd, upkeep_lab::default_plugins())
+                        .await
+                    {
+                        Ok(serving) => {
+                            let _ = ready_tx.send(Ok(()));
+                            // A stop request, or the Lab dropped (the sender with it).
+                            let _ = stop_rx.await;
+                            serving.stop().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("{e:#}")));
+                        }
+                    }
+                });
+                // The simulation's tasks end with the runtime; none holds anything to flush.
+                rt.shutdown_timeout(Duration::from_secs(5));
+            })
+            .expect("start the lab's thread");
+        match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("upkeep-lab {} failed: {e}", args.join(" ")),
+            Err(e) => panic!("upkeep-lab {} did not start within 60 s: {e}", args.join(" ")),
+        }
+        Lab {
+            runner: Runner::InProcess {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+            dir,
+            kubeconfig,
+        }
+    }
+
+    fn process(args: Vec<String>, dir: tempfile::TempDir, kubeconfig: PathBuf, etcd: bool) -> Lab {
+        let mut cmd = Command::new(bin("upkeep-lab"));
+        cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -233,15 +324,16 @@ impl Lab {
             ));
         let child = cmd.spawn().expect("start upkeep-lab");
         let mut lab = Lab {
-            etcd: opts.extra.iter().any(|a| a == "--etcd-data-dir"),
-            child,
+            runner: Runner::Process { child, etcd },
             dir,
             kubeconfig,
         };
         let kc = lab.kubeconfig.clone();
         let start = Instant::now();
         while !kc.exists() {
-            if let Ok(Some(status)) = lab.child.try_wait() {
+            if let Runner::Process { child, .. } = &mut lab.runner
+                && let Ok(Some(status)) = child.try_wait()
+            {
                 panic!("upkeep-lab exited early ({status}):\n{}", lab.log());
             }
             if start.elapsed() > Duration::from_secs(60) {
@@ -255,9 +347,17 @@ impl Lab {
         lab
     }
 
-    /// The lab's own log (stderr), for failure messages.
+    /// The lab's own log (stderr of a separate process), for failure messages. A lab in
+    /// this process writes its messages to the test's own output.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("lab.log")).unwrap_or_default()
+        match self.runner {
+            Runner::InProcess { .. } => {
+                "(the lab runs in the test process: its messages are in the test's output)".into()
+            }
+            Runner::Process { .. } => {
+                std::fs::read_to_string(self.dir.path().join("lab.log")).unwrap_or_default()
+            }
+        }
     }
 
     /// A scratch directory that lives as long as the lab.
@@ -386,11 +486,24 @@ impl Lab {
 }
 
 impl Lab {
-    /// Stops the lab as Ctrl-C or a service manager would (SIGTERM) and waits up to
-    /// `deadline` for it to exit; a lab on its own etcd writes its last changes and stops
-    /// that etcd first. Panics with the log when it does not exit in time or fails.
+    /// Stops the lab and waits up to `deadline` for it to end. A separate process is stopped
+    /// as Ctrl-C or a service manager would (SIGTERM); a lab on its own etcd writes its last
+    /// changes and stops that etcd first. Panics with the log when it does not end in time or
+    /// fails.
     pub fn stop(&mut self, deadline: Duration) {
-        let pid = self.child.id().to_string();
+        let child = match &mut self.runner {
+            Runner::InProcess { stop, thread } => {
+                drop(stop.take());
+                let thread = thread.take().expect("the lab is running");
+                wait_for("the lab to stop", deadline, || {
+                    thread.is_finished().then_some(())
+                });
+                thread.join().expect("the lab's thread panicked");
+                return;
+            }
+            Runner::Process { child, .. } => child,
+        };
+        let pid = child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
@@ -398,7 +511,7 @@ impl Lab {
         assert!(sent.success(), "could not send SIGTERM to the lab");
         let start = Instant::now();
         let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the lab") {
+            if let Some(status) = child.try_wait().expect("wait for the lab") {
                 break status;
             }
             if start.elapsed() > deadline {
@@ -419,23 +532,33 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None))
-            && self.etcd
-            && let Ok(s) = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status()
-            && s.success()
-        {
-            // A lab on its own etcd stops that etcd on SIGTERM; SIGKILL would leave it running.
-            let start = Instant::now();
-            while matches!(self.child.try_wait(), Ok(None))
-                && start.elapsed() < Duration::from_secs(30)
-            {
-                std::thread::sleep(Duration::from_millis(20));
+        match &mut self.runner {
+            Runner::InProcess { stop, thread } => {
+                drop(stop.take());
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Runner::Process { child, etcd } => {
+                if matches!(child.try_wait(), Ok(None))
+                    && *etcd
+                    && let Ok(s) = Command::new("kill")
+                        .args(["-TERM", &child.id().to_string()])
+                        .status()
+                    && s.success()
+                {
+                    // A lab on its own etcd stops that etcd on SIGTERM; SIGKILL would leave it running.
+                    let start = Instant::now();
+                    while matches!(child.try_wait(), Ok(None))
+                        && start.elapsed() < Duration::from_secs(30)
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
