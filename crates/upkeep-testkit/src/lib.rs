@@ -281,8 +281,7 @@ impl Lab {
                     .build()
                     .expect("a tokio runtime for the lab");
                 rt.block_on(async move {
-                    match upkeep_lab::server::start_serve(&cmd, upkeep_lab::default_plugins())
-                        .await
+                    match upkeep_lab::server::start_serve(&cmd, upkeep_lab::default_plugins()).await
                     {
                         Ok(serving) => {
                             let _ = ready_tx.send(Ok(()));
@@ -302,7 +301,10 @@ impl Lab {
         match ready_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => panic!("upkeep-lab {} failed: {e}", args.join(" ")),
-            Err(e) => panic!("upkeep-lab {} did not start within 60 s: {e}", args.join(" ")),
+            Err(e) => panic!(
+                "upkeep-lab {} did not start within 60 s: {e}",
+                args.join(" ")
+            ),
         }
         Lab {
             runner: Runner::InProcess {
