@@ -40,11 +40,21 @@ const KEPT_ANNOTATIONS: [&str; 4] = [
 
 /// A pod reduced to what the drain rules read. [`SlimPod::to_pod`] gives the
 /// rules a [`Pod`] again, so each rule stays written once, over `Pod`.
+///
+/// Kept small on purpose: the report holds one for every pod of the cluster
+/// (104 bytes and one allocation of its own, for the name and uid: every
+/// other field is shared with the pods of the same template or state).
 #[derive(Debug, Clone)]
 pub struct SlimPod {
-    pub name: Box<str>,
+    /// The name, then the uid (when the pod has one): one allocation, not two.
+    name_uid: Box<str>,
+    /// Where the name ends in `name_uid`.
+    name_len: u32,
+    has_uid: bool,
+    pub finished: bool,
+    pub terminating: bool,
+    pub ready: bool,
     pub namespace: Option<Arc<str>>,
-    pub uid: Option<Box<str>>,
     pub node: Option<Arc<str>>,
     pub labels: Arc<Labels>,
     annotations: Option<Arc<Labels>>,
@@ -53,18 +63,31 @@ pub struct SlimPod {
     /// The spec without `nodeName` (that is [`SlimPod::node`]), shared by the
     /// pods of one template.
     pub spec: Arc<PodSpec>,
-    phase: Option<Arc<str>>,
-    /// The Ready condition's status.
-    ready_status: Option<Arc<str>>,
-    pub finished: bool,
-    pub terminating: bool,
-    pub ready: bool,
+    /// The phase and the Ready condition's status, shared by the pods in the
+    /// same state.
+    status: Arc<SlimStatus>,
+}
+
+/// A pod's phase and its Ready condition's status.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+struct SlimStatus {
+    phase: Option<String>,
+    ready: Option<String>,
 }
 
 impl SlimPod {
+    pub fn name(&self) -> &str {
+        &self.name_uid[..self.name_len as usize]
+    }
+
+    pub fn uid(&self) -> Option<&str> {
+        self.has_uid
+            .then(|| &self.name_uid[self.name_len as usize..])
+    }
+
     /// `namespace/name`, as [`super::rules::pod_key`].
     pub fn key(&self) -> String {
-        format!("{}/{}", self.ns(), self.name)
+        format!("{}/{}", self.ns(), self.name())
     }
 
     /// The namespace, `default` when unset (as [`super::rules::pod_key`]).
@@ -78,9 +101,9 @@ impl SlimPod {
         spec.node_name = self.node.as_deref().map(str::to_string);
         Pod {
             metadata: ObjectMeta {
-                name: Some(self.name.to_string()),
+                name: Some(self.name().to_string()),
                 namespace: self.namespace.as_deref().map(str::to_string),
-                uid: self.uid.as_deref().map(str::to_string),
+                uid: self.uid().map(str::to_string),
                 labels: Some((*self.labels).clone()).filter(|l| !l.is_empty()),
                 annotations: self.annotations.as_deref().cloned(),
                 owner_references: self.owner_references.as_deref().cloned(),
@@ -89,11 +112,11 @@ impl SlimPod {
             },
             spec: Some(spec),
             status: Some(PodStatus {
-                phase: self.phase.as_deref().map(str::to_string),
-                conditions: self.ready_status.as_deref().map(|s| {
+                phase: self.status.phase.clone(),
+                conditions: self.status.ready.as_ref().map(|s| {
                     vec![PodCondition {
                         type_: "Ready".into(),
-                        status: s.to_string(),
+                        status: s.clone(),
                         ..Default::default()
                     }]
                 }),
@@ -131,6 +154,7 @@ pub struct Interner {
     labels: HashMap<Labels, Arc<Labels>>,
     owners: HashMap<String, Arc<Vec<OwnerReference>>>,
     strs: HashMap<String, Arc<str>>,
+    statuses: HashMap<SlimStatus, Arc<SlimStatus>>,
 }
 
 impl Interner {
@@ -191,27 +215,39 @@ impl Interner {
                 .clone()
         });
         let status = status.unwrap_or_default();
-        let ready_status = status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| self.str(&c.status));
+        let status = SlimStatus {
+            ready: status
+                .conditions
+                .into_iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.status),
+            phase: status.phase,
+        };
+        let status = self
+            .statuses
+            .entry(status)
+            .or_insert_with_key(|s| Arc::new(s.clone()))
+            .clone();
+        let mut name_uid = metadata.name.unwrap_or_default();
+        let name_len = u32::try_from(name_uid.len()).expect("a name shorter than 4 GiB");
+        let has_uid = metadata.uid.is_some();
+        name_uid.push_str(metadata.uid.as_deref().unwrap_or_default());
         let slim = SlimPod {
-            name: metadata.name.unwrap_or_default().into_boxed_str(),
+            name_uid: name_uid.into_boxed_str(),
+            name_len,
+            has_uid,
+            finished,
+            terminating,
+            ready,
             namespace: metadata.namespace.map(|n| self.str(&n)),
-            uid: metadata.uid.map(String::into_boxed_str),
             node,
             labels,
             annotations: (!annotations.is_empty()).then(|| Arc::new(annotations)),
             owner_references,
             deletion_timestamp: metadata.deletion_timestamp.map(Box::new),
             spec,
-            phase: status.phase.map(|p| self.str(&p)),
-            ready_status,
-            finished,
-            terminating,
-            ready,
+            status,
         };
         (slim, requests)
     }
@@ -273,7 +309,8 @@ fn strip_spec(spec: PodSpec) -> PodSpec {
 }
 
 /// A node reduced to what the drain rules read (name, labels, taints,
-/// unschedulable, allocatable, capacity, the Ready condition's status).
+/// unschedulable, allocatable, the Ready condition's status; the capacity
+/// only when there is no allocatable, as [`allocatable`] reads it).
 pub fn slim_node(node: Node) -> Node {
     let Node {
         metadata,
@@ -293,8 +330,8 @@ pub fn slim_node(node: Node) -> Node {
             ..Default::default()
         }),
         status: status.map(|s| NodeStatus {
+            capacity: s.capacity.filter(|_| s.allocatable.is_none()),
             allocatable: s.allocatable,
-            capacity: s.capacity,
             conditions: s.conditions.map(|c| {
                 c.into_iter()
                     .filter(|c| c.type_ == "Ready")

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{
     ReplicationControllerSpec,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::ApiResource;
@@ -45,10 +45,10 @@ pub struct DrainCollector {
     pdbs: Vec<PodDisruptionBudget>,
     pvcs: Vec<PersistentVolumeClaim>,
     pvs: Vec<PersistentVolume>,
-    replicasets: HashMap<Key, ReplicaSet>,
-    deployments: HashMap<Key, Deployment>,
-    statefulsets: HashMap<Key, StatefulSet>,
-    rcs: HashMap<Key, ReplicationController>,
+    replicasets: HashMap<Key, Controller>,
+    deployments: HashMap<Key, Controller>,
+    statefulsets: HashMap<Key, Controller>,
+    rcs: HashMap<Key, Controller>,
     /// The uids of every other object listed (controllers of other kinds).
     uids: HashSet<String>,
     /// Which of [`NEEDED`] were listed whole.
@@ -61,14 +61,87 @@ fn typed<K: DeserializeOwned>(obj: DynamicObject) -> anyhow::Result<K> {
     Ok(serde_json::from_value(serde_json::to_value(obj)?)?)
 }
 
-/// A controller's identity and owner references: what owner_state reads.
-fn controller_meta(m: ObjectMeta) -> ObjectMeta {
-    ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        owner_references: m.owner_references,
-        ..Default::default()
+/// A replicated controller as [`owner_state`] reads it: uid, owner
+/// references, replicas and selector (its namespace and name are its key).
+/// Not the typed object: a `ReplicaSet` or `Deployment` is over 2 KB inline
+/// (every optional field of its spec and pod template), and a cluster of
+/// 150,000 pods has thousands of each.
+#[derive(Debug, Clone)]
+struct Controller {
+    uid: Option<String>,
+    owner_references: Option<Vec<OwnerReference>>,
+    replicas: Option<i32>,
+    selector: LabelSelector,
+}
+
+impl Controller {
+    fn new(meta: ObjectMeta, replicas: Option<i32>, selector: LabelSelector) -> Controller {
+        Controller {
+            uid: meta.uid,
+            owner_references: meta.owner_references,
+            replicas,
+            selector,
+        }
+    }
+
+    /// The object's metadata as [`owner_state`] reads it.
+    fn meta(&self, (ns, name): &Key) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.clone()),
+            uid: self.uid.clone(),
+            owner_references: self.owner_references.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn replica_set(&self, key: &Key) -> ReplicaSet {
+        ReplicaSet {
+            metadata: self.meta(key),
+            spec: ReplicaSetSpec {
+                replicas: self.replicas,
+                selector: self.selector.clone(),
+                ..Default::default()
+            },
+            status: None,
+        }
+    }
+
+    fn deployment(&self, key: &Key) -> Deployment {
+        Deployment {
+            metadata: self.meta(key),
+            spec: DeploymentSpec {
+                replicas: self.replicas,
+                selector: self.selector.clone(),
+                ..Default::default()
+            },
+            status: None,
+        }
+    }
+
+    fn stateful_set(&self, key: &Key) -> StatefulSet {
+        StatefulSet {
+            metadata: self.meta(key),
+            spec: StatefulSetSpec {
+                replicas: self.replicas,
+                selector: self.selector.clone(),
+                ..Default::default()
+            },
+            status: None,
+        }
+    }
+
+    /// A ReplicationController's selector is a plain label map.
+    fn replication_controller(&self, key: &Key) -> ReplicationController {
+        ReplicationController {
+            metadata: self.meta(key),
+            spec: Some(ReplicationControllerSpec {
+                replicas: self.replicas,
+                selector: self.selector.match_labels.clone(),
+                ..Default::default()
+            }),
+            status: None,
+        }
     }
 }
 
@@ -82,7 +155,9 @@ fn key_of(obj: &DynamicObject) -> Key {
 impl DrainCollector {
     /// Takes what the drain plans need from one listed object of `ar`.
     pub fn offer(&mut self, ar: &ApiResource, mut obj: DynamicObject) {
-        let what = format!("{} {}", ar.kind, key_of(&obj).1);
+        let key = key_of(&obj);
+        let uid = obj.metadata.uid.clone();
+        let what = format!("{} {}", ar.kind, key.1);
         let result: anyhow::Result<()> = (|| {
             match (ar.group.as_str(), ar.kind.as_str()) {
                 ("", "Pod") => {
@@ -102,67 +177,39 @@ impl DrainCollector {
                     return Ok(());
                 }
                 ("", "Event") | ("events.k8s.io", "Event") => return Ok(()),
-                ("", "Node") => self.nodes.push(slim_node(typed(obj.clone())?)),
-                ("policy", "PodDisruptionBudget") => self.pdbs.push(typed(obj.clone())?),
-                ("", "PersistentVolumeClaim") => self.pvcs.push(typed(obj.clone())?),
-                ("", "PersistentVolume") => self.pvs.push(typed(obj.clone())?),
-                // The controllers: what owner_state reads (identity, owner
-                // references, replicas, selector), nothing else.
+                ("", "Node") => self.nodes.push(slim_node(typed(obj)?)),
+                ("policy", "PodDisruptionBudget") => self.pdbs.push(typed(obj)?),
+                ("", "PersistentVolumeClaim") => self.pvcs.push(typed(obj)?),
+                ("", "PersistentVolume") => self.pvs.push(typed(obj)?),
+                // The controllers: what owner_state reads, nothing else.
                 ("apps", "ReplicaSet") => {
-                    let rs: ReplicaSet = typed(obj.clone())?;
-                    let slim = ReplicaSet {
-                        metadata: controller_meta(rs.metadata),
-                        spec: ReplicaSetSpec {
-                            replicas: rs.spec.replicas,
-                            selector: rs.spec.selector,
-                            ..Default::default()
-                        },
-                        status: None,
-                    };
-                    self.replicasets.insert(key_of(&obj), slim);
+                    let rs: ReplicaSet = typed(obj)?;
+                    let c = Controller::new(rs.metadata, rs.spec.replicas, rs.spec.selector);
+                    self.replicasets.insert(key, c);
                 }
                 ("apps", "Deployment") => {
-                    let d: Deployment = typed(obj.clone())?;
-                    let slim = Deployment {
-                        metadata: controller_meta(d.metadata),
-                        spec: DeploymentSpec {
-                            replicas: d.spec.replicas,
-                            selector: d.spec.selector,
-                            ..Default::default()
-                        },
-                        status: None,
-                    };
-                    self.deployments.insert(key_of(&obj), slim);
+                    let d: Deployment = typed(obj)?;
+                    let c = Controller::new(d.metadata, d.spec.replicas, d.spec.selector);
+                    self.deployments.insert(key, c);
                 }
                 ("apps", "StatefulSet") => {
-                    let s: StatefulSet = typed(obj.clone())?;
-                    let slim = StatefulSet {
-                        metadata: controller_meta(s.metadata),
-                        spec: StatefulSetSpec {
-                            replicas: s.spec.replicas,
-                            selector: s.spec.selector,
-                            ..Default::default()
-                        },
-                        status: None,
-                    };
-                    self.statefulsets.insert(key_of(&obj), slim);
+                    let s: StatefulSet = typed(obj)?;
+                    let c = Controller::new(s.metadata, s.spec.replicas, s.spec.selector);
+                    self.statefulsets.insert(key, c);
                 }
                 ("", "ReplicationController") => {
-                    let rc: ReplicationController = typed(obj.clone())?;
-                    let slim = ReplicationController {
-                        metadata: controller_meta(rc.metadata),
-                        spec: rc.spec.map(|s| ReplicationControllerSpec {
-                            replicas: s.replicas,
-                            selector: s.selector,
-                            ..Default::default()
-                        }),
-                        status: None,
+                    let rc: ReplicationController = typed(obj)?;
+                    let spec = rc.spec.unwrap_or_default();
+                    let selector = LabelSelector {
+                        match_labels: spec.selector,
+                        match_expressions: None,
                     };
-                    self.rcs.insert(key_of(&obj), slim);
+                    self.rcs
+                        .insert(key, Controller::new(rc.metadata, spec.replicas, selector));
                 }
                 _ => {}
             }
-            if let Some(uid) = obj.metadata.uid {
+            if let Some(uid) = uid {
                 self.uids.insert(uid);
             }
             Ok(())
@@ -188,21 +235,26 @@ impl DrainCollector {
         let key = (ns.to_string(), owner.name.clone());
         match owner_kind(owner) {
             OwnerKind::ReplicaSet => {
-                let rs = self.replicasets.get(&key).cloned().map(Box::new);
-                let deployment = rs
-                    .as_deref()
-                    .and_then(deployment_ref)
-                    .and_then(|d| self.deployments.get(&(ns.to_string(), d.name.clone())))
-                    .cloned()
-                    .map(Box::new);
-                FoundOwner::ReplicaSet { rs, deployment }
+                let rs = self.replicasets.get(&key).map(|c| c.replica_set(&key));
+                let deployment = rs.as_ref().and_then(deployment_ref).and_then(|d| {
+                    let key = (ns.to_string(), d.name.clone());
+                    self.deployments.get(&key).map(|c| c.deployment(&key))
+                });
+                FoundOwner::ReplicaSet {
+                    rs: rs.map(Box::new),
+                    deployment: deployment.map(Box::new),
+                }
             }
-            OwnerKind::StatefulSet => {
-                FoundOwner::StatefulSet(self.statefulsets.get(&key).cloned().map(Box::new))
-            }
-            OwnerKind::ReplicationController => {
-                FoundOwner::ReplicationController(self.rcs.get(&key).cloned().map(Box::new))
-            }
+            OwnerKind::StatefulSet => FoundOwner::StatefulSet(
+                self.statefulsets
+                    .get(&key)
+                    .map(|c| Box::new(c.stateful_set(&key))),
+            ),
+            OwnerKind::ReplicationController => FoundOwner::ReplicationController(
+                self.rcs
+                    .get(&key)
+                    .map(|c| Box::new(c.replication_controller(&key))),
+            ),
             OwnerKind::Other => {
                 FoundOwner::Other(self.uids.contains(&owner.uid).then(|| owner.uid.clone()))
             }
