@@ -17,9 +17,10 @@
 #
 # The lab runs at time scale 1: kubectl drain's 5 s retry and both clients' timers run
 # on real time, so a faster lab clock would shrink only the lab's waits.
-# Usage: bench/drain-paced.sh   (BENCH_DRAIN_RUNS: fresh labs per tool, default 3)
+# Usage: bench/drain-paced.sh   (BENCH_DRAIN_RUNS: fresh labs per tool, default 3; run on its
+# own, it builds only upkeep-lab and kubectl-safedrain)
 source "$(dirname "$0")/lib.sh"
-[ "${BENCH_SETUP_DONE:-0}" = 1 ] || bench_setup
+[ "${BENCH_SETUP_DONE:-0}" = 1 ] || BENCH_PACKAGES="upkeep-lab kubectl-safedrain" bench_setup
 RUNS="${BENCH_DRAIN_RUNS:-3}"
 PODS=10
 work=$(mktemp -d)
@@ -66,7 +67,10 @@ analyse() {
          floor: ($d | map(. // 0) | add),
          floor_empty: (($d[:-1] | map(. // 0) | add // 0)
                        + ([($d | last // 0), (if $lastp.gone then $lastp.gone - $lastp.evicted else 0 end)] | max)),
-         replacement_times: $d, pairs: $pairs}' "$timeline"
+         replacement_times: $d, pairs: $pairs,
+         lags: [range(1; $pairs | length) as $k
+                | if $pairs[$k - 1].ready then $pairs[$k].evicted - $pairs[$k - 1].ready else null end],
+         last_gone: ($pairs | map(.gone // 0) | max)}' "$timeline"
 }
 
 # one_run TOOL: prints "wall floor floor_empty" on stdout, the details on stderr.
@@ -111,6 +115,8 @@ one_run() {
             "with the last termination: ${floor_empty} s, ratio $(awk -v a="$wall" -v b="$floor_empty" 'BEGIN { printf "%.3f", a / b }')"
         echo "       first eviction at $(jq '.first_eviction * 1000 | round / 1000' "$a") s; replacement times (s): $(jq -c '[.replacement_times[] | . * 1000 | round / 1000]' "$a")"
         echo "       evictions admitted at (s): $(jq -c '[.pairs[].evicted | . * 10 | round / 10]' "$a")"
+        echo "       each eviction after the previous replacement was Ready (s): $(jq -c '[.lags[] | if . then . * 1000 | round / 1000 else null end]' "$a");" \
+            "node empty at $(jq '.last_gone * 1000 | round / 1000' "$a") s, the tool returned $(jq --argjson w "$wall" '($w - .last_gone) * 1000 | round / 1000' "$a") s later"
     } >&2
     echo "$wall $floor $floor_empty"
 }

@@ -36,11 +36,22 @@ bench_setup() {
     fi
     [ -x "$KUBECTL" ] || "$ROOT/scripts/setup.sh"
     [ -x "$KUBECTL" ] || die "kubectl is missing at $KUBECTL (scripts/setup.sh installs it)"
-    if [ "${BENCH_NO_BUILD:-0}" != 1 ] && [ -z "${BENCH_BIN_DIR:-}" ]; then
-        (cd "$ROOT" && nice cargo build --release --bins --locked >&2) || die "cargo build --release --bins failed"
+    # BENCH_PACKAGES: the packages a single benchmark needs (each names its binary), so a
+    # script run on its own builds and checks only those.
+    local build=(--bins) bins=(upkeep-lab kubectl-skew kubectl-safedrain kubectl-upgrade_node) p
+    if [ -n "${BENCH_PACKAGES:-}" ]; then
+        build=()
+        bins=()
+        for p in $BENCH_PACKAGES; do
+            build+=(-p "$p")
+            bins+=("$p")
+        done
     fi
-    for b in upkeep-lab kubectl-skew kubectl-safedrain kubectl-upgrade_node; do
-        [ -x "$REL/$b" ] || die "missing $REL/$b (cargo build --release --bins)"
+    if [ "${BENCH_NO_BUILD:-0}" != 1 ] && [ -z "${BENCH_BIN_DIR:-}" ]; then
+        (cd "$ROOT" && nice cargo build --release "${build[@]}" --locked >&2) || die "cargo build --release ${build[*]} failed"
+    fi
+    for b in "${bins[@]}"; do
+        [ -x "$REL/$b" ] || die "missing $REL/$b (cargo build --release ${build[*]})"
     done
     # kubectl finds the plugins on PATH; kubectl skew finds kubectl there (its client version).
     export PATH="$REL:$(dirname "$KUBECTL"):$PATH"
