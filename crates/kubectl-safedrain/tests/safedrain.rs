@@ -460,6 +460,106 @@ fn a_budget_with_room_for_one_paces_the_drain_by_default_and_pdb_refuse_refuses(
     deployments_whole_off(&lab, "node02").unwrap();
 }
 
+/// A budget that stays full for longer than kubectl's 5 s retry: the refused pod
+/// waits on the watched PodDisruptionBudget and is asked for again once, when the
+/// replacement is Ready, not every 5 s as kubectl drain asks (pkg/drain/drain.go
+/// evictPods).
+#[test]
+fn a_refused_eviction_waits_on_the_watched_budget_instead_of_asking_every_5s() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("paced.yaml");
+    // Realistic timing: a replacement is Ready 8 s after it starts
+    // (readinessProbe.initialDelaySeconds), so the budget stays full about 9 s.
+    std::fs::write(
+        &scenario,
+        r#"apiVersion: lab.upkeep.dev/v1alpha1
+kind: LabScenario
+metadata:
+  name: paced-watch
+spec:
+  version: v1.34.3
+  timing:
+    profile: realistic
+    podStartSeconds: 1
+    podReadySeconds: 0
+  nodes:
+  - name: node01
+  - name: node02
+    unschedulable: true
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: registry.k8s.io/pause:3.10
+        readinessProbe:
+          tcpSocket: {port: 8080}
+          initialDelaySeconds: 8
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: web
+  namespace: default
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels: {app: web}
+"#,
+    )
+    .expect("write the scenario");
+    let lab = Lab::scenario(scenario.to_str().expect("utf-8 path"));
+    wait_for("both web pods Ready on node01", SETTLE, || {
+        let ready = lab
+            .pods_on("node01")
+            .iter()
+            .filter(|p| owner_kind(p) == "ReplicaSet" && running_ready(p))
+            .count();
+        (ready == 2).then_some(())
+    });
+    lab.kubectl_ok(["uncordon", "node02"]);
+    wait_for("the PDB's status", SETTLE, || {
+        let b = lab.get_json(["pdb", "web", "-n", "default"]);
+        (b["status"]["disruptionsAllowed"].as_i64() == Some(1)).then_some(())
+    });
+
+    let started = Instant::now();
+    let out = safedrain(&lab, &["node01", "--yes", "--timeout", "120s"]);
+    let took = started.elapsed();
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        lab.pods_on("node01")
+            .iter()
+            .all(|p| owner_kind(p) != "ReplicaSet"),
+        "no web pod left on node01"
+    );
+    deployments_whole_off(&lab, "node01").unwrap();
+    // The second pod waited for the first replacement's readiness (8 s and more)...
+    assert!(
+        took >= Duration::from_secs(8),
+        "took {took:?}:\n{}",
+        show(&out)
+    );
+    // ...and was refused once, not again every 5 s while the budget was full.
+    let refused = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("error when evicting pods/"))
+        .count();
+    assert_eq!(refused, 1, "{}", show(&out));
+}
+
 // ---------- each blocker, refused with its own reason ----------
 
 fn refused_with(lab: &Lab, rule: &str, names: &[&str]) {

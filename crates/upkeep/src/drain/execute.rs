@@ -393,7 +393,7 @@ async fn run(
             !super::capacity::node_ready(node),
         )));
         // 3. Watch the PDBs involved, to retry the moment a budget frees.
-        let (pdb_tx, pdb_rx) = watch::channel(BTreeMap::new());
+        let (pdb_tx, pdb_rx) = watch::channel(PdbView::default());
         let _pdb_watch = movers
             .iter()
             .any(|p| !p.pdbs.is_empty())
@@ -711,7 +711,19 @@ fn lost(opts: &ExecOptions, message: &str) -> anyhow::Error {
     )
 }
 
-type PdbMap = BTreeMap<String, PdbSeen>;
+/// What the PodDisruptionBudget watch has shown: each budget's last status, and
+/// whether the watch is current (listed, and no error since its last event).
+#[derive(Debug, Clone, Default)]
+struct PdbView {
+    budgets: BTreeMap<String, PdbSeen>,
+    current: bool,
+}
+
+/// While the PDB watch is current, a refused pod asks again when the watched budget
+/// frees (a status write reaches the watch as the eviction API reads it: eviction.go
+/// checkAndDecrement goes by `status.disruptionsAllowed`), and otherwise only this
+/// often, in case the connection died without an error.
+const PDB_RECHECK: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PdbSeen {
@@ -726,7 +738,7 @@ async fn evict(
     version: EvictionVersion,
     pod: &PodPlan,
     opts: &ExecOptions,
-    pdbs: &watch::Receiver<PdbMap>,
+    pdbs: &watch::Receiver<PdbView>,
     turns: &Turns,
     progress: &Progress<'_>,
 ) -> anyhow::Result<Evicted> {
@@ -737,18 +749,28 @@ async fn evict(
     let mut refused_at: Option<Instant> = None;
     loop {
         // Once refused by a budget, pods of the same PDB take turns, and skip
-        // asking while the watched budget shows no room (but still ask at
-        // least every retry delay, in case the watch is behind).
+        // asking while the watched budget shows no room: kubectl drain asks
+        // every 5 s (pkg/drain/drain.go evictPods); here the watch says when.
+        // Still ask every retry delay while the watch is failing or relisting,
+        // and every PDB_RECHECK while it is current.
         let turn = match (refused_at, pod.pdbs.first().and_then(|k| turns.get(k))) {
             (Some(at), Some(turn)) => {
                 let guard = turn.clone().lock_owned().await;
                 let key = &pod.pdbs[0];
-                let seen = pdbs.borrow().get(key).cloned();
+                let (seen, current) = {
+                    let view = pdbs.borrow();
+                    (view.budgets.get(key).cloned(), view.current)
+                };
+                let patience = if current {
+                    PDB_RECHECK
+                } else {
+                    opts.retry_after
+                };
                 if let Some(seen) = seen.filter(|s| s.allowed <= 0)
-                    && at.elapsed() < opts.retry_after
+                    && at.elapsed() < patience
                 {
                     drop(guard);
-                    let left = opts.retry_after.saturating_sub(at.elapsed());
+                    let left = patience.saturating_sub(at.elapsed());
                     wait_for_budget(pdbs, &[(key.clone(), Some(seen))], left).await;
                     continue;
                 }
@@ -814,10 +836,10 @@ async fn evict(
                 reach.reached();
                 // Name the budget with its numbers (kubectl shows only the message).
                 let seen_now: Vec<(String, Option<PdbSeen>)> = {
-                    let map = pdbs.borrow();
+                    let view = pdbs.borrow();
                     pod.pdbs
                         .iter()
-                        .map(|k| (k.clone(), map.get(k).cloned()))
+                        .map(|k| (k.clone(), view.budgets.get(k).cloned()))
                         .collect()
                 };
                 let detail: Vec<String> = seen_now
@@ -875,20 +897,24 @@ async fn retry_in(progress: &Progress<'_>, pod: &PodPlan, after: Duration, messa
 type Turns = BTreeMap<String, Arc<tokio::sync::Mutex<()>>>;
 
 /// Returns after `delay`, or as soon as one of the budgets shows room in a
-/// newer status than the one seen (`seen`: PDB key and the status then).
+/// newer status than the one seen (`seen`: PDB key and the status then), or
+/// when the watch becomes or stops being current (the caller's patience
+/// depends on it).
 async fn wait_for_budget(
-    pdbs: &watch::Receiver<PdbMap>,
+    pdbs: &watch::Receiver<PdbView>,
     seen: &[(String, Option<PdbSeen>)],
     delay: Duration,
 ) {
     let mut rx = pdbs.clone();
-    let freed = rx.wait_for(|map| {
-        seen.iter().any(|(k, before)| {
-            map.get(k).is_some_and(|s| {
-                s.allowed > 0
-                    && Some(&s.resource_version) != before.as_ref().map(|b| &b.resource_version)
+    let was_current = rx.borrow().current;
+    let freed = rx.wait_for(|view| {
+        view.current != was_current
+            || seen.iter().any(|(k, before)| {
+                view.budgets.get(k).is_some_and(|s| {
+                    s.allowed > 0
+                        && Some(&s.resource_version) != before.as_ref().map(|b| &b.resource_version)
+                })
             })
-        })
     });
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
@@ -974,13 +1000,17 @@ async fn watch_node_pods(
     }
 }
 
-async fn watch_pdbs(client: Client, tx: watch::Sender<PdbMap>) {
+async fn watch_pdbs(client: Client, tx: watch::Sender<PdbView>) {
     let api: Api<PodDisruptionBudget> = Api::all(client);
     let mut stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     while let Some(event) = stream.next().await {
-        let Ok(event) = event else { continue };
+        let Ok(event) = event else {
+            // Cut or refused: the statuses may be behind until the next event.
+            tx.send_if_modified(|v| std::mem::replace(&mut v.current, false));
+            continue;
+        };
         let seen = |b: &PodDisruptionBudget| {
             let s = b.status.clone().unwrap_or_default();
             (
@@ -998,19 +1028,31 @@ async fn watch_pdbs(client: Client, tx: watch::Sender<PdbMap>) {
             )
         };
         match event {
-            watcher::Event::Apply(b) | watcher::Event::InitApply(b) => {
+            watcher::Event::Apply(b) => {
                 let (k, v) = seen(&b);
-                tx.send_modify(|m| {
-                    m.insert(k, v);
+                tx.send_modify(|view| {
+                    view.budgets.insert(k, v);
+                    view.current = true;
+                });
+            }
+            watcher::Event::InitApply(b) => {
+                let (k, v) = seen(&b);
+                tx.send_modify(|view| {
+                    view.budgets.insert(k, v);
                 });
             }
             watcher::Event::Delete(b) => {
                 let (k, _) = seen(&b);
-                tx.send_modify(|m| {
-                    m.remove(&k);
+                tx.send_modify(|view| {
+                    view.budgets.remove(&k);
+                    view.current = true;
                 });
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            // A relist: current once it is complete.
+            watcher::Event::Init => {
+                tx.send_if_modified(|v| std::mem::replace(&mut v.current, false));
+            }
+            watcher::Event::InitDone => tx.send_modify(|v| v.current = true),
         }
     }
 }
