@@ -466,61 +466,10 @@ fn a_budget_with_room_for_one_paces_the_drain_by_default_and_pdb_refuse_refuses(
 /// evictPods).
 #[test]
 fn a_refused_eviction_waits_on_the_watched_budget_instead_of_asking_every_5s() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scenario = dir.path().join("paced.yaml");
-    // Realistic timing: a replacement is Ready 8 s after it starts
-    // (readinessProbe.initialDelaySeconds), so the budget stays full about 9 s.
-    std::fs::write(
-        &scenario,
-        r#"apiVersion: lab.upkeep.dev/v1alpha1
-kind: LabScenario
-metadata:
-  name: paced-watch
-spec:
-  version: v1.34.3
-  timing:
-    profile: realistic
-    podStartSeconds: 1
-    podReadySeconds: 0
-  nodes:
-  - name: node01
-  - name: node02
-    unschedulable: true
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: default
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: registry.k8s.io/pause:3.10
-        readinessProbe:
-          tcpSocket: {port: 8080}
-          initialDelaySeconds: 8
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: web
-  namespace: default
-spec:
-  maxUnavailable: 1
-  selector:
-    matchLabels: {app: web}
-"#,
-    )
-    .expect("write the scenario");
-    let lab = Lab::scenario(scenario.to_str().expect("utf-8 path"));
+    let lab = Lab::scenario(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/paced-watch.yaml"
+    ));
     wait_for("both web pods Ready on node01", SETTLE, || {
         let ready = lab
             .pods_on("node01")
