@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use upkeep::version::{MinorVersion, Release};
 use upkeep_testkit::realnode::{
     ClusterSpec, Family, NodeSpec, REAL_NODE_LABEL, RealCluster, RealNode, SitePackage, rpm_version,
 };
@@ -121,18 +122,6 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
     let mut spec = spec(&[("v1.34", &[FROM]), ("v1.35", &[TO])]);
     spec.simulated = vec![
         NodeSpec {
-            name: "sim01".into(),
-            control_plane: false,
-            family: Family::Apt,
-            installed: FROM.into(),
-        },
-        NodeSpec {
-            name: "sim02".into(),
-            control_plane: false,
-            family: Family::Dnf,
-            installed: FROM.into(),
-        },
-        NodeSpec {
             name: "sim03".into(),
             control_plane: false,
             family: Family::Apt,
@@ -207,10 +196,6 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
     assert_same(&dnf.name, &before[2], &dnf.package_state());
 
     pinned_packages_are_refused(&cluster, &real_nodes);
-
-    // Then the simulated node shell against the real nodes, command by command.
-    conformance(&cluster, "node01", "sim01", Family::Apt);
-    conformance(&cluster, "node02", "sim02", Family::Dnf);
     for n in &cluster.nodes {
         let node = cluster.lab.get_json(["node", &n.name]);
         assert!(
@@ -352,35 +337,196 @@ fn assert_same(node: &str, before: &State, after: &State) {
     );
 }
 
-/// The simulated node shell held honest: every command of upgrade-node's recipe for a
-/// worker (the read-only probe of a missing and of an offered minor, the repository switch,
-/// the kubeadm package with its hold, `kubeadm version`, the kubelet and kubectl packages,
-/// the kubelet restart) runs on a real node over ssh and on a simulated node of the same OS;
-/// exit codes, installed versions, holds and the repository's minor must agree.
-fn conformance(cluster: &RealCluster, real: &str, sim: &str, family: Family) {
+/// The patch the recipe conformance installs; the seeds' manual commands then go on to [`TO`].
+const PATCH: &str = "1.35.1-1.1";
+
+/// The simulated node shell held honest: the same command lines on a real node (over ssh)
+/// and on a simulated node of the same OS and role (`upkeep-lab node-shell`) give the same
+/// exit codes, and afterwards the same installed versions, holds (apt) and repository minor.
+///
+/// 1. Every command of upgrade-node's plan (`plan::build`) for each role, with the probe of
+///    a missing and of an offered minor first: the first control plane on apt (`kubeadm
+///    upgrade plan` and `apply`), another control plane on dnf (`kubeadm upgrade node`; a
+///    worker is sent the same lines); to v1.35.1.
+/// 2. The kubeadm upgrade document's manual commands (its "upgrade control plane nodes"
+///    sections, apt and yum): `apt update`, `apt-cache madison`, `apt-mark unhold`,
+///    `apt-get update`, `apt-get install -y kubeadm='1.35.2-*'` (also with
+///    `--allow-change-held-packages`), `apt-mark hold`, `kubeadm version`,
+///    `kubeadm upgrade plan|apply|node`, `yum list --showduplicates` and `yum install` with
+///    `--disableexcludes=kubernetes`, `systemctl daemon-reload`, `systemctl restart
+///    kubelet`; the patch upgrade to v1.35.2 on both control planes.
+///
+/// Left out of the document's lines: `sudo` (the roots have none and run as root; the
+/// simulation strips it) and the confirmation of `kubeadm upgrade apply` (`--yes`: a
+/// session has no terminal).
+#[test]
+fn the_simulated_node_shell_conforms_to_real_nodes() {
+    let node = |name: &str, control_plane, family| NodeSpec {
+        name: name.into(),
+        control_plane,
+        family,
+        installed: FROM.into(),
+    };
+    let mut spec = spec(&[("v1.34", &[FROM]), ("v1.35", &[PATCH, TO])]);
+    spec.nodes = vec![
+        node("controlplane01", true, Family::Apt),
+        node("controlplane02", true, Family::Dnf),
+    ];
+    spec.simulated = vec![
+        node("simcp01", true, Family::Apt),
+        node("simcp02", true, Family::Dnf),
+    ];
+    use upkeep::upgrade::Role;
+    let patch = Release::new(1, 35, 1);
+    // A worker is sent the same commands as a control-plane node that is not the first
+    // (`kubeadm upgrade node` for both): the two control planes cover every recipe.
+    for family in [Family::Apt, Family::Dnf] {
+        assert_eq!(
+            recipe_lines(family, Role::Worker, patch),
+            recipe_lines(family, Role::ControlPlane, patch)
+        );
+    }
+    let cluster = RealCluster::start(&spec);
+    let pairs = [
+        (
+            "controlplane01",
+            "simcp01",
+            Family::Apt,
+            Role::FirstControlPlane,
+        ),
+        ("controlplane02", "simcp02", Family::Dnf, Role::ControlPlane),
+    ];
+    for (real, sim, family, role) in pairs {
+        let codes = conformance(
+            &cluster,
+            real,
+            sim,
+            family,
+            &recipe_lines(family, role, patch),
+        );
+        // The commands ran: the probe of the missing minor failed, everything else succeeded.
+        assert_ne!(codes[0], Some(0), "{real}: {codes:?}");
+        assert!(
+            codes[1..].iter().all(|c| *c == Some(0)),
+            "{real}: {codes:?}"
+        );
+        let want = match family {
+            Family::Apt => PATCH.to_string(),
+            Family::Dnf => rpm_version(PATCH),
+        };
+        assert_eq!(cluster.node(real).installed().get("kubelet"), Some(&want));
+    }
+    for (real, sim, family, role) in pairs {
+        let codes = conformance(&cluster, real, sim, family, &seed_lines(family, role));
+        assert!(codes.iter().all(|c| *c == Some(0)), "{real}: {codes:?}");
+        let want = match family {
+            Family::Apt => TO.to_string(),
+            Family::Dnf => rpm_version(TO),
+        };
+        for p in upkeep_testkit::realnode::PACKAGES {
+            assert_eq!(
+                cluster.node(real).installed().get(p),
+                Some(&want),
+                "{real} {p}"
+            );
+        }
+    }
+    let version: Value =
+        serde_json::from_str(&cluster.lab.kubectl_ok(["version", "-o", "json"])).unwrap();
+    assert_eq!(version["serverVersion"]["gitVersion"], "v1.35.2");
+}
+
+/// Every command upgrade-node sends to a node of `role` upgrading to `to` from FROM: its
+/// read-only probe (of a minor the mirror lacks, then of the target's), then the node
+/// commands of its plan, in order.
+fn recipe_lines(family: Family, role: upkeep::upgrade::Role, to: Release) -> Vec<String> {
+    use upkeep::upgrade::plan::{Action, PlanInput, build};
     use upkeep::upgrade::{PackageManager, Recipe};
-    use upkeep::version::{MinorVersion, Release};
-    let real = cluster.node(real);
-    let r = Recipe::new(match family {
+    let recipe = Recipe::new(match family {
         Family::Apt => PackageManager::Apt,
         Family::Dnf => PackageManager::Dnf,
     });
-    let to = MinorVersion::new(1, 35);
-    let release = Release::new(1, 35, 2);
+    let plan = build(PlanInput {
+        node: "n".into(),
+        role,
+        from: Release::new(1, 34, 3),
+        target: to,
+        recipe,
+        repo_minor: Some(MinorVersion::new(1, 34)),
+        revision: None,
+        progress: None,
+        keep_cordoned: false,
+        warnings: Vec::new(),
+    });
     let mut cmds = vec![
-        r.probe(MinorVersion::new(1, 36), "/tmp/upkeep-conformance"),
-        r.probe(to, "/tmp/upkeep-conformance"),
+        recipe.probe(MinorVersion::new(1, 36), "/tmp/upkeep-conformance"),
+        recipe.probe(to.minor_line(), "/tmp/upkeep-conformance"),
     ];
-    cmds.extend(r.repo_switch(to));
-    cmds.extend(r.install(&["kubeadm"], release));
-    cmds.push(r.kubeadm_version());
-    cmds.extend(r.install(&["kubelet", "kubectl"], release));
-    cmds.extend(r.restart_kubelet());
+    for step in plan.steps {
+        if let Action::Node { commands } = step.action {
+            cmds.extend(commands);
+        }
+    }
+    cmds.iter().map(|c| c.shell_line().unwrap()).collect()
+}
+
+/// The kubeadm upgrade document's manual commands for a control-plane node, to v1.35.2
+/// (`sudo` and the prompt left out, see [`the_simulated_node_shell_conforms_to_real_nodes`]).
+fn seed_lines(family: Family, role: upkeep::upgrade::Role) -> Vec<String> {
+    let v = "1.35.2";
+    let kubeadm_upgrade = match role {
+        upkeep::upgrade::Role::FirstControlPlane => {
+            vec![
+                "kubeadm upgrade plan".to_string(),
+                format!("kubeadm upgrade apply v{v} --yes"),
+            ]
+        }
+        _ => vec!["kubeadm upgrade node".to_string()],
+    };
+    let mut lines: Vec<String> = match family {
+        Family::Apt => vec![
+            "apt update".into(),
+            "apt-cache madison kubeadm".into(),
+            format!(
+                "apt-mark unhold kubeadm && apt-get update && apt-get install -y kubeadm='{v}-*' && apt-mark hold kubeadm"
+            ),
+            format!(
+                "apt-get update && apt-get install -y --allow-change-held-packages kubeadm='{v}-*'"
+            ),
+        ],
+        Family::Dnf => vec![
+            "yum list --showduplicates kubeadm --disableexcludes=kubernetes".into(),
+            format!("yum install -y kubeadm-'{v}-*' --disableexcludes=kubernetes"),
+        ],
+    };
+    lines.push("kubeadm version".into());
+    lines.extend(kubeadm_upgrade);
+    lines.push(match family {
+        Family::Apt => format!("apt-mark unhold kubelet kubectl && apt-get update && apt-get install -y kubelet='{v}-*' kubectl='{v}-*' && apt-mark hold kubelet kubectl"),
+        Family::Dnf => format!("yum install -y kubelet-'{v}-*' kubectl-'{v}-*' --disableexcludes=kubernetes"),
+    });
+    lines.push("systemctl daemon-reload".into());
+    lines.push("systemctl restart kubelet".into());
+    lines
+}
+
+/// Runs `lines` one by one on the real node over ssh and on the simulated one; exit codes,
+/// then installed versions, holds (apt) and the repository's minor must agree. Returns the
+/// real node's exit codes.
+fn conformance(
+    cluster: &RealCluster,
+    real: &str,
+    sim: &str,
+    family: Family,
+    lines: &[String],
+) -> Vec<Option<i32>> {
+    let real = cluster.node(real);
     let mut diffs = Vec::new();
-    for cmd in &cmds {
-        let line = cmd.shell_line().unwrap();
-        let on_real = cluster.ssh(real, &line);
-        let on_sim = on_sim(cluster, sim, &line);
+    let mut codes = Vec::new();
+    for line in lines {
+        let on_real = cluster.ssh(real, line);
+        let on_sim = on_sim(cluster, sim, line);
+        codes.push(on_real.status.code());
         if on_real.status.code() != on_sim.status.code() {
             diffs.push(format!(
                 "{line}\n  real: {}\n  simulated: {}",
@@ -413,22 +559,20 @@ fn conformance(cluster: &RealCluster, real: &str, sim: &str, family: Family) {
             ));
         }
     }
-    let real_minor = real
-        .repo_file()
-        .contains("/core:/stable:/v1.35/")
-        .then_some("v1.35");
-    if host["repository"].as_str() != real_minor {
+    let real_minor = upkeep::upgrade::recipe::repo_minor(&real.repo_file()).map(|m| m.to_string());
+    if host["repository"].as_str() != real_minor.as_deref() {
         diffs.push(format!(
             "repository: real {real_minor:?}, simulated {}",
             host["repository"]
         ));
     }
-    assert!(diffs.is_empty(), "{family:?}: {}", diffs.join("\n\n"));
-    let want = match family {
-        Family::Apt => TO.to_string(),
-        Family::Dnf => rpm_version(TO),
-    };
-    assert_eq!(real_installed.get("kubelet"), Some(&want));
+    assert!(
+        diffs.is_empty(),
+        "{} ({family:?}) and {sim}:\n{}",
+        real.name,
+        diffs.join("\n\n")
+    );
+    codes
 }
 
 /// Ctrl-C while the worker's real `apt-get install` has dpkg configuring kubeadm (its

@@ -617,8 +617,10 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for ns in &self.namespaces {
-            // Deleting the namespace deletes its veth end, and so the pair.
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            // Deleting one end deletes the pair, even while a process still holds the
+            // namespace (which keeps it, and so its end, alive after `netns del`).
+            let _ = ip(&["link", "del", &format!("upk{}v{i}", self.index)]);
             let _ = ip(&["netns", "del", ns]);
         }
         let _ = ip(&["link", "del", &self.bridge]);
@@ -953,8 +955,18 @@ impl RealCluster {
         for n in &spec.simulated {
             let v = version_of(&n.installed);
             scenario.push_str(&format!(
-                "  - name: {}\n    kubeletVersion: {v}\n    osImage: {}\n",
+                "  - name: {}\n    role: {}\n    kubeletVersion: {v}\n{}    osImage: {}\n",
                 n.name,
+                if n.control_plane {
+                    "control-plane"
+                } else {
+                    "worker"
+                },
+                if n.control_plane {
+                    format!("    controlPlaneVersion: {v}\n")
+                } else {
+                    String::new()
+                },
                 match n.family {
                     Family::Apt => os_image.as_str(),
                     Family::Dnf => "Rocky Linux 9.6 (Blue Onyx)",
@@ -1089,6 +1101,8 @@ impl RealCluster {
                     let os_release = root.join("etc/os-release");
                     let _ = std::fs::remove_file(&os_release);
                     std::fs::write(&os_release, ROCKY_OS_RELEASE).unwrap();
+                    // Rocky Linux 9's yum package: `yum` is dnf 4 (/usr/bin/yum -> dnf-3).
+                    std::os::unix::fs::symlink("dnf-3", root.join("usr/bin/yum")).unwrap();
                     let served = rpm_mirror.expect("served above");
                     std::fs::write(
                         root.join("etc/yum.repos.d/kubernetes.repo"),
@@ -1158,12 +1172,25 @@ impl RealCluster {
     }
 
     /// Runs `line` on `node` over ssh, as the plugin does.
+    /// The test's own sessions share one connection per node (ssh_config(5) ControlMaster,
+    /// ControlPersist): a handshake costs most of a short command's time on a busy machine.
+    /// The master leaves with the node's sshd, or 30 s after its last session.
     pub fn ssh(&self, node: &RealNode, line: &str) -> Output {
+        let control = self.control_path(node);
         Command::new(self.ssh_bin.join("ssh"))
-            .args(["-o", "BatchMode=yes", &node.address, line])
+            .args(["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o"])
+            .arg(format!("ControlPath={}", control.display()))
+            .args(["-o", "ControlPersist=30", &node.address, line])
             .stdin(Stdio::null())
             .output()
             .expect("run ssh")
+    }
+
+    fn control_path(&self, node: &RealNode) -> PathBuf {
+        self.dir
+            .path()
+            .join("ssh")
+            .join(format!("cm-{}", node.name))
     }
 
     pub fn node(&self, name: &str) -> &RealNode {
@@ -1191,6 +1218,24 @@ impl RealCluster {
     /// The cluster's scratch directory (roots, mirror, ssh keys).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+}
+
+impl Drop for RealCluster {
+    /// Ends the shared connections of [`RealCluster::ssh`] first: their sessions would keep
+    /// the node's namespace alive after sshd is gone.
+    fn drop(&mut self) {
+        for n in &self.nodes {
+            let control = self.control_path(n);
+            if control.exists() {
+                let _ = Command::new("/usr/bin/ssh")
+                    .args(["-F", "/dev/null", "-o"])
+                    .arg(format!("ControlPath={}", control.display()))
+                    .args(["-O", "exit", &n.address])
+                    .stdin(Stdio::null())
+                    .output();
+            }
+        }
     }
 }
 
