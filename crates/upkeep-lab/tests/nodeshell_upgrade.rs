@@ -439,7 +439,7 @@ async fn the_node_shell_command_line() {
     // Line mode: each line is one `sh -c`; the last line's code is the exit code.
     let (code, out, _) = run(
         &["node02"],
-        "hostname\napt-mark showhold | grep kubelet\nfalse\n",
+        "cat /etc/hostname\napt-mark showhold | grep kubelet\nfalse\n",
     )
     .await;
     assert_eq!((code, out.as_str()), (1, "node02\nkubelet\n"));

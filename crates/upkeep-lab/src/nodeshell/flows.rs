@@ -257,15 +257,6 @@ fn held_packages_refuse_to_change() {
             .stdout
             .contains("kubeadm\n")
     );
-    // A plain upgrade keeps held packages back.
-    let up = n.argv(&["apt-get", "upgrade", "-y"]);
-    ok(&up);
-    assert!(
-        up.stdout
-            .contains("The following packages have been kept back:\n  kubelet kubectl\n"),
-        "{}",
-        up.stdout
-    );
     assert_eq!(n.installed("kubelet"), "1.34.3-1.1");
     // Without -y and without a terminal apt asks and aborts.
     ok(&n.argv(&["apt-mark", "unhold", "kubelet"]));
@@ -347,29 +338,9 @@ fn a_repository_switch_needs_apt_get_update() {
         "--allow-change-held-packages",
         "kubeadm=1.35.2-*",
     ]));
-    let policy = n.argv(&["apt-cache", "policy", "kubeadm"]);
-    assert!(
-        policy
-            .stdout
-            .starts_with("kubeadm:\n  Installed: 1.35.2-1.1\n  Candidate: 1.35.2-1.1\n"),
-        "{}",
-        policy.stdout
-    );
-    assert!(
-        policy.stdout.contains(" *** 1.35.2-1.1 500\n"),
-        "{}",
-        policy.stdout
-    );
-    let list = n.argv(&["apt", "list", "-a", "kubelet"]);
-    assert!(
-        list.stdout
-            .contains("kubelet/unknown 1.35.2-1.1 amd64 [upgradable from: 1.34.3-1.1]"),
-        "{}",
-        list.stdout
-    );
-    assert!(
-        list.stderr
-            .contains("WARNING: apt does not have a stable CLI interface")
+    assert_eq!(
+        n.argv(&["dpkg-query", "-W", "kubeadm"]).stdout,
+        "kubeadm\t1.35.2-1.1\n"
     );
     // A garbled list file breaks apt-get update like apt says.
     ok(&n.sh("echo 'deb garbage' > /etc/apt/sources.list.d/kubernetes.list"));
@@ -758,10 +729,6 @@ fn the_kubelet_restart_reports_the_installed_version() {
             version: "v1.34.4".into()
         }]
     );
-    assert_eq!(
-        n.argv(&["kubelet", "--version"]).stdout,
-        "Kubernetes v1.34.4\n"
-    );
     ok(&n.argv(&["systemctl", "stop", "kubelet"]));
     let inactive = n.argv(&["systemctl", "is-active", "kubelet"]);
     assert_eq!((inactive.code, inactive.stdout.as_str()), (3, "inactive\n"));
@@ -811,7 +778,16 @@ fn shell_semantics() {
         (syntax.code, syntax.stderr.as_str()),
         (2, "sh: 1: Syntax error: end of file unexpected\n")
     );
-    assert_eq!(n.sh("hostname; uname -r").stdout, "w1\n6.8.0-79-generic\n");
+    for gone in [
+        "hostname", "uname", "whoami", "id", "date", "printf", "kubelet",
+    ] {
+        let out = n.argv(&[gone]);
+        assert_eq!(
+            (out.code, out.stderr),
+            (127, format!("sh: 1: {gone}: not found\n")),
+            "{gone} is in neither the conformance suite nor the practice list"
+        );
+    }
     assert!(
         n.argv(&["cat", "/etc/os-release"])
             .stdout
@@ -826,14 +802,9 @@ fn shell_semantics() {
         "sh: 1: cannot create /nodir/x: Directory nonexistent\n"
     );
     assert_eq!(
-        n.sh("dpkg -l | grep kubeadm | cut -c1-2").code,
+        n.sh("dpkg-query -W kubeadm | cut -f2").code,
         127,
         "cut is not a lab command"
-    );
-    assert!(
-        n.sh("dpkg -l | grep -E '^hi +kubeadm'")
-            .stdout
-            .starts_with("hi  kubeadm")
     );
     // Variables, as people write upgrade scripts.
     let vars = n.sh("VER=1.34.4-1.1; PKG=kubeadm; apt-mark unhold $PKG && apt-get install -y \"$PKG=${VER}\"; echo \"status $?\" '$VER'");
@@ -860,13 +831,27 @@ fn shell_semantics() {
     // The wrappers of privileged pods and remote shells.
     assert_eq!(
         n.argv(&[
-            "nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--", "hostname"
+            "nsenter",
+            "-t",
+            "1",
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "-p",
+            "--",
+            "cat",
+            "/etc/hostname"
         ])
         .stdout,
         "w1\n"
     );
-    assert_eq!(n.argv(&["sudo", "-n", "/usr/bin/hostname"]).stdout, "w1\n");
-    assert_eq!(n.host.history.len(), 22);
+    assert_eq!(
+        n.argv(&["sudo", "-n", "/usr/bin/cat", "/etc/hostname"])
+            .stdout,
+        "w1\n"
+    );
+    assert_eq!(n.host.history.len(), 27);
 }
 
 #[test]
@@ -883,10 +868,6 @@ fn kubeadm_version_outputs() {
     assert!(n.argv(&["kubeadm", "version"]).stdout.starts_with(
         "kubeadm version: &version.Info{Major:\"1\", Minor:\"34\", GitVersion:\"v1.34.3\""
     ));
-    assert_eq!(
-        n.argv(&["kubectl", "version", "--client"]).stdout,
-        "Client Version: v1.34.3\nKustomize Version: v5.7.1\n"
-    );
 }
 
 /// The argv forms an upgrade tool sends: a bracket-class sed with `#` delimiters over the

@@ -233,7 +233,6 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
         "trap" => trap(ctx, args),
         "cp" => cp(host, args),
         "echo" => echo(args),
-        "printf" => printf(args),
         "cat" => cat(host, args, stdin),
         "tee" => tee(host, args, stdin),
         "sed" => sed(host, args, stdin),
@@ -241,18 +240,7 @@ fn run_argv(host: &mut Host, ctx: &mut Ctx, argv: &[String], stdin: &str) -> Exe
         "ls" => ls(host, args),
         "mkdir" => mkdir(host, args),
         "rm" => rm(host, args),
-        "hostname" => ExecOutput::ok(format!("{}\n", host.node)),
-        "uname" => uname(host, args),
-        "whoami" => ExecOutput::ok("root\n"),
-        "id" => ExecOutput::ok(if args.iter().any(|a| a == "-u") {
-            "0\n"
-        } else {
-            "uid=0(root) gid=0(root) groups=0(root)\n"
-        }),
-        "date" => ExecOutput::ok(format!("{}\n", ctx.now)),
         "systemctl" => systemctl(host, ctx, args),
-        "kubelet" => binary_version(host, "kubelet", args),
-        "kubectl" => binary_version(host, "kubectl", args),
         "curl" => curl(args),
         "gpg" => gpg(host, args, stdin),
         "kubeadm" => kubeadm::kubeadm(host, ctx, args, stdin),
@@ -569,42 +557,6 @@ fn echo(args: &[String]) -> ExecOutput {
         s.push('\n');
     }
     ExecOutput::ok(s)
-}
-
-fn printf(args: &[String]) -> ExecOutput {
-    let Some(fmt) = args.first() else {
-        return ExecOutput::fail(2, "printf: usage: printf format [arguments]\n");
-    };
-    let fmt = fmt.replace("\\n", "\n").replace("\\t", "\t");
-    let mut rest = args[1..].iter();
-    let mut out = String::new();
-    // Repeat the format while arguments remain, like printf(1).
-    loop {
-        let mut used = false;
-        let mut chars = fmt.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '%' {
-                match chars.next() {
-                    Some('s') | Some('d') => {
-                        used = true;
-                        out.push_str(rest.next().map(String::as_str).unwrap_or(""));
-                    }
-                    Some('%') => out.push('%'),
-                    Some(o) => {
-                        out.push('%');
-                        out.push(o);
-                    }
-                    None => out.push('%'),
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        if !used || rest.len() == 0 {
-            break;
-        }
-    }
-    ExecOutput::ok(out)
 }
 
 fn cat(host: &Host, args: &[String], stdin: &str) -> ExecOutput {
@@ -1125,30 +1077,6 @@ fn rm(host: &mut Host, args: &[String]) -> ExecOutput {
     out
 }
 
-fn uname(host: &Host, args: &[String]) -> ExecOutput {
-    if args.iter().any(|a| a == "-a" || a == "--all") {
-        return ExecOutput::ok(format!(
-            "Linux {} {} #1 SMP PREEMPT_DYNAMIC x86_64 x86_64 x86_64 GNU/Linux\n",
-            host.node, host.kernel
-        ));
-    }
-    let mut parts = Vec::new();
-    for a in args {
-        match a.as_str() {
-            "-r" | "--kernel-release" => parts.push(host.kernel.clone()),
-            "-n" | "--nodename" => parts.push(host.node.clone()),
-            "-m" | "-p" | "-i" | "--machine" => parts.push("x86_64".to_string()),
-            "-s" | "--kernel-name" => parts.push("Linux".to_string()),
-            "-o" | "--operating-system" => parts.push("GNU/Linux".to_string()),
-            _ => {}
-        }
-    }
-    if parts.is_empty() {
-        parts.push("Linux".to_string());
-    }
-    ExecOutput::ok(format!("{}\n", parts.join(" ")))
-}
-
 /// `systemctl` for the kubelet unit (systemd's own wording).
 fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
     let words: Vec<&str> = args
@@ -1289,42 +1217,6 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
         }
     }
     out
-}
-
-/// `kubelet --version`, `kubectl version --client [-o json]`: the installed binaries.
-fn binary_version(host: &Host, bin: &str, args: &[String]) -> ExecOutput {
-    let Some(v) = host.installed.get(bin).map(|p| p.upstream.clone()) else {
-        return not_found(bin);
-    };
-    if bin == "kubelet" {
-        if args.iter().any(|a| a == "--version" || a == "version") {
-            return ExecOutput::ok(format!("Kubernetes {v}\n"));
-        }
-        return ExecOutput::fail(
-            1,
-            "E0000 run.go: the lab's kubelet runs as the node's simulated service; use systemctl\n",
-        );
-    }
-    if args.first().map(String::as_str) == Some("version")
-        && args.iter().any(|a| a == "--client" || a == "--client=true")
-    {
-        if args.windows(2).any(|w| w[0] == "-o" && w[1] == "json")
-            || args.iter().any(|a| a == "-ojson" || a == "--output=json")
-        {
-            let j = serde_json::json!({"clientVersion": {"major": v.major.to_string(), "minor": v.minor.to_string(),
-                "gitVersion": v.tag(), "gitTreeState": "clean", "compiler": "gc", "platform": "linux/amd64"},
-                "kustomizeVersion": "v5.7.1"});
-            return ExecOutput::ok(format!(
-                "{}\n",
-                serde_json::to_string_pretty(&j).unwrap_or_default()
-            ));
-        }
-        return ExecOutput::ok(format!("Client Version: {v}\nKustomize Version: v5.7.1\n"));
-    }
-    ExecOutput::fail(
-        1,
-        "The connection to the server localhost:8080 was refused - did you specify the right host or port?\n",
-    )
 }
 
 /// `curl -fsSL <repo>/Release.key` (and `repomd.xml.key`): the repository signing key.

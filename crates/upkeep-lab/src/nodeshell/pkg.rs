@@ -15,7 +15,7 @@ pub fn run(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &s
         "apt" => apt(host, ctx, args, stdin),
         "apt-mark" => apt_mark(host, args),
         "apt-cache" => apt_cache(host, ctx, args),
-        "dpkg" => dpkg(host, args),
+        "dpkg" => dpkg(args),
         "dpkg-query" => dpkg_query(host, args),
         "rpm" => rpm(host, args),
         _ => dnf(host, ctx, cmd, args, stdin),
@@ -167,29 +167,15 @@ fn apt_get(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> Exec
     };
     match verb {
         "update" => apt_update(host, ctx, &dirs),
-        "install" | "upgrade" | "dist-upgrade" | "full-upgrade" => {
+        "install" => {
             let opts = InstallOpts {
                 yes,
                 allow_held,
                 allow_down,
                 simulate,
-                upgrade_all: verb != "install" && pkgs.is_empty(),
             };
             apt_install(host, ctx, pkgs, &opts, stdin)
         }
-        "remove" | "purge" => {
-            let mut out = ExecOutput::ok(APT_PREAMBLE);
-            for p in pkgs {
-                if host.installed.remove(*p).is_some() {
-                    out.stdout.push_str(&format!("Removing {p} ...\n"));
-                } else {
-                    out.stdout
-                        .push_str(&format!("Package '{p}' is not installed, so not removed\n"));
-                }
-            }
-            out
-        }
-        "clean" | "autoclean" | "autoremove" | "check" => ExecOutput::ok(""),
         v => ExecOutput::fail(100, format!("E: Invalid operation {v}\n")),
     }
 }
@@ -282,11 +268,9 @@ struct InstallOpts {
     allow_held: bool,
     allow_down: bool,
     simulate: bool,
-    /// `apt-get upgrade` with no packages: every upgradable package that is not held.
-    upgrade_all: bool,
 }
 
-/// apt-get install/upgrade (apt-pkg cmdline/apt-get.cc and apt-private/private-install.cc).
+/// apt-get install (apt-pkg cmdline/apt-get.cc and apt-private/private-install.cc).
 fn apt_install(
     host: &mut Host,
     ctx: &mut Ctx,
@@ -297,24 +281,7 @@ fn apt_install(
     let mut out = ExecOutput::ok(APT_PREAMBLE);
     let available = apt_available(host, ctx);
     let mut changes: Vec<(String, PkgVersion)> = Vec::new();
-    let mut kept_back: Vec<String> = Vec::new();
     let mut errors = String::new();
-    if o.upgrade_all {
-        for p in K8S_PACKAGES {
-            let (Some(cur), Some(cand)) =
-                (host.installed.get(p).cloned(), apt_candidate(host, ctx, p))
-            else {
-                continue;
-            };
-            if cand > cur {
-                if host.holds.contains(p) {
-                    kept_back.push(p.to_string());
-                } else {
-                    changes.push((p.to_string(), cand));
-                }
-            }
-        }
-    }
     for spec in specs {
         let (name, want) = match spec.split_once('=') {
             Some((n, v)) => (n, Some(v)),
@@ -415,12 +382,6 @@ fn apt_install(
             removing.join(" ")
         ));
     }
-    if !kept_back.is_empty() {
-        out.stdout.push_str(&format!(
-            "The following packages have been kept back:\n  {}\n",
-            kept_back.join(" ")
-        ));
-    }
     if !held.is_empty() {
         out.stdout.push_str(&format!(
             "The following held packages will be changed:\n  {}\n",
@@ -446,12 +407,11 @@ fn apt_install(
         ));
     }
     out.stdout.push_str(&format!(
-        "{} upgraded, {} newly installed, {} downgraded, {} to remove and {} not upgraded.\n",
+        "{} upgraded, {} newly installed, {} downgraded, {} to remove and 0 not upgraded.\n",
         upgrades.len(),
         new.len(),
         downgrades.len(),
         removing.len(),
-        kept_back.len()
     ));
     if changes.is_empty() {
         return out;
@@ -544,77 +504,11 @@ fn apt(host: &mut Host, ctx: &mut Ctx, args: &[String], stdin: &str) -> ExecOutp
         .map(String::as_str)
         .unwrap_or("");
     let mut out = match verb {
-        "list" => apt_list(host, ctx, args),
-        "policy" | "madison" | "show" => apt_cache(host, ctx, args),
+        "madison" => apt_cache(host, ctx, args),
         _ => apt_get(host, ctx, args, stdin),
     };
     out.stderr = format!("{WARN}{}", out.stderr);
     out
-}
-
-/// `apt list [-a] [--installed] [--upgradable] PATTERN...`
-fn apt_list(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
-    let all = args.iter().any(|a| a == "-a" || a == "--all-versions");
-    let installed_only = args.iter().any(|a| a == "--installed");
-    let upgradable_only = args.iter().any(|a| a == "--upgradable");
-    let pats: Vec<&String> = args
-        .iter()
-        .skip_while(|a| *a != "list")
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut out = String::from("Listing...\n");
-    let available = apt_available(host, ctx);
-    for p in K8S_PACKAGES {
-        if !pats.is_empty() && !pats.iter().any(|pat| glob_match(pat, p)) {
-            continue;
-        }
-        let inst = host.installed.get(p);
-        let cand = apt_candidate(host, ctx, p);
-        if installed_only && inst.is_none() {
-            continue;
-        }
-        if upgradable_only && !matches!((inst, &cand), (Some(i), Some(c)) if c > i) {
-            continue;
-        }
-        let mut versions: Vec<PkgVersion> = available.clone();
-        if let Some(i) = inst
-            && !versions.contains(i)
-        {
-            versions.push(i.clone());
-        }
-        versions.sort();
-        versions.reverse();
-        if !all {
-            versions.truncate(1);
-            if installed_only {
-                versions = inst.cloned().into_iter().collect();
-            }
-        }
-        for v in versions {
-            let in_repo = available.contains(&v);
-            let suite = match (in_repo, Some(&v) == inst) {
-                (true, true) => "unknown,now",
-                (true, false) => "unknown",
-                (false, _) => "now",
-            };
-            let mut tag = String::new();
-            if Some(&v) == inst {
-                tag = match &cand {
-                    Some(c) if c > &v => format!(" [installed,upgradable to: {c}]"),
-                    _ if in_repo => " [installed]".to_string(),
-                    _ => " [installed,local]".to_string(),
-                };
-            } else if let Some(i) = inst
-                && Some(&v) == cand.as_ref()
-                && &v > i
-            {
-                tag = format!(" [upgradable from: {i}]");
-            }
-            out.push_str(&format!("{p}/{suite} {v} amd64{tag}\n"));
-        }
-    }
-    ExecOutput::ok(out)
 }
 
 fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
@@ -642,64 +536,6 @@ fn apt_cache(host: &Host, ctx: &Ctx, args: &[String]) -> ExecOutput {
                 for v in available.iter().rev() {
                     out.stdout
                         .push_str(&format!("{p:>10} | {v} | {url}  Packages\n"));
-                }
-            }
-        }
-        "policy" => {
-            if pkgs.is_empty() {
-                out.stdout
-                    .push_str("Package files:\n 100 /var/lib/dpkg/status\n     release a=now\n");
-                if let Some(m) = minor {
-                    out.stdout.push_str(&format!(" 500 {url}  Packages\n     release o=obs://build.opensuse.org/{} ,n=,l=,c=\n", repo_origin(m).split(':').take(5).collect::<Vec<_>>().join(":")));
-                }
-                out.stdout.push_str("Pinned packages:\n");
-            }
-            for p in pkgs {
-                if !K8S_PACKAGES.contains(p) {
-                    out.stderr
-                        .push_str(&format!("N: Unable to locate package {p}\n"));
-                    continue;
-                }
-                let inst = host.installed.get(*p);
-                out.stdout.push_str(&format!(
-                    "{p}:\n  Installed: {}\n  Candidate: {}\n  Version table:\n",
-                    inst.map(|v| v.to_string())
-                        .unwrap_or_else(|| "(none)".into()),
-                    apt_candidate(host, ctx, p)
-                        .map(|v| v.to_string())
-                        .unwrap_or_else(|| "(none)".into())
-                ));
-                let mut versions = available.clone();
-                if let Some(i) = inst
-                    && !versions.contains(i)
-                {
-                    versions.push(i.clone());
-                }
-                versions.sort();
-                for v in versions.iter().rev() {
-                    let mark = if Some(v) == inst { " ***" } else { "    " };
-                    let prio = if available.contains(v) { 500 } else { 100 };
-                    out.stdout.push_str(&format!("{mark} {v} {prio}\n"));
-                    if available.contains(v) {
-                        out.stdout
-                            .push_str(&format!("        500 {url}  Packages\n"));
-                    }
-                    if Some(v) == inst {
-                        out.stdout.push_str("        100 /var/lib/dpkg/status\n");
-                    }
-                }
-            }
-        }
-        "show" => {
-            for p in pkgs {
-                match apt_candidate(host, ctx, p).filter(|_| K8S_PACKAGES.contains(p)) {
-                    Some(v) => out.stdout.push_str(&format!(
-                        "Package: {p}\nVersion: {v}\nArchitecture: amd64\n\n"
-                    )),
-                    None => {
-                        out.stderr.push_str("E: No packages found\n");
-                        out.code = 100;
-                    }
                 }
             }
         }
@@ -765,7 +601,7 @@ fn apt_mark(host: &mut Host, args: &[String]) -> ExecOutput {
     out
 }
 
-fn dpkg(host: &Host, args: &[String]) -> ExecOutput {
+fn dpkg(args: &[String]) -> ExecOutput {
     // A simulated package is always fully configured: `--configure -a|--pending` finds
     // nothing pending and `--audit` nothing to report, and both print nothing then, as
     // dpkg(1) does (dpkg src/main/packages.c packages, src/main/enquiry.c audit).
@@ -773,50 +609,12 @@ fn dpkg(host: &Host, args: &[String]) -> ExecOutput {
     if has("--configure") && (has("-a") || has("--pending")) || has("--audit") || has("-C") {
         return ExecOutput::ok("");
     }
-    let list = args.iter().any(|a| a == "-l" || a == "--list");
-    if !list {
-        if let Some(i) = args.iter().position(|a| a == "-s" || a == "--status") {
-            let Some(p) = args.get(i + 1) else {
-                return ExecOutput::fail(2, "dpkg: error: --status needs a package name\n");
-            };
-            return match host.installed.get(p.as_str()) {
-                Some(v) => {
-                    let state = if host.holds.contains(p.as_str()) {
-                        "hold ok installed"
-                    } else {
-                        "install ok installed"
-                    };
-                    ExecOutput::ok(format!("Package: {p}\nStatus: {state}\nVersion: {v}\n"))
-                }
-                None => ExecOutput::fail(
-                    1,
-                    format!(
-                        "dpkg-query: package '{p}' is not installed and no information is available\n"
-                    ),
-                ),
-            };
-        }
-        return ExecOutput::fail(2, "dpkg: error: need an action option\n");
-    }
-    let pats: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let mut out = String::from(
-        "Desired=Unknown/Install/Remove/Purge/Hold\n| Status=Not/Inst/Conf-files/Unpacked/halF-conf/Half-inst/trig-aWait/Trig-pend\n\
-         |/ Err?=(none)/Reinst-required (Status,Err: uppercase=bad)\n||/ Name           Version      Architecture Description\n\
-         +++-==============-============-============-=================================\n",
-    );
-    for (p, v) in &host.installed {
-        if !pats.is_empty() && !pats.iter().any(|pat| glob_match(pat, p)) {
-            continue;
-        }
-        let flag = if host.holds.contains(p) { "hi" } else { "ii" };
-        let desc = match p.as_str() {
-            "kubeadm" => "Command-line utility for administering a Kubernetes cluster",
-            "kubelet" => "Node agent for Kubernetes clusters",
-            _ => "Command-line utility for interacting with a Kubernetes cluster",
-        };
-        out.push_str(&format!("{flag}  {p:<14} {v:<12} amd64        {desc}\n"));
-    }
-    ExecOutput::ok(out)
+    // Other actions (`-l`, `-s`, `-i`) are neither sent by upgrade-node nor typed in the
+    // kubeadm upgrade document: refused rather than half simulated.
+    ExecOutput::fail(
+        2,
+        "dpkg: error: the lab's dpkg answers only --configure -a and --audit\n",
+    )
 }
 
 /// `dpkg-query -W [-f FORMAT] [PACKAGE...]` (dpkg-query(1) --show): one line per package by
@@ -1193,10 +991,7 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
         .filter(|r| r.enabled)
         .and_then(|r| r.minor)
         && !ctx.repos.exists(m)
-        && matches!(
-            verb,
-            "install" | "upgrade" | "update" | "downgrade" | "list" | "makecache" | "check-update"
-        )
+        && matches!(verb, "install" | "list")
     {
         let url = repo::repo_url(m, PkgFormat::Rpm);
         return ExecOutput {
@@ -1209,8 +1004,8 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
         };
     }
     match verb {
-        "install" | "upgrade" | "update" | "downgrade" => {
-            let mut out = dnf_install(host, ctx, verb, specs, &o, stdin);
+        "install" => {
+            let mut out = dnf_install(host, ctx, specs, &o, stdin);
             out.stdout = format!("{meta}{}", out.stdout);
             out
         }
@@ -1221,7 +1016,6 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
             }
             out
         }
-        "makecache" | "check-update" | "clean" | "repolist" => ExecOutput::ok(meta),
         v => ExecOutput::fail(
             1,
             format!("No such command: {v}. Please use /usr/bin/{cmd} --help\n"),
@@ -1291,12 +1085,11 @@ fn dnf_list(host: &Host, ctx: &Ctx, specs: &[&str], o: &DnfOpts, dnf5: bool) -> 
     ExecOutput::ok(out)
 }
 
-/// dnf install/upgrade (dnf/cli/commands/install.py; "Unable to find a match" and the
+/// dnf install (dnf/cli/commands/install.py; "Unable to find a match" and the
 /// exclude-filter message come from dnf/base.py).
 fn dnf_install(
     host: &mut Host,
     ctx: &mut Ctx,
-    verb: &str,
     specs: &[&str],
     o: &DnfOpts,
     stdin: &str,
@@ -1305,12 +1098,7 @@ fn dnf_install(
     let mut out = ExecOutput::default();
     let mut changes: Vec<(String, PkgVersion)> = Vec::new();
     let mut missing = Vec::new();
-    let specs: Vec<&str> = if specs.is_empty() && verb != "install" {
-        K8S_PACKAGES.to_vec()
-    } else {
-        specs.to_vec()
-    };
-    for spec in &specs {
+    for spec in specs {
         let mut matched = false;
         for p in K8S_PACKAGES {
             let best = visible
@@ -1326,11 +1114,11 @@ fn dnf_install(
                 (Some(b), _) => {
                     matched = true;
                     let cur = host.installed.get(p);
-                    // A bare name of an installed package: `install` keeps it, `upgrade` moves
-                    // it to the newest; a versioned spec moves it to that version.
+                    // A bare name of an installed package keeps it; a versioned spec moves it
+                    // to that version.
                     let bare = glob_match(spec, p);
                     match cur {
-                        Some(c) if c == b || (bare && verb == "install") || (bare && c > b) => {
+                        Some(c) if c == b || bare => {
                             out.stdout.push_str(&format!(
                                 "Package {} is already installed.\n",
                                 rpm_name(p, c)
