@@ -1,5 +1,7 @@
-//! The package managers of a simulated node: apt (`apt-get`, `apt`, `apt-mark`, `apt-cache`,
-//! `dpkg -l`) and dnf / yum / DNF5 (`install`, `upgrade`, `list`, `rpm -q`), for the
+//! The package managers of a simulated node: apt (`apt-get update|install`, `apt`,
+//! `apt-mark`, `apt-cache madison`, `dpkg --configure -a`, `dpkg-query -W`) and dnf / yum /
+//! DNF5 (`install`, `list`, `rpm -qa --qf`), the verbs upgrade-node, the kubeadm document and
+//! the practice list use (crate README, "Commands"), for the
 //! Kubernetes packages of the configured pkgs.k8s.io repository. Messages and exit codes are
 //! the tools' own (apt exits 100 on errors, dnf 1, DNF5 2 on a bad argument).
 
