@@ -342,7 +342,7 @@ async fn refusals_unknown_nodes_and_privileged_pods() {
     // An unknown node is a 404 that names it.
     let err = h
         .shell
-        .exec("nosuchnode", &["hostname".to_string()], "")
+        .exec("nosuchnode", &["true".to_string()], "")
         .await
         .unwrap_err();
     assert!(
@@ -358,7 +358,7 @@ async fn refusals_unknown_nodes_and_privileged_pods() {
                  "containers": [{"name": "shell", "image": "busybox:1.36",
                                  "securityContext": {"privileged": true},
                                  "command": ["nsenter", "-t", "1", "-m", "-u", "-i", "-n", "-p", "--",
-                                             "sh", "-c", "hostname && kubeadm version -o short"]}]}
+                                             "sh", "-c", "cat /etc/hostname && kubeadm version -o short"]}]}
     }))
     .unwrap();
     let pods = Api::<Pod>::namespaced(h.kube.clone(), "kube-system");
@@ -415,11 +415,11 @@ async fn the_node_shell_command_line() {
     assert_eq!((code, err.as_str()), (7, "oops\n"));
     let (code, _, err) = run(&["node02", "--", "kubeadmm", "version"], "").await;
     assert_eq!((code, err.as_str()), (127, "sh: 1: kubeadmm: not found\n"));
-    let (code, _, err) = run(&["node9", "--", "hostname"], "").await;
+    let (code, _, err) = run(&["node9", "--", "true"], "").await;
     assert_eq!(code, 1);
     assert!(err.contains("node \"node9\" not found"), "{err}");
     // Authenticated like the API: the read-only user may not run commands.
-    let (code, _, err) = run(&["--context", "readonly", "node02", "--", "hostname"], "").await;
+    let (code, _, err) = run(&["--context", "readonly", "node02", "--", "true"], "").await;
     assert_eq!(code, 1);
     assert!(
         err.contains("User \"readonly\" cannot run commands on nodes"),
