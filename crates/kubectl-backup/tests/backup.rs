@@ -242,6 +242,7 @@ fn backup_cmd(args: &[&str]) -> Command {
     cmd
 }
 
+/// A successful command's JSON.
 fn json(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -250,7 +251,7 @@ fn json(out: &Output) -> Value {
         stdout(out),
         stderr(out)
     );
-    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
+    upkeep_testkit::json(out)
 }
 
 fn leftovers(dir: &Path) -> Vec<String> {

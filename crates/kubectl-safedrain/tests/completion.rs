@@ -20,10 +20,12 @@ fn complete(lab: &Lab, words: &[&str]) -> Output {
         .expect("run kubectl")
 }
 
-/// PATH with the directory of the four `kubectl_complete-*` binaries first
-/// (the other packages' are built when missing).
+/// PATH with the directory of the four plugins and their `kubectl_complete-*`
+/// first (kubectl completes only a plugin it finds on PATH; the other
+/// packages' binaries are built when missing).
 fn completion_path() -> OsString {
     for plugin in ["skew", "safedrain", "upgrade_node", "backup"] {
+        bin(&format!("kubectl-{plugin}"));
         bin(&format!("kubectl_complete-{plugin}"));
     }
     let mut path = OsString::from(bin_dir());

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use upkeep_testkit::{
-    Lab, code, name, node_of, owner_kind, run_bounded, running_ready, show, stderr, stdout, uid,
-    wait_for,
+    Deployment, Lab, code, deployment_on, deployments_whole_off, json, name, node_of, owner_kind,
+    run_bounded, running_ready, show, stderr, stdout, uid, wait_for,
 };
 
 /// This package's own binary, built by cargo for these tests.
@@ -27,57 +27,8 @@ fn safedrain(lab: &Lab, args: &[&str]) -> Output {
     run_bounded(cmd, Duration::from_secs(180))
 }
 
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(out)))
-}
-
 fn unschedulable(lab: &Lab, node: &str) -> bool {
     lab.get_json(["node", node])["spec"]["unschedulable"] == true
-}
-
-/// Waits until every pod of the cluster is Running and Ready (mirror pods
-/// included) and `node` runs at least one ReplicaSet pod.
-fn settle(lab: &Lab, node: &str) {
-    wait_for("every pod Running and Ready", SETTLE, || {
-        let pods = lab.pods();
-        let rs_here = pods
-            .iter()
-            .any(|p| node_of(p) == node && owner_kind(p) == "ReplicaSet");
-        (!pods.is_empty() && rs_here && pods.iter().all(running_ready)).then_some(())
-    });
-}
-
-fn os_upgrade() -> Lab {
-    let lab = Lab::scenario("os-upgrade");
-    settle(&lab, "node02");
-    lab
-}
-
-/// Every Deployment: its pods Running and Ready off `node`, as many as it wants.
-fn deployments_whole_off(lab: &Lab, node: &str) -> Result<(), String> {
-    let deployments = lab.get_json(["deployments", "-A"]);
-    let pods = lab.pods();
-    for d in deployments["items"].as_array().into_iter().flatten() {
-        let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
-        let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
-        let labels = d["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let ready_elsewhere = pods
-            .iter()
-            .filter(|p| p["metadata"]["namespace"] == ns)
-            .filter(|p| labels.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v))
-            .filter(|p| running_ready(p) && node_of(p) != node)
-            .count() as i64;
-        if ready_elsewhere < want {
-            return Err(format!(
-                "deployment {ns}/{}: {ready_elsewhere}/{want} Running and Ready off {node}",
-                d["metadata"]["name"]
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The pods of `node` by uid, to show that nothing there changed.
@@ -143,42 +94,10 @@ fn set_faults(lab: &Lab, rules: Value) {
     ]);
 }
 
-/// The (first) Deployment with pods on `node`: (namespace, name, replicas, labels).
-fn deployment_on(lab: &Lab, node: &str) -> (String, String, i64, serde_json::Map<String, Value>) {
-    let pods = lab.pods_on(node);
-    for d in lab.get_json(["deployments", "-A"])["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let ns = d["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let labels = d["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let here = pods.iter().any(|p| {
-            p["metadata"]["namespace"] == ns.as_str()
-                && labels.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v)
-        });
-        if here {
-            let name = d["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-            return (ns, name, replicas, labels);
-        }
-    }
-    panic!("no Deployment has pods on {node}");
-}
-
-fn selector_yaml(labels: &serde_json::Map<String, Value>) -> String {
+fn selector_yaml(labels: &std::collections::BTreeMap<String, String>) -> String {
     labels
         .iter()
-        .map(|(k, v)| format!("      {k}: {}", v.as_str().unwrap_or_default()))
+        .map(|(k, v)| format!("      {k}: {v}"))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -187,7 +106,7 @@ fn selector_yaml(labels: &serde_json::Map<String, Value>) -> String {
 
 #[test]
 fn node01_is_refused_because_of_the_bare_pod_and_nothing_changes() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let hr = lab
         .pods()
         .into_iter()
@@ -227,7 +146,7 @@ fn node01_is_refused_because_of_the_bare_pod_and_nothing_changes() {
 
 #[test]
 fn node02_drains_and_its_workloads_are_whole_when_the_command_returns() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let before = lab.pods_on("node02");
     let rs_uids: BTreeSet<String> = before
         .iter()
@@ -309,8 +228,13 @@ fn node02_drains_and_its_workloads_are_whole_when_the_command_returns() {
 
 #[test]
 fn a_full_pdb_is_refused_by_name_and_wait_for_pdb_completes_after_a_scale_up() {
-    let lab = os_upgrade();
-    let (ns, deploy, replicas, labels) = deployment_on(&lab, "node02");
+    let lab = Lab::os_upgrade();
+    let Deployment {
+        namespace: ns,
+        name: deploy,
+        replicas,
+        labels,
+    } = deployment_on(&lab, "node02");
     lab.apply(&format!(
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web-pdb\n  namespace: {ns}\nspec:\n  minAvailable: {replicas}\n  selector:\n    matchLabels:\n{}\n",
         selector_yaml(&labels)
@@ -390,8 +314,13 @@ fn a_full_pdb_is_refused_by_name_and_wait_for_pdb_completes_after_a_scale_up() {
 
 #[test]
 fn a_budget_with_room_for_one_paces_the_drain_by_default_and_pdb_refuse_refuses() {
-    let lab = os_upgrade();
-    let (ns, deploy, replicas, labels) = deployment_on(&lab, "node02");
+    let lab = Lab::os_upgrade();
+    let Deployment {
+        namespace: ns,
+        name: deploy,
+        replicas,
+        labels,
+    } = deployment_on(&lab, "node02");
     // Two or more of its pods on node02: node01 cordoned while one more lands.
     lab.kubectl_ok(["cordon", "node01"]);
     lab.kubectl_ok([
@@ -562,8 +491,12 @@ fn on_node02(lab: &Lab, app: &str, extra_meta: &str, extra_spec: &str, pin: bool
 
 #[test]
 fn two_pdbs_on_one_pod_are_refused() {
-    let lab = os_upgrade();
-    let (ns, _, _, labels) = deployment_on(&lab, "node02");
+    let lab = Lab::os_upgrade();
+    let Deployment {
+        namespace: ns,
+        labels,
+        ..
+    } = deployment_on(&lab, "node02");
     for pdb in ["first-pdb", "second-pdb"] {
         lab.apply(&format!(
             "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {pdb}\n  namespace: {ns}\nspec:\n  maxUnavailable: 5\n  selector:\n    matchLabels:\n{}\n",
@@ -579,7 +512,7 @@ fn two_pdbs_on_one_pod_are_refused() {
 
 #[test]
 fn an_emptydir_pod_is_refused_naming_the_volume() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     on_node02(
         &lab,
         "cache",
@@ -592,7 +525,7 @@ fn an_emptydir_pod_is_refused_naming_the_volume() {
 
 #[test]
 fn a_safe_to_evict_false_pod_is_refused_naming_the_annotation() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     on_node02(
         &lab,
         "batch",
@@ -609,7 +542,7 @@ fn a_safe_to_evict_false_pod_is_refused_naming_the_annotation() {
 
 #[test]
 fn a_pod_that_fits_nowhere_else_is_refused_naming_what_is_missing() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     on_node02(&lab, "pinned", "", "", true);
     refused_with(
         &lab,
@@ -644,7 +577,7 @@ fn on_both_workers(lab: &Lab, app: &str, spec: &str) {
 /// (pkg/scheduler/framework/plugins/interpodaffinity, nodeports).
 #[test]
 fn pods_that_anti_affinity_or_a_host_port_keep_off_every_other_node_refuse_the_drain() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     on_both_workers(
         &lab,
         "solo",
@@ -677,7 +610,7 @@ fn pods_that_anti_affinity_or_a_host_port_keep_off_every_other_node_refuse_the_d
 /// instead of stopping.
 #[test]
 fn an_eviction_refused_because_the_namespace_is_terminating_waits_for_the_pod() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     // A ConfigMap with a finalizer keeps the namespace Terminating after its pods are gone.
     lab.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: closing\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: closing\n  finalizers:\n  - example.com/hold\n");
     lab.kubectl_ok(["cordon", "node01"]);
@@ -781,7 +714,7 @@ fn an_eviction_refused_because_the_namespace_is_terminating_waits_for_the_pod() 
 
 #[test]
 fn injected_faults_lose_no_pod() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let rs_before: BTreeSet<String> = lab
         .pods_on("node02")
         .iter()
@@ -828,7 +761,7 @@ fn injected_faults_lose_no_pod() {
 
 #[test]
 fn a_permanent_fault_ends_at_the_timeout_and_says_what_is_left() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let before = lab.pods().len();
     set_faults(
         &lab,
@@ -856,7 +789,7 @@ fn a_permanent_fault_ends_at_the_timeout_and_says_what_is_left() {
 
 #[test]
 fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let rs_before: Vec<Value> = lab
         .pods_on("node02")
         .into_iter()
@@ -987,7 +920,7 @@ fn ctrl_c_midway_then_the_same_command_finishes_without_repeating() {
 /// each bad input exits 2 naming the flag typed, and node02 stays as it was.
 #[test]
 fn bad_inputs_exit_2_naming_the_flag_and_change_nothing() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let before = uids_on(&lab, "node02");
     let cases: [(&[&str], &str); 9] = [
         (&["--pod-selector", "==bad"], "--pod-selector"),
@@ -1038,7 +971,7 @@ fn kubectl_bounded(lab: &Lab, args: &[&str]) -> Output {
 
 #[test]
 fn kubectl_drain_cordons_before_refusing_and_force_loses_the_bare_pod() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let out = kubectl_bounded(&lab, &["drain", "node01", "--ignore-daemonsets"]);
     assert!(!out.status.success(), "{}", show(&out));
     assert!(
@@ -1071,8 +1004,12 @@ fn kubectl_drain_cordons_before_refusing_and_force_loses_the_bare_pod() {
 
 #[test]
 fn kubectl_drain_meets_two_pdbs_midway_and_leaves_the_node_cordoned() {
-    let lab = os_upgrade();
-    let (ns, _, _, labels) = deployment_on(&lab, "node02");
+    let lab = Lab::os_upgrade();
+    let Deployment {
+        namespace: ns,
+        labels,
+        ..
+    } = deployment_on(&lab, "node02");
     for pdb in ["first-pdb", "second-pdb"] {
         lab.apply(&format!(
             "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: {pdb}\n  namespace: {ns}\nspec:\n  maxUnavailable: 5\n  selector:\n    matchLabels:\n{}\n",
@@ -1099,7 +1036,7 @@ fn kubectl_drain_meets_two_pdbs_midway_and_leaves_the_node_cordoned() {
 
 #[test]
 fn a_selector_plans_every_node_first_and_refuses_before_touching_any() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let before1 = uids_on(&lab, "node01");
     let before2 = uids_on(&lab, "node02");
     // Both workers at once: only the tainted control plane would remain.
@@ -1136,7 +1073,7 @@ fn a_selector_plans_every_node_first_and_refuses_before_touching_any() {
 
 #[test]
 fn a_selector_drains_nodes_one_after_another() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let out = safedrain(
         &lab,
         &[
@@ -1160,7 +1097,7 @@ fn a_selector_drains_nodes_one_after_another() {
 
 #[test]
 fn a_lost_api_server_ends_the_drain_with_the_node_cordoned_and_a_way_to_resume() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let held = lab
         .pods_on("node02")
         .into_iter()
@@ -1240,7 +1177,7 @@ fn help_reads_as_a_kubectl_plugin_and_lists_the_rules() {
 
 #[test]
 fn statefulset_pods_recreated_under_the_same_name_count_as_gone_by_uid() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     lab.apply(
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: default\nspec:\n  replicas: 3\n  serviceName: db\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      containers:\n      - name: main\n        image: postgres\n",
     );
@@ -1285,7 +1222,7 @@ fn statefulset_pods_recreated_under_the_same_name_count_as_gone_by_uid() {
 fn a_multiple_pdb_answer_during_the_drain_stops_it_and_says_so() {
     // A second PDB created between the plan and the eviction: the API server
     // answers 500 with its upstream message (injected here at that moment).
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     set_faults(
         &lab,
         serde_json::json!([{
@@ -1310,8 +1247,13 @@ fn a_multiple_pdb_answer_during_the_drain_stops_it_and_says_so() {
 
 #[test]
 fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordoned() {
-    let lab = os_upgrade();
-    let (ns, _, replicas, labels) = deployment_on(&lab, "node02");
+    let lab = Lab::os_upgrade();
+    let Deployment {
+        namespace: ns,
+        replicas,
+        labels,
+        ..
+    } = deployment_on(&lab, "node02");
     lab.apply(&format!(
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: web-pdb\n  namespace: {ns}\nspec:\n  minAvailable: {replicas}\n  selector:\n    matchLabels:\n{}\n",
         selector_yaml(&labels)
@@ -1397,7 +1339,7 @@ struct DrainSeed {
 fn drain_campaign_seed(seed: u64) -> DrainSeed {
     // A run may overrun its --timeout by the time it takes to stop and report.
     const BOUND: Duration = Duration::from_secs(105);
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let bare: Vec<String> = lab
         .pods()
         .into_iter()
@@ -1563,7 +1505,7 @@ fn campaign_faults() -> Value {
 /// frees it.
 #[test]
 fn a_statefulset_pod_on_a_stopped_node_holds_the_drain_to_its_timeout_and_it_says_why() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     lab.kubectl_ok(["cordon", "node01"]);
     lab.apply("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: default\nspec:\n  serviceName: db\n  replicas: 1\n  selector:\n    matchLabels:\n      app: db\n  template:\n    metadata:\n      labels:\n        app: db\n    spec:\n      containers:\n      - name: main\n        image: postgres\n");
     wait_for("db-0 Running and Ready on node02", SETTLE, || {

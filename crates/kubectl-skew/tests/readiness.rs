@@ -5,7 +5,7 @@
 use std::process::Output;
 
 use serde_json::Value;
-use upkeep_testkit::{Lab, LabOptions, stderr, stdout, workspace_root};
+use upkeep_testkit::{Lab, LabOptions, json, stderr, stdout, workspace_root};
 
 /// This package's own binary, built by cargo for these tests.
 const SKEW: &str = env!("CARGO_BIN_EXE_kubectl-skew");
@@ -29,16 +29,6 @@ fn plan(lab: &Lab, to: &str, kubectl: &str, extra: &[&str]) -> Output {
 
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exited normally")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
-        panic!(
-            "kubectl-skew did not print JSON ({e}):\nstdout: {}\nstderr: {}",
-            stdout(out),
-            stderr(out)
-        )
-    })
 }
 
 /// The findings of hop 1, after checking its verdict.

@@ -5,7 +5,7 @@
 use std::process::Output;
 
 use serde_json::Value;
-use upkeep_testkit::{Lab, LabOptions, stderr, stdout};
+use upkeep_testkit::{Lab, LabOptions, json, stderr, stdout};
 
 /// This package's own binary, built by cargo for these tests.
 const SKEW: &str = env!("CARGO_BIN_EXE_kubectl-skew");
@@ -103,16 +103,6 @@ fn skew(lab: &Lab, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run kubectl-skew")
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| {
-        panic!(
-            "kubectl-skew did not print JSON ({e}):\nstdout: {}\nstderr: {}",
-            stdout(out),
-            stderr(out)
-        )
-    })
 }
 
 fn code(out: &Output) -> i32 {

@@ -11,7 +11,7 @@ use upkeep::version::{MinorVersion, Release};
 use upkeep_testkit::realnode::{
     ClusterSpec, Family, NodeSpec, REAL_NODE_LABEL, RealCluster, RealNode, SitePackage, rpm_version,
 };
-use upkeep_testkit::{code, run_bounded, show};
+use upkeep_testkit::{code, node_ready, run_bounded, show};
 
 const FROM: &str = "1.34.3-1.1";
 const TO: &str = "1.35.2-1.1";
@@ -47,14 +47,6 @@ fn spec(published: &[(&str, &[&str])]) -> ClusterSpec {
         simulated: Vec::new(),
         site_packages: Vec::new(),
     }
-}
-
-fn ready(node: &Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// The whole cluster (a control plane and a worker on apt, a worker on dnf) to the next
@@ -100,7 +92,7 @@ fn upgrade_node_all_over_ssh_on_real_apt_nodes() {
             n.repo_file()
         );
         let node = cluster.lab.get_json(["node", &n.name]);
-        assert!(ready(&node), "{} not Ready: {node:#}", n.name);
+        assert!(node_ready(&node), "{} not Ready: {node:#}", n.name);
         assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.35.2");
         assert!(
             node["spec"]["unschedulable"].is_null() || node["spec"]["unschedulable"] == false,

@@ -12,7 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use upkeep_testkit::{Lab, LabOptions, bin, code, run_bounded, show, stderr, stdout, wait_for};
+use upkeep_testkit::{
+    Lab, LabOptions, bin, code, node_ready, run_bounded, show, stderr, stdout, wait_for,
+};
 
 const TARGET: &str = "v1.35.2";
 /// This package's own binary, built by cargo for these tests.
@@ -32,11 +34,7 @@ fn lab() -> Lab {
 /// The cluster-upgrade lab started with `opts`, every node Ready and the workloads whole.
 fn lab_with(opts: LabOptions) -> Lab {
     let lab = Lab::with(opts);
-    wait_for("every node Ready", Duration::from_secs(60), || {
-        let nodes = lab.get_json(["nodes"]);
-        let items = nodes["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 5 && items.iter().all(ready)).then_some(())
-    });
+    lab.wait_nodes_ready(5, Duration::from_secs(60));
     wait_for("the workloads whole", Duration::from_secs(60), || {
         workloads_whole(&lab).ok()
     });
@@ -64,14 +62,6 @@ fn plugin(lab: &Lab, args: &[&str]) -> Command {
 
 fn upgrade(lab: &Lab, args: &[&str]) -> Output {
     run_bounded(plugin(lab, args), Duration::from_secs(240))
-}
-
-fn ready(node: &Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 fn node(lab: &Lab, name: &str) -> Value {
@@ -214,7 +204,7 @@ fn cluster_upgrade_end_to_end() {
     for n in CONTROL_PLANES.iter().chain(WORKERS.iter()) {
         let node = node(&lab, n);
         assert_eq!(kubelet(&node), TARGET, "{n}");
-        assert!(ready(&node), "{n} Ready");
+        assert!(node_ready(&node), "{n} Ready");
         assert!(!cordoned(&node), "{n} uncordoned");
         assert!(progress(&node).is_none(), "{n} progress record removed");
         let h = host(&lab, n);
@@ -375,11 +365,7 @@ fn a_minor_the_repository_does_not_carry_is_refused_and_nothing_changes() {
     let file = dir.path().join("scenario.yaml");
     std::fs::write(&file, cut).unwrap();
     let lab = Lab::scenario(file.to_str().unwrap());
-    wait_for("every node Ready", Duration::from_secs(60), || {
-        let nodes = lab.get_json(["nodes"]);
-        let items = nodes["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 5 && items.iter().all(ready)).then_some(())
-    });
+    lab.wait_nodes_ready(5, Duration::from_secs(60));
     let before = host(&lab, "controlplane01");
     let out = upgrade(&lab, &["controlplane01", "--to", "v1.35", "--yes"]);
     assert_eq!(code(&out), 1, "{}", show(&out));
@@ -786,11 +772,7 @@ fn via_pod_on_a_single_control_plane_survives_the_apiserver_restart() {
             .to_vec(),
         ..Default::default()
     });
-    wait_for("both nodes Ready", Duration::from_secs(60), || {
-        let nodes = lab.get_json(["nodes"]);
-        let items = nodes["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 2 && items.iter().all(ready)).then_some(())
-    });
+    lab.wait_nodes_ready(2, Duration::from_secs(60));
     let apiserver = "kube-apiserver-controlplane01";
     let before = upkeep_testkit::uid(&lab.get_json(["pod", "-n", "kube-system", apiserver]));
     let out = upgrade(
@@ -847,11 +829,7 @@ fn via_pod_leaves_a_running_command_alone_when_its_wait_gives_up() {
         extra: ["--time-scale", "2"].map(String::from).to_vec(),
         ..Default::default()
     });
-    wait_for("both nodes Ready", Duration::from_secs(60), || {
-        let nodes = lab.get_json(["nodes"]);
-        let items = nodes["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 2 && items.iter().all(ready)).then_some(())
-    });
+    lab.wait_nodes_ready(2, Duration::from_secs(60));
     let out = upgrade(
         &lab,
         &[
@@ -1074,11 +1052,7 @@ fn rpm_families_upgrade_with_their_own_commands() {
         scenario: Some(scenario.display().to_string()),
         ..LabOptions::default()
     });
-    wait_for("every node Ready", Duration::from_secs(60), || {
-        let nodes = lab.get_json(["nodes"]);
-        let items = nodes["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 4 && items.iter().all(ready)).then_some(())
-    });
+    lab.wait_nodes_ready(4, Duration::from_secs(60));
     // As a non-root remote user would: every command through sudo.
     let out = upgrade(
         &lab,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use upkeep_testkit::{
-    Background, Lab, LabOptions, name, node_of, owner_kind, running_ready, stderr, stdout, uid,
-    wait_for,
+    Background, Lab, LabOptions, deployment_on, deployments, name, namespace, node_of, owner_kind,
+    running_ready, stderr, stdout, uid, wait_for,
 };
 
 /// How long a freshly started lab may take until its pods run.
@@ -132,95 +132,6 @@ fn described(text: &str, field: &str) -> String {
         .to_string()
 }
 
-fn node_ready(node: &Value) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
-/// The os-upgrade lab once every node is Ready and every pod Running and Ready,
-/// with pods of the default namespace's Deployment on node02 (what the drain tests move).
-fn os_upgrade() -> Lab {
-    settled(Lab::scenario("os-upgrade"))
-}
-
-fn settled(lab: Lab) -> Lab {
-    wait_for(
-        "os-upgrade: nodes Ready, every pod Running and Ready, the Deployment's pods on node02",
-        SETTLE,
-        || {
-            let nodes = lab.get_json(["nodes"]);
-            let nodes = nodes["items"].as_array()?;
-            if nodes.len() != 3 || !nodes.iter().all(node_ready) {
-                return None;
-            }
-            let pods = lab.pods();
-            // The scenario spreads its Deployment over both workers.
-            let rs_on_node02 = pods.iter().any(|p| {
-                node_of(p) == "node02" && owner_kind(p) == "ReplicaSet" && namespace(p) == "default"
-            });
-            (rs_on_node02 && pods.iter().all(running_ready)).then_some(())
-        },
-    );
-    lab
-}
-
-/// A Deployment as the drain tests need it.
-struct Deployment {
-    namespace: String,
-    name: String,
-    replicas: i64,
-    labels: BTreeMap<String, String>,
-}
-
-impl Deployment {
-    fn selects(&self, pod: &Value) -> bool {
-        namespace(pod) == self.namespace
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| pod["metadata"]["labels"][k].as_str() == Some(v.as_str()))
-    }
-}
-
-fn namespace(obj: &Value) -> String {
-    obj["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Every Deployment of the cluster (selectors by matchLabels).
-fn deployments(lab: &Lab) -> Vec<Deployment> {
-    let list = lab.get_json(["deployments", "-A"]);
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| Deployment {
-            namespace: namespace(d),
-            name: name(d),
-            replicas: d["spec"]["replicas"].as_i64().unwrap_or(1),
-            labels: d["spec"]["selector"]["matchLabels"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect(),
-        })
-        .collect()
-}
-
-/// The Deployment of the default namespace whose pods run on `node`.
-fn deployment_on(lab: &Lab, node: &str) -> Deployment {
-    let here = lab.pods_on(node);
-    deployments(lab)
-        .into_iter()
-        .find(|d| d.namespace == "default" && here.iter().any(|p| d.selects(p)))
-        .unwrap_or_else(|| panic!("no Deployment in default has pods on {node}"))
-}
-
 fn selector_yaml(labels: &BTreeMap<String, String>) -> String {
     labels
         .iter()
@@ -336,7 +247,7 @@ fn version_reports_the_configured_server_version_and_the_skew_warning() {
 
 #[test]
 fn node_tables_describe_and_cordon_uncordon() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let nodes = lab.get_json(["nodes"]);
     let t = table(&lab, &["nodes"]);
     t.assert_columns(&["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
@@ -922,7 +833,7 @@ fn kubectl_create_generators_work() {
 
 #[test]
 fn pod_tables_and_describe_on_os_upgrade() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let pods = lab.pods();
     let t = table(&lab, &["pods", "-A", "-o", "wide"]);
     t.assert_columns(&[
@@ -1012,7 +923,7 @@ fn deleting_a_bound_pod_with_a_grace_period_shows_terminating_then_it_is_gone() 
         text.replace("terminationCapSeconds: 2\n", "terminationCapSeconds: 60\n"),
     )
     .expect("write scenario");
-    let lab = settled(Lab::scenario(&slow.to_string_lossy()));
+    let lab = Lab::scenario(&slow.to_string_lossy()).settled();
 
     let pod = lab
         .pods_on("node02")
@@ -1073,13 +984,14 @@ fn deleting_a_bound_pod_with_a_grace_period_shows_terminating_then_it_is_gone() 
 /// killContainer), so an eviction late in a second must not end the pod early.
 #[test]
 fn an_evicted_pod_is_gone_no_earlier_than_its_grace_period() {
-    let lab = settled(Lab::with(LabOptions {
+    let lab = Lab::with(LabOptions {
         scenario: Some("os-upgrade".into()),
         extra: ["--profile", "realistic", "--time-scale", "1"]
             .map(String::from)
             .to_vec(),
         ..Default::default()
-    }));
+    })
+    .settled();
     let f = file(
         &lab,
         "slow.yaml",
@@ -1130,7 +1042,7 @@ fn an_evicted_pod_is_gone_no_earlier_than_its_grace_period() {
 
 #[test]
 fn kubectl_drain_refuses_the_bare_pod_after_cordoning() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let before: BTreeSet<String> = lab.pods_on("node01").iter().map(uid).collect();
     let out = lab.kubectl(["drain", "node01", "--ignore-daemonsets"]);
     let all = format!("{}{}", stdout(&out), stderr(&out));
@@ -1183,7 +1095,7 @@ fn kubectl_drain_refuses_the_bare_pod_after_cordoning() {
 
 #[test]
 fn kubectl_drain_moves_replicaset_pods_and_leaves_daemonset_pods() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let moved: Vec<(String, String)> = lab
         .pods_on("node02")
         .iter()
@@ -1298,7 +1210,7 @@ fn pdb_retry_line(pod: &str) -> String {
 
 #[test]
 fn a_pdb_makes_kubectl_drain_retry_until_a_scale_up_lets_it_finish() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let d = deployment_on(&lab, "node02");
     let pdb = file(&lab, "pdb.yaml", &pdb_yaml("all-up", d.replicas, &d.labels));
     lab.kubectl_ok(["create", "-f", &pdb]);
@@ -1372,7 +1284,7 @@ fn a_pdb_makes_kubectl_drain_retry_until_a_scale_up_lets_it_finish() {
 
 #[test]
 fn eviction_with_two_pdbs_is_a_500_that_kubectl_does_not_retry() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let d = deployment_on(&lab, "node02");
     for n in ["one", "two"] {
         let f = file(&lab, &format!("{n}.yaml"), &pdb_yaml(n, 1, &d.labels));
@@ -1426,7 +1338,7 @@ fn eviction_with_two_pdbs_is_a_500_that_kubectl_does_not_retry() {
 
 #[test]
 fn rollout_set_image_status_history_and_undo() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let d = deployment_on(&lab, "node02");
     let json = lab.get_json(["deployment", &d.name]);
     let container = json["spec"]["template"]["spec"]["containers"][0]["name"]
@@ -1506,7 +1418,7 @@ fn rollout_set_image_status_history_and_undo() {
 
 #[test]
 fn wait_and_watch_follow_a_deletion() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     assert_eq!(
         lab.kubectl_ok([
             "wait",
@@ -1569,7 +1481,7 @@ fn wait_and_watch_follow_a_deletion() {
 /// `--sort-by`); the pages together are the whole filtered list.
 #[test]
 fn chunked_lists_with_field_selectors_page_through_continue_tokens() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let mut want: Vec<String> = lab
         .pods_on("node01")
         .iter()
@@ -1611,7 +1523,7 @@ fn chunked_lists_with_field_selectors_page_through_continue_tokens() {
 /// pod for good; `--disable-eviction` deletes through a PodDisruptionBudget.
 #[test]
 fn kubectl_drain_server_dry_run_force_and_disable_eviction() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let before: BTreeSet<String> = lab.pods().iter().map(uid).collect();
     let out = lab.kubectl([
         "drain",
@@ -1725,7 +1637,7 @@ fn deployment_yaml(ns: &str, app: &str, replicas: i64, extra: &str) -> String {
 
 #[test]
 fn a_replacement_that_fits_nowhere_stays_pending_with_the_schedulers_words() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     // one replica per node (required pod anti-affinity on the hostname)
     let anti = "      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - topologyKey: kubernetes.io/hostname\n            labelSelector:\n              matchLabels:\n                app: solo\n";
     let f = file(
@@ -1804,7 +1716,7 @@ fn a_replacement_that_fits_nowhere_stays_pending_with_the_schedulers_words() {
 
 #[test]
 fn pdb_numbers_follow_the_disruption_controller() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     // 3 Deployment pods + 1 bare pod; a maxUnavailable budget and an empty policy/v1 one
     let f = file(
         &lab,
@@ -1859,7 +1771,7 @@ fn pdb_numbers_follow_the_disruption_controller() {
 
 #[test]
 fn eviction_in_a_terminating_namespace_is_forbidden() {
-    let lab = os_upgrade();
+    let lab = Lab::os_upgrade();
     let f = file(
         &lab,
         "held.yaml",

@@ -847,3 +847,136 @@ mod tests {
         );
     }
 }
+
+/// A command's stdout parsed as JSON; panics with the command's exit code and
+/// output when it is not JSON.
+pub fn json(out: &Output) -> Value {
+    serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(out)))
+}
+
+/// The node's Ready condition is True.
+pub fn node_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// `metadata.namespace` of an object.
+pub fn namespace(obj: &Value) -> String {
+    obj["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+impl Lab {
+    /// Waits until the cluster has exactly `n` nodes and every one is Ready.
+    pub fn wait_nodes_ready(&self, n: usize, deadline: Duration) {
+        wait_for(&format!("{n} nodes, every one Ready"), deadline, || {
+            let nodes = self.get_json(["nodes"]);
+            let items = nodes["items"].as_array().cloned().unwrap_or_default();
+            (items.len() == n && items.iter().all(node_ready)).then_some(())
+        });
+    }
+
+    /// The os-upgrade scenario once its three nodes are Ready, every pod is Running and
+    /// Ready (mirror pods included) and the default namespace's Deployment has pods on
+    /// node02 (what the drain tests move).
+    pub fn os_upgrade() -> Lab {
+        Lab::scenario("os-upgrade").settled()
+    }
+
+    /// This os-upgrade-shaped lab once settled as [`Lab::os_upgrade`] describes.
+    pub fn settled(self) -> Lab {
+        wait_for(
+            "os-upgrade: nodes Ready, every pod Running and Ready, the Deployment's pods on node02",
+            Duration::from_secs(60),
+            || {
+                let nodes = self.get_json(["nodes"]);
+                let nodes = nodes["items"].as_array()?;
+                if nodes.len() != 3 || !nodes.iter().all(node_ready) {
+                    return None;
+                }
+                let pods = self.pods();
+                // The scenario spreads its Deployment over both workers.
+                let rs_on_node02 = pods.iter().any(|p| {
+                    node_of(p) == "node02"
+                        && owner_kind(p) == "ReplicaSet"
+                        && namespace(p) == "default"
+                });
+                (rs_on_node02 && pods.iter().all(running_ready)).then_some(())
+            },
+        );
+        self
+    }
+}
+
+/// A Deployment as the drain tests need it (selector by matchLabels).
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub namespace: String,
+    pub name: String,
+    pub replicas: i64,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Deployment {
+    /// The Deployment's selector matches `pod`.
+    pub fn selects(&self, pod: &Value) -> bool {
+        namespace(pod) == self.namespace
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| pod["metadata"]["labels"][k].as_str() == Some(v.as_str()))
+    }
+}
+
+/// Every Deployment of the cluster.
+pub fn deployments(lab: &Lab) -> Vec<Deployment> {
+    let list = lab.get_json(["deployments", "-A"]);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| Deployment {
+            namespace: namespace(d),
+            name: name(d),
+            replicas: d["spec"]["replicas"].as_i64().unwrap_or(1),
+            labels: d["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The (first) Deployment of the default namespace whose pods run on `node`.
+pub fn deployment_on(lab: &Lab, node: &str) -> Deployment {
+    let here = lab.pods_on(node);
+    deployments(lab)
+        .into_iter()
+        .find(|d| d.namespace == "default" && here.iter().any(|p| d.selects(p)))
+        .unwrap_or_else(|| panic!("no Deployment in default has pods on {node}"))
+}
+
+/// Every Deployment whole: as many pods Running and Ready off `node` as it wants.
+pub fn deployments_whole_off(lab: &Lab, node: &str) -> Result<(), String> {
+    let pods = lab.pods();
+    for d in deployments(lab) {
+        let ready_elsewhere = pods
+            .iter()
+            .filter(|p| d.selects(p) && running_ready(p) && node_of(p) != node)
+            .count() as i64;
+        if ready_elsewhere < d.replicas {
+            return Err(format!(
+                "deployment {}/{}: {ready_elsewhere}/{} Running and Ready off {node}",
+                d.namespace, d.name, d.replicas
+            ));
+        }
+    }
+    Ok(())
+}
