@@ -1097,7 +1097,7 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
         .iter()
         .map(|u| u.trim_end_matches(".service").to_string())
         .collect();
-    let known = |u: &str| matches!(u, "kubelet" | "containerd" | "ssh" | "sshd");
+    let known = |u: &str| u == "kubelet";
     if verb == "daemon-reload" {
         host.units_changed = false;
         return ExecOutput::ok("");
@@ -1127,19 +1127,13 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
             }
             continue;
         }
-        if u != "kubelet" {
-            if verb == "is-active" {
-                out.stdout.push_str("active\n");
-            }
-            continue;
-        }
         let warn_reload = || {
             "Warning: The unit file, source configuration file or drop-ins of kubelet.service changed on disk. \
              Run 'systemctl daemon-reload' to reload units.\n"
                 .to_string()
         };
         match verb {
-            "restart" | "start" | "try-restart" | "reload-or-restart" => {
+            "restart" | "start" => {
                 if host.units_changed {
                     out.stderr.push_str(&warn_reload());
                 }
@@ -1180,7 +1174,7 @@ fn systemctl(host: &mut Host, ctx: &mut Ctx, args: &[String]) -> ExecOutput {
                     });
                 }
             }
-            "enable" | "disable" | "daemon-reexec" => {}
+            "enable" => {}
             "is-active" => {
                 out.stdout.push_str(if host.kubelet_active {
                     "active\n"
