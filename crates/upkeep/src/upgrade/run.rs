@@ -229,14 +229,7 @@ async fn take_lock(
     match api.get_opt(LEASE_NAME).await.map_err(|e| (e, READ))? {
         None => match api.create(&PostParams::default(), lease).await {
             Ok(_) => Ok(Ok(None)),
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                let current = api.get(LEASE_NAME).await.map_err(|e| (e, READ))?;
-                Ok(if ours(&current, me, again) {
-                    Ok(None)
-                } else {
-                    Err(held_by(&current, me))
-                })
-            }
+            Err(kube::Error::Api(e)) if e.code == 409 => lost_race(api, me, again).await,
             Err(e) => Err((e, "could not create the lock Lease")),
         },
         Some(current) => {
@@ -256,18 +249,29 @@ async fn take_lock(
                 .await
             {
                 Ok(_) => Ok(Ok(took_over)),
-                Err(kube::Error::Api(e)) if e.code == 409 => {
-                    let current = api.get(LEASE_NAME).await.map_err(|e| (e, READ))?;
-                    Ok(if ours(&current, me, again) {
-                        Ok(None)
-                    } else {
-                        Err(held_by(&current, me))
-                    })
-                }
+                Err(kube::Error::Api(e)) if e.code == 409 => lost_race(api, me, again).await,
                 Err(e) => Err((e, "could not take over the expired lock Lease")),
             }
         }
     }
+}
+
+/// A 409 on create or replace: someone wrote the Lease first, perhaps this run's own
+/// earlier attempt whose answer was lost; the Lease as it is now says which.
+async fn lost_race(
+    api: &Api<Lease>,
+    me: &str,
+    again: bool,
+) -> Result<Result<Option<String>, String>, (kube::Error, &'static str)> {
+    let current = api
+        .get(LEASE_NAME)
+        .await
+        .map_err(|e| (e, "could not read the lock Lease"))?;
+    Ok(if ours(&current, me, again) {
+        Ok(None)
+    } else {
+        Err(held_by(&current, me))
+    })
 }
 
 /// The Lease is this run's own, written by an earlier attempt of this acquisition whose
