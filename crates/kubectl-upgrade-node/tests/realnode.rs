@@ -151,16 +151,7 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
         assert_same(&n.name, b, &n.package_state());
     }
 
-    let out = run_bounded(
-        cluster.upgrade_node(&["-l", &real_nodes, "--to", "v1.36", "--yes"]),
-        Duration::from_secs(120),
-    );
-    assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!(
-        "{}{}",
-        upkeep_testkit::stdout(&out),
-        upkeep_testkit::stderr(&out)
-    );
+    let text = refused(&cluster, &["-l", &real_nodes, "--to", "v1.36", "--yes"]);
     assert!(text.contains("v1.36"), "{text}");
     for (n, b) in cluster.nodes.iter().zip(&before) {
         assert_same(&n.name, b, &n.package_state());
@@ -173,16 +164,7 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
         );
     }
     // The dnf node alone: dnf's own 404 for the missing minor's repomd.xml.
-    let out = run_bounded(
-        cluster.upgrade_node(&["node02", "--to", "v1.36", "--yes"]),
-        Duration::from_secs(120),
-    );
-    assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!(
-        "{}{}",
-        upkeep_testkit::stdout(&out),
-        upkeep_testkit::stderr(&out)
-    );
+    let text = refused(&cluster, &["node02", "--to", "v1.36", "--yes"]);
     assert!(text.contains("v1.36"), "{text}");
     let dnf = cluster.node("node02");
     assert_same(&dnf.name, &before[2], &dnf.package_state());
@@ -196,6 +178,18 @@ fn dry_run_and_missing_minor_leave_real_nodes_untouched_and_the_simulation_confo
             n.name
         );
     }
+}
+
+/// Runs upgrade-node on the real-node cluster, which must refuse (exit 1) within 2 minutes;
+/// returns what it printed, stdout then stderr.
+fn refused(cluster: &RealCluster, args: &[&str]) -> String {
+    let out = run_bounded(cluster.upgrade_node(args), Duration::from_secs(120));
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    format!(
+        "{}{}",
+        upkeep_testkit::stdout(&out),
+        upkeep_testkit::stderr(&out)
+    )
 }
 
 /// The site package [`pinned_packages_are_refused`] installs.
@@ -216,16 +210,7 @@ fn pinned_packages_are_refused(cluster: &RealCluster, real_nodes: &str) {
     probe_conforms(cluster, dnf, "sim04", Family::Dnf);
     let before = [cp.package_state(), dnf.package_state()];
 
-    let out = run_bounded(
-        cluster.upgrade_node(&["controlplane01", "--to", "v1.35", "--yes"]),
-        Duration::from_secs(120),
-    );
-    assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!(
-        "{}{}",
-        upkeep_testkit::stdout(&out),
-        upkeep_testkit::stderr(&out)
-    );
+    let text = refused(cluster, &["controlplane01", "--to", "v1.35", "--yes"]);
     for want in [
         "site-kubernetes 1.0 requires kubeadm (= 1.34.3-1.1) (the upgrade installs kubeadm 1.35.2-1.1)",
         "site-kubernetes 1.0 requires kubelet (= 1.34.3-1.1)",
@@ -238,16 +223,7 @@ fn pinned_packages_are_refused(cluster: &RealCluster, real_nodes: &str) {
     cp.remove_site_package(SITE);
 
     // node02 comes after the control plane: a rolling dry run plans it as it would be then.
-    let out = run_bounded(
-        cluster.upgrade_node(&["-l", real_nodes, "--to", "v1.35", "--dry-run"]),
-        Duration::from_secs(120),
-    );
-    assert_eq!(code(&out), 1, "{}", show(&out));
-    let text = format!(
-        "{}{}",
-        upkeep_testkit::stdout(&out),
-        upkeep_testkit::stderr(&out)
-    );
+    let text = refused(cluster, &["-l", real_nodes, "--to", "v1.35", "--dry-run"]);
     let rpm_from = rpm_version(FROM);
     for want in [
         format!("site-kubernetes 1.0-1 requires kubeadm = {rpm_from}"),
