@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 pub mod realnode;
+pub mod snapshot;
 
 /// The workspace root (this package lives in `crates/upkeep-testkit`).
 pub fn workspace_root() -> PathBuf {
