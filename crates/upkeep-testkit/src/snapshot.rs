@@ -1,66 +1,142 @@
-//! Snapshot settings for the plugins' output: what a user reads is compared
-//! whole (`insta::assert_snapshot!`), with only the parts that differ between
-//! runs replaced.
+//! Snapshots of what a user reads: a plugin's output is compared whole, after
+//! [`normalize`] has replaced only what differs from run to run. The README
+//! transcripts test goes through the same [`normalize`].
 //!
 //! ```ignore
-//! let _s = upkeep_testkit::snapshot::settings(&lab).bind_to_scope();
-//! insta::assert_snapshot!("refused_bare_pod", stdout(&out));
+//! upkeep_testkit::assert_output!(&lab, "refused_bare_pod", stdout(&out));
 //! ```
 //!
-//! Review a changed snapshot with `cargo insta review` or by reading the
-//! `.snap.new` file beside it; `INSTA_UPDATE=always` rewrites them. Under
-//! `CI=true` a mismatch fails and nothing is written.
+//! The snapshots live in `tests/snapshots/` beside the test file. Review a changed
+//! one with `cargo insta review`, or read the `.snap.new` file written beside it;
+//! `INSTA_UPDATE=always` rewrites them. Under `CI=true` a mismatch fails and
+//! nothing is written.
 
 use std::path::Path;
 
-use crate::Lab;
+use regex::Regex;
 
-/// Filters for every plugin's output: the lab's port and directory, temporary
-/// paths, and elapsed times measured by the plugin (`1.23s`, `850ms`).
-/// Whole-second figures are kept: they are timeouts and grace periods a user set.
-pub fn settings(lab: &Lab) -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    // Before the general temporary-path filter, which would match first.
-    add_path(&mut s, lab.dir(), "[LAB]");
-    common(&mut s);
-    s
+pub use insta;
+
+/// `assert_output!(&lab, "name", text)`: `text`, normalized (the lab's directory
+/// shown as `[LAB]`), against the snapshot `name`. Without a lab:
+/// `assert_output!("name", text)`.
+#[macro_export]
+macro_rules! assert_output {
+    ($lab:expr, $name:expr, $text:expr $(,)?) => {{
+        let _s = $crate::snapshot::settings().bind_to_scope();
+        $crate::snapshot::insta::assert_snapshot!(
+            $name,
+            $crate::snapshot::normalize(Some($lab.dir()), &$text)
+        );
+    }};
+    ($name:expr, $text:expr $(,)?) => {{
+        let _s = $crate::snapshot::settings().bind_to_scope();
+        $crate::snapshot::insta::assert_snapshot!($name, $crate::snapshot::normalize(None, &$text));
+    }};
 }
 
-/// As [`settings`], for output that does not come from a lab.
-pub fn base() -> insta::Settings {
+/// Snapshot names without the module prefix, and no expression in the file.
+pub fn settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
-    common(&mut s);
-    s
-}
-
-fn common(s: &mut insta::Settings) {
     s.set_prepend_module_to_snapshot(false);
     s.set_omit_expression(true);
-    s.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
-    s.add_filter(r"localhost:\d+", "localhost:[PORT]");
-    s.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]");
-    s.add_filter(r"\b\d+(\.\d+)?ms\b", "[ELAPSED]");
-    s.add_filter(r"\b\d+\.\d+s\b", "[ELAPSED]");
+    s
 }
 
-/// Replaces `path` (and its canonical form) with `label` in snapshots.
-pub fn add_path(s: &mut insta::Settings, path: &Path, label: &str) {
-    let mut forms = vec![path.to_path_buf()];
-    if let Ok(c) = path.canonicalize() {
-        forms.push(c);
-    }
-    for p in forms {
-        s.add_filter(&regex_escape(&p.to_string_lossy()), label);
-    }
-}
+/// What differs from run to run, and nothing else.
+pub const FILTERS: &[(&str, &str)] = &[
+    // The lab listens on a free port.
+    (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+    // Temporary directories.
+    (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+    // Generated names: a ReplicaSet's pod-template hash and the random suffix of
+    // generateName (both from the apiserver's alphabet: no vowels, no 0, 1, 3).
+    (
+        r"\b([a-z][a-z0-9-]*?)-([bcdfghjklmnpqrstvwxz2456789]{9,10}-)?[bcdfghjklmnpqrstvwxz2456789]{5}\b",
+        "$1-[ID]",
+    ),
+    // Certificates the lab issues when it starts, valid for a number of days from then.
+    (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "YYYY-MM-DD hh:mm UTC"),
+    // An Event's name: its object's name and a hex suffix (kubectl's recorder).
+    (r"\.[0-9a-f]{16}\b", ".[EVENT]"),
+    // How long a drain took.
+    (r"\bin \d+(\.\d+)?(ms|s)\b", "in [DURATION]"),
+    // Other measured times. Whole seconds stay: they are timeouts and grace
+    // periods the user or the workload set.
+    (r"\b\d+(\.\d+)?ms\b", "[ELAPSED]"),
+    (r"\b\d+\.\d+s\b", "[ELAPSED]"),
+];
 
-fn regex_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$#&-~".contains(c) {
-            out.push('\\');
+/// Output that comes in whatever order concurrent work finishes: each maximal run of
+/// consecutive lines matching one of these is compared as a set (sorted), as is a
+/// comma-separated list of `pod@node` (where a workload's pods run now).
+pub const UNORDERED: &[&str] = &[
+    // Evictions run concurrently (`--concurrency`).
+    r"^(evicting pod \S+|pod/\S+ evicted)$",
+    // Workloads become whole in the order their replacements turn Ready.
+    r"^\S+/\S+/\S+: \d+/\d+ ready elsewhere",
+];
+
+/// `text` with trailing blanks trimmed, `dir` (a lab's) shown as `[LAB]`, then
+/// [`FILTERS`] applied and [`UNORDERED`] runs sorted.
+pub fn normalize(dir: Option<&Path>, text: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    if let Some(dir) = dir {
+        let mut forms = vec![dir.to_path_buf()];
+        forms.extend(dir.canonicalize().ok());
+        for form in forms {
+            text = text.replace(&*form.to_string_lossy(), "[LAB]");
         }
-        out.push(c);
     }
-    out
+    for (pattern, with) in FILTERS {
+        text = Regex::new(pattern)
+            .expect("filter")
+            .replace_all(&text, *with)
+            .into_owned();
+    }
+    let placements = Regex::new(r"\S+@\S+(, \S+@\S+)+").expect("placements");
+    let text = placements.replace_all(&text, |c: &regex::Captures| {
+        let mut items: Vec<&str> = c[0].split(", ").collect();
+        items.sort_unstable();
+        items.join(", ")
+    });
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for pattern in UNORDERED {
+        let re = Regex::new(pattern).expect("unordered pattern");
+        let mut i = 0;
+        while i < lines.len() {
+            let run = lines[i..].iter().take_while(|l| re.is_match(l)).count();
+            lines[i..i + run].sort_unstable();
+            i += run.max(1);
+        }
+    }
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_varies_is_replaced() {
+        let dir = Path::new("/tmp/.tmpAbC123");
+        let got = normalize(
+            Some(dir),
+            "server https://127.0.0.1:40123 in /tmp/.tmpAbC123/kubeconfig  \n\
+             pod/web-7c9d8f6b5b-x2k9q evicted\n\
+             pod/api-5d4c8b7f9d-q8z7w evicted\n\
+             node02 drained in 1.52s (grace 30s, probe 850ms)\n\n",
+        );
+        assert_eq!(
+            got,
+            "server https://127.0.0.1:[PORT] in [LAB]/kubeconfig\n\
+             pod/api-[ID] evicted\n\
+             pod/web-[ID] evicted\n\
+             node02 drained in [DURATION] (grace 30s, probe [ELAPSED])\n"
+        );
+    }
 }

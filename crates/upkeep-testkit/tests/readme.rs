@@ -17,16 +17,15 @@
 //! for a `$ echo $?`. A line `(exit code N)` after a command's output, or the
 //! output of a `$ echo $?` after it, is its expected non-zero exit code; a line
 //! `...` stands for any number of lines (output shortened by hand). Before
-//! comparing, both sides go through the same filters (`FILTERS`): the lab's port,
+//! comparing, both sides go through the same filters (`upkeep_testkit::snapshot::FILTERS`): the lab's port,
 //! random name suffixes, durations, and the order of what runs concurrently
-//! (`UNORDERED`). `UPKEEP_README_BLESS=1` writes what the binaries print into the
+//! (`snapshot::UNORDERED`). `UPKEEP_README_BLESS=1` writes what the binaries print into the
 //! READMEs in place of the transcripts that differ.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use regex::Regex;
 use upkeep_testkit::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
 
 /// The README files whose transcripts are checked: the workspace's and every crate's.
@@ -42,35 +41,6 @@ fn readmes(root: &Path) -> Vec<String> {
     files.extend(crates);
     files
 }
-
-/// What both the README and the binaries' output go through before comparing:
-/// what differs from run to run, and nothing else.
-const FILTERS: &[(&str, &str)] = &[
-    // The lab listens on a free port.
-    (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
-    // Generated names: a ReplicaSet's pod-template hash and the random suffix of
-    // generateName (both from the apiserver's alphabet: no vowels, no 0, 1, 3).
-    (
-        r"\b([a-z][a-z0-9-]*?)-([bcdfghjklmnpqrstvwxz2456789]{9,10}-)?[bcdfghjklmnpqrstvwxz2456789]{5}\b",
-        "$1-[ID]",
-    ),
-    // Certificates the lab issues when it starts, valid for a number of days from then.
-    (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "YYYY-MM-DD hh:mm UTC"),
-    // An Event's name: its object's name and a hex suffix (kubectl's recorder).
-    (r"\.[0-9a-f]{16}\b", ".[EVENT]"),
-    // How long a drain took.
-    (r"\bin \d+(\.\d+)?(ms|s)\b", "in [DURATION]"),
-];
-
-/// Output that comes in whatever order concurrent work finishes: each maximal run of
-/// consecutive lines matching one of these is compared as a set (sorted), as is a
-/// comma-separated list of `pod@node` (where a workload's pods run now).
-const UNORDERED: &[&str] = &[
-    // Evictions run concurrently (`--concurrency`).
-    r"^(evicting pod \S+|pod/\S+ evicted)$",
-    // Workloads become whole in the order their replacements turn Ready.
-    r"^\S+/\S+/\S+: \d+/\d+ ready elsewhere",
-];
 
 #[derive(Debug, Clone, PartialEq)]
 enum Setup {
@@ -184,34 +154,7 @@ fn parse(file: &str, text: &str) -> Vec<Transcript> {
 }
 
 fn filtered(text: &str) -> String {
-    let mut lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-    while lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    for (pattern, with) in FILTERS {
-        text = Regex::new(pattern)
-            .expect("filter")
-            .replace_all(&text, *with)
-            .into_owned();
-    }
-    let placements = Regex::new(r"\S+@\S+(, \S+@\S+)+").expect("placements");
-    let text = placements.replace_all(&text, |c: &regex::Captures| {
-        let mut items: Vec<&str> = c[0].split(", ").collect();
-        items.sort_unstable();
-        items.join(", ")
-    });
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    for pattern in UNORDERED {
-        let re = Regex::new(pattern).expect("unordered pattern");
-        let mut i = 0;
-        while i < lines.len() {
-            let run = lines[i..].iter().take_while(|l| re.is_match(l)).count();
-            lines[i..i + run].sort_unstable();
-            i += run.max(1);
-        }
-    }
-    lines.iter().map(|l| format!("{l}\n")).collect()
+    upkeep_testkit::snapshot::normalize(None, text)
 }
 
 /// `want` (a README's output, filtered) against `got`: line for line, where a line
