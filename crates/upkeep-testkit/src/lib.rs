@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+pub mod etcd;
 pub mod realnode;
 pub mod snapshot;
 
