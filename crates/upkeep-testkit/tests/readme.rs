@@ -8,6 +8,13 @@
 //! - `<!-- transcript: lab SCENARIO -->`: a fresh `upkeep-lab serve --scenario
 //!   SCENARIO` (a built-in name, or a file's path from the workspace root),
 //!   `KUBECONFIG` pointing at it, the plugins and real kubectl on `PATH`;
+//! - `<!-- transcript: etcd -->`: a real etcd (Debian's 3.4) with TLS and
+//!   client-certificate auth, 40 keys written, `ETCDCTL_*` pointing at it, and a
+//!   kubeadm layout (`/etc/kubernetes/manifests/{etcd,kube-apiserver}.yaml`).
+//!   Each command runs as root in its own mount namespace with overlays on `/etc`
+//!   and `/var` that persist across the setup's commands, so `/var/backups` and
+//!   `/etc/kubernetes` read as on a control plane and the host is never written;
+//!   `sudo` runs the command as is (with the environment, as `sudo -E` would);
 //! - `<!-- transcript: not run: REASON -->`: shown, not run (a real kubeadm node,
 //!   say). The test prints each one with its reason, and a transcript with neither
 //!   marker nor a previous setup fails the test: nothing is skipped silently.
@@ -26,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use upkeep_testkit::etcd::{Etcd, Pki, etcdctl_ok, free_port};
 use upkeep_testkit::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
 
 /// The README files whose transcripts are checked: the workspace's and every crate's.
@@ -45,6 +53,7 @@ fn readmes(root: &Path) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq)]
 enum Setup {
     Lab(String),
+    Etcd,
     NotRun(String),
 }
 
@@ -86,6 +95,8 @@ fn parse(file: &str, text: &str) -> Vec<Transcript> {
                 let m = m.trim();
                 if let Some(reason) = m.strip_prefix("not run:") {
                     Setup::NotRun(reason.trim().to_string())
+                } else if m == "etcd" {
+                    Setup::Etcd
                 } else if let Some(scenario) = m.strip_prefix("lab ") {
                     Setup::Lab(scenario.trim().to_string())
                 } else {
@@ -187,6 +198,11 @@ fn path_dir(dir: &Path) -> PathBuf {
         std::os::unix::fs::symlink(bin(b), bin_dir.join(b)).expect("link a binary");
     }
     std::os::unix::fs::symlink(kubectl_path(), bin_dir.join("kubectl")).expect("link kubectl");
+    // The etcd transcripts show `sudo`, as a user runs them; the test runs as root.
+    let sudo = bin_dir.join("sudo");
+    std::fs::write(&sudo, "#!/bin/sh\nexec \"$@\"\n").expect("sudo");
+    std::fs::set_permissions(&sudo, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod sudo");
     bin_dir
 }
 
@@ -209,14 +225,118 @@ fn start_lab(scenario: &str) -> Lab {
     lab
 }
 
-fn run_step(lab: &Lab, path: &Path, prev_exit: i32, step: &Step) -> (i32, String) {
+/// What a transcript's commands run against.
+enum Rig {
+    Lab(Lab),
+    Etcd(EtcdRig),
+}
+
+impl Rig {
+    fn dir(&self) -> &Path {
+        match self {
+            Rig::Lab(lab) => lab.dir(),
+            Rig::Etcd(rig) => rig.dir.path(),
+        }
+    }
+}
+
+/// A real etcd member and a control plane's `/etc` and `/var` as overlays.
+struct EtcdRig {
+    dir: tempfile::TempDir,
+    etcd: Etcd,
+    pki: Pki,
+}
+
+/// The etcd static pod manifest as kubeadm writes it (`GetEtcdPodSpec`,
+/// `cmd/kubeadm/app/phases/etcd/local.go`), cut to what the restore edits.
+const ETCD_MANIFEST: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd\n    image: registry.k8s.io/etcd:3.5.15-0\n    name: etcd\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n  volumes:\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\n";
+
+impl EtcdRig {
+    fn start() -> EtcdRig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for d in ["pki", "etc-up", "etc-work", "var-up/backups", "var-work"] {
+            std::fs::create_dir_all(root.join(d)).expect("etcd rig dirs");
+        }
+        let manifests = root.join("etc-up/kubernetes/manifests");
+        std::fs::create_dir_all(&manifests).expect("manifests dir");
+        std::fs::write(manifests.join("etcd.yaml"), ETCD_MANIFEST).expect("etcd.yaml");
+        std::fs::write(manifests.join("kube-apiserver.yaml"), "kind: Pod\n").expect("apiserver");
+        let pki = Pki::generate(&root.join("pki"));
+        let etcd = Etcd::start(
+            &pki,
+            &root.join("member"),
+            "default",
+            free_port(),
+            root.join("etcd.log"),
+        );
+        for i in 1..=40 {
+            etcdctl_ok(
+                &pki,
+                &etcd.endpoint,
+                &["put", &format!("/registry/k{i:02}"), &format!("v{i:02}")],
+            );
+        }
+        EtcdRig { dir, etcd, pki }
+    }
+}
+
+/// Filters for a real etcd's snapshots only: its member id comes from the peer
+/// URL (a free port), so the bytes, their sha256 and etcdutl's crc32 vary.
+const ETCD_FILTERS: &[(&str, &str)] = &[
+    (r"\b[0-9a-f]{64}\b", "[SHA256]"),
+    (r"sha256 ok \([0-9a-f]{12}\)", "sha256 ok ([SHA256])"),
+    (r"\b[0-9a-f]{8}\b", "[CRC32]"),
+    // `ls -l`: size and modification time.
+    (
+        r"root root +\d+ \w{3} [ \d]\d \d{2}:\d{2}",
+        "root root [SIZE] [MTIME]",
+    ),
+    // The backup copy of etcd.yaml is named after the time of the restore.
+    (r"\d{8}T\d{6}Z", "[TIME]"),
+];
+
+fn filtered_for(rig: &Setup, text: &str) -> String {
+    let mut text = filtered(text);
+    if *rig == Setup::Etcd {
+        for (pattern, with) in ETCD_FILTERS {
+            text = regex::Regex::new(pattern)
+                .expect("filter")
+                .replace_all(&text, *with)
+                .into_owned();
+        }
+    }
+    text
+}
+
+fn run_step(rig: &Rig, path: &Path, prev_exit: i32, step: &Step) -> (i32, String) {
     let script = format!("exec 2>&1\n(exit {prev_exit})\n{}", step.command);
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(script)
-        .current_dir(lab.dir())
+    match rig {
+        Rig::Lab(lab) => {
+            cmd.arg("-c").arg(script).env("KUBECONFIG", &lab.kubeconfig);
+        }
+        Rig::Etcd(e) => {
+            // Overlays, not bind mounts: /etc/kubernetes need not exist on the host.
+            let d = e.dir.path().display();
+            let mounts = format!(
+                "mount -t overlay overlay -o lowerdir=/etc,upperdir={d}/etc-up,workdir={d}/etc-work /etc \
+                 && mount -t overlay overlay -o lowerdir=/var,upperdir={d}/var-up,workdir={d}/var-work /var \
+                 && exec sh -c \"$0\""
+            );
+            cmd = Command::new("unshare");
+            cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg(mounts)
+                .arg(script)
+                .env("ETCDCTL_API", "3")
+                .env("ETCDCTL_ENDPOINTS", &e.etcd.endpoint)
+                .env("ETCDCTL_CACERT", &e.pki.ca)
+                .env("ETCDCTL_CERT", &e.pki.client_cert)
+                .env("ETCDCTL_KEY", &e.pki.client_key);
+        }
+    }
+    cmd.current_dir(rig.dir())
         .env("PATH", format!("{}:/usr/bin:/bin", path.display()))
-        .env("KUBECONFIG", &lab.kubeconfig)
         .env("NO_COLOR", "1")
         .env_remove("KUBECTL_EXTERNAL_DIFF")
         .stdin(Stdio::null());
@@ -243,7 +363,7 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
 
     let scratch = tempfile::tempdir().expect("tempdir");
     let path = path_dir(scratch.path());
-    let mut lab: Option<Lab> = None;
+    let mut rig: Option<Rig> = None;
     let mut current: Option<Setup> = None;
     let mut failures = Vec::new();
     let mut ran = 0;
@@ -255,12 +375,13 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
         if t.file != file {
             file = &t.file;
             current = None;
-            lab = None;
+            rig = None;
         }
         if t.setup.is_some() {
             current = t.setup.clone();
-            lab = match &current {
-                Some(Setup::Lab(scenario)) => Some(start_lab(scenario)),
+            rig = match &current {
+                Some(Setup::Lab(scenario)) => Some(Rig::Lab(start_lab(scenario))),
+                Some(Setup::Etcd) => Some(Rig::Etcd(EtcdRig::start())),
                 _ => None,
             };
         }
@@ -274,15 +395,19 @@ fn the_readme_transcripts_are_what_the_binaries_print() {
                 eprintln!("{at}: not run: {reason}");
                 continue;
             }
-            Some(Setup::Lab(_)) => {}
+            Some(Setup::Lab(_) | Setup::Etcd) => {}
         }
-        let lab = lab.as_ref().expect("a lab");
+        let setup = current.as_ref().expect("a setup");
+        let rig = rig.as_ref().expect("a lab or an etcd");
         let mut prev_exit = 0;
         for step in &t.steps {
-            let (exit, output) = run_step(lab, &path, prev_exit, step);
+            let (exit, output) = run_step(rig, &path, prev_exit, step);
             prev_exit = exit;
             ran += 1;
-            let (want, got) = (filtered(&step.expected), filtered(&output));
+            let (want, got) = (
+                filtered_for(setup, &step.expected),
+                filtered_for(setup, &output),
+            );
             if exit != step.exit || !matches(&want, &got) {
                 actual.push((t.file.clone(), step.line, exit, output.clone()));
                 let first = want
