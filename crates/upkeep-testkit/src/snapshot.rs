@@ -57,6 +57,12 @@ pub const FILTERS: &[(&str, &str)] = &[
     ),
     // Certificates the lab issues when it starts, valid for a number of days from then.
     (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "YYYY-MM-DD hh:mm UTC"),
+    // A time the API server stamped (RFC 3339), e.g. when the node controller tainted an
+    // unreachable node: the lab's clock at that moment.
+    (
+        r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z\b",
+        "[TIMESTAMP]",
+    ),
     // An Event's name: its object's name and a hex suffix (kubectl's recorder).
     (r"\.[0-9a-f]{16}\b", ".[EVENT]"),
     // How long a drain took.
@@ -137,6 +143,17 @@ mod tests {
              pod/api-[ID] evicted\n\
              pod/web-[ID] evicted\n\
              node02 drained in [DURATION] (grace 30s, probe [ELAPSED])\n"
+        );
+    }
+
+    #[test]
+    fn an_api_timestamp_is_replaced_and_a_release_date_is_not() {
+        assert_eq!(
+            normalize(
+                None,
+                "tainted since 2026-12-05T13:51:35Z\nv1.35 released 2025-12-17\n"
+            ),
+            "tainted since [TIMESTAMP]\nv1.35 released 2025-12-17\n"
         );
     }
 }
