@@ -45,8 +45,9 @@ pub fn settings() -> insta::Settings {
 
 /// What differs from run to run, and nothing else.
 pub const FILTERS: &[(&str, &str)] = &[
-    // The lab listens on a free port.
-    (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+    // The lab listens on a free port (ephemeral: 4 or 5 digits); a low port a
+    // test names on purpose, such as 127.0.0.1:9 where nothing listens, stays.
+    (r"127\.0\.0\.1:\d{4,5}\b", "127.0.0.1:[PORT]"),
     // Temporary directories.
     (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
     // Generated names: a ReplicaSet's pod-template hash and the random suffix of
@@ -57,6 +58,12 @@ pub const FILTERS: &[(&str, &str)] = &[
     ),
     // Certificates the lab issues when it starts, valid for a number of days from then.
     (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "YYYY-MM-DD hh:mm UTC"),
+    // The whole days left until such a date: 9 or 10 for a certificate issued to
+    // run out in 10 days, by whether a second boundary passed since it was issued.
+    (
+        r"(expires on YYYY-MM-DD hh:mm UTC), in \d+ days\b",
+        "$1, in [DAYS] days",
+    ),
     // A time the API server stamped (RFC 3339), e.g. when the node controller tainted an
     // unreachable node: the lab's clock at that moment.
     (
@@ -135,14 +142,18 @@ mod tests {
             "server https://127.0.0.1:40123 in /tmp/.tmpAbC123/kubeconfig  \n\
              pod/web-7c9d8f6b5b-x2k9q evicted\n\
              pod/api-5d4c8b7f9d-q8z7w evicted\n\
-             node02 drained in 1.52s (grace 30s, probe 850ms)\n\n",
+             node02 drained in 1.52s (grace 30s, probe 850ms)\n\
+             no server at http://127.0.0.1:9/\n\
+             certificate expires on 2026-12-15 00:00 UTC, in 9 days\n\n",
         );
         assert_eq!(
             got,
             "server https://127.0.0.1:[PORT] in [LAB]/kubeconfig\n\
              pod/api-[ID] evicted\n\
              pod/web-[ID] evicted\n\
-             node02 drained in [DURATION] (grace 30s, probe [ELAPSED])\n"
+             node02 drained in [DURATION] (grace 30s, probe [ELAPSED])\n\
+             no server at http://127.0.0.1:9/\n\
+             certificate expires on YYYY-MM-DD hh:mm UTC, in [DAYS] days\n"
         );
     }
 
