@@ -256,9 +256,10 @@ pub fn finish(result: anyhow::Result<Outcome>) -> ExitCode {
 /// An error for people. A Kubernetes API error reads as kubectl's
 /// (kubernetes/kubectl `pkg/cmd/util/helpers.go` `StandardErrorMessage`:
 /// `Error from server (Reason): message`), followed by what the plugin was
-/// doing and what to do about it; never as a debug dump of the Status.
+/// doing and what to do about it; never as a debug dump of the Status. A
+/// server that could not be reached is said once, with what to check.
 pub fn describe(err: &anyhow::Error) -> String {
-    let mut context = Vec::new();
+    let mut context: Vec<String> = Vec::new();
     for e in err.chain() {
         let status = match e.downcast_ref::<kube::Error>() {
             Some(kube::Error::Api(s)) => Some(s.as_ref()),
@@ -273,9 +274,61 @@ pub fn describe(err: &anyhow::Error) -> String {
             out.push_str(&format!("  fix: {}\n", fix_for(s)));
             return out;
         }
-        context.push(e.to_string());
+        let text = e.to_string();
+        // kube's ServiceError prints its source, which the chain then yields again.
+        if !context.last().is_some_and(|prev| prev.ends_with(&text)) {
+            context.push(text);
+        }
     }
-    format!("error: {}\n", context.join(": "))
+    let mut out = format!("error: {}\n", context.join(": "));
+    if let Some(fix) = transport_fix(err) {
+        out.push_str(&format!("  fix: {fix}\n"));
+    }
+    out
+}
+
+/// What to check when no answer came back from the API server at all (a kube
+/// client error: etcd's or a node's transport is another server).
+fn transport_fix(err: &anyhow::Error) -> Option<&'static str> {
+    use rustls::{CertificateError, Error as Tls};
+    if !err.chain().any(|e| e.is::<kube::Error>()) {
+        return None;
+    }
+    err.chain().find_map(|e| {
+        let io = e.downcast_ref::<std::io::Error>();
+        // A failed handshake comes as rustls's error inside an io::Error (tokio-rustls),
+        // inside another (hyper-rustls `HttpsConnector::call`); io::Error's source skips them.
+        let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        let mut tls = None;
+        while let Some(cur) = inner {
+            if let Some(t) = cur.downcast_ref::<Tls>() {
+                tls = Some(t);
+                break;
+            }
+            inner = cur
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|i| i as _);
+        }
+        match (io.map(std::io::Error::kind), tls) {
+            // kubectl: "The connection to the server ... was refused - did you specify
+            // the right host or port?"
+            (Some(std::io::ErrorKind::ConnectionRefused), _) => Some(
+                "nothing listens at that address: check the server of the context \
+                 (`kubectl config view --minify`, or --server) and that the API server is up",
+            ),
+            (_, Some(Tls::InvalidCertificate(CertificateError::UnknownIssuer))) => Some(
+                "the server's certificate is not signed by a CA this client trusts: give the \
+                 cluster's CA (certificate-authority-data in the kubeconfig, or \
+                 --certificate-authority)",
+            ),
+            (_, Some(Tls::InvalidCertificate(_))) => Some(
+                "the server's certificate was not accepted: check that --server (or the \
+                 kubeconfig's server) is the address the certificate names, and the cluster's CA",
+            ),
+            _ => None,
+        }
+    })
 }
 
 fn server_error(s: &kube::core::Status) -> String {
@@ -394,6 +447,35 @@ mod tests {
         assert!(!text.contains("Status {"), "{text}");
         let plain = describe(&anyhow::anyhow!("boom").context("doing x"));
         assert_eq!(plain, "error: doing x: boom\n");
+    }
+
+    #[test]
+    fn an_unreachable_server_is_said_once_with_what_to_check() {
+        let service = |e: std::io::Error| {
+            anyhow::Error::new(kube::Error::Service(Box::new(e))).context("could not get /version")
+        };
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = describe(&service(refused));
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "error: could not get /version: ServiceError: connection refused"
+        );
+        assert!(
+            text.contains("  fix: nothing listens at that address"),
+            "{text}"
+        );
+
+        let tls = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let text = describe(&service(tls));
+        assert!(text.contains("--certificate-authority"), "{text}");
+
+        // Not the API server (an etcd endpoint, a node): no advice about kubeconfigs.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = describe(&anyhow::Error::new(refused).context("could not reach etcd"));
+        assert_eq!(text, "error: could not reach etcd: connection refused\n");
     }
 
     #[test]
