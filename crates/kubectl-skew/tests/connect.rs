@@ -150,6 +150,15 @@ fn no_kubeconfig_at_all_says_how_to_give_one() {
     assert_eq!(code(&out), 2, "{}", show(&out));
     // Says how to give one (--kubeconfig among them).
     assert_output!("connect_no_kubeconfig_at_all", show(&out));
+
+    // One that is named and missing is named once.
+    let out = skew(home.path())
+        .arg("--kubeconfig")
+        .arg(home.path().join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    assert_output!("connect_a_missing_kubeconfig_file", show(&out));
 }
 
 #[test]

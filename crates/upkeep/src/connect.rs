@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 
 /// The kubectl-standard flags (names, short forms and meaning as in kubectl). Values may
@@ -134,18 +134,28 @@ impl KubeFlags {
             user: self.user.clone(),
         };
         let kubeconfig = match &self.kubeconfig {
-            Some(path) => Some(
-                // kube's kubeconfig errors already quote their cause: keep one copy.
-                Kubeconfig::read_from(path).map_err(|e| {
-                    anyhow::anyhow!("could not read the kubeconfig {}: {e}", path.display())
-                })?,
-            ),
+            Some(path) => Some(Kubeconfig::read_from(path).map_err(|e| {
+                anyhow::anyhow!(
+                    "could not read the kubeconfig {}: {}",
+                    path.display(),
+                    match &e {
+                        KubeconfigError::ReadConfig(io, _) => io.to_string(),
+                        e => e.to_string(),
+                    }
+                )
+            })?),
             None => match Kubeconfig::read() {
                 Ok(kc) => Some(kc),
                 // No kubeconfig at all: --server alone, or in-cluster, may still work.
                 Err(_) if self.server.is_some() || in_cluster() => None,
                 Err(e) => bail!(
-                    "no usable kubeconfig ({e}): pass --kubeconfig PATH, set KUBECONFIG, or create ~/.kube/config"
+                    "no usable kubeconfig ({}): pass --kubeconfig PATH, set KUBECONFIG, or create ~/.kube/config",
+                    // kube's own text quotes the path twice: from '"/root/.kube/config"'.
+                    match &e {
+                        KubeconfigError::ReadConfig(io, path) =>
+                            format!("could not read {}: {io}", path.display()),
+                        e => e.to_string(),
+                    }
                 ),
             },
         };
