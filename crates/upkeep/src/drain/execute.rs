@@ -818,11 +818,16 @@ async fn evict(
                 }
             }
             Answer::MultiplePdbs(m) => {
+                // The plan may have seen none of them (created since): then no empty list.
+                let which = if pod.pdbs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", pod.pdbs.join(", "))
+                };
                 return Err(anyhow!(
-                    "error when evicting pods/{:?} -n {:?}: {m}; stopped: the eviction API cannot evict a pod selected by several PodDisruptionBudgets ({})",
+                    "error when evicting pods/{:?} -n {:?}: {m}; stopped: the eviction API cannot evict a pod selected by several PodDisruptionBudgets{which}",
                     pod.name,
                     pod.namespace,
-                    pod.pdbs.join(", ")
                 ));
             }
             Answer::Fatal(m) => {

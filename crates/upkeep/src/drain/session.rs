@@ -301,10 +301,15 @@ impl DrainReport {
             .workloads
             .iter()
             .map(|w| {
-                format!(
-                    "{}/{} {}/{} ready elsewhere",
-                    w.namespace, w.workload, w.ready, w.replicas
-                )
+                // A deleted workload has no replicas to count: its pods are not coming back.
+                if w.deleted {
+                    format!("{}/{} deleted", w.namespace, w.workload)
+                } else {
+                    format!(
+                        "{}/{} {}/{} ready elsewhere",
+                        w.namespace, w.workload, w.ready, w.replicas
+                    )
+                }
             })
             .collect();
         match r.outcome {
