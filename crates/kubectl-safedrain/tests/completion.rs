@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::process::{Command, Output, Stdio};
 
-use upkeep_testkit::{Lab, bin, bin_dir, code, kubectl_path, show, stdout};
+use upkeep_testkit::{Lab, bin, bin_dir, code, kubectl_path, show, stderr, stdout};
 
 /// `kubectl __complete PLUGIN WORDS...` with the built completion binaries
 /// first on PATH and the lab as the current kubeconfig.
@@ -94,13 +94,21 @@ fn flags_values_and_subcommands_complete() {
     assert_eq!(words, ["--dry-run"]);
     let (words, _) = answer(&complete(&lab, &["skew", "-o", ""]));
     assert_eq!(words, ["table", "json", "yaml"]);
-    let (words, directive) = answer(&complete(&lab, &["upgrade-node", "--to", "v1."]));
-    assert!(words.contains(&"v1.35".to_string()), "{words:?}");
+    let (_, directive) = answer(&complete(&lab, &["upgrade-node", "--to", "v1."]));
     assert_eq!(directive, ":36", "kept in calendar order, no files");
-    let (words, _) = answer(&complete(&lab, &["skew", ""]));
-    assert!(words.contains(&"plan".to_string()) && words.contains(&"rules".to_string()));
-    let (words, _) = answer(&complete(&lab, &["backup", ""]));
-    assert!(words.contains(&"etcd".to_string()), "{words:?}");
+    // What the shell offers, descriptions included: the versions to upgrade to (v1.35 among
+    // them), skew's subcommands (plan, rules), backup's (etcd).
+    let mut transcript = String::new();
+    for words in [
+        &["upgrade-node", "--to", "v1."][..],
+        &["skew", ""],
+        &["backup", ""],
+    ] {
+        let out = complete(&lab, words);
+        answer(&out);
+        transcript += &format!("$ kubectl __complete {}\n{}", words.join(" "), stdout(&out));
+    }
+    upkeep_testkit::assert_output!(&lab, "completion_values_and_subcommands", transcript);
 }
 
 #[test]
@@ -116,6 +124,8 @@ fn each_binary_prints_a_script_for_its_shell() {
             .output()
             .expect("run plugin");
         assert_eq!(code(&out), 0, "{}", show(&out));
+        // The script is clap_complete's generated code: only the line that registers it
+        // with the shell is checked, not its hundred lines of body.
         assert!(
             stdout(&out).contains(marker),
             "{plugin} {shell}: {}",
@@ -127,4 +137,5 @@ fn each_binary_prints_a_script_for_its_shell() {
         .output()
         .expect("run plugin");
     assert_eq!(code(&out), 2, "{}", show(&out));
+    upkeep_testkit::assert_output!("completion_unknown_shell", stderr(&out));
 }
