@@ -633,18 +633,16 @@ fn an_eviction_refused_because_the_namespace_is_terminating_waits_for_the_pod() 
     });
     lab.kubectl_ok(["delete", "namespace", "closing", "--wait=false"]);
     let said = format!("pod/{} -n closing is already being deleted (", name(&pod));
-    // Live progress: the drain is still running, so its stderr is read as it is written.
+    // The drain is still running: its stderr is read as it is written, a whole line at a time.
     let line = wait_for("the drain to say why it waits", SETTLE, || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with(&said))
+            .split_inclusive('\n')
+            .find(|l| l.starts_with(&said) && l.ends_with('\n'))
             .map(str::to_string)
     });
-    assert!(
-        line.contains("because it is being terminated"),
-        "the 403's own words: {line}"
-    );
+    // The 403's own words ("because it is being terminated"), and that it waits.
+    upkeep_testkit::assert_output!(&lab, "waits_for_a_pod_in_a_terminating_namespace", line);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the drain waits for the Terminating pod"
