@@ -139,3 +139,18 @@ fn each_binary_prints_a_script_for_its_shell() {
     assert_eq!(code(&out), 2, "{}", show(&out));
     upkeep_testkit::assert_output!("completion_unknown_shell", stderr(&out));
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_a_crash() {
+    // As `| head -1` once head has exited: every write meets a closed pipe.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(bin("kubectl-safedrain"))
+        .args(["completion", "bash"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run plugin");
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(stderr(&out), "", "nothing on stderr: {}", show(&out));
+}

@@ -513,7 +513,11 @@ pub fn intercept(root: impl FnOnce() -> Command) -> Option<std::process::ExitCod
                     return Some(std::process::ExitCode::from(2));
                 }
             };
-            clap_complete::generate(shell, &mut cmd, bin, &mut out);
+            // Into a buffer first: clap_complete panics on a write error, and a
+            // reader that stops early (`| head`) is a broken pipe, not a failure.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, bin, &mut script);
+            let _ = out.write_all(&script);
             Some(std::process::ExitCode::SUCCESS)
         }
         _ => None,
