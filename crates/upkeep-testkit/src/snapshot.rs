@@ -78,6 +78,14 @@ pub const FILTERS: &[(&str, &str)] = &[
     // periods the user or the workload set.
     (r"\b\d+(\.\d+)?ms\b", "[ELAPSED]"),
     (r"\b\d+\.\d+s\b", "[ELAPSED]"),
+    // The time a lock Lease has left: its duration less the time since its last
+    // renewal, read when the run looks at it.
+    (r"\b\d+ s left\b", "[N] s left"),
+    (r"\bexpires in \d+ s\b", "expires in [N] s"),
+    // When a restore ran, in the name of the copy it keeps (`etcd.yaml.before-restore-…`).
+    (r"\b\d{8}T\d{6}Z\b", "[STAMP]"),
+    // The random part of a temporary file's name (`.snap.db.AbC123.part`).
+    (r"(\.[\w.-]+?)\.[A-Za-z0-9]{6}\.part\b", "$1.[RANDOM].part"),
 ];
 
 /// Output that comes in whatever order concurrent work finishes: each maximal run of
@@ -88,6 +96,9 @@ pub const UNORDERED: &[&str] = &[
     r"^(evicting pod \S+|pod/\S+ evicted)$",
     // Workloads become whole in the order their replacements turn Ready.
     r"^\S+/\S+/\S+: \d+/\d+ ready elsewhere",
+    // upgrade-node's drain step: the same lines after `[node]`.
+    r"^\[\S+\] +(evicting pod \S+|pod/\S+ evicted)$",
+    r"^\[\S+\] +\S+/\S+/\S+: \d+/\d+ ready elsewhere",
 ];
 
 /// `text` with trailing blanks trimmed, `dir` (a lab's) shown as `[LAB]`, then
@@ -111,7 +122,8 @@ pub fn normalize(dir: Option<&Path>, text: &str) -> String {
             .replace_all(&text, *with)
             .into_owned();
     }
-    let placements = Regex::new(r"\S+@\S+(, \S+@\S+)+").expect("placements");
+    // Items without commas: a greedy `\S+` would end an item with the list's comma.
+    let placements = Regex::new(r"[^\s,]+@[^\s,]+(, [^\s,]+@[^\s,]+)+").expect("placements");
     let text = placements.replace_all(&text, |c: &regex::Captures| {
         let mut items: Vec<&str> = c[0].split(", ").collect();
         items.sort_unstable();
@@ -144,7 +156,8 @@ mod tests {
              pod/api-5d4c8b7f9d-q8z7w evicted\n\
              node02 drained in 1.52s (grace 30s, probe 850ms)\n\
              no server at http://127.0.0.1:9/\n\
-             certificate expires on 2026-12-15 00:00 UTC, in 9 days\n\n",
+             certificate expires on 2026-12-15 00:00 UTC, in 9 days\n\
+             web  b@node03, a@node03, c@node01\n\n",
         );
         assert_eq!(
             got,
@@ -153,7 +166,8 @@ mod tests {
              pod/web-[ID] evicted\n\
              node02 drained in [DURATION] (grace 30s, probe [ELAPSED])\n\
              no server at http://127.0.0.1:9/\n\
-             certificate expires on YYYY-MM-DD hh:mm UTC, in [DAYS] days\n"
+             certificate expires on YYYY-MM-DD hh:mm UTC, in [DAYS] days\n\
+             web  a@node03, b@node03, c@node01\n"
         );
     }
 
