@@ -331,6 +331,15 @@ fn transport_fix(err: &anyhow::Error) -> Option<&'static str> {
     })
 }
 
+/// A client error on one line: an API error as kubectl prints it (see [`describe`]),
+/// any other error as its message.
+pub fn kube_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => server_error(s),
+        other => other.to_string(),
+    }
+}
+
 fn server_error(s: &kube::core::Status) -> String {
     if s.reason == "Unauthorized" || s.code == 401 {
         let why = if s.message.is_empty() {

@@ -164,8 +164,9 @@ pub async fn run(
     let say = *printer;
     let interrupted = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
+            // Said before the cancel: the run's own report of the interrupt follows it.
             say.note("interrupting at the next safe point (Ctrl-C again to quit at once)");
+            let _ = cancel_tx.send(true);
             if tokio::signal::ctrl_c().await.is_ok() {
                 // The lock then stays until it expires; the node records its progress.
                 std::process::exit(130);
@@ -510,9 +511,12 @@ impl Rollout<'_> {
         });
         let mut cancelled = self.cancel.clone();
         let results = tokio::select! {
-            r = futures::future::join_all(runs) => r,
             _ = cancelled.wait_for(|c| *c) => return false,
+            r = futures::future::join_all(runs) => r,
         };
+        // A step the interrupt stopped (a drain) ends too, possibly first: the interrupt
+        // summary reports it, not as a failure.
+        let interrupted = *self.cancel.borrow();
         for (node, r) in results {
             let entry = report
                 .nodes
@@ -528,6 +532,7 @@ impl Rollout<'_> {
                         entry.target.map_or_else(String::new, |t| t.to_string())
                     ));
                 }
+                Err(_) if interrupted => {}
                 Err(f) => {
                     printer.error(f.render());
                     entry.result = NodeStatus::Failed;
@@ -536,7 +541,7 @@ impl Rollout<'_> {
                 }
             }
         }
-        true
+        !interrupted
     }
 }
 

@@ -372,7 +372,8 @@ impl LockGuard {
                 }
                 Err(e) => {
                     return Err(format!(
-                        "could not release the lock Lease {LEASE_NAMESPACE}/{LEASE_NAME}: {e}; other runs are refused until it expires, or delete it: kubectl -n {LEASE_NAMESPACE} delete lease {LEASE_NAME}"
+                        "could not release the lock Lease {LEASE_NAMESPACE}/{LEASE_NAME}: {}; other runs are refused until it expires, or delete it: kubectl -n {LEASE_NAMESPACE} delete lease {LEASE_NAME}",
+                        crate::output::kube_error(&e)
                     ));
                 }
             }
@@ -913,8 +914,17 @@ async fn drain_node(
     match report.outcome {
         drain::DrainOutcome::Drained => Ok(()),
         other => {
-            let mut msg = format!("the drain ended {other:?}");
-            if let Some(e) = &report.error {
+            let mut msg = match other {
+                // The interrupt itself is reported once, by the caller.
+                drain::DrainOutcome::Interrupted => "the drain was interrupted".to_string(),
+                drain::DrainOutcome::TimedOut => "the drain timed out".to_string(),
+                _ => "the drain failed".to_string(),
+            };
+            if let Some(e) = report
+                .error
+                .as_ref()
+                .filter(|_| !matches!(other, drain::DrainOutcome::Interrupted))
+            {
                 msg.push_str(&format!(": {e}"));
             }
             for u in report.undone() {
