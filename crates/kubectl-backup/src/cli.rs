@@ -727,9 +727,10 @@ async fn resources(args: ResourcesArgs, printer: &Printer) -> Result<Outcome> {
     if index.failed.is_empty() {
         Ok(Outcome::Ok)
     } else {
+        let n = index.failed.len();
         printer.warn(format!(
-            "{} resource types could not be exported (see {}/index.json)",
-            index.failed.len(),
+            "{n} resource {} could not be exported (see {}/index.json)",
+            if n == 1 { "type" } else { "types" },
             index.directory
         ));
         Ok(Outcome::Error)

@@ -242,6 +242,7 @@ pub async fn save(
             while let Some(msg) = stream
                 .message()
                 .await
+                .map_err(|e| anyhow::anyhow!("{}", stream_error(&e)))
                 .with_context(|| format!("the snapshot stream from {endpoint} failed"))?
             {
                 let chunk = assembler.push(msg.blob(), msg.remaining_bytes())?;
@@ -323,6 +324,15 @@ fn root_cause(e: &etcd_client::Error) -> String {
             status.message().to_string()
         }
         _ => root,
+    }
+}
+
+/// A broken snapshot stream as the server or the transport said it: the gRPC status's
+/// message, not its debug dump of the transport error chain.
+fn stream_error(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_string(),
+        other => root_cause(other),
     }
 }
 
