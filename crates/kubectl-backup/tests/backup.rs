@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use upkeep_testkit::etcd::{Etcd, Pki, etcdctl_ok, free_port, require};
-use upkeep_testkit::{Lab, assert_output, bin, running_ready, stderr, stdout, wait_for};
+use upkeep_testkit::{Lab, assert_output, bin, running_ready, said, stderr, stdout, wait_for};
 
 /// This package's own binary, built by cargo for these tests.
 const BACKUP: &str = env!("CARGO_BIN_EXE_kubectl-backup");
@@ -38,15 +38,6 @@ fn backup_cmd(args: &[&str]) -> Command {
         .env_remove("ETCDCTL_KEY")
         .stdin(Stdio::null());
     cmd
-}
-
-/// What the user read: stdout, then stderr after a separator line.
-fn said(out: &Output) -> String {
-    let mut text = stdout(out);
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text + "--- stderr ---\n" + &stderr(out)
 }
 
 /// A successful command's JSON.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use upkeep_testkit::{
-    Lab, LabOptions, assert_output, bin, code, node_ready, run_bounded, show, stderr, stdout,
+    Lab, LabOptions, assert_output, bin, code, node_ready, run_bounded, said, show, stderr, stdout,
     wait_for,
 };
 
@@ -63,15 +63,6 @@ fn plugin(lab: &Lab, args: &[&str]) -> Command {
 
 fn upgrade(lab: &Lab, args: &[&str]) -> Output {
     run_bounded(plugin(lab, args), Duration::from_secs(240))
-}
-
-/// What the user read: stdout, then stderr after a separator line.
-fn said(out: &Output) -> String {
-    let mut text = stdout(out);
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text + "--- stderr ---\n" + &stderr(out)
 }
 
 fn node(lab: &Lab, name: &str) -> Value {

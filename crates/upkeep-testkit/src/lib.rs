@@ -576,6 +576,15 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// What the user read, for a snapshot: stdout, then stderr after a separator line.
+pub fn said(out: &Output) -> String {
+    let mut text = stdout(out);
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text + "--- stderr ---\n" + &stderr(out)
+}
+
 /// Runs a command to completion, failing the test if it outlives `deadline`
 /// (the command is killed and its output shown).
 pub fn run_bounded(mut cmd: Command, deadline: Duration) -> Output {
