@@ -56,6 +56,12 @@ pub const FILTERS: &[(&str, &str)] = &[
         r"\b([a-z][a-z0-9-]*?)-([bcdfghjklmnpqrstvwxz2456789]{9,10}-)?[bcdfghjklmnpqrstvwxz2456789]{5}\b",
         "$1-[ID]",
     ),
+    // kubeadm's backup and staging directories, named after the time of the upgrade
+    // (cmd/kubeadm/app/phases/upgrade/staticpods.go, `2006-01-02-15-04-05`).
+    (
+        r"\b(kubeadm-[a-z-]+)-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\b",
+        "$1-[TIME]",
+    ),
     // Certificates the lab issues when it starts, valid for a number of days from then.
     (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", "YYYY-MM-DD hh:mm UTC"),
     // The whole days left until such a date: 9 or 10 for a certificate issued to
@@ -69,6 +75,17 @@ pub const FILTERS: &[(&str, &str)] = &[
     (
         r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z\b",
         "[TIMESTAMP]",
+    ),
+    // The lab's clock as tools print it: kubectl describe (RFC 1123 with a numeric zone,
+    // pkg/describe describe.go `time.RFC1123Z`) and dnf's metadata check (the `%c` of
+    // en_US.UTF-8, dnf/util.py normalize_time).
+    (
+        r"\b[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}\b",
+        "[DATE]",
+    ),
+    (
+        r"\b[A-Z][a-z]{2} \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [AP]M UTC\b",
+        "[DATE]",
     ),
     // An Event's name: its object's name and a hex suffix (kubectl's recorder).
     (r"\.[0-9a-f]{16}\b", ".[EVENT]"),
@@ -92,8 +109,9 @@ pub const FILTERS: &[(&str, &str)] = &[
 /// consecutive lines matching one of these is compared as a set (sorted), as is a
 /// comma-separated list of `pod@node` (where a workload's pods run now).
 pub const UNORDERED: &[&str] = &[
-    // Evictions run concurrently (`--concurrency`).
-    r"^(evicting pod \S+|pod/\S+ evicted)$",
+    // Evictions run concurrently (`--concurrency`; kubectl drain: a goroutine per pod,
+    // pkg/drain/drain.go evictPods), and deletions end in whichever poll sees them gone.
+    r"^(evicting pod \S+( \(server dry run\))?|pod/\S+ (evicted|deleted))$",
     // Workloads become whole in the order their replacements turn Ready.
     r"^\S+/\S+/\S+: \d+/\d+ ready elsewhere",
     // upgrade-node's drain step: the same lines after `[node]`.
@@ -157,7 +175,8 @@ mod tests {
              node02 drained in 1.52s (grace 30s, probe 850ms)\n\
              no server at http://127.0.0.1:9/\n\
              certificate expires on 2026-12-15 00:00 UTC, in 9 days\n\
-             web  b@node03, a@node03, c@node01\n\n",
+             web  b@node03, a@node03, c@node01\n\
+             backed up to /etc/kubernetes/tmp/kubeadm-backup-etcd-2026-12-05-14-22-35/etcd\n\n",
         );
         assert_eq!(
             got,
@@ -167,7 +186,8 @@ mod tests {
              node02 drained in [DURATION] (grace 30s, probe [ELAPSED])\n\
              no server at http://127.0.0.1:9/\n\
              certificate expires on YYYY-MM-DD hh:mm UTC, in [DAYS] days\n\
-             web  a@node03, b@node03, c@node01\n"
+             web  a@node03, b@node03, c@node01\n\
+             backed up to /etc/kubernetes/tmp/kubeadm-backup-etcd-[TIME]/etcd\n"
         );
     }
 
@@ -176,9 +196,13 @@ mod tests {
         assert_eq!(
             normalize(
                 None,
-                "tainted since 2026-12-05T13:51:35Z\nv1.35 released 2025-12-17\n"
+                "tainted since 2026-12-05T13:51:35Z\nv1.35 released 2025-12-17\n\
+                 CreationTimestamp:  Sat, 05 Dec 2026 14:16:25 +0000\n\
+                 Last metadata expiration check: 0:00:42 ago on Sat 05 Dec 2026 02:20:11 PM UTC.\n"
             ),
-            "tainted since [TIMESTAMP]\nv1.35 released 2025-12-17\n"
+            "tainted since [TIMESTAMP]\nv1.35 released 2025-12-17\n\
+             CreationTimestamp:  [DATE]\n\
+             Last metadata expiration check: 0:00:42 ago on [DATE].\n"
         );
     }
 }
