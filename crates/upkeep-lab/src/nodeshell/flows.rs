@@ -560,6 +560,13 @@ fn kubeadm_apply_then_node_upgrades_the_control_plane_and_then_the_addons() {
         "{}",
         plan.stdout
     );
+    // etcd's target is the version apply installs for v1.35, not the current one.
+    assert!(
+        plan.stdout
+            .contains("etcd                      cp2    3.6.4-0   3.6.5-0"),
+        "{}",
+        plan.stdout
+    );
     // With a version, plan shows that version (kubeadm's offline version getter).
     let pinned = cp1.sh("kubeadm upgrade plan v1.35.1");
     ok(&pinned);

@@ -400,13 +400,20 @@ fn plan(host: &mut Host, ctx: &mut Ctx, kv: &KubeVersion, version: Option<&str>)
             .clone()
             .unwrap_or_else(|| "v1.12.1".into());
         rows.push(["CoreDNS".into(), String::new(), dns.clone(), dns]);
+        // The etcd target is the version kubeadm pins for the target release, the one apply
+        // installs (cmd/kubeadm/app/phases/upgrade/compute.go getSuggestedEtcdVersion).
+        let etcd_target = crate::sim::kubelet::control_plane_images(&target.tag())
+            .into_iter()
+            .find(|(c, _)| c == "etcd")
+            .and_then(|(_, img)| img.rsplit_once(':').map(|(_, t)| t.to_string()))
+            .unwrap_or_default();
         for n in &cps {
             let etcd = ctx
                 .cluster
                 .component_tag("etcd", n)
                 .unwrap_or("")
                 .to_string();
-            rows.push(["etcd".into(), n.to_string(), etcd.clone(), etcd]);
+            rows.push(["etcd".into(), n.to_string(), etcd, etcd_target.clone()]);
         }
         out.stdout.push_str(&format!("\nUpgrade to {title}:\n\n"));
         out.stdout.push_str(&table(&rows));

@@ -467,7 +467,12 @@ fn apt_install(
         out.stdout
             .push_str(&format!("Get:{} {url}  {p} {v} [11.2 MB]\n", n + 1));
     }
-    out.stdout.push_str("Fetched 33.6 MB in 1s (33.6 MB/s)\n(Reading database ... 74321 files and directories currently installed.)\n");
+    // The total is what was fetched: 11.2 MB a package (apt-pkg acquire.cc, "Fetched %sB in
+    // %s (%sB/s)").
+    let fetched = format!("{:.1} MB", 11.2 * changes.len() as f64);
+    out.stdout.push_str(&format!(
+        "Fetched {fetched} in 1s ({fetched}/s)\n(Reading database ... 74321 files and directories currently installed.)\n"
+    ));
     for s in host
         .site_packages
         .iter()
@@ -982,9 +987,16 @@ fn dnf(host: &mut Host, ctx: &mut Ctx, cmd: &str, args: &[String], stdin: &str) 
     let meta = if dnf5 {
         "Updating and loading repositories:\nRepositories loaded.\n".to_string()
     } else {
+        // dnf/base.py fill_sack: the age of the metadata and its time, which
+        // dnf.util.normalize_time prints with the locale's `%c` (en_US.UTF-8 here).
+        let checked = ctx
+            .now
+            .parse::<jiff::Timestamp>()
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            - jiff::SignedDuration::from_secs(42);
         format!(
             "Last metadata expiration check: 0:00:42 ago on {}.\n",
-            ctx.now
+            checked.strftime("%a %d %b %Y %I:%M:%S %p UTC")
         )
     };
     // dnf fetches metadata of enabled repositories first; a minor that has no repository
