@@ -74,6 +74,26 @@ impl Harness {
     }
 }
 
+/// A node-shell run as a user reads it, for a whole-output snapshot: the command, its
+/// stdout, its stderr, and its exit code when not 0.
+fn shown(node: &str, script: &str, r: &ExecResponse) -> String {
+    let block = |text: &str| {
+        if text.is_empty() || text.ends_with('\n') {
+            text.to_string()
+        } else {
+            format!("{text}\n")
+        }
+    };
+    let mut text = format!("{node}$ {script}\n{}", block(&r.stdout));
+    if !r.stderr.is_empty() {
+        text.push_str(&format!("--- stderr ---\n{}", block(&r.stderr)));
+    }
+    if r.code != 0 {
+        text.push_str(&format!("--- exit {} ---\n", r.code));
+    }
+    text
+}
+
 /// Poll an async condition until it holds, failing after `secs`.
 macro_rules! wait_for {
     ($what:expr, $secs:expr, $cond:expr) => {{
@@ -137,18 +157,15 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
         h.ok(cp, "kubeadm version -o short").await.stdout,
         "v1.35.2\n"
     );
-    let plan = h.ok(cp, "sudo kubeadm upgrade plan").await;
-    assert!(
-        plan.stdout.contains("kubeadm upgrade apply v1.35.2"),
-        "{}",
-        plan.stdout
-    );
-    let apply = h.ok(cp, "sudo kubeadm upgrade apply v1.35.2 --yes").await;
-    assert!(
-        apply.stdout.contains("[upgrade] SUCCESS!"),
-        "{}",
-        apply.stdout
-    );
+    // The plan names the command to run; apply ends in "[upgrade] SUCCESS!".
+    let mut said = String::new();
+    for script in [
+        "sudo kubeadm upgrade plan",
+        "sudo kubeadm upgrade apply v1.35.2 --yes",
+    ] {
+        said.push_str(&shown(cp, script, &h.ok(cp, script).await));
+    }
+    upkeep_testkit::assert_output!("kubeadm_upgrade_plan_and_apply_v1_35", said);
     // The cluster answers with the new version; this node's control plane runs it.
     assert_eq!(h.server_version().await, "v1.35.2");
     for c in [
@@ -184,13 +201,14 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
         .get("ClusterConfiguration")
         .cloned()
         .unwrap_or_default();
-    assert!(cc.contains("kubernetesVersion: v1.35.2"), "{cc}");
+    let cc: serde_json::Value = serde_saphyr::from_str(&cc).expect("ClusterConfiguration is YAML");
+    assert_eq!(cc["kubernetesVersion"], "v1.35.2", "{cc:#}");
     // Addons wait for every control plane (kubeadm since v1.28).
     assert!(h.kube_proxy_image().await.ends_with(":v1.34.3"));
-    let backups = h.ok(cp, "ls /etc/kubernetes/tmp").await.stdout;
-    assert!(
-        backups.contains("kubeadm-backup-manifests-") && backups.contains("kubeadm-backup-etcd-"),
-        "{backups}"
+    let backups = h.ok(cp, "ls /etc/kubernetes/tmp").await;
+    upkeep_testkit::assert_output!(
+        "kubeadm_backup_directories",
+        shown(cp, "ls /etc/kubernetes/tmp", &backups)
     );
     // kubeadm does not touch the kubelet: the Node still reports v1.34.3 until the restart.
     assert_eq!(h.kubelet_version(cp).await, "v1.34.3");
@@ -220,19 +238,15 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
         .await
         .unwrap();
     assert_eq!(fault["faults"][0]["fail"], "kubeadm upgrade node");
+    // The fault fails the first run, naming the command; the second upgrades the worker
+    // ("Skipping phase. Not a control plane node.").
     let failed = h.sh(w, "sudo kubeadm upgrade node").await;
     assert_eq!(failed.code, 1);
-    assert!(
-        failed.stderr.contains("kubeadm upgrade node"),
-        "{}",
-        failed.stderr
-    );
     let node = h.ok(w, "sudo kubeadm upgrade node").await;
-    assert!(
-        node.stdout
-            .contains("Skipping phase. Not a control plane node."),
-        "{}",
-        node.stdout
+    upkeep_testkit::assert_output!(
+        "kubeadm_upgrade_node_worker_after_a_fault",
+        shown(w, "sudo kubeadm upgrade node", &failed)
+            + &shown(w, "sudo kubeadm upgrade node", &node)
     );
     h.ok(w, KUBELET_PACKAGES).await;
     h.ok(w, RESTART).await;
@@ -257,6 +271,7 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
     assert_eq!(host["holds"], json!(["kubeadm", "kubectl", "kubelet"]));
     assert_eq!(host["kubeletRunning"], "v1.35.2");
     assert_eq!(host["faults"], json!([]), "the one-time fault is used up");
+    // A field of the endpoint's JSON: the command lines run on the node, one of them this.
     assert!(
         host["history"]
             .as_array()
@@ -270,10 +285,10 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
     // The second control plane finishes the control plane; then the addons follow.
     h.ok("controlplane02", KUBEADM_PACKAGE).await;
     let n2 = h.ok("controlplane02", "sudo kubeadm upgrade node").await;
-    assert!(
-        n2.stdout.contains("Applied essential addon: kube-proxy"),
-        "{}",
-        n2.stdout
+    // The last control plane applies the addons ("Applied essential addon: kube-proxy").
+    upkeep_testkit::assert_output!(
+        "kubeadm_upgrade_node_last_control_plane",
+        shown("controlplane02", "sudo kubeadm upgrade node", &n2)
     );
     assert_eq!(
         h.image("kube-apiserver-controlplane02").await,
@@ -286,43 +301,23 @@ async fn kubeadm_upgrade_of_a_control_plane_node_and_a_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_unknown_nodes_and_privileged_pods() {
     let h = harness().await;
-    // v1.36 is not released: its repository does not exist.
-    let r = h
-        .sh(
-            "controlplane01",
-            "sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list && apt-get update",
-        )
-        .await;
+    let mut said = String::new();
+    // v1.36 is not released: its repository does not exist ("... does not have a Release
+    // file.").
+    let script =
+        "sed -i 's/v1.34/v1.36/' /etc/apt/sources.list.d/kubernetes.list && apt-get update";
+    let r = h.sh("controlplane01", script).await;
     assert_eq!(r.code, 100);
-    assert!(
-        r.stderr
-            .contains("/v1.36/deb  Release' does not have a Release file."),
-        "{}",
-        r.stderr
-    );
-    // Two minors up is refused by kubeadm itself (and kubeadm 1.35 cannot target 1.36 either);
+    said.push_str(&shown("controlplane01", script, &r));
+    // Two minors up is refused by kubeadm itself ("is too high; kubeadm can upgrade only 1
+    // minor version at a time"), and kubeadm 1.35 cannot target 1.36 either ("(36 > 35)");
     // nothing changes.
-    let r = h
-        .sh(
-            "controlplane01",
-            "sed -i 's/v1.36/v1.35/' /etc/apt/sources.list.d/kubernetes.list && apt-get update && \
-             apt-get install -y --allow-change-held-packages kubeadm='1.35.2-*' && kubeadm upgrade apply v1.36.0 -y",
-        )
-        .await;
+    let script = "sed -i 's/v1.36/v1.35/' /etc/apt/sources.list.d/kubernetes.list && apt-get update && \
+                  apt-get install -y --allow-change-held-packages kubeadm='1.35.2-*' && kubeadm upgrade apply v1.36.0 -y";
+    let r = h.sh("controlplane01", script).await;
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("is too high; kubeadm can upgrade only 1 minor version at a time"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(
-            "is at least one minor release higher than the kubeadm minor release (36 > 35)"
-        ),
-        "{}",
-        r.stderr
-    );
+    said.push_str(&shown("controlplane01", script, &r));
+    upkeep_testkit::assert_output!("refused_unreleased_repository_and_two_minors_up", said);
     assert_eq!(h.server_version().await, "v1.34.3");
     assert_eq!(
         h.image("kube-apiserver-controlplane01").await,
@@ -345,10 +340,7 @@ async fn refusals_unknown_nodes_and_privileged_pods() {
         .exec("nosuchnode", &["true".to_string()], "")
         .await
         .unwrap_err();
-    assert!(
-        format!("{err:#}").contains("node \"nosuchnode\" not found"),
-        "{err:#}"
-    );
+    upkeep_testkit::assert_output!("exec_on_an_unknown_node", format!("{err:#}"));
     // A privileged hostPID pod that nsenters into node03 runs through the same shell.
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -415,15 +407,17 @@ async fn the_node_shell_command_line() {
     assert_eq!((code, err.as_str()), (7, "oops\n"));
     let (code, _, err) = run(&["node02", "--", "kubeadmm", "version"], "").await;
     assert_eq!((code, err.as_str()), (127, "sh: 1: kubeadmm: not found\n"));
-    let (code, _, err) = run(&["node9", "--", "true"], "").await;
+    let (code, _, unknown) = run(&["node9", "--", "true"], "").await;
     assert_eq!(code, 1);
-    assert!(err.contains("node \"node9\" not found"), "{err}");
     // Authenticated like the API: the read-only user may not run commands.
-    let (code, _, err) = run(&["--context", "readonly", "node02", "--", "true"], "").await;
+    let (code, _, readonly) = run(&["--context", "readonly", "node02", "--", "true"], "").await;
     assert_eq!(code, 1);
-    assert!(
-        err.contains("User \"readonly\" cannot run commands on nodes"),
-        "{err}"
+    upkeep_testkit::assert_output!(
+        "node_shell_refusals",
+        format!(
+            "$ upkeep-lab node-shell node9 -- true\n{unknown}\
+             $ upkeep-lab node-shell --context readonly node02 -- true\n{readonly}"
+        )
     );
     // One word is a shell line, as a remote-shell template sends it.
     let (code, out, _) = run(
@@ -479,18 +473,16 @@ spec:
                 &["sh".to_string(), "-c".to_string(), script.to_string()],
                 "",
             )
+            .map(ExecResponse::from)
             .expect("node exists")
     };
-    let list = sh(
-        "rocky",
-        "dnf list --showduplicates kubeadm --disableexcludes=kubernetes",
-    );
+    let script = "dnf list --showduplicates kubeadm --disableexcludes=kubernetes";
+    let list = sh("rocky", script);
     assert_eq!(list.code, 0, "{}", list.stderr);
-    assert!(list.stdout.contains("1.33.3-150500.2.1"), "{}", list.stdout);
-    assert!(
-        !list.stdout.contains("1.33.4"),
-        "only the declared versions: {}",
-        list.stdout
+    // Only the declared versions (1.33.3-150500.2.1, no 1.33.4).
+    upkeep_testkit::assert_output!(
+        "dnf_lists_the_declared_versions",
+        shown("rocky", script, &list)
     );
     for _ in 0..2 {
         let r = sh(
@@ -511,15 +503,13 @@ spec:
     );
     assert_eq!(r.code, 0, "{}", r.stdout);
     // Fedora 42 is DNF5.
-    let r = sh(
-        "fedora",
-        "dnf install -y 'kubeadm-1.33.3-*' --disableexcludes=kubernetes",
-    );
+    let script = "dnf install -y 'kubeadm-1.33.3-*' --disableexcludes=kubernetes";
+    let r = sh("fedora", script);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        sh("fedora", "cat /etc/os-release")
-            .stdout
-            .contains("ID=fedora")
+    let release = sh("fedora", "cat /etc/os-release");
+    upkeep_testkit::assert_output!(
+        "fedora_is_dnf5",
+        shown("fedora", script, &r) + &shown("fedora", "cat /etc/os-release", &release)
     );
 }
 
@@ -612,5 +602,5 @@ async fn a_real_node_reports_its_installed_packages() {
         .exec_reporting("node01", &argv(&["kubeadm", "version"]), "", bad)
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("kubeadm=\"latest\""), "{err:#}");
+    upkeep_testkit::assert_output!("a_reported_version_that_is_not_one", format!("{err:#}"));
 }
