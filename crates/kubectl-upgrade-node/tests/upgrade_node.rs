@@ -627,6 +627,54 @@ fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
 // ---------- other transports ----------
 
 #[test]
+fn a_drain_held_past_its_timeout_names_the_flag_upgrade_node_has() {
+    let lab = lab();
+    upgrade_control_planes(&lab);
+    let worker = worker_running(&lab, "web");
+    lab.kubectl_ok([
+        "patch",
+        "pdb",
+        "web",
+        "-n",
+        "default",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"minAvailable":4}}"#,
+    ]);
+    wait_for(
+        "the budget to allow no disruption",
+        Duration::from_secs(30),
+        || {
+            let pdb = lab.get_json(["pdb", "web", "-n", "default"]);
+            (pdb["status"]["disruptionsAllowed"] == 0 && pdb["status"]["desiredHealthy"] == 4)
+                .then_some(())
+        },
+    );
+    let out = upgrade(
+        &lab,
+        &[
+            &worker,
+            "--to",
+            TARGET,
+            "--yes",
+            "--wait-for-pdb",
+            "--drain-timeout",
+            "3s",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", show(&out));
+    // upgrade-node has no --timeout: the message names the flag that was set.
+    let text = said(&out);
+    assert!(text.contains("--drain-timeout 3s reached"), "{text}");
+    assert!(!text.contains(" --timeout"), "{text}");
+    assert!(
+        cordoned(&node(&lab, &worker)),
+        "left cordoned for the rerun"
+    );
+}
+
+#[test]
 fn via_pod_runs_each_command_in_a_privileged_pod_and_cleans_up() {
     let lab = lab();
     // A dry run asks the node in one pod, named in the output, and removes it.

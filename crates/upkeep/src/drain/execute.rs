@@ -37,6 +37,9 @@ pub struct ExecOptions {
     pub wait_workloads: bool,
     /// Bounds the whole run.
     pub timeout: Option<Duration>,
+    /// The flag that set `timeout`, as the user typed it, for the message
+    /// when it is reached (`--drain-timeout` in upgrade-node).
+    pub timeout_flag: &'static str,
     /// The delay kubectl announces after a refused eviction.
     pub retry_after: Duration,
     /// Flips to `true` on Ctrl-C: stop, leave the node cordoned.
@@ -57,6 +60,7 @@ impl Default for ExecOptions {
             concurrency: crate::cli::DEFAULT_CONCURRENCY as usize,
             wait_workloads: true,
             timeout: None,
+            timeout_flag: "--timeout",
             retry_after: Duration::from_secs(5),
             cancel: None,
             pod_selector: None,
@@ -281,7 +285,7 @@ pub async fn execute(
                 None => std::future::pending().await,
             }
         } => (DrainOutcome::TimedOut, Some(format!(
-            "--timeout {} reached", humantime::format_duration(opts.timeout.unwrap_or_default())
+            "{} {} reached", opts.timeout_flag, humantime::format_duration(opts.timeout.unwrap_or_default())
         ))),
         _ = async {
             match cancel.as_mut() {

@@ -891,6 +891,7 @@ async fn drain_node(
 ) -> anyhow::Result<()> {
     let opts = drain::ExecOptions {
         timeout: settings.drain_timeout,
+        timeout_flag: "--drain-timeout",
         cancel: settings.cancel.clone(),
         ..settings.evictions.clone()
     };
