@@ -927,6 +927,15 @@ fn pod_tables_and_describe_on_os_upgrade() {
         let ip = p["status"]["podIP"].as_str().unwrap_or_default();
         assert!(!ip.is_empty(), "{} has no podIP", name(p));
         assert_eq!(row["IP"], ip, "{}", t.text);
+        // On the pod network, an address from the node's podCIDR; on the host's, the node's.
+        let node = lab.get_json(["node", &node_of(p)]);
+        if p["spec"]["hostNetwork"] == true {
+            assert_eq!(p["status"]["hostIP"], ip, "{p:#}");
+        } else {
+            let cidr = node["spec"]["podCIDR"].as_str().unwrap_or_default();
+            let net = cidr.strip_suffix("0/24").expect("a /24 podCIDR");
+            assert!(ip.starts_with(net), "{} at {ip}, outside {cidr}", name(p));
+        }
     }
     let hr = t
         .rows

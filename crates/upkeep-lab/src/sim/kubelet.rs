@@ -55,6 +55,8 @@ pub struct Kubelet {
     last_lease: Mutex<HashMap<String, i64>>,
     last_status: Mutex<HashMap<String, i64>>,
     ip_seq: AtomicU64,
+    /// The last pod address handed out on each node's podCIDR.
+    last_pod_ip: Mutex<HashMap<String, u32>>,
     /// Host commands still running, by pod UID (their pod completes when they end).
     host_running: Mutex<HashMap<String, HostRun>>,
     /// Pods being killed, by UID: when their containers will have stopped.
@@ -396,9 +398,24 @@ impl Kubelet {
         );
     }
 
+    /// A pod's address: the next one in its node's podCIDR, the range the node IPAM
+    /// controller gave the node (pkg/controller/nodeipam) and which a host-local CNI hands
+    /// out in turn after the last one it gave, skipping the gateway `.1`
+    /// (containernetworking/plugins plugins/ipam/host-local/backend/allocator/allocator.go
+    /// Get). A node without a /24 podCIDR gets one derived from its name.
     fn pod_ip(&self, pod: &Value, node: &Value) -> String {
         if pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true) {
             return node_ip(node);
+        }
+        if let Some(net) = node
+            .pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .and_then(|c| c.strip_suffix(".0/24"))
+        {
+            let mut last = self.last_pod_ip.lock();
+            let host = last.entry(util::name(node).to_string()).or_insert(1);
+            *host = if *host >= 254 { 2 } else { *host + 1 };
+            return format!("{net}.{host}");
         }
         let h = name_hash(util::name(node));
         let n = self.ip_seq.fetch_add(1, Ordering::Relaxed);
