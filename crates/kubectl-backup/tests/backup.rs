@@ -393,7 +393,7 @@ fn restore_apply_switches_a_kubeadm_control_plane_in_order() {
     let kube = root.join("kubernetes");
     let manifests = kube.join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();
-    let etcd_yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd\n    image: registry.k8s.io/etcd:3.5.15-0\n    name: etcd\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n  volumes:\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\n";
+    let etcd_yaml = upkeep_testkit::etcd::KUBEADM_ETCD_MANIFEST;
     std::fs::write(manifests.join("etcd.yaml"), etcd_yaml).unwrap();
     std::fs::write(manifests.join("kube-apiserver.yaml"), "kind: Pod\n").unwrap();
 

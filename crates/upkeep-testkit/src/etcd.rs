@@ -211,3 +211,7 @@ pub fn etcdctl_ok(pki: &Pki, endpoint: &str, args: &[&str]) -> String {
     );
     stdout(&out)
 }
+
+/// The etcd static pod manifest as kubeadm writes it (`GetEtcdPodSpec`,
+/// `cmd/kubeadm/app/phases/etcd/local.go`), cut to what the restore edits.
+pub const KUBEADM_ETCD_MANIFEST: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd\n    image: registry.k8s.io/etcd:3.5.15-0\n    name: etcd\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n  volumes:\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\n";

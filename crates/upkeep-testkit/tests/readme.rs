@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use upkeep_testkit::etcd::{Etcd, Pki, etcdctl_ok, free_port};
+use upkeep_testkit::etcd::{Etcd, KUBEADM_ETCD_MANIFEST, Pki, etcdctl_ok, free_port};
 use upkeep_testkit::{Lab, bin, kubectl_path, run_bounded, wait_for, workspace_root};
 
 /// The README files whose transcripts are checked: the workspace's and every crate's.
@@ -247,10 +247,6 @@ struct EtcdRig {
     pki: Pki,
 }
 
-/// The etcd static pod manifest as kubeadm writes it (`GetEtcdPodSpec`,
-/// `cmd/kubeadm/app/phases/etcd/local.go`), cut to what the restore edits.
-const ETCD_MANIFEST: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --data-dir=/var/lib/etcd\n    image: registry.k8s.io/etcd:3.5.15-0\n    name: etcd\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n  volumes:\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\n";
-
 impl EtcdRig {
     fn start() -> EtcdRig {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -260,7 +256,7 @@ impl EtcdRig {
         }
         let manifests = root.join("etc-up/kubernetes/manifests");
         std::fs::create_dir_all(&manifests).expect("manifests dir");
-        std::fs::write(manifests.join("etcd.yaml"), ETCD_MANIFEST).expect("etcd.yaml");
+        std::fs::write(manifests.join("etcd.yaml"), KUBEADM_ETCD_MANIFEST).expect("etcd.yaml");
         std::fs::write(manifests.join("kube-apiserver.yaml"), "kind: Pod\n").expect("apiserver");
         let pki = Pki::generate(&root.join("pki"));
         let etcd = Etcd::start(
