@@ -515,12 +515,11 @@ fn a_failing_kubeadm_upgrade_node_stops_with_exit_2_and_the_retry_resumes() {
     assert!(!cordoned(&cp2));
 }
 
-#[test]
-fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
-    let lab = lab();
-    upgrade_control_planes(&lab);
-    // Hold the drain: web's budget allows no disruption, and --wait-for-pdb waits for it.
-    let worker = worker_running(&lab, "web");
+/// Control planes upgraded, and a worker whose drain is held: web's budget
+/// allows no disruption, and --wait-for-pdb waits for it.
+fn held_worker(lab: &Lab) -> String {
+    upgrade_control_planes(lab);
+    let worker = worker_running(lab, "web");
     lab.kubectl_ok([
         "patch",
         "pdb",
@@ -541,6 +540,13 @@ fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
                 .then_some(())
         },
     );
+    worker
+}
+
+#[test]
+fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
+    let lab = lab();
+    let worker = held_worker(&lab);
     let log = lab.dir().join("interrupted.log");
     let child = plugin(&lab, &[&worker, "--to", TARGET, "--yes", "--wait-for-pdb"])
         .stdout(Stdio::piped())
@@ -629,28 +635,7 @@ fn ctrl_c_midway_through_a_worker_then_the_same_command_finishes_it() {
 #[test]
 fn a_drain_held_past_its_timeout_names_the_flag_upgrade_node_has() {
     let lab = lab();
-    upgrade_control_planes(&lab);
-    let worker = worker_running(&lab, "web");
-    lab.kubectl_ok([
-        "patch",
-        "pdb",
-        "web",
-        "-n",
-        "default",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"minAvailable":4}}"#,
-    ]);
-    wait_for(
-        "the budget to allow no disruption",
-        Duration::from_secs(30),
-        || {
-            let pdb = lab.get_json(["pdb", "web", "-n", "default"]);
-            (pdb["status"]["disruptionsAllowed"] == 0 && pdb["status"]["desiredHealthy"] == 4)
-                .then_some(())
-        },
-    );
+    let worker = held_worker(&lab);
     let out = upgrade(
         &lab,
         &[
