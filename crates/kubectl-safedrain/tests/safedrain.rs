@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use upkeep_testkit::{
-    Deployment, Lab, code, deployment_on, deployments_whole_off, json, name, node_of, owner_kind,
-    run_bounded, running_ready, show, stderr, stdout, uid, wait_for,
+    Deployment, Lab, SeedRun, code, deployment_on, deployments_whole_off, json, name, node_of,
+    owner_kind, run_bounded, running_ready, show, stderr, stdout, uid, wait_for,
 };
 
 /// This package's own binary, built by cargo for these tests.
@@ -1242,44 +1242,15 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
 fn fault_campaign_no_pod_is_lost_and_the_same_command_finishes() {
     let seeds = upkeep_testkit::campaign_seeds(20);
     let results = upkeep_testkit::run_campaign(&seeds, drain_campaign_seed);
-    let count = |f: &dyn Fn(&DrainSeed) -> bool| results.iter().filter(|(_, r)| f(r)).count();
-    let first_ok = count(&|r| r.first == Some(0));
-    let interrupted = count(&|r| r.interrupted);
-    let stopped = count(&|r| r.first != Some(0) && !r.interrupted);
-    let second_ok = count(&|r| r.again == Some(0));
-    let faults_met: usize = results.iter().map(|(_, r)| r.faults_met).sum();
-    for (seed, r) in &results {
-        println!(
-            "seed {seed}: first run exit {:?} in {:.1} s{}{}",
-            r.first,
-            r.first_took.as_secs_f64(),
-            if r.interrupted { " (SIGINT)" } else { "" },
-            r.again.map_or(String::new(), |c| format!(
-                ", again exit {c} in {:.1} s",
-                r.again_took.as_secs_f64()
-            ))
-        );
-    }
-    println!(
-        "fault campaign: {} seeds, {faults_met} injected answers retried, {first_ok} drained through the faults, {interrupted} interrupted by SIGINT, {stopped} stopped by the faults, {second_ok} finished by the same command again, 0 pods lost, no node cordoned without the drain's record, no run past its bound",
-        seeds.len()
+    upkeep_testkit::report_campaign(
+        &results,
+        "fault campaign",
+        "drained",
+        "0 pods lost, no node cordoned without the drain's record, no run past its bound",
     );
-    assert!(faults_met > 0, "the faults were never met");
 }
 
-/// What one campaign seed did.
-#[derive(Debug)]
-struct DrainSeed {
-    first: Option<i32>,
-    first_took: Duration,
-    interrupted: bool,
-    again: Option<i32>,
-    again_took: Duration,
-    /// Injected answers the first run met and retried (the retry layer's debug lines).
-    faults_met: usize,
-}
-
-fn drain_campaign_seed(seed: u64) -> DrainSeed {
+fn drain_campaign_seed(seed: u64) -> SeedRun {
     // A run may overrun its --timeout by the time it takes to stop and report.
     const BOUND: Duration = Duration::from_secs(105);
     let lab = Lab::os_upgrade();
@@ -1372,14 +1343,7 @@ fn drain_campaign_seed(seed: u64) -> DrainSeed {
         started.elapsed() < BOUND,
         "seed {seed}: past its timeout\n{text}"
     );
-    let mut result = DrainSeed {
-        first: status.code(),
-        first_took,
-        interrupted: false,
-        again: None,
-        again_took: Duration::ZERO,
-        faults_met: text.lines().filter(|l| l.contains("retrying")).count(),
-    };
+    let mut result = SeedRun::first(status.code(), first_took, &text);
     set_faults(&lab, serde_json::json!([]));
     let n = lab.get_json(["node", "node02"]);
     assert!(

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use upkeep_testkit::{
-    Lab, LabOptions, assert_output, bin, code, node_ready, run_bounded, said, show, stderr, stdout,
-    wait_for,
+    Lab, LabOptions, SeedRun, assert_output, bin, code, node_ready, run_bounded, said, show,
+    stderr, stdout, wait_for,
 };
 
 const TARGET: &str = "v1.35.2";
@@ -1424,45 +1424,15 @@ fn nodes_through_faults(lab: &Lab) -> Option<Vec<Value>> {
 fn fault_campaign_upgrade_all_then_the_same_command_finishes() {
     let seeds = upkeep_testkit::campaign_seeds(20);
     let results = upkeep_testkit::run_campaign(&seeds, upgrade_campaign_seed);
-    let count = |f: &dyn Fn(&CampaignSeed) -> bool| results.iter().filter(|(_, r)| f(r)).count();
-    let first_ok = count(&|r| r.first == Some(0));
-    let interrupted = count(&|r| r.interrupted);
-    let stopped = count(&|r| r.first != Some(0) && !r.interrupted);
-    let again_ok = count(&|r| r.again == Some(0));
-    for (seed, r) in &results {
-        println!(
-            "seed {seed}: first run exit {:?} in {:.1} s{}{}",
-            r.first,
-            r.first_took.as_secs_f64(),
-            if r.interrupted { " (SIGINT)" } else { "" },
-            r.again.map_or(String::new(), |c| format!(
-                ", again exit {c} in {:.1} s",
-                r.again_took.as_secs_f64()
-            ))
-        );
-    }
-    println!(
-        "upgrade-node --all fault campaign: {} seeds, {first_ok} upgraded through the faults, {interrupted} interrupted by SIGINT, {stopped} stopped by the faults, {again_ok} finished by the same command again, 0 pods lost, no node cordoned without a record, no run past its bound",
-        seeds.len()
+    upkeep_testkit::report_campaign(
+        &results,
+        "upgrade-node --all fault campaign",
+        "upgraded",
+        "0 pods lost, no node cordoned without a record, no run past its bound",
     );
-    let met: usize = results.iter().map(|(_, r)| r.faults_met).sum();
-    println!("{met} injected answers met and retried");
-    assert!(met > 0, "the faults were never met");
 }
 
-/// What one campaign seed did.
-#[derive(Debug)]
-struct CampaignSeed {
-    first: Option<i32>,
-    first_took: Duration,
-    interrupted: bool,
-    again: Option<i32>,
-    again_took: Duration,
-    /// Injected answers the first run met and retried (the retry layer's debug lines).
-    faults_met: usize,
-}
-
-fn upgrade_campaign_seed(seed: u64) -> CampaignSeed {
+fn upgrade_campaign_seed(seed: u64) -> SeedRun {
     const BOUND: Duration = Duration::from_secs(300);
     // The lab clock at 4x: pods stop and start in a quarter of the wall time (the fast
     // profile's 2 s termination, 1 s start); the API's faults and their Retry-After are
@@ -1553,14 +1523,7 @@ fn upgrade_campaign_seed(seed: u64) -> CampaignSeed {
         .collect();
     assert!(first_took < BOUND, "seed {seed}: past its bound\n{said}");
     lab.kubectl_ok(["delete", "--raw", "/lab/v1/faults"]);
-    let mut result = CampaignSeed {
-        first: status.code(),
-        first_took,
-        interrupted: false,
-        again: None,
-        again_took: Duration::ZERO,
-        faults_met: text.lines().filter(|l| l.contains("retrying")).count(),
-    };
+    let mut result = SeedRun::first(status.code(), first_took, &text);
     if status.code() != Some(0) {
         assert_eq!(status.code(), Some(2), "seed {seed}: {said}");
         result.interrupted = said.contains("interrupted");

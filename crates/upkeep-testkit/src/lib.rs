@@ -843,6 +843,62 @@ pub fn run_campaign<T: Send>(seeds: &[u64], one: impl Fn(u64) -> T + Sync) -> Ve
     ok
 }
 
+/// What one seed of a fault campaign did: the first run, and the same command run
+/// again when the first did not finish.
+#[derive(Debug)]
+pub struct SeedRun {
+    pub first: Option<i32>,
+    pub first_took: Duration,
+    pub interrupted: bool,
+    pub again: Option<i32>,
+    pub again_took: Duration,
+    /// Injected answers the first run met and retried (the retry layer's debug lines).
+    pub faults_met: usize,
+}
+
+impl SeedRun {
+    /// A first run's result, from its exit code, time and output (`retrying` lines).
+    pub fn first(code: Option<i32>, took: Duration, output: &str) -> SeedRun {
+        SeedRun {
+            first: code,
+            first_took: took,
+            interrupted: false,
+            again: None,
+            again_took: Duration::ZERO,
+            faults_met: output.lines().filter(|l| l.contains("retrying")).count(),
+        }
+    }
+}
+
+/// Prints each seed and the campaign's summary (`title`: the campaign; `done`: what a
+/// first run that finished did; `kept`: what every seed asserted), then fails the test
+/// if no seed met a fault.
+pub fn report_campaign(results: &[(u64, SeedRun)], title: &str, done: &str, kept: &str) {
+    let count = |f: &dyn Fn(&SeedRun) -> bool| results.iter().filter(|(_, r)| f(r)).count();
+    let first_ok = count(&|r| r.first == Some(0));
+    let interrupted = count(&|r| r.interrupted);
+    let stopped = count(&|r| r.first != Some(0) && !r.interrupted);
+    let again_ok = count(&|r| r.again == Some(0));
+    let faults_met: usize = results.iter().map(|(_, r)| r.faults_met).sum();
+    for (seed, r) in results {
+        println!(
+            "seed {seed}: first run exit {:?} in {:.1} s{}{}",
+            r.first,
+            r.first_took.as_secs_f64(),
+            if r.interrupted { " (SIGINT)" } else { "" },
+            r.again.map_or(String::new(), |c| format!(
+                ", again exit {c} in {:.1} s",
+                r.again_took.as_secs_f64()
+            ))
+        );
+    }
+    println!(
+        "{title}: {} seeds, {faults_met} injected answers met and retried, {first_ok} {done} through the faults, {interrupted} interrupted by SIGINT, {stopped} stopped by the faults, {again_ok} finished by the same command again, {kept}",
+        results.len()
+    );
+    assert!(faults_met > 0, "the faults were never met");
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_seeds;
