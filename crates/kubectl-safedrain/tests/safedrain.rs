@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use upkeep_testkit::{
     Deployment, Lab, SeedRun, code, deployment_on, deployments_whole_off, json, name, node_of,
-    owner_kind, run_bounded, running_ready, show, stderr, stdout, uid, wait_for,
+    owner_kind, run_bounded, running_ready, said, show, stderr, stdout, uid, wait_for,
 };
 
 /// This package's own binary, built by cargo for these tests.
@@ -107,11 +107,6 @@ fn set_faults(lab: &Lab, rules: Value) {
     ]);
 }
 
-/// What a user reads from one run: stdout, then stderr after a separator.
-fn both(out: &Output) -> String {
-    format!("{}--- stderr ---\n{}", stdout(out), stderr(out))
-}
-
 /// `text` without the lines starting with one of `prefixes`: what depends on timing the
 /// normalization cannot fix.
 fn without(text: &str, prefixes: &[&str]) -> String {
@@ -159,7 +154,7 @@ fn node01_is_refused_because_of_the_bare_pod_and_nothing_changes() {
     let out = safedrain(&lab, &["node01", "--yes"]);
     assert_eq!(code(&out), 1, "{}", show(&out));
     // Names hr-app, why it is refused, what to do instead, and that nothing changed.
-    upkeep_testkit::assert_output!(&lab, "refused_bare_pod_on_node01", both(&out));
+    upkeep_testkit::assert_output!(&lab, "refused_bare_pod_on_node01", said(&out));
     // --force is not the override.
     let forced = safedrain(&lab, &["node01", "--yes", "--force"]);
     assert_eq!(code(&forced), 1, "{}", show(&forced));
@@ -236,7 +231,7 @@ fn node02_drains_and_its_workloads_are_whole_when_the_command_returns() {
     assert_eq!(code(&back), 0, "{}", show(&back));
     assert!(!unschedulable(&lab, "node02"));
     // Names each former ReplicaSet pod and where its workload runs now.
-    upkeep_testkit::assert_output!(&lab, "uncordon_node02_former_pods", both(&back));
+    upkeep_testkit::assert_output!(&lab, "uncordon_node02_former_pods", said(&back));
 }
 
 // ---------- PodDisruptionBudgets ----------
@@ -264,7 +259,7 @@ fn a_full_pdb_is_refused_by_name_and_wait_for_pdb_completes_after_a_scale_up() {
     let out = safedrain(&lab, &["node02", "--yes"]);
     assert_eq!(code(&out), 1, "{}", show(&out));
     // Names the budget and offers --wait-for-pdb.
-    upkeep_testkit::assert_output!(&lab, "refused_full_pdb", both(&out));
+    upkeep_testkit::assert_output!(&lab, "refused_full_pdb", said(&out));
     assert_nothing_changed(&lab, "node02", &before, &out);
 
     // With --wait-for-pdb the drain waits; a scale-up frees the budget.
@@ -364,7 +359,7 @@ fn a_budget_with_room_for_one_paces_the_drain_by_default_and_pdb_refuse_refuses(
     let before = uids_on(&lab, "node02");
     let out = safedrain(&lab, &["node02", "--yes", "--pdb=refuse"]);
     assert_eq!(code(&out), 1, "{}", show(&out));
-    upkeep_testkit::assert_output!(&lab, "refused_pdb_refuse_room_for_one", both(&out));
+    upkeep_testkit::assert_output!(&lab, "refused_pdb_refuse_room_for_one", said(&out));
     assert_nothing_changed(&lab, "node02", &before, &out);
 
     // The default: evicted as the budget frees, whole again when it returns.
@@ -926,19 +921,19 @@ fn bad_inputs_exit_2_naming_the_flag_and_change_nothing() {
         args.extend_from_slice(flags);
         let out = safedrain(&lab, &args);
         assert_eq!(code(&out), 2, "{args:?}: {}", show(&out));
-        transcript += &format!("$ kubectl safedrain {}\n{}\n", args.join(" "), both(&out));
+        transcript += &format!("$ kubectl safedrain {}\n{}\n", args.join(" "), said(&out));
         assert_nothing_changed(&lab, "node02", &before, &out);
     }
     // A selector the API server rejects never reaches it.
     let out = safedrain(&lab, &["-l", "==bad", "--yes"]);
     assert_eq!(code(&out), 2, "{}", show(&out));
-    transcript += &format!("$ kubectl safedrain -l ==bad --yes\n{}\n", both(&out));
+    transcript += &format!("$ kubectl safedrain -l ==bad --yes\n{}\n", said(&out));
     assert_nothing_changed(&lab, "node02", &before, &out);
     // A node that is not there could not be drained: exit 2, naming the nodes there are,
     // with no API Status dump or client internals.
     let out = safedrain(&lab, &["node99", "--yes"]);
     assert_eq!(code(&out), 2, "{}", show(&out));
-    transcript += &format!("$ kubectl safedrain node99 --yes\n{}", both(&out));
+    transcript += &format!("$ kubectl safedrain node99 --yes\n{}", said(&out));
     upkeep_testkit::assert_output!(&lab, "bad_inputs_name_the_flag", transcript);
 }
 
@@ -954,7 +949,7 @@ fn kubectl_drain_cordons_before_refusing_and_force_loses_the_bare_pod() {
     let out = kubectl_bounded(&lab, &["drain", "node01", "--ignore-daemonsets"]);
     assert!(!out.status.success(), "{}", show(&out));
     // Cordons first, then refuses: the Pods "declare no controller".
-    upkeep_testkit::assert_output!(&lab, "kubectl_drain_refuses_the_bare_pod", both(&out));
+    upkeep_testkit::assert_output!(&lab, "kubectl_drain_refuses_the_bare_pod", said(&out));
     assert!(
         unschedulable(&lab, "node01"),
         "kubectl drain refuses but leaves node01 cordoned"
@@ -998,7 +993,7 @@ fn kubectl_drain_meets_two_pdbs_midway_and_leaves_the_node_cordoned() {
     );
     assert!(!out.status.success(), "{}", show(&out));
     // "more than one PodDisruptionBudget", after evicting what it could.
-    upkeep_testkit::assert_output!(&lab, "kubectl_drain_meets_two_pdbs", both(&out));
+    upkeep_testkit::assert_output!(&lab, "kubectl_drain_meets_two_pdbs", said(&out));
     assert!(
         unschedulable(&lab, "node02"),
         "kubectl drain leaves node02 cordoned"
@@ -1229,7 +1224,7 @@ fn kubectl_drain_retries_a_full_pdb_without_naming_it_and_leaves_the_node_cordon
     lab.kubectl_ok(["uncordon", "node02"]);
     let ours = safedrain(&lab, &["node02", "--yes"]);
     assert_eq!(code(&ours), 1, "{}", show(&ours));
-    upkeep_testkit::assert_output!(&lab, "refused_full_pdb_after_kubectl_drain", both(&ours));
+    upkeep_testkit::assert_output!(&lab, "refused_full_pdb_after_kubectl_drain", said(&ours));
     assert!(!unschedulable(&lab, "node02"));
 }
 
