@@ -2,7 +2,7 @@
 //! [`normalize`] has replaced only what differs from run to run. The README
 //! transcripts test goes through the same [`normalize`].
 //!
-//! ```ignore
+//! ```text
 //! upkeep_testkit::assert_output!(&lab, "refused_bare_pod", stdout(&out));
 //! ```
 //!
@@ -119,6 +119,19 @@ pub const UNORDERED: &[&str] = &[
     r"^\[\S+\] +\S+/\S+/\S+: \d+/\d+ ready elsewhere",
 ];
 
+/// `text` with each `(pattern, replacement)` applied in turn: [`FILTERS`], or a
+/// test's own list for output only it produces.
+pub fn replace(text: &str, filters: &[(&str, &str)]) -> String {
+    let mut text = text.to_string();
+    for (pattern, with) in filters {
+        text = Regex::new(pattern)
+            .expect("filter")
+            .replace_all(&text, *with)
+            .into_owned();
+    }
+    text
+}
+
 /// `text` with trailing blanks trimmed, `dir` (a lab's) shown as `[LAB]`, then
 /// [`FILTERS`] applied and [`UNORDERED`] runs sorted.
 pub fn normalize(dir: Option<&Path>, text: &str) -> String {
@@ -134,12 +147,7 @@ pub fn normalize(dir: Option<&Path>, text: &str) -> String {
             text = text.replace(&*form.to_string_lossy(), "[LAB]");
         }
     }
-    for (pattern, with) in FILTERS {
-        text = Regex::new(pattern)
-            .expect("filter")
-            .replace_all(&text, *with)
-            .into_owned();
-    }
+    let text = replace(&text, FILTERS);
     // Items without commas: a greedy `\S+` would end an item with the list's comma.
     let placements = Regex::new(r"[^\s,]+@[^\s,]+(, [^\s,]+@[^\s,]+)+").expect("placements");
     let text = placements.replace_all(&text, |c: &regex::Captures| {

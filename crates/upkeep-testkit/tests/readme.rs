@@ -292,17 +292,13 @@ const ETCD_FILTERS: &[(&str, &str)] = &[
     (r"\d{8}T\d{6}Z", "[TIME]"),
 ];
 
-fn filtered_for(rig: &Setup, text: &str) -> String {
-    let mut text = filtered(text);
-    if *rig == Setup::Etcd {
-        for (pattern, with) in ETCD_FILTERS {
-            text = regex::Regex::new(pattern)
-                .expect("filter")
-                .replace_all(&text, *with)
-                .into_owned();
-        }
+fn filtered_for(setup: &Setup, text: &str) -> String {
+    let text = filtered(text);
+    if *setup == Setup::Etcd {
+        upkeep_testkit::snapshot::replace(&text, ETCD_FILTERS)
+    } else {
+        text
     }
-    text
 }
 
 fn run_step(rig: &Rig, path: &Path, prev_exit: i32, step: &Step) -> (i32, String) {
